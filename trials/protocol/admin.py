@@ -1,0 +1,251 @@
+"""The protocol in the admin: data managers review and adjust, monitors read; every save needs a reason.
+
+Querysets start from the selectors, so a monitor of one trial never sees another trial.
+Protocol rows are never deleted from the admin (deactivate them, or change the seed file).
+"""
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
+
+from edc.audit import audited_save
+from trials.protocol import selectors
+from trials.protocol.models import (
+    Arm,
+    CrfDefinition,
+    Criterion,
+    FieldDefinition,
+    Site,
+    StudyRole,
+    Trial,
+    VisitCrf,
+    VisitDefinition,
+)
+
+admin.site.site_header = _("EDC administration")
+admin.site.site_title = _("EDC")
+admin.site.index_title = _("Monitoring and configuration")
+
+
+class ReasonForm(forms.ModelForm):
+    change_reason = forms.CharField(
+        label=_("Reason for change"),
+        max_length=500,
+        help_text=_("Recorded in the audit trail with your name and the time."),
+        widget=forms.TextInput(attrs={"size": 80}),
+    )
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """Saves through edc.audit.audited_save with the reason typed in the form; never deletes."""
+
+    form = ReasonForm
+    trial_path = "trial"  # how to reach the trial from this model, for site scoping
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser or self.trial_path is None:
+            return queryset
+        return queryset.filter(**{f"{self.trial_path}__in": selectors.trials_for_user(request.user)})
+
+    def get_fieldsets(self, request, obj=None):  # noqa: ANN001, ANN201
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if self.has_change_permission(request, obj) and not self._is_readonly(request, obj):
+            # Put the reason last, where it is typed just before saving.
+            fieldsets = [(name, {**opts, "fields": [f for f in opts["fields"] if f != "change_reason"]}) for name, opts in fieldsets]
+            fieldsets.append((_("Audit"), {"fields": ["change_reason"]}))
+        return fieldsets
+
+    def _is_readonly(self, request, obj) -> bool:  # noqa: ANN001
+        return not self.has_change_permission(request, obj) and not self.has_add_permission(request)
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001
+        audited_save(obj, user=request.user, reason=form.cleaned_data["change_reason"])
+
+    def save_formset(self, request, form, formset, change):  # noqa: ANN001
+        for instance in formset.save(commit=False):
+            audited_save(instance, user=request.user, reason=form.cleaned_data["change_reason"])
+        formset.save_m2m()
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+class SiteInline(ReadOnlyInline):
+    model = Site
+    fields = ["code", "name", "city", "country", "time_zone", "recruitment_status", "is_active"]
+
+
+class ArmInline(ReadOnlyInline):
+    model = Arm
+    fields = ["code", "label", "arm_type", "planned_size", "dose", "dose_unit", "order", "is_active"]
+
+
+class CriterionInline(ReadOnlyInline):
+    model = Criterion
+    fields = ["code", "kind", "level", "text", "expression", "is_active"]
+
+
+class VisitDefinitionInline(ReadOnlyInline):
+    model = VisitDefinition
+    fields = ["order", "code", "label", "kind", "anchor", "day_offset", "window_before_days", "window_after_days", "is_active"]
+
+
+@admin.register(Trial)
+class TrialAdmin(AuditedAdmin):
+    trial_path = "pk"
+    list_display = ["code", "short_title", "design", "phase", "masking", "status", "target_enrolment", "nct_id"]
+    list_filter = ["design", "phase", "masking", "status", "study_type"]
+    search_fields = ["code", "title", "short_title", "acronym", "nct_id", "org_study_id", "sponsor"]
+    readonly_fields = ["source_file", "source_sha256"]
+    inlines = [SiteInline, ArmInline, CriterionInline, VisitDefinitionInline]
+    fieldsets = [
+        (None, {"fields": ["code", "title", "short_title", "acronym", "status", "sponsor", "principal_investigator"]}),
+        (_("Registry"), {"fields": ["nct_id", "org_study_id", "other_ids"]}),
+        (
+            _("Design"),
+            {"fields": ["study_type", "design", "phase", "intervention_model", "primary_purpose", "masking", "masked_roles"]},
+        ),
+        (
+            _("Population"),
+            {"fields": ["conditions", "target_enrolment", "min_age_years", "max_age_years", "sex", "healthy_volunteers"]},
+        ),
+        (_("Dates"), {"fields": ["start_date", "completion_date", "follow_up_weeks"]}),
+        (_("Settings"), {"fields": ["numbering", "randomization", "escalation", "eligibility"]}),
+        (_("Description"), {"fields": ["summary", "source", "source_file", "source_sha256"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = SimpleHistoryAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=selectors.trials_for_user(request.user))
+
+
+@admin.register(Site)
+class SiteAdmin(AuditedAdmin):
+    list_display = ["code", "name", "trial", "city", "country", "time_zone", "recruitment_status", "is_active"]
+    list_filter = ["trial", "country", "recruitment_status", "is_active"]
+    search_fields = ["code", "name", "city", "principal_investigator"]
+    list_select_related = ["trial"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        if request.user.is_superuser:
+            return super().get_queryset(request)
+        # A site-bound role sees its own sites only, not every site of the trial.
+        return SimpleHistoryAdmin.get_queryset(self, request).filter(pk__in=selectors.sites_for_user(request.user))
+
+
+@admin.register(Arm)
+class ArmAdmin(AuditedAdmin):
+    list_display = ["code", "label", "trial", "arm_type", "planned_size", "dose", "dose_unit", "order", "is_active"]
+    list_filter = ["trial", "arm_type", "is_active"]
+    search_fields = ["code", "label", "description", "intervention"]
+    list_select_related = ["trial"]
+
+
+@admin.register(Criterion)
+class CriterionAdmin(AuditedAdmin):
+    list_display = ["code", "trial", "kind", "level", "short_text", "expression", "is_active"]
+    list_filter = ["trial", "kind", "level", "is_active"]
+    search_fields = ["code", "text", "expression"]
+    list_select_related = ["trial"]
+
+    @admin.display(description=_("text"))
+    def short_text(self, obj: Criterion) -> str:
+        return obj.text if len(obj.text) <= 90 else obj.text[:87] + "…"
+
+
+class VisitCrfInline(ReadOnlyInline):
+    model = VisitCrf
+    fields = ["order", "crf", "required", "is_active"]
+
+
+@admin.register(VisitDefinition)
+class VisitDefinitionAdmin(AuditedAdmin):
+    list_display = ["code", "label", "trial", "kind", "anchor", "day_offset", "window_before_days", "window_after_days", "order", "is_active"]
+    list_filter = ["trial", "kind", "anchor", "is_active"]
+    search_fields = ["code", "label"]
+    list_select_related = ["trial"]
+    inlines = [VisitCrfInline]
+
+
+@admin.register(VisitCrf)
+class VisitCrfAdmin(AuditedAdmin):
+    trial_path = "visit_definition__trial"
+    list_display = ["visit_definition", "crf", "required", "order", "is_active"]
+    list_filter = ["visit_definition__trial", "required", "is_active"]
+    search_fields = ["crf_code", "visit_definition__code"]
+    list_select_related = ["visit_definition", "crf"]
+
+
+class FieldDefinitionInline(ReadOnlyInline):
+    model = FieldDefinition
+    fields = ["order", "name", "label", "field_type", "required", "unit", "min_value", "max_value", "section", "parent"]
+    show_change_link = False
+
+
+@admin.register(CrfDefinition)
+class CrfDefinitionAdmin(AuditedAdmin):
+    """The CRF library is shared and versioned: versions are created by the loader, never edited."""
+
+    trial_path = None
+    list_display = ["code", "version", "title", "field_count", "created_at", "source_file"]
+    list_filter = ["code"]
+    search_fields = ["code", "title", "description", "source"]
+    readonly_fields = ["code", "version", "title", "description", "source", "definition", "content_sha256", "source_file", "created_at"]
+    inlines = [FieldDefinitionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(n_fields=Count("fields"))
+
+    @admin.display(description=_("fields"), ordering="n_fields")
+    def field_count(self, obj: CrfDefinition) -> int:
+        return obj.n_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(FieldDefinition)
+class FieldDefinitionAdmin(AuditedAdmin):
+    trial_path = None
+    list_display = ["name", "crf", "field_type", "required", "unit", "section", "identifier"]
+    list_filter = ["field_type", "required", "identifier", "crf__code"]
+    search_fields = ["name", "label", "crf__code"]
+    list_select_related = ["crf"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(StudyRole)
+class StudyRoleAdmin(AuditedAdmin):
+    list_display = ["user", "role", "trial", "site", "is_active"]
+    list_filter = ["trial", "role", "is_active"]
+    search_fields = ["user__username", "user__first_name", "user__last_name"]
+    list_select_related = ["user", "trial", "site"]
+    autocomplete_fields = ["user"]

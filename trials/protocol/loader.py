@@ -1,0 +1,650 @@
+"""Load trials and CRFs from YAML (seeds/) into the protocol tables.
+
+`protocol_load(paths, user=…)` reads every file, validates all of it (schema, references between
+files, CEL expressions), and only then writes, in one transaction. Any problem raises
+`ProtocolLoadError` listing each one as `file:line: path: problem`, and nothing is written.
+A second run with the same files writes nothing: rows are compared before they are saved.
+A CRF whose content changed becomes a new version; older versions stay for the data entered
+with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cel
+import yaml
+from django.db import transaction
+from pydantic import ValidationError
+
+from edc.audit import audited_bulk_create, audited_save, changed_fields
+from trials.protocol.models import (
+    Arm,
+    CrfDefinition,
+    Criterion,
+    FieldDefinition,
+    Site,
+    Trial,
+    VisitCrf,
+    VisitDefinition,
+)
+from trials.protocol.schema import CrfField, CrfFile, TrialFile
+
+# Names every expression may use besides the CRF's own fields.
+CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})
+_MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top)'}: {self.message}"
+
+
+class ProtocolLoadError(Exception):
+    """One or more files are invalid; nothing was written."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class LoadReport:
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    deactivated: dict[str, int] = field(default_factory=dict)
+    crf_versions: list[str] = field(default_factory=list)
+    trials: list[str] = field(default_factory=list)
+
+    def count(self, bucket: dict[str, int], model: type, n: int = 1) -> None:
+        bucket[model.__name__] = bucket.get(model.__name__, 0) + n
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.deactivated)
+
+
+# --- Reading files --------------------------------------------------------------------------
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    label: str
+    text: str
+    data: Any = None
+    node: yaml.Node | None = None
+
+    def line_of(self, loc: Sequence[Any]) -> int | None:
+        """Line (1-based) of the deepest node of `loc` found in the YAML."""
+        node, line = self.node, None
+        if node is not None:
+            line = node.start_mark.line + 1
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+                if match is None:
+                    break
+                key_node = next(k for k, v in node.value if getattr(k, "value", None) == key)
+                node, line = match, key_node.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def problem(self, loc: Sequence[Any], message: str) -> Problem:
+        return Problem(self.label, format_path(loc), message, self.line_of(loc))
+
+
+def format_path(loc: Sequence[Any]) -> str:
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _duplicate_keys(node: yaml.Node, loc: tuple = ()) -> Iterable[tuple[tuple, str]]:
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key_node, value_node in node.value:
+            key = getattr(key_node, "value", None)
+            if key in seen:
+                yield loc + (key,), f"duplicate key '{key}'"
+            seen.add(key)
+            yield from _duplicate_keys(value_node, loc + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            yield from _duplicate_keys(child, loc + (index,))
+
+
+def read_source(path: Path, label: str, problems: list[Problem]) -> SourceFile | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(label, "", f"cannot read the file: {exc}"))
+        return None
+    source = SourceFile(path=path, label=label, text=text)
+    try:
+        source.node = yaml.compose(text, Loader=yaml.SafeLoader)
+        source.data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problems.append(Problem(label, "", f"YAML syntax error: {getattr(exc, 'problem', None) or exc}", line))
+        return None
+    if not isinstance(source.data, dict):
+        problems.append(Problem(label, "", "the file must hold a mapping (key: value lines) at the top", 1))
+        return None
+    for loc, message in _duplicate_keys(source.node):
+        problems.append(source.problem(loc, message))
+    return source
+
+
+def _clean_loc(data: Any, loc: Sequence[Any]) -> tuple:
+    """Drop the union-member names pydantic inserts into error locations."""
+    out: list = []
+    node = data
+    for key in loc:
+        if isinstance(node, dict) and key in node:
+            out.append(key)
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            out.append(key)
+            node = node[key]
+        elif isinstance(node, dict) and isinstance(key, str) and not key[:1].isupper() and "[" not in key:
+            out.append(key)  # a missing key: name it
+            node = None
+    return tuple(out)
+
+
+def validate_model(source: SourceFile, model: type, problems: list[Problem]) -> Any:
+    try:
+        return model.model_validate(source.data)
+    except ValidationError as exc:
+        messages: dict[tuple, list[str]] = {}
+        for error in exc.errors():
+            loc = _clean_loc(source.data, error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key '{loc[-1] if loc else error['loc'][-1]}'"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            elif error["type"] == "literal_error":
+                message = f"'{error.get('input')}' is not allowed: {error['msg'].removeprefix('Input should be ')}"
+            messages.setdefault(loc, [])
+            if message not in messages[loc]:
+                messages[loc].append(message)
+        for loc, texts in messages.items():
+            problems.append(source.problem(loc, "; or ".join(texts)))
+        return None
+
+
+# --- Expressions ------------------------------------------------------------------------------
+
+
+def check_expression(
+    source: SourceFile, loc: Sequence[Any], expression: str, known: set[str], problems: list[Problem]
+) -> None:
+    """Compile a CEL expression and make sure it only names known fields."""
+    try:
+        program = cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0].replace("Failed to parse expression", "does not compile")
+        problems.append(source.problem(loc, f"CEL expression {first.strip()}"))
+        return
+    bound = set(_MACRO_BINDING.findall(expression))
+    unknown = sorted(set(program.variables()) - known - bound - CONTEXT_NAMES)
+    if unknown:
+        problems.append(
+            source.problem(loc, f"expression '{expression}' uses unknown field name(s): {', '.join(unknown)}")
+        )
+
+
+def _field_names(fields: Iterable[CrfField]) -> set[str]:
+    return {f.name for f in fields if f.type != "descriptive"}
+
+
+def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> None:
+    """Checks that need the whole CRF: unique names, codelists, sections, expressions."""
+    top = _field_names(crf.fields)
+    declared_sections = {s.name for s in crf.sections}
+    seen: dict[str, tuple] = {}
+
+    def visit(fields: Sequence[CrfField], loc: tuple, scope: set[str]) -> None:
+        for index, item in enumerate(fields):
+            here = loc + (index,)
+            if item.name in seen:
+                problems.append(source.problem(here + ("name",), f"duplicate field name '{item.name}'"))
+            seen[item.name] = here
+            if isinstance(item.choices, str) and item.choices not in crf.codelists:
+                problems.append(source.problem(here + ("choices",), f"unknown codelist '{item.choices}'"))
+            if isinstance(item.choices, list):
+                codes = [c.code for c in item.choices]
+                if len(codes) != len(set(codes)):
+                    problems.append(source.problem(here + ("choices",), "duplicate choice codes"))
+            if item.section and declared_sections and item.section not in declared_sections:
+                problems.append(source.problem(here + ("section",), f"unknown section '{item.section}'"))
+            if item.show_if:
+                check_expression(source, here + ("show_if",), item.show_if, scope, problems)
+            for c_index, check in enumerate(item.checks):
+                check_expression(source, here + ("checks", c_index, "expression"), check.expression, scope, problems)
+            if item.calculation and item.calculation.cel:
+                check_expression(source, here + ("calculation", "cel"), item.calculation.cel, scope, problems)
+            if item.calculation:
+                for arg, name in item.calculation.inputs.items():
+                    if name not in scope:
+                        problems.append(
+                            source.problem(here + ("calculation", "inputs", arg), f"unknown field name '{name}'")
+                        )
+            if item.fields is not None:
+                visit(item.fields, here + ("fields",), scope | _field_names(item.fields))
+
+    visit(crf.fields, ("fields",), top)
+    for name, codes in crf.codelists.items():
+        values = [c.code for c in codes]
+        if len(values) != len(set(values)):
+            problems.append(source.problem(("codelists", name), "duplicate choice codes"))
+    for index, check in enumerate(crf.checks):
+        check_expression(source, ("checks", index, "expression"), check.expression, top, problems)
+        if check.field and check.field not in seen:
+            problems.append(source.problem(("checks", index, "field"), f"unknown field name '{check.field}'"))
+
+
+@dataclass(frozen=True)
+class CrfFields:
+    """What the trial validation needs to know about a CRF: its field names and groups."""
+
+    top: frozenset[str]
+    groups: dict[str, frozenset[str]]
+
+    @classmethod
+    def from_definition(cls, definition: dict) -> CrfFields:
+        fields = definition.get("fields", [])
+        top = frozenset(f["name"] for f in fields if f["type"] != "descriptive")
+        groups = {
+            f["name"]: frozenset(g["name"] for g in f.get("fields") or [] if g["type"] != "descriptive")
+            for f in fields
+            if f["type"] == "repeating_group"
+        }
+        return cls(top, groups)
+
+
+def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfFields], problems: list[Problem]) -> None:
+    """Checks that need the CRF library: unique codes, CRF references, criterion expressions."""
+    for key in ("sites", "arms", "criteria", "visits"):
+        seen: set[str] = set()
+        for index, item in enumerate(getattr(trial, key)):
+            if item.code in seen:
+                problems.append(source.problem((key, index, "code"), f"duplicate code '{item.code}' in {key}"))
+            seen.add(item.code)
+    for index, visit in enumerate(trial.visits):
+        codes: set[str] = set()
+        for c_index, link in enumerate(visit.crf_links()):
+            loc = ("visits", index, "crfs", c_index)
+            if link.crf not in library:
+                problems.append(source.problem(loc, f"visit '{visit.code}' refers to unknown CRF '{link.crf}'"))
+            if link.crf in codes:
+                problems.append(source.problem(loc, f"CRF '{link.crf}' is listed twice at visit '{visit.code}'"))
+            codes.add(link.crf)
+    participant_scope: set[str] = set()
+    for index, code in enumerate(trial.eligibility.crfs):
+        if code not in library:
+            problems.append(source.problem(("eligibility", "crfs", index), f"unknown CRF '{code}'"))
+        else:
+            participant_scope |= library[code].top
+    lesion_scope: set[str] | None = None
+    lesion = trial.eligibility.lesion
+    if lesion is not None:
+        if lesion.crf not in library:
+            problems.append(source.problem(("eligibility", "lesion", "crf"), f"unknown CRF '{lesion.crf}'"))
+        elif lesion.group not in library[lesion.crf].groups:
+            problems.append(
+                source.problem(
+                    ("eligibility", "lesion", "group"), f"CRF '{lesion.crf}' has no repeating group '{lesion.group}'"
+                )
+            )
+        else:
+            lesion_scope = set(library[lesion.crf].groups[lesion.group])
+    for index, criterion in enumerate(trial.criteria):
+        loc = ("criteria", index)
+        if criterion.level == "lesion" and lesion is None:
+            problems.append(
+                source.problem(loc + ("level",), "a lesion-level criterion needs 'eligibility.lesion' (CRF and group)")
+            )
+            continue
+        if criterion.expression:
+            scope = lesion_scope if criterion.level == "lesion" else participant_scope
+            if scope is not None:
+                check_expression(source, loc + ("expression",), criterion.expression, scope, problems)
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+def content_sha256(model: Any) -> str:
+    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _upsert(model: type, lookup: dict, values: dict, *, user: Any, reason: str, report: LoadReport) -> Any:
+    try:
+        obj = model.objects.get(**lookup)
+    except model.DoesNotExist:
+        obj = model(**lookup, **values)
+        audited_save(obj, user=user, reason=reason)
+        report.count(report.created, model)
+        return obj
+    changes = changed_fields(obj, values)
+    if changes:
+        for name, (_old, new) in changes.items():
+            setattr(obj, name, new)
+        audited_save(obj, user=user, reason=f"{reason} (changed: {', '.join(sorted(changes))})")
+        report.count(report.updated, model)
+    return obj
+
+
+def _deactivate_missing(queryset: Any, keep: set, key: str, *, user: Any, reason: str, report: LoadReport) -> None:
+    for obj in queryset.filter(is_active=True).exclude(**{f"{key}__in": keep}):
+        obj.is_active = False
+        audited_save(obj, user=user, reason=f"{reason} (no longer in the file)")
+        report.count(report.deactivated, type(obj))
+
+
+def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadReport) -> CrfDefinition:
+    digest = content_sha256(crf)
+    latest = CrfDefinition.objects.filter(code=crf.code).order_by("-version").first()
+    if latest is not None and latest.content_sha256 == digest:
+        return latest
+    version = 1 if latest is None else latest.version + 1
+    reason = f"Loaded from {source.label} (sha256 {digest[:12]})"
+    definition = CrfDefinition(
+        code=crf.code,
+        version=version,
+        title=crf.title,
+        description=crf.description,
+        source=crf.source,
+        definition=crf.model_dump(mode="json"),
+        content_sha256=digest,
+        source_file=source.label,
+    )
+    audited_save(definition, user=user, reason=reason)
+    report.count(report.created, CrfDefinition)
+    report.crf_versions.append(str(definition))
+
+    order = 0
+
+    def build(fields: Sequence[CrfField], parent: FieldDefinition | None) -> list[FieldDefinition]:
+        nonlocal order
+        rows = []
+        for item in fields:
+            order += 1
+            choices = crf.codelists[item.choices] if isinstance(item.choices, str) else (item.choices or [])
+            rows.append(
+                FieldDefinition(
+                    crf=definition,
+                    parent=parent,
+                    name=item.name,
+                    label=item.label,
+                    field_type=item.type,
+                    required=item.required,
+                    help_text=item.help,
+                    unit=item.unit,
+                    min_value=item.min,
+                    max_value=item.max,
+                    precision=item.precision,
+                    choices=[c.model_dump(mode="json") for c in choices],
+                    widget=item.widget or "",
+                    show_if=item.show_if or "",
+                    checks=[c.model_dump(mode="json") for c in item.checks],
+                    calculation=item.calculation.model_dump(mode="json", exclude_none=True) if item.calculation else None,
+                    section=item.section or "",
+                    identifier=item.identifier,
+                    min_rows=item.min_rows,
+                    max_rows=item.max_rows,
+                    order=order,
+                )
+            )
+        return rows
+
+    top_rows = audited_bulk_create(FieldDefinition, build(crf.fields, None), user=user, reason=reason)
+    report.count(report.created, FieldDefinition, len(top_rows))
+    by_name = {row.name: row for row in FieldDefinition.objects.filter(crf=definition)}
+    children = []
+    for item in crf.fields:
+        if item.fields:
+            children += build(item.fields, by_name[item.name])
+    if children:
+        audited_bulk_create(FieldDefinition, children, user=user, reason=reason)
+        report.count(report.created, FieldDefinition, len(children))
+    return definition
+
+
+def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinition], *, user: Any, report: LoadReport) -> Trial:
+    digest = hashlib.sha256(source.text.encode()).hexdigest()
+    reason = f"Loaded from {source.label}"
+    trial = _upsert(
+        Trial,
+        {"code": spec.code},
+        {
+            "title": spec.title,
+            "short_title": spec.short_title,
+            "acronym": spec.acronym,
+            "nct_id": spec.registry_ids.nct or "",
+            "org_study_id": spec.registry_ids.org_study_id or "",
+            "other_ids": dict(spec.registry_ids.other),
+            "phase": spec.phase,
+            "study_type": spec.study_type,
+            "design": spec.design,
+            "intervention_model": spec.intervention_model or "",
+            "primary_purpose": spec.primary_purpose,
+            "masking": spec.masking.level,
+            "masked_roles": list(spec.masking.masked),
+            "target_enrolment": spec.target_enrolment,
+            "status": spec.status,
+            "start_date": spec.start_date,
+            "completion_date": spec.completion_date,
+            "sponsor": spec.sponsor,
+            "principal_investigator": spec.principal_investigator,
+            "conditions": list(spec.conditions),
+            "min_age_years": spec.min_age_years,
+            "max_age_years": spec.max_age_years,
+            "sex": spec.sex,
+            "healthy_volunteers": spec.healthy_volunteers,
+            "follow_up_weeks": spec.follow_up_weeks,
+            "summary": spec.summary,
+            "source": spec.source,
+            "numbering": spec.numbering.model_dump(mode="json"),
+            "randomization": spec.randomization.model_dump(mode="json") if spec.randomization else None,
+            "escalation": spec.escalation.model_dump(mode="json") if spec.escalation else None,
+            "eligibility": spec.eligibility.model_dump(mode="json"),
+            "source_file": source.label,
+            "source_sha256": digest,
+        },
+        user=user,
+        reason=reason,
+        report=report,
+    )
+    for site in spec.sites:
+        _upsert(
+            Site,
+            {"trial": trial, "code": site.code},
+            {
+                "name": site.name,
+                "city": site.city,
+                "country": site.country,
+                "time_zone": site.time_zone,
+                "recruitment_status": site.recruitment_status,
+                "principal_investigator": site.principal_investigator,
+                "is_active": True,
+            },
+            user=user,
+            reason=reason,
+            report=report,
+        )
+    _deactivate_missing(trial.sites, {s.code for s in spec.sites}, "code", user=user, reason=reason, report=report)
+    for arm in spec.arms:
+        _upsert(
+            Arm,
+            {"trial": trial, "code": arm.code},
+            {
+                "label": arm.label,
+                "arm_type": arm.type,
+                "description": arm.description,
+                "intervention": arm.intervention,
+                "planned_size": arm.planned_size,
+                "dose": arm.dose,
+                "dose_unit": arm.dose_unit,
+                "order": arm.order,
+                "administration_days": list(arm.administration_days),
+                "is_active": True,
+            },
+            user=user,
+            reason=reason,
+            report=report,
+        )
+    _deactivate_missing(trial.arms, {a.code for a in spec.arms}, "code", user=user, reason=reason, report=report)
+    for index, criterion in enumerate(spec.criteria, start=1):
+        _upsert(
+            Criterion,
+            {"trial": trial, "code": criterion.code},
+            {
+                "kind": criterion.kind,
+                "text": criterion.text,
+                "level": criterion.level,
+                "expression": criterion.expression or "",
+                "order": index,
+                "is_active": True,
+            },
+            user=user,
+            reason=reason,
+            report=report,
+        )
+    _deactivate_missing(trial.criteria, {c.code for c in spec.criteria}, "code", user=user, reason=reason, report=report)
+    for index, visit in enumerate(spec.visits, start=1):
+        definition = _upsert(
+            VisitDefinition,
+            {"trial": trial, "code": visit.code},
+            {
+                "label": visit.label,
+                "kind": visit.kind,
+                "anchor": visit.anchor,
+                "day_offset": visit.day_offset,
+                "window_before_days": visit.window_before_days,
+                "window_after_days": visit.window_after_days,
+                "order": index,
+                "is_active": True,
+            },
+            user=user,
+            reason=reason,
+            report=report,
+        )
+        links = visit.crf_links()
+        for c_index, link in enumerate(links, start=1):
+            _upsert(
+                VisitCrf,
+                {"visit_definition": definition, "crf_code": link.crf},
+                {"crf": crfs[link.crf], "required": link.required, "order": c_index, "is_active": True},
+                user=user,
+                reason=reason,
+                report=report,
+            )
+        _deactivate_missing(
+            definition.visit_crfs, {link.crf for link in links}, "crf_code", user=user, reason=reason, report=report
+        )
+    _deactivate_missing(
+        trial.visit_definitions, {v.code for v in spec.visits}, "code", user=user, reason=reason, report=report
+    )
+    report.trials.append(trial.code)
+    return trial
+
+
+# --- Entry point --------------------------------------------------------------------------
+
+
+def _collect(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted((path / "crfs").glob("*.yaml")) + sorted((path / "crfs").glob("*.yml"))
+            files += sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+        else:
+            files.append(path)
+    return files
+
+
+def _label(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def protocol_load(paths: Sequence[Path | str], *, user: Any) -> LoadReport:
+    """Validate every file under `paths`, then write trials and CRFs in one transaction."""
+    problems: list[Problem] = []
+    files = _collect([Path(p) for p in paths])
+    for path in paths:
+        if not Path(path).exists():
+            problems.append(Problem(str(path), "", "no such file or directory"))
+    if not files and not problems:
+        problems.append(Problem(", ".join(str(p) for p in paths), "", "no .yaml files found"))
+
+    crf_specs: dict[str, tuple[SourceFile, CrfFile]] = {}
+    trial_specs: dict[str, tuple[SourceFile, TrialFile]] = {}
+    for path in files:
+        source = read_source(path, _label(path), problems)
+        if source is None:
+            continue
+        if "fields" in source.data:  # a CRF file
+            crf = validate_model(source, CrfFile, problems)
+            if crf is None:
+                continue
+            if crf.code in crf_specs:
+                problems.append(source.problem(("code",), f"CRF '{crf.code}' is also defined in {crf_specs[crf.code][0].label}"))
+                continue
+            validate_crf(source, crf, problems)
+            crf_specs[crf.code] = (source, crf)
+        else:
+            trial = validate_model(source, TrialFile, problems)
+            if trial is None:
+                continue
+            if trial.code in trial_specs:
+                problems.append(
+                    source.problem(("code",), f"trial '{trial.code}' is also defined in {trial_specs[trial.code][0].label}")
+                )
+                continue
+            trial_specs[trial.code] = (source, trial)
+
+    library: dict[str, CrfFields] = {}
+    for stored in CrfDefinition.objects.order_by("code", "-version").only("code", "definition"):
+        library.setdefault(stored.code, CrfFields.from_definition(stored.definition))  # latest version
+    library.update({code: CrfFields.from_definition(spec.model_dump(mode="json")) for code, (_s, spec) in crf_specs.items()})
+    for source, trial in trial_specs.values():
+        validate_trial(source, trial, library, problems)
+    if problems:
+        raise ProtocolLoadError(problems)
+
+    report = LoadReport()
+    with transaction.atomic():
+        written = {code: _write_crf(source, crf, user=user, report=report) for code, (source, crf) in crf_specs.items()}
+        needed = {link.crf for _s, t in trial_specs.values() for v in t.visits for link in v.crf_links()}
+        for code in needed - set(written):
+            written[code] = CrfDefinition.objects.filter(code=code).order_by("-version").first()
+        for source, trial in trial_specs.values():
+            _write_trial(source, trial, written, user=user, report=report)
+    return report

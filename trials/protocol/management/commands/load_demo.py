@@ -1,0 +1,44 @@
+"""manage.py load_demo: the demo accounts of fixtures/demo_users.yaml with their study roles (idempotent)."""
+
+import yaml
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from edc.audit import system_user
+from trials.protocol.models import Site, Trial
+from trials.protocol.services import study_role_grant
+
+
+class Command(BaseCommand):
+    help = "Create the demo users and their study roles (refused in production)."
+
+    def handle(self, *args, **options):
+        if settings.IS_PRODUCTION:
+            raise CommandError("load_demo refuses to run with DJANGO_ENV=production: demo passwords are public")
+        path = settings.EDC_DEMO_USERS_FILE
+        with open(path, encoding="utf-8") as handle:
+            spec = yaml.safe_load(handle)
+        actor = system_user()
+        User = get_user_model()
+        with transaction.atomic():
+            for entry in spec["users"]:
+                user, created = User.objects.get_or_create(username=entry["username"])
+                if created or not user.check_password(entry["password"]):
+                    user.set_password(entry["password"])
+                for attr in ("first_name", "last_name", "email"):
+                    setattr(user, attr, entry.get(attr, ""))
+                user.save()
+                for grant in entry.get("roles", []):
+                    try:
+                        trial = Trial.objects.get(code=grant["trial"])
+                        site = Site.objects.get(trial=trial, code=grant["site"]) if grant.get("site") else None
+                    except (Trial.DoesNotExist, Site.DoesNotExist):
+                        raise CommandError(
+                            f"{path}: user {entry['username']}: no trial/site {grant} (run load_trials first)"
+                        ) from None
+                    study_role_grant(
+                        user=user, trial=trial, site=site, role=grant["role"], granted_by=actor, reason="Demo account (load_demo)"
+                    )
+        self.stdout.write(self.style.SUCCESS(f"{len(spec['users'])} demo users ready (passwords in the README)."))

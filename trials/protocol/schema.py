@@ -1,0 +1,348 @@
+"""The shape of a trial file and of a CRF file in seeds/ (docs/seed-format.md explains each key).
+
+Pydantic checks types and required keys; `trials.protocol.loader` adds what needs the whole
+library (unique codes, references between files, CEL expressions). Unknown keys are errors:
+a misspelt key must never be silently ignored in a protocol.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,39}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+FIELD_TYPES = (
+    "text",
+    "long_text",
+    "integer",
+    "decimal",
+    "date",
+    "datetime",
+    "single_choice",
+    "multiple_choice",
+    "yes_no",
+    "scale",
+    "calculated",
+    "repeating_group",
+    "descriptive",
+)
+FieldType = Literal[FIELD_TYPES]  # type: ignore[valid-type]
+CHOICE_TYPES = {"single_choice", "multiple_choice"}
+NUMERIC_TYPES = {"integer", "decimal", "scale"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+# --- CRF library --------------------------------------------------------------------------
+
+
+class Choice(Strict):
+    code: int | Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    label: Text
+
+
+class Check(Strict):
+    """An edit check: `expression` must be true, otherwise `message` is shown on `field`."""
+
+    expression: Text
+    message: Text
+    severity: Literal["hard", "soft"] = "hard"
+    field: Name | None = None
+
+
+class Calculation(Strict):
+    """A derived value: a CEL expression, or a score from the score library with its inputs."""
+
+    cel: Text | None = None
+    score: Name | None = None
+    inputs: dict[Name, Name] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Calculation:
+        if (self.cel is None) == (self.score is None):
+            raise ValueError("give exactly one of 'cel' or 'score'")
+        if self.cel is not None and self.inputs:
+            raise ValueError("'inputs' belong to a 'score' calculation, not a 'cel' one")
+        return self
+
+
+class CrfField(Strict):
+    name: Name
+    label: Text
+    type: FieldType
+    required: bool = False
+    help: str = ""
+    unit: str = ""
+    min: Decimal | None = None
+    max: Decimal | None = None
+    precision: Annotated[int, Field(ge=0, le=10)] | None = None
+    choices: list[Choice] | Name | None = None
+    widget: Literal["radio", "inline_radio", "dropdown", "checkbox", "slider"] | None = None
+    show_if: Text | None = None
+    checks: list[Check] = Field(default_factory=list)
+    calculation: Calculation | None = None
+    section: str | None = None
+    identifier: bool = False
+    fields: list[CrfField] | None = None
+    min_rows: Annotated[int, Field(ge=0)] | None = None
+    max_rows: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CrfField:
+        kind = self.type
+        if kind in CHOICE_TYPES and self.choices is None:
+            raise ValueError(f"a {kind} field needs 'choices' (a list or a codelist name)")
+        if self.choices is not None and kind not in CHOICE_TYPES | {"scale"}:
+            raise ValueError(f"'choices' is not allowed on a {kind} field")
+        if (kind == "calculated") != (self.calculation is not None):
+            raise ValueError("'calculation' is required on, and only allowed on, a calculated field")
+        if (kind == "repeating_group") != (self.fields is not None):
+            raise ValueError("'fields' is required on, and only allowed on, a repeating_group")
+        if kind == "repeating_group" and any(f.type == "repeating_group" for f in self.fields or []):
+            raise ValueError("repeating groups cannot be nested")
+        if (self.min_rows is not None or self.max_rows is not None) and kind != "repeating_group":
+            raise ValueError("'min_rows'/'max_rows' only apply to a repeating_group")
+        if (self.min is not None or self.max is not None) and kind not in NUMERIC_TYPES | {"calculated"}:
+            raise ValueError(f"'min'/'max' do not apply to a {kind} field")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if kind == "scale" and (self.min is None or self.max is None):
+            raise ValueError("a scale field needs 'min' and 'max'")
+        if self.precision is not None and kind not in {"decimal", "calculated"}:
+            raise ValueError("'precision' only applies to decimal and calculated fields")
+        if kind == "descriptive" and self.required:
+            raise ValueError("a descriptive field cannot be required")
+        return self
+
+
+class Section(Strict):
+    name: Text
+    layout: Literal["stack", "matrix"] = "stack"
+    help: str = ""
+
+
+class CrfFile(Strict):
+    code: Code
+    title: Text
+    description: str = ""
+    source: str = ""
+    codelists: dict[Name, list[Choice]] = Field(default_factory=dict)
+    sections: list[Section] = Field(default_factory=list)
+    fields: list[CrfField] = Field(min_length=1)
+    checks: list[Check] = Field(default_factory=list)
+
+
+# --- Trials -------------------------------------------------------------------------------
+
+RECRUITMENT_STATUSES = (
+    "not_yet_recruiting",
+    "recruiting",
+    "enrolling_by_invitation",
+    "active_not_recruiting",
+    "suspended",
+    "terminated",
+    "completed",
+    "withdrawn",
+)
+MASKED_ROLES = ("participant", "care_provider", "investigator", "outcomes_assessor")
+MASKING_LEVELS = {"none": 0, "single": 1, "double": 2, "triple": 3, "quadruple": 4}
+PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+class RegistryIds(Strict):
+    nct: Annotated[str, StringConstraints(pattern=r"^NCT\d{8}$")] | None = None
+    org_study_id: str | None = None
+    other: dict[str, str] = Field(default_factory=dict)
+
+
+class Masking(Strict):
+    level: Literal["none", "single", "double", "triple", "quadruple"]
+    masked: list[Literal[MASKED_ROLES]] = Field(default_factory=list)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _level_matches_roles(self) -> Masking:
+        # ClinicalTrials.gov counts the masked parties: quadruple = all four roles.
+        if len(set(self.masked)) != MASKING_LEVELS[self.level]:
+            raise ValueError(
+                f"masking level '{self.level}' means {MASKING_LEVELS[self.level]} masked role(s), "
+                f"but 'masked' lists {len(set(self.masked))}"
+            )
+        return self
+
+
+class SiteSpec(Strict):
+    code: Code
+    name: Text
+    city: Text
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    time_zone: Text
+    recruitment_status: Literal[RECRUITMENT_STATUSES]  # type: ignore[valid-type]
+    principal_investigator: str = ""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Paris)") from None
+        return value
+
+
+class ArmSpec(Strict):
+    code: Code
+    label: Text
+    type: Literal["experimental", "placebo_comparator", "active_comparator", "no_intervention", "sham_comparator", "other"]
+    description: str = ""
+    intervention: str = ""
+    planned_size: Annotated[int, Field(ge=0)] | None = None
+    dose: Annotated[Decimal, Field(gt=0)] | None = None
+    dose_unit: str = ""
+    order: Annotated[int, Field(ge=1)] | None = None
+    administration_days: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dose_has_unit(self) -> ArmSpec:
+        if self.dose is not None and not self.dose_unit:
+            raise ValueError("a 'dose' needs a 'dose_unit'")
+        return self
+
+
+class CriterionSpec(Strict):
+    code: Code
+    kind: Literal["inclusion", "exclusion"]
+    text: Text
+    level: Literal["participant", "lesion"] = "participant"
+    expression: Text | None = None
+
+
+class VisitCrfSpec(Strict):
+    crf: Code
+    required: bool = True
+
+
+class VisitSpec(Strict):
+    code: Code
+    label: Text
+    kind: Literal["screening", "baseline", "treatment", "follow_up", "end_of_study"] = "follow_up"
+    anchor: Literal["enrolment", "first_treatment"] = "enrolment"
+    day_offset: int
+    window_before_days: Annotated[int, Field(ge=0)] = 0
+    window_after_days: Annotated[int, Field(ge=0)] = 0
+    crfs: list[VisitCrfSpec | Code] = Field(default_factory=list)
+
+    def crf_links(self) -> list[VisitCrfSpec]:
+        return [VisitCrfSpec(crf=c) if isinstance(c, str) else c for c in self.crfs]
+
+
+class Numbering(Strict):
+    screening: Text = "{site}-S{seq:03d}"
+    subject: Text = "{site}-{seq:03d}"
+
+    @field_validator("screening", "subject")
+    @classmethod
+    def _known_placeholders(cls, pattern: str) -> str:
+        names = set(PLACEHOLDER.findall(pattern))
+        unknown = names - {"trial", "site", "seq"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{trial}}, {{site}} and {{seq}}")
+        if "seq" not in names:
+            raise ValueError("a number pattern needs {seq}")
+        return pattern
+
+
+class StratumFactor(Strict):
+    name: Name
+    levels: list[Text] = Field(min_length=2)
+
+
+class Randomization(Strict):
+    block_sizes: list[Annotated[int, Field(ge=2)]] = Field(min_length=1)
+    stratify_by_site: bool = True
+    strata: list[StratumFactor] = Field(default_factory=list)
+
+
+class LesionSpec(Strict):
+    crf: Code
+    group: Name
+
+
+class Eligibility(Strict):
+    crfs: list[Code] = Field(default_factory=list)
+    lesion: LesionSpec | None = None
+
+
+class Escalation(Strict):
+    rule: Literal["3+3"] = "3+3"
+    sentinel_size: Annotated[int, Field(ge=1)] = 3
+    dlt_window_days: Annotated[int, Field(ge=1)]
+
+
+class TrialFile(Strict):
+    code: Code
+    title: Text
+    short_title: str = ""
+    acronym: str = ""
+    registry_ids: RegistryIds = Field(default_factory=RegistryIds)
+    phase: Literal["early_1", "1", "1_2", "2", "2_3", "3", "4", "na"]
+    study_type: Literal["interventional", "observational"]
+    design: Literal["randomized", "open_label", "dose_escalation", "registry"]
+    intervention_model: Literal["single_group", "parallel", "crossover", "factorial", "sequential"] | None = None
+    primary_purpose: str = ""
+    masking: Masking
+    target_enrolment: Annotated[int, Field(gt=0)]
+    status: Literal[RECRUITMENT_STATUSES]  # type: ignore[valid-type]
+    start_date: date | None = None
+    completion_date: date | None = None
+    sponsor: Text
+    principal_investigator: str = ""
+    conditions: list[Text] = Field(min_length=1)
+    min_age_years: Annotated[int, Field(ge=0)] | None = None
+    max_age_years: Annotated[int, Field(ge=0)] | None = None
+    sex: Literal["all", "female", "male"] = "all"
+    healthy_volunteers: bool = False
+    follow_up_weeks: Annotated[int, Field(ge=0)] | None = None
+    summary: str = ""
+    source: str = ""
+    numbering: Numbering = Field(default_factory=Numbering)
+    randomization: Randomization | None = None
+    escalation: Escalation | None = None
+    eligibility: Eligibility = Field(default_factory=Eligibility)
+    sites: list[SiteSpec] = Field(min_length=1)
+    arms: list[ArmSpec] = Field(default_factory=list)
+    criteria: list[CriterionSpec] = Field(default_factory=list)
+    visits: list[VisitSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _design_is_coherent(self) -> TrialFile:
+        if self.start_date and self.completion_date and self.completion_date < self.start_date:
+            raise ValueError("completion_date is before start_date")
+        if self.design == "randomized":
+            if len(self.arms) < 2:
+                raise ValueError("a randomized trial needs at least two arms")
+            if self.randomization is None:
+                raise ValueError("a randomized trial needs a 'randomization' block (block sizes, strata)")
+        elif self.randomization is not None:
+            raise ValueError(f"'randomization' only applies to a randomized trial, not {self.design}")
+        if self.design == "open_label" and self.masking.level != "none":
+            raise ValueError("an open-label trial has masking level 'none'")
+        if self.design == "registry" and self.arms:
+            raise ValueError("a registry allocates nothing: it has no arms")
+        if self.design == "dose_escalation":
+            if self.escalation is None:
+                raise ValueError("a dose-escalation trial needs an 'escalation' block (rule, DLT window)")
+            if not self.arms or any(a.dose is None or a.order is None for a in self.arms):
+                raise ValueError("every cohort of a dose-escalation trial needs a 'dose' and an 'order'")
+        elif self.escalation is not None:
+            raise ValueError(f"'escalation' only applies to a dose-escalation trial, not {self.design}")
+        return self

@@ -1,0 +1,70 @@
+"""Reads of the protocol, always from the acting user's study roles (site scoping lives here)."""
+
+from django.db.models import Q, QuerySet
+
+from trials.protocol.models import STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial
+
+
+def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
+    """The user's active roles, with trial and site loaded."""
+    if not user.is_authenticated:
+        return StudyRole.objects.none()
+    return StudyRole.objects.filter(user=user, is_active=True).select_related("trial", "site")
+
+
+def trials_for_user(user) -> QuerySet[Trial]:  # noqa: ANN001
+    """Trials the user holds an active role in (a superuser sees every trial)."""
+    if user.is_authenticated and user.is_superuser:
+        return Trial.objects.all()
+    return Trial.objects.filter(study_roles__in=study_roles_for_user(user)).distinct()
+
+
+def sites_for_user(user, *, trial: Trial | None = None) -> QuerySet[Site]:  # noqa: ANN001
+    """Sites the user may see: every site of a trial for an all-sites role, else the named sites."""
+    if user.is_authenticated and user.is_superuser:
+        sites = Site.objects.all()
+    else:
+        roles = study_roles_for_user(user)
+        all_sites_trials = roles.filter(site__isnull=True).values("trial_id")
+        named_sites = roles.filter(site__isnull=False).values("site_id")
+        sites = Site.objects.filter(Q(trial_id__in=all_sites_trials) | Q(pk__in=named_sites))
+    if trial is not None:
+        sites = sites.filter(trial=trial)
+    return sites.select_related("trial")
+
+
+def user_sees_allocation(user, trial: Trial) -> bool:  # noqa: ANN001
+    """Whether the user may see allocated arms in this trial (never for a blinded role)."""
+    if not trial.is_blinded:
+        return True
+    return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
+
+
+def user_home(user) -> str:  # noqa: ANN001
+    """Where the user lands after login: 'admin' for monitors and data managers, else 'home'."""
+    roles = set(study_roles_for_user(user).values_list("role", flat=True))
+    if user.is_superuser or (roles and roles <= set(STAFF_ROLES)):
+        return "admin"
+    return "home"
+
+
+def roles_by_trial(user) -> list[dict]:  # noqa: ANN001
+    """For the home page: each trial with the user's roles and visible sites."""
+    rows: dict[int, dict] = {}
+    for role in study_roles_for_user(user).order_by("trial__code", "role"):
+        row = rows.setdefault(role.trial_id, {"trial": role.trial, "roles": [], "sites": []})
+        row["roles"].append(role)
+    for site in sites_for_user(user).filter(trial_id__in=rows).order_by("code"):
+        rows[site.trial_id]["sites"].append(site)
+    return list(rows.values())
+
+
+__all__ = [
+    "Role",
+    "roles_by_trial",
+    "sites_for_user",
+    "study_roles_for_user",
+    "trials_for_user",
+    "user_home",
+    "user_sees_allocation",
+]

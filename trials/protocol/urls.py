@@ -1,0 +1,8 @@
+from django.urls import path
+
+from trials.protocol import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("trials/<str:code>/", views.trial_detail, name="trial_detail"),
+]
