@@ -118,13 +118,14 @@ def format_path(loc: Sequence[Any]) -> str:
     return out
 
 
-def _duplicate_keys(node: yaml.Node, loc: tuple = ()) -> Iterable[tuple[tuple, str]]:
+def _duplicate_keys(node: yaml.Node, loc: tuple = ()) -> Iterable[Problem]:
+    """YAML keeps the last of two equal keys silently; in a protocol that hides a mistake."""
     if isinstance(node, yaml.MappingNode):
         seen: set = set()
         for key_node, value_node in node.value:
             key = getattr(key_node, "value", None)
             if key in seen:
-                yield loc + (key,), f"duplicate key '{key}'"
+                yield Problem("", format_path(loc + (key,)), f"duplicate key '{key}'", key_node.start_mark.line + 1)
             seen.add(key)
             yield from _duplicate_keys(value_node, loc + (key,))
     elif isinstance(node, yaml.SequenceNode):
@@ -150,8 +151,8 @@ def read_source(path: Path, label: str, problems: list[Problem]) -> SourceFile |
     if not isinstance(source.data, dict):
         problems.append(Problem(label, "", "the file must hold a mapping (key: value lines) at the top", 1))
         return None
-    for loc, message in _duplicate_keys(source.node):
-        problems.append(source.problem(loc, message))
+    for duplicate in _duplicate_keys(source.node):
+        problems.append(Problem(label, duplicate.path, duplicate.message, duplicate.line))
     return source
 
 
@@ -435,7 +436,7 @@ def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadRepor
 
 
 def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinition], *, user: Any, report: LoadReport) -> Trial:
-    digest = hashlib.sha256(source.text.encode()).hexdigest()
+    digest = content_sha256(spec)  # of the validated content: comments and layout are not changes
     reason = f"Loaded from {source.label}"
     trial = _upsert(
         Trial,

@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` (install + run the demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo install setup test chromium e2e lint bench clean
+
+## demo: install everything, load the seed trials and demo users, serve http://127.0.0.1:8000
+demo: setup
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## setup: migrations, seed trials and demo users on the embedded default (SQLite under var/)
+setup: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_trials
+	$(PY) manage.py load_demo
+
+## install: the virtualenv with the project and its test tools (re-run when pyproject.toml changes)
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+## chromium: Debian's chromium for the browser tests (Playwright drives it; no browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || $(SUDO) apt-get install -y chromium >/dev/null 2>&1 \
+	  || ($(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y chromium >/dev/null)
+
+## test: install and run the whole suite (PostgreSQL/Redis/worker tests run when DATABASE_URL/REDIS_URL are set)
+test: install chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## e2e: only the browser tests
+e2e: install chromium
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var artifacts .pytest_cache
