@@ -107,3 +107,50 @@ def test_trial_page_of_another_trial_is_404(demo_users, client):
     assert client.get(reverse("trial_detail", args=["ASC-DU"])).status_code == 404
     page = client.get(reverse("trial_detail", args=["ADSVF-SSC-HANDS"]))
     assert page.status_code == 200 and "Visit schedule" in page.content.decode()
+
+
+def test_reloading_seeds_keeps_the_recruitment_status_set_in_the_admin(demo_users, client):
+    from tests.conftest import SEEDS
+    from trials.protocol.loader import protocol_load
+
+    client.force_login(user("datamanager"))
+    site = Site.objects.get(trial__code="ASC-DU", code="LIL")
+    client.post(
+        reverse("admin:protocol_site_change", args=[site.pk]),
+        {"recruitment_status": "recruiting", "principal_investigator": site.principal_investigator, "change_reason": "SIV done"},
+    )
+    assert not protocol_load([SEEDS], user=system_user()).changed
+    assert Site.objects.get(pk=site.pk).recruitment_status == "recruiting"
+
+
+def test_protocol_definitions_are_read_only_in_the_admin(demo_users, client):
+    client.force_login(user("datamanager"))
+    site = Site.objects.get(trial__code="ASC-DU", code="LIL")
+    client.post(
+        reverse("admin:protocol_site_change", args=[site.pk]),
+        {"time_zone": "Europe/London", "city": "Lyon", "recruitment_status": site.recruitment_status, "change_reason": "try"},
+    )
+    site.refresh_from_db()
+    assert (site.time_zone, site.city) == ("Europe/Paris", "Lille")
+    arm = Trial.objects.get(code="ASC-DU").arms.first()
+    assert client.get(reverse("admin:protocol_arm_change", args=[arm.pk])).status_code == 200  # view only
+    assert client.post(reverse("admin:protocol_arm_change", args=[arm.pk]), {"label": "x"}).status_code == 403
+    assert client.get(reverse("admin:protocol_arm_add")).status_code == 403
+
+
+def test_data_manager_grants_a_role_in_the_admin_through_the_service(demo_users, client):
+    client.force_login(user("datamanager"))
+    newcomer = get_user_model().objects.create_user("new.monitor", password="x-long-password-1")
+    du = Trial.objects.get(code="ASC-DU")
+    mexico = Site.objects.get(trial__code="ADSVF-SSC-HANDS")
+    url = reverse("admin:protocol_studyrole_add")
+    form = {"user": newcomer.pk, "trial": du.pk, "site": mexico.pk, "role": "monitor", "is_active": "on", "change_reason": "new CRA"}
+    response = client.post(url, form)
+    assert response.status_code == 200 and "This site belongs to trial ADSVF-SSC-HANDS" in response.content.decode()
+    assert not StudyRole.objects.filter(user=newcomer).exists()
+    tls = Site.objects.get(trial=du, code="TLS")
+    assert client.post(url, {**form, "site": tls.pk}).status_code == 302
+    role = StudyRole.objects.get(user=newcomer)
+    assert (role.site, role.history.get().history_user.username) == (tls, "datamanager")
+    newcomer.refresh_from_db()
+    assert newcomer.is_staff and newcomer.groups.filter(name="Monitors").exists()

@@ -13,6 +13,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from edc.audit import audited_save
 from trials.protocol import selectors
+from trials.protocol.services import study_role_grant, study_role_revoke
 from trials.protocol.models import (
     Arm,
     CrfDefinition,
@@ -28,6 +29,7 @@ from trials.protocol.models import (
 admin.site.site_header = _("EDC administration")
 admin.site.site_title = _("EDC")
 admin.site.index_title = _("Monitoring and configuration")
+admin.site.site_url = "/?stay=1"  # "View site" shows the study pages even to monitors
 
 
 class ReasonForm(forms.ModelForm):
@@ -40,10 +42,25 @@ class ReasonForm(forms.ModelForm):
 
 
 class AuditedAdmin(SimpleHistoryAdmin):
-    """Saves through edc.audit.audited_save with the reason typed in the form; never deletes."""
+    """Saves through edc.audit.audited_save with the reason typed in the form; never deletes.
+
+    Protocol definitions come from seeds/ (`load_trials`): in the admin they are read-only except
+    the operational fields listed in `editable_fields`, which the loader only sets on creation.
+    """
 
     form = ReasonForm
     trial_path = "trial"  # how to reach the trial from this model, for site scoping
+    editable_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
+        names = [f.name for f in self.model._meta.fields if f.editable and f.name not in self.editable_fields]
+        return [*names, *self.readonly_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # new protocol rows come from a seed file, validated as a whole
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return bool(self.editable_fields) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
@@ -109,6 +126,7 @@ class VisitDefinitionInline(ReadOnlyInline):
 @admin.register(Trial)
 class TrialAdmin(AuditedAdmin):
     trial_path = "pk"
+    editable_fields = ("status",)
     list_display = ["code", "short_title", "design", "phase", "masking", "status", "target_enrolment", "nct_id"]
     list_filter = ["design", "phase", "masking", "status", "study_type"]
     search_fields = ["code", "title", "short_title", "acronym", "nct_id", "org_study_id", "sponsor"]
@@ -139,6 +157,7 @@ class TrialAdmin(AuditedAdmin):
 
 @admin.register(Site)
 class SiteAdmin(AuditedAdmin):
+    editable_fields = ("recruitment_status", "principal_investigator")
     list_display = ["code", "name", "trial", "city", "country", "time_zone", "recruitment_status", "is_active"]
     list_filter = ["trial", "country", "recruitment_status", "is_active"]
     search_fields = ["code", "name", "city", "principal_investigator"]
@@ -220,11 +239,6 @@ class CrfDefinitionAdmin(AuditedAdmin):
     def field_count(self, obj: CrfDefinition) -> int:
         return obj.n_fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
 
 @admin.register(FieldDefinition)
@@ -235,17 +249,52 @@ class FieldDefinitionAdmin(AuditedAdmin):
     search_fields = ["name", "label", "crf__code"]
     list_select_related = ["crf"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
+class StudyRoleForm(ReasonForm):
+    class Meta:
+        model = StudyRole
+        fields = ["user", "trial", "site", "role", "is_active"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        site, trial = data.get("site"), data.get("trial")
+        if site is not None and trial is not None and site.trial_id != trial.pk:
+            self.add_error("site", _("This site belongs to trial %(trial)s.") % {"trial": site.trial.code})
+        return data
 
 
 @admin.register(StudyRole)
 class StudyRoleAdmin(AuditedAdmin):
+    """Roles are granted and ended here, through the services (which also open the admin to staff roles)."""
+
+    form = StudyRoleForm
     list_display = ["user", "role", "trial", "site", "is_active"]
     list_filter = ["trial", "role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name"]
     list_select_related = ["user", "trial", "site"]
     autocomplete_fields = ["user"]
+    editable_fields = ("user", "trial", "site", "role", "is_active")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
+        # Who, where and what are fixed once granted; a role is ended, not rewritten.
+        return ["user", "trial", "site", "role"] if obj is not None else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("protocol.add_studyrole")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+        if db_field.name == "trial" and not request.user.is_superuser:
+            kwargs["queryset"] = selectors.trials_for_user(request.user)
+        if db_field.name == "site" and not request.user.is_superuser:
+            kwargs["queryset"] = selectors.sites_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001
+        reason = form.cleaned_data["change_reason"]
+        if change and not obj.is_active:
+            study_role_revoke(study_role=obj, revoked_by=request.user, reason=reason)
+        else:
+            saved = study_role_grant(
+                user=obj.user, trial=obj.trial, site=obj.site, role=obj.role, granted_by=request.user, reason=reason
+            )
+            obj.pk = saved.pk

@@ -342,11 +342,14 @@ def content_sha256(model: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _upsert(model: type, lookup: dict, values: dict, *, user: Any, reason: str, report: LoadReport) -> Any:
+def _upsert(
+    model: type, lookup: dict, values: dict, *, user: Any, reason: str, report: LoadReport, initial: dict | None = None
+) -> Any:
+    """Create the row, or bring it in line with `values`; `initial` values are only set on creation."""
     try:
         obj = model.objects.get(**lookup)
     except model.DoesNotExist:
-        obj = model(**lookup, **values)
+        obj = model(**lookup, **values, **(initial or {}))
         audited_save(obj, user=user, reason=reason)
         report.count(report.created, model)
         return obj
@@ -456,7 +459,6 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             "masking": spec.masking.level,
             "masked_roles": list(spec.masking.masked),
             "target_enrolment": spec.target_enrolment,
-            "status": spec.status,
             "start_date": spec.start_date,
             "completion_date": spec.completion_date,
             "sponsor": spec.sponsor,
@@ -479,6 +481,8 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
         user=user,
         reason=reason,
         report=report,
+        # Operational state: the file gives the starting value, the data manager keeps it current.
+        initial={"status": spec.status},
     )
     for site in spec.sites:
         _upsert(
@@ -489,13 +493,12 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
                 "city": site.city,
                 "country": site.country,
                 "time_zone": site.time_zone,
-                "recruitment_status": site.recruitment_status,
-                "principal_investigator": site.principal_investigator,
                 "is_active": True,
             },
             user=user,
             reason=reason,
             report=report,
+            initial={"recruitment_status": site.recruitment_status, "principal_investigator": site.principal_investigator},
         )
     _deactivate_missing(trial.sites, {s.code for s in spec.sites}, "code", user=user, reason=reason, report=report)
     for arm in spec.arms:

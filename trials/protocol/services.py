@@ -12,7 +12,7 @@ PROTOCOL_MODELS = ("trial", "site", "arm", "criterion", "visitdefinition", "visi
 # Admin permissions per staff role: monitors read, data managers configure.
 ROLE_GROUPS = {
     Role.MONITOR: ("Monitors", ("view",)),
-    Role.DATA_MANAGER: ("Data managers", ("view", "change")),
+    Role.DATA_MANAGER: ("Data managers", ("view", "change", "add")),
 }
 
 
@@ -26,6 +26,8 @@ def role_groups_sync() -> dict[str, Group]:
         codenames += ["view_historicaltrial"] if "view" in actions else []
         permissions = Permission.objects.filter(content_type__app_label="protocol", codename__in=codenames)
         group.permissions.add(*permissions)
+        if role == Role.DATA_MANAGER:  # to pick the user when granting a study role
+            group.permissions.add(*Permission.objects.filter(content_type__app_label="auth", codename="view_user"))
         groups[role] = group
     return groups
 
