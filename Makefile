@@ -42,3 +42,7 @@ e2e: install chromium
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache
+
+## bench: benchmarks, each reported as a ratio to a baseline measured in the same run (docs/benchmarks.md)
+bench: install
+	$(PY) tests/bench/bench_loader.py

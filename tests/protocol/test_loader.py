@@ -254,3 +254,12 @@ def test_command_loads_and_reports(tmp_path):
     stdout = StringIO()
     call_command("load_trials", str(tmp_path), stdout=stdout)
     assert "Up to date" in stdout.getvalue()
+
+
+def test_check_only_validates(tmp_path):
+    stdout = StringIO()
+    call_command("load_trials", str(write(tmp_path)), "--check", stdout=stdout)
+    assert "Valid: 1 trial file(s), 1 CRF file(s); nothing written." in stdout.getvalue()
+    assert not Trial.objects.exists()
+    with pytest.raises(CommandError):
+        call_command("load_trials", str(write(tmp_path, trial=mutate(TRIAL, "sponsor", DELETE))), "--check", stderr=StringIO())

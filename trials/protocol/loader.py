@@ -141,8 +141,12 @@ def read_source(path: Path, label: str, problems: list[Problem]) -> SourceFile |
         return None
     source = SourceFile(path=path, label=label, text=text)
     try:
-        source.node = yaml.compose(text, Loader=yaml.SafeLoader)
-        source.data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # one parse: the node tree (for line numbers) and the data
+        try:
+            source.node = loader.get_single_node()
+            source.data = loader.construct_document(source.node) if source.node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -598,8 +602,14 @@ def _label(path: Path) -> str:
         return str(path)
 
 
-def protocol_load(paths: Sequence[Path | str], *, user: Any) -> LoadReport:
-    """Validate every file under `paths`, then write trials and CRFs in one transaction."""
+@dataclass
+class ValidatedFiles:
+    crfs: dict[str, tuple[SourceFile, CrfFile]]
+    trials: dict[str, tuple[SourceFile, TrialFile]]
+
+
+def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
+    """Read and validate every file under `paths` against the schema and the CRF library; write nothing."""
     problems: list[Problem] = []
     files = _collect([Path(p) for p in paths])
     for path in paths:
@@ -642,13 +652,18 @@ def protocol_load(paths: Sequence[Path | str], *, user: Any) -> LoadReport:
         validate_trial(source, trial, library, problems)
     if problems:
         raise ProtocolLoadError(problems)
+    return ValidatedFiles(crf_specs, trial_specs)
 
+
+def protocol_load(paths: Sequence[Path | str], *, user: Any) -> LoadReport:
+    """Validate every file under `paths`, then write trials and CRFs in one transaction."""
+    validated = protocol_check(paths)
     report = LoadReport()
     with transaction.atomic():
-        written = {code: _write_crf(source, crf, user=user, report=report) for code, (source, crf) in crf_specs.items()}
-        needed = {link.crf for _s, t in trial_specs.values() for v in t.visits for link in v.crf_links()}
+        written = {code: _write_crf(source, crf, user=user, report=report) for code, (source, crf) in validated.crfs.items()}
+        needed = {link.crf for _s, t in validated.trials.values() for v in t.visits for link in v.crf_links()}
         for code in needed - set(written):
             written[code] = CrfDefinition.objects.filter(code=code).order_by("-version").first()
-        for source, trial in trial_specs.values():
+        for source, trial in validated.trials.values():
             _write_trial(source, trial, written, user=user, report=report)
     return report

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from edc.audit import system_user
-from trials.protocol.loader import ProtocolLoadError, protocol_load
+from trials.protocol.loader import ProtocolLoadError, protocol_check, protocol_load
 
 
 class Command(BaseCommand):
@@ -16,6 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="*", help="files or directories (default: seeds/)")
         parser.add_argument("--user", help="username the changes are recorded under (default: the system account)")
+        parser.add_argument("--check", action="store_true", help="only validate the files; write nothing")
 
     def handle(self, *args, **options):
         paths = [Path(p) for p in options["paths"]] or [Path(settings.BASE_DIR) / "seeds"]
@@ -27,6 +28,12 @@ class Command(BaseCommand):
         else:
             user = system_user()
         try:
+            if options["check"]:
+                validated = protocol_check(paths)
+                self.stdout.write(
+                    f"Valid: {len(validated.trials)} trial file(s), {len(validated.crfs)} CRF file(s); nothing written."
+                )
+                return
             report = protocol_load(paths, user=user)
         except ProtocolLoadError as exc:
             for problem in exc.problems:
