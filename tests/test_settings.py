@@ -21,7 +21,7 @@ PRODUCTION = {
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DJANGO_DEBUG"}
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
@@ -63,7 +63,10 @@ def test_embedded_default_is_sqlite_and_eager_when_nothing_is_set(tmp_path):
         "import django;django.setup();from django.conf import settings as s;"
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG, s.ALLOWED_HOSTS, s.USE_TZ, s.EMAIL_BACKEND)"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "EDC_VAR_DIR"}}
+    clean = {
+        k: v for k, v in os.environ.items()
+        if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "EDC_VAR_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=settings.BASE_DIR,

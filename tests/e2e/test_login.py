@@ -22,13 +22,18 @@ LANDINGS = {
 }
 
 
+def go(page, selector: str) -> None:  # noqa: ANN001
+    """Click something that loads a new page, and wait for that page."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def log_in(page, live_server, username: str) -> None:  # noqa: ANN001
     page.goto(f"{live_server.url}/")
     assert "/accounts/login/" in page.url  # anonymous users are sent to the login page
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", DEMO[username]["password"])
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    go(page, "button[type=submit]")
 
 
 @pytest.mark.parametrize("username", sorted(LANDINGS))
@@ -47,8 +52,7 @@ def test_coordinator_does_not_see_other_sites_and_can_open_the_protocol(page, li
     log_in(page, live_server, "coordinator.toulouse")
     body = page.inner_text("body")
     assert "Lille" not in body and "GRE" not in body
-    page.click("text=ASC-DU")
-    page.wait_for_load_state("networkidle")
+    go(page, "text=ASC-DU")
     assert "Visit schedule" in page.inner_text("body")
     assert "Week 16" in page.inner_text("body") or "W16" in page.inner_text("body")
     screenshot(page, "trial-ASC-DU-coordinator")
@@ -58,7 +62,7 @@ def test_wrong_password_shows_an_error_and_stays_on_login(page, live_server, dem
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", "coordinator.toulouse")
     page.fill("input[name=password]", "wrong")
-    page.click("button[type=submit]")
+    go(page, "button[type=submit]")
     assert "/accounts/login/" in page.url
     assert "enter a correct username and password" in page.inner_text("body")
     screenshot(page, "login-error")
@@ -66,17 +70,17 @@ def test_wrong_password_shows_an_error_and_stays_on_login(page, live_server, dem
 
 def test_data_manager_changes_a_site_with_a_reason_and_sees_it_in_history(page, live_server, demo_users):
     log_in(page, live_server, "datamanager")
-    page.click("#content-main >> text=Sites")
-    page.click("a:text-is('GRE')")
+    go(page, "#content-main >> text=Sites")
+    go(page, "a:text-is('GRE')")
     page.select_option("select[name=recruitment_status]", "recruiting")
-    page.click("input[name=_save]")
+    go(page, "input[name=_save]")
     assert "This field is required" in page.inner_text("body")  # no reason, nothing saved
     screenshot(page, "admin-site-reason-required")
     page.fill("input[name=change_reason]", "Site initiation visit done")
-    page.click("input[name=_save]")
+    go(page, "input[name=_save]")
     assert "was changed successfully" in page.inner_text("body")
-    page.click("a:text-is('GRE')")
-    page.click("text=History")
+    go(page, "a:text-is('GRE')")
+    go(page, "text=History")
     body = page.inner_text("body")
     assert "Site initiation visit done" in body and "datamanager" in body
     screenshot(page, "admin-site-history")

@@ -33,13 +33,14 @@ CRF = {
     "title": "Mini CRF",
     "codelists": {"yn": [{"code": 0, "label": "No"}, {"code": 1, "label": "Yes"}]},
     "fields": [
-        {"name": "visit_date", "label": "Date", "type": "date", "required": True},
+        {"name": "assessment_date", "label": "Date", "type": "date", "required": True},
         {"name": "age_years", "label": "Age", "type": "integer", "min": 0, "max": 120},
         {"name": "smoker", "label": "Smoker", "type": "single_choice", "choices": "yn"},
         {
             "name": "lesions",
             "label": "Lesions",
             "type": "repeating_group",
+            "max_rows": 2,
             "fields": [{"name": "active", "label": "Active", "type": "yes_no"}],
         },
     ],
@@ -172,6 +173,15 @@ BAD_TRIALS = [
     ("visits.0.window_before_days", -1, "visits[0].window_before_days", "greater than or equal to 0"),
     ("eligibility.lesion.group", "ulcers", "eligibility.lesion.group", "CRF 'MINI' has no repeating group 'ulcers'"),
     ("registry_ids", {"nct": "NCT123"}, "registry_ids.nct", "String should match pattern"),
+    (
+        "arms",
+        [{"code": "A", "label": "A", "type": "experimental", "order": 1}, {"code": "B", "label": "B", "type": "experimental", "order": 1}],
+        "",
+        "two arms/cohorts have the same 'order'",
+    ),
+    ("randomization.block_sizes", [3], "", "block size(s) [3] cannot hold the 2 arms equally"),
+    ("numbering", {"subject": "{site}-{seq:zz}"}, "numbering.subject", "is not a valid pattern"),
+    ("masking.masked", ["participant", "participant"], "masking", "a masked role is listed twice"),
 ]
 
 BAD_CRFS = [
@@ -181,6 +191,11 @@ BAD_CRFS = [
     ("fields.3.fields.0.name", "age_years", "fields[3].fields[0].name", "duplicate field name 'age_years'"),
     ("fields.2.type", "text", "fields[2]", "'choices' is not allowed on a text field"),
     ("fields.1.show_if", "smoker = 1", "fields[1].show_if", "CEL expression does not compile"),
+    ("fields.0.name", "today", "fields[0].name", "'today' is reserved"),
+    ("fields.1.widget", "dropdown", "fields[1]", "widget 'dropdown' does not suit a integer field"),
+    ("codelists.yn.0.code", True, "codelists.yn[0].code", "quote the code"),
+    ("sections", [{"name": "A"}, {"name": "A"}], "sections[1].name", "duplicate section 'A'"),
+    ("fields.3.min_rows", 5, "fields[3]", "min_rows (5) is greater than max_rows (2)"),
 ]
 
 
@@ -228,6 +243,12 @@ def test_same_trial_code_in_two_files(tmp_path):
     folder = write(tmp_path)
     (folder / "mini_trial_copy.yaml").write_text(yaml.safe_dump(TRIAL))
     assert_rejected(folder, "mini_trial_copy.yaml", "code", "trial 'MINI-TRIAL' is also defined in")
+
+
+def test_an_nct_number_names_one_trial(tmp_path):
+    folder = write(tmp_path, trial=mutate(TRIAL, "registry_ids", {"nct": "NCT04356755"}))
+    (folder / "other.yaml").write_text(yaml.safe_dump({**mutate(TRIAL, "registry_ids", {"nct": "NCT04356755"}), "code": "OTHER"}))
+    assert_rejected(folder, "other.yaml", "registry_ids.nct", "NCT04356755 is already the number of trial 'MINI-TRIAL'")
 
 
 def test_one_bad_file_among_good_ones_writes_nothing(tmp_path, db):

@@ -154,3 +154,25 @@ def test_data_manager_grants_a_role_in_the_admin_through_the_service(demo_users,
     assert (role.site, role.history.get().history_user.username) == (tls, "datamanager")
     newcomer.refresh_from_db()
     assert newcomer.is_staff and newcomer.groups.filter(name="Monitors").exists()
+
+
+def test_monitor_cannot_read_history_or_sites_outside_his_scope(demo_users, client):
+    client.force_login(user("monitor.du"))
+    lille = Site.objects.get(trial__code="ASC-DU", code="LIL")
+    ra = Trial.objects.get(code="EASC-RA")
+    assert client.get(reverse("admin:protocol_site_history", args=[lille.pk])).status_code == 404
+    assert client.get(reverse("admin:protocol_trial_history", args=[ra.pk])).status_code == 404
+    tls = Site.objects.get(trial__code="ASC-DU", code="TLS")
+    assert client.get(reverse("admin:protocol_site_history", args=[tls.pk])).status_code == 200
+    trial_page = client.get(reverse("admin:protocol_trial_change", args=[tls.trial_id])).content.decode()
+    assert "Toulouse" in trial_page and "Lille" not in trial_page
+    roles = client.get(reverse("admin:protocol_studyrole_changelist")).content.decode()
+    assert "monitor.du" in roles and "dsmb.statistician" not in roles and "sponsor.toulouse" not in roles
+
+
+def test_ending_the_last_staff_role_takes_back_admin_access(demo_users):
+    monitor = user("monitor.du")
+    for role in StudyRole.objects.filter(user=monitor):
+        study_role_revoke(study_role=role, revoked_by=system_user(), reason="left the CRO")
+    monitor.refresh_from_db()
+    assert not monitor.is_staff and not monitor.groups.exists()

@@ -6,8 +6,9 @@ Protocol rows are never deleted from the admin (deactivate them, or change the s
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -71,6 +72,25 @@ class AuditedAdmin(SimpleHistoryAdmin):
             return queryset
         return queryset.filter(**{f"{self.trial_path}__in": selectors.trials_for_user(request.user)})
 
+    def history_view(self, request, object_id, extra_context=None):  # noqa: ANN001, ANN201
+        # simple-history would otherwise show the history of rows outside the user's scope.
+        self._check_in_scope(request, object_id)
+        return super().history_view(request, object_id, extra_context=extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):  # noqa: ANN001, ANN201
+        self._check_in_scope(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context=extra_context)
+
+    def _check_in_scope(self, request: HttpRequest, object_id: str) -> None:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            in_scope = self.get_queryset(request).filter(pk=object_id).exists()
+        except (ValueError, ValidationError):
+            in_scope = False
+        if not in_scope:
+            raise Http404(_("No such record in your studies."))
+
     def get_fieldsets(self, request, obj=None):  # noqa: ANN001, ANN201
         fieldsets = list(super().get_fieldsets(request, obj))
         if self.has_change_permission(request, obj) and not self._is_readonly(request, obj):
@@ -106,6 +126,12 @@ class ReadOnlyInline(admin.TabularInline):
 class SiteInline(ReadOnlyInline):
     model = Site
     fields = ["code", "name", "city", "country", "time_zone", "recruitment_status", "is_active"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=selectors.sites_for_user(request.user, include_inactive=True))
 
 
 class ArmInline(ReadOnlyInline):
@@ -167,7 +193,9 @@ class SiteAdmin(AuditedAdmin):
         if request.user.is_superuser:
             return super().get_queryset(request)
         # A site-bound role sees its own sites only, not every site of the trial.
-        return SimpleHistoryAdmin.get_queryset(self, request).filter(pk__in=selectors.sites_for_user(request.user))
+        return SimpleHistoryAdmin.get_queryset(self, request).filter(
+            pk__in=selectors.sites_for_user(request.user, include_inactive=True)
+        )
 
 
 @admin.register(Arm)
@@ -275,9 +303,15 @@ class StudyRoleAdmin(AuditedAdmin):
     autocomplete_fields = ["user"]
     editable_fields = ("user", "trial", "site", "role", "is_active")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return SimpleHistoryAdmin.get_queryset(self, request).filter(pk__in=selectors.study_roles_visible_to(request.user))
+
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
         # Who, where and what are fixed once granted; a role is ended, not rewritten.
         return ["user", "trial", "site", "role"] if obj is not None else []
+
+    def get_exclude(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
+        return ["is_active"] if obj is None else []  # a new role is active
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("protocol.add_studyrole")

@@ -20,6 +20,7 @@ from typing import Any
 
 import cel
 import yaml
+from django.conf import settings
 from django.db import transaction
 from pydantic import ValidationError
 
@@ -235,6 +236,10 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
             here = loc + (index,)
             if item.name in seen:
                 problems.append(source.problem(here + ("name",), f"duplicate field name '{item.name}'"))
+            if item.name in CONTEXT_NAMES:
+                problems.append(
+                    source.problem(here + ("name",), f"'{item.name}' is reserved: expressions get it from the visit")
+                )
             seen[item.name] = here
             if isinstance(item.choices, str) and item.choices not in crf.codelists:
                 problems.append(source.problem(here + ("choices",), f"unknown codelist '{item.choices}'"))
@@ -252,13 +257,17 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
                 check_expression(source, here + ("calculation", "cel"), item.calculation.cel, scope, problems)
             if item.calculation:
                 for arg, name in item.calculation.inputs.items():
-                    if name not in scope:
+                    if name not in scope and name not in CONTEXT_NAMES:
                         problems.append(
                             source.problem(here + ("calculation", "inputs", arg), f"unknown field name '{name}'")
                         )
             if item.fields is not None:
                 visit(item.fields, here + ("fields",), scope | _field_names(item.fields))
 
+    section_names = [s.name for s in crf.sections]
+    for index, name in enumerate(section_names):
+        if name in section_names[:index]:
+            problems.append(source.problem(("sections", index, "name"), f"duplicate section '{name}'"))
     visit(crf.fields, ("fields",), top)
     for name, codes in crf.codelists.items():
         values = [c.code for c in codes]
@@ -596,10 +605,25 @@ def _collect(paths: Sequence[Path]) -> list[Path]:
 
 
 def _label(path: Path) -> str:
+    """How a file is named in messages and in `source_file`: relative to the project when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(path.resolve().relative_to(Path(settings.BASE_DIR).resolve()))
     except ValueError:
-        return str(path)
+        return str(path.resolve())
+
+
+def _check_registry_ids(trial_specs: dict[str, tuple[SourceFile, TrialFile]], problems: list[Problem]) -> None:
+    """An NCT number names one trial: across the files and against trials already loaded."""
+    owners = dict(Trial.objects.exclude(nct_id="").values_list("nct_id", "code"))
+    seen: dict[str, str] = {}
+    for code, (source, trial) in trial_specs.items():
+        nct = trial.registry_ids.nct
+        if not nct:
+            continue
+        other = seen.get(nct) or (owners.get(nct) if owners.get(nct) != code else None)
+        if other and other != code:
+            problems.append(source.problem(("registry_ids", "nct"), f"{nct} is already the number of trial '{other}'"))
+        seen[nct] = code
 
 
 @dataclass
@@ -624,7 +648,7 @@ def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
         source = read_source(path, _label(path), problems)
         if source is None:
             continue
-        if "fields" in source.data:  # a CRF file
+        if path.parent.name == "crfs" or "fields" in source.data:  # a CRF file
             crf = validate_model(source, CrfFile, problems)
             if crf is None:
                 continue
@@ -650,6 +674,7 @@ def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
     library.update({code: CrfFields.from_definition(spec.model_dump(mode="json")) for code, (_s, spec) in crf_specs.items()})
     for source, trial in trial_specs.values():
         validate_trial(source, trial, library, problems)
+    _check_registry_ids(trial_specs, problems)
     if problems:
         raise ProtocolLoadError(problems)
     return ValidatedFiles(crf_specs, trial_specs)

@@ -37,6 +37,13 @@ FIELD_TYPES = (
 FieldType = Literal[FIELD_TYPES]  # type: ignore[valid-type]
 CHOICE_TYPES = {"single_choice", "multiple_choice"}
 NUMERIC_TYPES = {"integer", "decimal", "scale"}
+WIDGET_TYPES = {
+    "radio": {"single_choice", "yes_no", "scale"},
+    "inline_radio": {"single_choice", "yes_no", "scale"},
+    "dropdown": {"single_choice"},
+    "checkbox": {"multiple_choice", "yes_no"},
+    "slider": {"scale", "integer", "decimal"},
+}
 
 
 class Strict(BaseModel):
@@ -49,6 +56,13 @@ class Strict(BaseModel):
 class Choice(Strict):
     code: int | Annotated[str, StringConstraints(min_length=1, max_length=40)]
     label: Text
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _not_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("YAML reads yes/no/true/false/on/off as booleans: quote the code (e.g. 'yes')")
+        return value
 
 
 class Check(Strict):
@@ -112,6 +126,12 @@ class CrfField(Strict):
             raise ValueError("repeating groups cannot be nested")
         if (self.min_rows is not None or self.max_rows is not None) and kind != "repeating_group":
             raise ValueError("'min_rows'/'max_rows' only apply to a repeating_group")
+        if self.min_rows is not None and self.max_rows is not None and self.min_rows > self.max_rows:
+            raise ValueError(f"min_rows ({self.min_rows}) is greater than max_rows ({self.max_rows})")
+        if self.widget and kind not in WIDGET_TYPES[self.widget]:
+            raise ValueError(f"widget '{self.widget}' does not suit a {kind} field (use it on: {', '.join(sorted(WIDGET_TYPES[self.widget]))})")
+        if any(check.field for check in self.checks):
+            raise ValueError("a check on a field is shown on that field: 'field' only applies to CRF-level checks")
         if (self.min is not None or self.max is not None) and kind not in NUMERIC_TYPES | {"calculated"}:
             raise ValueError(f"'min'/'max' do not apply to a {kind} field")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -171,6 +191,8 @@ class Masking(Strict):
 
     @model_validator(mode="after")
     def _level_matches_roles(self) -> Masking:
+        if len(set(self.masked)) != len(self.masked):
+            raise ValueError("a masked role is listed twice")
         # ClinicalTrials.gov counts the masked parties: quadruple = all four roles.
         if len(set(self.masked)) != MASKING_LEVELS[self.level]:
             raise ValueError(
@@ -258,6 +280,10 @@ class Numbering(Strict):
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{trial}}, {{site}} and {{seq}}")
         if "seq" not in names:
             raise ValueError("a number pattern needs {seq}")
+        try:
+            pattern.format(trial="TRIAL", site="SITE", seq=1)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"'{pattern}' is not a valid pattern: {exc}") from None
         return pattern
 
 
@@ -327,11 +353,21 @@ class TrialFile(Strict):
     def _design_is_coherent(self) -> TrialFile:
         if self.start_date and self.completion_date and self.completion_date < self.start_date:
             raise ValueError("completion_date is before start_date")
+        if self.min_age_years is not None and self.max_age_years is not None and self.min_age_years > self.max_age_years:
+            raise ValueError(f"min_age_years ({self.min_age_years}) is greater than max_age_years ({self.max_age_years})")
+        orders = [a.order for a in self.arms if a.order is not None]
+        if len(orders) != len(set(orders)):
+            raise ValueError("two arms/cohorts have the same 'order'")
         if self.design == "randomized":
             if len(self.arms) < 2:
                 raise ValueError("a randomized trial needs at least two arms")
             if self.randomization is None:
                 raise ValueError("a randomized trial needs a 'randomization' block (block sizes, strata)")
+            uneven = [size for size in self.randomization.block_sizes if size % len(self.arms)]
+            if uneven:
+                raise ValueError(
+                    f"block size(s) {uneven} cannot hold the {len(self.arms)} arms equally: use multiples of {len(self.arms)}"
+                )
         elif self.randomization is not None:
             raise ValueError(f"'randomization' only applies to a randomized trial, not {self.design}")
         if self.design == "open_label" and self.masking.level != "none":

@@ -6,10 +6,12 @@ from trials.protocol.models import STAFF_ROLES, UNBLINDED_ROLES, Role, Site, Stu
 
 
 def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
-    """The user's active roles, with trial and site loaded."""
+    """The user's active roles (a role at a site no longer in the protocol is not), with trial and site."""
     if not user.is_authenticated:
         return StudyRole.objects.none()
-    return StudyRole.objects.filter(user=user, is_active=True).select_related("trial", "site")
+    return StudyRole.objects.filter(
+        Q(site__isnull=True) | Q(site__is_active=True), user=user, is_active=True
+    ).select_related("trial", "site")
 
 
 def trials_for_user(user) -> QuerySet[Trial]:  # noqa: ANN001
@@ -19,7 +21,7 @@ def trials_for_user(user) -> QuerySet[Trial]:  # noqa: ANN001
     return Trial.objects.filter(study_roles__in=study_roles_for_user(user)).distinct()
 
 
-def sites_for_user(user, *, trial: Trial | None = None) -> QuerySet[Site]:  # noqa: ANN001
+def sites_for_user(user, *, trial: Trial | None = None, include_inactive: bool = False) -> QuerySet[Site]:  # noqa: ANN001
     """Sites the user may see: every site of a trial for an all-sites role, else the named sites."""
     if user.is_authenticated and user.is_superuser:
         sites = Site.objects.all()
@@ -30,7 +32,19 @@ def sites_for_user(user, *, trial: Trial | None = None) -> QuerySet[Site]:  # no
         sites = Site.objects.filter(Q(trial_id__in=all_sites_trials) | Q(pk__in=named_sites))
     if trial is not None:
         sites = sites.filter(trial=trial)
+    if not include_inactive:
+        sites = sites.filter(is_active=True)
     return sites.select_related("trial")
+
+
+def study_roles_visible_to(user) -> QuerySet[StudyRole]:  # noqa: ANN001
+    """Roles a user may list: all roles of trials where they work at all sites, else roles at their sites."""
+    if user.is_authenticated and user.is_superuser:
+        return StudyRole.objects.all()
+    all_sites_trials = study_roles_for_user(user).filter(site__isnull=True).values("trial_id")
+    return StudyRole.objects.filter(
+        Q(trial_id__in=all_sites_trials) | Q(site__in=sites_for_user(user, include_inactive=True))
+    )
 
 
 def user_sees_allocation(user, trial: Trial) -> bool:  # noqa: ANN001
@@ -64,6 +78,7 @@ __all__ = [
     "roles_by_trial",
     "sites_for_user",
     "study_roles_for_user",
+    "study_roles_visible_to",
     "trials_for_user",
     "user_home",
     "user_sees_allocation",

@@ -62,4 +62,16 @@ def study_role_revoke(*, study_role: StudyRole, revoked_by, reason: str) -> Stud
     if study_role.is_active:
         study_role.is_active = False
         audited_save(study_role, user=revoked_by, reason=reason)
+    _staff_access_sync(study_role.user)
     return study_role
+
+
+def _staff_access_sync(user) -> None:  # noqa: ANN001
+    """Take back admin access and permission groups that no active role justifies any more."""
+    active = set(StudyRole.objects.filter(user=user, is_active=True).values_list("role", flat=True))
+    for role, (name, _actions) in ROLE_GROUPS.items():
+        if role not in active:
+            user.groups.remove(*Group.objects.filter(name=name))
+    if user.is_staff and not user.is_superuser and not active & set(STAFF_ROLES):
+        user.is_staff = False
+        user.save(update_fields=["is_staff"])
