@@ -93,6 +93,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "edc.ops",
     "trials.protocol",
+    "trials.participants",
+    "trials.visits",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +156,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # A file, not shared-cache memory: the browser tests' live server writes from several
+            # threads, and only a file database waits on a lock instead of failing at once.
+            "TEST": {"NAME": VAR_DIR / "test-edc.sqlite3"},
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")

@@ -11,4 +11,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("trials.protocol.urls")),
+    path("", include("trials.visits.urls")),
 ]

@@ -351,7 +351,10 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
 
 
 def content_sha256(model: Any) -> str:
-    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Hash of the validated content. Defaults are left out, so a new optional key in the format
+    does not turn every existing CRF into a new version."""
+    content = model.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

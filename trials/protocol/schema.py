@@ -107,6 +107,8 @@ class CrfField(Strict):
     calculation: Calculation | None = None
     section: str | None = None
     identifier: bool = False
+    # Dates are refused before the participant's consent unless the item is history (birth, diagnosis…).
+    may_precede_consent: bool = False
     fields: list[CrfField] | None = None
     min_rows: Annotated[int, Field(ge=0)] | None = None
     max_rows: Annotated[int, Field(ge=1)] | None = None
@@ -140,6 +142,8 @@ class CrfField(Strict):
             raise ValueError("a scale field needs 'min' and 'max'")
         if self.precision is not None and kind not in {"decimal", "calculated"}:
             raise ValueError("'precision' only applies to decimal and calculated fields")
+        if self.may_precede_consent and kind not in {"date", "datetime"}:
+            raise ValueError("'may_precede_consent' only applies to date and datetime fields")
         if kind == "descriptive" and self.required:
             raise ValueError("a descriptive field cannot be required")
         return self

@@ -41,4 +41,37 @@ class Command(BaseCommand):
                     study_role_grant(
                         user=user, trial=trial, site=site, role=grant["role"], granted_by=actor, reason="Demo account (load_demo)"
                     )
-        self.stdout.write(self.style.SUCCESS(f"{len(spec['users'])} demo users ready (passwords in the README)."))
+            created = self._participants(actor)
+        self.stdout.write(
+            self.style.SUCCESS(f"{len(spec['users'])} demo users ready (passwords in the README); {created} new demo participants.")
+        )
+
+    def _participants(self, actor) -> int:  # noqa: ANN001
+        """Synthetic participants with their visits (idempotent on the screening number)."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from trials.participants.models import Participant
+        from trials.participants.services import participant_register
+
+        path = settings.BASE_DIR / "fixtures" / "demo_participants.yaml"
+        with open(path, encoding="utf-8") as handle:
+            rows = yaml.safe_load(handle)["participants"]
+        today = timezone.localdate()
+        created = 0
+        for row in rows:
+            site = Site.objects.get(trial__code=row["trial"], code=row["site"])
+            if Participant.objects.filter(trial=site.trial, screening_number=row["screening_number"]).exists():
+                continue
+            anchor = row.get("anchor_days_ago")
+            participant_register(
+                site=site,
+                screening_number=row["screening_number"],
+                consent_date=today - timedelta(days=row["consent_days_ago"]),
+                anchor_date=today - timedelta(days=anchor) if anchor is not None else None,
+                user=actor,
+                reason="Demo participant (load_demo)",
+            )
+            created += 1
+        return created

@@ -1,0 +1,452 @@
+"""The CRF engine: a CRF version's definition -> schema -> Django forms, and validation.
+
+`validate_answers` is the one place a CRF's rules are applied (type, required, missing-data codes,
+min/max, dates, branching, CEL edit checks, calculations). It is a pure function over parsed
+answers: the data-entry page, the services and future imports share it, and tests call it with a
+dict. Branching is evaluated here, on the server, for the live page too (htmx posts the form and
+gets it back re-rendered): there is no second evaluator in JavaScript.
+
+Storage (CrfEntry.answers): text/date/datetime as ISO strings, integers as ints, decimals as
+strings (exact), choices as their codes, yes/no as booleans, a repeating group as a list of row
+dicts each with a stable `_row_id`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from datetime import timezone as dt_timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import cel
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from trials.protocol.models import CrfDefinition
+from trials.visits import scores
+
+MISSING_CODES = (
+    ("not_done", gettext_lazy("Not done")),
+    ("unknown", gettext_lazy("Unknown")),
+    ("not_applicable", gettext_lazy("Not applicable")),
+)
+ROW_ID = "_row_id"
+INPUT_TYPES = {"text", "long_text", "integer", "decimal", "date", "datetime", "single_choice", "multiple_choice", "yes_no", "scale"}
+
+
+# --- Schema ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An edit check: `program` must be true for valid data."""
+
+    program: cel.Program
+    expression: str
+    message: str
+    severity: str  # "hard" blocks the save; "soft" needs the coordinator's confirmation
+    field: str | None
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    label: str
+    type: str
+    required: bool = False
+    help: str = ""
+    unit: str = ""
+    min: Decimal | None = None
+    max: Decimal | None = None
+    precision: int | None = None
+    choices: tuple[tuple[Any, str], ...] = ()
+    widget: str | None = None
+    show_if: cel.Program | None = None
+    rules: tuple[Rule, ...] = ()
+    calculation: dict | None = None
+    calculation_program: cel.Program | None = None
+    section: str = ""
+    identifier: bool = False
+    may_precede_consent: bool = False
+    children: tuple[Item, ...] = ()
+    min_rows: int | None = None
+    max_rows: int | None = None
+
+    @property
+    def is_input(self) -> bool:
+        return self.type in INPUT_TYPES
+
+    @property
+    def choice_labels(self) -> dict:
+        return dict(self.choices)
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    layout: str = "stack"
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class CrfSchema:
+    crf_id: int
+    code: str
+    version: int
+    title: str
+    description: str
+    items: tuple[Item, ...]
+    sections: tuple[Section, ...]
+    rules: tuple[Rule, ...]
+
+    def item(self, name: str) -> Item:
+        for item in self.items:
+            if item.name == name:
+                return item
+            for child in item.children:
+                if child.name == name:
+                    return child
+        raise KeyError(name)
+
+    @property
+    def groups(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.type == "repeating_group")
+
+    @property
+    def blocks(self) -> list[tuple[Section | None, list[Item]]]:
+        """Items grouped by section, in the order sections first appear (for the page)."""
+        declared = {s.name: s for s in self.sections}
+        blocks: list[tuple[Section | None, list[Item]]] = []
+        for item in self.items:
+            section = declared.get(item.section) or (Section(item.section) if item.section else None)
+            if blocks and (blocks[-1][0].name if blocks[-1][0] else "") == item.section:
+                blocks[-1][1].append(item)
+            else:
+                blocks.append((section, [item]))
+        return blocks
+
+
+def _rules(checks: list[dict]) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(cel.compile(c["expression"]), c["expression"], c["message"], c.get("severity", "hard"), c.get("field"))
+        for c in checks
+    )
+
+
+def _item(spec: dict, codelists: dict) -> Item:
+    choices = spec.get("choices")
+    if isinstance(choices, str):
+        choices = codelists[choices]
+    calculation = spec.get("calculation")
+    return Item(
+        name=spec["name"],
+        label=spec["label"],
+        type=spec["type"],
+        required=spec.get("required", False),
+        help=spec.get("help", ""),
+        unit=spec.get("unit", ""),
+        min=Decimal(str(spec["min"])) if spec.get("min") is not None else None,
+        max=Decimal(str(spec["max"])) if spec.get("max") is not None else None,
+        precision=spec.get("precision"),
+        choices=tuple((c["code"], c["label"]) for c in choices or ()),
+        widget=spec.get("widget"),
+        show_if=cel.compile(spec["show_if"]) if spec.get("show_if") else None,
+        rules=_rules(spec.get("checks", [])),
+        calculation=calculation,
+        calculation_program=cel.compile(calculation["cel"]) if calculation and calculation.get("cel") else None,
+        section=spec.get("section") or "",
+        identifier=spec.get("identifier", False),
+        may_precede_consent=spec.get("may_precede_consent", False),
+        children=tuple(_item(child, codelists) for child in spec.get("fields") or ()),
+        min_rows=spec.get("min_rows"),
+        max_rows=spec.get("max_rows"),
+    )
+
+
+_SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
+
+
+def schema_for(crf: CrfDefinition) -> CrfSchema:
+    """The compiled schema of a CRF version (versions never change, so it is cached for good)."""
+    key = (crf.pk, crf.content_sha256)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        definition = crf.definition
+        codelists = definition.get("codelists", {})
+        sections = tuple(Section(s["name"], s.get("layout", "stack"), s.get("help", "")) for s in definition.get("sections", []))
+        schema = CrfSchema(
+            crf_id=crf.pk,
+            code=crf.code,
+            version=crf.version,
+            title=crf.title,
+            description=crf.description,
+            items=tuple(_item(spec, codelists) for spec in definition["fields"]),
+            sections=sections,
+            rules=_rules(definition.get("checks", [])),
+        )
+        _SCHEMAS[key] = schema
+    return schema
+
+
+# --- Values ---------------------------------------------------------------------------------
+
+
+def to_storage(item: Item, value: Any) -> Any:
+    """A parsed form value as stored in CrfEntry.answers (JSON)."""
+    if value is None or value == "" or value == []:
+        return None
+    if item.type == "decimal" or (item.type == "calculated" and isinstance(value, Decimal)):
+        number = Decimal(value)
+        if item.precision is not None:
+            number = number.quantize(Decimal(1).scaleb(-item.precision), rounding=ROUND_HALF_UP)
+        return str(number)
+    if item.type in {"integer", "scale"}:
+        return int(value)
+    if item.type == "date":
+        return value.isoformat() if isinstance(value, date) else str(value)
+    if item.type == "datetime":
+        if isinstance(value, datetime):
+            if timezone.is_naive(value):
+                value = timezone.make_aware(value)
+            return value.astimezone(dt_timezone.utc).isoformat()
+        return str(value)
+    if item.type == "multiple_choice":
+        return list(value)
+    return value
+
+
+def to_cel(item: Item, stored: Any) -> Any:
+    """A stored answer as CEL sees it: decimals as doubles, dates as ISO strings, null if unanswered."""
+    if stored is None:
+        return None
+    if item.type in {"decimal", "calculated"} and isinstance(stored, str):
+        try:
+            return float(Decimal(stored))
+        except InvalidOperation:
+            return None
+    return stored
+
+
+def plain(number: Decimal) -> str:
+    """A decimal as people write it: 100, 0.5 (never 1E+2)."""
+    text = f"{number.normalize():f}"
+    return text
+
+
+def _number(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _evaluate(program: cel.Program, context: dict) -> tuple[bool, Any]:
+    """Run a CEL program; (False, None) when it cannot be evaluated (e.g. arithmetic on a null)."""
+    try:
+        return True, program.execute(context)
+    except Exception:  # noqa: BLE001 - the cel extension raises several types; none may escape to the user
+        return False, None
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What validating a submission found; `answers`/`missing` are what a save would store."""
+
+    answers: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    row_errors: dict[str, dict[int, dict[str, list[str]]]] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+    hidden: set[str] = field(default_factory=set)
+    hidden_in_rows: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.errors and not any(self.row_errors.values())
+
+    def add(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+    def add_row(self, group: str, index: int, name: str, message: str) -> None:
+        self.row_errors.setdefault(group, {}).setdefault(index, {}).setdefault(name, []).append(message)
+
+
+def _check_value(item: Item, stored: Any, context: dict, report) -> None:  # noqa: ANN001
+    """Range and date rules of one answered item; `report(message)` records an error."""
+    if item.type in {"integer", "decimal", "scale"}:
+        number = _number(stored)
+        if number is not None and item.min is not None and number < item.min:
+            report(_("Must be at least %(min)s%(unit)s.") % {"min": plain(item.min), "unit": f" {item.unit}" if item.unit else ""})
+        if number is not None and item.max is not None and number > item.max:
+            report(_("Must be at most %(max)s%(unit)s.") % {"max": plain(item.max), "unit": f" {item.unit}" if item.unit else ""})
+    if item.type in {"date", "datetime"}:
+        day = str(stored)[:10]
+        today = context.get("today")
+        if today and day > today:
+            report(_("This date is in the future."))
+        consent = context.get("consent_date")
+        if consent and day < consent and not item.may_precede_consent:
+            report(_("This date is before the participant's consent (%(date)s).") % {"date": consent})
+    if item.type == "single_choice" and item.choices and stored not in item.choice_labels:
+        report(_("Choose one of the listed answers."))
+    if item.type == "multiple_choice" and item.choices and any(v not in item.choice_labels for v in stored):
+        report(_("Choose among the listed answers."))
+
+
+def _calculate(item: Item, answers: dict, context: dict, cel_context: dict) -> tuple[Any, str]:
+    calculation = item.calculation or {}
+    if item.calculation_program is not None:
+        ok, value = _evaluate(item.calculation_program, cel_context)
+        if not ok or value is None or isinstance(value, bool):
+            return None, ""
+        try:
+            return to_storage(item, Decimal(str(value))), ""
+        except InvalidOperation:
+            return None, ""
+    result = scores.compute(calculation["score"], answers, calculation.get("inputs", {}), context)
+    value = result.value
+    stored = str(value) if isinstance(value, Decimal) else value
+    note = result.note
+    if result.category:
+        note = f"{result.category}" + (f" – {note}" if note else "")
+    return stored, note
+
+
+def _validate_items(
+    items: tuple[Item, ...],
+    raw: dict,
+    missing_in: dict,
+    context: dict,
+    cel_context: dict,
+    stored: dict,
+    report,  # noqa: ANN001
+    hidden: set[str],
+    missing_out: dict,
+    notes: dict,
+    warnings: list[dict],
+) -> None:
+    """Visibility, required/missing, value rules, calculations and field checks, in item order."""
+    for item in items:
+        if item.type in {"descriptive", "repeating_group"}:
+            continue
+        if item.show_if is not None:
+            ok, shown = _evaluate(item.show_if, cel_context)
+            if not (ok and shown is True):
+                # Hidden: cleared, not validated, not stored.
+                hidden.add(item.name)
+                cel_context[item.name] = None
+                continue
+        if item.type == "calculated":
+            value, note = _calculate(item, {**stored, **raw}, context, cel_context)
+            stored[item.name] = value
+            cel_context[item.name] = to_cel(item, value)
+            if note:
+                notes[item.name] = note
+            continue
+        value = to_storage(item, raw.get(item.name))
+        code = (missing_in.get(item.name) or {}).get("code")
+        if value is None and code:
+            reason = ((missing_in.get(item.name) or {}).get("reason") or "").strip()
+            if code not in dict(MISSING_CODES):
+                report(item.name, _("Unknown missing-data code."))
+            elif not reason:
+                report(item.name, _("Give a reason why this item is missing."))
+            else:
+                missing_out[item.name] = {"code": code, "reason": reason}
+        elif value is None and item.required:
+            report(item.name, _("This item is required: answer it, or mark it as not done, unknown or not applicable with a reason."))
+        elif value is not None:
+            _check_value(item, value, context, lambda message, name=item.name: report(name, message))
+        stored[item.name] = value
+        cel_context[item.name] = to_cel(item, value)
+    for item in items:
+        if item.name in hidden or item.type in {"descriptive", "repeating_group"}:
+            continue
+        for rule in item.rules:
+            _apply_rule(rule, item.name, cel_context, report, warnings)
+
+
+def _apply_rule(rule: Rule, target: str, cel_context: dict, report, warnings: list[dict]) -> None:  # noqa: ANN001
+    ok, passed = _evaluate(rule.program, cel_context)
+    if not ok or passed is not False:
+        return  # cannot be evaluated yet (missing data) or true: nothing to say
+    if rule.severity == "hard":
+        report(target, rule.message)
+    else:
+        warnings.append({"field": target, "message": rule.message, "expression": rule.expression})
+
+
+def validate_answers(schema: CrfSchema, raw: dict, *, missing: dict | None = None, context: dict | None = None) -> Outcome:
+    """Apply every rule of the CRF to parsed answers; returns what to store, or the errors.
+
+    `raw`: item name -> parsed value (date, Decimal, code …); a repeating group -> list of row dicts.
+    `missing`: item name -> {"code", "reason"} for items answered with a missing-data code
+    (in a group: `missing["<group>"][row_index][item]`).
+    `context`: `today`, `visit_date`, `consent_date` (ISO dates) and trial settings for scores.
+    """
+    context = dict(context or {})
+    context.setdefault("today", timezone.localdate().isoformat())
+    missing = missing or {}
+    outcome = Outcome()
+    cel_context: dict[str, Any] = {k: context.get(k) for k in ("today", "visit_date", "consent_date")}
+    # Unknown names in a submission (tampering, or an older form) are ignored, never stored.
+    _validate_items(
+        schema.items, raw, missing, context, cel_context, outcome.answers, outcome.add,
+        outcome.hidden, outcome.missing, outcome.notes, outcome.warnings,
+    )
+    for group in schema.groups:
+        rows_in = raw.get(group.name) or []
+        if group.show_if is not None:
+            ok, shown = _evaluate(group.show_if, cel_context)
+            if not (ok and shown is True):
+                outcome.hidden.add(group.name)
+                cel_context[group.name] = []
+                continue
+        rows_out: list[dict] = []
+        cel_rows: list[dict] = []
+        group_missing = missing.get(group.name) or {}
+        for index, row in enumerate(rows_in):
+            row_stored: dict[str, Any] = {ROW_ID: _row_id(row.get(ROW_ID))}
+            row_cel = dict(cel_context)
+            row_hidden: set[str] = set()
+            row_missing: dict = {}
+            _validate_items(
+                group.children, row, group_missing.get(index) or {}, context, row_cel, row_stored,
+                lambda name, message, i=index: outcome.add_row(group.name, i, name, message),
+                row_hidden, row_missing, {}, outcome.warnings,
+            )
+            if row_hidden:
+                outcome.hidden_in_rows.setdefault(group.name, {})[index] = row_hidden
+            if row_missing:
+                outcome.missing.setdefault(group.name, {})[row_stored[ROW_ID]] = row_missing
+            rows_out.append(row_stored)
+            cel_rows.append({c.name: row_cel.get(c.name) for c in group.children})
+        if group.min_rows is not None and len(rows_out) < group.min_rows:
+            outcome.add(group.name, _("At least %(n)s row(s) are needed.") % {"n": group.min_rows})
+        if group.max_rows is not None and len(rows_out) > group.max_rows:
+            outcome.add(group.name, _("At most %(n)s rows are allowed.") % {"n": group.max_rows})
+        ids = [r[ROW_ID] for r in rows_out]
+        if len(ids) != len(set(ids)):
+            outcome.add(group.name, _("Two rows have the same identity; reload the page."))
+        outcome.answers[group.name] = rows_out
+        cel_context[group.name] = cel_rows
+    for rule in schema.rules:
+        _apply_rule(rule, rule.field or "__all__", cel_context, outcome.add, outcome.warnings)
+    return outcome
+
+
+def _row_id(value: Any) -> str:
+    """A row keeps its identity across saves; a new row gets one. Only uuid hex is accepted."""
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(hex=value).hex
+        except ValueError:
+            pass
+    return uuid.uuid4().hex

@@ -1,0 +1,86 @@
+"""Visits of a participant and the CRF entries made at them.
+
+A CrfEntry stores its answers as one JSON document pinned to the CRF version it was entered
+with (docs/architecture.md, "CRF data"). Scheduling (planned dates, windows, states) is built on
+Visit by the scheduling issue.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from edc.audit import AuditedModel
+from trials.participants.models import Participant
+from trials.protocol.models import CrfDefinition, VisitDefinition
+
+
+class VisitStatus(models.TextChoices):
+    UPCOMING = "upcoming", _("Upcoming")
+    OPEN = "open", _("Open")
+    DONE = "done", _("Done")
+    OVERDUE = "overdue", _("Overdue")
+    MISSED = "missed", _("Missed")
+    NOT_DONE = "not_done", _("Not done")
+
+
+class Visit(AuditedModel):
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="visits", verbose_name=_("participant"))
+    definition = models.ForeignKey(
+        VisitDefinition, on_delete=models.PROTECT, null=True, blank=True, related_name="visits",
+        verbose_name=_("visit definition"), help_text=_("Empty for an unscheduled visit."),
+    )
+    sequence = models.PositiveSmallIntegerField(_("sequence"), default=1)
+    label = models.CharField(_("label"), max_length=200)
+    planned_date = models.DateField(_("planned date"), null=True, blank=True)
+    visit_date = models.DateField(_("visit date"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=VisitStatus.choices, default=VisitStatus.UPCOMING)
+    order = models.PositiveIntegerField(_("order"), default=0)
+
+    class Meta:
+        ordering = ["participant", "order", "sequence"]
+        verbose_name = _("visit")
+        verbose_name_plural = _("visits")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "definition", "sequence"], condition=Q(definition__isnull=False),
+                name="visit_unique_per_definition_and_sequence",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} – {self.label}"
+
+
+class EntryStatus(models.TextChoices):
+    NOT_STARTED = "not_started", _("Not started")
+    IN_PROGRESS = "in_progress", _("In progress")
+    COMPLETE = "complete", _("Complete")
+
+
+class CrfEntry(AuditedModel):
+    """The answers of one CRF at one visit: one JSON document, one row per save in the history."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="crf_entries", verbose_name=_("participant"))
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="crf_entries", verbose_name=_("visit"))
+    crf = models.ForeignKey(CrfDefinition, on_delete=models.PROTECT, related_name="entries", verbose_name=_("CRF version"))
+    crf_code = models.CharField(_("CRF code"), max_length=40)
+    status = models.CharField(_("status"), max_length=20, choices=EntryStatus.choices, default=EntryStatus.NOT_STARTED)
+    answers = models.JSONField(_("answers"), default=dict, blank=True)
+    missing = models.JSONField(
+        _("missing-data codes"), default=dict, blank=True, help_text=_("Item → {code, reason} for items answered as missing.")
+    )
+    warnings = models.JSONField(
+        _("confirmed warnings"), default=list, blank=True, help_text=_("Soft edit checks the coordinator confirmed.")
+    )
+    revision = models.PositiveIntegerField(_("revision"), default=0, help_text=_("Raised by every save (optimistic locking)."))
+    score_library_version = models.CharField(_("score library version"), max_length=20, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["visit", "crf_code"]
+        verbose_name = _("CRF entry")
+        verbose_name_plural = _("CRF entries")
+        constraints = [models.UniqueConstraint(fields=["visit", "crf_code"], name="crf_entry_once_per_visit")]
+
+    def __str__(self) -> str:
+        return f"{self.visit} – {self.crf}"
