@@ -158,7 +158,8 @@ else:
             },
             # A file, not shared-cache memory: the browser tests' live server writes from several
             # threads, and only a file database waits on a lock instead of failing at once.
-            "TEST": {"NAME": VAR_DIR / "test-edc.sqlite3"},
+            # One file per test run, so two runs on one machine never share it.
+            "TEST": {"NAME": VAR_DIR / f"test-edc-{os.getpid()}.sqlite3"},
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")

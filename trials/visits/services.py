@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
 from trials.participants.selectors import user_enters_data_at
-from trials.protocol.models import VisitCrf
+from trials.protocol.models import CrfDefinition, VisitCrf
 from trials.visits import scores
 from trials.visits.engine import Outcome, schema_for
 from trials.visits.forms import CrfSubmission
@@ -111,3 +111,43 @@ def crf_entry_save(
         raise CrfEntryConflict(CrfEntry.objects.get(visit=visit, crf_code=crf_code)) from None
     result.saved = True
     return result
+
+
+@transaction.atomic
+def crf_entry_migrate(*, entry: CrfEntry, user, reason: str) -> tuple[CrfEntry, list[str]]:  # noqa: ANN001
+    """Move an entry to the newest version of its CRF; unchanged items are carried over, audited.
+
+    An item is carried over when the new version has an item of the same name and type (inside a
+    repeating group: same group and item). Returns the entry and the names of items not carried over.
+    """
+    if not reason.strip():
+        raise ValidationError(_("Give a reason for migrating the entry."))
+    entry = CrfEntry.objects.select_for_update().select_related("crf").get(pk=entry.pk)
+    newest = CrfDefinition.objects.filter(code=entry.crf.code).order_by("-version").first()
+    if newest is None or newest.pk == entry.crf_id:
+        raise ValidationError(_("This entry already uses the newest version of %(code)s.") % {"code": entry.crf.code})
+    old, new = schema_for(entry.crf), schema_for(newest)
+    old_types = {i.name: i.type for i in old.items} | {c.name: (g.name, c.type) for g in old.groups for c in g.children}
+    answers: dict = {}
+    dropped: list[str] = []
+    for item in new.items:
+        if item.type == "repeating_group":
+            if old_types.get(item.name) == "repeating_group":
+                keep = {c.name for c in item.children if old_types.get(c.name) == (item.name, c.type)}
+                answers[item.name] = [
+                    {k: v for k, v in row.items() if k in keep or k == "_row_id"} for row in entry.answers.get(item.name) or []
+                ]
+        elif old_types.get(item.name) == item.type and item.name in entry.answers:
+            answers[item.name] = entry.answers[item.name]
+    for name, value in entry.answers.items():
+        if name not in answers and value not in (None, [], ""):
+            dropped.append(name)
+    from_version = entry.crf.version
+    entry.crf = newest
+    entry.answers = answers
+    entry.missing = {k: v for k, v in entry.missing.items() if k in answers}
+    entry.status = EntryStatus.IN_PROGRESS  # to be checked against the new version's rules
+    entry.revision += 1
+    note = f" (not carried over: {', '.join(dropped)})" if dropped else ""
+    audited_save(entry, user=user, reason=f"{reason.strip()} – migrated from v{from_version} to v{newest.version}{note}")
+    return entry, dropped
