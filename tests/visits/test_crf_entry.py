@@ -154,3 +154,22 @@ def test_dashboard_query_count_does_not_grow_with_visits(participant, coordinato
     with django_assert_max_num_queries(len(few.captured_queries)) :
         response = client.get(url)
     assert response.content.decode().count('data-testid="chip-') > 50
+
+
+def test_ulcer_rows_are_carried_to_the_next_visit_with_their_identity(participant, coordinator, client):
+    first, later = participant.visits.filter(definition__visit_crfs__crf_code="DU_ASSESS").order_by("order")[:2]
+    row = {
+        "ulcer_id": "U1", "hand": "left", "location": "periungual", "finger": "3", "beyond_pip": "true", "ischemic": "true",
+        "over_calcinosis": "false", "active": "true", "due_to_other_condition": "false",
+        "osteomyelitis_or_uncontrolled_infection": "false", "infected_requiring_systemic_antibiotics": "false",
+        "requires_urgent_surgery": "false",
+    }
+    data = {"crf-assessment_date": iso(1), "crf-number_active_du": "1", "ulcers-TOTAL_FORMS": "1", "ulcers-INITIAL_FORMS": "0"}
+    data.update({f"ulcers-0-{k}": v for k, v in row.items()})
+    result = crf_entry_save(user=coordinator, visit=first, crf_code="DU_ASSESS", data=as_querydict(data), expected_revision=0, complete=True, confirm_warnings=True)
+    assert result.saved, (result.outcome.errors, result.outcome.row_errors)
+    row_id = CrfEntry.objects.get(visit=first).answers["ulcers"][0]["_row_id"]
+    client.force_login(coordinator)
+    page = client.get(reverse("crf_entry", args=[later.pk, "DU_ASSESS"])).content.decode()
+    assert f'value="{row_id}"' in page and 'value="U1"' in page
+    assert 'id="id_ulcers-0-ischemic_0" checked' not in page  # only identity and location are carried

@@ -113,3 +113,15 @@ def test_cochin_total_only_when_all_items_answered(seeds):
     answers["cochin_18"] = None
     outcome = validate_answers(cochin, answers, context=CONTEXT)
     assert outcome.answers["cochin_total"] is None and "cochin_18" in outcome.errors
+
+
+def test_das28_category_uses_the_trials_cut_offs(seeds):
+    das28 = schema("DAS28")
+    joints = {f"{kind}_{joint}_{side}": False for kind in ("tender", "swollen") for side in "rl"
+              for joint in ("shoulder", "elbow", "wrist", "knee", *(f"mcp{i}" for i in range(1, 6)), *(f"pip{i}" for i in range(1, 6)))}
+    answers = {**joints, "tender_knee_r": True, "esr_mm_h": 10, "patient_global_vas": 20}
+    # 0.56·√1 + 0 + 0.70·ln(10) + 0.014·20 = 0.56 + 1.6118 + 0.28 = 2.45
+    default = validate_answers(das28, answers, context=CONTEXT)
+    assert default.answers["das28_esr"] == "2.45" and default.notes["das28_esr"].startswith("remission")
+    strict = validate_answers(das28, answers, context={**CONTEXT, "das28_cutoffs": {"remission": "2.3", "low": "3.2", "moderate": "5.1"}})
+    assert strict.notes["das28_esr"].startswith("low")

@@ -491,6 +491,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             "randomization": spec.randomization.model_dump(mode="json") if spec.randomization else None,
             "escalation": spec.escalation.model_dump(mode="json") if spec.escalation else None,
             "eligibility": spec.eligibility.model_dump(mode="json"),
+            "score_settings": spec.score_settings.model_dump(mode="json", exclude_none=True),
             "source_file": source.label,
             "source_sha256": digest,
         },

@@ -92,6 +92,7 @@ class Trial(AuditedModel):
     randomization = models.JSONField(_("randomization settings"), null=True, blank=True)
     escalation = models.JSONField(_("dose-escalation settings"), null=True, blank=True)
     eligibility = models.JSONField(_("eligibility data sources"), default=dict, blank=True)
+    score_settings = models.JSONField(_("score settings"), default=dict, blank=True)
     source_file = models.CharField(_("loaded from"), max_length=300, blank=True)
     source_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True)
 

@@ -112,6 +112,9 @@ class CrfField(Strict):
     fields: list[CrfField] | None = None
     min_rows: Annotated[int, Field(ge=0)] | None = None
     max_rows: Annotated[int, Field(ge=1)] | None = None
+    # Row items copied, with the row's identity, into the same CRF at the participant's next visit
+    # (e.g. an ulcer's identifier and location, so it can be followed until healing).
+    carry_forward: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> CrfField:
@@ -126,6 +129,12 @@ class CrfField(Strict):
             raise ValueError("'fields' is required on, and only allowed on, a repeating_group")
         if kind == "repeating_group" and any(f.type == "repeating_group" for f in self.fields or []):
             raise ValueError("repeating groups cannot be nested")
+        if self.carry_forward and kind != "repeating_group":
+            raise ValueError("'carry_forward' only applies to a repeating_group")
+        if self.carry_forward:
+            unknown = set(self.carry_forward) - {f.name for f in self.fields or []}
+            if unknown:
+                raise ValueError(f"'carry_forward' names unknown row item(s): {', '.join(sorted(unknown))}")
         if (self.min_rows is not None or self.max_rows is not None) and kind != "repeating_group":
             raise ValueError("'min_rows'/'max_rows' only apply to a repeating_group")
         if self.min_rows is not None and self.max_rows is not None and self.min_rows > self.max_rows:
@@ -312,6 +321,24 @@ class Eligibility(Strict):
     lesion: LesionSpec | None = None
 
 
+class Das28Cutoffs(Strict):
+    remission: Annotated[Decimal, Field(gt=0)] = Decimal("2.6")
+    low: Annotated[Decimal, Field(gt=0)] = Decimal("3.2")
+    moderate: Annotated[Decimal, Field(gt=0)] = Decimal("5.1")
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Das28Cutoffs:
+        if not self.remission < self.low <= self.moderate:
+            raise ValueError("DAS28 cut-offs must ascend: remission < low <= moderate")
+        return self
+
+
+class ScoreSettings(Strict):
+    """Per-trial settings of the score library (defaults are the published ones)."""
+
+    das28_cutoffs: Das28Cutoffs | None = None
+
+
 class Escalation(Strict):
     rule: Literal["3+3"] = "3+3"
     sentinel_size: Annotated[int, Field(ge=1)] = 3
@@ -347,6 +374,7 @@ class TrialFile(Strict):
     numbering: Numbering = Field(default_factory=Numbering)
     randomization: Randomization | None = None
     escalation: Escalation | None = None
+    score_settings: ScoreSettings = Field(default_factory=ScoreSettings)
     eligibility: Eligibility = Field(default_factory=Eligibility)
     sites: list[SiteSpec] = Field(min_length=1)
     arms: list[ArmSpec] = Field(default_factory=list)

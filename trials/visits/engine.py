@@ -74,6 +74,7 @@ class Item:
     children: tuple[Item, ...] = ()
     min_rows: int | None = None
     max_rows: int | None = None
+    carry_forward: tuple[str, ...] = ()
 
     @property
     def is_input(self) -> bool:
@@ -163,6 +164,7 @@ def _item(spec: dict, codelists: dict) -> Item:
         children=tuple(_item(child, codelists) for child in spec.get("fields") or ()),
         min_rows=spec.get("min_rows"),
         max_rows=spec.get("max_rows"),
+        carry_forward=tuple(spec.get("carry_forward") or ()),
     )
 
 

@@ -39,6 +39,7 @@ def entry_context(visit: Visit) -> dict:
     site_today = timezone.localdate(timezone=_zone(visit.participant.site.time_zone))
     participant = visit.participant
     return {
+        **(participant.trial.score_settings or {}),
         "today": site_today.isoformat(),
         "visit_date": (visit.visit_date or site_today).isoformat(),
         "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
@@ -61,6 +62,32 @@ def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
         except VisitCrf.DoesNotExist:
             raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code}) from None
         return CrfEntry(participant=visit.participant, visit=visit, crf=link.crf, crf_code=crf_code)
+
+
+def crf_entry_carried_forward(entry: CrfEntry) -> dict:
+    """Starting answers of a new entry: rows carried from the participant's previous entry of this CRF.
+
+    Only the row items a group names in `carry_forward`, with the row identity, so a lesion seen at
+    one visit is the same row at the next (digital ulcers followed until healing).
+    """
+    schema = schema_for(entry.crf)
+    groups = [g for g in schema.groups if g.carry_forward]
+    if not groups:
+        return {}
+    previous = (
+        CrfEntry.objects.filter(participant=entry.participant_id, crf_code=entry.crf_code, visit__order__lt=entry.visit.order)
+        .order_by("-visit__order", "-visit__sequence")
+        .first()
+    )
+    if previous is None:
+        return {}
+    return {
+        group.name: [
+            {"_row_id": row.get("_row_id"), **{name: row.get(name) for name in group.carry_forward}}
+            for row in previous.answers.get(group.name) or []
+        ]
+        for group in groups
+    }
 
 
 @transaction.atomic

@@ -13,7 +13,7 @@ from trials.protocol import selectors as protocol_selectors
 from trials.visits import selectors
 from trials.visits.engine import schema_for
 from trials.visits.forms import CrfSubmission
-from trials.visits.services import CrfEntryConflict, crf_entry_for, crf_entry_save, entry_context
+from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context
 
 
 @login_required
@@ -101,8 +101,9 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         submission = result.submission
         status = 200
     else:
-        submission = CrfSubmission(schema, answers=entry.answers, missing=entry.missing, context=entry_context(visit))
-        submission.evaluate_stored(entry.answers, entry.missing)  # branching and scores as stored
+        answers = entry.answers if entry.pk else crf_entry_carried_forward(entry)
+        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit))
+        submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
     return render(request, "visits/crf_entry.html", {**context, "submission": submission, "saved": request.GET.get("saved")}, status=status)
 
