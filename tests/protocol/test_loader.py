@@ -193,6 +193,18 @@ BAD_CRFS = [
     ("fields.2.type", "text", "fields[2]", "'choices' is not allowed on a text field"),
     ("fields.1.show_if", "smoker = 1", "fields[1].show_if", "CEL expression does not compile"),
     ("fields.0.name", "today", "fields[0].name", "'today' is reserved"),
+    (
+        "fields.1",
+        {"name": "total", "label": "Total", "type": "calculated", "calculation": {"score": "cochin_sum"}},
+        "fields[1].calculation.score",
+        "unknown score 'cochin_sum'",
+    ),
+    (
+        "fields.1",
+        {"name": "bmi", "label": "BMI", "type": "calculated", "calculation": {"score": "bmi", "inputs": {"mass": "age_years"}}},
+        "fields[1].calculation.inputs",
+        "score 'bmi' takes weight_kg, height_cm, not mass",
+    ),
     ("fields.1.widget", "dropdown", "fields[1]", "widget 'dropdown' does not suit a integer field"),
     ("codelists.yn.0.code", True, "codelists.yn[0].code", "quote the code"),
     ("sections", [{"name": "A"}, {"name": "A"}], "sections[1].name", "duplicate section 'A'"),

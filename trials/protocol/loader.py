@@ -36,6 +36,7 @@ from trials.protocol.models import (
     VisitDefinition,
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
+from trials.visits.scores import SCORES
 
 # Names every expression may use besides the CRF's own fields.
 CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})
@@ -255,6 +256,8 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
                 check_expression(source, here + ("checks", c_index, "expression"), check.expression, scope, problems)
             if item.calculation and item.calculation.cel:
                 check_expression(source, here + ("calculation", "cel"), item.calculation.cel, scope, problems)
+            if item.calculation and item.calculation.score:
+                _check_score(source, here + ("calculation",), item.calculation.score, item.calculation.inputs, problems)
             if item.calculation:
                 for arg, name in item.calculation.inputs.items():
                     if name not in scope and name not in CONTEXT_NAMES:
@@ -277,6 +280,22 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
         check_expression(source, ("checks", index, "expression"), check.expression, top, problems)
         if check.field and check.field not in seen:
             problems.append(source.problem(("checks", index, "field"), f"unknown field name '{check.field}'"))
+
+
+def _check_score(source: SourceFile, loc: tuple, name: str, inputs: dict, problems: list[Problem]) -> None:
+    """A calculation's score must exist in the score library and take the inputs it is given."""
+    known = SCORES.get(name)
+    if known is None:
+        problems.append(source.problem(loc + ("score",), f"unknown score '{name}' (the library has: {', '.join(sorted(SCORES))})"))
+        return
+    if known.inputs is None and inputs:
+        problems.append(source.problem(loc + ("inputs",), f"score '{name}' reads its items by name: give no 'inputs'"))
+    elif known.inputs is not None:
+        extra = sorted(set(inputs) - set(known.inputs))
+        if extra:
+            problems.append(
+                source.problem(loc + ("inputs",), f"score '{name}' takes {', '.join(known.inputs)}, not {', '.join(extra)}")
+            )
 
 
 @dataclass(frozen=True)
