@@ -46,3 +46,4 @@ clean:
 ## bench: benchmarks, each reported as a ratio to a baseline measured in the same run (docs/benchmarks.md)
 bench: install
 	$(PY) tests/bench/bench_loader.py
+	$(PY) tests/bench/bench_crf.py

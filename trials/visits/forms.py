@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from trials.visits.engine import MISSING_CODES, ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
+from trials.visits.engine import MAX_REASON, ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
 
 _FORM_CLASSES: dict[tuple[int, int], type[forms.Form]] = {}
 _ROW_FORMSETS: dict[tuple[int, str], type[forms.BaseFormSet]] = {}
@@ -92,12 +92,20 @@ def form_field(item: Item) -> forms.Field | None:
     return None
 
 
-def _add_missing_fields(fields: dict, item: Item) -> None:
-    if item.required:
-        fields[f"{item.name}__missing"] = forms.ChoiceField(
-            label=_("Missing"), required=False, choices=(("", _("— answered —")), *MISSING_CODES)
-        )
-        fields[f"{item.name}__missing_reason"] = forms.CharField(label=_("Reason"), required=False, max_length=500)
+def missing_state(form: forms.Form, item: Item) -> dict | None:
+    """The missing-data code and reason of a required item, as posted or as stored.
+
+    They are read straight from the data instead of being form fields: a 100-item CRF would
+    otherwise carry 200 more fields to copy and clean on every request (docs/benchmarks.md).
+    """
+    if not item.required:
+        return None
+    code_name, reason_name = form.add_prefix(f"{item.name}__missing"), form.add_prefix(f"{item.name}__missing_reason")
+    if form.is_bound:
+        code, reason = form.data.get(code_name, ""), form.data.get(reason_name, "")
+    else:
+        code, reason = form.initial.get(f"{item.name}__missing", ""), form.initial.get(f"{item.name}__missing_reason", "")
+    return {"code_name": code_name, "reason_name": reason_name, "code": code or "", "reason": (reason or "")[:MAX_REASON]}
 
 
 def _style(field: forms.Field) -> forms.Field:
@@ -119,7 +127,6 @@ def _build(items: tuple[Item, ...], name: str, extra: dict | None = None) -> typ
         field = form_field(item)
         if field is not None:
             fields[item.name] = _style(field)
-            _add_missing_fields(fields, item)
     return type(name, (forms.Form,), fields)
 
 
@@ -142,12 +149,12 @@ def row_formset_for(schema: CrfSchema, group: Item) -> type[forms.BaseFormSet]:
     return _ROW_FORMSETS[key]
 
 
-def _missing_from(cleaned: dict, items: tuple[Item, ...]) -> dict:
+def _missing_from(form: forms.Form, items: tuple[Item, ...]) -> dict:
     out = {}
     for item in items:
-        code = cleaned.get(f"{item.name}__missing")
-        if code:
-            out[item.name] = {"code": code, "reason": cleaned.get(f"{item.name}__missing_reason", "")}
+        state = missing_state(form, item)
+        if state and state["code"]:
+            out[item.name] = {"code": state["code"], "reason": state["reason"]}
     return out
 
 
@@ -227,8 +234,8 @@ class CrfSubmission:
         """Parse the submission, apply the CRF's rules, and put every message on its field."""
         parsed_ok = self.form.is_valid()
         cleaned = getattr(self.form, "cleaned_data", {})
-        raw = {name: cleaned.get(name) for name in self.form.fields if "__" not in name}
-        missing = _missing_from(cleaned, self.schema.items)
+        raw = {name: cleaned.get(name) for name in self.form.fields}
+        missing = _missing_from(self.form, self.schema.items)
         formsets_ok = True
         for group in self.schema.groups:
             formset = self.formsets[group.name]
@@ -239,7 +246,7 @@ class CrfSubmission:
                 data = getattr(form, "cleaned_data", {}) or {}
                 if data.get("DELETE"):
                     continue
-                row_missing[len(rows)] = _missing_from(data, group.children)
+                row_missing[len(rows)] = _missing_from(form, group.children)
                 rows.append({**{c.name: data.get(c.name) for c in group.children}, ROW_ID: data.get(ROW_ID)})
             raw[group.name] = rows
             missing[group.name] = row_missing

@@ -19,11 +19,18 @@ from trials.visits.models import CrfEntry, EntryStatus, Visit
 
 
 class CrfEntryConflict(Exception):
-    """Someone saved this entry since the form was opened; nothing was overwritten."""
+    """Someone saved this entry since the form was opened; nothing was overwritten.
 
-    def __init__(self, entry: CrfEntry):
-        self.entry = entry
-        super().__init__(f"{entry} changed (now revision {entry.revision})")
+    `entry` is the current entry when known; after a lost race on the first save it is read by
+    the caller, once the failed transaction is rolled back.
+    """
+
+    def __init__(self, entry: CrfEntry | None, *, visit: Visit, crf_code: str):
+        self.entry, self.visit, self.crf_code = entry, visit, crf_code
+        super().__init__(f"{crf_code} at {visit} changed since revision the form was opened")
+
+    def current(self) -> CrfEntry:
+        return self.entry or CrfEntry.objects.get(visit=self.visit, crf_code=self.crf_code)
 
 
 @dataclass
@@ -55,13 +62,19 @@ def _zone(name: str):  # noqa: ANN202
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
     """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for."""
     try:
-        return CrfEntry.objects.select_related("crf").get(visit=visit, crf_code=crf_code)
+        return CrfEntry.objects.select_related("crf").defer("crf__definition").get(visit=visit, crf_code=crf_code)
     except CrfEntry.DoesNotExist:
-        try:
-            link = VisitCrf.objects.select_related("crf").get(visit_definition=visit.definition_id, crf_code=crf_code, is_active=True)
-        except VisitCrf.DoesNotExist:
-            raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code}) from None
-        return CrfEntry(participant=visit.participant, visit=visit, crf=link.crf, crf_code=crf_code)
+        return _new_entry(visit, crf_code)
+
+
+def _new_entry(visit: Visit, crf_code: str) -> CrfEntry:
+    try:
+        link = VisitCrf.objects.select_related("crf").defer("crf__definition").get(
+            visit_definition=visit.definition_id, crf_code=crf_code, is_active=True
+        )
+    except VisitCrf.DoesNotExist:
+        raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code}) from None
+    return CrfEntry(participant=visit.participant, visit=visit, crf=link.crf, crf_code=crf_code)
 
 
 def crf_entry_carried_forward(entry: CrfEntry) -> dict:
@@ -105,11 +118,20 @@ def crf_entry_save(
     """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing."""
     if not user_enters_data_at(user, visit.participant):
         raise PermissionDenied(_("You do not enter data at this site."))
-    entry = crf_entry_for(visit, crf_code)
-    if entry.pk is not None:
-        entry = CrfEntry.objects.select_for_update().select_related("crf").get(pk=entry.pk)
+    if expected_revision == 0:
+        # A first save: no lookup needed, the unique (visit, CRF) constraint catches a concurrent one.
+        entry = _new_entry(visit, crf_code)
+    else:
+        try:
+            # The CRF's definition is only read when its schema is not cached yet (deferred column).
+            entry = (
+                CrfEntry.objects.select_for_update().select_related("crf").defer("crf__definition")
+                .get(visit=visit, crf_code=crf_code)
+            )
+        except CrfEntry.DoesNotExist:
+            raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
     if entry.revision != expected_revision:
-        raise CrfEntryConflict(entry)
+        raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     submission = CrfSubmission(schema_for(entry.crf), data=data, context=entry_context(visit))
     outcome = submission.validate()
     result = SaveResult(entry=entry, outcome=outcome)
@@ -131,11 +153,10 @@ def crf_entry_save(
     entry.revision += 1
     entry.score_library_version = scores.SCORE_LIBRARY_VERSION
     try:
-        with transaction.atomic():
-            audited_save(entry, user=user, reason=reason or (_("Data entry") if entry.revision == 1 else _("Data entry (in progress)")))
+        audited_save(entry, user=user, reason=reason or (_("Data entry") if entry.revision == 1 else _("Data entry (in progress)")))
     except IntegrityError:
-        # Two first saves of the same CRF at once: the other one won; show hers.
-        raise CrfEntryConflict(CrfEntry.objects.get(visit=visit, crf_code=crf_code)) from None
+        # Another first save of this CRF won; this transaction is rolled back, the page shows hers.
+        raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
     result.saved = True
     return result
 

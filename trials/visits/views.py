@@ -89,9 +89,10 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         except CrfEntryConflict as conflict:
             submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
             submission.validate()
+            current = conflict.current()
             return render(
                 request, "visits/crf_conflict.html",
-                {**context, "entry": conflict.entry, "mine": submission.outcome.answers, "theirs": conflict.entry.answers},
+                {**context, "entry": current, "mine": submission.outcome.answers, "theirs": current.answers},
                 status=409,
             )
         if result.saved:

@@ -2,6 +2,9 @@
 
 from django import template
 
+from trials.visits.engine import MISSING_CODES
+from trials.visits.forms import missing_state
+
 register = template.Library()
 
 
@@ -31,11 +34,11 @@ def contains(container, item) -> bool:  # noqa: ANN001
 
 
 @register.filter
-def missing_code(form, name: str):  # noqa: ANN001, ANN201
-    """The missing-data code field of item `name`, if the item has one (required items)."""
-    return bound(form, f"{name}__missing")
+def missing(form, item):  # noqa: ANN001, ANN201
+    """The missing-data code and reason of a required item (None for an optional one)."""
+    return missing_state(form, item)
 
 
-@register.filter
-def missing_reason(form, name: str):  # noqa: ANN001, ANN201
-    return bound(form, f"{name}__missing_reason")
+@register.simple_tag
+def missing_codes():  # noqa: ANN201
+    return MISSING_CODES
