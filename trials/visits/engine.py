@@ -203,6 +203,8 @@ def to_storage(item: Item, value: Any) -> Any:
         return None
     if item.type == "decimal" or (item.type == "calculated" and isinstance(value, Decimal)):
         number = Decimal(value)
+        if number == 0:
+            number = abs(number)  # "-0" is stored as 0
         if item.precision is not None:
             number = number.quantize(Decimal(1).scaleb(-item.precision), rounding=ROUND_HALF_UP)
         return str(number)
@@ -371,6 +373,8 @@ def _validate_items(
                 report(item.name, _("Unknown missing-data code."))
             elif not reason:
                 report(item.name, _("Give a reason why this item is missing."))
+            elif "\x00" in reason:
+                report(item.name, _("The reason contains a character that cannot be stored."))
             elif len(reason) > MAX_REASON:
                 report(item.name, _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON})
             else:
@@ -398,13 +402,18 @@ def _apply_rule(rule: Rule, target: str, cel_context: dict, report, warnings: li
         warnings.append({"field": target, "message": rule.message, "expression": rule.expression})
 
 
-def validate_answers(schema: CrfSchema, raw: dict, *, missing: dict | None = None, context: dict | None = None) -> Outcome:
+def validate_answers(
+    schema: CrfSchema, raw: dict, *, missing: dict | None = None, context: dict | None = None,
+    known_row_ids: set[str] | None = None,
+) -> Outcome:
     """Apply every rule of the CRF to parsed answers; returns what to store, or the errors.
 
     `raw`: item name -> parsed value (date, Decimal, code …); a repeating group -> list of row dicts.
     `missing`: item name -> {"code", "reason"} for items answered with a missing-data code
     (in a group: `missing["<group>"][row_index][item]`).
     `context`: `today`, `visit_date`, `consent_date` (ISO dates) and trial settings for scores.
+    `known_row_ids`: row identities the server issued for this entry (its stored rows and the rows
+    carried forward); any other posted identity is replaced by a new one. None: format check only.
     """
     context = dict(context or {})
     context.setdefault("today", timezone.localdate().isoformat())
@@ -428,7 +437,7 @@ def validate_answers(schema: CrfSchema, raw: dict, *, missing: dict | None = Non
         cel_rows: list[dict] = []
         group_missing = missing.get(group.name) or {}
         for index, row in enumerate(rows_in):
-            row_stored: dict[str, Any] = {ROW_ID: _row_id(row.get(ROW_ID))}
+            row_stored: dict[str, Any] = {ROW_ID: _row_id(row.get(ROW_ID), known_row_ids)}
             row_cel = dict(cel_context)
             row_hidden: set[str] = set()
             row_missing: dict = {}
@@ -457,11 +466,13 @@ def validate_answers(schema: CrfSchema, raw: dict, *, missing: dict | None = Non
     return outcome
 
 
-def _row_id(value: Any) -> str:
-    """A row keeps its identity across saves; a new row gets one. Only uuid hex is accepted."""
+def _row_id(value: Any, known: set[str] | None) -> str:
+    """A row keeps the identity the server gave it; a new (or forged) row gets a new one."""
     if isinstance(value, str):
         try:
-            return uuid.UUID(hex=value).hex
+            row_id = uuid.UUID(hex=value).hex
         except ValueError:
-            pass
+            row_id = None
+        if row_id and (known is None or row_id in known):
+            return row_id
     return uuid.uuid4().hex

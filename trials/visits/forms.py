@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from trials.visits.engine import MAX_REASON, ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
+from trials.visits.engine import ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
 
 _FORM_CLASSES: dict[tuple[int, int], type[forms.Form]] = {}
 _ROW_FORMSETS: dict[tuple[int, str], type[forms.BaseFormSet]] = {}
@@ -22,7 +22,14 @@ YES_NO = (("true", _("Yes")), ("false", _("No")))
 
 def _coerce_code(choices: tuple) -> Any:  # noqa: ANN401
     codes = {str(code): code for code, _label in choices}
-    return lambda value: codes[value]
+
+    def coerce(value: str) -> Any:  # noqa: ANN401
+        try:
+            return codes[value]
+        except KeyError:
+            raise ValueError(value) from None  # TypedChoiceField turns it into "Select a valid choice."
+
+    return coerce
 
 
 def _number_attrs(item: Item) -> dict:
@@ -51,7 +58,8 @@ def form_field(item: Item) -> forms.Field | None:
             decimal_places=item.precision, max_digits=20, widget=forms.NumberInput(attrs=_number_attrs(item)), **common
         )
     if kind == "date":
-        return forms.DateField(widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"), **common)
+        # ISO only (what <input type=date> sends): 01/02/1960 must not mean a different day per language.
+        return forms.DateField(widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"), input_formats=["%Y-%m-%d"], **common)
     if kind == "datetime":
         return forms.DateTimeField(
             widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -105,7 +113,7 @@ def missing_state(form: forms.Form, item: Item) -> dict | None:
         code, reason = form.data.get(code_name, ""), form.data.get(reason_name, "")
     else:
         code, reason = form.initial.get(f"{item.name}__missing", ""), form.initial.get(f"{item.name}__missing_reason", "")
-    return {"code_name": code_name, "reason_name": reason_name, "code": code or "", "reason": (reason or "")[:MAX_REASON]}
+    return {"code_name": code_name, "reason_name": reason_name, "code": code or "", "reason": reason or ""}
 
 
 def _style(field: forms.Field) -> forms.Field:
@@ -143,8 +151,11 @@ def row_formset_for(schema: CrfSchema, group: Item) -> type[forms.BaseFormSet]:
     key = (schema.crf_id, group.name)
     if key not in _ROW_FORMSETS:
         row_form = _build(group.children, f"{schema.code}{group.name}Row", {ROW_ID: forms.CharField(required=False, widget=forms.HiddenInput)})
+        # Never build more rows than the CRF allows, whatever TOTAL_FORMS says (a forged count
+        # would otherwise make the server build and render thousands of rows).
+        limit = group.max_rows or 200
         _ROW_FORMSETS[key] = forms.formset_factory(
-            row_form, extra=0, can_delete=True, max_num=group.max_rows or 1000, absolute_max=max(group.max_rows or 0, 1000)
+            row_form, extra=0, can_delete=True, max_num=limit, absolute_max=limit, validate_max=True
         )
     return _ROW_FORMSETS[key]
 
@@ -204,9 +215,13 @@ def _initial_missing(items: tuple[Item, ...], missing: dict) -> dict:
 class CrfSubmission:
     """A bound CRF page: the form, one formset per repeating group, and the validation outcome."""
 
-    def __init__(self, schema: CrfSchema, *, data=None, answers: dict | None = None, missing: dict | None = None, context: dict | None = None):  # noqa: ANN001
+    def __init__(
+        self, schema: CrfSchema, *, data=None, answers: dict | None = None, missing: dict | None = None,  # noqa: ANN001
+        context: dict | None = None, known_row_ids: set[str] | None = None,
+    ):
         self.schema = schema
         self.context = context or {}
+        self.known_row_ids = known_row_ids
         initial, rows = initial_from(schema, answers or {}, missing or {})
         self.form = form_class_for(schema)(data=data, initial=initial, prefix="crf")
         self.formsets = {
@@ -250,7 +265,21 @@ class CrfSubmission:
                 rows.append({**{c.name: data.get(c.name) for c in group.children}, ROW_ID: data.get(ROW_ID)})
             raw[group.name] = rows
             missing[group.name] = row_missing
-        outcome = validate_answers(self.schema, raw, missing=missing, context=self.context)
+        outcome = validate_answers(
+            self.schema, raw, missing=missing, context=self.context, known_row_ids=self.known_row_ids
+        )
+        # A hidden item is cleared, so what it held (even unreadable) neither blocks nor is kept.
+        for name in outcome.hidden:
+            self.form.errors.pop(name, None)
+        for group in self.schema.groups:
+            live = [f for f in self.formsets[group.name].forms if not (getattr(f, "cleaned_data", {}) or {}).get("DELETE")]
+            for index, form in enumerate(live):
+                for name in (outcome.hidden_in_rows.get(group.name) or {}).get(index, ()):
+                    form.errors.pop(name, None)
+        parsed_ok = not self.form.errors
+        formsets_ok = all(
+            not formset.non_form_errors() and not any(f.errors for f in formset.forms) for formset in self.formsets.values()
+        )
         for name, messages in outcome.errors.items():
             target = name if name in self.form.fields else None
             for message in messages:

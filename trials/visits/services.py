@@ -29,8 +29,9 @@ class CrfEntryConflict(Exception):
         self.entry, self.visit, self.crf_code = entry, visit, crf_code
         super().__init__(f"{crf_code} at {visit} changed since revision the form was opened")
 
-    def current(self) -> CrfEntry:
-        return self.entry or CrfEntry.objects.get(visit=self.visit, crf_code=self.crf_code)
+    def current(self) -> CrfEntry | None:
+        """The entry as saved now (None: never saved, the form was out of date)."""
+        return self.entry or CrfEntry.objects.filter(visit=self.visit, crf_code=self.crf_code).first()
 
 
 @dataclass
@@ -75,6 +76,10 @@ def _new_entry(visit: Visit, crf_code: str) -> CrfEntry:
     except VisitCrf.DoesNotExist:
         raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code}) from None
     return CrfEntry(participant=visit.participant, visit=visit, crf=link.crf, crf_code=crf_code)
+
+
+def _row_ids(answers: dict) -> set[str]:
+    return {row.get("_row_id") for rows in answers.values() if isinstance(rows, list) for row in rows if isinstance(row, dict)}
 
 
 def crf_entry_carried_forward(entry: CrfEntry) -> dict:
@@ -132,16 +137,22 @@ def crf_entry_save(
             raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
-    submission = CrfSubmission(schema_for(entry.crf), data=data, context=entry_context(visit))
+    known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
+    submission = CrfSubmission(schema_for(entry.crf), data=data, context=entry_context(visit), known_row_ids=known_rows)
     outcome = submission.validate()
     result = SaveResult(entry=entry, outcome=outcome)
     result.submission = submission  # type: ignore[attr-defined]
-    if not outcome.is_valid:
-        return result
-    if outcome.warnings and not confirm_warnings:
-        result.needs_confirmation = True
+    if not outcome.is_valid or (outcome.warnings and not confirm_warnings):
+        if entry.pk is None and CrfEntry.objects.filter(visit=visit, crf_code=crf_code).exists():
+            # The form was opened before someone's first save: say so before asking for fixes.
+            raise CrfEntryConflict(None, visit=visit, crf_code=crf_code)
+        result.needs_confirmation = outcome.is_valid
         return result
     reason = reason.strip()
+    if "\x00" in reason:
+        outcome.errors.setdefault("__all__", []).append(_("The reason contains a character that cannot be stored."))
+        submission.form.add_error(None, _("The reason contains a character that cannot be stored."))
+        return result
     if entry.status == EntryStatus.COMPLETE and not reason:
         submission.form.add_error(None, _("This entry is complete: give a reason for the change."))
         outcome.errors.setdefault("__all__", []).append(_("This entry is complete: give a reason for the change."))

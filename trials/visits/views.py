@@ -90,6 +90,12 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
             submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
             submission.validate()
             current = conflict.current()
+            if current is None:  # the form claimed a revision that never existed: show it again
+                submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
+                submission.validate()
+                submission.clear_messages()
+                submission.form.add_error(None, _("This page was out of date; nothing was saved. Check your answers and save again."))
+                return render(request, "visits/crf_entry.html", {**context, "submission": submission, "stale": True}, status=409)
             return render(
                 request, "visits/crf_conflict.html",
                 {**context, "entry": current, "mine": submission.outcome.answers, "theirs": current.answers},

@@ -65,11 +65,13 @@ class Command(BaseCommand):
             if Participant.objects.filter(trial=site.trial, screening_number=row["screening_number"]).exists():
                 continue
             anchor = row.get("anchor_days_ago")
+            treated = row.get("first_treatment_days_ago")
             participant_register(
                 site=site,
                 screening_number=row["screening_number"],
                 consent_date=today - timedelta(days=row["consent_days_ago"]),
                 anchor_date=today - timedelta(days=anchor) if anchor is not None else None,
+                first_treatment_date=today - timedelta(days=treated) if treated is not None else None,
                 user=actor,
                 reason="Demo participant (load_demo)",
             )
