@@ -42,7 +42,30 @@ class ReasonForm(forms.ModelForm):
     )
 
 
-class AuditedAdmin(SimpleHistoryAdmin):
+class ScopedHistoryMixin:
+    """simple-history's history pages would show rows outside the user's scope: check it first."""
+
+    def history_view(self, request, object_id, extra_context=None):  # noqa: ANN001, ANN201
+        # simple-history would otherwise show the history of rows outside the user's scope.
+        self._check_in_scope(request, object_id)
+        return super().history_view(request, object_id, extra_context=extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):  # noqa: ANN001, ANN201
+        self._check_in_scope(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context=extra_context)
+
+    def _check_in_scope(self, request: HttpRequest, object_id: str) -> None:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            in_scope = self.get_queryset(request).filter(pk=object_id).exists()
+        except (ValueError, ValidationError):
+            in_scope = False
+        if not in_scope:
+            raise Http404(_("No such record in your studies."))
+
+
+class AuditedAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     """Saves through edc.audit.audited_save with the reason typed in the form; never deletes.
 
     Protocol definitions come from seeds/ (`load_trials`): in the admin they are read-only except
@@ -71,25 +94,6 @@ class AuditedAdmin(SimpleHistoryAdmin):
         if request.user.is_superuser or self.trial_path is None:
             return queryset
         return queryset.filter(**{f"{self.trial_path}__in": selectors.trials_for_user(request.user)})
-
-    def history_view(self, request, object_id, extra_context=None):  # noqa: ANN001, ANN201
-        # simple-history would otherwise show the history of rows outside the user's scope.
-        self._check_in_scope(request, object_id)
-        return super().history_view(request, object_id, extra_context=extra_context)
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):  # noqa: ANN001, ANN201
-        self._check_in_scope(request, object_id)
-        return super().history_form_view(request, object_id, version_id, extra_context=extra_context)
-
-    def _check_in_scope(self, request: HttpRequest, object_id: str) -> None:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        try:
-            in_scope = self.get_queryset(request).filter(pk=object_id).exists()
-        except (ValueError, ValidationError):
-            in_scope = False
-        if not in_scope:
-            raise Http404(_("No such record in your studies."))
 
     def get_fieldsets(self, request, obj=None):  # noqa: ANN001, ANN201
         fieldsets = list(super().get_fieldsets(request, obj))

@@ -12,6 +12,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
+from trials.protocol.admin import ScopedHistoryMixin
 from trials.protocol.models import Role
 from trials.protocol.selectors import study_roles_for_user
 from trials.visits.engine import schema_for
@@ -19,7 +20,7 @@ from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_migrate
 
 
-class ScopedReadOnlyAdmin(SimpleHistoryAdmin):
+class ScopedReadOnlyAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     """Trial data is entered in the study pages; here it is reviewed, never edited or deleted."""
 
     participant_path = "participant"
@@ -46,13 +47,6 @@ class ScopedReadOnlyAdmin(SimpleHistoryAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
-
-    def history_view(self, request, object_id, extra_context=None):  # noqa: ANN001, ANN201
-        from django.http import Http404
-
-        if not self.get_queryset(request).filter(pk=object_id).exists():
-            raise Http404(_("No such record in your sites."))
-        return super().history_view(request, object_id, extra_context=extra_context)
 
 
 @admin.register(Participant)
