@@ -193,8 +193,8 @@ def _initial_values(items: tuple[Item, ...], answers: dict) -> dict:
             continue
         if item.type == "yes_no":
             value = "true" if value else "false"
-        elif item.type in {"single_choice", "scale"} and item.choices or item.type == "scale" and not isinstance(value, int):
-            value = str(value)
+        elif item.type in {"single_choice", "scale"}:
+            value = str(value)  # choices are matched as strings
         elif item.type == "multiple_choice":
             value = [str(v) for v in value]
         elif item.type == "datetime":

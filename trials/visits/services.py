@@ -37,9 +37,13 @@ class CrfEntryConflict(Exception):
 @dataclass
 class SaveResult:
     entry: CrfEntry
-    outcome: Outcome
+    submission: CrfSubmission
     saved: bool = False
     needs_confirmation: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.submission.outcome
 
 
 def entry_context(visit: Visit) -> dict:
@@ -140,8 +144,7 @@ def crf_entry_save(
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
     submission = CrfSubmission(schema_for(entry.crf), data=data, context=entry_context(visit), known_row_ids=known_rows)
     outcome = submission.validate()
-    result = SaveResult(entry=entry, outcome=outcome)
-    result.submission = submission  # type: ignore[attr-defined]
+    result = SaveResult(entry=entry, submission=submission)
     if not outcome.is_valid or (outcome.warnings and not confirm_warnings):
         if entry.pk is None and CrfEntry.objects.filter(visit=visit, crf_code=crf_code).exists():
             # The form was opened before someone's first save: say so before asking for fixes.

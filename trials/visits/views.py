@@ -149,7 +149,8 @@ def _live_updates(submission: CrfSubmission, shown_before: set[str]) -> list[dic
         live_forms = [f for f in submission.formsets[group.name].forms if not (getattr(f, "cleaned_data", {}) or {}).get("DELETE")]
         for index, form in enumerate(live_forms):
             row_hidden = (outcome.hidden_in_rows.get(group.name) or {}).get(index, set())
-            row_answers = (outcome.answers.get(group.name) or [{}] * (index + 1))[index] if index < len(outcome.answers.get(group.name) or []) else {}
+            stored_rows = outcome.answers.get(group.name) or []
+            row_answers = stored_rows[index] if index < len(stored_rows) else {}
             for item in group.children:
                 consider(item, form, f"{form.prefix}-", item.name in row_hidden, row_answers, {})
     return updates
