@@ -34,8 +34,9 @@ def seeds(db):
 
 @pytest.fixture
 def demo_users(seeds):
-    """The demo accounts of fixtures/demo_users.yaml with their study roles."""
-    call_command("load_demo", verbosity=0)
+    """The demo accounts of fixtures/demo_users.yaml with their study roles (no demo participants:
+    each test makes the participants it needs)."""
+    call_command("load_demo", "--no-participants", verbosity=0)
 
 
 @pytest.fixture(autouse=True)

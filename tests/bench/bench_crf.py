@@ -220,7 +220,7 @@ def prepare(folder: Path) -> dict:
     from django.contrib.auth import get_user_model
 
     from edc.audit import system_user
-    from trials.participants.services import participant_register
+    from trials.participants.demo import participant_register
     from trials.protocol.loader import protocol_load
     from trials.protocol.models import CrfDefinition, Role, Site
     from trials.protocol.services import study_role_grant
@@ -241,8 +241,8 @@ def prepare(folder: Path) -> dict:
     visits = []
     for n in range(WARMUP + 1 + REPEATS):
         participant = participant_register(
-            site=site, screening_number=f"B01-S{n:03d}", consent_date=today - timedelta(days=30),
-            anchor_date=today - timedelta(days=7), user=system, reason="benchmark",
+            site=site, consent_date=today - timedelta(days=30),
+            anchor_date=today - timedelta(days=7), user=system,
         )
         # Fetched as the CRF page fetches it before it calls the service.
         visits.append(visit_for_user(coordinator, participant.visits.get().pk))

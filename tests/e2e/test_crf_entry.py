@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from edc.audit import system_user
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import go, log_in
-from trials.participants.services import participant_register
+from trials.participants.demo import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry
 
@@ -20,8 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def participant(demo_users):
     today = timezone.localdate()
     return participant_register(
-        site=Site.objects.get(trial__code="ASC-DU", code="TLS"), screening_number="TLS-E2E",
-        consent_date=today - timedelta(days=30), anchor_date=today - timedelta(days=7), user=system_user(), reason="e2e",
+        site=Site.objects.get(trial__code="ASC-DU", code="TLS"), consent_date=today - timedelta(days=30), anchor_date=today - timedelta(days=7), user=system_user(),
     )
 
 
@@ -29,7 +28,7 @@ def test_cochin_and_digital_ulcers_with_branching_and_a_fix(page, live_server, p
     day0 = participant.visits.get(definition__code="D0")
     log_in(page, live_server, "coordinator.toulouse")
     go(page, f"a[href='/trials/ASC-DU/sites/TLS/participants/']")
-    go(page, "text=TLS-E2E")
+    go(page, f"text={participant.subject_number}")
     screenshot(page, "crf-dashboard")
     go(page, "[data-testid=chip-D0-COCHIN]")
 

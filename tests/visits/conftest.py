@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from edc.audit import system_user
-from trials.participants.services import participant_register
+from trials.participants.demo import participant_register
 from trials.protocol.models import Site
 
 
@@ -20,14 +20,18 @@ def participant(demo_users):
     site = Site.objects.get(trial__code="ASC-DU", code="TLS")
     today = timezone.localdate()
     return participant_register(
-        site=site, screening_number="TLS-T001", consent_date=today - timedelta(days=20),
-        anchor_date=today - timedelta(days=10), user=system_user(), reason="test",
+        site=site, consent_date=today - timedelta(days=20),
+        anchor_date=today - timedelta(days=10), user=system_user(),
     )
 
 
 def visit_with(participant, crf_code: str):  # noqa: ANN001, ANN201
-    """The first visit of the participant at which `crf_code` is due."""
-    return participant.visits.filter(definition__visit_crfs__crf_code=crf_code).order_by("order").first()
+    """The first visit of the participant at which `crf_code` is due and not entered yet (the
+    screening digital-ulcer assessment is entered at enrolment: lesion-level eligibility)."""
+    return (
+        participant.visits.filter(definition__visit_crfs__crf_code=crf_code)
+        .exclude(crf_entries__crf_code=crf_code).order_by("order").first()
+    )
 
 
 def iso(days_ago: int) -> str:

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from edc.audit import system_user
-from trials.participants.services import participant_register
+from trials.participants.demo import participant_register
 from trials.protocol.models import CrfDefinition, Trial
 from trials.visits.engine import schema_for
 from trials.visits.models import CrfEntry
@@ -26,14 +26,14 @@ def test_every_crf_page_of_the_trial_works(demo_users, client, trial_code):
     site = trial.sites.filter(study_roles__user=user).first()
     today = timezone.localdate()
     participant = participant_register(
-        site=site, screening_number=f"{trial_code}-ALL", consent_date=today - timedelta(days=200),
-        anchor_date=today - timedelta(days=180), user=system_user(), reason="test",
+        site=site, consent_date=today - timedelta(days=200),
+        anchor_date=today - timedelta(days=180), user=system_user(),
     )
     client.force_login(user)
     seen = set()
     for visit in participant.visits.select_related("definition"):
         for code in visit.definition.visit_crfs.filter(is_active=True).values_list("crf_code", flat=True):
-            if code in seen:
+            if code in seen or visit.crf_entries.filter(crf_code=code).exists():  # the screening ulcers are entered
                 continue
             seen.add(code)
             url = reverse("crf_entry", args=[visit.pk, code])

@@ -1,52 +1,690 @@
-"""Writes to participants. The full lifecycle (eligibility, consent versions, numbering under
-concurrency, allocation) is the participants issue; this registers a participant and opens the
-visits of the schedule so CRF data can be entered."""
+"""Writes to participants: screening, consent, eligibility, enrolment, allocation, dose cohorts,
+emergency unblinding and the end of participation.
 
-from datetime import date, timedelta
+Every rule is enforced here, whatever the page or import calling: a refused action raises
+ValidationError (or PermissionDenied) with a message for the user and writes nothing (each
+service is one transaction). Numbers and allocation slots are taken under row locks so concurrent
+enrolments and randomizations on PostgreSQL get unique, gap-free values.
+"""
 
-from django.core.exceptions import ValidationError
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import reduce
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from edc.audit import audited_save
-from trials.participants.models import Participant, ParticipantStatus
-from trials.protocol.models import Site, VisitAnchor
+from edc.audit import SYSTEM_USERNAME, audited_save
+from trials.participants import eligibility
+from trials.participants.models import (
+    REASON_REQUIRED,
+    TRANSITIONS,
+    Allocation,
+    AllocationList,
+    AllocationMethod,
+    AllocationSlot,
+    CohortDecision,
+    CohortDecisionKind,
+    Consent,
+    CriterionAnswer,
+    EligibilityAnswer,
+    NumberKind,
+    NumberSequence,
+    Participant,
+    ParticipantStatus,
+    Unblinding,
+)
+from trials.protocol.models import Arm, ConsentDocument, Role, Site, Trial, VisitAnchor, VisitKind
+from trials.protocol.selectors import study_roles_for_user
 from trials.visits.models import Visit
+
+S = ParticipantStatus
+SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
+# Kit codes: no 0/O, 1/I/L look-alikes.
+KIT_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+# --- Access --------------------------------------------------------------------------------
+
+
+def user_acts_at(user, site: Site, roles: Iterable[str] = SITE_ROLES) -> bool:  # noqa: ANN001
+    """Whether the user holds one of `roles` at the site (or at all sites of its trial).
+
+    The system user (Celery tasks, load_demo) acts everywhere; its writes are audited as its own."""
+    if user.username == SYSTEM_USERNAME:
+        return True
+    return study_roles_for_user(user).filter(
+        Q(site__isnull=True) | Q(site=site.pk), trial=site.trial_id, role__in=list(roles)
+    ).exists()
+
+
+def _require(user, site: Site, roles: Iterable[str] = SITE_ROLES) -> None:  # noqa: ANN001
+    if not user_acts_at(user, site, roles):
+        raise PermissionDenied(_("You do not have a role at site %(site)s that allows this.") % {"site": site.code})
+
+
+def _locked(participant: Participant) -> Participant:
+    """The participant re-read under a row lock: decisions are made on current data."""
+    return Participant.objects.select_for_update().select_related("trial", "site", "consent_document").get(pk=participant.pk)
+
+
+def _site_today(site: Site) -> date:
+    from zoneinfo import ZoneInfo
+
+    return timezone.localdate(timezone=ZoneInfo(site.time_zone))
+
+
+def _not_future(value: date, site: Site, field: str) -> None:
+    if value > _site_today(site):
+        raise ValidationError({field: _("This date is in the future (today at site %(site)s is %(today)s).") % {
+            "site": site.code, "today": _site_today(site).isoformat()}})
+
+
+# --- Numbers -------------------------------------------------------------------------------
+
+
+def _next_number(site: Site, kind: str) -> str:
+    """The next screening or subject number of the site, from the trial's pattern.
+
+    The site row is locked for the rest of the transaction, so two enrolments at one site take
+    turns; the counter rolls back with a failed enrolment, so numbers have no gaps.
+    """
+    site = Site.objects.select_for_update().select_related("trial").get(pk=site.pk)
+    sequence, _created = NumberSequence.objects.get_or_create(site=site, kind=kind)
+    sequence.last += 1
+    sequence.save(update_fields=["last"])
+    pattern = (site.trial.numbering or {}).get(kind, "{site}-S{seq:03d}" if kind == NumberKind.SCREENING else "{site}-{seq:03d}")
+    return pattern.format(trial=site.trial.code, site=site.code, seq=sequence.last)
+
+
+# --- Lifecycle -----------------------------------------------------------------------------
+
+
+def _transition(participant: Participant, to: str, *, user, reason: str, on: date | None = None) -> Participant:  # noqa: ANN001
+    if to not in TRANSITIONS[participant.status]:
+        allowed = ", ".join(str(S(s).label) for s in sorted(TRANSITIONS[participant.status])) or _("none (final status)")
+        raise ValidationError(
+            _("%(number)s is %(current)s: it cannot become %(new)s. Allowed next: %(allowed)s.")
+            % {"number": participant.number, "current": S(participant.status).label, "new": S(to).label, "allowed": allowed}
+        )
+    participant.status = to
+    participant.status_date = on or _site_today(participant.site)
+    if to in REASON_REQUIRED:
+        participant.status_reason = reason
+    return audited_save(participant, user=user, reason=reason)
 
 
 @transaction.atomic
-def participant_register(
-    *,
-    site: Site,
-    screening_number: str,
-    consent_date: date | None,
-    anchor_date: date | None,
-    user,  # noqa: ANN001
-    reason: str,
-    first_treatment_date: date | None = None,
-) -> Participant:
-    """Register a participant at a site with one visit per active visit definition of the trial.
+def participant_transition(*, participant: Participant, to: str, user, reason: str, on: date | None = None) -> Participant:  # noqa: ANN001
+    """Withdrawal, loss to follow-up, death, completion: the end states of a participant."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    reason = (reason or "").strip()
+    if to in REASON_REQUIRED and not reason:
+        raise ValidationError({"reason": _("Give the reason (it is kept with the participant's status).")})
+    if to in (S.ENROLLED, S.SCREEN_FAILURE, S.ON_TREATMENT):
+        raise ValidationError(_("Use the screening, eligibility or treatment pages for this change."))
+    if on is not None:
+        _not_future(on, participant.site, "on")
+    return _transition(participant, to, user=user, reason=reason or _("Status change"), on=on)
 
-    `anchor_date` is the enrolment date; visits anchored at the first treatment get a planned
-    date only when `first_treatment_date` is known.
-    """
-    trial = site.trial
-    if Participant.objects.filter(trial=trial, screening_number=screening_number).exists():
-        raise ValidationError({"screening_number": _("Screening number %(n)s is already used in this trial.") % {"n": screening_number}})
+
+@transaction.atomic
+def participant_screen(*, site: Site, user, screening_date: date | None = None, reason: str = "") -> Participant:  # noqa: ANN001
+    """Start screening a participant at a site: a screening number and the screening visit(s)."""
+    _require(user, site)
+    if not site.is_active:
+        raise ValidationError(_("Site %(site)s is closed.") % {"site": site.code})
+    screening_date = screening_date or _site_today(site)
+    _not_future(screening_date, site, "screening_date")
     participant = audited_save(
         Participant(
-            trial=trial, site=site, screening_number=screening_number, consent_date=consent_date,
-            status=ParticipantStatus.ENROLLED if anchor_date else ParticipantStatus.SCREENING,
+            trial=site.trial, site=site, screening_number=_next_number(site, NumberKind.SCREENING),
+            screening_date=screening_date, status=S.SCREENING, status_date=screening_date,
         ),
         user=user,
-        reason=reason,
+        reason=reason or _("Screening started"),
     )
-    for definition in trial.visit_definitions.filter(is_active=True).order_by("order"):
-        anchor = first_treatment_date if definition.anchor == VisitAnchor.FIRST_TREATMENT else anchor_date
-        planned = anchor + timedelta(days=definition.day_offset) if anchor else None
+    _schedule(participant, user=user, kinds={VisitKind.SCREENING}, reason=_("Screening visit"))
+    return participant
+
+
+def _schedule(participant: Participant, *, user, kinds: set[str] | None, reason: str) -> None:  # noqa: ANN001
+    """Create the participant's visits of these kinds (all others when None) that do not exist yet."""
+    existing = set(participant.visits.values_list("definition_id", flat=True))
+    for definition in participant.trial.visit_definitions.filter(is_active=True).order_by("order"):
+        if definition.pk in existing:
+            continue
+        is_screening = definition.kind == VisitKind.SCREENING
+        if kinds is not None and definition.kind not in kinds:
+            continue
+        if kinds is None and is_screening:
+            continue
+        if is_screening:
+            planned = participant.screening_date
+        elif definition.anchor == VisitAnchor.FIRST_TREATMENT:
+            anchor = participant.first_treatment_date
+            planned = anchor + timedelta(days=definition.day_offset) if anchor else None
+        else:
+            anchor = participant.enrolment_date
+            planned = anchor + timedelta(days=definition.day_offset) if anchor else None
         audited_save(
             Visit(participant=participant, definition=definition, label=definition.label, planned_date=planned, order=definition.order),
             user=user,
             reason=reason,
         )
+
+
+# --- Consent -------------------------------------------------------------------------------
+
+
+def current_consent_document(trial: Trial) -> ConsentDocument | None:
+    return trial.consent_documents.filter(is_active=True).order_by("-approved_on", "-pk").first()
+
+
+def consent_problem(participant: Participant) -> str | None:
+    """Why CRF data cannot be entered for this participant now (None: it can)."""
+    if participant.consent_date is None:
+        return _("%(number)s has not consented: no data can be entered before consent.") % {"number": participant.number}
+    if participant.consent_document_id is not None:
+        newer = ConsentDocument.objects.filter(
+            trial=participant.trial_id, is_active=True, requires_reconsent=True,
+            approved_on__gt=participant.consent_document.approved_on,
+        ).order_by("-approved_on").first()
+        if newer is not None:
+            return _("%(number)s must re-consent to version %(version)s before further data entry.") % {
+                "number": participant.number, "version": newer.version}
+    return None
+
+
+@transaction.atomic
+def participant_consent(*, participant: Participant, document: ConsentDocument, consented_at: datetime, user) -> Consent:  # noqa: ANN001
+    """Record a consent (or re-consent) to a version of the consent document."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    if document.trial_id != participant.trial_id or not document.is_active:
+        raise ValidationError({"document": _("This consent version is not an active version of the trial's consent.")})
+    if participant.status in (S.SCREEN_FAILURE, S.COMPLETED, S.WITHDRAWN, S.DIED):
+        raise ValidationError(_("%(number)s is %(status)s: no consent can be recorded.") % {
+            "number": participant.number, "status": S(participant.status).label})
+    if timezone.is_naive(consented_at):
+        raise ValidationError({"consented_at": _("Give the time with its time zone.")})
+    if consented_at > timezone.now():
+        raise ValidationError({"consented_at": _("The consent time is in the future.")})
+    if consented_at.date() < document.approved_on:
+        raise ValidationError({"consented_at": _("Version %(version)s was approved on %(date)s, after this consent time.") % {
+            "version": document.version, "date": document.approved_on.isoformat()}})
+    if participant.consent_document_id and document.approved_on <= participant.consent_document.approved_on:
+        raise ValidationError({"document": _("%(number)s already consented to version %(version)s.") % {
+            "number": participant.number, "version": participant.consent_document.version}})
+    consent = audited_save(
+        Consent(participant=participant, document=document, consented_at=consented_at, obtained_by=user),
+        user=user,
+        reason=_("Consent to version %(version)s") % {"version": document.version},
+    )
+    from zoneinfo import ZoneInfo
+
+    participant.consent_date = timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date()
+    participant.consent_document = document
+    audited_save(participant, user=user, reason=_("Consent to version %(version)s") % {"version": document.version})
+    return consent
+
+
+# --- Eligibility ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def eligibility_record(
+    *,
+    participant: Participant,
+    answers: dict[tuple[str, str], tuple[str, str]],
+    user,  # noqa: ANN001
+    confirm_screen_failure: bool = False,
+) -> eligibility.Assessment:
+    """Save the checklist: `answers` maps (criterion code, lesion row id or "") to (answer, note).
+
+    Criteria the screening data answer are taken from the data (re-evaluated here) and cannot be
+    answered otherwise: a wrong value is corrected in its CRF. If the answers make the participant
+    ineligible, the save needs `confirm_screen_failure` and turns her into a screen failure with
+    the failed criteria as the reason.
+    """
+    _require(user, participant.site)
+    participant = _locked(participant)
+    if participant.status != S.SCREENING:
+        raise ValidationError(_("%(number)s is %(status)s: eligibility is assessed during screening.") % {
+            "number": participant.number, "status": S(participant.status).label})
+    if participant.consent_date is None:
+        raise ValidationError(_("%(number)s has not consented: screening assessments come after consent.") % {
+            "number": participant.number})
+    automatic = eligibility.evaluate(participant)
+    criteria = {c.code: c for c in participant.trial.criteria.filter(is_active=True)}
+    problems = []
+    final: dict[tuple[str, str], tuple[str, str, bool]] = {}
+    for (code, lesion), (answer, note) in answers.items():
+        criterion = criteria.get(code)
+        if criterion is None:
+            problems.append(_("%(code)s is not a criterion of this trial.") % {"code": code})
+            continue
+        if lesion and lesion not in automatic.lesions:
+            problems.append(_("%(code)s: lesion %(lesion)s is not in the screening CRF.") % {"code": code, "lesion": lesion})
+            continue
+        if answer not in CriterionAnswer.values:
+            problems.append(_("%(code)s: '%(answer)s' is not an answer (met, not met, unknown).") % {"code": code, "answer": answer})
+            continue
+        auto = automatic.answers.get((code, lesion))
+        if auto is not None and auto.answer != answer:
+            problems.append(
+                _("%(code)s: the screening data say '%(auto)s' (%(basis)s); correct the CRF if the data are wrong.")
+                % {"code": code, "auto": CriterionAnswer(auto.answer).label, "basis": auto.basis}
+            )
+            continue
+        final[(code, lesion)] = (answer, (note or "").strip()[:500], False)
+    if problems:
+        raise ValidationError(problems)
+    for key, auto in automatic.answers.items():
+        final[key] = (auto.answer, auto.basis[:500], True)
+    existing = {(a.criterion.code, a.lesion): a for a in participant.eligibility_answers.select_related("criterion")}
+    for (code, lesion), (answer, note, is_auto) in final.items():
+        row = existing.get((code, lesion)) or EligibilityAnswer(participant=participant, criterion=criteria[code], lesion=lesion)
+        if row.pk and (row.answer, row.note, row.automatic) == (answer, note, is_auto):
+            continue
+        row.answer, row.note, row.automatic = answer, note, is_auto
+        audited_save(row, user=user, reason=_("Eligibility checklist"))
+    assessment = eligibility.assess(participant)
+    if assessment.failed:
+        if not confirm_screen_failure:
+            transaction.set_rollback(True)
+            raise ValidationError(
+                _("These answers make %(number)s ineligible (%(failed)s). Confirm to record the screen failure.")
+                % {"number": participant.number, "failed": assessment.failed_summary()},
+                code="confirm_screen_failure",
+            )
+        _transition(participant, S.SCREEN_FAILURE, user=user, reason=_("Not eligible: %(failed)s") % {"failed": assessment.failed_summary()})
+    return assessment
+
+
+@transaction.atomic
+def participant_screen_fail(*, participant: Participant, user, reason: str) -> Participant:  # noqa: ANN001
+    """End screening for a reason other than a criterion (declined consent, no longer interested …)."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for the screen failure.")})
+    return _transition(participant, S.SCREEN_FAILURE, user=user, reason=reason)
+
+
+# --- Enrolment and allocation --------------------------------------------------------------
+
+
+@transaction.atomic
+def participant_enrol(*, participant: Participant, user, enrolment_date: date | None = None) -> Participant:  # noqa: ANN001
+    """Enrol an eligible, consented participant: subject number, visits, and for a dose-escalation
+    trial her place in the open cohort."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    trial = participant.trial
+    if participant.status != S.SCREENING:
+        raise ValidationError(_("%(number)s is %(status)s: only a participant in screening can be enrolled.") % {
+            "number": participant.number, "status": S(participant.status).label})
+    problem = consent_problem(participant)
+    if problem:
+        raise ValidationError(problem)
+    assessment = eligibility.assess(participant)
+    if not assessment.eligible:
+        raise ValidationError(_("%(number)s cannot be enrolled: %(why)s") % {"number": participant.number, "why": assessment.summary()})
+    enrolment_date = enrolment_date or _site_today(participant.site)
+    _not_future(enrolment_date, participant.site, "enrolment_date")
+    if enrolment_date < participant.consent_date:
+        raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
+    cohort = None
+    if trial.design == "dose_escalation":
+        Trial.objects.select_for_update().filter(pk=trial.pk).exists()  # one cohort decision at a time
+        cohort = cohort_open_for_enrolment(trial)
+    participant.subject_number = _next_number(participant.site, NumberKind.SUBJECT)
+    participant.enrolment_date = enrolment_date
+    _transition(participant, S.ENROLLED, user=user, reason=_("Enrolled"), on=enrolment_date)
+    if cohort is not None:
+        audited_save(
+            Allocation(participant=participant, arm=cohort, method=AllocationMethod.COHORT, allocated_by=user),
+            user=user,
+            reason=_("Entered cohort %(cohort)s") % {"cohort": cohort.code},
+        )
+    _schedule(participant, user=user, kinds=None, reason=_("Visit schedule at enrolment"))
     return participant
+
+
+def _allocation_checks(participant: Participant) -> None:
+    if participant.status not in (S.ENROLLED, S.ON_TREATMENT):
+        raise ValidationError(_("%(number)s is %(status)s: only an enrolled participant is allocated.") % {
+            "number": participant.number, "status": S(participant.status).label})
+    if Allocation.objects.filter(participant=participant).exists():
+        raise ValidationError(_("%(number)s is already allocated: an allocation is never repeated or changed.") % {
+            "number": participant.number})
+
+
+def stratum_key(participant: Participant, strata: dict[str, str] | None = None) -> str:
+    """The participant's stratum: her site and the levels of the trial's stratum factors."""
+    settings_ = participant.trial.randomization or {}
+    parts = []
+    if settings_.get("stratify_by_site", True):
+        parts.append(f"site={participant.site.code}")
+    strata = strata or {}
+    for factor in settings_.get("strata", []):
+        level = strata.get(factor["name"])
+        if level not in factor["levels"]:
+            raise ValidationError({factor["name"]: _("Choose the %(factor)s level (one of %(levels)s).") % {
+                "factor": factor["name"], "levels": ", ".join(factor["levels"])}})
+        parts.append(f"{factor['name']}={level}")
+    return "|".join(parts) or "all"
+
+
+@transaction.atomic
+def participant_randomize(*, participant: Participant, user, strata: dict[str, str] | None = None) -> Allocation:  # noqa: ANN001
+    """Allocate the next free slot of the participant's stratum in the allocation list."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    try:
+        allocation_list = AllocationList.objects.select_for_update().get(trial=participant.trial_id)
+    except AllocationList.DoesNotExist:
+        raise ValidationError(_("The data manager has not generated the allocation list of %(trial)s yet.") % {
+            "trial": participant.trial.code}) from None
+    _allocation_checks(participant)
+    stratum = stratum_key(participant, strata)
+    slot = (
+        AllocationSlot.objects.filter(allocation_list=allocation_list, stratum=stratum, allocation__isnull=True)
+        .order_by("sequence").first()
+    )
+    if slot is None:
+        if not allocation_list.slots.filter(stratum=stratum).exists():
+            raise ValidationError(_("The allocation list has no stratum %(stratum)s.") % {"stratum": stratum})
+        raise ValidationError(
+            _("The allocation list is exhausted for stratum %(stratum)s: ask the data manager to extend it.") % {"stratum": stratum}
+        )
+    return audited_save(
+        Allocation(
+            participant=participant, arm_id=slot.arm_id, method=AllocationMethod.RANDOMIZATION, slot=slot,
+            kit_code=slot.kit_code, stratum=stratum, allocated_by=user,
+        ),
+        user=user,
+        reason=_("Randomized (kit %(kit)s)") % {"kit": slot.kit_code},
+    )
+
+
+@transaction.atomic
+def participant_assign(*, participant: Participant, arm: Arm, user, reason: str) -> Allocation:  # noqa: ANN001
+    """Open-label allocation by the investigator (a trial without an allocation list)."""
+    _require(user, participant.site, {Role.INVESTIGATOR})
+    participant = _locked(participant)
+    trial = participant.trial
+    if trial.design != "open_label":
+        raise ValidationError(_("%(trial)s does not allocate by assignment.") % {"trial": trial.code})
+    if AllocationList.objects.filter(trial=trial).exists():
+        raise ValidationError(_("%(trial)s has an allocation list: allocate by the list.") % {"trial": trial.code})
+    if arm.trial_id != trial.pk or not arm.is_active:
+        raise ValidationError({"arm": _("This arm is not an active arm of the trial.")})
+    _allocation_checks(participant)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the basis for the assignment.")})
+    return audited_save(
+        Allocation(participant=participant, arm=arm, method=AllocationMethod.ASSIGNMENT, allocated_by=user),
+        user=user,
+        reason=reason,
+    )
+
+
+# --- Allocation list -----------------------------------------------------------------------
+
+
+def _ratio(arms: list[Arm]) -> list[int]:
+    sizes = [a.planned_size or 1 for a in arms]
+    divisor = reduce(math.gcd, sizes)
+    return [s // divisor for s in sizes]
+
+
+def permuted_blocks(*, seed: str, stratum: str, arms: list[str], ratio: list[int], block_sizes: list[int], count: int) -> list[tuple[int, int, str]]:
+    """(block number, block size, arm code) for `count` slots: blocks of sizes drawn from
+    `block_sizes`, each holding the arms in `ratio`, shuffled. The same seed and stratum always
+    give the same list; each stratum has its own stream."""
+    rng = random.Random(f"{seed}/{stratum}")
+    unit = sum(ratio)
+    slots: list[tuple[int, int, str]] = []
+    block = 0
+    while len(slots) < count:
+        size = rng.choice(block_sizes)
+        block += 1
+        content = [code for code, share in zip(arms, ratio, strict=True) for _ in range(share * size // unit)]
+        rng.shuffle(content)
+        slots.extend((block, size, code) for code in content)
+    return slots  # the last block is kept whole: a list ends on a complete block
+
+
+def _strata(trial: Trial) -> list[str]:
+    settings_ = trial.randomization or {}
+    keys = [[f"site={s.code}" for s in trial.sites.filter(is_active=True).order_by("code")]] if settings_.get("stratify_by_site", True) else []
+    for factor in settings_.get("strata", []):
+        keys.append([f"{factor['name']}={level}" for level in factor["levels"]])
+    combos = [""]
+    for levels in keys:
+        combos = [f"{c}|{level}" if c else level for c in combos for level in levels]
+    return [c or "all" for c in combos]
+
+
+@transaction.atomic
+def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | None = None, seed: str | None = None) -> AllocationList:  # noqa: ANN001
+    """Generate the trial's allocation list (data manager, before the first randomization)."""
+    if not study_roles_for_user(user).filter(trial=trial, role=Role.DATA_MANAGER).exists():
+        raise PermissionDenied(_("Only a data manager of the trial generates its allocation list."))
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    if trial.design != "randomized":
+        raise ValidationError(_("%(trial)s is not randomized: it has no allocation list.") % {"trial": trial.code})
+    if AllocationList.objects.filter(trial=trial).exists():
+        raise ValidationError(_("%(trial)s already has its allocation list; it is never regenerated.") % {"trial": trial.code})
+    arms = list(trial.arms.filter(is_active=True).order_by("code"))
+    ratio = _ratio(arms)
+    block_sizes = list((trial.randomization or {}).get("block_sizes") or [2 * sum(ratio)])
+    uneven = [b for b in block_sizes if b % sum(ratio)]
+    if uneven:
+        raise ValidationError(_("Block size(s) %(sizes)s cannot hold the arms in the ratio %(ratio)s.") % {
+            "sizes": uneven, "ratio": ":".join(map(str, ratio))})
+    count = slots_per_stratum or trial.target_enrolment
+    if count < 1 or count > 10000:
+        raise ValidationError({"slots_per_stratum": _("Give between 1 and 10000 slots per stratum.")})
+    seed = seed or secrets.token_hex(16)
+    strata = _strata(trial)
+    allocation_list = audited_save(
+        AllocationList(trial=trial, seed=seed, block_sizes=block_sizes, slots_per_stratum=count, strata=strata, generated_by=user),
+        user=user,
+        reason=_("Allocation list generated"),
+    )
+    by_code = {a.code: a for a in arms}
+    kit_rng = random.Random(f"{seed}/kits")
+    used: set[str] = set()
+    rows = []
+    for stratum in strata:
+        for sequence, (block, size, code) in enumerate(
+            permuted_blocks(seed=seed, stratum=stratum, arms=[a.code for a in arms], ratio=ratio, block_sizes=block_sizes, count=count), start=1
+        ):
+            kit = ""
+            while not kit or kit in used:
+                kit = "K" + "".join(kit_rng.choice(KIT_ALPHABET) for _ in range(6))
+            used.add(kit)
+            rows.append(AllocationSlot(
+                allocation_list=allocation_list, stratum=stratum, sequence=sequence, block=block, block_size=size,
+                arm=by_code[code], kit_code=kit,
+            ))
+    from edc.audit import audited_bulk_create
+
+    audited_bulk_create(AllocationSlot, rows, user=user, reason=_("Allocation list generated"))
+    return allocation_list
+
+
+# --- Dose cohorts (3+3) --------------------------------------------------------------------
+
+
+@dataclass
+class CohortState:
+    cohort: Arm
+    enrolled: int
+    capacity: int
+    state: str  # open | review | closed | not_open | stopped
+    decisions: list[CohortDecision]
+
+    @property
+    def label(self) -> str:
+        return {
+            "open": _("Open"), "review": _("Paused: awaiting the cohort review"), "closed": _("Closed (escalated)"),
+            "not_open": _("Not open yet"), "stopped": _("Escalation stopped"),
+        }[self.state]
+
+
+def cohort_states(trial: Trial) -> list[CohortState]:
+    """Each cohort in dose order with its enrolment, capacity and state under the 3+3 rule."""
+    sentinel = (trial.escalation or {}).get("sentinel_size", 3)
+    cohorts = list(trial.arms.filter(is_active=True).order_by("order").annotate(
+        enrolled=Count("allocations")).prefetch_related("decisions"))
+    stopped = any(d.decision == CohortDecisionKind.STOP for c in cohorts for d in c.decisions.all())
+    states = []
+    previous_escalated = True
+    for cohort in cohorts:
+        decisions = list(cohort.decisions.all())
+        kinds = [d.decision for d in decisions]
+        capacity = sentinel * (2 if CohortDecisionKind.EXPAND in kinds else 1)
+        if CohortDecisionKind.ESCALATE in kinds:
+            state = "closed"
+        elif stopped:
+            state = "stopped"
+        elif not previous_escalated:
+            state = "not_open"
+        elif cohort.enrolled >= capacity:
+            state = "review"
+        else:
+            state = "open"
+        states.append(CohortState(cohort, cohort.enrolled, capacity, state, decisions))
+        previous_escalated = CohortDecisionKind.ESCALATE in kinds
+    return states
+
+
+def cohort_open_for_enrolment(trial: Trial) -> Arm:
+    """The cohort a new participant enters, or a ValidationError saying why enrolment is paused."""
+    for state in cohort_states(trial):
+        if state.state == "open":
+            return state.cohort
+        if state.state in ("review", "stopped"):
+            raise ValidationError(
+                _("Enrolment into %(cohort)s is paused: %(state)s.") % {"cohort": state.cohort.label, "state": state.label}
+            )
+    raise ValidationError(_("No cohort of %(trial)s is open for enrolment.") % {"trial": trial.code})
+
+
+@transaction.atomic
+def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale: str, dlt_count: int | None = None) -> CohortDecision:  # noqa: ANN001
+    """Record the safety review of a cohort (an investigator, re-entering her password)."""
+    trial = Trial.objects.select_for_update().get(pk=cohort.trial_id)
+    if trial.design != "dose_escalation":
+        raise ValidationError(_("%(trial)s has no dose cohorts.") % {"trial": trial.code})
+    if not study_roles_for_user(user).filter(trial=trial, role=Role.INVESTIGATOR).exists():
+        raise PermissionDenied(_("Only an investigator of the trial records a cohort decision."))
+    if not user.check_password(password or ""):
+        raise ValidationError({"password": _("The password is not correct.")})
+    if decision not in CohortDecisionKind.values:
+        raise ValidationError({"decision": _("Choose expand, escalate or stop.")})
+    rationale = (rationale or "").strip()
+    if not rationale:
+        raise ValidationError({"rationale": _("Give the basis of the decision.")})
+    state = next((s for s in cohort_states(trial) if s.cohort.pk == cohort.pk), None)
+    if state is None or state.state != "review":
+        raise ValidationError(_("%(cohort)s is not awaiting a review (%(state)s): a decision is recorded once its participants are assessed.") % {
+            "cohort": cohort.label, "state": state.label if state else "-"})
+    if decision == CohortDecisionKind.EXPAND and state.capacity > (trial.escalation or {}).get("sentinel_size", 3):
+        raise ValidationError({"decision": _("The cohort is already expanded: escalate or stop.")})
+    if decision == CohortDecisionKind.ESCALATE and not trial.arms.filter(is_active=True, order__gt=cohort.order).exists():
+        raise ValidationError({"decision": _("%(cohort)s is the highest dose: there is no cohort to escalate to.") % {"cohort": cohort.label}})
+    if dlt_count is not None and dlt_count > state.enrolled:
+        raise ValidationError({"dlt_count": _("More participants with a DLT than in the cohort.")})
+    return audited_save(
+        CohortDecision(cohort=cohort, decision=decision, participants_reviewed=state.enrolled, dlt_count=dlt_count,
+                       rationale=rationale, decided_by=user),
+        user=user,
+        reason=_("Cohort review: %(decision)s") % {"decision": CohortDecisionKind(decision).label},
+    )
+
+
+# --- Treatment -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def participant_start_treatment(*, participant: Participant, user, first_treatment_date: date) -> Participant:  # noqa: ANN001
+    """Record the first treatment: the participant is on treatment and the visits anchored at it
+    get their planned dates."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    _not_future(first_treatment_date, participant.site, "first_treatment_date")
+    if participant.trial.design in ("randomized", "open_label", "dose_escalation") and not Allocation.objects.filter(participant=participant).exists():
+        raise ValidationError(_("%(number)s is not allocated yet: allocate before the first treatment.") % {"number": participant.number})
+    if participant.enrolment_date and first_treatment_date < participant.enrolment_date:
+        raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
+    participant.first_treatment_date = first_treatment_date
+    _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)
+    for visit in participant.visits.filter(definition__anchor=VisitAnchor.FIRST_TREATMENT, visit_date__isnull=True).select_related("definition"):
+        visit.planned_date = first_treatment_date + timedelta(days=visit.definition.day_offset)
+        audited_save(visit, user=user, reason=_("First treatment recorded"))
+    return participant
+
+
+# --- Emergency unblinding ------------------------------------------------------------------
+
+
+@transaction.atomic
+def participant_unblind(*, participant: Participant, user, password: str, reason: str) -> Arm:  # noqa: ANN001
+    """Emergency unblinding of one participant by an investigator of her site: audited, e-mailed
+    to the trial's sponsor and DSMB contacts, and marked on the participant. Returns the arm."""
+    _require(user, participant.site, {Role.INVESTIGATOR})
+    participant = _locked(participant)
+    if not participant.trial.is_blinded:
+        raise ValidationError(_("%(trial)s is not blinded.") % {"trial": participant.trial.code})
+    if not user.check_password(password or ""):
+        raise ValidationError({"password": _("The password is not correct.")})
+    reason = (reason or "").strip()
+    if len(reason) < 10:
+        raise ValidationError({"reason": _("Give the medical reason for the unblinding (at least a sentence).")})
+    allocation = Allocation.objects.filter(participant=participant).select_related("arm").first()
+    if allocation is None:
+        raise ValidationError(_("%(number)s is not allocated: there is nothing to unblind.") % {"number": participant.number})
+    recipients = sorted(set(
+        get_user_model().objects.filter(
+            study_roles__trial=participant.trial, study_roles__is_active=True,
+            study_roles__role__in=[Role.SPONSOR, Role.DSMB],
+        ).exclude(email="").values_list("email", flat=True)
+    ))
+    event = audited_save(
+        Unblinding(participant=participant, requested_by=user, reason=reason, notified=recipients),
+        user=user,
+        reason=reason,
+    )
+    participant.unblinded_at = event.unblinded_at
+    audited_save(participant, user=user, reason=_("Emergency unblinding"))
+    if recipients:
+        # The message says who, when and why, never the arm: the sponsor's contacts may be blinded.
+        subject = _("[%(trial)s] Emergency unblinding of %(number)s") % {"trial": participant.trial.code, "number": participant.number}
+        body = _(
+            "Participant %(number)s (site %(site)s) of %(trial)s was unblinded by %(who)s at %(when)s UTC.\n\nReason: %(reason)s\n"
+        ) % {
+            "number": participant.number, "site": participant.site.code, "trial": participant.trial.code,
+            "who": user.get_full_name() or user.username, "when": f"{event.unblinded_at:%Y-%m-%d %H:%M}", "reason": reason,
+        }
+        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients))
+    return allocation.arm

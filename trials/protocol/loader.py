@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from edc.audit import audited_bulk_create, audited_save, changed_fields
 from trials.protocol.models import (
     Arm,
+    ConsentDocument,
     CrfDefinition,
     Criterion,
     FieldDefinition,
@@ -575,6 +576,17 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             report=report,
         )
     _deactivate_missing(trial.criteria, {c.code for c in spec.criteria}, "code", user=user, reason=reason, report=report)
+    for document in spec.consent_documents:
+        # New versions are added; the data manager may also add versions in the admin, so versions
+        # missing from the file are left alone.
+        _upsert(
+            ConsentDocument,
+            {"trial": trial, "version": document.version},
+            {"approved_on": document.approved_on, "title": document.title},
+            user=user,
+            reason=reason,
+            report=report,
+        )
     for index, visit in enumerate(spec.visits, start=1):
         definition = _upsert(
             VisitDefinition,

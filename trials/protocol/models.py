@@ -188,6 +188,35 @@ class Arm(AuditedModel):
         return f"{self.code} – {self.label}"
 
 
+class ConsentDocument(AuditedModel):
+    """An approved version of the trial's informed-consent document.
+
+    Participants consent to a version; when a newer version is approved, those on an older one
+    must re-consent before further data entry. Versions come from the trial YAML, and the data
+    manager adds newly approved ones in the admin.
+    """
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="consent_documents", verbose_name=_("trial"))
+    version = models.CharField(_("version"), max_length=40)
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    approved_on = models.DateField(_("approved on"), help_text=_("Date of the ethics committee approval."))
+    requires_reconsent = models.BooleanField(
+        _("requires re-consent"),
+        default=True,
+        help_text=_("Participants who consented to an earlier version must consent to this one before further data entry."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["trial__code", "approved_on", "version"]
+        verbose_name = _("consent document version")
+        verbose_name_plural = _("consent document versions")
+        constraints = [models.UniqueConstraint(fields=["trial", "version"], name="consent_version_unique_per_trial")]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code} v{self.version}"
+
+
 class CriterionKind(models.TextChoices):
     INCLUSION = "inclusion", _("Inclusion")
     EXCLUSION = "exclusion", _("Exclusion")

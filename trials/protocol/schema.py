@@ -321,6 +321,12 @@ class Eligibility(Strict):
     lesion: LesionSpec | None = None
 
 
+class ConsentDocumentSpec(Strict):
+    version: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    approved_on: date
+    title: str = ""
+
+
 class Das28Cutoffs(Strict):
     remission: Annotated[Decimal, Field(gt=0)] = Decimal("2.6")
     low: Annotated[Decimal, Field(gt=0)] = Decimal("3.2")
@@ -376,6 +382,7 @@ class TrialFile(Strict):
     escalation: Escalation | None = None
     score_settings: ScoreSettings = Field(default_factory=ScoreSettings)
     eligibility: Eligibility = Field(default_factory=Eligibility)
+    consent_documents: list[ConsentDocumentSpec] = Field(default_factory=list)
     sites: list[SiteSpec] = Field(min_length=1)
     arms: list[ArmSpec] = Field(default_factory=list)
     criteria: list[CriterionSpec] = Field(default_factory=list)
@@ -402,6 +409,9 @@ class TrialFile(Strict):
                 )
         elif self.randomization is not None:
             raise ValueError(f"'randomization' only applies to a randomized trial, not {self.design}")
+        versions = [doc.version for doc in self.consent_documents]
+        if len(versions) != len(set(versions)):
+            raise ValueError("two consent documents have the same 'version'")
         if self.design == "open_label" and self.masking.level != "none":
             raise ValueError("an open-label trial has masking level 'none'")
         if self.design == "registry" and self.arms:

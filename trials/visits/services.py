@@ -11,9 +11,10 @@ from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
 from trials.participants.selectors import user_enters_data_at
+from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, VisitCrf
 from trials.visits import scores
-from trials.visits.engine import Outcome, schema_for
+from trials.visits.engine import Outcome, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
 
@@ -127,6 +128,9 @@ def crf_entry_save(
     """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing."""
     if not user_enters_data_at(user, visit.participant):
         raise PermissionDenied(_("You do not enter data at this site."))
+    problem = consent_problem(visit.participant)
+    if problem:
+        raise PermissionDenied(problem)
     if expected_revision == 0:
         # A first save: no lookup needed, the unique (visit, CRF) constraint catches a concurrent one.
         entry = _new_entry(visit, crf_code)
@@ -173,6 +177,37 @@ def crf_entry_save(
         raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
     result.saved = True
     return result
+
+
+@transaction.atomic
+def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str) -> CrfEntry:  # noqa: ANN001
+    """Save parsed answers (item name -> value, as `validate_answers` takes them) without a form:
+    for imports and synthetic data. The same rules apply; any error or unconfirmed warning raises
+    ValidationError naming the items, and nothing is written."""
+    if not user_enters_data_at(user, visit.participant):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    problem = consent_problem(visit.participant)
+    if problem:
+        raise PermissionDenied(problem)
+    entry = CrfEntry.objects.select_for_update().select_related("crf").filter(visit=visit, crf_code=crf_code).first()
+    entry = entry or _new_entry(visit, crf_code)
+    if entry.status == EntryStatus.COMPLETE and not reason.strip():
+        raise ValidationError(_("This entry is complete: give a reason for the change."))
+    outcome = validate_answers(schema_for(entry.crf), answers, context=entry_context(visit), known_row_ids=_row_ids(entry.answers))
+    if not outcome.is_valid:
+        errors = {name: [str(m) for m in messages] for name, messages in outcome.errors.items()}
+        for group, rows in outcome.row_errors.items():
+            for index, items in rows.items():
+                for name, messages in items.items():
+                    errors[f"{group}[{index + 1}].{name}"] = [str(m) for m in messages]
+        raise ValidationError(errors)
+    entry.answers = outcome.answers
+    entry.missing = outcome.missing
+    entry.warnings = [{**w, "confirmed_by": user.username} for w in outcome.warnings]
+    entry.status = EntryStatus.COMPLETE if complete else EntryStatus.IN_PROGRESS
+    entry.revision += 1
+    entry.score_library_version = scores.SCORE_LIBRARY_VERSION
+    return audited_save(entry, user=user, reason=reason.strip() or _("Data entry"))
 
 
 @transaction.atomic

@@ -12,7 +12,10 @@ from trials.protocol.services import study_role_grant
 
 
 class Command(BaseCommand):
-    help = "Create the demo users and their study roles (refused in production)."
+    help = "Create the demo users and their study roles, and synthetic participants (refused in production)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-participants", action="store_true", help="Only the users and their roles.")
 
     def handle(self, *args, **options):
         if settings.IS_PRODUCTION:
@@ -41,39 +44,39 @@ class Command(BaseCommand):
                     study_role_grant(
                         user=user, trial=trial, site=site, role=grant["role"], granted_by=actor, reason="Demo account (load_demo)"
                     )
-            created = self._participants(actor)
+            created = 0 if options["no_participants"] else self._participants(actor)
         self.stdout.write(
             self.style.SUCCESS(f"{len(spec['users'])} demo users ready (passwords in the README); {created} new demo participants.")
         )
 
     def _participants(self, actor) -> int:  # noqa: ANN001
-        """Synthetic participants with their visits (idempotent on the screening number)."""
+        """Synthetic participants through the real services (a trial that has participants is skipped)."""
         from datetime import timedelta
 
         from django.utils import timezone
 
+        from trials.participants.demo import participant_register
         from trials.participants.models import Participant
-        from trials.participants.services import participant_register
 
         path = settings.BASE_DIR / "fixtures" / "demo_participants.yaml"
         with open(path, encoding="utf-8") as handle:
             rows = yaml.safe_load(handle)["participants"]
         today = timezone.localdate()
+        started = set(Participant.objects.values_list("trial__code", flat=True).distinct())
         created = 0
         for row in rows:
-            site = Site.objects.get(trial__code=row["trial"], code=row["site"])
-            if Participant.objects.filter(trial=site.trial, screening_number=row["screening_number"]).exists():
+            if row["trial"] in started:
                 continue
+            site = Site.objects.get(trial__code=row["trial"], code=row["site"])
             anchor = row.get("anchor_days_ago")
             treated = row.get("first_treatment_days_ago")
             participant_register(
                 site=site,
-                screening_number=row["screening_number"],
+                user=actor,
                 consent_date=today - timedelta(days=row["consent_days_ago"]),
                 anchor_date=today - timedelta(days=anchor) if anchor is not None else None,
                 first_treatment_date=today - timedelta(days=treated) if treated is not None else None,
-                user=actor,
-                reason="Demo participant (load_demo)",
+                arm_code=row.get("arm"),
             )
             created += 1
         return created

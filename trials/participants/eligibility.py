@@ -1,0 +1,204 @@
+"""Eligibility: the checklist built from a trial's criteria, answered from the screening data where
+the data allow (a criterion's CEL expression over the eligibility CRFs, or over one lesion's row
+for lesion-level criteria), and by the coordinator otherwise.
+
+A criterion is "met" when its statement is true. A participant is eligible when every inclusion
+criterion is met, no exclusion criterion is met and, in a trial with lesion-level criteria, at
+least one lesion meets every lesion inclusion and no lesion exclusion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cel
+from django.utils.translation import gettext as _
+
+from trials.participants.models import CriterionAnswer, Participant
+from trials.protocol.models import Criterion, CriterionKind, CriterionLevel
+from trials.visits.engine import ROW_ID, schema_for, to_cel
+from trials.visits.models import CrfEntry
+
+MET, NOT_MET, UNKNOWN = CriterionAnswer.MET, CriterionAnswer.NOT_MET, CriterionAnswer.UNKNOWN
+_PROGRAMS: dict[str, cel.Program] = {}
+
+
+@dataclass(frozen=True)
+class Automatic:
+    answer: str
+    basis: str
+
+
+@dataclass
+class Evaluation:
+    """What the screening data say: answers keyed by (criterion code, lesion row id or "")."""
+
+    answers: dict[tuple[str, str], Automatic] = field(default_factory=dict)
+    lesions: dict[str, str] = field(default_factory=dict)  # row id -> a short label
+
+
+def _program(expression: str) -> cel.Program:
+    program = _PROGRAMS.get(expression)
+    if program is None:
+        program = _PROGRAMS[expression] = cel.compile(expression)
+    return program
+
+
+def _apply(criterion: Criterion, context: dict) -> Automatic | None:
+    """The criterion's answer from the data, or None when the data do not (yet) decide it."""
+    if not criterion.expression:
+        return None
+    program = _program(criterion.expression)
+    names = list(program.variables())
+    if any(context.get(name) is None for name in names):
+        return None
+    try:
+        value = program.execute({name: context[name] for name in names})
+    except Exception:  # noqa: BLE001 - an expression the data cannot answer is left to the coordinator
+        return None
+    if not isinstance(value, bool):
+        return None
+    basis = ", ".join(f"{name} = {_show(context[name])}" for name in sorted(names))
+    return Automatic(MET if value else NOT_MET, basis)
+
+
+def _show(value: object) -> str:
+    if value is True:
+        return _("yes")
+    if value is False:
+        return _("no")
+    return str(value)
+
+
+def _entries(participant: Participant, codes: set[str]) -> dict[str, CrfEntry]:
+    """The participant's first entry of each eligibility CRF (the screening one)."""
+    found: dict[str, CrfEntry] = {}
+    for entry in (
+        CrfEntry.objects.filter(visit__participant=participant, crf_code__in=codes)
+        .select_related("crf").order_by("visit__order", "visit__sequence")
+    ):
+        found.setdefault(entry.crf_code, entry)
+    return found
+
+
+def _cel_values(entry: CrfEntry) -> dict:
+    schema = schema_for(entry.crf)
+    return {item.name: to_cel(item, entry.answers.get(item.name)) for item in schema.items if item.type != "group"}
+
+
+def evaluate(participant: Participant) -> Evaluation:
+    trial = participant.trial
+    settings_ = trial.eligibility or {}
+    lesion_spec = settings_.get("lesion")
+    codes = set(settings_.get("crfs", [])) | ({lesion_spec["crf"]} if lesion_spec else set())
+    entries = _entries(participant, codes)
+    context: dict = {}
+    for code in settings_.get("crfs", []):
+        if code in entries:
+            context.update(_cel_values(entries[code]))
+    result = Evaluation()
+    rows: list[dict] = []
+    if lesion_spec and lesion_spec["crf"] in entries:
+        entry = entries[lesion_spec["crf"]]
+        schema = schema_for(entry.crf)
+        group = next((i for i in schema.items if i.name == lesion_spec["group"]), None)
+        children = {c.name: c for c in (group.children if group else ())}
+        for index, row in enumerate(entry.answers.get(lesion_spec["group"]) or [], start=1):
+            row_id = row.get(ROW_ID)
+            if not row_id:
+                continue
+            label = row.get("ulcer_id") or row.get("label") or _("lesion %(n)s") % {"n": index}
+            result.lesions[row_id] = str(label)
+            rows.append({ROW_ID: row_id, **{name: to_cel(child, row.get(name)) for name, child in children.items()}})
+    for criterion in trial.criteria.filter(is_active=True):
+        if criterion.level == CriterionLevel.LESION:
+            for row in rows:
+                auto = _apply(criterion, row)
+                if auto is not None:
+                    result.answers[(criterion.code, row[ROW_ID])] = auto
+        else:
+            auto = _apply(criterion, context)
+            if auto is not None:
+                result.answers[(criterion.code, "")] = auto
+    return result
+
+
+@dataclass
+class Assessment:
+    """The stored checklist judged: eligible (True/False), or None while answers are missing."""
+
+    failed: list[tuple[Criterion, str]] = field(default_factory=list)
+    unanswered: list[tuple[Criterion, str]] = field(default_factory=list)
+    lesions: dict[str, str] = field(default_factory=dict)
+    eligible_lesions: list[str] = field(default_factory=list)
+    no_eligible_lesion: bool = False
+    no_lesion_recorded: bool = False
+
+    @property
+    def eligible(self) -> bool | None:
+        if self.failed or self.no_eligible_lesion:
+            return False
+        return None if self.unanswered or self.no_lesion_recorded else True
+
+    def _name(self, criterion: Criterion, lesion: str) -> str:
+        return f"{criterion.code} ({self.lesions.get(lesion, lesion)})" if lesion else criterion.code
+
+    def failed_summary(self) -> str:
+        parts = [self._name(c, lesion) + " " + (_("not met") if c.kind == CriterionKind.INCLUSION else _("met")) for c, lesion in self.failed]
+        if self.no_eligible_lesion:
+            parts.append(_("no eligible lesion"))
+        return "; ".join(parts)
+
+    def summary(self) -> str:
+        if self.eligible is False:
+            return _("not eligible: %(failed)s") % {"failed": self.failed_summary()}
+        if self.eligible is None and not self.unanswered:
+            return _("eligibility is not established: no lesion is recorded in the screening CRF")
+        if self.eligible is None:
+            names = ", ".join(self._name(c, lesion) for c, lesion in self.unanswered[:8])
+            more = len(self.unanswered) - 8
+            return _("eligibility is not established: %(names)s%(more)s unanswered or unknown") % {
+                "names": names, "more": _(" and %(n)s more") % {"n": more} if more > 0 else ""}
+        return _("eligible")
+
+
+def assess(participant: Participant, evaluation: Evaluation | None = None) -> Assessment:
+    """Judge the stored answers (a criterion answered "unknown" counts as not established)."""
+    evaluation = evaluation or evaluate(participant)
+    criteria = list(participant.trial.criteria.filter(is_active=True).order_by("order"))
+    stored = {(a.criterion_id, a.lesion): a.answer for a in participant.eligibility_answers.all()}
+    result = Assessment(lesions=evaluation.lesions)
+    lesion_criteria = [c for c in criteria if c.level == CriterionLevel.LESION]
+    for criterion in criteria:
+        if criterion.level == CriterionLevel.LESION:
+            continue
+        answer = stored.get((criterion.pk, ""), UNKNOWN)
+        _judge(result, criterion, "", answer)
+    if lesion_criteria and not evaluation.lesions:
+        result.no_lesion_recorded = True
+    elif lesion_criteria:
+        pending = False
+        for lesion in evaluation.lesions:
+            lesion_result = Assessment(lesions=evaluation.lesions)
+            for criterion in lesion_criteria:
+                _judge(lesion_result, criterion, lesion, stored.get((criterion.pk, lesion), UNKNOWN))
+            if lesion_result.eligible:
+                result.eligible_lesions.append(lesion)
+            elif lesion_result.eligible is None:
+                pending = True
+                result.unanswered.extend(lesion_result.unanswered)
+        if result.eligible_lesions:
+            # One eligible lesion is enough: the others' open questions do not hold up enrolment.
+            result.unanswered = [(c, lesion) for c, lesion in result.unanswered if not lesion]
+        elif not pending:
+            result.no_eligible_lesion = True
+    return result
+
+
+def _judge(result: Assessment, criterion: Criterion, lesion: str, answer: str) -> None:
+    if answer == UNKNOWN:
+        result.unanswered.append((criterion, lesion))
+    elif (criterion.kind == CriterionKind.INCLUSION) != (answer == MET):
+        result.failed.append((criterion, lesion))
+
+
