@@ -12,4 +12,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("trials.protocol.urls")),
     path("", include("trials.visits.urls")),
+    path("", include("trials.participants.urls")),
 ]

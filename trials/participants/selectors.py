@@ -1,11 +1,14 @@
 """Reads of participants, scoped to the user's sites."""
 
-from django.db.models import Q, QuerySet
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+from django.utils.translation import gettext
 
 from edc.audit import SYSTEM_USERNAME
-from trials.participants.models import Participant
-from trials.protocol.models import Role
-from trials.protocol.selectors import sites_for_user, study_roles_for_user
+from trials.participants.models import Allocation, Participant, ParticipantStatus, Unblinding
+from trials.protocol.models import Role, Trial
+from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_sees_allocation
 
 DATA_ENTRY_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
@@ -23,3 +26,112 @@ def user_enters_data_at(user, participant: Participant) -> bool:  # noqa: ANN001
     return study_roles_for_user(user).filter(
         Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role__in=DATA_ENTRY_ROLES
     ).exists()
+
+
+@dataclass(frozen=True)
+class AllocationView:
+    """What a user may see of a participant's allocation: the arm, or only the kit code."""
+
+    allocated: bool
+    text: str
+    reveals_arm: bool
+    method: str = ""
+
+
+def allocation_for_user(user, participant: Participant) -> AllocationView:  # noqa: ANN001
+    """The allocation as this user may see it. A blinded user gets the kit code (or "allocated")
+    and never the arm; the investigator who unblinded the participant sees the arm she was shown."""
+    allocation = Allocation.objects.filter(participant=participant).select_related("arm").first()
+    if allocation is None:
+        return AllocationView(False, "", False)
+    trial = participant.trial
+    sees = user_sees_allocation(user, trial) or Unblinding.objects.filter(participant=participant, requested_by=user).exists()
+    if sees:
+        label = allocation.arm.label
+        if allocation.kit_code:
+            label = f"{label} ({allocation.kit_code})"
+        return AllocationView(True, label, True, allocation.method)
+    text = allocation.kit_code or gettext("Allocated (blinded)")
+    return AllocationView(True, text, False, allocation.method)
+
+
+def screening_log(user, trial: Trial) -> dict:  # noqa: ANN001
+    """CONSORT-style counts per site the user may see: screened, screen failures by reason,
+    enrolled, and by arm only for users who may see arms."""
+    participants = participants_for_user(user).filter(trial=trial)
+    sites = list(sites_for_user(user, trial=trial, include_inactive=True).order_by("code"))
+    counts = {
+        (row["site_id"], row["status"]): row["n"]
+        for row in participants.values("site_id", "status").annotate(n=Count("id"))
+    }
+    failure_reasons: dict[str, int] = {}
+    for reason in participants.filter(status=ParticipantStatus.SCREEN_FAILURE).values_list("status_reason", flat=True):
+        for part in (reason or gettext("no reason given")).split(";"):
+            key = part.strip().removeprefix(gettext("Not eligible:")).strip() or gettext("no reason given")
+            failure_reasons[key] = failure_reasons.get(key, 0) + 1
+    by_arm: list[tuple[str, int]] = []
+    if user_sees_allocation(user, trial):
+        by_arm = [
+            (row["arm__label"], row["n"])
+            for row in Allocation.objects.filter(participant__in=participants).values("arm__label").annotate(n=Count("id")).order_by("arm__label")
+        ]
+    elif trial.arms.exists():
+        by_arm = [(gettext("Allocated (arms blinded)"), Allocation.objects.filter(participant__in=participants).count())]
+    statuses = list(ParticipantStatus)
+    rows = []
+    for site in sites:
+        per = {s.value: counts.get((site.pk, s.value), 0) for s in statuses}
+        rows.append({"site": site, "screened": sum(per.values()), "per": per})
+    totals = {s.value: sum(r["per"][s.value] for r in rows) for s in statuses}
+    return {
+        "rows": rows,
+        "statuses": statuses,
+        "totals": totals,
+        "screened": sum(totals.values()),
+        "enrolled_ever": sum(v for k, v in totals.items() if k not in (ParticipantStatus.SCREENING, ParticipantStatus.SCREEN_FAILURE)),
+        "failure_reasons": sorted(failure_reasons.items(), key=lambda kv: (-kv[1], kv[0])),
+        "by_arm": by_arm,
+    }
+
+
+def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
+    """The head of the participant dashboard: allocation as the user may see it, the next visit,
+    what is missing before the next step, and the actions the user may take now."""
+    from trials.participants import services
+    from trials.visits.models import Visit, VisitStatus
+
+    S = ParticipantStatus
+    trial = participant.trial
+    acts = services.user_acts_at(user, participant.site)
+    investigator = services.user_acts_at(user, participant.site, {Role.INVESTIGATOR})
+    allocation = allocation_for_user(user, participant)
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    today = timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+    next_visit = (
+        Visit.objects.filter(participant=participant, visit_date__isnull=True, planned_date__gte=today)
+        .exclude(status__in=[VisitStatus.DONE, VisitStatus.MISSED, VisitStatus.NOT_DONE]).order_by("planned_date", "order").first()
+    )
+    actions: list[tuple[str, str, str]] = []
+    status = participant.status
+    if acts and status not in (S.SCREEN_FAILURE, S.COMPLETED, S.WITHDRAWN, S.DIED):
+        if participant.consent_date is None or services.consent_problem(participant):
+            actions.append(("participant_consent", gettext("Record consent"), "primary"))
+        if status == S.SCREENING:
+            actions.append(("participant_eligibility", gettext("Eligibility checklist"), "outline-primary"))
+            actions.append(("participant_enrol", gettext("Enrol"), "primary"))
+            actions.append(("participant_screen_fail", gettext("Screen failure"), "outline-secondary"))
+        if status in (S.ENROLLED, S.ON_TREATMENT) and not allocation.allocated:
+            if trial.design == "randomized":
+                actions.append(("participant_allocate", gettext("Randomize"), "primary"))
+            elif trial.design == "open_label" and investigator:
+                actions.append(("participant_allocate", gettext("Assign an arm"), "primary"))
+        if status == S.ENROLLED and (allocation.allocated or trial.design == "registry"):
+            actions.append(("participant_treatment", gettext("Record the first treatment"), "outline-primary"))
+        if status in (S.ENROLLED, S.ON_TREATMENT, S.LOST_TO_FOLLOW_UP):
+            actions.append(("participant_status", gettext("End of participation"), "outline-secondary"))
+    if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:
+        actions.append(("participant_unblind", gettext("Emergency unblinding"), "outline-danger"))
+    return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts}

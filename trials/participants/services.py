@@ -77,7 +77,13 @@ def _require(user, site: Site, roles: Iterable[str] = SITE_ROLES) -> None:  # no
 
 def _locked(participant: Participant) -> Participant:
     """The participant re-read under a row lock: decisions are made on current data."""
-    return Participant.objects.select_for_update().select_related("trial", "site", "consent_document").get(pk=participant.pk)
+    # of=("self",): lock the participant's row only. PostgreSQL refuses FOR UPDATE on the nullable
+    # side of an outer join (consent_document), and the trial and site rows must stay unlocked here.
+    return (
+        Participant.objects.select_for_update(of=("self",))
+        .select_related("trial", "site", "consent_document")
+        .get(pk=participant.pk)
+    )
 
 
 def _site_today(site: Site) -> date:
@@ -101,7 +107,8 @@ def _next_number(site: Site, kind: str) -> str:
     The site row is locked for the rest of the transaction, so two enrolments at one site take
     turns; the counter rolls back with a failed enrolment, so numbers have no gaps.
     """
-    site = Site.objects.select_for_update().select_related("trial").get(pk=site.pk)
+    # of=("self",): the site's row only, not its trial's (other sites number independently).
+    site = Site.objects.select_for_update(of=("self",)).select_related("trial").get(pk=site.pk)
     sequence, _created = NumberSequence.objects.get_or_create(site=site, kind=kind)
     sequence.last += 1
     sequence.save(update_fields=["last"])

@@ -33,6 +33,7 @@ def trial_detail(request: HttpRequest, code: str) -> HttpResponse:
         "criteria": trial.criteria.filter(is_active=True),
         "visits": visits,
         "roles": selectors.study_roles_for_user(request.user).filter(trial=trial),
+        "is_data_manager": selectors.study_roles_for_user(request.user).filter(trial=trial, role="data_manager").exists(),
     }
     return render(request, "protocol/trial_detail.html", context)
 

@@ -10,7 +10,7 @@ from trials.visits.models import CrfEntry, Visit
 
 def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
     """One participant, if the user may see them."""
-    return participants_for_user(user).filter(pk=pk).first()
+    return participants_for_user(user).select_related("consent_document").filter(pk=pk).first()
 
 
 def participant_grid(participant: Participant) -> list[dict]:
@@ -43,5 +43,5 @@ def participant_grid(participant: Participant) -> list[dict]:
 def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     """A visit of a participant the user may see."""
     return Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
-        "participant__trial", "participant__site", "definition"
+        "participant__trial", "participant__site", "participant__consent_document", "definition"
     ).first()

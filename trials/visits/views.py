@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from trials.participants.models import ParticipantStatus
-from trials.participants.selectors import participants_for_user, user_enters_data_at
+from trials.participants.selectors import participant_summary, participants_for_user, user_enters_data_at
+from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.visits import selectors
 from trials.visits.engine import schema_for
@@ -32,7 +33,10 @@ def participant_list(request: HttpRequest, code: str, site_code: str) -> HttpRes
     return render(
         request,
         "visits/participant_list.html",
-        {"site": site, "participants": participants.order_by("screening_number"), "query": query, "status": status, "statuses": ParticipantStatus.choices},
+        {
+            "site": site, "participants": participants.order_by("screening_number"), "query": query, "status": status,
+            "statuses": ParticipantStatus.choices, "can_screen": user_acts_at(request.user, site),
+        },
     )
 
 
@@ -45,7 +49,13 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "visits/participant_dashboard.html",
-        {"participant": participant, "grid": selectors.participant_grid(participant), "can_enter": user_enters_data_at(request.user, participant)},
+        {
+            "participant": participant,
+            "grid": selectors.participant_grid(participant),
+            "can_enter": user_enters_data_at(request.user, participant),
+            "summary": participant_summary(request.user, participant),
+            "consent_problem": consent_problem(participant),
+        },
     )
 
 
@@ -68,11 +78,12 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
     except ValidationError:
         raise Http404(_("This CRF is not part of this visit.")) from None
     schema = schema_for(entry.crf)
-    can_enter = user_enters_data_at(request.user, visit.participant)
-    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter}
+    blocked = consent_problem(visit.participant)
+    can_enter = user_enters_data_at(request.user, visit.participant) and not blocked
+    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked}
     if request.method == "POST":
         if not can_enter:
-            raise PermissionDenied(_("You do not enter data at this site."))
+            raise PermissionDenied(blocked or _("You do not enter data at this site."))
         live = request.headers.get("HX-Request") == "true" and "action" not in request.POST
         if live or request.POST.get("action", "").startswith("add_row:"):
             return _live(request, schema, visit, entry, context)

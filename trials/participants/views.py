@@ -1,0 +1,344 @@
+"""Participant screens: screen, consent, eligibility, enrol, allocate, treat, end, unblind; the
+screening log, the cohort reviews and the allocation list. Pages parse input and call the
+services; a refused action re-renders the page with the service's message on the field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from trials.participants import eligibility, services
+from trials.participants.forms import (
+    AllocationListForm,
+    AssignForm,
+    CohortDecisionForm,
+    ConsentForm,
+    EnrolForm,
+    RandomizeForm,
+    ScreenFailForm,
+    StatusForm,
+    TreatmentForm,
+    UnblindForm,
+)
+from trials.participants.models import AllocationList, CriterionAnswer, Participant, ParticipantStatus
+from trials.participants.selectors import allocation_for_user, participants_for_user, screening_log
+from trials.protocol import selectors as protocol_selectors
+from trials.protocol.models import CriterionLevel, Role
+
+
+def _participant(request: HttpRequest, pk: int) -> Participant:
+    participant = participants_for_user(request.user).select_related("consent_document").filter(pk=pk).first()
+    if participant is None:
+        raise Http404(_("No such participant in your sites."))
+    return participant
+
+
+def _trial(request: HttpRequest, code: str):  # noqa: ANN202
+    trial = protocol_selectors.trials_for_user(request.user).filter(code=code).first()
+    if trial is None:
+        raise Http404(_("No such trial in your studies."))
+    return trial
+
+
+def _apply(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's message on its field (or at the top of the form)."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+def _site_today(participant: Participant):  # noqa: ANN202
+    return timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+
+
+def _action_page(request, participant, form, title, template="participants/action.html", **extra):  # noqa: ANN001, ANN202
+    return render(request, template, {"participant": participant, "form": form, "title": title, **extra})
+
+
+@login_required
+@require_POST
+def participant_new(request: HttpRequest, code: str, site_code: str) -> HttpResponse:
+    """Start screening a new participant at the site (the number comes from the trial's pattern)."""
+    site = protocol_selectors.sites_for_user(request.user).filter(trial__code=code, code=site_code).first()
+    if site is None:
+        raise Http404(_("No such site in your studies."))
+    try:
+        participant = services.participant_screen(site=site, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("participant_list", code, site_code)
+    messages.success(request, _("%(number)s is in screening. Record the consent first.") % {"number": participant.number})
+    return redirect("participant_consent", participant.pk)
+
+
+@login_required
+def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = _participant(request, pk)
+    form = ConsentForm(request.POST or None, trial=participant.trial)
+    if request.method == "POST" and form.is_valid():
+        zone = ZoneInfo(participant.site.time_zone)
+        consented_at = form.cleaned_data["consented_at"]
+        consented_at = datetime.combine(consented_at.date(), consented_at.time(), tzinfo=zone) if timezone.is_naive(consented_at) else consented_at
+        try:
+            services.participant_consent(
+                participant=participant, document=form.cleaned_data["document"], consented_at=consented_at, user=request.user
+            )
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Consent recorded."))
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(
+        request, participant, form, _("Consent"), template="participants/consent.html",
+        consents=participant.consents.select_related("document", "obtained_by"),
+    )
+
+
+@login_required
+def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
+    """The eligibility checklist: answers from the screening data are shown with their basis and
+    cannot be changed here; the rest are answered met / not met / unknown."""
+    participant = _participant(request, pk)
+    evaluation = eligibility.evaluate(participant)
+    criteria = list(participant.trial.criteria.filter(is_active=True).order_by("order"))
+    stored = {(a.criterion_id, a.lesion): a for a in participant.eligibility_answers.all()}
+    rows = []
+    for criterion in criteria:
+        keys = [(lesion, label) for lesion, label in evaluation.lesions.items()] if criterion.level == CriterionLevel.LESION else [("", "")]
+        for lesion, label in keys:
+            auto = evaluation.answers.get((criterion.code, lesion))
+            answer = stored.get((criterion.pk, lesion))
+            name = f"c-{criterion.code}-{lesion}" if lesion else f"c-{criterion.code}"
+            value = request.POST.get(name) if request.method == "POST" else (answer.answer if answer else "")
+            rows.append({
+                "criterion": criterion, "lesion": lesion, "lesion_label": label, "auto": auto, "name": name,
+                "value": auto.answer if auto else value, "note_name": f"{name}-note",
+                "note": request.POST.get(f"{name}-note", "") if request.method == "POST" else (answer.note if answer and not answer.automatic else ""),
+            })
+    errors: list[str] = []
+    needs_confirmation = False
+    if request.method == "POST":
+        answers = {}
+        for row in rows:
+            if row["auto"]:
+                continue
+            value = request.POST.get(row["name"], "") or CriterionAnswer.UNKNOWN
+            answers[(row["criterion"].code, row["lesion"])] = (value, request.POST.get(row["note_name"], ""))
+        try:
+            services.eligibility_record(
+                participant=participant, answers=answers, user=request.user,
+                confirm_screen_failure=request.POST.get("confirm_screen_failure") == "on",
+            )
+        except ValidationError as error:
+            errors = error.messages
+            needs_confirmation = any(getattr(e, "code", "") == "confirm_screen_failure" for e in error.error_list)
+        else:
+            participant.refresh_from_db()
+            if participant.status == ParticipantStatus.SCREEN_FAILURE:
+                messages.warning(request, _("%(number)s is a screen failure: %(reason)s") % {"number": participant.number, "reason": participant.status_reason})
+            else:
+                messages.success(request, _("Eligibility checklist saved."))
+            return redirect("participant_dashboard", participant.pk)
+    assessment = eligibility.assess(participant, evaluation)
+    return render(request, "participants/eligibility.html", {
+        "participant": participant, "rows": rows, "errors": errors, "needs_confirmation": needs_confirmation,
+        "assessment": assessment, "answers": CriterionAnswer.choices, "lesion_crf": (participant.trial.eligibility or {}).get("lesion"),
+        "can_act": services.user_acts_at(request.user, participant.site) and participant.status == ParticipantStatus.SCREENING,
+    })
+
+
+@login_required
+def participant_enrol(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = _participant(request, pk)
+    form = EnrolForm(request.POST or None, initial={"enrolment_date": _site_today(participant)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            participant = services.participant_enrol(participant=participant, user=request.user, enrolment_date=form.cleaned_data["enrolment_date"])
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("%(screening)s is enrolled as %(subject)s.") % {"screening": participant.screening_number, "subject": participant.subject_number})
+            return redirect("participant_dashboard", participant.pk)
+    cohort = None
+    if participant.trial.design == "dose_escalation":
+        cohort = next((s for s in services.cohort_states(participant.trial) if s.state in ("open", "review", "stopped")), None)
+    return _action_page(
+        request, participant, form, _("Enrol"), template="participants/enrol.html",
+        assessment=eligibility.assess(participant), consent_problem=services.consent_problem(participant), cohort=cohort,
+    )
+
+
+@login_required
+def participant_allocate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Randomize (with a confirmation step) or, in an open-label trial without a list, assign."""
+    participant = _participant(request, pk)
+    trial = participant.trial
+    if trial.design == "randomized":
+        form = RandomizeForm(request.POST or None, factors=(trial.randomization or {}).get("strata", []))
+    elif trial.design == "open_label":
+        form = AssignForm(request.POST or None, trial=trial)
+    else:
+        raise Http404(_("This trial does not allocate participants here."))
+    if request.method == "POST" and form.is_valid():
+        try:
+            if trial.design == "randomized":
+                strata = {k.removeprefix("stratum_"): v for k, v in form.cleaned_data.items() if k.startswith("stratum_")}
+                services.participant_randomize(participant=participant, user=request.user, strata=strata)
+            else:
+                services.participant_assign(
+                    participant=participant, arm=form.cleaned_data["arm"], user=request.user, reason=form.cleaned_data["reason"]
+                )
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            shown = allocation_for_user(request.user, participant)
+            messages.success(request, _("%(number)s is allocated: %(allocation)s.") % {"number": participant.number, "allocation": shown.text})
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(
+        request, participant, form, _("Randomize") if trial.design == "randomized" else _("Assign an arm"),
+        template="participants/allocate.html",
+    )
+
+
+@login_required
+def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = _participant(request, pk)
+    form = TreatmentForm(request.POST or None, initial={"first_treatment_date": _site_today(participant)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.participant_start_treatment(
+                participant=participant, user=request.user, first_treatment_date=form.cleaned_data["first_treatment_date"]
+            )
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("First treatment recorded; the visits that follow it are planned."))
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(request, participant, form, _("First treatment"))
+
+
+@login_required
+def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """End of participation: withdrawal, loss to follow-up, death, completion."""
+    participant = _participant(request, pk)
+    form = StatusForm(request.POST or None, initial={"on": _site_today(participant)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.participant_transition(
+                participant=participant, to=form.cleaned_data["to"], user=request.user,
+                reason=form.cleaned_data["reason"], on=form.cleaned_data["on"],
+            )
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Status changed."))
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(request, participant, form, _("End of participation"))
+
+
+@login_required
+def participant_screen_fail(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = _participant(request, pk)
+    form = ScreenFailForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.participant_screen_fail(participant=participant, user=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.warning(request, _("%(number)s is a screen failure.") % {"number": participant.number})
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(request, participant, form, _("Screen failure"))
+
+
+@login_required
+def participant_unblind(request: HttpRequest, pk: int) -> HttpResponse:
+    """Emergency unblinding: reason and password; the arm is shown once, here, to the investigator."""
+    participant = _participant(request, pk)
+    form = UnblindForm(request.POST or None)
+    arm = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            arm = services.participant_unblind(
+                participant=participant, user=request.user, password=form.cleaned_data["password"], reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as error:
+            _apply(form, error)
+    return _action_page(request, participant, form, _("Emergency unblinding"), template="participants/unblind.html", arm=arm)
+
+
+@login_required
+def trial_screening_log(request: HttpRequest, code: str) -> HttpResponse:
+    trial = _trial(request, code)
+    return render(request, "participants/screening_log.html", {"trial": trial, "log": screening_log(request.user, trial)})
+
+
+@login_required
+def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
+    """Dose cohorts with their 3+3 state, and the investigator's review decision."""
+    trial = _trial(request, code)
+    if trial.design != "dose_escalation":
+        raise Http404(_("This trial has no dose cohorts."))
+    states = services.cohort_states(trial)
+    awaiting = next((s for s in states if s.state == "review"), None)
+    is_investigator = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.INVESTIGATOR).exists()
+    form = CohortDecisionForm(request.POST or None) if awaiting and is_investigator else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied(_("No cohort awaits your review."))
+        if form.is_valid():
+            try:
+                services.cohort_decide(
+                    cohort=awaiting.cohort, decision=form.cleaned_data["decision"], user=request.user,
+                    password=form.cleaned_data["password"], rationale=form.cleaned_data["rationale"],
+                    dlt_count=form.cleaned_data["dlt_count"],
+                )
+            except ValidationError as error:
+                _apply(form, error)
+            else:
+                messages.success(request, _("Decision recorded."))
+                return redirect("trial_cohorts", trial.code)
+    return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form})
+
+
+@login_required
+def trial_allocation_list(request: HttpRequest, code: str) -> HttpResponse:
+    """The data manager generates the randomization list; the page shows its use, never its arms."""
+    trial = _trial(request, code)
+    if trial.design != "randomized":
+        raise Http404(_("This trial has no allocation list."))
+    is_manager = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.DATA_MANAGER).exists()
+    if not is_manager:
+        raise PermissionDenied(_("Only the trial's data manager manages its allocation list."))
+    allocation_list = AllocationList.objects.filter(trial=trial).first()
+    form = AllocationListForm(request.POST or None) if allocation_list is None else None
+    if request.method == "POST" and form is not None and form.is_valid():
+        try:
+            services.allocation_list_generate(
+                trial=trial, user=request.user, slots_per_stratum=form.cleaned_data["slots_per_stratum"], seed=form.cleaned_data["seed"] or None
+            )
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Allocation list generated."))
+            return redirect("trial_allocation_list", trial.code)
+    usage = []
+    if allocation_list is not None:
+        from django.db.models import Count, Q
+
+        usage = list(
+            allocation_list.slots.values("stratum").annotate(total=Count("id"), used=Count("id", filter=Q(allocation__isnull=False))).order_by("stratum")
+        )
+    return render(request, "participants/allocation_list.html", {"trial": trial, "allocation_list": allocation_list, "form": form, "usage": usage})
