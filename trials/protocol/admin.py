@@ -17,6 +17,7 @@ from trials.protocol import selectors
 from trials.protocol.services import study_role_grant, study_role_revoke
 from trials.protocol.models import (
     Arm,
+    ConsentDocument,
     CrfDefinition,
     Criterion,
     FieldDefinition,
@@ -336,3 +337,40 @@ class StudyRoleAdmin(AuditedAdmin):
                 user=obj.user, trial=obj.trial, site=obj.site, role=obj.role, granted_by=request.user, reason=reason
             )
             obj.pk = saved.pk
+
+
+@admin.register(ConsentDocument)
+class ConsentDocumentAdmin(AuditedAdmin):
+    """Consent versions: the data manager adds a newly approved version here (participants on an
+    older one must then re-consent before further data entry) and may retire a version."""
+
+    list_display = ["trial", "version", "approved_on", "title", "requires_reconsent", "is_active"]
+    list_filter = ["trial", "is_active"]
+    list_select_related = ["trial"]
+    editable_fields = ("title", "requires_reconsent", "is_active")
+
+    def _managed_trials(self, request: HttpRequest) -> QuerySet:
+        return Trial.objects.filter(
+            pk__in=selectors.study_roles_for_user(request.user).filter(role="data_manager").values("trial")
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("protocol.add_consentdocument") and (
+            request.user.is_superuser or self._managed_trials(request).exists()
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or request.user.is_superuser or self._managed_trials(request).filter(pk=obj.trial_id).exists()
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
+        return [] if obj is None else super().get_readonly_fields(request, obj)
+
+    def _is_readonly(self, request, obj) -> bool:  # noqa: ANN001
+        return not (self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+        if db_field.name == "trial" and not request.user.is_superuser:
+            kwargs["queryset"] = self._managed_trials(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 from edc.audit import audited_save
 from trials.protocol.models import STAFF_ROLES, Role, Site, StudyRole, Trial
 
-PROTOCOL_MODELS = ("trial", "site", "arm", "criterion", "visitdefinition", "visitcrf", "crfdefinition", "fielddefinition", "studyrole")
+PROTOCOL_MODELS = ("trial", "site", "arm", "criterion", "visitdefinition", "visitcrf", "crfdefinition", "fielddefinition", "studyrole", "consentdocument")
 # Admin permissions per staff role: monitors read, data managers configure.
 ROLE_GROUPS = {
     Role.MONITOR: ("Monitors", ("view",)),

@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from trials.participants.models import Participant
+from trials.participants.models import Consent, EligibilityAnswer, Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.admin import ScopedHistoryMixin
 from trials.protocol.models import Role
@@ -49,9 +49,38 @@ class ScopedReadOnlyAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
         return self.has_view_permission(request)
 
 
+class ConsentInline(admin.TabularInline):
+    model = Consent
+    fields = ["document", "consented_at", "obtained_by", "recorded_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return True  # the participant page itself is scoped and gated by role
+
+
+class EligibilityInline(ConsentInline):
+    model = EligibilityAnswer
+    fields = ["criterion", "lesion", "answer", "automatic", "note"]
+    readonly_fields = fields
+
+
 @admin.register(Participant)
 class ParticipantAdmin(ScopedReadOnlyAdmin):
     participant_path = "pk"
+    inlines = [ConsentInline, EligibilityInline]
+    readonly_fields = [
+        "trial", "site", "screening_number", "subject_number", "status", "status_reason", "status_date", "screening_date",
+        "consent_date", "consent_document", "enrolment_date", "first_treatment_date", "unblinded_at",
+    ]
+    exclude = ["created_at"]
     list_display = ["screening_number", "subject_number", "trial", "site", "status", "consent_date"]
     list_filter = ["trial", "site", "status"]
     search_fields = ["screening_number", "subject_number"]
