@@ -130,6 +130,7 @@ def write_protocol(folder: Path, fields: list[dict]) -> None:
         "status": "recruiting",
         "sponsor": "Benchmark",
         "conditions": ["Benchmark"],
+        "consent_documents": [{"version": "1", "approved_on": "2020-01-01"}],
         "sites": [
             {
                 "code": "B01", "name": "Benchmark site", "city": "Toulouse", "country": "FR",
@@ -292,6 +293,18 @@ def main() -> None:
             full_save()
         with CaptureQueriesContext(connection) as queries:
             full_save()
+        if os.environ.get("BENCH_PROFILE"):  # where a full save spends its time
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(20):
+                full_save()
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+            for query in queries.captured_queries:
+                print(query["time"], query["sql"][:160])
         times: dict[str, list[float]] = {"baseline": [], "build+validate": [], "full save": []}
         for _ in range(REPEATS):  # interleaved, so drift on the machine hits the three alike
             times["baseline"].append(timed(baseline))

@@ -7,14 +7,21 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import transaction
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from edc.audit import system_user
 from trials.participants import eligibility, services
 from trials.participants.demo import ELIGIBLE_ULCER
 from trials.participants.models import CriterionAnswer, Participant
+from tests.conftest import SEEDS
+from trials.protocol.loader import protocol_load
 from trials.protocol.models import CriterionKind, CriterionLevel, Site
 from trials.visits.services import crf_entry_save_answers
 
@@ -152,7 +159,25 @@ def history_count(participant: Participant) -> int:
     return Participant.history.filter(id=participant.pk).count()
 
 
+@pytest.fixture(scope="module")
+def _seeded(django_db_setup, django_db_blocker):  # noqa: ANN001, ANN202, ARG001
+    """The seed trials and the demo accounts, loaded once per test module inside a transaction that
+    is rolled back at the end of the module (each test runs in a savepoint inside it, as with
+    Django's setUpTestData). Same data as tests/conftest.py's `demo_users`, about a second less
+    per test. Not for transactional tests (their data must be committed: see test_concurrency)."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+                protocol_load([SEEDS], user=system_user())
+                call_command("load_demo", "--no-participants", verbosity=0, stdout=StringIO())
+            yield
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
 @pytest.fixture
-def demo(demo_users):
-    """The seed trials and the demo accounts (see tests/conftest.py)."""
-    return demo_users
+def demo(_seeded, db):  # noqa: ANN001, ANN201, ARG001
+    """The seed trials and the demo accounts with their study roles; no participants."""

@@ -1,6 +1,8 @@
 """The participant lifecycle: screening -> enrolled -> on treatment -> an end state, screen failure;
 every change audited (user and reason), every refused change written nowhere."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
@@ -194,7 +196,7 @@ def test_an_unknown_status_is_a_validation_error(demo):
 def test_status_dates_are_neither_in_the_future_nor_before_enrolment(demo):
     participant = enrolled(REGISTRY, on=10)  # enrolled 8 days ago
     before = history_count(participant)
-    tomorrow = timezone.localdate() + timezone.timedelta(days=2)
+    tomorrow = timezone.localdate() + timedelta(days=2)
     with pytest.raises(ValidationError) as refused:
         services.participant_transition(participant=participant, to=S.WITHDRAWN, user=system_user(), reason="Moved", on=tomorrow)
     assert "on" in refused.value.message_dict

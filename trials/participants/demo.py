@@ -47,6 +47,8 @@ def participant_register(
     trial = site.trial
     participant = services.participant_screen(site=site, user=user, screening_date=consent_date, reason="Synthetic participant")
     document = services.current_consent_document(trial)
+    if document is None:
+        raise ImproperlyConfigured(f"{trial.code} has no consent document version (consent_documents in its YAML).")
     zone = ZoneInfo(site.time_zone)
     services.participant_consent(
         participant=participant, document=document, user=user,

@@ -163,10 +163,19 @@ class Assessment:
 
 
 def assess(participant: Participant, evaluation: Evaluation | None = None) -> Assessment:
-    """Judge the stored answers (a criterion answered "unknown" counts as not established)."""
+    """Judge the checklist (a criterion answered "unknown" counts as not established).
+
+    Criteria the screening data decide are judged on the data as they are now, not on the answer
+    stored when the checklist was saved: a CRF corrected since (a date of birth, an ulcer row) counts,
+    and a stored automatic answer the data no longer decide is not established. The coordinator's
+    answers count for the rest."""
     evaluation = evaluation or evaluate(participant)
     criteria = list(participant.trial.criteria.filter(is_active=True).order_by("order"))
-    stored = {(a.criterion_id, a.lesion): a.answer for a in participant.eligibility_answers.all()}
+    stored = {(a.criterion_id, a.lesion): a.answer for a in participant.eligibility_answers.all() if not a.automatic}
+    by_code = {c.code: c for c in criteria}
+    for (code, lesion), auto in evaluation.answers.items():
+        if code in by_code:
+            stored[(by_code[code].pk, lesion)] = auto.answer
     result = Assessment(lesions=evaluation.lesions)
     lesion_criteria = [c for c in criteria if c.level == CriterionLevel.LESION]
     for criterion in criteria:

@@ -28,6 +28,33 @@ def user_enters_data_at(user, participant: Participant) -> bool:  # noqa: ANN001
     ).exists()
 
 
+def data_entry_annotations(user, participant: Participant) -> dict:  # noqa: ANN001
+    """The two checks of every CRF save as annotations, so the save reads them in the same query as
+    the CRF it saves: `may_enter` (user_enters_data_at) and `newer_consent` (a consent version the
+    participant must re-consent to exists)."""
+    from django.db.models import BooleanField, Exists, Value
+
+    from trials.protocol.models import ConsentDocument, StudyRole
+
+    if user.username == SYSTEM_USERNAME:
+        may_enter = Value(True, output_field=BooleanField())
+    elif not user.is_authenticated:
+        may_enter = Value(False, output_field=BooleanField())
+    else:
+        may_enter = Exists(StudyRole.objects.filter(
+            Q(site__isnull=True) | Q(site=participant.site_id, site__is_active=True),
+            user=user, is_active=True, trial=participant.trial_id, role__in=DATA_ENTRY_ROLES,
+        ))
+    if participant.consent_document_id is None:
+        newer = Value(False, output_field=BooleanField())
+    else:
+        newer = Exists(ConsentDocument.objects.filter(
+            trial=participant.trial_id, is_active=True, requires_reconsent=True,
+            approved_on__gt=ConsentDocument.objects.filter(pk=participant.consent_document_id).values("approved_on")[:1],
+        ))
+    return {"may_enter": may_enter, "newer_consent": newer}
+
+
 @dataclass(frozen=True)
 class AllocationView:
     """What a user may see of a participant's allocation: the arm, or only the kit code."""
@@ -102,9 +129,16 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
 
     S = ParticipantStatus
     trial = participant.trial
-    acts = services.user_acts_at(user, participant.site)
-    investigator = services.user_acts_at(user, participant.site, {Role.INVESTIGATOR})
+    if user.username == SYSTEM_USERNAME:
+        site_roles = set(DATA_ENTRY_ROLES)
+    else:
+        site_roles = set(study_roles_for_user(user).filter(
+            Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id
+        ).values_list("role", flat=True))
+    acts = bool(site_roles & DATA_ENTRY_ROLES)
+    investigator = Role.INVESTIGATOR in site_roles
     allocation = allocation_for_user(user, participant)
+    consent_problem = services.consent_problem(participant)
     from zoneinfo import ZoneInfo
 
     from django.utils import timezone
@@ -117,7 +151,7 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
     actions: list[tuple[str, str, str]] = []
     status = participant.status
     if acts and status not in (S.SCREEN_FAILURE, S.COMPLETED, S.WITHDRAWN, S.DIED):
-        if participant.consent_date is None or services.consent_problem(participant):
+        if consent_problem:
             actions.append(("participant_consent", gettext("Record consent"), "primary"))
         if status == S.SCREENING:
             actions.append(("participant_eligibility", gettext("Eligibility checklist"), "outline-primary"))
@@ -134,4 +168,4 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
             actions.append(("participant_status", gettext("End of participation"), "outline-secondary"))
     if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:
         actions.append(("participant_unblind", gettext("Emergency unblinding"), "outline-danger"))
-    return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts}
+    return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts, "consent_problem": consent_problem}

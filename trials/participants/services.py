@@ -108,7 +108,7 @@ def _next_number(site: Site, kind: str) -> str:
     turns; the counter rolls back with a failed enrolment, so numbers have no gaps.
     """
     # of=("self",): the site's row only, not its trial's (other sites number independently).
-    site = Site.objects.select_for_update(of=("self",)).select_related("trial").get(pk=site.pk)
+    site = Site.objects.select_related("trial").get(pk=site.pk)
     sequence, _created = NumberSequence.objects.get_or_create(site=site, kind=kind)
     sequence.last += 1
     sequence.save(update_fields=["last"])
@@ -138,6 +138,8 @@ def participant_transition(*, participant: Participant, to: str, user, reason: s
     """Withdrawal, loss to follow-up, death, completion: the end states of a participant."""
     _require(user, participant.site)
     participant = _locked(participant)
+    if to not in S.values:
+        raise ValidationError({"to": _("'%(status)s' is not a participant status.") % {"status": to}})
     reason = (reason or "").strip()
     if to in REASON_REQUIRED and not reason:
         raise ValidationError({"reason": _("Give the reason (it is kept with the participant's status).")})
@@ -145,6 +147,9 @@ def participant_transition(*, participant: Participant, to: str, user, reason: s
         raise ValidationError(_("Use the screening, eligibility or treatment pages for this change."))
     if on is not None:
         _not_future(on, participant.site, "on")
+        if participant.enrolment_date and on < participant.enrolment_date:
+            raise ValidationError({"on": _("This date is before the enrolment (%(date)s).") % {
+                "date": participant.enrolment_date.isoformat()}})
     return _transition(participant, to, user=user, reason=reason or _("Status change"), on=on)
 
 
@@ -243,7 +248,10 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
     )
     from zoneinfo import ZoneInfo
 
-    participant.consent_date = timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date()
+    if participant.consent_date is None:
+        # The date of the first consent: CRF dates are checked against it, and data collected
+        # under an earlier version stay valid after a re-consent.
+        participant.consent_date = timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date()
     participant.consent_document = document
     audited_save(participant, user=user, reason=_("Consent to version %(version)s") % {"version": document.version})
     return consent
@@ -309,8 +317,9 @@ def eligibility_record(
             continue
         row.answer, row.note, row.automatic = answer, note, is_auto
         audited_save(row, user=user, reason=_("Eligibility checklist"))
-    assessment = eligibility.assess(participant)
-    if assessment.failed:
+    assessment = eligibility.assess(participant, automatic)
+    # Not eligible: a criterion failed, or (lesion-level criteria) no lesion is eligible.
+    if assessment.eligible is False:
         if not confirm_screen_failure:
             transaction.set_rollback(True)
             raise ValidationError(
@@ -358,7 +367,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
         raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
     cohort = None
     if trial.design == "dose_escalation":
-        Trial.objects.select_for_update().filter(pk=trial.pk).exists()  # one cohort decision at a time
+        Trial.objects.filter(pk=trial.pk).exists()  # one cohort decision at a time
         cohort = cohort_open_for_enrolment(trial)
     participant.subject_number = _next_number(participant.site, NumberKind.SUBJECT)
     participant.enrolment_date = enrolment_date
@@ -404,7 +413,7 @@ def participant_randomize(*, participant: Participant, user, strata: dict[str, s
     _require(user, participant.site)
     participant = _locked(participant)
     try:
-        allocation_list = AllocationList.objects.select_for_update().get(trial=participant.trial_id)
+        allocation_list = AllocationList.objects.get(trial=participant.trial_id)
     except AllocationList.DoesNotExist:
         raise ValidationError(_("The data manager has not generated the allocation list of %(trial)s yet.") % {
             "trial": participant.trial.code}) from None

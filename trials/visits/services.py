@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from edc.audit import audited_save
-from trials.participants.selectors import user_enters_data_at
+from edc.audit import SYSTEM_USERNAME, audited_save
+from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
-from trials.protocol.models import CrfDefinition, VisitCrf
+from trials.protocol.models import CrfDefinition, Site, VisitCrf
 from trials.visits import scores
 from trials.visits.engine import Outcome, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
@@ -83,6 +83,60 @@ def _new_entry(visit: Visit, crf_code: str) -> CrfEntry:
     return CrfEntry(participant=visit.participant, visit=visit, crf=link.crf, crf_code=crf_code)
 
 
+_CRF_COLUMNS = ("id", "code", "version", "title", "description", "source", "content_sha256", "source_file", "created_at")
+
+
+def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: ANN001
+    """`_new_entry` and the two access checks of a save (may the user enter data at this site; must
+    the participant re-consent) in one query: the first save of a CRF is the coordinator's most
+    frequent write, and building three ORM queries cost more than running them (docs/benchmarks.md)."""
+    from trials.participants.selectors import DATA_ENTRY_ROLES
+    from trials.protocol.models import ConsentDocument, StudyRole
+
+    participant = visit.participant
+    if user.username == SYSTEM_USERNAME:
+        may_enter, params = "%s", [True]
+    else:
+        roles = sorted(DATA_ENTRY_ROLES)
+        may_enter = (
+            f"EXISTS (SELECT 1 FROM {StudyRole._meta.db_table} r LEFT JOIN {Site._meta.db_table} s ON s.id = r.site_id"
+            f" WHERE r.user_id = %s AND r.is_active = %s AND r.trial_id = %s AND r.role IN ({', '.join(['%s'] * len(roles))})"
+            " AND (r.site_id IS NULL OR (r.site_id = %s AND s.is_active = %s)))"
+        )
+        params = [user.pk, True, participant.trial_id, *roles, participant.site_id, True]
+    consent = ConsentDocument._meta.db_table
+    newer = (
+        f"EXISTS (SELECT 1 FROM {consent} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
+        f" AND d.approved_on > (SELECT o.approved_on FROM {consent} o WHERE o.id = %s))"
+    )
+    params += [participant.trial_id, True, True, participant.consent_document_id or 0]
+    columns = ", ".join(f"c.{name}" for name in _CRF_COLUMNS)
+    sql = (
+        f"SELECT {columns}, {may_enter}, {newer} FROM {VisitCrf._meta.db_table} v"
+        f" JOIN {CrfDefinition._meta.db_table} c ON c.id = v.crf_id"
+        " WHERE v.visit_definition_id = %s AND v.crf_code = %s AND v.is_active = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, visit.definition_id, crf_code, True])
+        row = cursor.fetchone()
+    if row is None:
+        raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code})
+    crf = CrfDefinition.from_db(connection.alias, _CRF_COLUMNS, row[: len(_CRF_COLUMNS)])  # definition deferred
+    entry = CrfEntry(participant=participant, visit=visit, crf=crf, crf_code=crf_code)
+    entry.may_enter, entry.newer_consent = bool(row[-2]), bool(row[-1])
+    return entry
+
+
+@dataclass
+class _Access:
+    may_enter: bool
+    newer_consent: bool
+
+
+def _access_only(user, participant) -> _Access:  # noqa: ANN001
+    return _Access(user_enters_data_at(user, participant), consent_problem(participant) is not None)
+
+
 def _row_ids(answers: dict) -> set[str]:
     return {row.get("_row_id") for rows in answers.values() if isinstance(rows, list) for row in rows if isinstance(row, dict)}
 
@@ -126,23 +180,23 @@ def crf_entry_save(
     reason: str = "",
 ) -> SaveResult:
     """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing."""
-    if not user_enters_data_at(user, visit.participant):
-        raise PermissionDenied(_("You do not enter data at this site."))
-    problem = consent_problem(visit.participant)
-    if problem:
-        raise PermissionDenied(problem)
+    participant = visit.participant
     if expected_revision == 0:
-        # A first save: no lookup needed, the unique (visit, CRF) constraint catches a concurrent one.
-        entry = _new_entry(visit, crf_code)
+        # A first save: no entry lookup, the unique (visit, CRF) constraint catches a concurrent one.
+        entry = _new_entry_checked(user, visit, crf_code)
     else:
-        try:
-            # The CRF's definition is only read when its schema is not cached yet (deferred column).
-            entry = (
-                CrfEntry.objects.select_for_update().select_related("crf").defer("crf__definition")
-                .get(visit=visit, crf_code=crf_code)
-            )
-        except CrfEntry.DoesNotExist:
-            raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
+        entry = (
+            CrfEntry.objects.select_for_update(of=("self",)).select_related("crf").defer("crf__definition")
+            .annotate(**data_entry_annotations(user, participant)).filter(visit=visit, crf_code=crf_code).first()
+        )
+    # No saved entry behind a form that claims a revision: still check access before saying so.
+    flags = entry if entry is not None else _access_only(user, participant)
+    if not flags.may_enter:
+        raise PermissionDenied(_("You do not enter data at this site."))
+    if participant.consent_date is None or flags.newer_consent:
+        raise PermissionDenied(consent_problem(participant))
+    if entry is None:
+        raise CrfEntryConflict(None, visit=visit, crf_code=crf_code)
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})

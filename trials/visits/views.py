@@ -54,7 +54,6 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "grid": selectors.participant_grid(participant),
             "can_enter": user_enters_data_at(request.user, participant),
             "summary": participant_summary(request.user, participant),
-            "consent_problem": consent_problem(participant),
         },
     )
 

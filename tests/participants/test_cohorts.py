@@ -1,0 +1,168 @@
+"""Dose escalation (EASC-RA, 3+3): cohorts fill in dose order, enrolment pauses after the sentinel
+participants until an investigator's review decision (expand, escalate or stop)."""
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from edc.audit import system_user
+from tests.participants.conftest import MADRID, PASSWORDS, consent, enrolled, history_count, make_eligible, screen, site, user
+from trials.participants import services
+from trials.participants.models import Allocation, CohortDecision, NumberKind, NumberSequence
+
+pytestmark = pytest.mark.django_db
+
+INVESTIGATOR = "investigator.madrid"
+
+
+@pytest.fixture
+def trial(demo):
+    return site(MADRID).trial
+
+
+def cohort(trial, code: str):  # noqa: ANN001, ANN201
+    return trial.arms.get(code=code)
+
+
+def decide(trial, code: str, decision: str, *, username: str = INVESTIGATOR, password: str | None = None, rationale: str = "No DLT", dlt_count=0):  # noqa: ANN001, ANN201
+    return services.cohort_decide(
+        cohort=cohort(trial, code), decision=decision, user=user(username),
+        password=PASSWORDS.get(username, "") if password is None else password, rationale=rationale, dlt_count=dlt_count,
+    )
+
+
+def states(trial) -> dict[str, tuple[str, int, int]]:  # noqa: ANN001
+    return {s.cohort.code: (s.state, s.enrolled, s.capacity) for s in services.cohort_states(trial)}
+
+
+def enrol_refused(key=MADRID, actor=None) -> tuple:  # noqa: ANN001
+    """A consented, eligible participant whose enrolment is refused: the error and what was written."""
+    participant = make_eligible(consent(screen(key)))
+    before = (history_count(participant), Allocation.objects.count())
+    with pytest.raises(ValidationError) as refused:
+        services.participant_enrol(participant=participant, user=actor or user("coordinator.madrid"))
+    participant.refresh_from_db()
+    assert (participant.status, participant.subject_number) == ("screening", "")
+    assert (history_count(participant), Allocation.objects.count()) == before
+    return participant, " ".join(refused.value.messages)
+
+
+def fill(n: int) -> list:
+    return [enrolled(MADRID, user("coordinator.madrid")) for _ in range(n)]
+
+
+def test_the_first_three_enter_the_first_cohort_then_enrolment_pauses(trial):
+    participants = fill(3)
+    assert [p.allocation.arm.code for p in participants] == ["COHORT1"] * 3
+    assert all(p.allocation.method == "cohort" for p in participants)
+    assert states(trial) == {"COHORT1": ("review", 3, 3), "COHORT2": ("not_open", 0, 3), "COHORT3": ("not_open", 0, 3)}
+    _participant, message = enrol_refused()
+    assert "paused" in message and "awaiting the cohort review" in message
+    # The refused enrolment took no subject number.
+    assert NumberSequence.objects.get(site=site(MADRID), kind=NumberKind.SUBJECT).last == 3
+
+
+def test_expanding_reopens_the_cohort_up_to_six(trial):
+    fill(3)
+    waiting, _message = enrol_refused()
+    decision = decide(trial, "COHORT1", "expand", dlt_count=1, rationale="One DLT among three: expand")
+    assert (decision.participants_reviewed, decision.dlt_count, decision.decided_by) == (3, 1, user(INVESTIGATOR))
+    assert decision.history.get().history_user == user(INVESTIGATOR)
+    assert states(trial)["COHORT1"] == ("open", 3, 6)
+
+    waiting = services.participant_enrol(participant=waiting, user=user("coordinator.madrid"))
+    assert (waiting.subject_number, waiting.allocation.arm.code) == ("MAD-LP-004", "COHORT1")
+    more = fill(2)
+    assert [p.allocation.arm.code for p in more] == ["COHORT1"] * 2
+    assert states(trial)["COHORT1"] == ("review", 6, 6)
+    _participant, message = enrol_refused()
+    assert "paused" in message
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT1", "expand")
+    assert "already expanded" in " ".join(refused.value.messages)
+
+
+def test_escalating_opens_the_next_cohort(trial):
+    fill(3)
+    decide(trial, "COHORT1", "escalate", rationale="No DLT among three: escalate")
+    assert states(trial)["COHORT1"] == ("closed", 3, 3)
+    assert states(trial)["COHORT2"] == ("open", 0, 3)
+    nxt = fill(3)
+    assert [p.allocation.arm.code for p in nxt] == ["COHORT2"] * 3
+    assert states(trial)["COHORT2"] == ("review", 3, 3) and states(trial)["COHORT3"] == ("not_open", 0, 3)
+    # A participant at another site of the trial counts in the same cohort.
+    _participant, message = enrol_refused(("EASC-RA", "MAD-CSC"), system_user())
+    assert "Second cohort" in message
+
+
+def test_escalation_ends_at_the_highest_dose(trial):
+    for code in ("COHORT1", "COHORT2"):
+        fill(3)
+        decide(trial, code, "escalate")
+    fill(3)
+    assert states(trial)["COHORT3"] == ("review", 3, 3)
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT3", "escalate")
+    assert "highest dose" in " ".join(refused.value.messages)
+    assert CohortDecision.objects.count() == 2
+
+
+def test_stop_stops_enrolment(trial):
+    fill(3)
+    decide(trial, "COHORT1", "stop", dlt_count=2, rationale="Two DLTs among three")
+    assert {state for state, _n, _c in states(trial).values()} == {"stopped"}
+    _participant, message = enrol_refused()
+    assert "Escalation stopped" in message
+    for decision in ("expand", "escalate", "stop"):
+        with pytest.raises(ValidationError):
+            decide(trial, "COHORT1", decision)
+    assert CohortDecision.objects.count() == 1
+
+
+def test_a_wrong_password_is_refused(trial):
+    fill(3)
+    for password in ("", "demo-Invest-Toulouse-26", PASSWORDS[INVESTIGATOR] + " "):
+        with pytest.raises(ValidationError) as refused:
+            decide(trial, "COHORT1", "escalate", password=password)
+        assert "password" in refused.value.message_dict
+    assert not CohortDecision.objects.exists()
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+
+
+def test_a_decision_is_taken_only_on_a_cohort_awaiting_review(trial):
+    fill(2)
+    for code in ("COHORT1", "COHORT2"):
+        with pytest.raises(ValidationError) as refused:
+            decide(trial, code, "escalate")
+        assert "not awaiting a review" in refused.value.messages[0]
+    assert not CohortDecision.objects.exists()
+    assert enrolled(MADRID).allocation.arm.code == "COHORT1"  # still open
+
+
+@pytest.mark.parametrize("username", ["coordinator.madrid", "datamanager", "dsmb.statistician", "investigator.toulouse"])
+def test_only_an_investigator_of_the_trial_decides(trial, username):
+    fill(3)
+    with pytest.raises(PermissionDenied):
+        decide(trial, "COHORT1", "escalate", username=username, password="demo")
+    assert not CohortDecision.objects.exists()
+
+
+def test_a_decision_needs_a_rationale_a_known_kind_and_a_plausible_dlt_count(trial):
+    fill(3)
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT1", "escalate", rationale="  ")
+    assert "rationale" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT1", "double")
+    assert "decision" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT1", "expand", dlt_count=4)
+    assert "dlt_count" in refused.value.message_dict
+    assert not CohortDecision.objects.exists()
+
+
+def test_no_cohort_decision_in_a_trial_without_cohorts(demo):
+    arm = site(("ASC-DU", "TLS")).trial.arms.get(code="ADMSC")
+    with pytest.raises(ValidationError):
+        services.cohort_decide(cohort=arm, decision="escalate", user=user("investigator.toulouse"),
+                               password=PASSWORDS["investigator.toulouse"], rationale="No")
+    assert not CohortDecision.objects.exists()
