@@ -47,3 +47,4 @@ clean:
 bench: install
 	$(PY) tests/bench/bench_loader.py
 	$(PY) tests/bench/bench_crf.py
+	$(PY) tests/bench/bench_schedule.py

@@ -6,7 +6,9 @@ historical row per change, and the model refuses any write that would bypass it:
 - `save()` without a reason for change raises `AuditError` (use `audited_save`);
 - `delete()` raises: trial data is deactivated or voided with a reason, never deleted;
 - `QuerySet.update()`, `.delete()`, `.bulk_update()` raise; `.bulk_create()` only runs inside
-  `audited_bulk_create`, which writes the historical rows in the same transaction.
+  `audited_bulk_create`, which writes the historical rows in the same transaction;
+- `QuerySet.derived_update()` sets only the fields a model declares in `DERIVED_FIELDS` (values
+  computed from other data and the calendar, such as a visit's window state).
 
 `save()` here is a guard, not behaviour: it decides nothing about the trial.
 """
@@ -45,6 +47,18 @@ class AuditedQuerySet(models.QuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None):  # noqa: ANN001
         raise AuditError(f"{self.model.__name__}: bulk_update() would bypass the audit trail; use audited_save()")
+
+    def derived_update(self, **kwargs) -> int:  # noqa: ANN003
+        """One UPDATE of fields the model declares as derived (`DERIVED_FIELDS`): values computed
+        from other data and the calendar (a visit's window state), which nobody enters. They are
+        left out of the history on purpose: the history records what people did, and a derived
+        value can be recomputed at any time from what it derives from."""
+        allowed = getattr(self.model, "DERIVED_FIELDS", frozenset())
+        if not kwargs or set(kwargs) - allowed:
+            raise AuditError(
+                f"{self.model.__name__}: derived_update() only sets derived fields ({', '.join(sorted(allowed)) or 'none'})"
+            )
+        return super().update(**kwargs)
 
     def bulk_create(self, objs, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         if not _bulk_create_allowed.get():

@@ -300,3 +300,8 @@ LOGGING = {
 
 # Demo logins (fixtures/demo_users.yaml) are refused by the login backend in production.
 EDC_DEMO_USERS_FILE = BASE_DIR / "fixtures" / "demo_users.yaml"
+
+# Bootstrap's alert classes for Django's message levels.
+from django.contrib.messages import constants as _message_levels  # noqa: E402
+
+MESSAGE_TAGS = {_message_levels.ERROR: "danger"}

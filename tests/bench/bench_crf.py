@@ -240,7 +240,7 @@ def prepare(folder: Path) -> dict:
     )
     today = timezone.localdate()
     visits = []
-    for n in range(WARMUP + 1 + REPEATS):
+    for n in range(WARMUP + 1 + REPEATS + (20 if os.environ.get("BENCH_PROFILE") else 0)):
         participant = participant_register(
             site=site, consent_date=today - timedelta(days=30),
             anchor_date=today - timedelta(days=7), user=system,

@@ -181,6 +181,7 @@ BAD_TRIALS = [
     ),
     ("randomization.block_sizes", [3], "", "block size(s) [3] cannot hold the 2 arms equally"),
     ("numbering", {"subject": "{site}-{seq:zz}"}, "numbering.subject", "is not a valid pattern"),
+    ("numbering", {"subject": "{trial}-{seq:04d}"}, "numbering.subject", "a number pattern needs {site}"),
     ("masking.masked", ["participant", "participant"], "masking", "a masked role is listed twice"),
     ("score_settings", {"das28_cutoffs": {"remission": 3, "low": 2}}, "score_settings.das28_cutoffs", "must ascend"),
 ]

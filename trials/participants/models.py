@@ -171,7 +171,7 @@ class EligibilityAnswer(AuditedModel):
 class AllocationList(AuditedModel):
     """A trial's randomization list, generated once by the data manager from a stored seed.
 
-    Permuted blocks per stratum; regenerating is allowed only while no slot is used."""
+    Permuted blocks per stratum; generated once and never regenerated (services.allocation_list_generate)."""
 
     trial = models.OneToOneField(Trial, on_delete=models.PROTECT, related_name="allocation_list", verbose_name=_("trial"))
     seed = models.CharField(_("seed"), max_length=64)

@@ -293,6 +293,9 @@ class Numbering(Strict):
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{trial}}, {{site}} and {{seq}}")
         if "seq" not in names:
             raise ValueError("a number pattern needs {seq}")
+        if "site" not in names:
+            # {seq} counts per site: without {site}, two sites would hand out the same number.
+            raise ValueError("a number pattern needs {site} ({seq} counts per site, numbers are unique per trial)")
         try:
             pattern.format(trial="TRIAL", site="SITE", seq=1)
         except (ValueError, IndexError, KeyError) as exc:

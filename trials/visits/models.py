@@ -5,6 +5,7 @@ with (docs/architecture.md, "CRF data"). Scheduling (planned dates, windows, sta
 Visit by the scheduling issue.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -23,7 +24,21 @@ class VisitStatus(models.TextChoices):
     NOT_DONE = "not_done", _("Not done")
 
 
+# States the calendar moves (trials.visits.schedule.visit_states_refresh); the others are set by
+# people (a visit date recorded, a missed visit confirmed) and are final for the calendar.
+CALENDAR_STATES = frozenset({VisitStatus.UPCOMING, VisitStatus.OPEN, VisitStatus.OVERDUE})
+
+
 class Visit(AuditedModel):
+    """A planned (or unscheduled) visit of a participant, with its window and state.
+
+    `status` moves with the calendar (upcoming -> open -> overdue, by the site's local date) in
+    one guarded UPDATE per state, outside the history (`DERIVED_FIELDS`: recomputable, nobody
+    enters it); a visit date, a missed or not-done visit and moved plans are people's changes,
+    saved with a reason and audited."""
+
+    DERIVED_FIELDS = frozenset({"status"})
+
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="visits", verbose_name=_("participant"))
     definition = models.ForeignKey(
         VisitDefinition, on_delete=models.PROTECT, null=True, blank=True, related_name="visits",
@@ -32,8 +47,12 @@ class Visit(AuditedModel):
     sequence = models.PositiveSmallIntegerField(_("sequence"), default=1)
     label = models.CharField(_("label"), max_length=200)
     planned_date = models.DateField(_("planned date"), null=True, blank=True)
+    window_start = models.DateField(_("window opens"), null=True, blank=True)
+    window_end = models.DateField(_("window closes"), null=True, blank=True)
     visit_date = models.DateField(_("visit date"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=VisitStatus.choices, default=VisitStatus.UPCOMING)
+    status_reason = models.TextField(_("reason"), blank=True, help_text=_("Why a visit was missed, not done or added."))
+    out_of_window = models.BooleanField(_("done outside its window"), default=False)
     order = models.PositiveIntegerField(_("order"), default=0)
 
     class Meta:
@@ -84,3 +103,33 @@ class CrfEntry(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.visit} – {self.crf}"
+
+
+class ReminderReason(models.TextChoices):
+    OPENING = "opening", _("Window opens within 7 days")
+    OVERDUE = "overdue", _("Overdue")
+    MISSING_CRFS = "missing_crfs", _("Required CRFs missing")
+
+
+class ReminderLog(models.Model):
+    """One reminder sent to a coordinator about a visit, for a reason, on a (site-local) day.
+
+    The unique key makes a second run of the digest (a task delivered twice, a beat tick after a
+    Redis restart) send nothing already sent. Operational log, not trial data."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="reminders")
+    reason = models.CharField(max_length=20, choices=ReminderReason.choices)
+    day = models.DateField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "visit", "reason", "day"], name="reminder_once_per_day")]
+
+
+class CalendarFeed(models.Model):
+    """A coordinator's secret iCalendar feed URL (revocable: a new token replaces the old one)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feed")
+    token = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)

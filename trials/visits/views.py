@@ -1,19 +1,26 @@
 """Coordinator screens: a site's participants, a participant's visit × CRF grid, the CRF page."""
 
+import secrets
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from trials.participants.models import ParticipantStatus
 from trials.participants.selectors import participant_summary, participants_for_user, user_enters_data_at
 from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
-from trials.visits import selectors
+from trials.visits import schedule, selectors
 from trials.visits.engine import schema_for
 from trials.visits.forms import CrfSubmission
+from trials.visits.models import CalendarFeed, Visit, VisitStatus
 from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context
 
 
@@ -164,3 +171,149 @@ def _live_updates(submission: CrfSubmission, shown_before: set[str]) -> list[dic
             for item in group.children:
                 consider(item, form, f"{form.prefix}-", item.name in row_hidden, row_answers, {})
     return updates
+
+
+# --- Schedule: visit dates, missed visits, unscheduled visits, the coordinator's calendar -------
+
+
+class VisitDateForm(forms.Form):
+    visit_date = forms.DateField(label=_("Visit date"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"), input_formats=["%Y-%m-%d"])
+    reason = forms.CharField(label=_("Reason for change"), max_length=500, required=False, help_text=_("Required when correcting a recorded date."))
+
+
+class VisitMarkForm(forms.Form):
+    status = forms.ChoiceField(label=_("The visit"), choices=[(VisitStatus.MISSED, _("was missed")), (VisitStatus.NOT_DONE, _("will not be done"))], widget=forms.RadioSelect)
+    reason = forms.CharField(label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class UnscheduledVisitForm(forms.Form):
+    label = forms.CharField(label=_("Visit"), max_length=200, help_text=_("E.g. AE follow-up, extra assessment."))
+    planned_date = forms.DateField(label=_("Date"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"), input_formats=["%Y-%m-%d"])
+    reason = forms.CharField(label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+def _apply(form: forms.Form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+def _visit_for_action(request: HttpRequest, visit_pk: int):  # noqa: ANN202
+    visit = selectors.visit_for_user(request.user, visit_pk)
+    if visit is None:
+        raise Http404(_("No such visit in your sites."))
+    if not user_acts_at(request.user, visit.participant.site):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    return visit
+
+
+@login_required
+def visit_date(request: HttpRequest, visit_pk: int) -> HttpResponse:
+    visit = _visit_for_action(request, visit_pk)
+    form = VisitDateForm(request.POST or None, initial={"visit_date": visit.visit_date or schedule.site_today(visit.participant.site)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            visit = schedule.visit_record_date(visit, user=request.user, visit_date=form.cleaned_data["visit_date"], reason=form.cleaned_data["reason"])
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            if visit.out_of_window:
+                messages.warning(request, _("%(visit)s was done outside its window (%(start)s – %(end)s): this may be a protocol deviation.") % {
+                    "visit": visit.label, "start": visit.window_start, "end": visit.window_end})
+            else:
+                messages.success(request, _("Visit date recorded."))
+            return redirect("participant_dashboard", visit.participant_id)
+    return render(request, "visits/visit_action.html", {"visit": visit, "participant": visit.participant, "form": form, "title": _("Visit date")})
+
+
+@login_required
+def visit_mark(request: HttpRequest, visit_pk: int) -> HttpResponse:
+    visit = _visit_for_action(request, visit_pk)
+    form = VisitMarkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            schedule.visit_mark(visit, user=request.user, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"])
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Recorded."))
+            return redirect("participant_dashboard", visit.participant_id)
+    return render(request, "visits/visit_action.html", {"visit": visit, "participant": visit.participant, "form": form, "title": _("Missed or not done")})
+
+
+@login_required
+def visit_unscheduled(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = selectors.participant_for_user(request.user, pk)
+    if participant is None:
+        raise Http404(_("No such participant in your sites."))
+    if not user_acts_at(request.user, participant.site):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    form = UnscheduledVisitForm(request.POST or None, initial={"planned_date": schedule.site_today(participant.site)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            schedule.visit_add_unscheduled(participant, user=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Unscheduled visit added."))
+            return redirect("participant_dashboard", participant.pk)
+    return render(request, "visits/visit_action.html", {"visit": None, "participant": participant, "form": form, "title": _("Unscheduled visit")})
+
+
+def _calendar_visits(user):  # noqa: ANN001, ANN202
+    return (
+        Visit.objects.filter(participant__in=participants_for_user(user), participant__status__in=schedule.SCHEDULED_STATUSES)
+        .filter(status__in=[VisitStatus.UPCOMING, VisitStatus.OPEN, VisitStatus.OVERDUE], window_start__isnull=False)
+        .select_related("participant__site", "participant__trial")
+        .order_by("window_start", "participant__site__code")
+    )
+
+
+@login_required
+def coordinator_calendar(request: HttpRequest) -> HttpResponse:
+    """Overdue visits, visits open now and those opening in the next four weeks, at the user's sites."""
+    if request.method == "POST":  # a new secret feed address replaces the old one
+        CalendarFeed.objects.update_or_create(user=request.user, defaults={"token": secrets.token_urlsafe(32)})
+        messages.success(request, _("A new calendar address was made; the previous one no longer works."))
+        return redirect("coordinator_calendar")
+    visits = list(_calendar_visits(request.user))
+    today = timezone.localdate()
+    weeks: dict = {}
+    for visit in visits:
+        if visit.status == VisitStatus.UPCOMING and visit.window_start <= today + timedelta(days=28):
+            monday = visit.window_start - timedelta(days=visit.window_start.weekday())
+            weeks.setdefault(monday, []).append(visit)
+    feed = CalendarFeed.objects.filter(user=request.user).first()
+    return render(request, "visits/calendar.html", {
+        "overdue": [v for v in visits if v.status == VisitStatus.OVERDUE],
+        "open": [v for v in visits if v.status == VisitStatus.OPEN],
+        "weeks": sorted(weeks.items()),
+        "feed_url": request.build_absolute_uri(reverse("calendar_feed", args=[feed.token])) if feed else "",
+    })
+
+
+def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
+    """The coordinator's visits as an iCalendar feed (the secret address is the credential)."""
+    from icalendar import Calendar, Event
+
+    feed = CalendarFeed.objects.select_related("user").filter(token=token, user__is_active=True).first()
+    if feed is None:
+        raise Http404(_("No such calendar."))
+    calendar = Calendar()
+    calendar.add("prodid", "-//EDC//visit schedule//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", _("EDC visits"))
+    for visit in _calendar_visits(feed.user):
+        event = Event()
+        participant = visit.participant
+        event.add("uid", f"visit-{visit.pk}@edc")
+        event.add("summary", f"{participant.trial.code} {participant.number}: {visit.label}")
+        event.add("dtstart", visit.planned_date or visit.window_start)
+        event.add("dtend", (visit.planned_date or visit.window_start) + timedelta(days=1))
+        event.add("description", _("Window %(start)s – %(end)s · site %(site)s · %(status)s") % {
+            "start": visit.window_start, "end": visit.window_end, "site": participant.site.code, "status": visit.get_status_display()})
+        event.add("dtstamp", timezone.now())
+        calendar.add_component(event)
+    return HttpResponse(calendar.to_ical(), content_type="text/calendar; charset=utf-8")

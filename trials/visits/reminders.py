@@ -1,0 +1,98 @@
+"""The coordinator's daily reminder digest: visits opening within 7 days, overdue visits, visits
+with required CRFs missing. Each (visit, reason, site-local day) is sent at most once: the log row
+is written in the same transaction that decides to send, under a unique key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils.translation import gettext as _
+
+from trials.participants.selectors import participants_for_user
+from trials.protocol.models import Role, VisitCrf
+from trials.protocol.selectors import study_roles_for_user
+from trials.visits.models import CrfEntry, EntryStatus, ReminderLog, ReminderReason, Visit, VisitStatus
+from trials.visits.schedule import SCHEDULED_STATUSES, site_today
+
+
+def coordinators_to_remind() -> list[int]:
+    """Active users with an active coordinator role."""
+    return list(
+        get_user_model().objects.filter(is_active=True, study_roles__role=Role.COORDINATOR, study_roles__is_active=True)
+        .distinct().values_list("pk", flat=True)
+    )
+
+
+def reminder_items(user) -> list[tuple[Visit, str]]:  # noqa: ANN001
+    """(visit, reason) the coordinator should hear about today, by each site's local date."""
+    sites = study_roles_for_user(user).filter(role=Role.COORDINATOR).values_list("site", "trial")
+    site_ids = {site for site, _trial in sites if site}
+    all_sites_trials = {trial for site, trial in sites if not site}
+    if not site_ids and not all_sites_trials:
+        return []
+    missing_required = VisitCrf.objects.filter(visit_definition=OuterRef("definition"), required=True, is_active=True).exclude(
+        Exists(CrfEntry.objects.filter(visit=OuterRef(OuterRef("pk")), crf_code=OuterRef("crf_code"), status=EntryStatus.COMPLETE))
+    )
+    visits = (
+        Visit.objects.filter(participant__in=participants_for_user(user), participant__status__in=SCHEDULED_STATUSES)
+        .filter(Q(participant__site__in=site_ids) | Q(participant__trial__in=all_sites_trials))
+        .exclude(status__in=[VisitStatus.MISSED, VisitStatus.NOT_DONE])
+        .annotate(has_data=Exists(CrfEntry.objects.filter(visit=OuterRef("pk"))), missing_crfs=Exists(missing_required))
+        .select_related("participant__site", "participant__trial")
+        .order_by("participant__site__code", "window_start", "participant__screening_number")
+    )
+    items = []
+    for visit in visits:
+        today = site_today(visit.participant.site)
+        if visit.status == VisitStatus.OVERDUE and not visit.has_data:
+            items.append((visit, ReminderReason.OVERDUE))
+        elif visit.status == VisitStatus.UPCOMING and visit.window_start and today < visit.window_start <= today + timedelta(days=7):
+            items.append((visit, ReminderReason.OPENING))
+        if visit.missing_crfs and (visit.has_data or visit.status == VisitStatus.DONE):
+            items.append((visit, ReminderReason.MISSING_CRFS))
+    return items
+
+
+def reminder_digest_send(user_id: int) -> int:
+    """Send the user's digest of what was not sent yet today; returns the number of items sent."""
+    user = get_user_model().objects.get(pk=user_id)
+    if not user.email:
+        return 0
+    try:
+        with transaction.atomic():
+            items = reminder_items(user)
+            keys = {(visit.pk, reason, site_today(visit.participant.site)) for visit, reason in items}
+            sent = set(
+                ReminderLog.objects.filter(user=user, visit__in=[k[0] for k in keys]).values_list("visit_id", "reason", "day")
+            )
+            new = [(visit, reason) for visit, reason in items if (visit.pk, reason, site_today(visit.participant.site)) not in sent]
+            if not new:
+                return 0
+            ReminderLog.objects.bulk_create(
+                [ReminderLog(user=user, visit=visit, reason=reason, day=site_today(visit.participant.site)) for visit, reason in new]
+            )
+            subject, body = _digest(user, new)
+            transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email]))
+    except IntegrityError:
+        return 0  # a concurrent run logged (and sends) these: never twice
+    return len(new)
+
+
+def _digest(user, items: list[tuple[Visit, str]]) -> tuple[str, str]:  # noqa: ANN001
+    lines = [_("Hello %(name)s,") % {"name": user.get_full_name() or user.username}, ""]
+    for reason in ReminderReason:
+        chosen = [visit for visit, r in items if r == reason]
+        if not chosen:
+            continue
+        lines.append(f"{reason.label}:")
+        for visit in chosen:
+            window = f"{visit.window_start:%Y-%m-%d} – {visit.window_end:%Y-%m-%d}" if visit.window_start else "—"
+            lines.append(f"  - {visit.participant.trial.code} {visit.participant.site.code} {visit.participant.number}: {visit.label} ({window})")
+        lines.append("")
+    lines.append(_("This digest is sent once a day; each reminder is sent once."))
+    return _("[EDC] %(n)s visit reminder(s)") % {"n": len(items)}, "\n".join(lines)
