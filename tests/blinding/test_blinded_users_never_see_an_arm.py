@@ -4,12 +4,15 @@ Several ASC-DU participants are allocated through the real services (the data ma
 the allocation list), one is in screening, one is treated, and one is emergency-unblinded by
 investigator.toulouse. Then, for each blinded user, the Django test client crawls every page the
 user can reach from "/" and "/admin/", following every same-site link (href) of every HTML page,
-redirects included. Every 200 HTML page is scanned:
+redirects included (plus the admin pages of each ASC-DU allocation, typed in by hand: never
+linked for a blinded user, they must not open either). Skipped: logout, set-language, static
+files, admin add/delete pages; query strings, and pages of one kind beyond a sample (see the
+limits below). Every 200 page is scanned (HTML, and any text such as a feed or an export):
 
 - nowhere may an ASC-DU arm code or label (from the Arm rows: ADMSC, AdMSC, PLACEBO, Placebo)
   appear as a whole word, case-sensitive, in the text, the attributes or the comments;
 - on participant-related pages (participant list and dashboard, participant actions, CRF pages,
-  screening log, allocation list, the participant / visit / CRF entry admin) not even a substring
+  calendar, screening log, allocation list, the participants' and visits' admin) not even a substring
   of an arm code may appear in the text, nor a code or label in any attribute, in any case
   (e.g. data-arm="placebo").
 
@@ -60,22 +63,24 @@ BLINDED = ["coordinator.toulouse", "investigator.toulouse", "investigator2.toulo
 UNBLINDER = "investigator.toulouse"
 UNBLINDER_PASSWORD = "demo-Invest-Toulouse-26"
 
-PAGE_LIMIT = 400  # pages per user
+PAGE_LIMIT = 300  # pages per user
 QUERY_URLS_PER_PATH = 2  # e.g. /?stay=1, an admin filter or two; not every sort order and filter combination
-PER_SHAPE = 40  # URLs of one shape (numbers replaced), e.g. /participants/<n>/enrol/
-# The shared protocol library in the admin (hundreds of CRF fields) holds no participant data:
-# a sample of each kind of page is enough.
+# URLs of one shape (numbers replaced by <n>) crawled at most: every participant's study pages,
+# a sample of the rest. Each kind of page is still reached, for each kind of record.
+STUDY_SHAPE_LIMIT = 40  # e.g. /participants/<n>/enrol/
+CRF_SHAPE_LIMIT = 6  # /visits/<n>/crf/DU_ASSESS/ : CRF pages show answers, a few of each CRF
+ADMIN_SHAPE_LIMIT = 10  # e.g. /admin/visits/visit/<n>/change/
+ADMIN_VERSION_LIMIT = 4  # pages of one historical version: /admin/…/<n>/history/<n>/
+# The shared protocol library in the admin (hundreds of CRF fields) holds no participant data.
 LIBRARY_SHAPE_LIMIT = 3
 LIBRARY = re.compile(r"^/admin/protocol/(crfdefinition|fielddefinition|visitcrf|visitdefinition|criterion|site|studyrole|consentdocument)/.")
-# CRF pages: a sample of each CRF at a few visits (they show answers, never the allocation).
-CRF_SHAPE_LIMIT = 6
 
 SKIP = re.compile(
     r"^/(static|media)/|^/i18n/|^/accounts/logout/|^/admin/logout/|^/healthz"
     r"|/add/$|/delete/$|^/admin/jsi18n/|^/admin/autocomplete/"
 )
 PARTICIPANT_PAGES = re.compile(
-    r"^/participants/|^/visits/|^/trials/[^/]+/(sites/|screening-log/|allocation-list/)|^/admin/(participants|visits)/"
+    r"^/participants/|^/visits/|^/calendar/|^/trials/[^/]+/(sites/|screening-log/|allocation-list/)|^/admin/(participants|visits)/"
 )
 PROTOCOL_PAGES = re.compile(rf"^/trials/{re.escape(TRIAL)}/$|^/admin/protocol/(arm|trial)/")
 
@@ -111,7 +116,7 @@ class _Html(HTMLParser):
 
 @dataclass
 class Crawl:
-    pages: dict[str, _Html] = field(default_factory=dict)  # 200 HTML pages by URL
+    pages: dict[str, _Html] = field(default_factory=dict)  # 200 text pages (HTML or not) by URL
     statuses: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
 
@@ -120,10 +125,28 @@ def _shape(path: str) -> str:
     return re.sub(r"\d+", "<n>", path)
 
 
-def crawl(client, *, limit: int = PAGE_LIMIT) -> Crawl:  # noqa: ANN001
-    """Every page reachable from "/" and "/admin/" through same-site links and redirects.
+def _shape_limit(path: str) -> int:
+    if LIBRARY.search(path):
+        return LIBRARY_SHAPE_LIMIT
+    if re.search(r"/history/\d+/$", path):
+        return ADMIN_VERSION_LIMIT
+    if path.startswith("/admin/"):
+        return ADMIN_SHAPE_LIMIT
+    return CRF_SHAPE_LIMIT if "/crf/" in path else STUDY_SHAPE_LIMIT
 
-    Participant-related pages go first, so the limit never cuts them for the protocol library."""
+
+def _rank(path: str) -> int:
+    """Study pages first, then the admin's participant data, then the rest of the admin."""
+    if not path.startswith("/admin/"):
+        return 0
+    return 1 if PARTICIPANT_PAGES.search(path) else 2
+
+
+def crawl(client, *, limit: int = PAGE_LIMIT, extra: tuple[str, ...] = ()) -> Crawl:  # noqa: ANN001
+    """Every page reachable from "/" and "/admin/" (and `extra`) through same-site links and redirects.
+
+    Study pages go first, then the admin's participant data: the page limit cuts the protocol
+    library in the admin, never a participant's pages."""
     result = Crawl()
     queued: set[str] = set()
     per_query_path: dict[str, int] = {}
@@ -145,18 +168,17 @@ def crawl(client, *, limit: int = PAGE_LIMIT) -> Crawl:  # noqa: ANN001
                 return
             per_query_path[path] = per_query_path.get(path, 0) + 1
         shape = _shape(path)
-        cap = LIBRARY_SHAPE_LIMIT if LIBRARY.search(path) else CRF_SHAPE_LIMIT if "/crf/" in path else PER_SHAPE
-        if per_shape.get(shape, 0) >= cap:
+        if per_shape.get(shape, 0) >= _shape_limit(path):
             result.skipped += 1
             return
         per_shape[shape] = per_shape.get(shape, 0) + 1
         queued.add(target)
-        heapq.heappush(heap, (0 if PARTICIPANT_PAGES.search(path) else 1, next(order), target))
+        heapq.heappush(heap, (_rank(path), next(order), target))
 
-    push("/")
-    push("/admin/")
+    for start in ("/", "/admin/", *extra):
+        push(start)
     while heap and len(result.statuses) < limit:
-        _priority, _n, url = heapq.heappop(heap)
+        _rank_, _n, url = heapq.heappop(heap)
         try:
             response = client.get(url)
         except Exception as exc:  # noqa: BLE001 - a crash on a reachable page is a failure: say where
@@ -167,11 +189,16 @@ def crawl(client, *, limit: int = PAGE_LIMIT) -> Crawl:  # noqa: ANN001
         if response.status_code in (301, 302, 303, 307, 308):
             push(response["Location"], base=f"http://testserver{url}")
             continue
-        if response.status_code != 200 or "text/html" not in response.get("Content-Type", ""):
+        content_type = response.get("Content-Type", "")
+        if response.status_code != 200 or not content_type.startswith(("text/", "application/json")):
             continue
         page = _Html()
-        page.feed(response.content.decode(response.charset or "utf-8"))
-        page.close()
+        body = response.content.decode(response.charset or "utf-8")
+        if "text/html" in content_type:
+            page.feed(body)
+            page.close()
+        else:  # a feed or an export: all of it is text
+            page.text.append(body)
         result.pages[url] = page
         for href in page.hrefs:
             push(href, base=f"http://testserver{url}")
@@ -305,7 +332,14 @@ def asc_du(demo_users) -> Setting:
 
 def _leaks(client, setting: Setting, username: str) -> tuple[Crawl, list[Leak]]:  # noqa: ANN001
     client.force_login(user(username))
-    result = crawl(client)
+    # Besides the links: the admin pages of each allocation, typed in by hand (never linked for a
+    # blinded user, and they must not open either).
+    typed = tuple(
+        f"/admin/participants/allocation/{pk}/{page}"
+        for pk in Allocation.objects.filter(participant__trial=setting.trial).values_list("pk", flat=True)
+        for page in ("change/", "history/")
+    )
+    result = crawl(client, extra=typed)
     leaks: list[Leak] = []
     for url, page in result.pages.items():
         if PROTOCOL_PAGES.search(urlsplit(url).path):

@@ -187,3 +187,12 @@ def test_no_consent_after_a_screen_failure(demo):
         record_consent(participant, services.current_consent_document(participant.trial), timezone.now() - timedelta(hours=1))
     assert "Screen failure" in refused.value.messages[0]
     assert not Consent.objects.exists()
+
+
+def test_no_eligibility_assessment_while_re_consent_is_due(demo):
+    participant = consent(screen(MEXICO, on=20), on=20)
+    new_version(participant.trial, approved_on=days_ago(3))
+    with pytest.raises(ValidationError) as refused:
+        services.eligibility_record(participant=participant, answers={("I01", ""): ("met", "")}, user=system_user())
+    assert "re-consent to version 2.0" in refused.value.messages[0]
+    assert not participant.eligibility_answers.exists()

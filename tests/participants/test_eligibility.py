@@ -266,3 +266,15 @@ def test_an_ulcer_answered_unknown_is_not_eligible_yet(toulousain):
         services.participant_enrol(participant=toulousain, user=user("coordinator.toulouse"))
     assert "LI05 (U1)" in refused.value.messages[0]
     assert record(toulousain, {("LI05", row): (MET, "Refractory for 12 weeks")}).eligible is True
+
+
+def test_lesion_criteria_are_answered_per_lesion_and_the_others_per_participant(toulousain):
+    entry = enter_ulcers(toulousain, [ulcer(refractory=None)])
+    row = entry.answers["ulcers"][0]["_row_id"]
+    before = answers_written()
+    for answers in ({("LI05", ""): (MET, "")}, {("I05", row): (MET, "")}):
+        with pytest.raises(ValidationError) as refused:
+            record(toulousain, answers)
+        code = next(iter(answers))[0]
+        assert code in refused.value.messages[0]
+    assert answers_written() == before

@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from edc.audit import system_user
 from tests.participants.conftest import (
     MEXICO,
     REGISTRY,
@@ -18,7 +19,6 @@ from tests.participants.conftest import (
     screen,
     user,
 )
-from edc.audit import system_user
 from trials.participants import services
 from trials.participants.models import TRANSITIONS, Participant, ParticipantStatus
 

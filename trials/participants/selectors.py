@@ -145,7 +145,8 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
 
     today = timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
     next_visit = (
-        Visit.objects.filter(participant=participant, visit_date__isnull=True, planned_date__gte=today)
+        Visit.objects.filter(participant=participant, visit_date__isnull=True, planned_date__isnull=False)
+        .filter(Q(window_end__gte=today) | Q(window_end__isnull=True, planned_date__gte=today))
         .exclude(status__in=[VisitStatus.DONE, VisitStatus.MISSED, VisitStatus.NOT_DONE]).order_by("planned_date", "order").first()
     )
     actions: list[tuple[str, str, str]] = []

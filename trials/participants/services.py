@@ -46,7 +46,7 @@ from trials.participants.models import (
     ParticipantStatus,
     Unblinding,
 )
-from trials.protocol.models import Arm, ConsentDocument, Role, Site, Trial, VisitAnchor, VisitKind
+from trials.protocol.models import Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitAnchor, VisitKind
 from trials.protocol.selectors import study_roles_for_user
 from trials.visits.models import Visit
 
@@ -108,7 +108,7 @@ def _next_number(site: Site, kind: str) -> str:
     turns; the counter rolls back with a failed enrolment, so numbers have no gaps.
     """
     # of=("self",): the site's row only, not its trial's (other sites number independently).
-    site = Site.objects.select_related("trial").get(pk=site.pk)
+    site = Site.objects.select_for_update(of=("self",)).select_related("trial").get(pk=site.pk)
     sequence, _created = NumberSequence.objects.get_or_create(site=site, kind=kind)
     sequence.last += 1
     sequence.save(update_fields=["last"])
@@ -174,29 +174,11 @@ def participant_screen(*, site: Site, user, screening_date: date | None = None, 
 
 
 def _schedule(participant: Participant, *, user, kinds: set[str] | None, reason: str) -> None:  # noqa: ANN001
-    """Create the participant's visits of these kinds (all others when None) that do not exist yet."""
-    existing = set(participant.visits.values_list("definition_id", flat=True))
-    for definition in participant.trial.visit_definitions.filter(is_active=True).order_by("order"):
-        if definition.pk in existing:
-            continue
-        is_screening = definition.kind == VisitKind.SCREENING
-        if kinds is not None and definition.kind not in kinds:
-            continue
-        if kinds is None and is_screening:
-            continue
-        if is_screening:
-            planned = participant.screening_date
-        elif definition.anchor == VisitAnchor.FIRST_TREATMENT:
-            anchor = participant.first_treatment_date
-            planned = anchor + timedelta(days=definition.day_offset) if anchor else None
-        else:
-            anchor = participant.enrolment_date
-            planned = anchor + timedelta(days=definition.day_offset) if anchor else None
-        audited_save(
-            Visit(participant=participant, definition=definition, label=definition.label, planned_date=planned, order=definition.order),
-            user=user,
-            reason=reason,
-        )
+    """The participant's visits, created in the same transaction as the screening or enrolment
+    that calls for them (trials.visits.schedule; the beat scan repairs any that are missing)."""
+    from trials.visits.schedule import schedule_generate
+
+    schedule_generate(participant, user=user, reason=reason, kinds=kinds)
 
 
 # --- Consent -------------------------------------------------------------------------------
@@ -283,6 +265,9 @@ def eligibility_record(
     if participant.consent_date is None:
         raise ValidationError(_("%(number)s has not consented: screening assessments come after consent.") % {
             "number": participant.number})
+    problem = consent_problem(participant)  # a newer consent version awaiting re-consent
+    if problem:
+        raise ValidationError(problem)
     automatic = eligibility.evaluate(participant)
     criteria = {c.code: c for c in participant.trial.criteria.filter(is_active=True)}
     problems = []
@@ -291,6 +276,13 @@ def eligibility_record(
         criterion = criteria.get(code)
         if criterion is None:
             problems.append(_("%(code)s is not a criterion of this trial.") % {"code": code})
+            continue
+        if (criterion.level == CriterionLevel.LESION) != bool(lesion):
+            # Such an answer would be stored and never judged.
+            problems.append(
+                _("%(code)s is answered for each lesion.") % {"code": code} if criterion.level == CriterionLevel.LESION
+                else _("%(code)s is answered for the participant, not for a lesion.") % {"code": code}
+            )
             continue
         if lesion and lesion not in automatic.lesions:
             problems.append(_("%(code)s: lesion %(lesion)s is not in the screening CRF.") % {"code": code, "lesion": lesion})
@@ -367,7 +359,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
         raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
     cohort = None
     if trial.design == "dose_escalation":
-        Trial.objects.filter(pk=trial.pk).exists()  # one cohort decision at a time
+        Trial.objects.select_for_update().filter(pk=trial.pk).exists()  # one cohort decision at a time
         cohort = cohort_open_for_enrolment(trial)
     participant.subject_number = _next_number(participant.site, NumberKind.SUBJECT)
     participant.enrolment_date = enrolment_date
@@ -413,7 +405,7 @@ def participant_randomize(*, participant: Participant, user, strata: dict[str, s
     _require(user, participant.site)
     participant = _locked(participant)
     try:
-        allocation_list = AllocationList.objects.get(trial=participant.trial_id)
+        allocation_list = AllocationList.objects.select_for_update().get(trial=participant.trial_id)
     except AllocationList.DoesNotExist:
         raise ValidationError(_("The data manager has not generated the allocation list of %(trial)s yet.") % {
             "trial": participant.trial.code}) from None
@@ -427,7 +419,7 @@ def participant_randomize(*, participant: Participant, user, strata: dict[str, s
         if not allocation_list.slots.filter(stratum=stratum).exists():
             raise ValidationError(_("The allocation list has no stratum %(stratum)s.") % {"stratum": stratum})
         raise ValidationError(
-            _("The allocation list is exhausted for stratum %(stratum)s: ask the data manager to extend it.") % {"stratum": stratum}
+            _("The allocation list is exhausted for stratum %(stratum)s: no participant can be randomized in it. Tell the data manager.") % {"stratum": stratum}
         )
     return audited_save(
         Allocation(
@@ -655,10 +647,38 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
         raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
     participant.first_treatment_date = first_treatment_date
     _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)
-    for visit in participant.visits.filter(definition__anchor=VisitAnchor.FIRST_TREATMENT, visit_date__isnull=True).select_related("definition"):
-        visit.planned_date = first_treatment_date + timedelta(days=visit.definition.day_offset)
-        audited_save(visit, user=user, reason=_("First treatment recorded"))
+    from trials.visits.schedule import schedule_recompute
+
+    schedule_recompute(participant, user=user, reason=_("First treatment recorded"))
     return participant
+
+
+@transaction.atomic
+def participant_anchor_change(*, participant: Participant, user, anchor: str, new_date: date, reason: str) -> int:  # noqa: ANN001
+    """Correct the enrolment or first-treatment date: the visits not done yet are re-planned
+    (audited, with the reason). Returns the number of visits moved."""
+    _require(user, participant.site)
+    participant = _locked(participant)
+    fields = {"enrolment": "enrolment_date", "first_treatment": "first_treatment_date"}
+    if anchor not in fields:
+        raise ValidationError({"anchor": _("Choose the enrolment or the first treatment date.")})
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for the correction.")})
+    if getattr(participant, fields[anchor]) is None:
+        raise ValidationError({"anchor": _("This date is not recorded yet: record it first.")})
+    _not_future(new_date, participant.site, "new_date")
+    if participant.consent_date and new_date < participant.consent_date:
+        raise ValidationError({"new_date": _("The date cannot precede the consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
+    if anchor == "first_treatment" and participant.enrolment_date and new_date < participant.enrolment_date:
+        raise ValidationError({"new_date": _("The first treatment cannot precede enrolment.")})
+    if anchor == "enrolment" and participant.first_treatment_date and new_date > participant.first_treatment_date:
+        raise ValidationError({"new_date": _("Enrolment cannot follow the first treatment.")})
+    setattr(participant, fields[anchor], new_date)
+    audited_save(participant, user=user, reason=reason)
+    from trials.visits.schedule import schedule_recompute
+
+    return schedule_recompute(participant, user=user, reason=reason)
 
 
 # --- Emergency unblinding ------------------------------------------------------------------
@@ -682,7 +702,7 @@ def participant_unblind(*, participant: Participant, user, password: str, reason
         raise ValidationError(_("%(number)s is not allocated: there is nothing to unblind.") % {"number": participant.number})
     recipients = sorted(set(
         get_user_model().objects.filter(
-            study_roles__trial=participant.trial, study_roles__is_active=True,
+            is_active=True, study_roles__trial=participant.trial, study_roles__is_active=True,
             study_roles__role__in=[Role.SPONSOR, Role.DSMB],
         ).exclude(email="").values_list("email", flat=True)
     ))

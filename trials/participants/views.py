@@ -4,7 +4,6 @@ services; a refused action re-renders the page with the service's message on the
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -87,13 +86,14 @@ def participant_new(request: HttpRequest, code: str, site_code: str) -> HttpResp
 def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
     participant = _participant(request, pk)
     form = ConsentForm(request.POST or None, trial=participant.trial)
-    if request.method == "POST" and form.is_valid():
-        zone = ZoneInfo(participant.site.time_zone)
-        consented_at = form.cleaned_data["consented_at"]
-        consented_at = datetime.combine(consented_at.date(), consented_at.time(), tzinfo=zone) if timezone.is_naive(consented_at) else consented_at
+    # The typed date-time is the site's local time (Toulouse, Mexico City …), not the server's.
+    with timezone.override(ZoneInfo(participant.site.time_zone)):
+        valid = request.method == "POST" and form.is_valid()
+    if valid:
         try:
             services.participant_consent(
-                participant=participant, document=form.cleaned_data["document"], consented_at=consented_at, user=request.user
+                participant=participant, document=form.cleaned_data["document"],
+                consented_at=form.cleaned_data["consented_at"], user=request.user,
             )
         except ValidationError as error:
             _apply(form, error)
@@ -102,7 +102,7 @@ def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("participant_dashboard", participant.pk)
     return _action_page(
         request, participant, form, _("Consent"), template="participants/consent.html",
-        consents=participant.consents.select_related("document", "obtained_by"),
+        consents=participant.consents.select_related("document", "obtained_by"), site_zone=participant.site.time_zone,
     )
 
 

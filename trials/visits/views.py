@@ -90,7 +90,10 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
     if request.method == "POST":
         if not can_enter:
             raise PermissionDenied(blocked or _("You do not enter data at this site."))
-        live = request.headers.get("HX-Request") == "true" and "action" not in request.POST
+        # Every htmx request is a live re-evaluation: htmx adds the last clicked button to its
+        # requests, so a background request queued before "Save" may carry an action; saves are
+        # plain form submissions.
+        live = request.headers.get("HX-Request") == "true"
         if live or request.POST.get("action", "").startswith("add_row:"):
             return _live(request, schema, visit, entry, context)
         try:
@@ -135,7 +138,8 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
 def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResponse:  # noqa: ANN001
     """Re-evaluate branching and scores for the page as typed (htmx), or add a row; saves nothing."""
     data = request.POST.copy()
-    group = request.POST.get("action", "").removeprefix("add_row:")
+    is_htmx = request.headers.get("HX-Request") == "true"
+    group = "" if is_htmx else request.POST.get("action", "").removeprefix("add_row:")
     if any(g.name == group for g in schema.groups):
         total = f"{group}-TOTAL_FORMS"
         try:
