@@ -200,3 +200,18 @@ def test_correcting_the_enrolment_date_replans_only_visits_not_done(demo_users):
     assert later.history.first().history_change_reason == "Typo in the enrolment date"
     with pytest.raises(ValidationError, match="reason"):
         participant_anchor_change(participant=participant, user=system_user(), anchor="enrolment", new_date=date.today(), reason="")
+
+
+def test_the_correct_a_date_page_shows_errors_on_the_field_and_replans(demo_users, client):
+    participant = enrolled("ADSVF-SSC-HANDS", "INCMNSZ", enrolment=date.today() - timedelta(days=20))
+    client.force_login(get_user_model().objects.get(username="coordinator.mexico"))
+    url = reverse("participant_anchor", args=[participant.pk])
+    response = client.post(url, {"anchor": "enrolment", "new_date": (date.today() + timedelta(days=5)).isoformat(), "reason": "typo"})
+    assert response.status_code == 200 and "in the future" in response.content.decode()
+    response = client.post(url, {"anchor": "enrolment", "new_date": (date.today() - timedelta(days=15)).isoformat(), "reason": "typo"})
+    assert response.status_code == 302
+    participant.refresh_from_db()
+    assert participant.enrolment_date == date.today() - timedelta(days=15)
+    other = get_user_model().objects.get(username="coordinator.toulouse")
+    client.force_login(other)
+    assert client.get(url).status_code == 404  # another site's participant

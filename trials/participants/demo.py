@@ -75,6 +75,10 @@ def participant_register(
                 answers[key] = (_eligible_answer(criterion.kind), "Synthetic participant")
     services.eligibility_record(participant=participant, answers=answers, user=user)
     participant = services.participant_enrol(participant=participant, user=user, enrolment_date=max(anchor_date, consent_date))
+    from trials.visits.schedule import visit_record_date
+
+    for visit in participant.visits.filter(definition__kind="screening"):  # the screening took place
+        visit_record_date(visit, user=user, visit_date=consent_date)
     if trial.design == "randomized":
         _ensure_list(trial)
         services.participant_randomize(participant=participant, user=user)

@@ -99,3 +99,11 @@ class AllocationListForm(forms.Form):
         label=_("Seed"), max_length=64, required=False,
         help_text=_("Leave empty for a random seed. The seed is stored: the list can be reproduced from it."),
     )
+
+
+class AnchorForm(forms.Form):
+    anchor = forms.ChoiceField(
+        label=_("Date to correct"), choices=[("enrolment", _("Enrolment date")), ("first_treatment", _("First treatment date"))],
+    )
+    new_date = forms.DateField(label=_("Correct date"), widget=DATE, input_formats=["%Y-%m-%d"])
+    reason = forms.CharField(label=_("Reason for the correction"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}))

@@ -165,6 +165,8 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
                 actions.append(("participant_allocate", gettext("Assign an arm"), "primary"))
         if status == S.ENROLLED and (allocation.allocated or trial.design == "registry"):
             actions.append(("participant_treatment", gettext("Record the first treatment"), "outline-primary"))
+        if status in (S.ENROLLED, S.ON_TREATMENT):
+            actions.append(("participant_anchor", gettext("Correct a date"), "outline-secondary"))
         if status in (S.ENROLLED, S.ON_TREATMENT, S.LOST_TO_FOLLOW_UP):
             actions.append(("participant_status", gettext("End of participation"), "outline-secondary"))
     if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:

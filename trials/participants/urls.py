@@ -14,5 +14,6 @@ urlpatterns = [
     path("participants/<int:pk>/allocate/", views.participant_allocate, name="participant_allocate"),
     path("participants/<int:pk>/treatment/", views.participant_treatment, name="participant_treatment"),
     path("participants/<int:pk>/status/", views.participant_status, name="participant_status"),
+    path("participants/<int:pk>/dates/", views.participant_anchor, name="participant_anchor"),
     path("participants/<int:pk>/unblind/", views.participant_unblind, name="participant_unblind"),
 ]

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from trials.participants import eligibility, services
 from trials.participants.forms import (
     AllocationListForm,
+    AnchorForm,
     AssignForm,
     CohortDecisionForm,
     ConsentForm,
@@ -246,6 +247,22 @@ def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, _("Status changed."))
             return redirect("participant_dashboard", participant.pk)
     return _action_page(request, participant, form, _("End of participation"))
+
+
+@login_required
+def participant_anchor(request: HttpRequest, pk: int) -> HttpResponse:
+    """Correct the enrolment or first-treatment date: the visits not done yet are re-planned."""
+    participant = _participant(request, pk)
+    form = AnchorForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            moved = services.participant_anchor_change(participant=participant, user=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            _apply(form, error)
+        else:
+            messages.success(request, _("Date corrected; %(n)s visit(s) re-planned.") % {"n": moved})
+            return redirect("participant_dashboard", participant.pk)
+    return _action_page(request, participant, form, _("Correct a date"))
 
 
 @login_required

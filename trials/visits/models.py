@@ -33,7 +33,7 @@ class Visit(AuditedModel):
     """A planned (or unscheduled) visit of a participant, with its window and state.
 
     `status` moves with the calendar (upcoming -> open -> overdue, by the site's local date) in
-    one guarded UPDATE per state, outside the history (`DERIVED_FIELDS`: recomputable, nobody
+    one guarded UPDATE per time zone, outside the history (`DERIVED_FIELDS`: recomputable, nobody
     enters it); a visit date, a missed or not-done visit and moved plans are people's changes,
     saved with a reason and audited."""
 

@@ -94,5 +94,5 @@ def _digest(user, items: list[tuple[Visit, str]]) -> tuple[str, str]:  # noqa: A
             window = f"{visit.window_start:%Y-%m-%d} – {visit.window_end:%Y-%m-%d}" if visit.window_start else "—"
             lines.append(f"  - {visit.participant.trial.code} {visit.participant.site.code} {visit.participant.number}: {visit.label} ({window})")
         lines.append("")
-    lines.append(_("This digest is sent once a day; each reminder is sent once."))
+    lines.append(_("This digest is sent once a day, with each reminder at most once a day."))
     return _("[EDC] %(n)s visit reminder(s)") % {"n": len(items)}, "\n".join(lines)

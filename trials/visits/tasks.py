@@ -48,3 +48,13 @@ def reminders_scan() -> int:
     for user_id in ids:
         reminder_digest.delay(user_id)
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def schedule_batch(participant_ids: list[int]) -> int:
+    """Schedules for a batch of participants, one transaction each: a batch killed half-way leaves
+    whole schedules behind, and the next scan (or a redelivery) completes the rest."""
+    created = 0
+    for participant_id in participant_ids:
+        created += schedule_participant(participant_id)
+    return created
