@@ -5,12 +5,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, QuerySet
 
+from edc.audit import system_user
 from tests.conftest import wait_for
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.models import Site, VisitDefinition
@@ -82,3 +85,42 @@ def test_a_worker_killed_mid_batch_leaves_whole_schedules_and_the_scan_completes
     assert all(row["n"] == 1 for row in counts)  # no duplicates
     per_participant = Visit.objects.filter(participant__in=ids).values("participant").annotate(n=Count("id"))
     assert {row["n"] for row in per_participant} == {expected} and len(per_participant) == len(ids)  # no gaps
+
+
+def test_reminders_lost_with_the_broker_are_sent_by_the_next_scan_and_never_twice(demo_users):
+    """Queued digests vanish (as when Redis restarts without persistence); the next beat tick's
+    scan enqueues them again; each reminder is logged, and so sent, once."""
+    from edc.celery import app
+    from trials.participants.demo import participant_register
+    from trials.visits import reminders, tasks
+    from trials.visits.models import ReminderLog
+    from trials.visits.schedule import visit_states_refresh
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a database server (PostgreSQL)")
+    site = Site.objects.get(trial__code="ASC-DU", code="TLS")
+    participant_register(site=site, user=system_user(), consent_date=date.today() - timedelta(days=70), anchor_date=date.today() - timedelta(days=60))
+    visit_states_refresh()
+    coordinators = reminders.coordinators_to_remind()
+    queue = f"remindertest-{os.getpid()}"
+    # Tick 1: the scan's messages wait in the broker, no worker yet ... and the broker loses them.
+    for user_id in coordinators:
+        tasks.reminder_digest.apply_async(args=[user_id], queue=queue)
+    with app.connection_for_write() as conn:
+        assert conn.default_channel.queue_purge(queue) == len(coordinators)  # all of tick 1 lost
+    assert not ReminderLog.objects.exists()
+    worker = start_worker(queue)
+    try:
+        # Tick 2 (and a duplicated tick 3): the scan enqueues the digests again.
+        for _tick in range(2):
+            for user_id in coordinators:
+                tasks.reminder_digest.apply_async(args=[user_id], queue=queue)
+        toulouse = get_user_model().objects.get(username="coordinator.toulouse")
+        wait_for(lambda: ReminderLog.objects.filter(user=toulouse).exists(), timeout=120)
+        expected = {(visit.pk, reason) for visit, reason in reminders.reminder_items(toulouse)}
+        wait_for(lambda: set(ReminderLog.objects.filter(user=toulouse).values_list("visit_id", "reason")) == expected, timeout=60)
+        time.sleep(2)  # let the duplicated tick finish
+    finally:
+        kill(worker)
+    logged = list(ReminderLog.objects.filter(user=toulouse).values_list("visit_id", "reason", "day"))
+    assert len(logged) == len(set(logged)) == len(expected) > 0  # each reminder once
