@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "trials.protocol",
     "trials.participants",
     "trials.visits",
+    "trials.safety",
 ]
 
 MIDDLEWARE = [

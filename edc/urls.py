@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("trials.protocol.urls")),
     path("", include("trials.visits.urls")),
     path("", include("trials.participants.urls")),
+    path("", include("trials.safety.urls")),
 ]

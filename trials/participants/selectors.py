@@ -169,6 +169,8 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
             actions.append(("participant_anchor", gettext("Correct a date"), "outline-secondary"))
         if status in (S.ENROLLED, S.ON_TREATMENT, S.LOST_TO_FOLLOW_UP):
             actions.append(("participant_status", gettext("End of participation"), "outline-secondary"))
+    if status not in (S.SCREENING, S.SCREEN_FAILURE) or participant.consent_date:
+        actions.append(("participant_aes", gettext("Adverse events"), "outline-primary"))
     if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:
         actions.append(("participant_unblind", gettext("Emergency unblinding"), "outline-danger"))
     return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts, "consent_problem": consent_problem}

@@ -45,9 +45,16 @@ class Command(BaseCommand):
                         user=user, trial=trial, site=site, role=grant["role"], granted_by=actor, reason="Demo account (load_demo)"
                     )
             created = 0 if options["no_participants"] else self._participants(actor)
+            self._coding_terms()
         self.stdout.write(
             self.style.SUCCESS(f"{len(spec['users'])} demo users ready (passwords in the README); {created} new demo participants.")
         )
+
+    def _coding_terms(self) -> None:
+        """A small synthetic coding dictionary (fixtures/coding_demo.csv) for the AE form's search."""
+        from trials.safety.coding import coding_dictionary_load
+
+        coding_dictionary_load(settings.BASE_DIR / "fixtures" / "coding_demo.csv", dictionary="EDC-DEMO", version="1")
 
     def _participants(self, actor) -> int:  # noqa: ANN001
         """Synthetic participants through the real services (a trial that has participants is skipped)."""

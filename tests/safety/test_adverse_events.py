@@ -1,0 +1,183 @@
+"""Adverse events: validation, audit, reporting clocks (24 h, 7 d, 15 d) with frozen clocks and
+alerts that never repeat, the coding dictionary load, and the AE pages."""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
+from django.utils import timezone
+
+from edc.audit import system_user
+from trials.participants.demo import participant_register
+from trials.protocol.models import Site
+from trials.safety import alerts, services
+from trials.safety.coding import CodingLoadError, coding_dictionary_load
+from trials.safety.models import AdverseEvent, ClockAlert, ClockKind, CodingTerm, ReportingClock
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def participant(demo_users):
+    with time_machine.travel(NOW, tick=False):
+        return participant_register(
+            site=Site.objects.get(trial__code="ASC-DU", code="TLS"), user=system_user(),
+            consent_date=date(2026, 5, 1), anchor_date=date(2026, 5, 10),
+        )
+
+
+@pytest.fixture
+def coordinator():
+    return get_user_model().objects.get(username="coordinator.toulouse")
+
+
+def ae(participant, **values):  # noqa: ANN001, ANN201
+    fields = {
+        "verbatim_term": "Headache", "onset_date": date(2026, 6, 10), "ongoing": True, "grade": 2,
+        "related_product": "not_related", "aware_at": datetime(2026, 6, 14, 9, 0, tzinfo=UTC), **values,
+    }
+    return AdverseEvent(participant=participant, **fields)
+
+
+def test_an_ae_is_numbered_audited_and_changes_need_a_reason(participant, coordinator):
+    with time_machine.travel(NOW, tick=False):
+        first = services.ae_save(ae(participant), user=coordinator)
+        second = services.ae_save(ae(participant, verbatim_term="Nausea"), user=coordinator)
+        assert (first.number, second.number) == (1, 2)
+        first.grade = 3
+        with pytest.raises(ValidationError, match="reason"):
+            services.ae_save(first, user=coordinator)
+        services.ae_save(first, user=coordinator, reason="Worsened")
+    record = AdverseEvent.objects.get(pk=first.pk).history.first()
+    assert record.grade == 3 and record.history_user == coordinator and record.history_change_reason == "Worsened"
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"onset_date": date(2026, 4, 1)}, "onset_date"),  # before consent
+        ({"onset_date": date(2026, 7, 1)}, "onset_date"),  # future
+        ({"ongoing": False, "end_date": date(2026, 6, 5)}, "end_date"),  # end before onset
+        ({"ongoing": True, "end_date": date(2026, 6, 12)}, "end_date"),
+        ({"grade": 5}, "grade"),  # death without fatal outcome
+        ({"outcome": "fatal", "ongoing": False, "end_date": date(2026, 6, 12)}, "outcome"),
+        ({"aware_at": datetime(2026, 6, 1, 9, 0, tzinfo=UTC)}, "aware_at"),
+        ({"seriousness": ["sometimes"]}, "seriousness"),
+    ],
+)
+def test_bad_aes_are_refused_on_their_field_and_write_nothing(participant, coordinator, values, field):
+    with time_machine.travel(NOW, tick=False), pytest.raises(ValidationError) as refused:
+        services.ae_save(ae(participant, **values), user=coordinator)
+    assert field in refused.value.message_dict
+    assert not AdverseEvent.objects.filter(participant=participant).exists()
+
+
+def test_another_sites_coordinator_cannot_record(participant):
+    madrid = get_user_model().objects.get(username="coordinator.madrid")
+    with pytest.raises(PermissionDenied):
+        services.ae_save(ae(participant), user=madrid)
+
+
+def test_a_serious_ae_starts_a_24_hour_clock_from_awareness(participant, coordinator):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    assert saved.serious and clock.kind == ClockKind.SAE_24H
+    assert clock.due_at - clock.started_at == timedelta(hours=24) and clock.started_at == saved.aware_at
+
+
+@pytest.mark.parametrize(
+    ("criteria", "kind", "days"),
+    [(["life_threatening"], ClockKind.SUSAR_7D, 7), (["hospitalisation"], ClockKind.SUSAR_15D, 15)],
+)
+def test_a_susar_gets_its_7_or_15_day_clock(participant, coordinator, criteria, kind, days):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(
+            ae(participant, seriousness=criteria, grade=4, related_product="probable", expected=False), user=coordinator
+        )
+    kinds = {c.kind: c for c in saved.clocks.all()}
+    assert set(kinds) == {ClockKind.SAE_24H, kind}
+    assert kinds[kind].due_at - kinds[kind].started_at == timedelta(days=days)
+
+
+def test_no_longer_serious_cancels_the_open_clock(participant, coordinator):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+        saved.seriousness = []
+        services.ae_save(saved, user=coordinator, reason="Not hospitalised after all")
+    assert saved.clocks.get().cancelled
+
+
+def test_alerts_at_half_time_and_when_overdue_never_repeat(participant, coordinator, mailoutbox, django_capture_on_commit_callbacks):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=6)) == 0  # a quarter of the time
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=13)) == 1  # past half time
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=14)) == 0  # not twice
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=25)) == 1  # overdue
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=30)) == 0
+    assert list(ClockAlert.objects.filter(clock=clock).values_list("stage", flat=True).order_by("sent_at")) == ["half_time", "overdue"]
+    assert len(mailoutbox) == 2
+    recipients = set(mailoutbox[0].to)
+    assert "coordinator.toulouse@example.org" in recipients and "sponsor@example.org" in recipients
+    assert "coordinator.madrid@example.org" not in recipients
+
+
+def test_a_reported_clock_stops_and_is_not_alerted(participant, coordinator):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+        clock = services.clock_report(saved.clocks.get(), user=coordinator)
+        assert clock.reported_at == timezone.now() and clock.reported_by == coordinator
+        with pytest.raises(ValidationError, match="already recorded"):
+            services.clock_report(clock, user=coordinator)
+    assert alerts.clock_alerts_send(now=clock.due_at + timedelta(days=1)) == 0
+
+
+def test_the_coding_dictionary_loads_all_or_nothing(tmp_path: Path):
+    good = tmp_path / "terms.csv"
+    good.write_text("llt_code,llt,pt_code,pt,soc_code,soc\nX1,Head pain,P1,Headache,S1,Nervous system disorders\n", encoding="utf-8")
+    assert coding_dictionary_load(good, dictionary="T", version="1") == 1
+    assert coding_dictionary_load(good, dictionary="T", version="1") == 0  # idempotent
+    bad = tmp_path / "bad.csv"
+    bad.write_text("llt_code,llt,pt_code,pt,soc_code,soc\nX2,Fever,P2,Pyrexia,S2,General\nX3,,P3,Nausea,S3,GI\nX2,Dup,P2,Pyrexia,S2,General\n", encoding="utf-8")
+    with pytest.raises(CodingLoadError) as refused:
+        coding_dictionary_load(bad, dictionary="T", version="1")
+    assert f"{bad}:3: empty llt" in refused.value.problems and f"{bad}:4: duplicate llt_code X2" in refused.value.problems
+    assert not CodingTerm.objects.filter(llt_code="X2").exists()
+
+
+def test_the_ae_form_in_the_browser_flow(participant, coordinator, client):
+    """The form re-renders with the message on the field, then saves; the log lists the AE."""
+    client.force_login(coordinator)
+    url = reverse("ae_new", args=[participant.pk])
+    assert client.get(url).status_code == 200
+    data = {
+        "verbatim_term": "Fever", "onset_date": "2026-06-10", "ongoing": "on", "grade": "2", "related_product": "possible",
+        "procedure": "injection", "related_procedure": "possible", "expected": "on", "action_taken": "none",
+        "outcome": "recovering", "aware_at": "2026-06-14T10:00", "seriousness": [],
+    }
+    with time_machine.travel(NOW, tick=False):
+        response = client.post(url, {**data, "onset_date": "2026-04-01"})
+        assert response.status_code == 200 and "medical history" in response.content.decode()
+        assert client.post(url, data).status_code == 302
+    saved = AdverseEvent.objects.get(participant=participant)
+    assert saved.aware_at == datetime(2026, 6, 14, 8, 0, tzinfo=UTC)  # 10:00 in Toulouse (CEST) is 08:00 UTC
+    page = client.get(reverse("participant_aes", args=[participant.pk])).content.decode()
+    assert "Fever" in page and "AE1" in page
+
+
+def test_the_clock_dashboard_lists_open_clocks_of_the_users_sites_only(participant, coordinator, client):
+    with time_machine.travel(NOW, tick=False):
+        services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    client.force_login(coordinator)
+    assert "AE1" in client.get(reverse("clock_dashboard")).content.decode()
+    client.force_login(get_user_model().objects.get(username="coordinator.madrid"))
+    assert "AE1" not in client.get(reverse("clock_dashboard")).content.decode()
+    assert ReportingClock.objects.count() == 1

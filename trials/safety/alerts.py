@@ -1,0 +1,68 @@
+"""Alerts of reporting clocks: at half time and when overdue, once per clock and stage, to the
+site's coordinators and investigators and the trial's sponsor contacts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trials.protocol.models import Role
+from trials.safety.models import ClockAlert, ReportingClock
+
+
+def _recipients(clock: ReportingClock) -> list[str]:
+    participant = clock.adverse_event.participant
+    users = get_user_model().objects.filter(is_active=True, study_roles__is_active=True, study_roles__trial=participant.trial_id).filter(
+        Q(study_roles__role__in=[Role.COORDINATOR, Role.INVESTIGATOR], study_roles__site__isnull=True)
+        | Q(study_roles__role__in=[Role.COORDINATOR, Role.INVESTIGATOR], study_roles__site=participant.site_id)
+        | Q(study_roles__role=Role.SPONSOR)
+    )
+    return sorted(set(users.exclude(email="").values_list("email", flat=True)))
+
+
+def clock_alerts_send(now=None) -> int:  # noqa: ANN001
+    """Send the alerts that are due; returns how many were sent. Safe to run twice."""
+    now = now or timezone.now()
+    open_clocks = ReportingClock.objects.filter(reported_at__isnull=True, cancelled=False).select_related(
+        "adverse_event__participant__site", "adverse_event__participant__trial"
+    )
+    due = []  # open clocks are few (SAEs awaiting their report): judged here, portable across databases
+    for clock in open_clocks:
+        if clock.due_at <= now:
+            due.append((clock, "overdue"))
+        elif clock.started_at + (clock.due_at - clock.started_at) / 2 <= now:
+            due.append((clock, "half_time"))
+    sent = 0
+    for clock, stage in due:
+        try:
+            with transaction.atomic():
+                ClockAlert.objects.create(clock=clock, stage=stage)
+                recipients = _recipients(clock)
+                if recipients:
+                    subject, body = _message(clock, stage)
+                    transaction.on_commit(lambda s=subject, b=body, r=recipients: send_mail(s, b, settings.DEFAULT_FROM_EMAIL, r))
+            sent += 1
+        except IntegrityError:
+            continue  # already alerted at this stage
+    return sent
+
+
+def _message(clock: ReportingClock, stage: str) -> tuple[str, str]:
+    ae = clock.adverse_event
+    participant = ae.participant
+    what = _("OVERDUE") if stage == "overdue" else _("half of the time elapsed")
+    subject = _("[%(trial)s] %(kind)s – %(number)s AE%(ae)s – %(what)s") % {
+        "trial": participant.trial.code, "kind": clock.get_kind_display(), "number": participant.number, "ae": ae.number, "what": what}
+    body = _(
+        "Participant %(number)s (site %(site)s), AE %(ae)s: %(term)s, grade %(grade)s.\n"
+        "Site aware: %(aware)s UTC. Report due: %(due)s UTC.\n\nRecord the report in the EDC once it is sent."
+    ) % {
+        "number": participant.number, "site": participant.site.code, "ae": ae.number, "term": ae.verbatim_term, "grade": ae.grade,
+        "aware": f"{clock.started_at:%Y-%m-%d %H:%M}", "due": f"{clock.due_at:%Y-%m-%d %H:%M}",
+    }
+    return subject, body

@@ -1,0 +1,156 @@
+"""Writes of adverse events and reporting clocks. Every save is validated and audited here; a
+serious AE starts its reporting clocks, and every change asks for the safety summary to be
+recomputed (coalesced, on Celery)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from edc.audit import audited_save
+from trials.participants.models import ParticipantStatus
+from trials.participants.services import user_acts_at
+from trials.safety.models import AdverseEvent, ClockKind, Outcome, ReportingClock, Seriousness
+
+CLOCK_DURATIONS = {
+    ClockKind.SAE_24H: timedelta(hours=24),
+    ClockKind.SUSAR_7D: timedelta(days=7),
+    ClockKind.SUSAR_15D: timedelta(days=15),
+}
+
+
+def _validate(ae: AdverseEvent) -> None:
+    """Rules across fields; each message on its field."""
+    participant = ae.participant
+    errors: dict[str, list[str]] = {}
+    today = timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if participant.status in (ParticipantStatus.SCREENING, ParticipantStatus.SCREEN_FAILURE) and participant.consent_date is None:
+        add("__all__", _("%(number)s has not consented: no AE can be recorded.") % {"number": participant.number})
+    if participant.consent_date and ae.onset_date and ae.onset_date < participant.consent_date:
+        add("onset_date", _("The onset is before the consent (%(date)s): it is medical history, not an AE.") % {"date": participant.consent_date.isoformat()})
+    if ae.onset_date and ae.onset_date > today:
+        add("onset_date", _("The onset date is in the future."))
+    if ae.end_date and ae.onset_date and ae.end_date < ae.onset_date:
+        add("end_date", _("The end date is before the onset."))
+    if ae.end_date and ae.end_date > today:
+        add("end_date", _("The end date is in the future."))
+    if ae.ongoing and ae.end_date:
+        add("end_date", _("An ongoing AE has no end date: untick 'ongoing' or clear the date."))
+    if not ae.ongoing and not ae.end_date and ae.outcome != Outcome.UNKNOWN:
+        add("end_date", _("Give the end date of an AE that is no longer ongoing."))
+    criteria = list(ae.seriousness or [])
+    unknown = [c for c in criteria if c not in Seriousness.values]
+    if unknown:
+        add("seriousness", _("Unknown seriousness criteria: %(codes)s.") % {"codes": ", ".join(map(str, unknown))})
+    if ae.grade == 5 and (ae.outcome != Outcome.FATAL or Seriousness.DEATH not in criteria):
+        add("grade", _("Grade 5 is death: the outcome is fatal and the AE is serious (results in death)."))
+    if ae.outcome == Outcome.FATAL and ae.grade != 5:
+        add("outcome", _("A fatal outcome is grade 5."))
+    if ae.outcome == Outcome.FATAL and ae.ongoing:
+        add("ongoing", _("A fatal AE is not ongoing: give the date of death as the end date."))
+    if ae.aware_at and ae.onset_date and timezone.localtime(ae.aware_at, ZoneInfo(participant.site.time_zone)).date() < ae.onset_date:
+        add("aware_at", _("The site cannot have become aware before the onset."))
+    if ae.aware_at and ae.aware_at > timezone.now() + timedelta(minutes=5):
+        add("aware_at", _("The awareness time is in the future."))
+    if ae.is_dlt:
+        window = participant.trial.dlt_window_days
+        if window is None:
+            add("is_dlt", _("This trial has no DLT window."))
+        elif participant.first_treatment_date is None or not (
+            participant.first_treatment_date <= ae.onset_date <= participant.first_treatment_date + timedelta(days=window)
+        ):
+            add("is_dlt", _("A DLT has its onset within %(days)s days of the first treatment.") % {"days": window})
+    if errors:
+        raise ValidationError(errors)
+
+
+def _clocks_wanted(ae: AdverseEvent) -> set[str]:
+    if not ae.serious:
+        return set()
+    wanted = {ClockKind.SAE_24H}
+    if ae.is_susar:
+        fatal_or_lt = bool({Seriousness.DEATH, Seriousness.LIFE_THREATENING} & set(ae.seriousness))
+        wanted.add(ClockKind.SUSAR_7D if fatal_or_lt else ClockKind.SUSAR_15D)
+    return wanted
+
+
+def _sync_clocks(ae: AdverseEvent, *, user, reason: str) -> None:  # noqa: ANN001
+    """Start the clocks a serious AE needs (from the time the site became aware); cancel open
+    clocks it no longer needs. A reported clock is never changed."""
+    wanted = _clocks_wanted(ae)
+    existing = {c.kind: c for c in ae.clocks.all()}
+    for kind in wanted:
+        clock = existing.get(kind)
+        if clock is None:
+            audited_save(
+                ReportingClock(adverse_event=ae, kind=kind, started_at=ae.aware_at, due_at=ae.aware_at + CLOCK_DURATIONS[kind]),
+                user=user, reason=reason,
+            )
+        elif clock.reported_at is None and (clock.cancelled or clock.started_at != ae.aware_at):
+            clock.cancelled = False
+            clock.started_at, clock.due_at = ae.aware_at, ae.aware_at + CLOCK_DURATIONS[kind]
+            audited_save(clock, user=user, reason=reason)
+    for kind, clock in existing.items():
+        if kind not in wanted and clock.reported_at is None and not clock.cancelled:
+            clock.cancelled = True
+            audited_save(clock, user=user, reason=reason)
+
+
+@transaction.atomic
+def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noqa: ANN001
+    """Create or change an AE (coordinators and investigators of the site). A change needs a reason."""
+    participant = ae.participant
+    if not user_acts_at(user, participant.site):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    reason = (reason or "").strip()
+    if ae.pk and not reason:
+        raise ValidationError({"reason": _("Give the reason for the change.")})
+    ae.seriousness = sorted(set(ae.seriousness or []))
+    ae.serious = bool(ae.seriousness)
+    _validate(ae)
+    if ae.pk is None:
+        # One AE number at a time per participant: her row is locked.
+        type(participant).objects.select_for_update(of=("self",)).filter(pk=participant.pk).exists()
+        ae.number = (AdverseEvent.objects.filter(participant=participant).aggregate(n=Max("number"))["n"] or 0) + 1
+    ae = audited_save(ae, user=user, reason=reason or _("AE recorded"))
+    _sync_clocks(ae, user=user, reason=reason or _("AE recorded"))
+    trial_id = participant.trial_id
+    transaction.on_commit(lambda: _request_summary(trial_id))
+    return ae
+
+
+def _request_summary(trial_id: int) -> None:
+    try:
+        from trials.safety.summary import summary_request_recompute
+    except ImportError:  # the summaries module is optional until it lands
+        return
+    summary_request_recompute(trial_id)
+
+
+@transaction.atomic
+def clock_report(clock: ReportingClock, *, user, reported_at=None) -> ReportingClock:  # noqa: ANN001
+    """Record that the report was sent to the sponsor: the clock stops."""
+    clock = ReportingClock.objects.select_for_update().select_related("adverse_event__participant__site").get(pk=clock.pk)
+    if not user_acts_at(user, clock.adverse_event.participant.site):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    if clock.reported_at is not None:
+        raise ValidationError(_("This report was already recorded on %(when)s.") % {"when": f"{clock.reported_at:%Y-%m-%d %H:%M} UTC"})
+    if clock.cancelled:
+        raise ValidationError(_("This clock was cancelled: the AE is no longer serious."))
+    reported_at = reported_at or timezone.now()
+    if reported_at > timezone.now() + timedelta(minutes=5):
+        raise ValidationError({"reported_at": _("The report time is in the future.")})
+    if reported_at < clock.started_at:
+        raise ValidationError({"reported_at": _("The report cannot precede the awareness.")})
+    clock.reported_at, clock.reported_by = reported_at, user
+    return audited_save(clock, user=user, reason=_("Report submitted: %(kind)s") % {"kind": clock.get_kind_display()})

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from trials.safety import views
+
+try:  # the safety summaries land separately
+    from trials.safety import summary_views
+except ImportError:  # pragma: no cover
+    summary_views = None
+
+urlpatterns = [
+    path("participants/<int:pk>/adverse-events/", views.participant_aes, name="participant_aes"),
+    path("participants/<int:pk>/adverse-events/new/", views.ae_edit, name="ae_new"),
+    path("participants/<int:pk>/adverse-events/<int:number>/", views.ae_edit, name="ae_edit"),
+    path("trials/<str:code>/sites/<str:site_code>/adverse-events/", views.site_aes, name="site_aes"),
+    path("safety/clocks/", views.clock_dashboard, name="clock_dashboard"),
+    path("safety/clocks/<int:pk>/report/", views.clock_report, name="clock_report"),
+    path("safety/coding-terms/", views.coding_term_search, name="coding_term_search"),
+]
+if summary_views is not None:
+    urlpatterns.append(path("trials/<str:code>/safety/", summary_views.safety_summary, name="safety_summary"))

@@ -1,0 +1,133 @@
+"""AE screens: a participant's AE log and form, a site's AE log, the reporting-clock dashboard,
+and the coding-dictionary search. Pages parse and call the services."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from trials.participants.selectors import participants_for_user
+from trials.participants.services import user_acts_at
+from trials.protocol import selectors as protocol_selectors
+from trials.safety import services
+from trials.safety.forms import AdverseEventForm
+from trials.safety.models import AdverseEvent, CodingTerm, ReportingClock
+
+
+def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
+    participant = participants_for_user(request.user).filter(pk=pk).first()
+    if participant is None:
+        raise Http404(_("No such participant in your sites."))
+    return participant
+
+
+def _apply(form, error: ValidationError) -> None:  # noqa: ANN001
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+@login_required
+def participant_aes(request: HttpRequest, pk: int) -> HttpResponse:
+    participant = _participant(request, pk)
+    aes = participant.adverse_events.select_related("coded_term").prefetch_related("clocks")
+    return render(request, "safety/ae_list.html", {
+        "participant": participant, "aes": aes, "can_act": user_acts_at(request.user, participant.site), "title": _("Adverse events"),
+    })
+
+
+@login_required
+def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpResponse:
+    """Record a new AE (number None) or follow one up."""
+    participant = _participant(request, pk)
+    ae = None
+    if number is not None:
+        ae = participant.adverse_events.filter(number=number).first()
+        if ae is None:
+            raise Http404(_("No such adverse event."))
+    can_act = user_acts_at(request.user, participant.site)
+    if request.method == "POST" and not can_act:
+        raise PermissionDenied(_("You do not enter data at this site."))
+    zone = ZoneInfo(participant.site.time_zone)
+    with timezone.override(zone):  # dates and times are typed and shown in the site's local time
+        form = AdverseEventForm(request.POST or None, instance=ae, trial=participant.trial, editing=ae is not None)
+        valid = request.method == "POST" and form.is_valid()
+        if valid:
+            candidate = form.save(commit=False)
+            candidate.participant = participant
+            try:
+                saved = services.ae_save(candidate, user=request.user, reason=form.cleaned_data.get("reason", ""))
+            except ValidationError as error:
+                _apply(form, error)
+            else:
+                if saved.serious and saved.clocks.filter(reported_at__isnull=True, cancelled=False).exists():
+                    messages.warning(request, _("Serious AE: the reporting clock runs. Report it to the sponsor within 24 hours of awareness and record the report."))
+                else:
+                    messages.success(request, _("Adverse event saved."))
+                return redirect("participant_aes", participant.pk)
+        return render(request, "safety/ae_form.html", {
+            "participant": participant, "form": form, "ae": ae, "can_act": can_act,
+            "title": _("AE %(n)s") % {"n": ae.number} if ae else _("New adverse event"),
+        })
+
+
+@login_required
+def site_aes(request: HttpRequest, code: str, site_code: str) -> HttpResponse:
+    site = protocol_selectors.sites_for_user(request.user).filter(trial__code=code, code=site_code).first()
+    if site is None:
+        raise Http404(_("No such site in your studies."))
+    aes = AdverseEvent.objects.filter(participant__in=participants_for_user(request.user).filter(site=site)).select_related(
+        "participant", "coded_term").order_by("-onset_date", "participant__screening_number")
+    return render(request, "safety/site_aes.html", {"site": site, "aes": aes})
+
+
+@login_required
+def clock_dashboard(request: HttpRequest) -> HttpResponse:
+    """Open reporting clocks at the user's sites, most urgent first."""
+    clocks = (
+        ReportingClock.objects.filter(adverse_event__participant__in=participants_for_user(request.user), reported_at__isnull=True, cancelled=False)
+        .select_related("adverse_event__participant__site", "adverse_event__participant__trial").order_by("due_at")
+    )
+    now = timezone.now()
+    rows = [{"clock": c, "overdue": c.due_at <= now, "left": c.due_at - now} for c in clocks]
+    recent = (
+        ReportingClock.objects.filter(adverse_event__participant__in=participants_for_user(request.user), reported_at__isnull=False)
+        .select_related("adverse_event__participant", "reported_by").order_by("-reported_at")[:20]
+    )
+    return render(request, "safety/clocks.html", {"rows": rows, "recent": recent})
+
+
+@login_required
+@require_POST
+def clock_report(request: HttpRequest, pk: int) -> HttpResponse:
+    clock = ReportingClock.objects.filter(pk=pk, adverse_event__participant__in=participants_for_user(request.user)).first()
+    if clock is None:
+        raise Http404(_("No such reporting clock in your sites."))
+    try:
+        services.clock_report(clock, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, _("Report recorded; the clock is stopped."))
+    return redirect(request.POST.get("next") or "clock_dashboard")
+
+
+@login_required
+def coding_term_search(request: HttpRequest) -> HttpResponse:
+    """Options of the coding dictionary for the AE form's autocomplete (htmx)."""
+    query = (request.GET.get("coded_term") or request.GET.get("q") or "").strip()
+    terms = CodingTerm.objects.none()
+    if len(query) >= 2:
+        terms = CodingTerm.objects.filter(Q(llt__icontains=query) | Q(pt__icontains=query) | Q(llt_code=query)).order_by("llt")[:20]
+    return render(request, "safety/_coding_options.html", {"terms": terms})
