@@ -27,10 +27,11 @@ class AdverseEventForm(forms.ModelForm):
     )
     coded_term = forms.ModelChoiceField(
         label=_("Coded term"), queryset=CodingTerm.objects.none(), required=False,
-        help_text=_("Type to search the coding dictionary the data manager loaded (lowest level term)."),
+        help_text=_("Type to search the coding dictionary the data manager loaded, then pick a term (its code is kept)."),
+        error_messages={"invalid_choice": _("Pick a term from the list (type at least two letters to search), or leave this empty.")},
         widget=forms.TextInput(attrs={
             "list": "coding-terms", "autocomplete": "off", "hx-get": reverse_lazy("coding_term_search"),
-            "hx-trigger": "keyup changed delay:300ms", "hx-target": "#coding-terms", "hx-swap": "innerHTML",
+            "hx-trigger": "input changed delay:300ms", "hx-target": "#coding-terms", "hx-swap": "innerHTML",
         }),
     )
     reason = forms.CharField(label=_("Reason for change"), max_length=500, required=False)
@@ -60,6 +61,7 @@ class AdverseEventForm(forms.ModelForm):
         self.fields["end_date"].input_formats = ["%Y-%m-%d"]
         self.fields["aware_at"].input_formats = ["%Y-%m-%dT%H:%M"]
         self.fields["coded_term"].queryset = CodingTerm.objects.all()
+        self.fields["grade"].choices = [(g, str(g)) for g in range(1, 6)]  # no empty radio
         self.fields["coded_term"].to_field_name = "llt_code"
         if trial is not None and trial.dlt_window_days is None:
             del self.fields["is_dlt"]
