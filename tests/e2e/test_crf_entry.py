@@ -42,7 +42,8 @@ def test_cochin_and_digital_ulcers_with_branching_and_a_fix(page, live_server, p
     page.goto(f"{live_server.url}/visits/{day0.pk}/crf/DU_ASSESS/")
     page.fill("#id_crf-assessment_date", (timezone.localdate() - timedelta(days=40)).isoformat())  # before consent
     page.fill("#id_crf-number_active_du", "1")
-    for _ in range(2):
+    # The ulcer entered at screening (lesion-level eligibility) is carried forward as the first row.
+    for _ in range(2 - page.locator("input[name$='-ulcer_id']").count()):
         go(page, "button[value='add_row:ulcers']")
     for row, (ulcer, healed) in enumerate((("U1", "false"), ("U2", "true"))):
         prefix = f"#id_ulcers-{row}-"
