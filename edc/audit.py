@@ -15,7 +15,7 @@ historical row per change, and the model refuses any write that would bypass it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TypeVar
 

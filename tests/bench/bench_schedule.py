@@ -42,12 +42,10 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 
 def prepare(participants: int) -> None:
     """Participants and visits written in bulk (raw rows: the setup is not what is measured)."""
-    from edc.audit import system_user
     from trials.participants.models import Participant
     from trials.protocol.models import Site, Trial, VisitDefinition
     from trials.visits.models import Visit
 
-    system = system_user()
     trial = Trial(code="BENCHS", title="Schedule benchmark", phase="na", study_type="observational", design="registry",
                   masking="none", target_enrolment=participants, status="recruiting", sponsor="Benchmark", conditions=["x"])
     trial._change_reason = "benchmark"

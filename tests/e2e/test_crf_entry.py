@@ -27,7 +27,7 @@ def participant(demo_users):
 def test_cochin_and_digital_ulcers_with_branching_and_a_fix(page, live_server, participant):
     day0 = participant.visits.get(definition__code="D0")
     log_in(page, live_server, "coordinator.toulouse")
-    go(page, f"a[href='/trials/ASC-DU/sites/TLS/participants/']")
+    go(page, "a[href='/trials/ASC-DU/sites/TLS/participants/']")
     go(page, f"text={participant.subject_number}")
     screenshot(page, "crf-dashboard")
     go(page, "[data-testid=chip-D0-COCHIN]")

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from tests.visits.conftest import iso, visit_with
 from trials.visits.models import CrfEntry
-from trials.visits.services import CrfEntryConflict, crf_entry_save
+from trials.visits.services import crf_entry_save
 
 pytestmark = pytest.mark.django_db
 

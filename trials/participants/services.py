@@ -14,7 +14,7 @@ import random
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import reduce
 
 from django.conf import settings
@@ -46,9 +46,8 @@ from trials.participants.models import (
     ParticipantStatus,
     Unblinding,
 )
-from trials.protocol.models import Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitAnchor, VisitKind
+from trials.protocol.models import Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
 from trials.protocol.selectors import study_roles_for_user
-from trials.visits.models import Visit
 
 S = ParticipantStatus
 SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from edc.forms import add_service_errors
 from trials.participants import eligibility, services
 from trials.participants.forms import (
     AllocationListForm,
@@ -48,15 +48,6 @@ def _trial(request: HttpRequest, code: str):  # noqa: ANN202
     if trial is None:
         raise Http404(_("No such trial in your studies."))
     return trial
-
-
-def _apply(form: forms.Form, error: ValidationError) -> None:
-    """Put a service's message on its field (or at the top of the form)."""
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 def _site_today(participant: Participant):  # noqa: ANN202
@@ -97,7 +88,7 @@ def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
                 consented_at=form.cleaned_data["consented_at"], user=request.user,
             )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Consent recorded."))
             return redirect("participant_dashboard", participant.pk)
@@ -168,7 +159,7 @@ def participant_enrol(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             participant = services.participant_enrol(participant=participant, user=request.user, enrolment_date=form.cleaned_data["enrolment_date"])
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("%(screening)s is enrolled as %(subject)s.") % {"screening": participant.screening_number, "subject": participant.subject_number})
             return redirect("participant_dashboard", participant.pk)
@@ -202,7 +193,7 @@ def participant_allocate(request: HttpRequest, pk: int) -> HttpResponse:
                     participant=participant, arm=form.cleaned_data["arm"], user=request.user, reason=form.cleaned_data["reason"]
                 )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             shown = allocation_for_user(request.user, participant)
             messages.success(request, _("%(number)s is allocated: %(allocation)s.") % {"number": participant.number, "allocation": shown.text})
@@ -223,7 +214,7 @@ def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
                 participant=participant, user=request.user, first_treatment_date=form.cleaned_data["first_treatment_date"]
             )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("First treatment recorded; the visits that follow it are planned."))
             return redirect("participant_dashboard", participant.pk)
@@ -242,7 +233,7 @@ def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
                 reason=form.cleaned_data["reason"], on=form.cleaned_data["on"],
             )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Status changed."))
             return redirect("participant_dashboard", participant.pk)
@@ -258,7 +249,7 @@ def participant_anchor(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             moved = services.participant_anchor_change(participant=participant, user=request.user, **form.cleaned_data)
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Date corrected; %(n)s visit(s) re-planned.") % {"n": moved})
             return redirect("participant_dashboard", participant.pk)
@@ -273,7 +264,7 @@ def participant_screen_fail(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.participant_screen_fail(participant=participant, user=request.user, reason=form.cleaned_data["reason"])
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.warning(request, _("%(number)s is a screen failure.") % {"number": participant.number})
             return redirect("participant_dashboard", participant.pk)
@@ -292,7 +283,7 @@ def participant_unblind(request: HttpRequest, pk: int) -> HttpResponse:
                 participant=participant, user=request.user, password=form.cleaned_data["password"], reason=form.cleaned_data["reason"]
             )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
     return _action_page(request, participant, form, _("Emergency unblinding"), template="participants/unblind.html", arm=arm)
 
 
@@ -323,7 +314,7 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
                     dlt_count=form.cleaned_data["dlt_count"],
                 )
             except ValidationError as error:
-                _apply(form, error)
+                add_service_errors(form, error)
             else:
                 messages.success(request, _("Decision recorded."))
                 return redirect("trial_cohorts", trial.code)
@@ -347,7 +338,7 @@ def trial_allocation_list(request: HttpRequest, code: str) -> HttpResponse:
                 trial=trial, user=request.user, slots_per_stratum=form.cleaned_data["slots_per_stratum"], seed=form.cleaned_data["seed"] or None
             )
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Allocation list generated."))
             return redirect("trial_allocation_list", trial.code)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from edc.forms import add_service_errors
 from trials.participants.selectors import participants_for_user
 from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
@@ -28,14 +29,6 @@ def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
     if participant is None:
         raise Http404(_("No such participant in your sites."))
     return participant
-
-
-def _apply(form, error: ValidationError) -> None:  # noqa: ANN001
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 @login_required
@@ -69,7 +62,7 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
             try:
                 saved = services.ae_save(candidate, user=request.user, reason=form.cleaned_data.get("reason", ""))
             except ValidationError as error:
-                _apply(form, error)
+                add_service_errors(form, error)
             else:
                 if saved.serious and saved.clocks.filter(reported_at__isnull=True, cancelled=False).exists():
                     messages.warning(request, _("Serious AE: the reporting clock runs. Report it to the sponsor within 24 hours of awareness and record the report."))

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc.forms import add_service_errors
 from trials.participants.models import ParticipantStatus
 from trials.participants.selectors import participant_summary, participants_for_user, user_enters_data_at
 from trials.participants.services import consent_problem, user_acts_at
@@ -196,14 +197,6 @@ class UnscheduledVisitForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-def _apply(form: forms.Form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
-
-
 def _visit_for_action(request: HttpRequest, visit_pk: int):  # noqa: ANN202
     visit = selectors.visit_for_user(request.user, visit_pk)
     if visit is None:
@@ -221,7 +214,7 @@ def visit_date(request: HttpRequest, visit_pk: int) -> HttpResponse:
         try:
             visit = schedule.visit_record_date(visit, user=request.user, visit_date=form.cleaned_data["visit_date"], reason=form.cleaned_data["reason"])
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             if visit.out_of_window:
                 messages.warning(request, _("%(visit)s was done outside its window (%(start)s – %(end)s): this may be a protocol deviation.") % {
@@ -240,7 +233,7 @@ def visit_mark(request: HttpRequest, visit_pk: int) -> HttpResponse:
         try:
             schedule.visit_mark(visit, user=request.user, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"])
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Recorded."))
             return redirect("participant_dashboard", visit.participant_id)
@@ -259,7 +252,7 @@ def visit_unscheduled(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             schedule.visit_add_unscheduled(participant, user=request.user, **form.cleaned_data)
         except ValidationError as error:
-            _apply(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Unscheduled visit added."))
             return redirect("participant_dashboard", participant.pk)
