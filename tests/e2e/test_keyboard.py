@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import expect
 
 from edc.audit import system_user
 from tests.e2e.conftest import screenshot

@@ -46,8 +46,28 @@ def enrol_refused(key=MADRID, actor=None) -> tuple:  # noqa: ANN001
     return participant, " ".join(refused.value.messages)
 
 
-def fill(n: int) -> list:
-    return [enrolled(MADRID, user("coordinator.madrid")) for _ in range(n)]
+def fill(n: int, *, dlts: int = 0) -> list:
+    """`n` participants enrolled into the open cohort, treated long enough ago to be DLT-evaluable;
+    the first `dlts` of them with a dose-limiting toxicity recorded as an AE."""
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from tests.participants.conftest import days_ago
+    from trials.safety.models import AdverseEvent
+    from trials.safety.services import ae_save
+
+    made = []
+    for index in range(n):
+        participant = enrolled(MADRID, user("coordinator.madrid"), on=60)
+        participant = services.participant_start_treatment(participant=participant, user=system_user(), first_treatment_date=days_ago(55))
+        if index < dlts:
+            ae_save(AdverseEvent(
+                participant=participant, verbatim_term="Infusion reaction", onset_date=days_ago(50), ongoing=False,
+                end_date=days_ago(48), grade=3, related_product="probable", outcome="recovered", is_dlt=True,
+                aware_at=datetime.combine(days_ago(50), time(10), tzinfo=ZoneInfo(participant.site.time_zone)),
+            ), user=system_user())
+        made.append(participant)
+    return made
 
 
 def test_the_first_three_enter_the_first_cohort_then_enrolment_pauses(trial):
@@ -62,7 +82,7 @@ def test_the_first_three_enter_the_first_cohort_then_enrolment_pauses(trial):
 
 
 def test_expanding_reopens_the_cohort_up_to_six(trial):
-    fill(3)
+    fill(3, dlts=1)
     waiting, _message = enrol_refused()
     decision = decide(trial, "COHORT1", "expand", dlt_count=1, rationale="One DLT among three: expand")
     assert (decision.participants_reviewed, decision.dlt_count, decision.decided_by) == (3, 1, user(INVESTIGATOR))
@@ -107,7 +127,7 @@ def test_escalation_ends_at_the_highest_dose(trial):
 
 
 def test_stop_stops_enrolment(trial):
-    fill(3)
+    fill(3, dlts=2)
     decide(trial, "COHORT1", "stop", dlt_count=2, rationale="Two DLTs among three")
     assert {state for state, _n, _c in states(trial).values()} == {"stopped"}
     _participant, message = enrol_refused()
@@ -166,3 +186,45 @@ def test_no_cohort_decision_in_a_trial_without_cohorts(demo):
         services.cohort_decide(cohort=arm, decision="escalate", user=user("investigator.toulouse"),
                                password=PASSWORDS["investigator.toulouse"], rationale="No")
     assert not CohortDecision.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("dlts", "supported"), [(0, "escalate"), (1, "expand"), (2, "stop"), (3, "stop")],
+)
+def test_the_first_three_decide_by_their_dlts(trial, dlts, supported):
+    fill(3, dlts=dlts)
+    for other in {"expand", "escalate", "stop"} - {supported}:
+        with pytest.raises(ValidationError) as refused:
+            decide(trial, "COHORT1", other, dlt_count=dlts)
+        assert "support" in " ".join(refused.value.messages)
+    decision = decide(trial, "COHORT1", supported, dlt_count=dlts)
+    assert (decision.participants_reviewed, decision.dlt_count) == (3, dlts)
+
+
+@pytest.mark.parametrize(("second_dlts", "supported"), [(0, "escalate"), (1, "stop")])
+def test_an_expanded_cohort_of_six_escalates_with_at_most_one_dlt(trial, second_dlts, supported):
+    fill(3, dlts=1)
+    decide(trial, "COHORT1", "expand", dlt_count=1)
+    fill(3, dlts=second_dlts)
+    wrong = "stop" if supported == "escalate" else "escalate"
+    with pytest.raises(ValidationError):
+        decide(trial, "COHORT1", wrong, dlt_count=1 + second_dlts)
+    assert decide(trial, "COHORT1", supported, dlt_count=1 + second_dlts).participants_reviewed == 6
+
+
+def test_no_decision_while_a_participant_is_within_her_dlt_window(trial):
+    fill(2)
+    recent = enrolled(MADRID, user("coordinator.madrid"), on=20)
+    services.participant_start_treatment(participant=recent, user=system_user(), first_treatment_date=recent.enrolment_date)
+    with pytest.raises(ValidationError) as refused:
+        decide(trial, "COHORT1", "escalate")
+    assert "not yet DLT-evaluable" in " ".join(refused.value.messages) and recent.subject_number in " ".join(refused.value.messages)
+    assert not CohortDecision.objects.exists()
+
+
+def test_the_highest_dose_tolerated_ends_escalation_with_stop(trial):
+    for code in ("COHORT1", "COHORT2"):
+        fill(3)
+        decide(trial, code, "escalate")
+    fill(3)
+    assert decide(trial, "COHORT3", "stop").decision == "stop"

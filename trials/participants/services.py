@@ -622,8 +622,19 @@ def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale:
         raise ValidationError({"decision": _("%(cohort)s is the highest dose: there is no cohort to escalate to.") % {"cohort": cohort.label}})
     if dlt_count is not None and dlt_count > state.enrolled:
         raise ValidationError({"dlt_count": _("More participants with a DLT than in the cohort.")})
+    # The decision the recorded DLTs support (3+3); the investigator signs it, she cannot override it.
+    from trials.safety.escalation import cohort_review
+
+    review = cohort_review(cohort, expanded=state.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+    if dlt_count is not None and dlt_count != review.with_dlt:
+        raise ValidationError({"dlt_count": _("The adverse events record %(n)s participant(s) with a DLT in this cohort.") % {"n": review.with_dlt}})
+    if review.recommendation is None:
+        raise ValidationError(_("No decision yet: %(basis)s") % {"basis": review.basis})
+    if decision != review.recommendation:
+        raise ValidationError({"decision": _("The recorded DLTs support '%(supported)s': %(basis)s") % {
+            "supported": CohortDecisionKind(review.recommendation).label, "basis": review.basis}})
     return audited_save(
-        CohortDecision(cohort=cohort, decision=decision, participants_reviewed=state.enrolled, dlt_count=dlt_count,
+        CohortDecision(cohort=cohort, decision=decision, participants_reviewed=review.evaluable, dlt_count=review.with_dlt,
                        rationale=rationale, decided_by=user),
         user=user,
         reason=_("Cohort review: %(decision)s") % {"decision": CohortDecisionKind(decision).label},

@@ -126,6 +126,7 @@ class AdverseEvent(AuditedModel):
             models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="ae_grade_1_5"),
             models.CheckConstraint(condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("onset_date")), name="ae_end_after_onset"),
         ]
+        indexes = [models.Index(fields=["participant", "onset_date"], name="ae_participant_onset_idx")]
 
     def __str__(self) -> str:
         return f"{self.participant} AE{self.number}: {self.verbatim_term}"

@@ -130,10 +130,8 @@ def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noq
 
 
 def _request_summary(trial_id: int) -> None:
-    try:
-        from trials.safety.summary import summary_request_recompute
-    except ImportError:  # the summaries module is optional until it lands
-        return
+    from trials.safety.summary import summary_request_recompute
+
     summary_request_recompute(trial_id)
 
 

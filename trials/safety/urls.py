@@ -1,11 +1,6 @@
 from django.urls import path
 
-from trials.safety import views
-
-try:  # the safety summaries land separately
-    from trials.safety import summary_views
-except ImportError:  # pragma: no cover
-    summary_views = None
+from trials.safety import summary_views, views
 
 urlpatterns = [
     path("participants/<int:pk>/adverse-events/", views.participant_aes, name="participant_aes"),
@@ -15,6 +10,5 @@ urlpatterns = [
     path("safety/clocks/", views.clock_dashboard, name="clock_dashboard"),
     path("safety/clocks/<int:pk>/report/", views.clock_report, name="clock_report"),
     path("safety/coding-terms/", views.coding_term_search, name="coding_term_search"),
+    path("trials/<str:code>/safety/", summary_views.safety_summary, name="safety_summary"),
 ]
-if summary_views is not None:
-    urlpatterns.append(path("trials/<str:code>/safety/", summary_views.safety_summary, name="safety_summary"))

@@ -1,0 +1,275 @@
+"""Safety summaries: the counts on a small hand-built AE set, the pooled (blinded) version, the
+data cut-off, the coalesced recomputation, and the page as the DSMB statistician and as blinded
+users of the quadruple-blind ASC-DU trial."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from edc.audit import audited_save, system_user
+from tests.participants.conftest import _seeded, days_ago, demo, site  # noqa: F401 - fixtures
+from trials.participants import eligibility, services
+from trials.participants.demo import participant_register
+from trials.participants.models import CriterionAnswer, Participant, ParticipantStatus
+from trials.protocol.models import Arm, CriterionKind, Trial
+from trials.safety.models import AdverseEvent, CodingTerm, SafetySummary, SummaryState
+from trials.safety.summary import compute_summary, summary_refresh, summary_request_recompute
+
+MEXICO = ("ADSVF-SSC-HANDS", "INCMNSZ")  # open label: arms assigned by hand
+TOULOUSE = ("ASC-DU", "TLS")  # randomized, quadruple blind
+PASSWORDS = {
+    "dsmb.statistician": "demo-DSMB-Stat-26",
+    "coordinator.toulouse": "demo-Coord-Toulouse-26",
+    "sponsor.toulouse": "demo-Sponsor-26",
+    "coordinator.mexico": "demo-Coord-Mexico-26",
+}
+
+
+def ae(participant: Participant, number: int, *, grade: int, onset: int = 5, term: str = "Headache", **fields) -> AdverseEvent:  # noqa: ANN003
+    """An AE saved the audited way, with onset `onset` days ago."""
+    return audited_save(
+        AdverseEvent(
+            participant=participant, number=number, verbatim_term=term, onset_date=days_ago(onset), grade=grade,
+            related_product=fields.pop("related_product", "not_related"), aware_at=timezone.now(), **fields,
+        ),
+        user=system_user(), reason="AE report",
+    )
+
+
+def registered(key: tuple[str, str], arm_code: str | None = None, *, enrolled_days_ago: int = 28) -> Participant:
+    return participant_register(
+        site=site(key), user=system_user(), consent_date=days_ago(enrolled_days_ago + 2),
+        anchor_date=days_ago(enrolled_days_ago), arm_code=arm_code,
+    )
+
+
+def enrolled_without_allocation(key: tuple[str, str]) -> Participant:
+    """Enrolled through the services, not (yet) assigned an arm."""
+    user = system_user()
+    participant = participant_register(site=site(key), user=user, consent_date=days_ago(30), anchor_date=None)
+    evaluation = eligibility.evaluate(participant)
+    answers = {
+        (c.code, ""): (CriterionAnswer.MET if c.kind == CriterionKind.INCLUSION else CriterionAnswer.NOT_MET, "checked")
+        for c in participant.trial.criteria.filter(is_active=True) if (c.code, "") not in evaluation.answers
+    }
+    services.eligibility_record(participant=participant, answers=answers, user=user)
+    return services.participant_enrol(participant=participant, user=user, enrolment_date=days_ago(28))
+
+
+@pytest.fixture
+def hands(demo):  # noqa: ANN001, ANN201, ARG001
+    """ADSVF-SSC-HANDS: 3 participants in ADSVF, 2 in CONTROL, 1 enrolled without an arm, 1 in
+    screening (not at risk), with AEs of every kind."""
+    user = system_user()
+    sepsis = CodingTerm.objects.create(dictionary="TEST", version="1", llt_code="1", llt="Sepsis", pt_code="10", pt="Sepsis",
+                                       soc_code="100", soc="Infections and infestations")
+    cellulitis = CodingTerm.objects.create(dictionary="TEST", version="1", llt_code="2", llt="Cellulitis of hand",
+                                           pt_code="11", pt="Cellulitis", soc_code="100", soc="Infections and infestations")
+    p1, p2, p3 = (registered(MEXICO, "ADSVF") for _ in range(3))
+    p4, p5 = (registered(MEXICO, "CONTROL") for _ in range(2))
+    p6 = enrolled_without_allocation(MEXICO)
+    p7 = participant_register(site=site(MEXICO), user=user, consent_date=days_ago(5), anchor_date=None)  # screening
+    ae(p1, 1, grade=1, term="Headache")
+    ae(p1, 2, grade=3, term="Infected hand", coded_term=cellulitis, serious=True, related_product="possible")
+    ae(p2, 1, grade=2, term="Bruising", related_product="probable", leads_to_withdrawal=True, onset=12)
+    services.participant_transition(participant=p2, to=ParticipantStatus.WITHDRAWN, user=user, reason="AE", on=days_ago(10))
+    ae(p4, 1, grade=5, term="Septic shock", coded_term=sepsis, serious=True, outcome="fatal")
+    ae(p4, 2, grade=1, term="headache")
+    ae(p5, 1, grade=2, term="Headache", onset=1)  # after a cut-off 3 days ago
+    ae(p6, 1, grade=4, term="Pain", is_dlt=True, serious=True)
+    ae(p7, 1, grade=3, term="Fainting")  # not at risk: never counted
+    p8 = registered(MEXICO, "CONTROL")  # died without any AE recorded: a death, not a participant with an AE
+    services.participant_transition(participant=p8, to=ParticipantStatus.DIED, user=user, reason="Cardiac arrest", on=days_ago(2))
+    return {"trial": Trial.objects.get(code=MEXICO[0]), "participants": (p1, p2, p3, p4, p5, p6, p7)}
+
+
+def by_key(content: dict) -> dict[str, dict]:
+    return {g["code"] or g["key"]: g["counts"] for g in content["groups"]}
+
+
+def test_counts_by_arm_on_a_hand_built_set(hands) -> None:  # noqa: ANN001
+    content = compute_summary(hands["trial"], cutoff_at=timezone.now(), blinded=False)
+    assert [g["code"] or g["kind"] for g in content["groups"]] == ["ADSVF", "CONTROL", "unallocated"]
+    groups = by_key(content)
+    adsvf, control, none = groups["ADSVF"], groups["CONTROL"], groups["unallocated"]
+    assert (adsvf["at_risk"], control["at_risk"], none["at_risk"]) == (3, 3, 1)
+    assert (adsvf["with_ae"], control["with_ae"], none["with_ae"]) == (2, 2, 1)
+    assert adsvf["with_ae_pct"] == 66.7
+    # Each participant once, at her worst grade: p1 at 3 (not 1), p4 at 5 (not 1).
+    assert adsvf["grades"] == {"1": 0, "2": 1, "3": 1, "4": 0, "5": 0}
+    assert control["grades"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
+    assert none["grades"] == {"1": 0, "2": 0, "3": 0, "4": 1, "5": 0}
+    assert (adsvf["with_sae"], control["with_sae"], none["with_sae"]) == (1, 1, 1)
+    assert (adsvf["with_related"], control["with_related"]) == (2, 0)
+    assert (adsvf["with_withdrawal"], adsvf["deaths"], control["deaths"]) == (1, 0, 2)
+    assert (none["with_dlt"], adsvf["with_dlt"]) == (1, 0)
+    assert (adsvf["events"], control["events"], none["events"]) == (3, 3, 1)
+    # Follow-up: 28 days each, except p2 (withdrawn 10 days ago: 18 days).
+    assert adsvf["followup_days"] == 28 + 18 + 28
+    assert adsvf["incidence_per_100py"] == round(100 * 3 / ((28 + 18 + 28) / 365.25), 1)
+    assert control["followup_days"] == 28 + 28 + 26
+    assert content["total"]["at_risk"] == 7 and content["total"]["with_ae"] == 5 and content["total"]["events"] == 7
+    # System organ classes: the coded ones first, uncoded AEs by verbatim term.
+    infections = content["soc"][0]
+    assert infections["soc"] == "Infections and infestations"
+    assert infections["total"] == {"participants": 2, "events": 2}
+    assert {t["term"] for t in infections["terms"]} == {"Sepsis", "Cellulitis"}
+    uncoded = next(s for s in content["soc"] if not s["coded"])
+    headache = next(t for t in uncoded["terms"] if t["term"] == "Headache")
+    assert headache["groups"][f"arm-{Arm.objects.get(trial=hands['trial'], code='CONTROL').pk}"] == {"participants": 1, "events": 1}
+    assert "Fainting" not in json.dumps(content)  # the participant in screening is not at risk
+    # Cumulative SAEs by onset date.
+    assert [point["total"] for point in content["sae_timeline"]] == [3]
+
+
+def test_the_cut_off_leaves_out_later_aes_and_later_enrolments(hands) -> None:  # noqa: ANN001
+    late = registered(MEXICO, "ADSVF", enrolled_days_ago=1)
+    ae(late, 1, grade=3, onset=1)
+    cutoff_at = timezone.now() - timedelta(days=3)
+    groups = by_key(compute_summary(hands["trial"], cutoff_at=cutoff_at, blinded=False))
+    assert groups["CONTROL"]["with_ae"] == 1  # p5's AE began after the cut-off
+    assert groups["CONTROL"]["events"] == 2
+    assert groups["CONTROL"]["deaths"] == 1  # p8 died after the cut-off
+    assert groups["ADSVF"]["at_risk"] == 3  # enrolled after the cut-off: not at risk yet
+    assert groups["ADSVF"]["followup_days"] == 25 + 18 + 25
+
+
+def test_blinded_version_pools_the_arms_and_names_none(hands) -> None:  # noqa: ANN001
+    trial = hands["trial"]
+    now = timezone.now()
+    blinded = compute_summary(trial, cutoff_at=now, blinded=True)
+    unblinded = compute_summary(trial, cutoff_at=now, blinded=False)
+    assert [g["kind"] for g in blinded["groups"]] == ["pooled"]
+    assert blinded["groups"][0]["counts"]["at_risk"] == 7
+    assert blinded["total"]["deaths"] == 2
+    for name in ("at_risk", "with_ae", "grades", "with_sae", "deaths", "events", "followup_days"):
+        assert blinded["total"][name] == unblinded["total"][name]
+    text = json.dumps(blinded)
+    for arm in Arm.objects.filter(trial=trial):
+        assert arm.label not in text
+        assert f"arm-{arm.pk}" not in text
+        assert f'"{arm.code}"' not in text
+
+
+def test_a_registry_has_one_group(demo) -> None:  # noqa: ANN001, ARG001
+    participant = registered(("SSC-FATGRAFT-REG", "MES"))
+    ae(participant, 1, grade=2)
+    content = compute_summary(participant.trial, cutoff_at=timezone.now(), blinded=False)
+    assert [(g["kind"], g["counts"]["with_ae"]) for g in content["groups"]] == [("pooled", 1)]
+
+
+def test_a_hundred_requests_lead_to_at_most_two_runs(hands, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    trial = hands["trial"]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        enqueued = [summary_request_recompute(trial.pk) for _ in range(100)]
+    assert sum(enqueued) == 1 and len(callbacks) >= 1
+    state = SummaryState.objects.get(trial=trial)
+    assert 1 <= state.runs <= 2
+    assert (state.queued, state.dirty) == (False, False)
+    assert SafetySummary.objects.filter(trial=trial).count() == 2 * state.runs
+    assert {s.blinded for s in SafetySummary.objects.filter(trial=trial)} == {True, False}
+    # Once the queue is free, the next request enqueues again.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert summary_request_recompute(trial.pk) is True
+    assert SummaryState.objects.get(trial=trial).runs == state.runs + 1
+
+
+def test_a_request_during_a_run_starts_one_more_run(hands, django_capture_on_commit_callbacks, monkeypatch) -> None:  # noqa: ANN001
+    """An AE saved while the summary is being computed is counted by a second run."""
+    from trials.safety import summary
+
+    trial = hands["trial"]
+    real_store = summary.summary_store
+    saved_during_run = []
+
+    def store_and_meanwhile_an_ae_is_saved(trial, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if not saved_during_run:
+            saved_during_run.append(ae(hands["participants"][2], 1, grade=4))
+            assert summary_request_recompute(trial.pk) is False  # a run is queued: only marked dirty
+        return real_store(trial, **kwargs)
+
+    monkeypatch.setattr(summary, "summary_store", store_and_meanwhile_an_ae_is_saved)
+    with django_capture_on_commit_callbacks(execute=True):
+        summary_request_recompute(trial.pk)
+    state = SummaryState.objects.get(trial=trial)
+    assert (state.runs, state.queued, state.dirty) == (2, False, False)
+    latest = SafetySummary.objects.filter(trial=trial, blinded=True).order_by("-cutoff_at", "-pk").first()
+    assert latest.content["total"]["with_ae"] == 6  # p3's AE is in the last summary
+
+
+def test_refresh_without_a_request_releases_the_queue(hands) -> None:  # noqa: ANN001
+    """The nightly refresh also frees a queue left marked by a lost message."""
+    trial = hands["trial"]
+    SummaryState.objects.create(trial=trial, queued=True, dirty=False)
+    assert summary_refresh(trial.pk) is False
+    state = SummaryState.objects.get(trial=trial)
+    assert (state.queued, state.runs) == (False, 1)
+
+
+# --- The page -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def du(demo):  # noqa: ANN001, ANN201, ARG001
+    """ASC-DU: four randomized participants at Toulouse with AEs, one of them serious."""
+    participants = [registered(TOULOUSE) for _ in range(4)]
+    ae(participants[0], 1, grade=2, term="Injection site pain", related_product="definite")
+    ae(participants[1], 1, grade=3, term="Infected ulcer", serious=True, onset=7)
+    ae(participants[2], 1, grade=1, term="Nausea")
+    return Trial.objects.get(code="ASC-DU")
+
+
+def page(client, username: str, code: str = "ASC-DU"):  # noqa: ANN001, ANN201
+    assert client.login(username=username, password=PASSWORDS[username])
+    return client.get(f"/trials/{code}/safety/")
+
+
+INLINE_SCRIPT_OR_STYLE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=")
+ARM_WORDS = re.compile(r"\b(ADMSC|AdMSC|PLACEBO|Placebo)\b")
+
+
+def test_the_dsmb_statistician_sees_the_arms(du, client) -> None:  # noqa: ANN001
+    response = page(client, "dsmb.statistician")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "AdMSC" in html and "Placebo" in html
+    assert "<svg" in html
+    assert INLINE_SCRIPT_OR_STYLE.search(html) is None  # the CSP allows neither
+    stored = SafetySummary.objects.get(trial=du)  # computed on the first visit, the unblinded version only
+    assert stored.blinded is False
+    assert "Infected ulcer" in html
+
+
+@pytest.mark.parametrize("username", ["coordinator.toulouse", "sponsor.toulouse"])
+def test_blinded_users_see_pooled_counts_and_no_arm(du, client, username: str) -> None:  # noqa: ANN001
+    # The unblinded version exists already: a blinded user must still get the pooled one.
+    summary_refresh(du.pk)
+    response = page(client, username)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert ARM_WORDS.search(html) is None, ARM_WORDS.search(html)
+    for arm in Arm.objects.filter(trial=du):
+        assert f"arm-{arm.pk}" not in html
+    assert "All participants" in html
+    assert "<svg" in html and "Infected ulcer" in html
+    assert response.context["summary"].blinded is True
+
+
+def test_the_page_is_only_for_the_trials_team(du, client) -> None:  # noqa: ANN001
+    assert page(client, "coordinator.mexico").status_code == 404
+    client.logout()
+    response = client.get("/trials/ASC-DU/safety/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_page_shows_the_latest_stored_summary(du, client) -> None:  # noqa: ANN001
+    summary_refresh(du.pk)
+    latest = SafetySummary.objects.filter(trial=du, blinded=True).latest()
+    response = page(client, "coordinator.toulouse")
+    assert response.context["summary"].pk == latest.pk
+    assert SafetySummary.objects.filter(trial=du).count() == 2  # nothing computed again

@@ -1,0 +1,77 @@
+"""The 3+3 dose-escalation rule over recorded dose-limiting toxicities.
+
+A participant of a cohort is DLT-evaluable once her DLT window (from the first treatment, length
+in the trial YAML) has passed, or as soon as she has a DLT. With every participant of the cohort
+evaluable:
+- 3 participants: 0 with a DLT -> escalate; 1 -> expand the cohort to 6; 2 or more -> stop (the
+  maximum tolerated dose is the previous dose);
+- 6 participants: at most 1 with a DLT -> escalate; 2 or more -> stop;
+- at the highest dose, "escalate" becomes "stop": escalation is complete, this dose is tolerated.
+The recommendation is shown with its basis; the investigator's signed decision must match it
+(services.cohort_decide). No override: a departure is a protocol deviation, recorded elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trials.participants.models import Participant
+from trials.protocol.models import Arm
+from trials.safety.models import AdverseEvent
+
+
+@dataclass
+class CohortReview:
+    cohort: Arm
+    enrolled: int
+    evaluable: int
+    with_dlt: int
+    pending: list[str]  # numbers of participants still within (or before) their DLT window
+    recommendation: str | None  # expand | escalate | stop; None while not every participant is evaluable
+    basis: str
+
+
+def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> CohortReview:
+    trial = cohort.trial
+    window = trial.dlt_window_days or 0
+    participants = list(
+        Participant.objects.filter(allocation__arm=cohort).select_related("site")
+        .annotate(has_dlt=Exists(AdverseEvent.objects.filter(participant=OuterRef("pk"), is_dlt=True)))
+        .order_by("subject_number")
+    )
+    evaluable, with_dlt, pending = 0, 0, []
+    for participant in participants:
+        local_today = today or timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+        if participant.has_dlt:
+            evaluable += 1
+            with_dlt += 1
+        elif participant.first_treatment_date and participant.first_treatment_date + timedelta(days=window) < local_today:
+            evaluable += 1
+        else:
+            pending.append(participant.number)
+    size = len(participants)
+    counts = _("%(dlt)s of %(n)s participants with a DLT") % {"dlt": with_dlt, "n": evaluable}
+    if pending:
+        basis = _("%(counts)s so far; not yet DLT-evaluable (within %(days)s days of the first treatment, or untreated): %(who)s.") % {
+            "counts": counts, "days": window, "who": ", ".join(pending)}
+        return CohortReview(cohort, size, evaluable, with_dlt, pending, None, basis)
+    highest = not trial.arms.filter(is_active=True, order__gt=cohort.order).exists()
+    if with_dlt >= 2:
+        recommendation = "stop"
+        basis = _("%(counts)s: stop; the maximum tolerated dose is the previous dose.") % {"counts": counts}
+    elif with_dlt == 1 and not expanded:
+        recommendation = "expand"
+        basis = _("%(counts)s: expand the cohort to 6.") % {"counts": counts}
+    else:
+        recommendation = "stop" if highest else "escalate"
+        basis = (
+            _("%(counts)s at the highest dose: escalation is complete, this dose is tolerated.") if highest
+            else _("%(counts)s: escalate to the next dose.")
+        ) % {"counts": counts}
+    return CohortReview(cohort, size, evaluable, with_dlt, pending, recommendation, basis)

@@ -1,0 +1,175 @@
+"""The safety summary page: the latest stored summary as the user may see it (by arm for the DSMB /
+unblinded statistician, pooled for everybody else in a blinded trial), tables and two charts drawn
+on the server as inline SVG (no JavaScript: the CSP allows no inline script)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+
+from trials.protocol.selectors import trials_for_user, user_sees_allocation
+from trials.safety.summary import GRADES, latest_summary, summary_store
+
+# Sequential colours from grade 1 (mild) to grade 5 (death); series colours for the SAE lines.
+GRADE_COLOURS = {1: "#ffe69c", 2: "#ffc107", 3: "#fd7e14", 4: "#dc3545", 5: "#58151c"}
+SERIES_COLOURS = ["#0d6efd", "#d63384", "#198754", "#6f42c1", "#fd7e14", "#20c997", "#6c757d"]
+WIDTH, HEIGHT = 640, 260
+LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 48
+
+
+def _label(group: dict[str, Any]) -> str:
+    if group["kind"] == "pooled":
+        return _("All participants")
+    if group["kind"] == "unallocated":
+        return _("Not allocated")
+    return group["label"]
+
+
+def _nice_max(value: int) -> int:
+    """The axis maximum: 1, 2, 5 × 10ⁿ at or above `value`."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return max(step * factor, 1)
+        step *= 10
+
+
+def _ticks(top: int) -> list[int]:
+    step = max(1, _nice_max(max(1, top // 5)))
+    return list(range(0, top + 1, step))
+
+
+def grade_chart(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stacked bars: participants by worst grade, one bar per group."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _nice_max(max([g["counts"]["with_ae"] for g in groups] + [1]))
+    slot = plot_w / max(len(groups), 1)
+    bar_w = min(80.0, slot * 0.6)
+    bars = []
+    for i, group in enumerate(groups):
+        x = LEFT + slot * i + (slot - bar_w) / 2
+        y = TOP + plot_h
+        segments = []
+        for grade in GRADES:
+            n = group["counts"]["grades"][str(grade)]
+            if not n:
+                continue
+            h = plot_h * n / top
+            y -= h
+            segments.append({"grade": grade, "n": n, "y": round(y, 1), "h": round(h, 1), "colour": GRADE_COLOURS[grade]})
+        bars.append({
+            "label": group["display"], "x": round(x, 1), "w": round(bar_w, 1), "cx": round(x + bar_w / 2, 1),
+            "segments": segments, "total": group["counts"]["with_ae"], "total_y": round(y - 4, 1),
+        })
+    ticks = [{"value": v, "y": round(TOP + plot_h - plot_h * v / top, 1)} for v in _ticks(top)]
+    return {
+        "width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP, "bottom": TOP + plot_h,
+        "label_y": TOP + plot_h + 18, "bars": bars, "ticks": ticks,
+        "legend": [{"grade": g, "colour": GRADE_COLOURS[g], "x": LEFT + (g - 1) * 90} for g in GRADES],
+        "legend_y": HEIGHT - 12,
+    }
+
+
+def sae_chart(content: dict[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Steps: cumulative serious AEs by onset date, one line per group, up to the cut-off."""
+    timeline = content["sae_timeline"]
+    if not timeline:
+        return None
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    first = parse_date(timeline[0]["date"])
+    last = max(parse_date(content["cutoff_date"]), parse_date(timeline[-1]["date"]))
+    span = max((last - first).days, 1)
+    top = _nice_max(max(max(point["groups"].values(), default=0) for point in timeline))
+
+    def x(day: date) -> float:
+        return round(LEFT + plot_w * (day - first).days / span, 1)
+
+    def y(n: int) -> float:
+        return round(TOP + plot_h - plot_h * n / top, 1)
+
+    series = []
+    for i, group in enumerate(groups):
+        points, previous = [(x(first), y(0))], 0
+        for point in timeline:
+            day, n = parse_date(point["date"]), point["groups"].get(group["key"], 0)
+            points += [(x(day), y(previous)), (x(day), y(n))]
+            previous = n
+        points.append((x(last), y(previous)))
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        series.append({
+            "label": group["display"], "colour": colour, "total": previous,
+            "points": " ".join(f"{px},{py}" for px, py in points),
+            "legend_x": LEFT + i * 160,
+        })
+    return {
+        "width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP, "bottom": TOP + plot_h,
+        "ticks": [{"value": v, "y": y(v)} for v in _ticks(top)],
+        "first": first, "last": last, "label_y": TOP + plot_h + 16, "series": series, "legend_y": HEIGHT - 10,
+    }
+
+
+def _display(content: dict[str, Any]) -> dict[str, Any]:
+    """The stored content with translated group labels, table rows and chart geometry."""
+    groups = [{**g, "display": _label(g)} for g in content["groups"]]
+    keys = [g["key"] for g in groups]
+    show_total = len(groups) > 1
+    columns = [g["counts"] for g in groups] + ([content["total"]] if show_total else [])
+    rows = [
+        (_("Participants at risk"), "at_risk", False),
+        (_("Participants with ≥ 1 AE"), "with_ae", True),
+        (_("Participants with ≥ 1 serious AE"), "with_sae", True),
+        (_("Participants with ≥ 1 related AE"), "with_related", True),
+        (_("Participants with an AE leading to withdrawal"), "with_withdrawal", True),
+        (_("Deaths"), "deaths", True),
+    ]
+    if content["grouping"] == "cohort":
+        rows.append((_("Participants with a dose-limiting toxicity"), "with_dlt", True))
+    overview = [{"label": label, "cells": [(c[name], c.get(f"{name}_pct") if pct else None) for c in columns]} for label, name, pct in rows]
+    grade_rows = [
+        {"grade": g, "cells": [(c["grades"][str(g)], c["grades_pct"][str(g)]) for c in columns]} for g in GRADES
+    ]
+    exposure = [
+        {"label": _("Adverse events"), "cells": [c["events"] for c in columns]},
+        {"label": _("Serious adverse events"), "cells": [c["sae_events"] for c in columns]},
+        {"label": _("Follow-up (participant-years)"), "cells": [c["followup_years"] for c in columns]},
+        {"label": _("AEs per 100 participant-years"), "cells": [c["incidence_per_100py"] for c in columns]},
+    ]
+    soc = []
+    for entry in content["soc"]:
+        soc.append({
+            "soc": entry["soc"] or _("Not coded (verbatim terms)"),
+            "cells": [entry["groups"][k] for k in keys] + ([entry["total"]] if show_total else []),
+            "terms": [
+                {"term": t["term"], "cells": [t["groups"][k] for k in keys] + ([t["total"]] if show_total else [])}
+                for t in entry["terms"]
+            ],
+        })
+    return {
+        "groups": groups, "show_total": show_total, "overview": overview, "grade_rows": grade_rows,
+        "exposure": exposure, "soc": soc, "grade_chart": grade_chart(groups), "sae_chart": sae_chart(content, groups),
+        "cutoff_at": parse_datetime(content["cutoff_at"]), "cutoff_date": parse_date(content["cutoff_date"]),
+    }
+
+
+@login_required
+def safety_summary(request: HttpRequest, code: str) -> HttpResponse:
+    """The trial's latest safety summary: by arm / cohort for users who may see allocations, pooled
+    for everybody else; computed now when none is stored yet."""
+    trial = trials_for_user(request.user).filter(code=code).first()
+    if trial is None:
+        raise Http404(_("No such trial in your studies."))
+    blinded = not user_sees_allocation(request.user, trial)
+    summary = latest_summary(trial, blinded=blinded)
+    if summary is None:
+        summary = summary_store(trial, cutoff_at=timezone.now(), blinded=blinded)
+    return render(request, "safety/summary.html", {
+        "trial": trial, "summary": summary, "view": _display(summary.content), "grades": GRADES,
+    })
