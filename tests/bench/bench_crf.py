@@ -16,22 +16,13 @@ that server).
 
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edc.settings")
-if not os.environ.get("DATABASE_URL"):
-    os.environ["EDC_VAR_DIR"] = tempfile.mkdtemp(prefix="edc-bench-")
-
-import django  # noqa: E402
-
-django.setup()
+import benchenv  # noqa: E402, F401 - the project root on sys.path, Django set up
 
 import yaml  # noqa: E402
 from django import forms  # noqa: E402

@@ -10,20 +10,9 @@ Uses a fresh SQLite file unless DATABASE_URL is set (then a fresh test database 
 
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edc.settings")
-if not os.environ.get("DATABASE_URL"):
-    os.environ["EDC_VAR_DIR"] = tempfile.mkdtemp(prefix="edc-bench-")
-
-import django  # noqa: E402
-
-django.setup()
+import benchenv  # noqa: E402 - the project root on sys.path, Django set up
 
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
@@ -46,7 +35,7 @@ def main() -> None:
         from edc.audit import system_user
         from trials.protocol.loader import protocol_check, protocol_load
 
-        seeds = ROOT / "seeds"
+        seeds = benchenv.ROOT / "seeds"
         user = system_user()
         validate, load, reload = [], [], []
         for _ in range(REPEATS):

@@ -15,21 +15,10 @@ Uses a fresh SQLite file unless DATABASE_URL is set (then a fresh test database 
 import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edc.settings")
-if not os.environ.get("DATABASE_URL"):
-    os.environ["EDC_VAR_DIR"] = tempfile.mkdtemp(prefix="edc-bench-")
-
-import django  # noqa: E402
-
-django.setup()
+import benchenv  # noqa: E402, F401 - the project root on sys.path, Django set up
 
 from django.db import connection  # noqa: E402
 from django.db.models import QuerySet  # noqa: E402
