@@ -48,3 +48,4 @@ bench: install
 	$(PY) tests/bench/bench_loader.py
 	$(PY) tests/bench/bench_crf.py
 	$(PY) tests/bench/bench_schedule.py
+	$(PY) tests/bench/bench_safety.py

@@ -3,13 +3,11 @@
 `python tests/bench/bench_x.py` puts tests/bench/ on sys.path, so `import benchenv` finds this
 file. The project root is added to sys.path and Django is set up on a fresh SQLite file under a
 temporary folder, unless DATABASE_URL is set (then each benchmark makes a fresh test database on
-that server with `fresh_database()`)."""
+that server)."""
 
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,16 +20,3 @@ import django  # noqa: E402
 
 django.setup()
 
-
-@contextmanager
-def fresh_database() -> Iterator[None]:
-    """A new, migrated test database for the run, destroyed afterwards."""
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        yield
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)

@@ -181,3 +181,51 @@ def test_the_clock_dashboard_lists_open_clocks_of_the_users_sites_only(participa
     client.force_login(get_user_model().objects.get(username="coordinator.madrid"))
     assert "AE1" not in client.get(reverse("clock_dashboard")).content.decode()
     assert ReportingClock.objects.count() == 1
+
+
+def test_the_printable_sae_report_names_no_arm_for_a_blinded_user(participant, coordinator, client):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, treatment_given="IV antibiotics"), user=coordinator)
+    client.force_login(coordinator)
+    page = client.get(reverse("ae_report", args=[participant.pk, saved.number])).content.decode()
+    assert "Headache" in page and "IV antibiotics" in page and "not reported yet" in page
+    assert participant.allocation.kit_code in page
+    for arm in participant.trial.arms.all():
+        assert f">{arm.label}<" not in page and arm.code not in page
+
+
+def test_alerts_go_only_to_this_trials_active_roles(participant, coordinator, mailoutbox, django_capture_on_commit_callbacks):
+    """A sponsor of another trial who also monitors this one gets no alert of this trial."""
+    from trials.protocol.models import Role, Trial
+    from trials.protocol.services import study_role_grant
+
+    other = get_user_model().objects.create_user("mixed.roles", email="mixed@example.org", password="x-long-password-1")
+    study_role_grant(user=other, trial=Trial.objects.get(code="EASC-RA"), site=None, role=Role.SPONSOR, granted_by=system_user(), reason="t")
+    study_role_grant(user=other, trial=participant.trial, site=None, role=Role.MONITOR, granted_by=system_user(), reason="t")
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    with django_capture_on_commit_callbacks(execute=True):
+        alerts.clock_alerts_send(now=saved.clocks.get().due_at + timedelta(hours=1))
+    assert mailoutbox and "mixed@example.org" not in mailoutbox[0].to
+
+
+def test_a_coded_ae_is_edited_by_its_code_in_the_latest_dictionary(participant, coordinator, client, tmp_path: Path):
+    for version in ("1", "2"):
+        csv = tmp_path / f"v{version}.csv"
+        csv.write_text(f"llt_code,llt,pt_code,pt,soc_code,soc\nZ1,Head pain v{version},P1,Headache,S1,Nervous system disorders\n", encoding="utf-8")
+        coding_dictionary_load(csv, dictionary="T", version=version)
+    client.force_login(coordinator)
+    data = {
+        "verbatim_term": "Headache", "coded_term": "Z1", "onset_date": "2026-06-10", "ongoing": "on", "grade": "1",
+        "related_product": "not_related", "procedure": "none", "related_procedure": "not_related", "expected": "on",
+        "action_taken": "none", "outcome": "not_recovered", "aware_at": "2026-06-14T10:00",
+    }
+    with time_machine.travel(NOW, tick=False):
+        assert client.post(reverse("ae_new", args=[participant.pk]), data).status_code == 302
+        saved = AdverseEvent.objects.get(participant=participant)
+        assert saved.coded_term.version == "2"
+        form_page = client.get(reverse("ae_edit", args=[participant.pk, saved.number])).content.decode()
+        assert 'value="Z1"' in form_page
+        response = client.post(reverse("ae_edit", args=[participant.pk, saved.number]), {**data, "grade": "2", "reason": "Worse"})
+        assert response.status_code == 302
+    assert AdverseEvent.objects.get(pk=saved.pk).coded_term_id == saved.coded_term_id

@@ -302,7 +302,13 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
     states = services.cohort_states(trial)
     awaiting = next((s for s in states if s.state == "review"), None)
     is_investigator = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.INVESTIGATOR).exists()
-    form = CohortDecisionForm(request.POST or None) if awaiting and is_investigator else None
+    review = None
+    if awaiting is not None:
+        from trials.safety.escalation import cohort_review
+
+        review = cohort_review(awaiting.cohort, expanded=awaiting.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+    initial = {"decision": review.recommendation, "dlt_count": review.with_dlt} if review and review.recommendation else {}
+    form = CohortDecisionForm(request.POST or None, initial=initial) if awaiting and is_investigator else None
     if request.method == "POST":
         if form is None:
             raise PermissionDenied(_("No cohort awaits your review."))
@@ -318,7 +324,7 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
             else:
                 messages.success(request, _("Decision recorded."))
                 return redirect("trial_cohorts", trial.code)
-    return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form})
+    return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review})
 
 
 @login_required

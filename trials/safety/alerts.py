@@ -4,25 +4,26 @@ site's coordinators and investigators and the trial's sponsor contacts."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.protocol.models import Role
+from trials.protocol.models import Role, StudyRole
 from trials.safety.models import ClockAlert, ReportingClock
 
 
 def _recipients(clock: ReportingClock) -> list[str]:
+    """Coordinators and investigators of the site (or of all sites) and the trial's sponsor users:
+    active users with an active role in this trial (one filter, so every condition is on the same
+    role row)."""
     participant = clock.adverse_event.participant
-    users = get_user_model().objects.filter(is_active=True, study_roles__is_active=True, study_roles__trial=participant.trial_id).filter(
-        Q(study_roles__role__in=[Role.COORDINATOR, Role.INVESTIGATOR], study_roles__site__isnull=True)
-        | Q(study_roles__role__in=[Role.COORDINATOR, Role.INVESTIGATOR], study_roles__site=participant.site_id)
-        | Q(study_roles__role=Role.SPONSOR)
+    site_staff = [Role.COORDINATOR, Role.INVESTIGATOR]
+    roles = StudyRole.objects.filter(is_active=True, trial=participant.trial_id, user__is_active=True).filter(
+        Q(role__in=site_staff, site__isnull=True) | Q(role__in=site_staff, site=participant.site_id) | Q(role=Role.SPONSOR)
     )
-    return sorted(set(users.exclude(email="").values_list("email", flat=True)))
+    return sorted(set(roles.exclude(user__email="").values_list("user__email", flat=True)))
 
 
 def clock_alerts_send(now=None) -> int:  # noqa: ANN001

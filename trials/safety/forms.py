@@ -8,6 +8,12 @@ from django.utils.translation import gettext_lazy as _
 from trials.safety.models import GRADE_DEFINITIONS, AdverseEvent, CodingTerm, Seriousness
 
 
+def current_terms():  # noqa: ANN201
+    """Terms of the dictionary version loaded last (codes repeat across versions)."""
+    latest = CodingTerm.objects.order_by("-pk").values("dictionary", "version").first()
+    return CodingTerm.objects.filter(**latest) if latest else CodingTerm.objects.none()
+
+
 class GradeSelect(forms.RadioSelect):
     """CTCAE grades with their general definitions beside the choice."""
 
@@ -60,7 +66,9 @@ class AdverseEventForm(forms.ModelForm):
         self.fields["onset_date"].input_formats = ["%Y-%m-%d"]
         self.fields["end_date"].input_formats = ["%Y-%m-%d"]
         self.fields["aware_at"].input_formats = ["%Y-%m-%dT%H:%M"]
-        self.fields["coded_term"].queryset = CodingTerm.objects.all()
+        self.fields["coded_term"].queryset = current_terms()
+        if self.instance.pk and self.instance.coded_term_id:  # shown by its code, as typed
+            self.initial["coded_term"] = self.instance.coded_term.llt_code
         self.fields["grade"].choices = [(g, str(g)) for g in range(1, 6)]  # no empty radio
         self.fields["coded_term"].to_field_name = "llt_code"
         if trial is not None and trial.dlt_window_days is None:

@@ -6,6 +6,7 @@ urlpatterns = [
     path("participants/<int:pk>/adverse-events/", views.participant_aes, name="participant_aes"),
     path("participants/<int:pk>/adverse-events/new/", views.ae_edit, name="ae_new"),
     path("participants/<int:pk>/adverse-events/<int:number>/", views.ae_edit, name="ae_edit"),
+    path("participants/<int:pk>/adverse-events/<int:number>/report/", views.ae_report, name="ae_report"),
     path("trials/<str:code>/sites/<str:site_code>/adverse-events/", views.site_aes, name="site_aes"),
     path("safety/clocks/", views.clock_dashboard, name="clock_dashboard"),
     path("safety/clocks/<int:pk>/report/", views.clock_report, name="clock_report"),

@@ -16,12 +16,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
-from trials.participants.selectors import participants_for_user
+from trials.participants.selectors import allocation_for_user, participants_for_user
 from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.safety import services
-from trials.safety.forms import AdverseEventForm
-from trials.safety.models import AdverseEvent, CodingTerm, ReportingClock
+from trials.safety.forms import AdverseEventForm, current_terms
+from trials.safety.models import AdverseEvent, ReportingClock
 
 
 def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
@@ -76,6 +76,30 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
 
 
 @login_required
+def ae_report(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """A printable SAE report (CIOMS I-like summary): what the sponsor's safety desk needs, with no
+    name (participant number, age and sex only) and never the arm of a blinded trial."""
+    participant = _participant(request, pk)
+    ae = participant.adverse_events.select_related("coded_term").prefetch_related("clocks").filter(number=number).first()
+    if ae is None:
+        raise Http404(_("No such adverse event."))
+    demog = (
+        participant.crf_entries.filter(crf_code="DEMOG").order_by("visit__order").values_list("answers", flat=True).first() or {}
+    )
+    age = None
+    if demog.get("date_of_birth") and ae.onset_date:
+        from datetime import date as _date
+
+        born = _date.fromisoformat(demog["date_of_birth"])
+        age = ae.onset_date.year - born.year - ((ae.onset_date.month, ae.onset_date.day) < (born.month, born.day))
+    history = ae.history.select_related("history_user").order_by("history_date")
+    return render(request, "safety/ae_report.html", {
+        "participant": participant, "ae": ae, "age": age, "sex": demog.get("sex", ""), "history": history,
+        "allocation": allocation_for_user(request.user, participant), "printed_at": timezone.now(),
+    })
+
+
+@login_required
 def site_aes(request: HttpRequest, code: str, site_code: str) -> HttpResponse:
     site = protocol_selectors.sites_for_user(request.user).filter(trial__code=code, code=site_code).first()
     if site is None:
@@ -93,7 +117,13 @@ def clock_dashboard(request: HttpRequest) -> HttpResponse:
         .select_related("adverse_event__participant__site", "adverse_event__participant__trial").order_by("due_at")
     )
     now = timezone.now()
-    rows = [{"clock": c, "overdue": c.due_at <= now, "left": c.due_at - now} for c in clocks]
+    sites = {}
+    rows = []
+    for clock in clocks:
+        site = clock.adverse_event.participant.site
+        if site.pk not in sites:
+            sites[site.pk] = user_acts_at(request.user, site)
+        rows.append({"clock": clock, "overdue": clock.due_at <= now, "can_report": sites[site.pk]})
     recent = (
         ReportingClock.objects.filter(adverse_event__participant__in=participants_for_user(request.user), reported_at__isnull=False)
         .select_related("adverse_event__participant", "reported_by").order_by("-reported_at")[:20]
@@ -113,14 +143,14 @@ def clock_report(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, " ".join(error.messages))
     else:
         messages.success(request, _("Report recorded; the clock is stopped."))
-    return redirect(request.POST.get("next") or "clock_dashboard")
+    return redirect("clock_dashboard")
 
 
 @login_required
 def coding_term_search(request: HttpRequest) -> HttpResponse:
     """Options of the coding dictionary for the AE form's autocomplete (htmx)."""
     query = (request.GET.get("coded_term") or request.GET.get("q") or "").strip()
-    terms = CodingTerm.objects.none()
+    terms = []
     if len(query) >= 2:
-        terms = CodingTerm.objects.filter(Q(llt__icontains=query) | Q(pt__icontains=query) | Q(llt_code=query)).order_by("llt")[:20]
+        terms = current_terms().filter(Q(llt__icontains=query) | Q(pt__icontains=query) | Q(llt_code=query)).order_by("llt")[:20]
     return render(request, "safety/_coding_options.html", {"terms": terms})
