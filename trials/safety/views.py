@@ -21,7 +21,7 @@ from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.safety import services
 from trials.safety.forms import AdverseEventForm, current_terms
-from trials.safety.models import AdverseEvent, ReportingClock
+from trials.safety.models import AdverseEvent, ReportingClock, Seriousness
 
 
 def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
@@ -95,6 +95,7 @@ def ae_report(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     history = ae.history.select_related("history_user").order_by("history_date")
     return render(request, "safety/ae_report.html", {
         "participant": participant, "ae": ae, "age": age, "sex": demog.get("sex", ""), "history": history,
+        "seriousness": [Seriousness(code).label for code in ae.seriousness if code in Seriousness.values],
         "allocation": allocation_for_user(request.user, participant), "printed_at": timezone.now(),
     })
 
