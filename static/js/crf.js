@@ -18,3 +18,51 @@ document.addEventListener("DOMContentLoaded", () => {
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();
 });
+
+// Rendered, and not inside a closed <details> ("Cannot answer?"), which getClientRects() counts.
+function shown(e) {
+  return e.checkVisibility ? e.checkVisibility() : e.getClientRects().length > 0;
+}
+
+// The error summary links to each item's wrapper (which works without JS, but leaves the focus on
+// the page, not in the field). Following a link moves the focus to the item's first usable control
+// (the checked radio of a group), so the answer can be corrected at once, by keyboard too.
+function firstControl(item) {
+  const usable = [...item.querySelectorAll("input, select, textarea")].filter(
+    (e) => e.type !== "hidden" && e.tabIndex !== -1 && !e.disabled && shown(e),
+  );
+  const first = usable[0];
+  if (first && first.type === "radio") return usable.find((e) => e.name === first.name && e.checked) || first;
+  return first;
+}
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest("#error-summary a[href^='#item-']");
+  const item = link && document.getElementById(link.getAttribute("href").slice(1));
+  const control = item && firstControl(item);
+  if (!control) return;
+  event.preventDefault();
+  item.scrollIntoView({ block: "center" });
+  control.focus({ preventScroll: true });
+});
+
+// Live evaluation (htmx) re-renders the items whose visibility changed. When branching hides the
+// item being answered, its field is removed under the cursor and the focus falls back to the page
+// (keyboard users lose their place): move it on to the next control, where Tab would have gone.
+// Only a focus that was lost is moved, never one the user has put elsewhere meanwhile.
+function tabbable(root) {
+  return [...root.querySelectorAll("a[href], button, input, select, textarea, summary, [tabindex]")].filter(
+    (e) => e.tabIndex >= 0 && e.type !== "hidden" && !e.disabled && shown(e),
+  );
+}
+let focusedItem = null;
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const old = event.detail.target;
+  focusedItem = old && old.id && old.contains(document.activeElement) ? old.id : null;
+});
+document.addEventListener("htmx:oobAfterSwap", () => {
+  const item = focusedItem && document.getElementById(focusedItem);
+  focusedItem = null;
+  if (!item || (document.activeElement && document.activeElement !== document.body)) return;
+  const next = tabbable(document).find((e) => !item.contains(e) && item.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING);
+  if (next) next.focus();
+});
