@@ -31,10 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 KIT_CODE = re.compile(r"^K[" + re.escape(services.KIT_ALPHABET) + r"]{6}$")
 
 
-def site_today(site: Site):  # noqa: ANN201
-    return timezone.localdate(timezone=ZoneInfo(site.time_zone))
-
-
 def yes_no(page, name: str, value: bool) -> None:  # noqa: ANN001
     """A yes/no item of a CRF: the first radio is yes, the second no."""
     page.check(f"#id_{name}_{0 if value else 1}")
@@ -76,7 +72,7 @@ def arm_words_outside_protocol_prose(html: str, trial) -> list[str]:  # noqa: AN
 def test_coordinator_screens_consents_checks_enrols_and_randomizes_a_blinded_participant(page, live_server, demo_users):
     site = Site.objects.get(trial__code="ASC-DU", code="TLS")
     trial = site.trial
-    today = site_today(site)
+    today = site.today()
 
     # --- The data manager generates the allocation list (her screen, before any randomization) ---
     log_in(page, live_server, "datamanager")
@@ -238,7 +234,7 @@ def test_coordinator_screens_consents_checks_enrols_and_randomizes_a_blinded_par
 def test_investigator_assigns_an_arm_in_an_open_label_trial(page, live_server, demo_users):
     site = Site.objects.get(trial__code="ADSVF-SSC-HANDS", code="INCMNSZ")
     trial = site.trial
-    today = site_today(site)
+    today = site.today()
     participant = participant_register(site=site, user=system_user(), consent_date=today - timedelta(days=3), anchor_date=None)
     answers = {
         (c.code, ""): (CriterionAnswer.MET if c.kind == CriterionKind.INCLUSION else CriterionAnswer.NOT_MET, "")
@@ -290,7 +286,7 @@ def test_a_live_re_evaluation_never_saves(page, live_server, demo_users):
     change queued goes out with action=complete. It must stay a re-evaluation (it once saved the
     entry, and the real save then got 409 Conflict)."""
     site = Site.objects.get(trial__code="ASC-DU", code="TLS")
-    today = site_today(site)
+    today = site.today()
     participant = participant_register(site=site, user=system_user(), consent_date=today - timedelta(days=1), anchor_date=None)
     visit = participant.visits.get(definition__code="SCREEN")
     live = track_live_requests(page)

@@ -139,11 +139,9 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
     investigator = Role.INVESTIGATOR in site_roles
     allocation = allocation_for_user(user, participant)
     consent_problem = services.consent_problem(participant)
-    from zoneinfo import ZoneInfo
 
-    from django.utils import timezone
 
-    today = timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+    today = participant.site.today()
     next_visit = (
         Visit.objects.filter(participant=participant, visit_date__isnull=True, planned_date__isnull=False)
         .filter(Q(window_end__gte=today) | Q(window_end__isnull=True, planned_date__gte=today))

@@ -85,16 +85,11 @@ def _locked(participant: Participant) -> Participant:
     )
 
 
-def _site_today(site: Site) -> date:
-    from zoneinfo import ZoneInfo
-
-    return timezone.localdate(timezone=ZoneInfo(site.time_zone))
-
 
 def _not_future(value: date, site: Site, field: str) -> None:
-    if value > _site_today(site):
+    if value > site.today():
         raise ValidationError({field: _("This date is in the future (today at site %(site)s is %(today)s).") % {
-            "site": site.code, "today": _site_today(site).isoformat()}})
+            "site": site.code, "today": site.today().isoformat()}})
 
 
 # --- Numbers -------------------------------------------------------------------------------
@@ -126,7 +121,7 @@ def _transition(participant: Participant, to: str, *, user, reason: str, on: dat
             % {"number": participant.number, "current": S(participant.status).label, "new": S(to).label, "allowed": allowed}
         )
     participant.status = to
-    participant.status_date = on or _site_today(participant.site)
+    participant.status_date = on or participant.site.today()
     if to in REASON_REQUIRED:
         participant.status_reason = reason
     return audited_save(participant, user=user, reason=reason)
@@ -158,7 +153,7 @@ def participant_screen(*, site: Site, user, screening_date: date | None = None, 
     _require(user, site)
     if not site.is_active:
         raise ValidationError(_("Site %(site)s is closed.") % {"site": site.code})
-    screening_date = screening_date or _site_today(site)
+    screening_date = screening_date or site.today()
     _not_future(screening_date, site, "screening_date")
     participant = audited_save(
         Participant(
@@ -352,7 +347,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
     assessment = eligibility.assess(participant)
     if not assessment.eligible:
         raise ValidationError(_("%(number)s cannot be enrolled: %(why)s") % {"number": participant.number, "why": assessment.summary()})
-    enrolment_date = enrolment_date or _site_today(participant.site)
+    enrolment_date = enrolment_date or participant.site.today()
     _not_future(enrolment_date, participant.site, "enrolment_date")
     if enrolment_date < participant.consent_date:
         raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})

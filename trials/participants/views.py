@@ -50,9 +50,6 @@ def _trial(request: HttpRequest, code: str):  # noqa: ANN202
     return trial
 
 
-def _site_today(participant: Participant):  # noqa: ANN202
-    return timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
-
 
 def _action_page(request, participant, form, title, template="participants/action.html", **extra):  # noqa: ANN001, ANN202
     return render(request, template, {"participant": participant, "form": form, "title": title, **extra})
@@ -154,7 +151,7 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_enrol(request: HttpRequest, pk: int) -> HttpResponse:
     participant = _participant(request, pk)
-    form = EnrolForm(request.POST or None, initial={"enrolment_date": _site_today(participant)})
+    form = EnrolForm(request.POST or None, initial={"enrolment_date": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             participant = services.participant_enrol(participant=participant, user=request.user, enrolment_date=form.cleaned_data["enrolment_date"])
@@ -207,7 +204,7 @@ def participant_allocate(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
     participant = _participant(request, pk)
-    form = TreatmentForm(request.POST or None, initial={"first_treatment_date": _site_today(participant)})
+    form = TreatmentForm(request.POST or None, initial={"first_treatment_date": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             services.participant_start_treatment(
@@ -225,7 +222,7 @@ def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
 def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
     """End of participation: withdrawal, loss to follow-up, death, completion."""
     participant = _participant(request, pk)
-    form = StatusForm(request.POST or None, initial={"on": _site_today(participant)})
+    form = StatusForm(request.POST or None, initial={"on": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             services.participant_transition(

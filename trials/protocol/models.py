@@ -5,9 +5,13 @@ every model is audited (edc.audit.AuditedModel) and never deleted: a row that le
 protocol is deactivated (`is_active=False`) with a reason.
 """
 
+from datetime import date
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from edc.audit import AuditedModel
@@ -145,6 +149,11 @@ class Site(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.code} – {self.name}"
+
+    def today(self) -> date:
+        """Today at the site: every date rule (visit windows, "not in the future") uses the site's
+        local date, not the server's (the seed trials run in France, Mexico and Spain)."""
+        return timezone.localdate(timezone=ZoneInfo(self.time_zone))
 
 
 class ArmType(models.TextChoices):

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from zoneinfo import ZoneInfo
 
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from trials.participants.models import Participant
@@ -47,7 +45,7 @@ def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> 
     )
     evaluable, with_dlt, pending = 0, 0, []
     for participant in participants:
-        local_today = today or timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+        local_today = today or participant.site.today()
         if participant.has_dlt:
             evaluable += 1
             with_dlt += 1

@@ -29,7 +29,7 @@ def _validate(ae: AdverseEvent) -> None:
     """Rules across fields; each message on its field."""
     participant = ae.participant
     errors: dict[str, list[str]] = {}
-    today = timezone.localdate(timezone=ZoneInfo(participant.site.time_zone))
+    today = participant.site.today()
 
     def add(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)

@@ -17,7 +17,7 @@ from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
 from trials.visits.models import CrfEntry, EntryStatus, ReminderLog, ReminderReason, Visit, VisitStatus
-from trials.visits.schedule import SCHEDULED_STATUSES, site_today
+from trials.visits.schedule import SCHEDULED_STATUSES
 
 
 def coordinators_to_remind() -> list[int]:
@@ -48,7 +48,7 @@ def reminder_items(user) -> list[tuple[Visit, str]]:  # noqa: ANN001
     )
     items = []
     for visit in visits:
-        today = site_today(visit.participant.site)
+        today = visit.participant.site.today()
         if visit.status == VisitStatus.OVERDUE and not visit.has_data:
             items.append((visit, ReminderReason.OVERDUE))
         elif visit.status == VisitStatus.UPCOMING and visit.window_start and today < visit.window_start <= today + timedelta(days=7):
@@ -66,15 +66,15 @@ def reminder_digest_send(user_id: int) -> int:
     try:
         with transaction.atomic():
             items = reminder_items(user)
-            keys = {(visit.pk, reason, site_today(visit.participant.site)) for visit, reason in items}
+            keys = {(visit.pk, reason, visit.participant.site.today()) for visit, reason in items}
             sent = set(
                 ReminderLog.objects.filter(user=user, visit__in=[k[0] for k in keys]).values_list("visit_id", "reason", "day")
             )
-            new = [(visit, reason) for visit, reason in items if (visit.pk, reason, site_today(visit.participant.site)) not in sent]
+            new = [(visit, reason) for visit, reason in items if (visit.pk, reason, visit.participant.site.today()) not in sent]
             if not new:
                 return 0
             ReminderLog.objects.bulk_create(
-                [ReminderLog(user=user, visit=visit, reason=reason, day=site_today(visit.participant.site)) for visit, reason in new]
+                [ReminderLog(user=user, visit=visit, reason=reason, day=visit.participant.site.today()) for visit, reason in new]
             )
             subject, body = _digest(user, new)
             transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email]))

@@ -28,9 +28,6 @@ from trials.visits.models import CALENDAR_STATES, CrfEntry, Visit, VisitStatus
 SCHEDULED_STATUSES = (ParticipantStatus.SCREENING, ParticipantStatus.ENROLLED, ParticipantStatus.ON_TREATMENT)
 
 
-def site_today(site: Site) -> date:
-    return timezone.localdate(timezone=ZoneInfo(site.time_zone))
-
 
 def calendar_state(start: date | None, end: date | None, today: date) -> str:
     """upcoming / open / overdue for a window on a given (site-local) day."""
@@ -59,7 +56,7 @@ def schedule_generate(participant: Participant, *, user, reason: str, kinds: Ite
     concurrent run loses on the unique constraint and changes nothing."""
     wanted = set(kinds) if kinds is not None else None
     existing = set(Visit.objects.filter(participant=participant, definition__isnull=False).values_list("definition_id", flat=True))
-    today = site_today(participant.site)
+    today = participant.site.today()
     rows = []
     for definition in VisitDefinition.objects.filter(trial=participant.trial_id, is_active=True).order_by("order"):
         if definition.pk in existing:
@@ -85,7 +82,7 @@ def schedule_generate(participant: Participant, *, user, reason: str, kinds: Ite
 
 def schedule_recompute(participant: Participant, *, user, reason: str) -> int:  # noqa: ANN001
     """After an anchor date changed: re-plan the visits not done yet (audited, one row each)."""
-    today = site_today(participant.site)
+    today = participant.site.today()
     moved = 0
     for visit in participant.visits.filter(definition__isnull=False, visit_date__isnull=True, status__in=CALENDAR_STATES).select_related("definition"):
         planned, start, end = plan(visit.definition, participant)
@@ -129,7 +126,7 @@ def visit_states_refresh() -> int:
 def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "") -> Visit:  # noqa: ANN001
     """The visit took place on `visit_date`: done, flagged when outside its window."""
     visit = Visit.objects.select_for_update().select_related("participant__site").get(pk=visit.pk)
-    today = site_today(visit.participant.site)
+    today = visit.participant.site.today()
     if visit_date > today:
         raise ValidationError({"visit_date": _("The visit date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()}})
     consent = visit.participant.consent_date
@@ -171,7 +168,7 @@ def visit_add_unscheduled(participant: Participant, *, user, label: str, planned
     if participant.consent_date is None:
         raise ValidationError(_("No visit before consent."))
     sequence = Visit.objects.filter(participant=participant, definition__isnull=True).count() + 1
-    today = site_today(participant.site)
+    today = participant.site.today()
     return audited_save(
         Visit(
             participant=participant, definition=None, sequence=sequence, label=label, planned_date=planned_date,

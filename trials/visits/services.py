@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
@@ -49,7 +48,7 @@ class SaveResult:
 
 def entry_context(visit: Visit) -> dict:
     """What expressions and scores may use besides the answers: dates at the participant's site."""
-    site_today = timezone.localdate(timezone=_zone(visit.participant.site.time_zone))
+    site_today = visit.participant.site.today()
     participant = visit.participant
     return {
         **(participant.trial.score_settings or {}),
@@ -57,12 +56,6 @@ def entry_context(visit: Visit) -> dict:
         "visit_date": (visit.visit_date or site_today).isoformat(),
         "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
     }
-
-
-def _zone(name: str):  # noqa: ANN202
-    import zoneinfo
-
-    return zoneinfo.ZoneInfo(name)
 
 
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:

@@ -209,7 +209,7 @@ def _visit_for_action(request: HttpRequest, visit_pk: int):  # noqa: ANN202
 @login_required
 def visit_date(request: HttpRequest, visit_pk: int) -> HttpResponse:
     visit = _visit_for_action(request, visit_pk)
-    form = VisitDateForm(request.POST or None, initial={"visit_date": visit.visit_date or schedule.site_today(visit.participant.site)})
+    form = VisitDateForm(request.POST or None, initial={"visit_date": visit.visit_date or schedule.visit.participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             visit = schedule.visit_record_date(visit, user=request.user, visit_date=form.cleaned_data["visit_date"], reason=form.cleaned_data["reason"])
@@ -247,7 +247,7 @@ def visit_unscheduled(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404(_("No such participant in your sites."))
     if not user_acts_at(request.user, participant.site):
         raise PermissionDenied(_("You do not enter data at this site."))
-    form = UnscheduledVisitForm(request.POST or None, initial={"planned_date": schedule.site_today(participant.site)})
+    form = UnscheduledVisitForm(request.POST or None, initial={"planned_date": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             schedule.visit_add_unscheduled(participant, user=request.user, **form.cleaned_data)
