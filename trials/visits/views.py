@@ -209,7 +209,7 @@ def _visit_for_action(request: HttpRequest, visit_pk: int):  # noqa: ANN202
 @login_required
 def visit_date(request: HttpRequest, visit_pk: int) -> HttpResponse:
     visit = _visit_for_action(request, visit_pk)
-    form = VisitDateForm(request.POST or None, initial={"visit_date": visit.visit_date or schedule.visit.participant.site.today()})
+    form = VisitDateForm(request.POST or None, initial={"visit_date": visit.visit_date or visit.participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
             visit = schedule.visit_record_date(visit, user=request.user, visit_date=form.cleaned_data["visit_date"], reason=form.cleaned_data["reason"])
