@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "trials.participants",
     "trials.visits",
     "trials.safety",
+    "trials.monitoring",
+    "trials.exports",
 ]
 
 MIDDLEWARE = [

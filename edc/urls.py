@@ -14,4 +14,6 @@ urlpatterns = [
     path("", include("trials.visits.urls")),
     path("", include("trials.participants.urls")),
     path("", include("trials.safety.urls")),
+    path("", include("trials.monitoring.urls")),
+    path("", include("trials.exports.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Export pages."""
+
+urlpatterns: list = []

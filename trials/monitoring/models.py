@@ -1,0 +1,298 @@
+"""Monitoring: data clarification queries, source data verification, e-signatures, locks and
+protocol deviations.
+
+All of it is trial data (audited, never deleted). The effects on CRF data — a lock refusing a
+save, an edit resetting SDV and breaking a signature, an overridden soft check raising a query —
+are explicit calls from the write services (trials.visits.services, trials.safety.services,
+trials.participants.services) into trials.monitoring.services, never signals.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from edc.audit import AuditedModel
+from trials.participants.models import Participant
+from trials.protocol.models import Site, Trial
+from trials.safety.models import AdverseEvent
+from trials.visits.models import CrfEntry, Visit
+
+
+# --- Queries (data clarification) ------------------------------------------------------------
+
+class QueryState(models.TextChoices):
+    OPEN = "open", _("Open")
+    ANSWERED = "answered", _("Answered")
+    CLOSED = "closed", _("Closed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+OPEN_QUERY_STATES = frozenset({QueryState.OPEN, QueryState.ANSWERED})
+
+
+class QueryOrigin(models.TextChoices):
+    MANUAL = "manual", _("Raised by a reviewer")
+    EDIT_CHECK = "edit_check", _("Soft edit check overridden")
+
+
+class Query(AuditedModel):
+    """A data clarification request on an item of a CRF entry (optionally one row of a repeating
+    group), on a whole entry, or on an adverse event. open -> answered -> closed; re-opened goes
+    back to open; cancelled ends it without an answer."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="queries", verbose_name=_("trial"))
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="queries", verbose_name=_("site"))
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="queries", verbose_name=_("participant"))
+    entry = models.ForeignKey(CrfEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="queries", verbose_name=_("CRF entry"))
+    item = models.CharField(_("item"), max_length=80, blank=True, help_text=_("Empty for a query on the whole entry."))
+    row_id = models.CharField(_("row"), max_length=40, blank=True, help_text=_("The row of a repeating group, if any."))
+    adverse_event = models.ForeignKey(
+        AdverseEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="queries", verbose_name=_("adverse event")
+    )
+    state = models.CharField(_("state"), max_length=20, choices=QueryState.choices, default=QueryState.OPEN)
+    origin = models.CharField(_("origin"), max_length=20, choices=QueryOrigin.choices, default=QueryOrigin.MANUAL)
+    text = models.TextField(_("query"))
+    value_at_raise = models.JSONField(_("value when raised"), null=True, blank=True)
+    raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("raised by"))
+    raised_at = models.DateTimeField(_("raised at"))
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("closed by")
+    )
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        verbose_name = _("query")
+        verbose_name_plural = _("queries")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(entry__isnull=False, adverse_event__isnull=True) | Q(entry__isnull=True, adverse_event__isnull=False),
+                name="query_on_entry_or_ae",
+            ),
+        ]
+        indexes = [models.Index(fields=["site", "state"], name="query_site_state_idx")]
+
+    def __str__(self) -> str:
+        target = self.item or (self.entry.crf_code if self.entry_id else f"AE{self.adverse_event.number}")
+        return f"{self.participant} – {target}: {self.get_state_display()}"
+
+
+class QueryMessageKind(models.TextChoices):
+    RAISE = "raise", _("Raised")
+    ANSWER = "answer", _("Answered")
+    CLOSE = "close", _("Closed")
+    REOPEN = "reopen", _("Re-opened")
+    CANCEL = "cancel", _("Cancelled")
+    COMMENT = "comment", _("Comment")
+
+
+class QueryMessage(AuditedModel):
+    """One message of a query's thread (written once, never edited)."""
+
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="messages", verbose_name=_("query"))
+    kind = models.CharField(_("kind"), max_length=20, choices=QueryMessageKind.choices)
+    text = models.TextField(_("message"), blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("author"))
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        ordering = ["query", "at", "pk"]
+        verbose_name = _("query message")
+        verbose_name_plural = _("query messages")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} – {self.author}"
+
+
+# --- Source data verification ---------------------------------------------------------------
+
+class SdvScope(models.TextChoices):
+    ALL = "all", _("All data")
+    CRITICAL = "critical", _("Critical CRFs only")
+    FIRST_N = "first_n", _("First N participants per site")
+
+
+class SdvPlan(AuditedModel):
+    """What a trial's monitors must verify (decides the SDV backlog)."""
+
+    trial = models.OneToOneField(Trial, on_delete=models.PROTECT, related_name="sdv_plan", verbose_name=_("trial"))
+    scope = models.CharField(_("scope"), max_length=20, choices=SdvScope.choices, default=SdvScope.ALL)
+    critical_crfs = models.JSONField(_("critical CRFs"), default=list, blank=True, help_text=_("CRF codes."))
+    critical_items = models.JSONField(
+        _("critical items"), default=dict, blank=True, help_text=_("CRF code → item codes verified one by one.")
+    )
+    first_n = models.PositiveIntegerField(_("first N participants per site"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("SDV plan")
+        verbose_name_plural = _("SDV plans")
+
+    def __str__(self) -> str:
+        return f"{self.trial}: {self.get_scope_display()}"
+
+
+class SdvState(models.TextChoices):
+    VERIFIED = "verified", _("Verified")
+    RESET = "reset", _("Reset by a later edit")
+
+
+class SdvMark(AuditedModel):
+    """A monitor's verification of one CRF entry (and of its critical items) at a revision; an
+    edit after it resets the mark, and says so."""
+
+    entry = models.OneToOneField(CrfEntry, on_delete=models.PROTECT, related_name="sdv", verbose_name=_("CRF entry"))
+    state = models.CharField(_("state"), max_length=20, choices=SdvState.choices, default=SdvState.VERIFIED)
+    items = models.JSONField(_("verified items"), default=list, blank=True)
+    entry_revision = models.PositiveIntegerField(_("entry revision verified"))
+    verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("verified by"))
+    verified_at = models.DateTimeField(_("verified at"))
+    reset_at = models.DateTimeField(_("reset at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("SDV mark")
+        verbose_name_plural = _("SDV marks")
+
+    def __str__(self) -> str:
+        return f"{self.entry}: {self.get_state_display()}"
+
+
+# --- Electronic signatures ------------------------------------------------------------------
+
+SIGNATURE_MEANING = _("I have reviewed and approve these data.")
+
+
+class SignatureState(models.TextChoices):
+    VALID = "valid", _("Valid")
+    BROKEN = "broken", _("Broken by a later change")
+
+
+class Signature(AuditedModel):
+    """An investigator's electronic signature (21 CFR 11.50, 11.200) of a visit or, with no visit,
+    of a participant's whole casebook: printed name, date-time and meaning, given by re-entering
+    the password. A later change to signed data breaks it (visibly, audited)."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="signatures", verbose_name=_("participant"))
+    visit = models.ForeignKey(
+        Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="signatures",
+        verbose_name=_("visit"), help_text=_("Empty for the whole casebook."),
+    )
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("signed by"))
+    printed_name = models.CharField(_("printed name"), max_length=300)
+    meaning = models.CharField(_("meaning"), max_length=300)
+    signed_at = models.DateTimeField(_("signed at"))
+    state = models.CharField(_("state"), max_length=20, choices=SignatureState.choices, default=SignatureState.VALID)
+    broken_at = models.DateTimeField(_("broken at"), null=True, blank=True)
+    broken_reason = models.TextField(_("why it broke"), blank=True)
+
+    class Meta:
+        ordering = ["participant", "-signed_at"]
+        verbose_name = _("signature")
+        verbose_name_plural = _("signatures")
+
+    def __str__(self) -> str:
+        return f"{self.printed_name} – {self.visit or self.participant} ({self.get_state_display()})"
+
+
+# --- Locks and freezes ----------------------------------------------------------------------
+
+class LockLevel(models.TextChoices):
+    ENTRY = "entry", _("CRF entry")
+    VISIT = "visit", _("Visit")
+    PARTICIPANT = "participant", _("Participant")
+    TRIAL = "trial", _("Trial (database lock)")
+
+
+class LockKind(models.TextChoices):
+    FREEZE = "freeze", _("Freeze (no data changes; queries still possible)")
+    LOCK = "lock", _("Lock (no changes at all)")
+
+
+class Lock(AuditedModel):
+    """A data manager's lock or freeze on an entry, a visit, a participant or a whole trial.
+    Active while `released_at` is empty; only a data manager releases it, with a reason."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="locks", verbose_name=_("trial"))
+    level = models.CharField(_("level"), max_length=20, choices=LockLevel.choices)
+    kind = models.CharField(_("kind"), max_length=20, choices=LockKind.choices, default=LockKind.LOCK)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("participant"))
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("visit"))
+    entry = models.ForeignKey(CrfEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("CRF entry"))
+    reason = models.TextField(_("reason"))
+    locked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("locked by"))
+    locked_at = models.DateTimeField(_("locked at"))
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("released by")
+    )
+    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
+    release_reason = models.TextField(_("reason for release"), blank=True)
+
+    class Meta:
+        ordering = ["trial", "-locked_at"]
+        verbose_name = _("lock")
+        verbose_name_plural = _("locks")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(level="trial", participant__isnull=True, visit__isnull=True, entry__isnull=True)
+                    | Q(level="participant", participant__isnull=False, visit__isnull=True, entry__isnull=True)
+                    | Q(level="visit", visit__isnull=False, entry__isnull=True)
+                    | Q(level="entry", entry__isnull=False)
+                ),
+                name="lock_target_matches_level",
+            ),
+        ]
+        indexes = [models.Index(fields=["trial", "released_at"], name="lock_trial_active_idx")]
+
+    def __str__(self) -> str:
+        target = self.entry or self.visit or self.participant or self.trial
+        return f"{self.get_kind_display()}: {target}"
+
+
+# --- Protocol deviations --------------------------------------------------------------------
+
+class DeviationCategory(models.TextChoices):
+    VISIT_WINDOW = "visit_window", _("Visit out of window")
+    ELIGIBILITY = "eligibility", _("Eligibility")
+    CONSENT = "consent", _("Informed consent")
+    TREATMENT = "treatment", _("Study treatment administration")
+    PROCEDURE = "procedure", _("Study procedure not done or done incorrectly")
+    SAFETY_REPORTING = "safety_reporting", _("Safety reporting")
+    OTHER = "other", _("Other")
+
+
+class DeviationSeverity(models.TextChoices):
+    MINOR = "minor", _("Minor")
+    MAJOR = "major", _("Major")
+
+
+class DeviationState(models.TextChoices):
+    PROPOSED = "proposed", _("Proposed (to confirm)")
+    CONFIRMED = "confirmed", _("Confirmed")
+    DISMISSED = "dismissed", _("Dismissed")
+
+
+class ProtocolDeviation(AuditedModel):
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="deviations", verbose_name=_("participant"))
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="deviations", verbose_name=_("visit"))
+    category = models.CharField(_("category"), max_length=30, choices=DeviationCategory.choices)
+    severity = models.CharField(_("severity"), max_length=10, choices=DeviationSeverity.choices, default=DeviationSeverity.MINOR)
+    state = models.CharField(_("state"), max_length=20, choices=DeviationState.choices, default=DeviationState.CONFIRMED)
+    occurred_on = models.DateField(_("occurred on"))
+    identified_on = models.DateField(_("identified on"))
+    description = models.TextField(_("description"))
+    corrective_action = models.TextField(_("corrective and preventive action"), blank=True)
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("reported by"))
+
+    class Meta:
+        ordering = ["participant", "-occurred_on"]
+        verbose_name = _("protocol deviation")
+        verbose_name_plural = _("protocol deviations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visit", "category"], condition=Q(category="visit_window"), name="deviation_window_once_per_visit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant}: {self.get_category_display()} ({self.get_severity_display()})"

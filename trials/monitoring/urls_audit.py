@@ -1,0 +1,3 @@
+"""URLs of the monitoring audit pages."""
+
+urlpatterns: list = []

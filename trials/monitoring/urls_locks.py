@@ -1,0 +1,3 @@
+"""URLs of the monitoring locks pages."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""URLs of the monitoring queries pages."""
+
+urlpatterns: list = []
