@@ -2,8 +2,9 @@
 severe (worst CTCAE grade per participant), serious, related, leading to withdrawal, fatal, DLTs,
 by system organ class and term, and the incidence per 100 participant-years.
 
-Everything is counted in the database (grouped, conditional aggregates; the worst grade of each
-participant is a correlated subquery), so the cost grows with the number of groups, not of AEs.
+Everything is counted in the database (each participant's AEs aggregated once, then grouped by arm;
+grouped counts by organ class and term), so the Python side grows with the number of groups, not
+of AEs or participants.
 Two versions are stored per cut-off: by arm (or dose cohort) for the DSMB / unblinded statistician,
 and pooled ("All participants") for everybody else. The pooled version never reads the allocation
 table, so it cannot carry an arm label.
@@ -14,30 +15,19 @@ time lead to at most one running and one pending computation (see `summary_reque
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import (
-    Case,
     Count,
-    DateField,
-    DurationField,
-    ExpressionWrapper,
     F,
-    Max,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Sum,
     Value,
-    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from trials.participants.models import Participant, ParticipantStatus
+from trials.participants.models import Allocation, Participant, ParticipantStatus
 from trials.protocol.models import Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
 
@@ -57,10 +47,6 @@ UNCODED_SOC = ""  # AEs not coded yet: grouped under "Not coded", by verbatim te
 def cutoff_date_of(cutoff_at: datetime) -> date:
     """The calendar day of the cut-off (in the server's time zone, where dates are stored)."""
     return timezone.localdate(cutoff_at)
-
-
-def _at_risk(trial: Trial, cutoff: date) -> QuerySet[Participant]:
-    return Participant.objects.filter(trial=trial, enrolment_date__lte=cutoff).exclude(status__in=NOT_AT_RISK)
 
 
 def _group_expression(blinded: bool, prefix: str = "") -> Any:
@@ -99,12 +85,58 @@ def _finish(counts: dict[str, Any]) -> dict[str, Any]:
     return counts
 
 
-def _days(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, timedelta):
-        return value.days
-    return int(value)
+def _sql_codes(values) -> str:  # noqa: ANN001
+    """A list of the models' fixed choice codes as SQL literals (never user input)."""
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+def _participant_rows(trial: Trial, cutoff: date, pooled: bool) -> list[tuple]:
+    """(group, worst grade, participants, follow-up days, events, serious events, with a serious AE,
+    with a related AE, with an AE leading to withdrawal, with a DLT, deaths) per arm and worst grade.
+
+    Hand-written SQL, because the ORM cannot group over a per-participant pre-aggregate: the
+    participants at risk joined to their AEs' aggregates (one pass over the AE index), grouped by
+    arm. Deaths: an AE of grade 5 or with a fatal outcome before the cut-off, or the status "died"
+    on or before it. The pooled version does not join (or read) the allocation table."""
+    participant, ae = Participant._meta.db_table, AdverseEvent._meta.db_table
+    if pooled:
+        group, join = "NULL", ""
+    else:
+        group = "al.arm_id"
+        join = f"LEFT JOIN {Allocation._meta.db_table} al ON al.participant_id = p.id"
+    end = f"CASE WHEN p.status IN ({_sql_codes(ENDED)}) AND p.status_date < %(cut)s THEN p.status_date ELSE %(cut)s END"
+    if connection.vendor == "postgresql":
+        days = f"({end} - p.enrolment_date)"
+    else:
+        days = f"CAST(julianday({end}) - julianday(p.enrolment_date) AS INTEGER)"
+    sql = f"""
+        WITH at_risk AS (
+            SELECT p.id, {group} AS grp, {days} AS days,
+                   CASE WHEN p.status = '{ParticipantStatus.DIED.value}' AND (p.status_date IS NULL OR p.status_date <= %(cut)s)
+                        THEN 1 ELSE 0 END AS died
+            FROM {participant} p {join}
+            WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ({_sql_codes(NOT_AT_RISK)})
+        ), per AS (
+            SELECT e.participant_id, MAX(e.grade) AS worst, COUNT(*) AS events,
+                   SUM(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae_events,
+                   MAX(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae,
+                   MAX(CASE WHEN e.related_product IN ({_sql_codes(RELATED)}) THEN 1 ELSE 0 END) AS related,
+                   MAX(CASE WHEN e.leads_to_withdrawal THEN 1 ELSE 0 END) AS withdrawal,
+                   MAX(CASE WHEN e.is_dlt THEN 1 ELSE 0 END) AS dlt,
+                   MAX(CASE WHEN e.grade = 5 OR e.outcome = '{Outcome.FATAL.value}' THEN 1 ELSE 0 END) AS fatal
+            FROM {ae} e JOIN at_risk r ON r.id = e.participant_id
+            WHERE e.onset_date <= %(cut)s
+            GROUP BY e.participant_id
+        )
+        SELECT r.grp, per.worst, COUNT(*), SUM(r.days), SUM(per.events), SUM(per.sae_events), SUM(per.sae),
+               SUM(per.related), SUM(per.withdrawal), SUM(per.dlt),
+               SUM(CASE WHEN per.fatal = 1 OR r.died = 1 THEN 1 ELSE 0 END)
+        FROM at_risk r LEFT JOIN per ON per.participant_id = r.id
+        GROUP BY r.grp, per.worst
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"trial": trial.pk, "cut": cutoff})
+        return cursor.fetchall()
 
 
 def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict[str, Any]:
@@ -115,7 +147,6 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     has_arms = bool(arms)
     by_cohort = trial.design == Design.DOSE_ESCALATION
     pooled = blinded or not has_arms
-    at_risk = _at_risk(trial, cutoff)
 
     groups: dict[str, dict[str, Any]] = {}
     if not pooled:
@@ -133,59 +164,34 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
             groups[key] = {"key": key, "kind": "unallocated", "code": "", "label": "", "dose": "", "counts": _empty_counts()}
         return groups[key]
 
-    # 1. Participant level: worst grade (a subquery per participant), at risk, follow-up.
-    worst = Subquery(
-        AdverseEvent.objects.filter(participant=OuterRef("pk"), onset_date__lte=cutoff)
-        .order_by().values("participant").annotate(worst=Max("grade")).values("worst")[:1]
-    )
-    followup_end = Case(
-        When(status__in=ENDED, status_date__lt=cutoff, then=F("status_date")),
-        default=Value(cutoff, output_field=DateField()), output_field=DateField(),
-    )
-    followup = ExpressionWrapper(followup_end - F("enrolment_date"), output_field=DurationField())
-    # Deaths: an AE of grade 5 or with a fatal outcome before the cut-off, or the status "died"
-    # (on or before the cut-off). Those without any AE are counted here, the others in step 2.
-    died = Q(status=ParticipantStatus.DIED) & (Q(status_date__isnull=True) | Q(status_date__lte=cutoff))
-    rows = (
-        at_risk.annotate(group=_group_expression(pooled), worst=worst).order_by()
-        .values("group", "worst").annotate(n=Count("pk"), followup=Sum(followup), died=Count("pk", filter=died))
-    )
-    for row in rows:
-        counts = group(_key(row["group"], pooled, has_arms))["counts"]
-        counts["at_risk"] += row["n"]
-        if row["worst"] is None:
-            counts["deaths"] += row["died"]
-        counts["followup_days"] += _days(row["followup"])
-        if row["worst"] is not None:
-            counts["with_ae"] += row["n"]
-            counts["grades"][str(row["worst"])] += row["n"]
+    # 1. Participant level, in one statement: each participant at risk with the aggregates of their
+    # AEs before the cut-off (worst grade, events, flags), then grouped by arm and worst grade.
+    for group_value, worst, *numbers in _participant_rows(trial, cutoff, pooled):
+        # SUM() is numeric on PostgreSQL (Decimal) and NULL over participants without AEs.
+        n, days, events, sae_events, with_sae, with_related, with_withdrawal, with_dlt, deaths = (int(x or 0) for x in numbers)
+        counts = group(_key(group_value, pooled, has_arms))["counts"]
+        counts["at_risk"] += n
+        counts["followup_days"] += days
+        counts["deaths"] += deaths
+        if worst is not None:
+            counts["with_ae"] += n
+            counts["grades"][str(worst)] += n
+            counts["events"] += events
+            counts["sae_events"] += sae_events
+            counts["with_sae"] += with_sae
+            counts["with_related"] += with_related
+            counts["with_withdrawal"] += with_withdrawal
+            counts["with_dlt"] += with_dlt
 
-    # 2. Participants with AEs of a kind, and events: AEs before the cut-off of the participants
-    # at risk, grouped, with conditional distinct counts.
-    aes = AdverseEvent.objects.filter(participant__in=at_risk.values("pk"), onset_date__lte=cutoff).annotate(
-        group=_group_expression(pooled, "participant__"),
-    ).order_by()
-
-    def participants_with(condition: Q) -> Count:
-        return Count("participant", distinct=True, filter=condition)
-
-    rows = aes.values("group").annotate(
-        with_sae=participants_with(Q(serious=True)),
-        with_related=participants_with(Q(related_product__in=sorted(RELATED))),
-        with_withdrawal=participants_with(Q(leads_to_withdrawal=True)),
-        with_dlt=participants_with(Q(is_dlt=True)),
-        deaths=participants_with(
-            Q(grade=5) | Q(outcome=Outcome.FATAL)
-            | Q(participant__status=ParticipantStatus.DIED)
-            & (Q(participant__status_date__isnull=True) | Q(participant__status_date__lte=cutoff))
-        ),
-        events=Count("pk"),
-        sae_events=Count("pk", filter=Q(serious=True)),
+    # 2. AEs before the cut-off of the participants at risk (one join to the participant; grouped).
+    aes = (
+        AdverseEvent.objects.filter(
+            participant__trial=trial, participant__enrolment_date__lte=cutoff, onset_date__lte=cutoff,
+        )
+        .exclude(participant__status__in=NOT_AT_RISK)
+        .annotate(group=_group_expression(pooled, "participant__"))
+        .order_by()
     )
-    for row in rows:
-        counts = group(_key(row["group"], pooled, has_arms))["counts"]
-        for name in ("with_sae", "with_related", "with_withdrawal", "with_dlt", "deaths", "events", "sae_events"):
-            counts[name] += row[name]
 
     # 3. By system organ class and term (preferred term when coded, else the verbatim term).
     coded = aes.annotate(
