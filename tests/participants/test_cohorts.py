@@ -228,3 +228,58 @@ def test_the_highest_dose_tolerated_ends_escalation_with_stop(trial):
         decide(trial, code, "escalate")
     fill(3)
     assert decide(trial, "COHORT3", "stop").decision == "stop"
+
+
+def end_participation(participant, status: str, on):  # noqa: ANN001, ANN201
+    return services.participant_transition(participant=participant, to=status, user=system_user(), reason="Withdrew consent", on=on)
+
+
+def test_a_participant_withdrawn_before_treatment_is_replaced(trial):
+    from tests.participants.conftest import days_ago
+
+    treated = fill(2)
+    untreated = enrolled(MADRID, user("coordinator.madrid"), on=40)
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+    end_participation(untreated, "withdrawn", days_ago(30))
+    # Her place reopens; the next participant enters the same cohort.
+    assert states(trial)["COHORT1"] == ("open", 2, 3)
+    third = fill(1)[0]
+    assert third.allocation.arm.code == "COHORT1"
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+    # The review counts the three evaluable participants and names the replaced one.
+    decision = decide(trial, "COHORT1", "escalate")
+    assert decision.participants_reviewed == 3
+    from trials.safety.escalation import cohort_review
+
+    basis = cohort_review(trial.arms.get(code="COHORT1"), expanded=False).basis
+    assert untreated.subject_number in basis and "replaced" in basis
+    assert {p.pk for p in treated} | {third.pk} == set(
+        trial.participants.filter(allocation__arm__code="COHORT1").exclude(pk=untreated.pk).values_list("pk", flat=True))
+
+
+def test_a_participant_ending_early_without_a_dlt_is_replaced_but_a_dlt_always_counts(trial):
+    from tests.participants.conftest import days_ago
+
+    fill(1)
+    (with_dlt,) = fill(1, dlts=1)
+    (early,) = fill(1)
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+    # Treated 55 days ago; both leave within the DLT window: the one without a DLT is replaced,
+    # the one with a DLT still counts.
+    end_participation(early, "withdrawn", days_ago(53))
+    end_participation(with_dlt, "withdrawn", days_ago(53))
+    assert states(trial)["COHORT1"] == ("open", 2, 3)
+    (fourth,) = fill(1)
+    assert fourth.allocation.arm.code == "COHORT1"
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+    decision = decide(trial, "COHORT1", "expand", dlt_count=1)
+    assert (decision.participants_reviewed, decision.dlt_count) == (3, 1)
+
+
+def test_leaving_after_the_dlt_window_is_not_a_replacement(trial):
+    from tests.participants.conftest import days_ago
+
+    _first, _second, third = fill(3)
+    end_participation(third, "withdrawn", days_ago(1))  # treated 55 days ago: window passed
+    assert states(trial)["COHORT1"] == ("review", 3, 3)
+    assert decide(trial, "COHORT1", "escalate").participants_reviewed == 3

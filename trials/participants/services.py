@@ -544,6 +544,7 @@ class CohortState:
     capacity: int
     state: str  # open | review | closed | not_open | stopped
     decisions: list[CohortDecision]
+    replaced: int = 0  # participants not DLT-evaluable (ended early or untreated): not counted
 
     @property
     def label(self) -> str:
@@ -554,16 +555,22 @@ class CohortState:
 
 
 def cohort_states(trial: Trial) -> list[CohortState]:
-    """Each cohort in dose order with its enrolment, capacity and state under the 3+3 rule."""
+    """Each cohort in dose order with its enrolment, capacity and state under the 3+3 rule.
+    Replaced participants (trials.safety.escalation.is_replaced) do not count towards the capacity."""
+    from trials.safety.escalation import replaced_by_cohort
+
     sentinel = (trial.escalation or {}).get("sentinel_size", 3)
     cohorts = list(trial.arms.filter(is_active=True).order_by("order").annotate(
         enrolled=Count("allocations")).prefetch_related("decisions"))
+    replaced = replaced_by_cohort(trial)
     stopped = any(d.decision == CohortDecisionKind.STOP for c in cohorts for d in c.decisions.all())
     states = []
     previous_escalated = True
     for cohort in cohorts:
         decisions = list(cohort.decisions.all())
         kinds = [d.decision for d in decisions]
+        n_replaced = len(replaced.get(cohort.pk, ()))
+        enrolled = cohort.enrolled - n_replaced
         capacity = sentinel * (2 if CohortDecisionKind.EXPAND in kinds else 1)
         if CohortDecisionKind.ESCALATE in kinds:
             state = "closed"
@@ -571,11 +578,11 @@ def cohort_states(trial: Trial) -> list[CohortState]:
             state = "stopped"
         elif not previous_escalated:
             state = "not_open"
-        elif cohort.enrolled >= capacity:
+        elif enrolled >= capacity:
             state = "review"
         else:
             state = "open"
-        states.append(CohortState(cohort, cohort.enrolled, capacity, state, decisions))
+        states.append(CohortState(cohort, enrolled, capacity, state, decisions, n_replaced))
         previous_escalated = CohortDecisionKind.ESCALATE in kinds
     return states
 

@@ -9,6 +9,11 @@ evaluable:
 - at the highest dose, "escalate" becomes "stop": escalation is complete, this dose is tolerated.
 The recommendation is shown with its basis; the investigator's signed decision must match it
 (services.cohort_decide). No override: a departure is a protocol deviation, recorded elsewhere.
+
+Replacement: a participant who ends participation (withdrawn, lost to follow-up, died, completed)
+before her DLT window has passed, without a DLT, or without ever being treated, is not
+DLT-evaluable. She is replaced: she leaves the cohort's count (her place reopens for enrolment)
+and is listed in the basis of the review. A DLT always counts, whatever happened afterwards.
 """
 
 from __future__ import annotations
@@ -16,12 +21,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext as _
 
-from trials.participants.models import Participant
-from trials.protocol.models import Arm
+from trials.participants.models import Participant, ParticipantStatus
+from trials.protocol.models import Arm, Trial
 from trials.safety.models import AdverseEvent
+
+ENDED = frozenset({
+    ParticipantStatus.COMPLETED, ParticipantStatus.WITHDRAWN, ParticipantStatus.LOST_TO_FOLLOW_UP, ParticipantStatus.DIED,
+})
+
+
+def _with_dlt_flag(participants: QuerySet[Participant]) -> QuerySet[Participant]:
+    return participants.annotate(has_dlt=Exists(AdverseEvent.objects.filter(participant=OuterRef("pk"), is_dlt=True)))
+
+
+def is_replaced(participant: Participant, *, window_days: int) -> bool:
+    """Not DLT-evaluable for good (annotated `has_dlt`): ended without a DLT before her DLT window
+    passed, or without treatment."""
+    if participant.has_dlt or participant.status not in ENDED:
+        return False
+    if participant.first_treatment_date is None or participant.status_date is None:
+        return True
+    return participant.status_date <= participant.first_treatment_date + timedelta(days=window_days)
+
+
+def replaced_by_cohort(trial: Trial) -> dict[int, list[Participant]]:
+    """The replaced participants of each cohort (arm id -> participants); one query."""
+    window = trial.dlt_window_days or 0
+    ended = _with_dlt_flag(
+        Participant.objects.filter(trial=trial, allocation__isnull=False, status__in=ENDED).select_related("allocation")
+    )
+    replaced: dict[int, list[Participant]] = {}
+    for participant in ended:
+        if is_replaced(participant, window_days=window):
+            replaced.setdefault(participant.allocation.arm_id, []).append(participant)
+    return replaced
 
 
 @dataclass
@@ -38,11 +74,11 @@ class CohortReview:
 def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> CohortReview:
     trial = cohort.trial
     window = trial.dlt_window_days or 0
-    participants = list(
-        Participant.objects.filter(allocation__arm=cohort).select_related("site")
-        .annotate(has_dlt=Exists(AdverseEvent.objects.filter(participant=OuterRef("pk"), is_dlt=True)))
-        .order_by("subject_number")
+    allocated = list(
+        _with_dlt_flag(Participant.objects.filter(allocation__arm=cohort)).select_related("site").order_by("subject_number")
     )
+    replaced = [p.number for p in allocated if is_replaced(p, window_days=window)]
+    participants = [p for p in allocated if not is_replaced(p, window_days=window)]
     evaluable, with_dlt, pending = 0, 0, []
     for participant in participants:
         local_today = today or participant.site.today()
@@ -55,6 +91,8 @@ def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> 
             pending.append(participant.number)
     size = len(participants)
     counts = _("%(dlt)s of %(n)s participants with a DLT") % {"dlt": with_dlt, "n": evaluable}
+    if replaced:
+        counts += " " + _("(replaced, not DLT-evaluable: %(who)s)") % {"who": ", ".join(replaced)}
     if pending:
         basis = _("%(counts)s so far; not yet DLT-evaluable (within %(days)s days of the first treatment, or untreated): %(who)s.") % {
             "counts": counts, "days": window, "who": ", ".join(pending)}
