@@ -158,6 +158,9 @@ def mutate(data: dict, path: str, value) -> dict:  # noqa: ANN001
 DELETE = object()
 
 BAD_TRIALS = [
+    ("safety_reporting", {"contacts": ["pv desk"]}, "safety_reporting.contacts[0]", "String should match pattern"),
+    ("safety_reporting", {"alerts_at": [0.5, 1.5]}, "safety_reporting.alerts_at[1]", "less than 1"),
+    ("safety_reporting", {"alerts_at": [0.5, 0.5]}, "safety_reporting", "alerts_at lists a fraction twice"),
     ("sponsor", DELETE, "sponsor", "required key is missing"),
     ("sponsr", "x", "sponsr", "unknown key 'sponsr'"),
     ("design", "adaptive", "design", "'adaptive' is not allowed"),

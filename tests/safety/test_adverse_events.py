@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from edc.audit import system_user
+from edc.audit import audited_save, system_user
 from trials.participants.demo import participant_register
 from trials.protocol.models import Site
 from trials.safety import alerts, services
@@ -123,11 +123,30 @@ def test_alerts_at_half_time_and_when_overdue_never_repeat(participant, coordina
         assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=14)) == 0  # not twice
         assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=25)) == 1  # overdue
         assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=30)) == 0
-    assert list(ClockAlert.objects.filter(clock=clock).values_list("stage", flat=True).order_by("sent_at")) == ["half_time", "overdue"]
+    assert list(ClockAlert.objects.filter(clock=clock).values_list("stage", flat=True).order_by("sent_at")) == ["elapsed_50", "overdue"]
     assert len(mailoutbox) == 2
     recipients = set(mailoutbox[0].to)
     assert "coordinator.toulouse@example.org" in recipients and "sponsor@example.org" in recipients
     assert "coordinator.madrid@example.org" not in recipients
+
+
+def test_the_sponsor_safety_contacts_and_the_reminder_times_come_from_the_trial(participant, coordinator, mailoutbox, django_capture_on_commit_callbacks):
+    trial = participant.trial
+    trial.safety_reporting = {"contacts": ["pv-desk@sponsor.example.org"], "alerts_at": [0.25, 0.75]}
+    audited_save(trial, user=coordinator, reason="Safety desk named by the sponsor")
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=5)) == 0
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=7)) == 1  # past 25 %
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=13)) == 0  # half time is not a stage here
+        # The worker was down past 75 % and the deadline: only the overdue alert goes out.
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=26)) == 1
+        assert alerts.clock_alerts_send(now=clock.started_at + timedelta(hours=27)) == 0
+    assert list(ClockAlert.objects.filter(clock=clock).values_list("stage", flat=True).order_by("sent_at")) == ["elapsed_25", "overdue"]
+    assert all("pv-desk@sponsor.example.org" in mail.to for mail in mailoutbox) and len(mailoutbox) == 2
+    assert "25% of the time elapsed" in mailoutbox[0].subject and "OVERDUE" in mailoutbox[1].subject
 
 
 def test_a_reported_clock_stops_and_is_not_alerted(participant, coordinator):

@@ -510,6 +510,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             "numbering": spec.numbering.model_dump(mode="json"),
             "randomization": spec.randomization.model_dump(mode="json") if spec.randomization else None,
             "escalation": spec.escalation.model_dump(mode="json") if spec.escalation else None,
+            "safety_reporting": spec.safety_reporting.model_dump(mode="json"),
             "eligibility": spec.eligibility.model_dump(mode="json"),
             "score_settings": spec.score_settings.model_dump(mode="json", exclude_none=True),
             "source_file": source.label,

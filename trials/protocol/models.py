@@ -95,6 +95,10 @@ class Trial(AuditedModel):
     numbering = models.JSONField(_("participant number patterns"), default=dict)
     randomization = models.JSONField(_("randomization settings"), null=True, blank=True)
     escalation = models.JSONField(_("dose-escalation settings"), null=True, blank=True)
+    safety_reporting = models.JSONField(
+        _("safety reporting"), default=dict, blank=True,
+        help_text=_("The sponsor's safety contacts and when reporting-clock reminders go out."),
+    )
     eligibility = models.JSONField(_("eligibility data sources"), default=dict, blank=True)
     score_settings = models.JSONField(_("score settings"), default=dict, blank=True)
     source_file = models.CharField(_("loaded from"), max_length=300, blank=True)

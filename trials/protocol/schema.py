@@ -354,6 +354,26 @@ class Escalation(Strict):
     dlt_window_days: Annotated[int, Field(ge=1)]
 
 
+Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class SafetyReporting(Strict):
+    """Who hears about serious adverse events besides the site, and when reminders go out."""
+
+    # The sponsor's safety contacts (pharmacovigilance desk): alerted about every reporting clock.
+    contacts: list[Email] = Field(default_factory=list)
+    # Reminders before the deadline, as fractions of the reporting time elapsed (0.5 = half time).
+    alerts_at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.5])
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SafetyReporting:
+        if len(set(self.alerts_at)) != len(self.alerts_at):
+            raise ValueError("alerts_at lists a fraction twice")
+        if len({c.casefold() for c in self.contacts}) != len(self.contacts):
+            raise ValueError("contacts lists an address twice")
+        return self
+
+
 class TrialFile(Strict):
     code: Code
     title: Text
@@ -383,6 +403,7 @@ class TrialFile(Strict):
     numbering: Numbering = Field(default_factory=Numbering)
     randomization: Randomization | None = None
     escalation: Escalation | None = None
+    safety_reporting: SafetyReporting = Field(default_factory=SafetyReporting)
     score_settings: ScoreSettings = Field(default_factory=ScoreSettings)
     eligibility: Eligibility = Field(default_factory=Eligibility)
     consent_documents: list[ConsentDocumentSpec] = Field(default_factory=list)

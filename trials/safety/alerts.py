@@ -1,5 +1,7 @@
-"""Alerts of reporting clocks: at half time and when overdue, once per clock and stage, to the
-site's coordinators and investigators and the trial's sponsor contacts."""
+"""Alerts of reporting clocks: before the deadline (at the fractions of the reporting time set in
+the trial's `safety_reporting.alerts_at`, half time by default) and when overdue, once per clock
+and stage, to the site's coordinators and investigators, the trial's sponsor users and the
+sponsor's safety contacts (`safety_reporting.contacts`)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,18 @@ def _recipients(clock: ReportingClock) -> list[str]:
     roles = StudyRole.objects.filter(is_active=True, trial=participant.trial_id, user__is_active=True).filter(
         Q(role__in=site_staff, site__isnull=True) | Q(role__in=site_staff, site=participant.site_id) | Q(role=Role.SPONSOR)
     )
-    return sorted(set(roles.exclude(user__email="").values_list("user__email", flat=True)))
+    contacts = (participant.trial.safety_reporting or {}).get("contacts", [])
+    return sorted(set(roles.exclude(user__email="").values_list("user__email", flat=True)) | set(contacts))
+
+
+def _stage(clock: ReportingClock, now) -> str | None:  # noqa: ANN001
+    """The latest alert stage the clock has reached: "overdue", "elapsed_<percent>" or None."""
+    if clock.due_at <= now:
+        return "overdue"
+    fractions = (clock.adverse_event.participant.trial.safety_reporting or {}).get("alerts_at", [0.5])
+    elapsed = (now - clock.started_at) / (clock.due_at - clock.started_at)
+    reached = [f for f in fractions if f <= elapsed]
+    return f"elapsed_{round(100 * max(reached))}" if reached else None
 
 
 def clock_alerts_send(now=None) -> int:  # noqa: ANN001
@@ -34,10 +47,9 @@ def clock_alerts_send(now=None) -> int:  # noqa: ANN001
     )
     due = []  # open clocks are few (SAEs awaiting their report): judged here, portable across databases
     for clock in open_clocks:
-        if clock.due_at <= now:
-            due.append((clock, "overdue"))
-        elif clock.started_at + (clock.due_at - clock.started_at) / 2 <= now:
-            due.append((clock, "half_time"))
+        stage = _stage(clock, now)
+        if stage is not None:
+            due.append((clock, stage))
     sent = 0
     for clock, stage in due:
         try:
@@ -56,7 +68,10 @@ def clock_alerts_send(now=None) -> int:  # noqa: ANN001
 def _message(clock: ReportingClock, stage: str) -> tuple[str, str]:
     ae = clock.adverse_event
     participant = ae.participant
-    what = _("OVERDUE") if stage == "overdue" else _("half of the time elapsed")
+    if stage == "overdue":
+        what = _("OVERDUE")
+    else:
+        what = _("%(percent)s%% of the time elapsed") % {"percent": stage.removeprefix("elapsed_")}
     subject = _("[%(trial)s] %(kind)s – %(number)s AE%(ae)s – %(what)s") % {
         "trial": participant.trial.code, "kind": clock.get_kind_display(), "number": participant.number, "ae": ae.number, "what": what}
     body = _(

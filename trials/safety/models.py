@@ -168,10 +168,10 @@ class ReportingClock(AuditedModel):
 
 
 class ClockAlert(models.Model):
-    """An alert sent about a clock (at half time, or overdue): once per clock and stage."""
+    """An alert sent about a clock (before the deadline, or overdue): once per clock and stage."""
 
     clock = models.ForeignKey(ReportingClock, on_delete=models.PROTECT, related_name="alerts")
-    stage = models.CharField(max_length=20)  # "half_time" | "overdue"
+    stage = models.CharField(max_length=20)  # "elapsed_<percent>" (e.g. elapsed_50) | "overdue"
     sent_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
