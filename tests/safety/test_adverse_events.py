@@ -3,6 +3,7 @@ alerts that never repeat, the coding dictionary load, and the AE pages."""
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -248,3 +249,21 @@ def test_a_coded_ae_is_edited_by_its_code_in_the_latest_dictionary(participant, 
         response = client.post(reverse("ae_edit", args=[participant.pk, saved.number]), {**data, "grade": "2", "reason": "Worse"})
         assert response.status_code == 302
     assert AdverseEvent.objects.get(pk=saved.pk).coded_term_id == saved.coded_term_id
+
+
+def test_the_report_time_is_typed_in_site_time_or_is_now(participant, coordinator, client):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    client.force_login(coordinator)
+    url = reverse("clock_report", args=[clock.pk])
+    with time_machine.travel(clock.started_at + timedelta(hours=20), tick=False):
+        page = client.post(url, {"reported_at": "yesterday"}, follow=True).content.decode()
+        assert "is not a date and time" in page
+        clock.refresh_from_db()
+        assert clock.reported_at is None
+        local = (clock.started_at + timedelta(hours=3)).astimezone(ZoneInfo("Europe/Paris"))
+        client.post(url, {"reported_at": local.strftime("%Y-%m-%dT%H:%M")})
+    clock.refresh_from_db()
+    assert clock.reported_at == (clock.started_at + timedelta(hours=3)).replace(second=0, microsecond=0)
+    assert clock.reported_by == coordinator

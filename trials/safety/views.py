@@ -3,6 +3,7 @@ and the coding-dictionary search. Pages parse and call the services."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -138,8 +139,17 @@ def clock_report(request: HttpRequest, pk: int) -> HttpResponse:
     clock = ReportingClock.objects.filter(pk=pk, adverse_event__participant__in=participants_for_user(request.user)).first()
     if clock is None:
         raise Http404(_("No such reporting clock in your sites."))
+    # "Sent at" is typed in the site's local time (a report faxed last night); empty means now.
+    sent = (request.POST.get("reported_at") or "").strip()
+    reported_at = None
+    if sent:
+        try:
+            reported_at = datetime.fromisoformat(sent).replace(tzinfo=ZoneInfo(clock.adverse_event.participant.site.time_zone))
+        except ValueError:
+            messages.error(request, _("“%(value)s” is not a date and time: give when the report was sent, e.g. 2026-11-22 14:30.") % {"value": sent})
+            return redirect("clock_dashboard")
     try:
-        services.clock_report(clock, user=request.user)
+        services.clock_report(clock, user=request.user, reported_at=reported_at)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
