@@ -49,3 +49,4 @@ bench: install
 	$(PY) tests/bench/bench_crf.py
 	$(PY) tests/bench/bench_schedule.py
 	$(PY) tests/bench/bench_safety.py
+	$(PY) tests/bench/bench_export.py

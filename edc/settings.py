@@ -228,8 +228,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or VAR_DIR / "staticfiles")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 MEDIA_URL = "media/"
+# Export files (trials.exports): a storage of their own, never served under MEDIA_URL (only the
+# requester downloads them, through the export page). EXPORT_STORAGE_BACKEND may name any Django
+# storage class; the default keeps them under MEDIA_ROOT/exports (or EXPORT_ROOT).
+EXPORT_ROOT = Path(env_str("EXPORT_ROOT") or MEDIA_ROOT / "exports")
+EXPORT_STORAGE = {
+    "BACKEND": env_str("EXPORT_STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": str(EXPORT_ROOT)} if not env_str("EXPORT_STORAGE_BACKEND") else {},
+}
+EXPORT_EXPIRY_DAYS = env_int("EXPORT_EXPIRY_DAYS", 7)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "exports": EXPORT_STORAGE,
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"

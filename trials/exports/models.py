@@ -1,0 +1,108 @@
+"""Export jobs: what a sponsor, data manager or DSMB member asked for, its progress on Celery, the
+file it produced and every download of it.
+
+A job is written only by trials.exports.services (requested, started, done, failed, expired: each
+an audited save with a reason). Its progress counter is the one value written outside the
+history (`DERIVED_FIELDS`, with its total): it moves every few thousand rows, nobody enters it,
+and the finished job records the final count through an audited save.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from edc.audit import AuditedModel
+from trials.protocol.models import Trial
+
+
+class ExportState(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Ready")
+    FAILED = "failed", _("Failed")
+    EXPIRED = "expired", _("Expired")
+
+
+ACTIVE_STATES = frozenset({ExportState.QUEUED, ExportState.RUNNING})
+
+
+class ExportJob(AuditedModel):
+    """One export: its parameters (the ExportSpec as JSON), its state and progress, its file."""
+
+    DERIVED_FIELDS = frozenset({"rows_done", "rows_total"})
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="export_jobs", verbose_name=_("requested by")
+    )
+    trial = models.ForeignKey(
+        Trial, on_delete=models.PROTECT, null=True, blank=True, related_name="export_jobs", verbose_name=_("trial"),
+        help_text=_("Empty for a pooled export of one CRF across trials."),
+    )
+    pooled_crf = models.CharField(_("pooled CRF"), max_length=40, blank=True)
+    format = models.CharField(_("format"), max_length=20)
+    spec = models.JSONField(_("parameters"))
+    blinded = models.BooleanField(_("blinded"), default=True)
+    identifiers = models.BooleanField(_("with identifying items"), default=False)
+    reason = models.TextField(
+        _("reason"), blank=True, help_text=_("Why an unblinded export, or one with identifying items, is needed.")
+    )
+    state = models.CharField(_("state"), max_length=10, choices=ExportState.choices, default=ExportState.QUEUED)
+    rows_done = models.PositiveBigIntegerField(_("rows written"), default=0)
+    rows_total = models.PositiveBigIntegerField(_("rows to write"), null=True, blank=True)
+    file_name = models.CharField(_("file"), max_length=300, blank=True, help_text=_("Name in the export storage."))
+    size = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+        constraints = [
+            models.CheckConstraint(condition=Q(trial__isnull=False) | ~Q(pooled_crf=""), name="export_trial_or_pooled_crf"),
+            models.CheckConstraint(condition=Q(blinded=True) | ~Q(reason=""), name="export_unblinded_has_reason"),
+        ]
+        indexes = [models.Index(fields=["state", "expires_at"], name="export_state_expiry_idx")]
+
+    def __str__(self) -> str:
+        what = self.trial.code if self.trial_id else self.pooled_crf
+        return f"{what} {self.format} #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def percent(self) -> int:
+        if self.state == ExportState.DONE:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, int(100 * self.rows_done / self.rows_total))
+
+    @property
+    def download_name(self) -> str:
+        return self.file_name.rsplit("/", 1)[-1]
+
+
+class ExportDownload(AuditedModel):
+    """One download of an export file: who and when (written once)."""
+
+    job = models.ForeignKey(ExportJob, on_delete=models.PROTECT, related_name="downloads", verbose_name=_("export"))
+    downloaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("downloaded by")
+    )
+    downloaded_at = models.DateTimeField(_("downloaded at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "downloaded_at"]
+        verbose_name = _("export download")
+        verbose_name_plural = _("export downloads")
+
+    def __str__(self) -> str:
+        return f"{self.job} – {self.downloaded_by} {self.downloaded_at:%Y-%m-%d %H:%M}"
