@@ -193,7 +193,8 @@ def crawl(client, *, limit: int = PAGE_LIMIT, extra: tuple[str, ...] = ()) -> Cr
         if response.status_code != 200 or not content_type.startswith(("text/", "application/json")):
             continue
         page = _Html()
-        body = response.content.decode(response.charset or "utf-8")
+        raw = b"".join(response.streaming_content) if response.streaming else response.content  # e.g. the audit trail CSV
+        body = raw.decode(response.charset or "utf-8")
         if "text/html" in content_type:
             page.feed(body)
             page.close()

@@ -53,7 +53,7 @@ def test_entries_of_other_sites_are_invisible(entry, client):
                      role="monitor", granted_by=system_user(), reason="t")
     client.force_login(lille_monitor)
     assert client.get(reverse("admin:visits_crfentry_changelist")).content.decode().count(entry.participant.subject_number) == 0
-    assert client.get(reverse("admin:visits_crfentry_change", args=[entry.pk])).status_code == 302  # not found -> index
+    assert client.get(reverse("admin:visits_crfentry_change", args=[entry.pk])).status_code == 404  # another site's: not found
     assert client.get(reverse("admin:visits_crfentry_history", args=[entry.pk])).status_code == 404
 
 

@@ -148,6 +148,10 @@ class SdvMark(AuditedModel):
     verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("verified by"))
     verified_at = models.DateTimeField(_("verified at"))
     reset_at = models.DateTimeField(_("reset at"), null=True, blank=True)
+    reset_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("reset by"), help_text=_("Who made the change that reset the mark."),
+    )
 
     class Meta:
         verbose_name = _("SDV mark")
@@ -192,6 +196,26 @@ class Signature(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.printed_name} – {self.visit or self.participant} ({self.get_state_display()})"
+
+
+class SignatureFailure(AuditedModel):
+    """A refused signature attempt (wrong password). 21 CFR 11.300(d) asks that attempts at
+    unauthorized use be detected and reported: the row is written in its own transaction, so the
+    refusal does not roll it back, and repeated failures block the user's signing for a while."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("user"))
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="+", verbose_name=_("participant"))
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("visit"))
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("refused signature attempt")
+        verbose_name_plural = _("refused signature attempts")
+        indexes = [models.Index(fields=["user", "at"], name="signature_failure_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} – {self.visit or self.participant} ({self.at:%Y-%m-%d %H:%M} UTC)"
 
 
 # --- Locks and freezes ----------------------------------------------------------------------

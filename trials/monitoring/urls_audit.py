@@ -1,3 +1,9 @@
-"""URLs of the monitoring audit pages."""
+"""URLs of the monitor's dashboard (the audit trail pages live in the admin: trials.visits.admin)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from trials.monitoring import views_audit
+
+urlpatterns = [
+    path("monitoring/", views_audit.monitoring_dashboard, name="monitoring_dashboard"),
+]

@@ -12,13 +12,13 @@ from django.http import HttpRequest
 from trials.participants.models import Allocation, CohortDecision, Consent, EligibilityAnswer, Unblinding
 from trials.protocol.models import UNBLINDED_ROLES, Role
 from trials.protocol.selectors import study_roles_for_user, trials_for_user
-from trials.visits.admin import ScopedReadOnlyAdmin
+from trials.visits.admin import RelatedOnly, ScopedReadOnlyAdmin
 
 
 @admin.register(Consent)
 class ConsentAdmin(ScopedReadOnlyAdmin):
     list_display = ["participant", "document", "consented_at", "obtained_by", "recorded_at"]
-    list_filter = ["participant__trial", "participant__site"]
+    list_filter = [("participant__trial", RelatedOnly), ("participant__site", RelatedOnly)]
     search_fields = ["participant__screening_number", "participant__subject_number"]
     list_select_related = ["participant", "document", "obtained_by"]
 
@@ -26,7 +26,7 @@ class ConsentAdmin(ScopedReadOnlyAdmin):
 @admin.register(EligibilityAnswer)
 class EligibilityAnswerAdmin(ScopedReadOnlyAdmin):
     list_display = ["participant", "criterion", "lesion", "answer", "automatic", "note"]
-    list_filter = ["participant__trial", "answer", "automatic"]
+    list_filter = [("participant__trial", RelatedOnly), ("participant__site", RelatedOnly), "answer", "automatic"]
     search_fields = ["participant__screening_number", "participant__subject_number", "criterion__code"]
     list_select_related = ["participant", "criterion"]
 
@@ -34,14 +34,14 @@ class EligibilityAnswerAdmin(ScopedReadOnlyAdmin):
 @admin.register(Unblinding)
 class UnblindingAdmin(ScopedReadOnlyAdmin):
     list_display = ["participant", "requested_by", "unblinded_at", "reason"]
-    list_filter = ["participant__trial", "participant__site"]
+    list_filter = [("participant__trial", RelatedOnly), ("participant__site", RelatedOnly)]
     list_select_related = ["participant", "requested_by"]
 
 
 @admin.register(Allocation)
 class AllocationAdmin(ScopedReadOnlyAdmin):
     list_display = ["participant", "arm", "method", "kit_code", "stratum", "allocated_at", "allocated_by"]
-    list_filter = ["participant__trial", "method"]
+    list_filter = [("participant__trial", RelatedOnly), ("participant__site", RelatedOnly), "method"]
     list_select_related = ["participant", "arm", "allocated_by"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -56,7 +56,7 @@ class AllocationAdmin(ScopedReadOnlyAdmin):
 @admin.register(CohortDecision)
 class CohortDecisionAdmin(ScopedReadOnlyAdmin):
     list_display = ["cohort", "decision", "participants_reviewed", "dlt_count", "decided_by", "decided_at"]
-    list_filter = ["cohort__trial", "decision"]
+    list_filter = [("cohort__trial", RelatedOnly), "decision"]
     list_select_related = ["cohort", "decided_by"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -86,6 +86,23 @@ def _locked(participant: Participant) -> Participant:
 
 
 
+def _writable(participant: Participant) -> Participant:
+    """`_locked`, refused when a lock or freeze covers the participant or her trial
+    (trials.monitoring.locks): locked data cannot be changed through any path."""
+    from trials.monitoring.locks import assert_writable
+
+    participant = _locked(participant)
+    assert_writable(trial=participant.trial_id, participant=participant)
+    return participant
+
+
+def _changed(participant: Participant, *, user, reason: str) -> None:  # noqa: ANN001
+    """After a change of the participant's data: the casebook signature breaks (trials.monitoring)."""
+    from trials.monitoring.services import data_changed
+
+    data_changed(participant=participant, user=user, reason=reason)
+
+
 def _not_future(value: date, site: Site, field: str) -> None:
     if value > site.today():
         raise ValidationError({field: _("This date is in the future (today at site %(site)s is %(today)s).") % {
@@ -131,7 +148,7 @@ def _transition(participant: Participant, to: str, *, user, reason: str, on: dat
 def participant_transition(*, participant: Participant, to: str, user, reason: str, on: date | None = None) -> Participant:  # noqa: ANN001
     """Withdrawal, loss to follow-up, death, completion: the end states of a participant."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     if to not in S.values:
         raise ValidationError({"to": _("'%(status)s' is not a participant status.") % {"status": to}})
     reason = (reason or "").strip()
@@ -144,13 +161,18 @@ def participant_transition(*, participant: Participant, to: str, user, reason: s
         if participant.enrolment_date and on < participant.enrolment_date:
             raise ValidationError({"on": _("This date is before the enrolment (%(date)s).") % {
                 "date": participant.enrolment_date.isoformat()}})
-    return _transition(participant, to, user=user, reason=reason or _("Status change"), on=on)
+    participant = _transition(participant, to, user=user, reason=reason or _("Status change"), on=on)
+    _changed(participant, user=user, reason=reason or _("Status change"))
+    return participant
 
 
 @transaction.atomic
 def participant_screen(*, site: Site, user, screening_date: date | None = None, reason: str = "") -> Participant:  # noqa: ANN001
     """Start screening a participant at a site: a screening number and the screening visit(s)."""
     _require(user, site)
+    from trials.monitoring.locks import assert_writable
+
+    assert_writable(trial=site.trial_id)  # a database lock or freeze: no new participant either
     if not site.is_active:
         raise ValidationError(_("Site %(site)s is closed.") % {"site": site.code})
     screening_date = screening_date or site.today()
@@ -201,7 +223,7 @@ def consent_problem(participant: Participant) -> str | None:
 def participant_consent(*, participant: Participant, document: ConsentDocument, consented_at: datetime, user) -> Consent:  # noqa: ANN001
     """Record a consent (or re-consent) to a version of the consent document."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     if document.trial_id != participant.trial_id or not document.is_active:
         raise ValidationError({"document": _("This consent version is not an active version of the trial's consent.")})
     if participant.status in (S.SCREEN_FAILURE, S.COMPLETED, S.WITHDRAWN, S.DIED):
@@ -230,6 +252,7 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         participant.consent_date = timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date()
     participant.consent_document = document
     audited_save(participant, user=user, reason=_("Consent to version %(version)s") % {"version": document.version})
+    _changed(participant, user=user, reason=_("Consent to version %(version)s") % {"version": document.version})
     return consent
 
 
@@ -252,7 +275,7 @@ def eligibility_record(
     the failed criteria as the reason.
     """
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     if participant.status != S.SCREENING:
         raise ValidationError(_("%(number)s is %(status)s: eligibility is assessed during screening.") % {
             "number": participant.number, "status": S(participant.status).label})
@@ -314,6 +337,7 @@ def eligibility_record(
                 code="confirm_screen_failure",
             )
         _transition(participant, S.SCREEN_FAILURE, user=user, reason=_("Not eligible: %(failed)s") % {"failed": assessment.failed_summary()})
+    _changed(participant, user=user, reason=_("Eligibility checklist"))
     return assessment
 
 
@@ -321,11 +345,13 @@ def eligibility_record(
 def participant_screen_fail(*, participant: Participant, user, reason: str) -> Participant:  # noqa: ANN001
     """End screening for a reason other than a criterion (declined consent, no longer interested …)."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": _("Give the reason for the screen failure.")})
-    return _transition(participant, S.SCREEN_FAILURE, user=user, reason=reason)
+    participant = _transition(participant, S.SCREEN_FAILURE, user=user, reason=reason)
+    _changed(participant, user=user, reason=reason)
+    return participant
 
 
 # --- Enrolment and allocation --------------------------------------------------------------
@@ -336,7 +362,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
     """Enrol an eligible, consented participant: subject number, visits, and for a dose-escalation
     trial her place in the open cohort."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     trial = participant.trial
     if participant.status != S.SCREENING:
         raise ValidationError(_("%(number)s is %(status)s: only a participant in screening can be enrolled.") % {
@@ -365,6 +391,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
             reason=_("Entered cohort %(cohort)s") % {"cohort": cohort.code},
         )
     _schedule(participant, user=user, kinds=None, reason=_("Visit schedule at enrolment"))
+    _changed(participant, user=user, reason=_("Enrolled"))
     return participant
 
 
@@ -397,7 +424,7 @@ def stratum_key(participant: Participant, strata: dict[str, str] | None = None) 
 def participant_randomize(*, participant: Participant, user, strata: dict[str, str] | None = None) -> Allocation:  # noqa: ANN001
     """Allocate the next free slot of the participant's stratum in the allocation list."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     try:
         allocation_list = AllocationList.objects.select_for_update().get(trial=participant.trial_id)
     except AllocationList.DoesNotExist:
@@ -415,7 +442,7 @@ def participant_randomize(*, participant: Participant, user, strata: dict[str, s
         raise ValidationError(
             _("The allocation list is exhausted for stratum %(stratum)s: no participant can be randomized in it. Tell the data manager.") % {"stratum": stratum}
         )
-    return audited_save(
+    allocation = audited_save(
         Allocation(
             participant=participant, arm_id=slot.arm_id, method=AllocationMethod.RANDOMIZATION, slot=slot,
             kit_code=slot.kit_code, stratum=stratum, allocated_by=user,
@@ -423,13 +450,15 @@ def participant_randomize(*, participant: Participant, user, strata: dict[str, s
         user=user,
         reason=_("Randomized (kit %(kit)s)") % {"kit": slot.kit_code},
     )
+    _changed(participant, user=user, reason=_("Randomized (kit %(kit)s)") % {"kit": slot.kit_code})
+    return allocation
 
 
 @transaction.atomic
 def participant_assign(*, participant: Participant, arm: Arm, user, reason: str) -> Allocation:  # noqa: ANN001
     """Open-label allocation by the investigator (a trial without an allocation list)."""
     _require(user, participant.site, {Role.INVESTIGATOR})
-    participant = _locked(participant)
+    participant = _writable(participant)
     trial = participant.trial
     if trial.design != "open_label":
         raise ValidationError(_("%(trial)s does not allocate by assignment.") % {"trial": trial.code})
@@ -441,11 +470,13 @@ def participant_assign(*, participant: Participant, arm: Arm, user, reason: str)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": _("Give the basis for the assignment.")})
-    return audited_save(
+    allocation = audited_save(
         Allocation(participant=participant, arm=arm, method=AllocationMethod.ASSIGNMENT, allocated_by=user),
         user=user,
         reason=reason,
     )
+    _changed(participant, user=user, reason=reason)
+    return allocation
 
 
 # --- Allocation list -----------------------------------------------------------------------
@@ -651,7 +682,7 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
     """Record the first treatment: the participant is on treatment and the visits anchored at it
     get their planned dates."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     _not_future(first_treatment_date, participant.site, "first_treatment_date")
     if participant.trial.design in ("randomized", "open_label", "dose_escalation") and not Allocation.objects.filter(participant=participant).exists():
         raise ValidationError(_("%(number)s is not allocated yet: allocate before the first treatment.") % {"number": participant.number})
@@ -662,6 +693,7 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
     from trials.visits.schedule import schedule_recompute
 
     schedule_recompute(participant, user=user, reason=_("First treatment recorded"))
+    _changed(participant, user=user, reason=_("First treatment recorded"))
     return participant
 
 
@@ -670,7 +702,7 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
     """Correct the enrolment or first-treatment date: the visits not done yet are re-planned
     (audited, with the reason). Returns the number of visits moved."""
     _require(user, participant.site)
-    participant = _locked(participant)
+    participant = _writable(participant)
     fields = {"enrolment": "enrolment_date", "first_treatment": "first_treatment_date"}
     if anchor not in fields:
         raise ValidationError({"anchor": _("Choose the enrolment or the first treatment date.")})
@@ -690,7 +722,9 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
     audited_save(participant, user=user, reason=reason)
     from trials.visits.schedule import schedule_recompute
 
-    return schedule_recompute(participant, user=user, reason=reason)
+    moved = schedule_recompute(participant, user=user, reason=reason)
+    _changed(participant, user=user, reason=reason)
+    return moved
 
 
 # --- Emergency unblinding ------------------------------------------------------------------
@@ -699,7 +733,8 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
 @transaction.atomic
 def participant_unblind(*, participant: Participant, user, password: str, reason: str) -> Arm:  # noqa: ANN001
     """Emergency unblinding of one participant by an investigator of her site: audited, e-mailed
-    to the trial's sponsor and DSMB contacts, and marked on the participant. Returns the arm."""
+    to the trial's sponsor and DSMB contacts, and marked on the participant. Returns the arm.
+    Never refused by a lock or freeze: the participant's safety comes first."""
     _require(user, participant.site, {Role.INVESTIGATOR})
     participant = _locked(participant)
     if not participant.trial.is_blinded:

@@ -14,7 +14,6 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from edc.audit import audited_save
 from trials.protocol import selectors
-from trials.protocol.services import study_role_grant, study_role_revoke
 from trials.protocol.models import (
     Arm,
     ConsentDocument,
@@ -27,6 +26,7 @@ from trials.protocol.models import (
     VisitCrf,
     VisitDefinition,
 )
+from trials.protocol.services import study_role_grant, study_role_revoke
 
 admin.site.site_header = _("EDC administration")
 admin.site.site_title = _("EDC")
@@ -43,8 +43,25 @@ class ReasonForm(forms.ModelForm):
     )
 
 
+class RelatedOnly(admin.RelatedOnlyFieldListFilter):
+    """A filter offering only the trials (sites …) the user's rows point at, never the others.
+
+    Unlike Django's, it stays when there is one choice or when the URL names one without rows: the
+    admin drops a filter with fewer than two choices together with its URL parameter, so a link
+    to "this site's rows" would list every site's (the monitor's dashboard links by site)."""
+
+    def has_output(self) -> bool:
+        return bool(self.lookup_choices) or bool(self.used_parameters)
+
+
 class ScopedHistoryMixin:
-    """simple-history's history pages would show rows outside the user's scope: check it first."""
+    """A record outside the user's scope answers 404 on its change page and on simple-history's
+    history pages (which would otherwise show any row): the admin's default for a missing object
+    is a redirect to the index, and the history pages do not read the scoped queryset at all."""
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+        self._check_in_scope(request, object_id)
+        return super().change_view(request, object_id, form_url=form_url, extra_context=extra_context)
 
     def history_view(self, request, object_id, extra_context=None):  # noqa: ANN001, ANN201
         # simple-history would otherwise show the history of rows outside the user's scope.
@@ -175,7 +192,7 @@ class TrialAdmin(AuditedAdmin):
             {"fields": ["conditions", "target_enrolment", "min_age_years", "max_age_years", "sex", "healthy_volunteers"]},
         ),
         (_("Dates"), {"fields": ["start_date", "completion_date", "follow_up_weeks"]}),
-        (_("Settings"), {"fields": ["numbering", "randomization", "escalation", "eligibility"]}),
+        (_("Settings"), {"fields": ["numbering", "randomization", "escalation", "safety_reporting", "eligibility"]}),
         (_("Description"), {"fields": ["summary", "source", "source_file", "source_sha256"]}),
     ]
 
@@ -190,7 +207,7 @@ class TrialAdmin(AuditedAdmin):
 class SiteAdmin(AuditedAdmin):
     editable_fields = ("recruitment_status", "principal_investigator")
     list_display = ["code", "name", "trial", "city", "country", "time_zone", "recruitment_status", "is_active"]
-    list_filter = ["trial", "country", "recruitment_status", "is_active"]
+    list_filter = [("trial", RelatedOnly), "country", "recruitment_status", "is_active"]
     search_fields = ["code", "name", "city", "principal_investigator"]
     list_select_related = ["trial"]
 
@@ -206,7 +223,7 @@ class SiteAdmin(AuditedAdmin):
 @admin.register(Arm)
 class ArmAdmin(AuditedAdmin):
     list_display = ["code", "label", "trial", "arm_type", "planned_size", "dose", "dose_unit", "order", "is_active"]
-    list_filter = ["trial", "arm_type", "is_active"]
+    list_filter = [("trial", RelatedOnly), "arm_type", "is_active"]
     search_fields = ["code", "label", "description", "intervention"]
     list_select_related = ["trial"]
 
@@ -214,7 +231,7 @@ class ArmAdmin(AuditedAdmin):
 @admin.register(Criterion)
 class CriterionAdmin(AuditedAdmin):
     list_display = ["code", "trial", "kind", "level", "short_text", "expression", "is_active"]
-    list_filter = ["trial", "kind", "level", "is_active"]
+    list_filter = [("trial", RelatedOnly), "kind", "level", "is_active"]
     search_fields = ["code", "text", "expression"]
     list_select_related = ["trial"]
 
@@ -231,7 +248,7 @@ class VisitCrfInline(ReadOnlyInline):
 @admin.register(VisitDefinition)
 class VisitDefinitionAdmin(AuditedAdmin):
     list_display = ["code", "label", "trial", "kind", "anchor", "day_offset", "window_before_days", "window_after_days", "order", "is_active"]
-    list_filter = ["trial", "kind", "anchor", "is_active"]
+    list_filter = [("trial", RelatedOnly), "kind", "anchor", "is_active"]
     search_fields = ["code", "label"]
     list_select_related = ["trial"]
     inlines = [VisitCrfInline]
@@ -241,7 +258,7 @@ class VisitDefinitionAdmin(AuditedAdmin):
 class VisitCrfAdmin(AuditedAdmin):
     trial_path = "visit_definition__trial"
     list_display = ["visit_definition", "crf", "required", "order", "is_active"]
-    list_filter = ["visit_definition__trial", "required", "is_active"]
+    list_filter = [("visit_definition__trial", RelatedOnly), "required", "is_active"]
     search_fields = ["crf_code", "visit_definition__code"]
     list_select_related = ["visit_definition", "crf"]
 
@@ -302,7 +319,7 @@ class StudyRoleAdmin(AuditedAdmin):
 
     form = StudyRoleForm
     list_display = ["user", "role", "trial", "site", "is_active"]
-    list_filter = ["trial", "role", "is_active"]
+    list_filter = [("trial", RelatedOnly), "role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name"]
     list_select_related = ["user", "trial", "site"]
     autocomplete_fields = ["user"]
@@ -345,7 +362,7 @@ class ConsentDocumentAdmin(AuditedAdmin):
     older one must then re-consent before further data entry) and may retire a version."""
 
     list_display = ["trial", "version", "approved_on", "title", "requires_reconsent", "is_active"]
-    list_filter = ["trial", "is_active"]
+    list_filter = [("trial", RelatedOnly), "is_active"]
     list_select_related = ["trial"]
     editable_fields = ("title", "requires_reconsent", "is_active")
 

@@ -108,10 +108,15 @@ def _sync_clocks(ae: AdverseEvent, *, user, reason: str) -> None:  # noqa: ANN00
 
 @transaction.atomic
 def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noqa: ANN001
-    """Create or change an AE (coordinators and investigators of the site). A change needs a reason."""
+    """Create or change an AE (coordinators and investigators of the site). A change needs a reason.
+    Refused under a lock or freeze of the participant or the trial; breaks the casebook signature."""
+    from trials.monitoring.locks import assert_writable
+    from trials.monitoring.services import data_changed
+
     participant = ae.participant
     if not user_acts_at(user, participant.site):
         raise PermissionDenied(_("You do not enter data at this site."))
+    assert_writable(trial=participant.trial_id, participant=participant)
     reason = (reason or "").strip()
     if ae.pk and not reason:
         raise ValidationError({"reason": _("Give the reason for the change.")})
@@ -124,6 +129,7 @@ def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noq
         ae.number = (AdverseEvent.objects.filter(participant=participant).aggregate(n=Max("number"))["n"] or 0) + 1
     ae = audited_save(ae, user=user, reason=reason or _("AE recorded"))
     _sync_clocks(ae, user=user, reason=reason or _("AE recorded"))
+    data_changed(participant=participant, user=user, reason=_("AE%(n)s: %(why)s") % {"n": ae.number, "why": reason or _("AE recorded")})
     trial_id = participant.trial_id
     transaction.on_commit(lambda: _request_summary(trial_id))
     return ae
@@ -137,7 +143,11 @@ def _request_summary(trial_id: int) -> None:
 
 @transaction.atomic
 def clock_report(clock: ReportingClock, *, user, reported_at=None) -> ReportingClock:  # noqa: ANN001
-    """Record that the report was sent to the sponsor: the clock stops."""
+    """Record that the report was sent to the sponsor: the clock stops.
+
+    Not refused under a lock or freeze: reporting a serious AE is a regulatory obligation with a
+    deadline, and the report time is a fact about the sponsor's notification, not participant
+    data (it changes no signed data either)."""
     clock = ReportingClock.objects.select_for_update().select_related("adverse_event__participant__site").get(pk=clock.pk)
     if not user_acts_at(user, clock.adverse_event.participant.site):
         raise PermissionDenied(_("You do not enter data at this site."))

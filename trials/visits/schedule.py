@@ -54,11 +54,19 @@ def schedule_generate(participant: Participant, *, user, reason: str, kinds: Ite
     """Create the participant's missing visits (of `kinds`, else all but screening ones), in a
     constant number of queries. Idempotent: a visit that exists is never created again, and a
     concurrent run loses on the unique constraint and changes nothing."""
+    from trials.monitoring.locks import covering_lock_exists
+
     wanted = set(kinds) if kinds is not None else None
     existing = set(Visit.objects.filter(participant=participant, definition__isnull=False).values_list("definition_id", flat=True))
     today = participant.site.today()
     rows = []
-    for definition in VisitDefinition.objects.filter(trial=participant.trial_id, is_active=True).order_by("order"):
+    # The lock check rides on the definitions' query (constant query count, tests/visits).
+    definitions = VisitDefinition.objects.filter(trial=participant.trial_id, is_active=True).annotate(
+        locked=covering_lock_exists(trial=participant.trial_id, participant=participant)
+    ).order_by("order")
+    for definition in definitions:
+        if definition.locked:
+            return 0  # locked or frozen: no new visits (the scan finds her again once released)
         if definition.pk in existing:
             continue
         if wanted is not None and definition.kind not in wanted:
@@ -81,13 +89,21 @@ def schedule_generate(participant: Participant, *, user, reason: str, kinds: Ite
 
 
 def schedule_recompute(participant: Participant, *, user, reason: str) -> int:  # noqa: ANN001
-    """After an anchor date changed: re-plan the visits not done yet (audited, one row each)."""
+    """After an anchor date changed: re-plan the visits not done yet (audited, one row each).
+
+    A visit under a lock or freeze refuses the re-plan, and with it the anchor change (the
+    calling service's transaction rolls back). Re-planned visits have no visit date, so no
+    signature of theirs can break (signing needs a visit date); the anchor change itself breaks
+    the casebook signature."""
+    from trials.monitoring.locks import assert_writable
+
     today = participant.site.today()
     moved = 0
     for visit in participant.visits.filter(definition__isnull=False, visit_date__isnull=True, status__in=CALENDAR_STATES).select_related("definition"):
         planned, start, end = plan(visit.definition, participant)
         if (planned, start, end) == (visit.planned_date, visit.window_start, visit.window_end):
             continue
+        assert_writable(trial=participant.trial_id, participant=participant, visit=visit)
         visit.planned_date, visit.window_start, visit.window_end = planned, start, end
         visit.status = calendar_state(start, end, today)
         audited_save(visit, user=user, reason=reason)
@@ -124,8 +140,14 @@ def visit_states_refresh() -> int:
 
 @transaction.atomic
 def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "") -> Visit:  # noqa: ANN001
-    """The visit took place on `visit_date`: done, flagged when outside its window."""
+    """The visit took place on `visit_date`: done, flagged when outside its window (which proposes
+    a protocol deviation, once per visit)."""
+    from trials.monitoring.deviations import deviation_propose_window
+    from trials.monitoring.locks import assert_writable
+    from trials.monitoring.services import data_changed
+
     visit = Visit.objects.select_for_update().select_related("participant__site").get(pk=visit.pk)
+    assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
     today = visit.participant.site.today()
     if visit_date > today:
         raise ValidationError({"visit_date": _("The visit date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()}})
@@ -134,16 +156,27 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
         raise ValidationError({"visit_date": _("The visit date is before the consent (%(date)s).") % {"date": consent.isoformat()}})
     if visit.visit_date is not None and visit.visit_date != visit_date and not reason.strip():
         raise ValidationError({"reason": _("The visit date was already recorded: give a reason for the change.")})
+    previous = visit.visit_date
     visit.visit_date = visit_date
     visit.status = VisitStatus.DONE
     visit.out_of_window = bool(visit.window_start and visit.window_end and not (visit.window_start <= visit_date <= visit.window_end))
-    return audited_save(visit, user=user, reason=reason.strip() or _("Visit date recorded"))
+    changed = visit.visit_date != previous
+    audited_save(visit, user=user, reason=reason.strip() or _("Visit date recorded"))
+    if changed:
+        data_changed(participant=visit.participant, visit=visit, user=user, reason=reason.strip() or _("Visit date recorded"))
+    if visit.out_of_window or previous is not None:
+        deviation_propose_window(visit=visit, user=user)
+    return visit
 
 
 @transaction.atomic
 def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noqa: ANN001
     """Confirm that a visit was missed, or will not be done, with the reason."""
-    visit = Visit.objects.select_for_update().get(pk=visit.pk)
+    from trials.monitoring.locks import assert_writable
+    from trials.monitoring.services import data_changed
+
+    visit = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
+    assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
     if status not in (VisitStatus.MISSED, VisitStatus.NOT_DONE):
         raise ValidationError({"status": _("Choose missed or not done.")})
     if visit.visit_date is not None or CrfEntry.objects.filter(visit=visit).exists():
@@ -154,12 +187,18 @@ def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noq
     if not reason:
         raise ValidationError({"reason": _("Give the reason.")})
     visit.status, visit.status_reason = status, reason
-    return audited_save(visit, user=user, reason=reason)
+    audited_save(visit, user=user, reason=reason)
+    data_changed(participant=visit.participant, visit=visit, user=user, reason=reason)
+    return visit
 
 
 @transaction.atomic
 def visit_add_unscheduled(participant: Participant, *, user, label: str, planned_date: date, reason: str) -> Visit:  # noqa: ANN001
     """An unscheduled visit (AE follow-up, extra assessment), at any time after consent."""
+    from trials.monitoring.locks import assert_writable
+    from trials.monitoring.services import data_changed
+
+    assert_writable(trial=participant.trial_id, participant=participant)
     label, reason = (label or "").strip(), (reason or "").strip()
     if not label:
         raise ValidationError({"label": _("Name the visit (e.g. AE follow-up).")})
@@ -169,7 +208,7 @@ def visit_add_unscheduled(participant: Participant, *, user, label: str, planned
         raise ValidationError(_("No visit before consent."))
     sequence = Visit.objects.filter(participant=participant, definition__isnull=True).count() + 1
     today = participant.site.today()
-    return audited_save(
+    visit = audited_save(
         Visit(
             participant=participant, definition=None, sequence=sequence, label=label, planned_date=planned_date,
             window_start=planned_date, window_end=planned_date, status=calendar_state(planned_date, planned_date, today),
@@ -178,6 +217,8 @@ def visit_add_unscheduled(participant: Participant, *, user, label: str, planned
         user=user,
         reason=reason,
     )
+    data_changed(participant=participant, user=user, reason=reason)  # a new visit changes the casebook
+    return visit
 
 
 def participants_missing_visits() -> Iterable[int]:

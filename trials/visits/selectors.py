@@ -1,6 +1,6 @@
 """Reads of visits and CRF entries, always through the participants the user may see."""
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
 
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
@@ -14,12 +14,19 @@ def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
 
 
 def participant_grid(participant: Participant) -> list[dict]:
-    """The visit × CRF grid of a participant's dashboard, in a fixed number of queries."""
+    """The visit × CRF grid of a participant's dashboard, in a fixed number of queries; each entry
+    carries `open_queries` (open or answered queries, for the "query open" chip)."""
+    from trials.monitoring.models import OPEN_QUERY_STATES
+
+    open_queries = Count("queries", filter=Q(queries__state__in=list(OPEN_QUERY_STATES)))
     visits = (
         Visit.objects.filter(participant=participant)
         .select_related("definition")
         .prefetch_related(
-            Prefetch("crf_entries", queryset=CrfEntry.objects.only("id", "visit_id", "crf_code", "status", "revision")),
+            Prefetch(
+                "crf_entries",
+                queryset=CrfEntry.objects.only("id", "visit_id", "crf_code", "status", "revision").annotate(open_queries=open_queries),
+            ),
             Prefetch(
                 "definition__visit_crfs",
                 queryset=VisitCrf.objects.filter(is_active=True).select_related("crf").order_by("order"),

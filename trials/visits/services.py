@@ -9,6 +9,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
+from trials.monitoring.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
+from trials.monitoring.queries import edit_check_queries_raise
+from trials.monitoring.services import data_changed
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
@@ -80,9 +83,12 @@ _CRF_COLUMNS = ("id", "code", "version", "title", "description", "source", "cont
 
 
 def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: ANN001
-    """`_new_entry` and the two access checks of a save (may the user enter data at this site; must
-    the participant re-consent) in one query: the first save of a CRF is the coordinator's most
-    frequent write, and building three ORM queries cost more than running them (docs/benchmarks.md)."""
+    """`_new_entry` and the checks of a save (may the user enter data at this site; must the
+    participant re-consent; does a lock or freeze cover the visit; does a valid signature cover it)
+    in one query: the first save of a CRF is the coordinator's most frequent write, and building
+    several ORM queries cost more than running them (docs/benchmarks.md)."""
+    from trials.monitoring.locks import covering_lock_sql
+    from trials.monitoring.signatures import valid_signature_sql
     from trials.participants.selectors import DATA_ENTRY_ROLES
     from trials.protocol.models import ConsentDocument, StudyRole
 
@@ -103,9 +109,12 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
         f" AND d.approved_on > (SELECT o.approved_on FROM {consent} o WHERE o.id = %s))"
     )
     params += [participant.trial_id, True, True, participant.consent_document_id or 0]
+    lock, lock_params = covering_lock_sql(trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk)
+    signed, signed_params = valid_signature_sql(participant_id=participant.pk, visit_id=visit.pk)
+    params += [*lock_params, *signed_params]
     columns = ", ".join(f"c.{name}" for name in _CRF_COLUMNS)
     sql = (
-        f"SELECT {columns}, {may_enter}, {newer} FROM {VisitCrf._meta.db_table} v"
+        f"SELECT {columns}, {may_enter}, {newer}, {lock}, {signed} FROM {VisitCrf._meta.db_table} v"
         f" JOIN {CrfDefinition._meta.db_table} c ON c.id = v.crf_id"
         " WHERE v.visit_definition_id = %s AND v.crf_code = %s AND v.is_active = %s"
     )
@@ -116,7 +125,7 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
         raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code})
     crf = CrfDefinition.from_db(connection.alias, _CRF_COLUMNS, row[: len(_CRF_COLUMNS)])  # definition deferred
     entry = CrfEntry(participant=participant, visit=visit, crf=crf, crf_code=crf_code)
-    entry.may_enter, entry.newer_consent = bool(row[-2]), bool(row[-1])
+    entry.may_enter, entry.newer_consent, entry.lock_id, entry.signed = bool(row[-4]), bool(row[-3]), row[-2], bool(row[-1])
     return entry
 
 
@@ -180,7 +189,9 @@ def crf_entry_save(
     else:
         entry = (
             CrfEntry.objects.select_for_update(of=("self",)).select_related("crf").defer("crf__definition")
-            .annotate(**data_entry_annotations(user, participant)).filter(visit=visit, crf_code=crf_code).first()
+            .annotate(**data_entry_annotations(user, participant), lock_id=covering_lock_annotation(
+                trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk))
+            .filter(visit=visit, crf_code=crf_code).first()
         )
     # No saved entry behind a form that claims a revision: still check access before saying so.
     flags = entry if entry is not None else _access_only(user, participant)
@@ -190,6 +201,7 @@ def crf_entry_save(
         raise PermissionDenied(consent_problem(participant))
     if entry is None:
         raise CrfEntryConflict(None, visit=visit, crf_code=crf_code)
+    raise_for_lock_id(entry.lock_id)  # locked or frozen data: nothing is saved
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
@@ -211,17 +223,27 @@ def crf_entry_save(
         submission.form.add_error(None, _("This entry is complete: give a reason for the change."))
         outcome.errors.setdefault("__all__", []).append(_("This entry is complete: give a reason for the change."))
         return result
+    previous_warnings = entry.warnings
     entry.answers = outcome.answers
     entry.missing = outcome.missing
     entry.warnings = [{**w, "confirmed_by": user.username} for w in outcome.warnings]
     entry.status = EntryStatus.COMPLETE if complete else EntryStatus.IN_PROGRESS
     entry.revision += 1
     entry.score_library_version = scores.SCORE_LIBRARY_VERSION
+    entry_reason = reason or (_("Data entry") if entry.revision == 1 else _("Data entry (in progress)"))
     try:
-        audited_save(entry, user=user, reason=reason or (_("Data entry") if entry.revision == 1 else _("Data entry (in progress)")))
+        audited_save(entry, user=user, reason=entry_reason)
     except IntegrityError:
         # Another first save of this CRF won; this transaction is rolled back, the page shows hers.
         raise CrfEntryConflict(None, visit=visit, crf_code=crf_code) from None
+    # A first save has no SDV mark to reset; its query already said whether a signature covers the visit.
+    first = entry.revision == 1
+    data_changed(
+        participant=participant, visit=visit, entry=None if first else entry, user=user, reason=entry_reason,
+        signed=entry.signed if first else None,
+    )
+    # Soft checks the coordinator newly overrode become queries for the monitor (once each).
+    edit_check_queries_raise(entry=entry, previous_warnings=previous_warnings)
     result.saved = True
     return result
 
@@ -238,6 +260,7 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
         raise PermissionDenied(problem)
     entry = CrfEntry.objects.select_for_update().select_related("crf").filter(visit=visit, crf_code=crf_code).first()
     entry = entry or _new_entry(visit, crf_code)
+    assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     outcome = validate_answers(schema_for(entry.crf), answers, context=entry_context(visit), known_row_ids=_row_ids(entry.answers))
@@ -254,7 +277,9 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
     entry.status = EntryStatus.COMPLETE if complete else EntryStatus.IN_PROGRESS
     entry.revision += 1
     entry.score_library_version = scores.SCORE_LIBRARY_VERSION
-    return audited_save(entry, user=user, reason=reason.strip() or _("Data entry"))
+    audited_save(entry, user=user, reason=reason.strip() or _("Data entry"))
+    data_changed(participant=visit.participant, visit=visit, entry=entry, user=user, reason=reason.strip() or _("Data entry"))
+    return entry
 
 
 @transaction.atomic
@@ -266,7 +291,8 @@ def crf_entry_migrate(*, entry: CrfEntry, user, reason: str) -> tuple[CrfEntry, 
     """
     if not reason.strip():
         raise ValidationError(_("Give a reason for migrating the entry."))
-    entry = CrfEntry.objects.select_for_update().select_related("crf").get(pk=entry.pk)
+    entry = CrfEntry.objects.select_for_update().select_related("crf", "participant", "visit").get(pk=entry.pk)
+    assert_writable(trial=entry.participant.trial_id, participant=entry.participant, visit=entry.visit, entry=entry)
     newest = CrfDefinition.objects.filter(code=entry.crf.code).order_by("-version").first()
     if newest is None or newest.pk == entry.crf_id:
         raise ValidationError(_("This entry already uses the newest version of %(code)s.") % {"code": entry.crf.code})
@@ -294,4 +320,5 @@ def crf_entry_migrate(*, entry: CrfEntry, user, reason: str) -> tuple[CrfEntry, 
     entry.revision += 1
     note = f" (not carried over: {', '.join(dropped)})" if dropped else ""
     audited_save(entry, user=user, reason=f"{reason.strip()} – migrated from v{from_version} to v{newest.version}{note}")
+    data_changed(participant=entry.participant, visit=entry.visit, entry=entry, user=user, reason=reason.strip())
     return entry, dropped

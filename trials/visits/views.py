@@ -14,6 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.forms import add_service_errors
+from trials.monitoring.selectors import open_query_counts
+from trials.monitoring.views_locks import crf_review_context, dashboard_review, visit_lock_context
+from trials.monitoring.views_queries import crf_query_context
 from trials.participants.models import ParticipantStatus
 from trials.participants.selectors import participant_summary, participants_for_user, user_enters_data_at
 from trials.participants.services import consent_problem, user_acts_at
@@ -54,14 +57,18 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     participant = selectors.participant_for_user(request.user, pk)
     if participant is None:
         raise Http404(_("No such participant in your sites."))
+    grid = selectors.participant_grid(participant)
+    summary = participant_summary(request.user, participant)
     return render(
         request,
         "visits/participant_dashboard.html",
         {
             "participant": participant,
-            "grid": selectors.participant_grid(participant),
-            "can_enter": user_enters_data_at(request.user, participant),
-            "summary": participant_summary(request.user, participant),
+            "grid": grid,
+            "can_enter": summary["can_act"],  # user_enters_data_at, read from the summary's roles (no extra query)
+            "summary": summary,
+            **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
+            "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
         },
     )
 
@@ -86,11 +93,13 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         raise Http404(_("This CRF is not part of this visit.")) from None
     schema = schema_for(entry.crf)
     blocked = consent_problem(visit.participant)
-    can_enter = user_enters_data_at(request.user, visit.participant) and not blocked
-    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked}
+    enters = user_enters_data_at(request.user, visit.participant)
+    review = crf_review_context(visit, entry)  # a lock or freeze makes the page read-only, with its reason
+    can_enter = enters and not blocked and review["lock"] is None
+    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked, **review}
     if request.method == "POST":
         if not can_enter:
-            raise PermissionDenied(blocked or _("You do not enter data at this site."))
+            raise PermissionDenied((enters and (blocked or review["lock_message"])) or _("You do not enter data at this site."))
         # Every htmx request is a live re-evaluation: htmx adds the last clicked button to its
         # requests, so a background request queued before "Save" may carry an action; saves are
         # plain form submissions.
@@ -107,6 +116,8 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
                 complete=request.POST.get("action") in {"complete", "complete_next"},
                 confirm_warnings=request.POST.get("confirm_warnings") == "on", reason=request.POST.get("reason", ""),
             )
+        except ValidationError as error:  # locked since the page was opened: nothing was saved
+            raise PermissionDenied(" ".join(error.messages)) from None
         except CrfEntryConflict as conflict:
             submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
             submission.validate()
@@ -133,7 +144,14 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit))
         submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
-    return render(request, "visits/crf_entry.html", {**context, "submission": submission, "saved": request.GET.get("saved")}, status=status)
+    return render(request, "visits/crf_entry.html", {
+        **context, **_queries(request, entry, submission), "submission": submission, "saved": request.GET.get("saved")}, status=status)
+
+
+def _queries(request: HttpRequest, entry, submission: CrfSubmission) -> dict:  # noqa: ANN001
+    """The query threads beside the items and the SDV status (only for pages that are shown: a
+    save redirects, and live updates rarely show an item again)."""
+    return crf_query_context(request.user, entry, hidden=submission.outcome.hidden if submission.outcome else set())
 
 
 def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResponse:  # noqa: ANN001
@@ -151,8 +169,10 @@ def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResp
     submission.validate()
     if request.headers.get("HX-Request") != "true":
         submission.clear_messages()
-        return render(request, "visits/crf_entry.html", {**context, "submission": submission, "live": True})
-    return render(request, "visits/_crf_live.html", {"updates": _live_updates(submission, set(request.POST.getlist("_shown")))})
+        return render(request, "visits/crf_entry.html", {**context, **_queries(request, entry, submission), "submission": submission, "live": True})
+    updates = _live_updates(submission, set(request.POST.getlist("_shown")))
+    shown_again = any(not u["hidden"] and u["item"].type != "calculated" for u in updates)
+    return render(request, "visits/_crf_live.html", {"updates": updates, **(_queries(request, entry, submission) if shown_again else {})})
 
 
 def _live_updates(submission: CrfSubmission, shown_before: set[str]) -> list[dict]:
@@ -222,7 +242,8 @@ def visit_date(request: HttpRequest, visit_pk: int) -> HttpResponse:
             else:
                 messages.success(request, _("Visit date recorded."))
             return redirect("participant_dashboard", visit.participant_id)
-    return render(request, "visits/visit_action.html", {"visit": visit, "participant": visit.participant, "form": form, "title": _("Visit date")})
+    return render(request, "visits/visit_action.html", {
+        "visit": visit, "participant": visit.participant, "form": form, "title": _("Visit date"), **visit_lock_context(visit)})
 
 
 @login_required
@@ -237,7 +258,8 @@ def visit_mark(request: HttpRequest, visit_pk: int) -> HttpResponse:
         else:
             messages.success(request, _("Recorded."))
             return redirect("participant_dashboard", visit.participant_id)
-    return render(request, "visits/visit_action.html", {"visit": visit, "participant": visit.participant, "form": form, "title": _("Missed or not done")})
+    return render(request, "visits/visit_action.html", {
+        "visit": visit, "participant": visit.participant, "form": form, "title": _("Missed or not done"), **visit_lock_context(visit)})
 
 
 @login_required
