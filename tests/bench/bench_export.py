@@ -10,7 +10,7 @@ Time, in the same run on the same data, interleaved, medians of BENCH_REPEATS (d
               table: participants, visits, one per CRF (site, subject, visit, entry, version, status,
               last saved, then `answers ->> 'item'` for each item), adverse events. On SQLite the
               same SELECTs (json_extract per item) written by the csv module.
-  copy+zip  - the same, written into a zip with the CSV writer's compression (deflate, level 5):
+  copy+zip  - the same, written into a zip with the CSV writer's compression (deflate, csvzip.COMPRESS_LEVEL):
               how much of the CSV export's time is compression.
   csv       - the CSV export writer of the format registry (trials.exports.formats, "csv"), in
               process, into a temporary file.
@@ -202,7 +202,9 @@ def baseline_copy(queries: list[tuple[str, str]], folder: Path) -> int:
 
 def baseline_zip(queries: list[tuple[str, str]], path: Path) -> int:
     """The same, into one zip compressed as the CSV export compresses."""
-    with path.open("wb") as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
+    from trials.exports.csvzip import COMPRESS_LEVEL
+
+    with path.open("wb") as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as archive:
         for name, sql in queries:
             with archive.open(f"{name}.csv", "w", force_zip64=True) as member:
                 _copy_into(sql, member)
