@@ -17,6 +17,7 @@ from edc.celery import app
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import go, log_in
 from trials.exports.models import ExportDownload, ExportJob, ExportState
+from trials.exports.services import export_storage
 from trials.exports.tasks import export_run_task
 from trials.participants.demo import participant_register
 from trials.protocol.models import Site
@@ -25,16 +26,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_sponsor_requests_an_export_watches_it_and_downloads_it(page, live_server, demo_users, monkeypatch, settings, tmp_path):  # noqa: ANN001
-    settings.STORAGES = {**settings.STORAGES, "exports": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "exports")},
-    }}
+    worker = bool(os.environ.get("REDIS_URL"))
+    if not worker:
+        # The file goes to a temporary folder. With a real worker (.ci/run) it goes where the
+        # worker's settings put it, the configured export storage, which this process reads too.
+        settings.STORAGES = {**settings.STORAGES, "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "exports")},
+        }}
     today = timezone.localdate()
     for site in ("TLS", "GRE"):
         participant_register(
             site=Site.objects.get(trial__code="ASC-DU", code=site), user=system_user(),
             consent_date=today - timedelta(days=20), anchor_date=today - timedelta(days=18),
         )
-    worker = bool(os.environ.get("REDIS_URL"))
     if not worker:
         # No worker in this run: the request's message waits in the in-memory broker, as it would
         # in Redis for a busy worker, and the test plays the worker below.
@@ -81,3 +85,4 @@ def test_the_sponsor_requests_an_export_watches_it_and_downloads_it(page, live_s
     assert ExportDownload.objects.filter(job=job, downloaded_by__username="sponsor.toulouse").count() == 1
     assert job.state == ExportState.DONE
     assert page.console_errors == []
+    export_storage().delete(job.file_name)
