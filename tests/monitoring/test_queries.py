@@ -380,3 +380,28 @@ def test_a_query_on_an_item_hidden_by_branching_moves_to_the_top_of_the_page(cli
                            complete=True, reason="never smoked, per the source")
     page = client.get(url).content.decode()
     assert "Stop date not in the source." in page[page.index("data-testid=\"entry-queries\""):page.index("class=\"edc-crf\"")]
+
+
+def test_the_coordinator_sees_an_ae_query_in_the_ae_log_and_answers_it_on_the_ae_page(client, participant):
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from trials.safety.models import AdverseEvent
+    from trials.safety.services import ae_save
+
+    onset = timezone.localdate() - timedelta(days=2)
+    ae = ae_save(AdverseEvent(
+        participant=participant, verbatim_term="Headache", onset_date=onset, grade=1, related_product="not_related",
+        aware_at=datetime.combine(onset, time(10), tzinfo=ZoneInfo(participant.site.time_zone)),
+    ), user=user("coordinator.toulouse"))
+    query = q.query_raise(user=user("monitor.du"), adverse_event=ae, text="Source says grade 2.")
+    client.force_login(user("coordinator.toulouse"))
+    log = client.get(reverse("participant_aes", args=[participant.pk])).content.decode()
+    assert f'data-testid="ae-query-badge-{ae.number}"' in log and "1 query" in log
+    page = client.get(reverse("ae_edit", args=[participant.pk, ae.number])).content.decode()
+    assert 'data-testid="ae-queries"' in page and "Source says grade 2." in page
+    assert f'form="qa-{query.pk}"' in page and f'id="qa-{query.pk}"' in page
+    client.post(reverse("query_answer", args=[query.pk]), {"text": "Grade corrected to 2.", "next": reverse("ae_edit", args=[participant.pk, ae.number])})
+    assert Query.objects.get(pk=query.pk).state == QueryState.ANSWERED
+    log = client.get(reverse("participant_aes", args=[participant.pk])).content.decode()
+    assert f'data-testid="ae-query-badge-{ae.number}"' in log  # answered: unresolved until the monitor closes it
