@@ -105,18 +105,26 @@ def open_query_counts(user, *, by: str = "participant", **filters) -> dict[int, 
     return {key: n for key, n in rows if key is not None}
 
 
-def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
-    """The queries of one CRF entry with their threads (for the CRF page), oldest first."""
+def _with_threads(user, **target) -> list[Query]:  # noqa: ANN001, ANN003
+    """The user's queries on `target` (entry=… or adverse_event=…) with their threads, oldest first."""
     from django.db.models import Prefetch
 
     from trials.monitoring.models import QueryMessage
 
-    if entry.pk is None:
-        return []
     return list(
-        queries_for_user(user).filter(entry=entry).order_by("raised_at", "pk")
+        queries_for_user(user).filter(**target).select_related("raised_by").order_by("raised_at", "pk")
         .prefetch_related(Prefetch("messages", queryset=QueryMessage.objects.select_related("author").order_by("at", "pk")))
     )
+
+
+def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
+    """The queries of one CRF entry with their threads (for the CRF page), oldest first."""
+    return [] if entry.pk is None else _with_threads(user, entry=entry)
+
+
+def ae_queries(user, ae) -> list[Query]:  # noqa: ANN001
+    """The queries of one adverse event with their threads (for the AE page), oldest first."""
+    return [] if ae is None or ae.pk is None else _with_threads(user, adverse_event=ae)
 
 
 def query_ageing(user, trial: Trial) -> list[dict]:  # noqa: ANN001

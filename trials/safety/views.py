@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
+from trials.monitoring.selectors import ae_queries, open_query_counts
 from trials.participants.selectors import allocation_for_user, participants_for_user
 from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
@@ -35,8 +36,6 @@ def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
 @login_required
 def participant_aes(request: HttpRequest, pk: int) -> HttpResponse:
     participant = _participant(request, pk)
-    from trials.monitoring.selectors import open_query_counts
-
     open_queries = open_query_counts(request.user, by="adverse_event", participant=participant)
     aes = list(participant.adverse_events.select_related("coded_term").prefetch_related("clocks"))
     for ae in aes:
@@ -78,24 +77,8 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
         return render(request, "safety/ae_form.html", {
             "participant": participant, "form": form, "ae": ae, "can_act": can_act,
             "title": _("AE %(n)s") % {"n": ae.number} if ae else _("New adverse event"),
-            "queries": _ae_queries(request.user, ae), "can_answer": can_act,
+            "queries": ae_queries(request.user, ae), "can_answer": can_act,
         })
-
-
-def _ae_queries(user, ae: AdverseEvent | None) -> list:  # noqa: ANN001
-    """The monitor's queries on this AE with their threads, oldest first (answered on this page)."""
-    if ae is None:
-        return []
-    from django.db.models import Prefetch
-
-    from trials.monitoring.models import QueryMessage
-    from trials.monitoring.selectors import queries_for_user
-
-    messages_in_order = QueryMessage.objects.select_related("author").order_by("at", "pk")
-    return list(
-        queries_for_user(user).filter(adverse_event=ae).select_related("raised_by").order_by("raised_at", "pk")
-        .prefetch_related(Prefetch("messages", queryset=messages_in_order))
-    )
 
 
 @login_required
