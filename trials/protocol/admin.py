@@ -404,7 +404,7 @@ class UnblindedAccessEventAdmin(ScopedHistoryMixin, admin.ModelAdmin):
     """The unblinded-access log, read-only: rows are written by the study-role services. Readable
     by those who see the arms of the trial and by its data manager (it names no arm)."""
 
-    list_display = ["created_at", "trial", "holder", "role", "action", "changed_by", "reason"]
+    list_display = ["created_at", "trial_code", "holder", "role", "action", "changed_by", "reason"]
     list_filter = [("trial", RelatedOnly), "action"]
     search_fields = ["study_role__user__username", "changed_by__username", "reason"]
     list_select_related = ["trial", "study_role__user", "study_role__site", "changed_by"]
@@ -429,6 +429,10 @@ class UnblindedAccessEventAdmin(ScopedHistoryMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
+
+    @admin.display(description=_("trial"), ordering="trial__code")
+    def trial_code(self, obj: UnblindedAccessEvent) -> str:
+        return obj.trial.code
 
     @admin.display(description=_("person"), ordering="study_role__user__username")
     def holder(self, obj: UnblindedAccessEvent) -> str:

@@ -497,8 +497,8 @@ class UnblindedAccessEvent(AuditedModel):
 
     class Meta:
         ordering = ["trial__code", "-created_at", "-pk"]
-        verbose_name = _("unblinded access event")
-        verbose_name_plural = _("unblinded access log")
+        verbose_name = _("unblinded access log entry")
+        verbose_name_plural = _("unblinded access log entries")
 
     def __str__(self) -> str:
         return f"{self.trial.code}: {self.study_role.user} – {self.get_action_display()} ({self.created_at:%Y-%m-%d %H:%M})"
