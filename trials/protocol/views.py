@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from trials.protocol import selectors
-from trials.protocol.models import VisitCrf
+from trials.protocol.models import UNBLINDED_ROLES, Role, VisitCrf
 
 
 @login_required
@@ -34,6 +34,9 @@ def trial_detail(request: HttpRequest, code: str) -> HttpResponse:
         "visits": visits,
         "roles": selectors.study_roles_for_user(request.user).filter(trial=trial),
         "is_data_manager": selectors.study_roles_for_user(request.user).filter(trial=trial, role="data_manager").exists(),
+        # The data manager generates the allocation list; an unblinded statistician may import one.
+        "manages_allocation_list": request.user.is_superuser or selectors.study_roles_for_user(request.user).filter(
+            trial=trial, role__in=[Role.DATA_MANAGER, *UNBLINDED_ROLES]).exists(),
     }
     return render(request, "protocol/trial_detail.html", context)
 
