@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -33,7 +32,7 @@ from trials.participants.forms import (
     UnblindForm,
 )
 from trials.participants.models import AllocationList, CriterionAnswer, Participant, ParticipantStatus
-from trials.participants.selectors import allocation_for_user, participants_for_user, screening_log
+from trials.participants.selectors import allocation_for_user, allocation_list_usage, participants_for_user, screening_log
 from trials.protocol import selectors as protocol_selectors
 from trials.protocol.models import CriterionLevel, Role
 
@@ -342,9 +341,7 @@ def _allocation_list_page(request: HttpRequest, trial, *, form=None, import_form
     allocation_list = AllocationList.objects.filter(trial=trial).first()
     usage = []
     if allocation_list is not None:
-        usage = list(
-            allocation_list.slots.values("stratum").annotate(total=Count("id"), used=Count("id", filter=Q(allocation__isnull=False))).order_by("stratum")
-        )
+        usage = allocation_list_usage(allocation_list)
     else:
         if generates and form is None:
             form = AllocationListForm()
