@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from trials.protocol import selectors
-from trials.protocol.models import VisitCrf
+from trials.protocol.models import UNBLINDED_ROLES, Role, VisitCrf
 
 
 @login_required
@@ -36,6 +36,9 @@ def trial_detail(request: HttpRequest, code: str) -> HttpResponse:
         "roles": selectors.study_roles_for_user(request.user).filter(trial=trial),
         "is_data_manager": selectors.study_roles_for_user(request.user).filter(trial=trial, role="data_manager").exists(),
         "shows_unblinded_access_log": trial.is_blinded and selectors.unblinded_access_log_trials(request.user).filter(pk=trial.pk).exists(),
+        # The data manager generates the allocation list; an unblinded statistician may import one.
+        "manages_allocation_list": request.user.is_superuser or selectors.study_roles_for_user(request.user).filter(
+            trial=trial, role__in=[Role.DATA_MANAGER, *UNBLINDED_ROLES]).exists(),
     }
     return render(request, "protocol/trial_detail.html", context)
 
