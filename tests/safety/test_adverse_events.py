@@ -415,7 +415,7 @@ def test_an_ae_that_becomes_serious_with_no_time_given_starts_its_clock_now(part
         saved = services.ae_save(ae(participant, onset_date=date(2026, 6, 1), aware_at=datetime(2026, 6, 1, 9, 0, tzinfo=UTC)), user=coordinator)
         saved.seriousness, saved.grade = ["hospitalisation"], 3
         services.ae_save(saved, user=coordinator, reason="Hospitalised")
-    assert saved.serious_aware_at == NOW and saved.clocks.get().due_at == NOW + timedelta(hours=24)
+    assert saved.serious_aware_at == NOW and saved.clocks.get().due_at == NOW + timedelta(hours=24)  # NOW is a whole minute
     with time_machine.travel(NOW + timedelta(days=2), tick=False):  # a later follow-up keeps the time
         saved.grade = 4
         services.ae_save(saved, user=coordinator, reason="Worse")

@@ -146,8 +146,8 @@ def _seriousness_awareness(ae: AdverseEvent, stored: AdverseEvent | None) -> Non
             ae.serious_aware_at = ae.aware_at
         elif stored.serious and stored.serious_aware_at:
             ae.serious_aware_at = stored.serious_aware_at
-        else:
-            ae.serious_aware_at = timezone.now()
+        else:  # to the minute, as typed on the form (a follow-up then shows and saves the same time)
+            ae.serious_aware_at = timezone.now().replace(second=0, microsecond=0)
 
 
 @transaction.atomic
@@ -234,7 +234,7 @@ def clock_report(clock: ReportingClock, *, user, reported_at=None) -> ReportingC
     if clock.reported_at is not None:
         raise ValidationError(_("This report was already recorded on %(when)s.") % {"when": f"{clock.reported_at:%Y-%m-%d %H:%M} UTC"})
     if clock.cancelled:
-        raise ValidationError(_("This clock was cancelled: the AE is no longer serious."))
+        raise ValidationError(_("This clock was cancelled: %(why)s") % {"why": clock.cancel_reason or _("the AE no longer needs it.")})
     reported_at = reported_at or timezone.now()
     if reported_at > timezone.now() + timedelta(minutes=5):
         raise ValidationError({"reported_at": _("The report time is in the future.")})

@@ -5,6 +5,7 @@ Pages parse and call the services."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -13,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -188,7 +190,11 @@ def expectedness_assess(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404(_("No such adverse event in your sites."))
     answer = request.POST.get("expected")
     expected = {"expected": True, "unexpected": False}.get(answer)
-    back = redirect("ae_edit", ae.participant_id, ae.number) if request.POST.get("next") == "ae" else redirect("expectedness_list")
+    if request.POST.get("next") == "ae":
+        back = redirect("ae_edit", ae.participant_id, ae.number)
+    else:
+        trial = (request.POST.get("trial") or "").strip()
+        back = redirect(reverse("expectedness_list") + (f"?{urlencode({'trial': trial})}" if trial else ""))
     if expected is None:
         messages.error(request, _("Choose expected or unexpected."))
         return back
