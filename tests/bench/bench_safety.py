@@ -84,13 +84,15 @@ def prepare() -> int:
         numbers[pk] = numbers.get(pk, 0) + 1
         start = enrolled or today - timedelta(days=30)
         grade = rng.choices([1, 2, 3, 4, 5], weights=[50, 30, 14, 5, 1])[0]
+        serious = grade >= 3 and rng.random() < 0.5
         aes.append(AdverseEvent(
             participant_id=pk, number=numbers[pk], verbatim_term=rng.choice(words),
             coded_term=rng.choice(terms) if rng.random() < 0.35 else None,
-            onset_date=start + timedelta(days=rng.randint(0, 760)), grade=grade, serious=grade >= 3 and rng.random() < 0.5,
+            onset_date=start + timedelta(days=rng.randint(0, 760)), grade=grade, serious=serious,
             related_product=rng.choice(["not_related", "unlikely", "possible", "probable", "definite"]),
             leads_to_withdrawal=rng.random() < 0.01, is_dlt=rng.random() < 0.005,
             outcome="fatal" if grade == 5 else "recovered", aware_at=now,
+            procedure="none", related_procedure="not_related", action_taken="none", serious_aware_at=now if serious else None,
         ))
     QuerySet.bulk_create(AdverseEvent.objects.all(), aes, batch_size=5000)
     with connection.cursor() as cursor:

@@ -144,6 +144,7 @@ def participant_with_data(trial_code: str, site_code: str, rng: random.Random, *
             participant=participant, verbatim_term=rng.choice(["Headache", "Local pain", "Bruising at the injection site"]),
             onset_date=onset, end_date=onset + timedelta(days=3), ongoing=False, grade=rng.randint(1, 3),
             related_product="possible", seriousness=["hospitalisation"] if number == 1 else [], outcome="recovered",
+            procedure="none", related_procedure="not_related", action_taken="none",
             aware_at=datetime.combine(onset, time(12), tzinfo=UTC),
         ), user=system_user())
     participant.refresh_from_db()

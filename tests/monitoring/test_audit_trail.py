@@ -198,7 +198,8 @@ def test_the_trail_reads_a_fixed_number_of_queries(demo_users):
 
     for n in range(3):
         ae_save(AdverseEvent(participant=large, verbatim_term=f"Headache {n}", onset_date=large.site.today() - timedelta(days=2),
-                             ongoing=True, grade=1, related_product="not_related",
+                             ongoing=True, grade=1, related_product="not_related", procedure="none", related_procedure="not_related",
+                             action_taken="none", outcome="not_recovered",
                              aware_at=large.history.first().history_date), user=system_user())
     with CaptureQueriesContext(connection) as many:
         trail = participant_trail(monitor, Participant.objects.get(pk=large.pk))

@@ -29,13 +29,17 @@ PASSWORDS = {
     "coordinator.mexico": "demo-Coord-Mexico-26",
 }
 
+EXPLICIT = {"procedure": "none", "related_procedure": "not_related", "action_taken": "none", "outcome": "not_recovered"}
+
 
 def ae(participant: Participant, number: int, *, grade: int, onset: int = 5, term: str = "Headache", **fields) -> AdverseEvent:  # noqa: ANN003
     """An AE saved the audited way, with onset `onset` days ago."""
+    now = timezone.now()
     return audited_save(
         AdverseEvent(
             participant=participant, number=number, verbatim_term=term, onset_date=days_ago(onset), grade=grade,
-            related_product=fields.pop("related_product", "not_related"), aware_at=timezone.now(), **fields,
+            related_product=fields.pop("related_product", "not_related"), aware_at=now,
+            serious_aware_at=now if fields.get("serious") else None, **{**EXPLICIT, **fields},
         ),
         user=system_user(), reason="AE report",
     )

@@ -65,6 +65,7 @@ def test_summary_properties_over_random_ae_sets(cohort) -> None:  # noqa: ANN001
     def check(rows: list[dict], cutoff_days_ago: int) -> None:
         with transaction.atomic():
             numbers: dict[int, int] = {}
+            now = timezone.now()
             aes = []
             for row in rows:
                 who = people[row["who"]]
@@ -73,7 +74,8 @@ def test_summary_properties_over_random_ae_sets(cohort) -> None:  # noqa: ANN001
                     participant=who, number=numbers[who.pk], verbatim_term=row["term"], coded_term=term if row["coded"] else None,
                     onset_date=days_ago(row["onset"]), grade=row["grade"], serious=row["serious"],
                     related_product=row["related_product"], leads_to_withdrawal=row["leads_to_withdrawal"],
-                    is_dlt=row["is_dlt"], outcome=row["outcome"], aware_at=timezone.now(),
+                    is_dlt=row["is_dlt"], outcome=row["outcome"], aware_at=now, serious_aware_at=now if row["serious"] else None,
+                    procedure="none", related_procedure="not_related", action_taken="none",
                 ))
             audited_bulk_create(AdverseEvent, aes, user=user, reason="AE report")
             cutoff_at = timezone.now() - timedelta(days=cutoff_days_ago)
