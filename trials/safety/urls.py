@@ -12,4 +12,5 @@ urlpatterns = [
     path("safety/clocks/<int:pk>/report/", views.clock_report, name="clock_report"),
     path("safety/coding-terms/", views.coding_term_search, name="coding_term_search"),
     path("trials/<str:code>/safety/", summary_views.safety_summary, name="safety_summary"),
+    path("trials/<str:code>/safety/summary.csv", summary_views.safety_summary_csv, name="safety_summary_csv"),
 ]
