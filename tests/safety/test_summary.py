@@ -374,3 +374,25 @@ def test_a_summary_stored_under_the_old_conventions_is_not_shown(du, client) -> 
     assert response.status_code == 200
     assert response.context["summary"].pk != old.pk
     assert response.context["summary"].content["total"]["safety_population"] == 4
+
+
+def test_the_csv_says_the_definitions_and_gives_events(du, client) -> None:  # noqa: ANN001
+    import csv
+    import io
+
+    assert client.login(username="coordinator.toulouse", password=PASSWORDS["coordinator.toulouse"])
+    response = client.get("/trials/ASC-DU/safety/summary.csv")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    text = response.content.decode()
+    assert ARM_WORDS.search(text) is None  # blinded: pooled only
+    lines = list(csv.reader(io.StringIO(text)))
+    comments = " ".join(line[0] for line in lines if line and line[0].startswith("#"))
+    assert "Safety population" in comments and "on or after the first dose" in comments and "Pre-treatment AE" in comments
+    rows = {(r[0], r[1], r[2]): r[3:] for r in lines if r and not r[0].startswith("#")}
+    assert rows[("Treatment-emergent AEs", "Participants with ≥ 1 treatment-emergent AE", "All participants")] == ["3", "75.0", "3"]
+    assert rows[("Treatment-emergent AEs", "Participants with ≥ 1 TEAE of grade ≥ 3", "All participants")] == ["1", "25.0", "1"]
+    assert rows[("Pre-treatment AEs", "Participants with ≥ 1 pre-treatment AE", "All participants")] == ["1", "20.0", "1"]
+    client.logout()
+    assert client.login(username="dsmb.statistician", password=PASSWORDS["dsmb.statistician"])
+    text = client.get("/trials/ASC-DU/safety/summary.csv").content.decode()
+    assert "AdMSC" in text and "Placebo" in text
