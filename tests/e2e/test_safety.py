@@ -26,6 +26,7 @@ def test_a_serious_ae_starts_a_clock_and_reaches_the_safety_summary(page, browse
     participant = participant_register(
         site=Site.objects.get(trial__code="ASC-DU", code="TLS"), user=system_user(),
         consent_date=today - timedelta(days=30), anchor_date=today - timedelta(days=20),
+        first_treatment_date=today - timedelta(days=10),  # the summary counts treated participants' AEs from the dose
     )
     log_in(page, live_server, "coordinator.toulouse")
     page.goto(f"{live_server.url}/participants/{participant.pk}/")
@@ -89,7 +90,7 @@ def test_a_serious_ae_starts_a_clock_and_reaches_the_safety_summary(page, browse
     overview = sponsor.locator("[data-testid=overview]")
     expect(overview).to_be_visible()
     text = overview.inner_text()
-    assert re.search(r"\b1\b", text), text  # one participant with an AE / an SAE
+    assert re.search(r"treatment-emergent AE\s+1 \(100.0 %\)\s+1", text), text  # one participant with a TEAE, one event
     assert "AdMSC" not in sponsor.content() and "Placebo" not in sponsor.content().replace("AdMSC or placebo", "")
     screenshot(sponsor, "safety-summary-sponsor")
     assert page.console_errors == []

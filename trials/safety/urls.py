@@ -14,4 +14,5 @@ urlpatterns = [
     path("safety/expectedness/<int:pk>/assess/", views.expectedness_assess, name="expectedness_assess"),
     path("safety/coding-terms/", views.coding_term_search, name="coding_term_search"),
     path("trials/<str:code>/safety/", summary_views.safety_summary, name="safety_summary"),
+    path("trials/<str:code>/safety/summary.csv", summary_views.safety_summary_csv, name="safety_summary_csv"),
 ]
