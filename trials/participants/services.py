@@ -316,7 +316,7 @@ def eligibility_record(
         if auto is not None and auto.answer != answer:
             problems.append(
                 _("%(code)s: the screening data say '%(auto)s' (%(basis)s); correct the CRF if the data are wrong.")
-                % {"code": code, "auto": CriterionAnswer(auto.answer).label, "basis": auto.basis}
+                % {"code": code, "auto": eligibility.answer_label(criterion.kind, auto.answer), "basis": auto.basis}
             )
             continue
         final[(code, lesion)] = (answer, (note or "").strip()[:500], False)

@@ -99,7 +99,8 @@ def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
     """The eligibility checklist: answers from the screening data are shown with their basis and
-    cannot be changed here; the rest are answered met / not met / unknown."""
+    cannot be changed here; the rest are answered met / not met / unknown (exclusion criteria read
+    "Excluded: yes / no")."""
     participant = _participant(request, pk)
     evaluation = eligibility.evaluate(participant)
     criteria = list(participant.trial.criteria.filter(is_active=True).order_by("order"))
@@ -114,6 +115,8 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
             value = request.POST.get(name) if request.method == "POST" else (answer.answer if answer else "")
             rows.append({
                 "criterion": criterion, "lesion": lesion, "lesion_label": label, "auto": auto, "name": name,
+                "choices": eligibility.answer_choices(criterion.kind),
+                "auto_label": eligibility.answer_label(criterion.kind, auto.answer) if auto else "",
                 "value": auto.answer if auto else value, "note_name": f"{name}-note",
                 "note": request.POST.get(f"{name}-note", "") if request.method == "POST" else (answer.note if answer and not answer.automatic else ""),
             })
@@ -144,7 +147,7 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
     assessment = eligibility.assess(participant, evaluation)
     return render(request, "participants/eligibility.html", {
         "participant": participant, "rows": rows, "errors": errors, "needs_confirmation": needs_confirmation,
-        "assessment": assessment, "answers": CriterionAnswer.choices, "lesion_crf": (participant.trial.eligibility or {}).get("lesion"),
+        "assessment": assessment, "lesion_crf": (participant.trial.eligibility or {}).get("lesion"),
         "can_act": services.user_acts_at(request.user, participant.site) and participant.status == ParticipantStatus.SCREENING,
     })
 

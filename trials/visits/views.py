@@ -119,11 +119,11 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         except ValidationError as error:  # locked since the page was opened: nothing was saved
             raise PermissionDenied(" ".join(error.messages)) from None
         except CrfEntryConflict as conflict:
-            submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
+            submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit, schema))
             submission.validate()
             current = conflict.current()
             if current is None:  # the form claimed a revision that never existed: show it again
-                submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
+                submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit, schema))
                 submission.validate()
                 submission.clear_messages()
                 submission.form.add_error(None, _("This page was out of date; nothing was saved. Check your answers and save again."))
@@ -141,7 +141,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         status = 200
     else:
         answers = entry.answers if entry.pk else crf_entry_carried_forward(entry)
-        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit))
+        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit, schema))
         submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
     return render(request, "visits/crf_entry.html", {
@@ -165,7 +165,7 @@ def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResp
             data[total] = str(int(data.get(total, "0")) + 1)
         except ValueError:
             data[total] = "1"
-    submission = CrfSubmission(schema, data=data, context=entry_context(visit))
+    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema))
     submission.validate()
     if request.headers.get("HX-Request") != "true":
         submission.clear_messages()
