@@ -1,0 +1,61 @@
+"""The CRF page on a ward tablet (768 × 1024) and desktop: matrix headings in view while scrolling,
+a VAS with no preset value and at least 100 mm long, and typed answers that survive an expired
+session or a dropped connection (issue 13, "entry on the ward")."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from edc.audit import system_user
+from tests.e2e.conftest import screenshot
+from tests.e2e.test_login import log_in
+from trials.participants.demo import participant_register
+from trials.protocol.models import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+TABLET = {"width": 768, "height": 1024}
+
+
+@pytest.fixture
+def ra_participant(demo_users):
+    """A consented EASC-RA participant at La Princesa, at screening (DAS28, HAQ-DI and the pain VAS are due)."""
+    today = timezone.localdate()
+    return participant_register(site=Site.objects.get(trial__code="EASC-RA", code="MAD-LP"), consent_date=today - timedelta(days=3), anchor_date=None, user=system_user())
+
+
+@pytest.fixture
+def tablet(page):
+    page.set_viewport_size(TABLET)
+    return page
+
+
+def in_viewport(page, locator) -> bool:  # noqa: ANN001
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"]
+
+
+def test_das28_column_headings_stay_in_view_at_the_last_row_on_a_tablet(tablet, live_server, ra_participant):
+    page = tablet
+    screening = ra_participant.visits.get(definition__code="SCREEN")
+    log_in(page, live_server, "coordinator.madrid")
+    page.goto(f"{live_server.url}/visits/{screening.pk}/crf/DAS28/")
+    swollen = page.locator("table.edc-matrix").nth(1)
+    last_row = swollen.locator("#item-crf-swollen_knee_l")
+    last_row.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 200)  # and a little further, as a finger would
+    expect(last_row).to_be_in_viewport()
+    heading = swollen.locator("thead th[scope=col]", has_text="Yes")
+    expect(heading).to_be_visible()
+    assert in_viewport(page, heading), "the Yes/No headings scrolled away with the rows"
+    # The heading is on top: what is drawn at its centre is the heading, not a row passing under it.
+    box = heading.bounding_box()
+    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).textContent.trim()", [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]) == "Yes"
+    screenshot(page, "ward-das28-tablet-scrolled")
+    # Tapping a radio of the last row answers that joint, named by section, row and column.
+    radio = page.get_by_role("radio", name="Swollen joints Knee, left Yes", exact=True)
+    radio.check()
+    expect(page.locator("#id_crf-swollen_knee_l_0")).to_be_checked()
+    assert page.console_errors == []
