@@ -1,18 +1,38 @@
 // CRF page helpers that need no server round trip. Branching and scores are evaluated on the
 // server (htmx), never here.
 //
-// VAS: the number input holds the answer; the range slider beside it only helps to set it.
-// An untouched slider shows no thumb position as an answer: its number input stays empty.
+// VAS: the number input holds the answer (and is the keyboard's control); the line above it is a
+// pointer aid. Until the answer has a value the line shows no thumb and "Not answered" is shown: a
+// native range always has a value (its midpoint), so the line itself never stands for an answer.
+function vasShow(number, line) {
+  const answered = number.value !== "";
+  if (line) {
+    line.classList.toggle("edc-vas-unset", !answered);
+    if (answered) line.value = number.value;
+  }
+  const state = document.querySelector(`[data-edc-vas-state-for="${number.id}"]`);
+  if (state) state.hidden = answered;
+}
 document.addEventListener("input", (event) => {
   const input = event.target;
   if (input.dataset && input.dataset.edcSliderFor) {
-    const target = document.getElementById(input.dataset.edcSliderFor);
-    // The slider's own change event reaches the form, which then re-evaluates on the server.
-    if (target) target.value = input.value;
+    const number = document.getElementById(input.dataset.edcSliderFor);
+    // The line's own change event reaches the form, which then re-evaluates on the server.
+    if (number) { number.value = input.value; vasShow(number, input); }
   } else if (input.dataset && input.dataset.edcSlider) {
-    const slider = document.querySelector(`[data-edc-slider-for="${input.id}"]`);
-    if (slider && input.value !== "") slider.value = input.value;
+    vasShow(input, document.querySelector(`[data-edc-slider-for="${input.id}"]`));
   }
+});
+// A tap on the line where the (hidden) thumb already sits moves nothing, so the browser fires no
+// input or change event: take the line's value as the answer on every release of a touch or click.
+document.addEventListener("pointerup", (event) => {
+  const line = event.target;
+  if (!(line.dataset && line.dataset.edcSliderFor)) return;
+  const number = document.getElementById(line.dataset.edcSliderFor);
+  if (!number || number.value === line.value) return;
+  number.value = line.value;
+  vasShow(number, line);
+  number.dispatchEvent(new Event("change", { bubbles: true }));
 });
 document.addEventListener("DOMContentLoaded", () => {
   const summary = document.getElementById("error-summary");

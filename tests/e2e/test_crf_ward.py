@@ -2,6 +2,7 @@
 a VAS with no preset value and at least 100 mm long, and typed answers that survive an expired
 session or a dropped connection (issue 13, "entry on the ward")."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import log_in
 from trials.participants.demo import participant_register
 from trials.protocol.models import Site
+from trials.visits.models import CrfEntry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -58,4 +60,40 @@ def test_das28_column_headings_stay_in_view_at_the_last_row_on_a_tablet(tablet, 
     radio = page.get_by_role("radio", name="Swollen joints Knee, left Yes", exact=True)
     radio.check()
     expect(page.locator("#id_crf-swollen_knee_l_0")).to_be_checked()
+    assert page.console_errors == []
+
+
+# 100 mm in CSS pixels: CSS Values 4 fixes 1in = 96px and 1in = 25.4mm, so 100 mm = 377.95 px.
+HUNDRED_MM_PX = 100 / 25.4 * 96
+
+
+@pytest.mark.parametrize("viewport", [TABLET, {"width": 1280, "height": 900}], ids=["tablet", "desktop"])
+def test_an_untouched_vas_has_no_value_and_a_tap_anywhere_on_the_line_answers(page, live_server, ra_participant, viewport):
+    page.set_viewport_size(viewport)
+    screening = ra_participant.visits.get(definition__code="SCREEN")
+    log_in(page, live_server, "coordinator.madrid")
+    page.goto(f"{live_server.url}/visits/{screening.pk}/crf/PAIN_VAS/")
+    line = page.locator("input[type=range][data-edc-slider-for='id_crf-pain_vas']")
+    box = line.bounding_box()
+    assert box["width"] >= HUNDRED_MM_PX, f"the VAS line is {box['width']:.0f} CSS px, under 100 mm"
+    # Untouched: no thumb, "Not answered", and a save posts no value (the required item is unanswered).
+    expect(page.get_by_test_id("vas-unanswered-pain_vas")).to_be_visible()
+    expect(line).to_have_class(re.compile(r"\bedc-vas-unset\b"))
+    expect(page.locator("#id_crf-pain_vas")).to_have_value("")
+    screenshot(page, f"ward-vas-untouched-{viewport['width']}")
+    with page.expect_navigation():
+        page.click("button[type=submit][value=save]:not(.visually-hidden)")
+    expect(page.get_by_test_id("error-pain_vas")).to_contain_text("This item is required")
+    assert not CrfEntry.objects.filter(visit=screening, crf_code="PAIN_VAS").exists()
+    expect(page.get_by_test_id("vas-unanswered-pain_vas")).to_be_visible()
+    # A tap at the middle of the line, where a native range draws its thumb before any answer, answers 50.
+    box = line.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#id_crf-pain_vas")).to_have_value("50")
+    expect(page.get_by_test_id("vas-unanswered-pain_vas")).to_be_hidden()
+    expect(line).not_to_have_class(re.compile(r"\bedc-vas-unset\b"))
+    screenshot(page, f"ward-vas-answered-{viewport['width']}")
+    with page.expect_navigation():
+        page.click("button[type=submit][value=save]:not(.visually-hidden)")
+    assert CrfEntry.objects.get(visit=screening, crf_code="PAIN_VAS").answers["pain_vas"] == 50
     assert page.console_errors == []
