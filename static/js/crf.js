@@ -86,3 +86,54 @@ document.addEventListener("htmx:oobAfterSwap", () => {
   const next = tabbable(document).find((e) => !item.contains(e) && item.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING);
   if (next) next.focus();
 });
+
+// Drafts: what is typed on a CRF page is kept in this tab (sessionStorage, keyed by user and page)
+// until the save succeeds, so an expired session (the save lands on the login page, which brings the
+// user back here) or a dropped connection loses nothing. Opening the page again with a draft kept
+// posts it back to the server, which shows the page as typed with a notice and a discard button
+// (branching, added rows and scores then come out as when it was typed). Never restored on the
+// answer to a save (its messages would be lost): only on a page opened afresh. drafts.js forgets.
+(() => {
+  const form = document.querySelector("form.edc-crf[data-edc-draft]");
+  if (!form) return;
+  const key = form.dataset.edcDraft;
+  let store;
+  try { store = window.sessionStorage; } catch (error) { return; }
+  const keep = () => {
+    const fields = [...new FormData(form)].filter(([name, value]) => name !== "csrfmiddlewaretoken" && typeof value === "string");
+    try { store.setItem(key, JSON.stringify({ fields })); } catch (error) { /* storage full or off: nothing kept */ }
+  };
+  form.addEventListener("input", keep);
+  form.addEventListener("change", keep);
+  form.addEventListener("submit", keep);
+
+  document.addEventListener("click", (event) => {
+    const discard = event.target.closest && event.target.closest("[data-edc-draft-discard]");
+    if (!discard) return;
+    store.removeItem(key);
+    window.location.replace(discard.dataset.href);
+  });
+
+  if (!("edcDraftOffer" in form.dataset)) return;
+  document.addEventListener("DOMContentLoaded", () => {
+    let draft = null;
+    try { draft = JSON.parse(store.getItem(key)); } catch (error) { store.removeItem(key); }
+    if (!draft || !Array.isArray(draft.fields)) return;
+    const restore = document.createElement("form");
+    restore.method = "post";
+    restore.action = window.location.pathname;
+    restore.hidden = true;
+    const add = (name, value) => {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      restore.appendChild(input);
+    };
+    add("csrfmiddlewaretoken", form.querySelector("[name=csrfmiddlewaretoken]").value);
+    draft.fields.filter(([name]) => name !== "action").forEach(([name, value]) => add(name, value));
+    add("action", "restore_draft");
+    document.body.appendChild(restore);
+    restore.submit();
+  });
+})();

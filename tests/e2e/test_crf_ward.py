@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from edc.audit import system_user
 from tests.e2e.conftest import screenshot
-from tests.e2e.test_login import log_in
+from tests.e2e.test_login import DEMO, log_in
 from trials.participants.demo import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry
@@ -97,3 +97,98 @@ def test_an_untouched_vas_has_no_value_and_a_tap_anywhere_on_the_line_answers(pa
         page.click("button[type=submit][value=save]:not(.visually-hidden)")
     assert CrfEntry.objects.get(visit=screening, crf_code="PAIN_VAS").answers["pain_vas"] == 50
     assert page.console_errors == []
+
+
+# --- Typed answers survive an expired session and a dropped connection -----------------------------
+
+VITALS = {"height_cm": "162.5", "weight_kg": "58.5", "systolic_bp": "128", "diastolic_bp": "82", "heart_rate": "74"}
+
+
+def type_vitals(page) -> None:  # noqa: ANN001
+    for name, value in VITALS.items():
+        page.fill(f"#id_crf-{name}", value)
+
+
+def expect_vitals(page) -> None:  # noqa: ANN001
+    for name, value in VITALS.items():
+        expect(page.locator(f"#id_crf-{name}")).to_have_value(value)
+
+
+def drafts(page) -> list[str]:  # noqa: ANN001
+    return page.evaluate("Object.keys(sessionStorage).filter((k) => k.startsWith('edc-draft:'))")
+
+
+def save_button(page):  # noqa: ANN001, ANN201
+    return page.locator("button[type=submit][value=save]:not(.visually-hidden)")
+
+
+def test_answers_typed_when_the_session_expired_come_back_after_logging_in_and_are_saved_and_audited(tablet, live_server, ra_participant):
+    from django.contrib.sessions.models import Session
+
+    page = tablet
+    screening = ra_participant.visits.get(definition__code="SCREEN")
+    url = f"{live_server.url}/visits/{screening.pk}/crf/VITALS/"
+    log_in(page, live_server, "coordinator.madrid")
+    page.goto(url)
+    type_vitals(page)
+    Session.objects.all().delete()  # the session expires on the server while she types
+    with page.expect_navigation():
+        save_button(page).click()
+    assert "/accounts/login/" in page.url and f"next=/visits/{screening.pk}/crf/VITALS/" in page.url.replace("%2F", "/")
+    assert not CrfEntry.objects.filter(visit=screening, crf_code="VITALS").exists()
+
+    page.fill("input[name=username]", "coordinator.madrid")
+    page.fill("input[name=password]", DEMO["coordinator.madrid"]["password"])
+    page.click("button[type=submit]")
+    expect(page.get_by_test_id("draft-restored")).to_contain_text("Your unsaved answers were restored — review and save")
+    assert page.url.endswith(f"/visits/{screening.pk}/crf/VITALS/")
+    expect_vitals(page)
+    screenshot(page, "ward-draft-restored-768")
+
+    with page.expect_navigation():
+        save_button(page).click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    entry = CrfEntry.objects.get(visit=screening, crf_code="VITALS")
+    assert {name: str(entry.answers[name]) for name in VITALS} == VITALS
+    record = entry.history.latest()
+    assert record.history_user.username == "coordinator.madrid" and record.history_change_reason == "Data entry"
+    assert drafts(page) == []  # nothing typed stays in the browser after the save
+    page.reload()
+    expect(page.get_by_test_id("draft-restored")).to_have_count(0)
+    assert page.console_errors == []
+
+
+def test_answers_typed_when_the_connection_dropped_are_kept_until_discarded_or_logged_out(tablet, live_server, ra_participant):
+    page = tablet
+    screening = ra_participant.visits.get(definition__code="SCREEN")
+    url = f"{live_server.url}/visits/{screening.pk}/crf/VITALS/"
+    log_in(page, live_server, "coordinator.madrid")
+    page.goto(url)
+    type_vitals(page)
+    page.context.set_offline(True)
+    with page.expect_event("requestfailed") as failed:  # the save never reaches the server
+        save_button(page).click(no_wait_after=True)
+    assert failed.value.method == "POST" and "ERR_INTERNET_DISCONNECTED" in failed.value.failure
+    page.context.set_offline(False)
+    assert not CrfEntry.objects.filter(visit=screening, crf_code="VITALS").exists()
+
+    page.goto(url)
+    expect(page.get_by_test_id("draft-restored")).to_be_visible()
+    expect_vitals(page)
+    # Discard: the page as stored (nothing), and the draft forgotten.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Discard them").click()
+    expect(page.get_by_test_id("draft-restored")).to_have_count(0)
+    expect(page.locator("#id_crf-height_cm")).to_have_value("")
+    assert drafts(page) == []
+
+    # An explicit logout forgets every draft of the tab (a shared ward computer).
+    type_vitals(page)
+    assert len(drafts(page)) == 1
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log out").click()
+    assert drafts(page) == []
+    log_in(page, live_server, "coordinator.madrid")
+    page.goto(url)
+    expect(page.locator("#id_crf-height_cm")).to_have_value("")
+    expect(page.get_by_test_id("draft-restored")).to_have_count(0)

@@ -13,6 +13,7 @@ from edc.audit import system_user
 from tests.visits.conftest import visit_with
 from trials.participants.demo import participant_register
 from trials.protocol.models import Site
+from trials.visits.models import CrfEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +64,56 @@ def test_each_matrix_radio_is_named_by_its_section_row_and_column(client, madrid
     ids = re.search(r'aria-labelledby="([^"]*)"', radio).group(1).split()
     texts = [re.search(rf'id="{i}"[^>]*>([^<]*)<', page).group(1) for i in ids]
     assert texts == ["Swollen joints", "Knee, left", "Yes"]
+
+
+# --- Drafts kept by the browser until the save succeeds --------------------------------------------
+
+
+def test_a_crf_page_names_its_draft_by_user_and_page(client, madrid, ra_participant):
+    visit = visit_with(ra_participant, "PAIN_VAS")
+    page = page_of(client, madrid, visit, "PAIN_VAS")
+    path = reverse("crf_entry", args=[visit.pk, "PAIN_VAS"])
+    assert f'data-edc-draft="edc-draft:{madrid.pk}:{path}"' in page and "data-edc-draft-offer" in page
+
+
+def test_a_save_after_the_session_expired_goes_to_the_login_page_and_back_to_the_crf(client, madrid, ra_participant):
+    visit = visit_with(ra_participant, "PAIN_VAS")
+    path = reverse("crf_entry", args=[visit.pk, "PAIN_VAS"])
+    response = client.post(path, {"crf-pain_vas": "37", "revision": "0", "action": "save"})  # no session
+    assert response.status_code == 302 and response["Location"] == f"{reverse('login')}?next={path}"
+
+
+def test_a_restored_draft_is_shown_as_typed_with_a_notice_and_saves_nothing(client, madrid, ra_participant):
+    visit = visit_with(ra_participant, "PAIN_VAS")
+    client.force_login(madrid)
+    path = reverse("crf_entry", args=[visit.pk, "PAIN_VAS"])
+    response = client.post(path, {"crf-pain_vas": "37", "revision": "0", "action": "restore_draft"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Your unsaved answers were restored — review and save." in page and "data-edc-draft-discard" in page
+    assert re.search(r'<input type="number" name="crf-pain_vas" value="37"', page)
+    assert "data-edc-draft-offer" not in page  # the restored page never restores again
+    assert not CrfEntry.objects.filter(visit=visit, crf_code="PAIN_VAS").exists()
+
+
+def test_a_restored_draft_keeps_the_revision_it_was_typed_on(client, madrid, ra_participant):
+    visit = visit_with(ra_participant, "PAIN_VAS")
+    client.force_login(madrid)
+    path = reverse("crf_entry", args=[visit.pk, "PAIN_VAS"])
+    assert client.post(path, {"crf-pain_vas": "20", "revision": "0", "action": "save"}).status_code == 302  # someone saved meanwhile
+    page = client.post(path, {"crf-pain_vas": "37", "revision": "0", "action": "restore_draft"}).content.decode()
+    assert '<input type="hidden" name="revision" value="0">' in page
+    # Saving it is then a conflict (shown, nothing overwritten), not a silent overwrite of revision 1.
+    response = client.post(path, {"crf-pain_vas": "37", "revision": "0", "action": "save"})
+    assert response.status_code == 409
+    assert CrfEntry.objects.get(visit=visit, crf_code="PAIN_VAS").answers["pain_vas"] == 20
+
+
+def test_a_successful_save_tells_the_browser_to_drop_the_draft_of_the_page(client, madrid, ra_participant):
+    visit = visit_with(ra_participant, "PAIN_VAS")
+    client.force_login(madrid)
+    path = reverse("crf_entry", args=[visit.pk, "PAIN_VAS"])
+    response = client.post(path, {"crf-pain_vas": "37", "revision": "0", "action": "complete_next"})
+    assert response.status_code == 302 and response.cookies["edc_draft_saved"].value == path
+    invalid = client.post(path, {"crf-pain_vas": "300", "revision": "1", "action": "save", "reason": "typo"})
+    assert invalid.status_code == 200 and "edc_draft_saved" not in invalid.cookies  # not saved: the draft stays
