@@ -177,12 +177,28 @@ def test_raise_query_links_on_each_item_and_each_group_row(demo_users, client):
     assert client.get(f"{base}&item=ulcers&row={row_id}".replace("&amp;", "&")).status_code == 200
 
 
-def test_csv_cells_cannot_run_as_formulas(demo_users, client):
-    from trials.monitoring.audit import _cell
+# OWASP "CSV Injection": a cell beginning with = + - @ tab or CR gets a leading single quote. The
+# old check let a minus sign followed by a digit through, so these two reasons ran as formulas.
+FORMULA_REASONS = ("-2+3", "-1+cmd|' /C calc'!A0", '=HYPERLINK("http://attacker.example/","ok")', "@SUM(1+1)")
 
-    assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
-    assert _cell("+1 check") == "'+1 check" and _cell("@SUM(A1)") == "'@SUM(A1)"
-    assert _cell("-12.5") == "-12.5" and _cell("72") == "72" and _cell("") == ""
+
+def test_csv_cells_cannot_run_as_formulas(demo_users, client):
+    """Reasons for change are free text: each reaches the inspectors' CSV with a leading quote; the
+    values of a numeric item (a negative number included) stay numbers."""
+    participant = toulouse_participant()
+    entry = vitals_entry(participant)
+    answers = dict(entry.answers)
+    for n, reason in enumerate(FORMULA_REASONS):
+        answers["heart_rate"] = 80 + n
+        crf_entry_save_answers(user=user("coordinator.toulouse"), visit=entry.visit, crf_code="VITALS", answers=answers,
+                               complete=True, reason=reason)
+    client.force_login(user("monitor.du"))
+    lines = read_csv(client.get(reverse("admin:visits_crfentry_audit_csv", args=[entry.pk])))
+    reasons = {line["reason"] for line in lines}
+    assert {"'" + reason for reason in FORMULA_REASONS} <= reasons
+    assert not reasons & set(FORMULA_REASONS)
+    changed = [line for line in lines if line["field"] == "heart_rate" and line["reason"] == "'-2+3"]
+    assert [(line["old"], line["new"]) for line in changed] == [("72", "80")]
 
 
 def test_the_trail_reads_a_fixed_number_of_queries(demo_users):
