@@ -329,6 +329,7 @@ CREATED_ONLY = {
     "monitoring.querymessage": "a message of a query's thread is written once",
     "monitoring.signaturefailure": "a refused attempt, recorded once",
     "exports.exportdownload": "a download is an event, recorded once",
+    "protocol.unblindedaccessevent": "an entry of the unblinded-access log, recorded once",
 }
 
 
