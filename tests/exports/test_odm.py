@@ -93,6 +93,9 @@ def random_answers(schema: CrfSchema, rng: random.Random, *, first: date, last: 
         elif item.is_input and (item.required or rng.random() < 0.9):
             born = item.name == "date_of_birth"
             answers[item.name] = _answer(item, rng, date(1950, 1, 1) if born else first, date(1990, 1, 1) if born else last, zone)
+    if "number_active_du" in answers and "ulcers" in answers:
+        # DU_ASSESS: the count of active ulcers agrees with the rows (a CRF-level check, issue 13).
+        answers["number_active_du"] = sum(1 for row in answers["ulcers"] if row.get("active") is True)
     for name, value in (overrides or {}).items():
         if any(item.name == name for item in schema.items):
             answers[name] = value
