@@ -169,13 +169,13 @@ def test_ineligible_answers_need_confirmation_and_name_the_failed_criteria(mexic
     before = (answers_written(), history_count(mexican))
     with pytest.raises(ValidationError) as refused:
         record(mexican, answers, actor=coordinator_mexico)
-    assert "I04 not met" in refused.value.messages[0] and "E03 met" in refused.value.messages[0]
+    assert "I04 not met" in refused.value.messages[0] and "E03 excluded" in refused.value.messages[0]
     assert (answers_written(), history_count(mexican)) == before
 
     record(mexican, answers, actor=coordinator_mexico, confirm=True)
     mexican.refresh_from_db()
     assert mexican.status == "screen_failure"
-    assert "I04 not met" in mexican.status_reason and "E03 met" in mexican.status_reason
+    assert "I04 not met" in mexican.status_reason and "E03 excluded" in mexican.status_reason
     assert "I01" not in mexican.status_reason
     assert stored(mexican)[("E03", "")] == (MET, False)
     with pytest.raises(ValidationError):
