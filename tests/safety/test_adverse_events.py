@@ -175,9 +175,10 @@ def test_the_coding_dictionary_loads_all_or_nothing(tmp_path: Path):
 
 def test_the_ae_form_in_the_browser_flow(participant, coordinator, client):
     """The form re-renders with the message on the field, then saves; the log lists the AE."""
-    client.force_login(coordinator)
     url = reverse("ae_new", args=[participant.pk])
-    assert client.get(url).status_code == 200
+    with time_machine.travel(NOW, tick=False):  # log in when the pages are used (a session lasts 8 hours)
+        client.force_login(coordinator)
+        assert client.get(url).status_code == 200
     data = {
         "verbatim_term": "Fever", "onset_date": "2026-06-10", "ongoing": "on", "grade": "2", "related_product": "possible",
         "procedure": "injection", "related_procedure": "possible", "action_taken": "none",
@@ -189,7 +190,8 @@ def test_the_ae_form_in_the_browser_flow(participant, coordinator, client):
         assert client.post(url, data).status_code == 302
     saved = AdverseEvent.objects.get(participant=participant)
     assert saved.aware_at == datetime(2026, 6, 14, 8, 0, tzinfo=UTC)  # 10:00 in Toulouse (CEST) is 08:00 UTC
-    page = client.get(reverse("participant_aes", args=[participant.pk])).content.decode()
+    with time_machine.travel(NOW, tick=False):
+        page = client.get(reverse("participant_aes", args=[participant.pk])).content.decode()
     assert "Fever" in page and "AE1" in page
 
 
@@ -234,13 +236,13 @@ def test_a_coded_ae_is_edited_by_its_code_in_the_latest_dictionary(participant, 
         csv = tmp_path / f"v{version}.csv"
         csv.write_text(f"llt_code,llt,pt_code,pt,soc_code,soc\nZ1,Head pain v{version},P1,Headache,S1,Nervous system disorders\n", encoding="utf-8")
         coding_dictionary_load(csv, dictionary="T", version=version)
-    client.force_login(coordinator)
     data = {
         "verbatim_term": "Headache", "coded_term": "Z1", "onset_date": "2026-06-10", "ongoing": "on", "grade": "1",
         "related_product": "not_related", "procedure": "none", "related_procedure": "not_related",
         "action_taken": "none", "outcome": "not_recovered", "aware_at": "2026-06-14T10:00",
     }
     with time_machine.travel(NOW, tick=False):
+        client.force_login(coordinator)  # at the time of the requests: a session lasts 8 hours
         assert client.post(reverse("ae_new", args=[participant.pk]), data).status_code == 302
         saved = AdverseEvent.objects.get(participant=participant)
         assert saved.coded_term.version == "2"
@@ -255,9 +257,9 @@ def test_the_report_time_is_typed_in_site_time_or_is_now(participant, coordinato
     with time_machine.travel(NOW, tick=False):
         saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
     clock = saved.clocks.get()
-    client.force_login(coordinator)
     url = reverse("clock_report", args=[clock.pk])
     with time_machine.travel(clock.started_at + timedelta(hours=20), tick=False):
+        client.force_login(coordinator)  # at the time of the requests: a session lasts 8 hours
         page = client.post(url, {"reported_at": "yesterday"}, follow=True).content.decode()
         assert "is not a date and time" in page
         clock.refresh_from_db()
