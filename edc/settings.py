@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "trials.safety",
     "trials.monitoring",
     "trials.exports",
+    "trials.demo",
 ]
 
 MIDDLEWARE = [

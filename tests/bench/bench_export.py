@@ -62,7 +62,7 @@ SAFE = re.compile(r"^[A-Za-z0-9_-]+$")  # codes and item names inlined in the ba
 
 def generate(code: str, participants: int) -> tuple[int, float]:
     """A synthetic trial; returns its id and the generation time."""
-    from trials.protocol.synthetic import SynthParams, synth_trial_generate
+    from trials.demo.synthetic import SynthParams, synth_trial_generate
 
     params = SynthParams(code=code, participants=participants, visits=VISITS, crfs=CRFS, items=ITEMS)
     result = synth_trial_generate(params)

@@ -13,7 +13,7 @@ from trials.participants import eligibility
 from trials.participants.models import Allocation, AllocationSlot, Consent, Participant, ParticipantStatus
 from trials.participants.services import participant_screen
 from trials.protocol.models import Role, StudyRole, Trial, VisitCrf
-from trials.protocol.synthetic import REASON, SynthParams, synth_trial_generate
+from trials.demo.synthetic import REASON, SynthParams, synth_trial_generate
 from trials.safety.models import AdverseEvent, ReportingClock
 from trials.safety.services import _validate as ae_validate
 from trials.visits.engine import schema_for, validate_answers

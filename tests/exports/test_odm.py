@@ -28,7 +28,7 @@ from edc.audit import system_user
 from tests.conftest import SEEDS
 from trials.exports import odm
 from trials.exports.spec import ExportSpec
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Allocation, Participant
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Arm, Site, Trial

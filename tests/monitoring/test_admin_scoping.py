@@ -32,7 +32,7 @@ from django.urls import NoReverseMatch, reverse
 from edc.audit import system_user
 from tests.conftest import SEEDS
 from trials.participants import services as participant_services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Role, Site, Trial

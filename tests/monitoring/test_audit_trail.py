@@ -25,7 +25,7 @@ from tests.conftest import SEEDS
 from tests.visits.test_crf_entry import as_querydict, vitals_post
 from trials.monitoring.audit import SOURCES, entry_trail, participant_trail
 from trials.participants import services as participant_services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.models import Role, Site, Trial
 from trials.protocol.services import study_role_grant

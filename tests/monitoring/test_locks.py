@@ -17,7 +17,7 @@ from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixt
 from trials.monitoring import locks
 from trials.monitoring.models import Lock, LockKind, LockLevel
 from trials.monitoring.queries import query_raise
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save

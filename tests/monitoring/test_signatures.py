@@ -144,7 +144,7 @@ def test_a_later_change_breaks_the_visit_signature_visibly_and_in_the_history(pa
 
 def consented_only():  # noqa: ANN201
     """A participant consented and not enrolled: her one visit (screening) can be marked not done."""
-    from trials.participants.demo import participant_register
+    from trials.demo.participants import participant_register
     from trials.protocol.models import Site
 
     return participant_register(

@@ -58,7 +58,7 @@ from trials.participants.services import KIT_ALPHABET, permuted_blocks
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Trial, VisitCrf, VisitDefinition
 from trials.safety.models import AdverseEvent, Causality, ClockKind, Outcome, ReportingClock, Seriousness
-from trials.visits import scores
+from trials.protocol import scores
 from trials.visits.engine import CrfSchema, Item, schema_for, to_storage
 from trials.visits.models import CrfEntry, EntryStatus, Visit, VisitStatus
 

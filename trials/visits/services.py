@@ -15,7 +15,7 @@ from trials.monitoring.services import data_changed
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
-from trials.visits import scores
+from trials.protocol import scores
 from trials.visits.engine import Outcome, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
