@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "edc.ops",
     "trials.protocol",
+    "trials.records",
     "trials.participants",
     "trials.visits",
     "trials.safety",

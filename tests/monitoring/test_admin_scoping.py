@@ -86,7 +86,7 @@ def monitoring_records(participant: Participant, entry: CrfEntry, *, investigato
     from django.core.exceptions import ValidationError
 
     from trials.monitoring.deviations import deviation_record
-    from trials.monitoring.locks import lock_apply
+    from trials.records.locks import lock_apply
     from trials.monitoring.queries import query_raise
     from trials.monitoring.sdv import sdv_verify
     from trials.monitoring.signatures import signature_sign
@@ -292,7 +292,7 @@ def test_every_admin_record_of_another_site_or_trial_answers_404(world, client):
     # The sweep reached the participant data of the other site of her own trial (the IDOR that matters).
     for label in ("participants.participant", "visits.visit", "visits.crfentry", "safety.adverseevent", "safety.reportingclock",
                   "participants.consent", "participants.eligibilityanswer", "participants.unblinding", "monitoring.query",
-                  "monitoring.sdvmark", "protocol.site", "protocol.studyrole"):
+                  "records.sdvmark", "protocol.site", "protocol.studyrole"):
         assert swept.get(label), f"{label} was not swept: {swept}"
 
 

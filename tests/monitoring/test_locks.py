@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring import locks
-from trials.monitoring.models import Lock, LockKind, LockLevel
+from trials.records import locks
+from trials.records.models import Lock, LockKind, LockLevel
 from trials.monitoring.queries import query_raise
 from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial

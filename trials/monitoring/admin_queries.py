@@ -36,16 +36,8 @@ from edc.forms import add_service_errors
 from trials.monitoring import queries as services
 from trials.monitoring import sdv
 from trials.monitoring.forms_queries import QueryActionForm, QueryBulkForm, QueryRaiseForm
-from trials.monitoring.models import (
-    OPEN_QUERY_STATES,
-    Query,
-    QueryMessage,
-    QueryOrigin,
-    QueryState,
-    SdvMark,
-    SdvPlan,
-    SdvScope,
-)
+from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, QueryOrigin, QueryState, SdvPlan, SdvScope
+from trials.records.models import SdvMark
 from trials.monitoring.selectors import (
     item_queries,
     queries_for_user,

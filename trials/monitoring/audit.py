@@ -27,7 +27,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from trials.monitoring.models import Lock, ProtocolDeviation, Query, QueryMessage, SdvMark, Signature, SignatureFailure
+from trials.monitoring.models import ProtocolDeviation, Query, QueryMessage, SignatureFailure
+from trials.records.models import Lock, SdvMark, Signature
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant, Unblinding
 from trials.protocol.models import Trial
 from trials.protocol.selectors import user_sees_allocation

@@ -147,8 +147,8 @@ def _text(text: str, *, required: bool, field: str = "text") -> str:
 
 
 def _assert_queries_allowed(query: Query) -> None:
-    """A lock (not a freeze) on the data stops its queries too (trials.monitoring.locks)."""
-    from trials.monitoring.locks import assert_queries_allowed
+    """A lock (not a freeze) on the data stops its queries too (trials.records.locks)."""
+    from trials.records.locks import assert_queries_allowed
 
     assert_queries_allowed(participant=query.participant, entry=query.entry, adverse_event=query.adverse_event)
 

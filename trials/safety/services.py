@@ -110,8 +110,8 @@ def _sync_clocks(ae: AdverseEvent, *, user, reason: str) -> None:  # noqa: ANN00
 def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noqa: ANN001
     """Create or change an AE (coordinators and investigators of the site). A change needs a reason.
     Refused under a lock or freeze of the participant or the trial; breaks the casebook signature."""
-    from trials.monitoring.locks import assert_writable
-    from trials.monitoring.services import data_changed
+    from trials.records.locks import assert_writable
+    from trials.records.services import data_changed
 
     participant = ae.participant
     if not user_acts_at(user, participant.site):
