@@ -251,7 +251,7 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        from trials.visits.engine import schema_for
+        from trials.protocol.engine import schema_for
         from trials.visits.forms import CrfSubmission
         from trials.visits.services import crf_entry_save, entry_context
 

@@ -120,7 +120,7 @@ def baseline_queries(trial_id: int) -> list[tuple[str, str]]:
     from trials.participants.models import Participant
     from trials.protocol.models import CrfDefinition, Site, VisitCrf, VisitDefinition
     from trials.safety.models import AdverseEvent
-    from trials.visits.engine import schema_for
+    from trials.protocol.engine import schema_for
     from trials.visits.models import CrfEntry, Visit
 
     p, s, v, vd = Participant._meta.db_table, Site._meta.db_table, Visit._meta.db_table, VisitDefinition._meta.db_table

@@ -33,7 +33,7 @@ from trials.protocol.admin import RelatedOnly, ScopedHistoryMixin
 from trials.protocol.models import Role
 from trials.protocol.selectors import study_roles_for_user
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, Item, schema_for
+from trials.protocol.engine import ROW_ID, Item, schema_for
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_migrate
 

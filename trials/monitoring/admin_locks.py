@@ -27,7 +27,7 @@ from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user, trials_for_user
-from trials.visits.admin import ScopedReadOnlyAdmin
+from trials.monitoring.admin_casebook import ScopedReadOnlyAdmin
 from trials.visits.models import CrfEntry, Visit
 
 

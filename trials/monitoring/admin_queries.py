@@ -51,7 +51,7 @@ from trials.protocol.admin import ScopedHistoryMixin
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import sites_for_user, study_roles_for_user
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, schema_for
+from trials.protocol.engine import ROW_ID, schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 

@@ -33,7 +33,7 @@ from trials.participants.models import Allocation, Consent, EligibilityAnswer, P
 from trials.protocol.models import Trial
 from trials.protocol.selectors import user_sees_allocation
 from trials.safety.models import AdverseEvent, ReportingClock
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CrfEntry, Visit
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}

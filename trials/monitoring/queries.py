@@ -23,7 +23,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, Que
 from trials.monitoring.selectors import user_reviews_at
 from trials.participants.selectors import user_enters_data_at
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 MAX_TEXT = 4000

@@ -25,7 +25,7 @@ from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 

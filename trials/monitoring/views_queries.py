@@ -26,7 +26,7 @@ from trials.monitoring.queries import query_answer as query_answer_service
 from trials.monitoring.sdv import sdv_status_text
 from trials.participants.selectors import user_enters_data_at
 from trials.protocol.selectors import sites_for_user
-from trials.visits.engine import ROW_ID, schema_for
+from trials.protocol.engine import ROW_ID, schema_for
 
 
 def query_url(query) -> str:  # noqa: ANN001

@@ -16,7 +16,7 @@ from trials.participants.selectors import data_entry_annotations, user_enters_da
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
 from trials.protocol import scores
-from trials.visits.engine import Outcome, schema_for, validate_answers
+from trials.protocol.engine import Outcome, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
 
