@@ -1,9 +1,13 @@
+import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.management import call_command
 
@@ -24,6 +28,32 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         pause.wait(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def travel_for_the_session():
+    """EDC_TEST_NOW=<ISO date-time with offset> runs the whole suite at that moment (the clock ticks
+    on from it): a test that compares with the wrong day fails at 23:30 UTC or 00:30 in Paris at any
+    hour of the day. See docs/architecture.md, "Tests"."""
+    moment = os.environ.get("EDC_TEST_NOW")
+    if not moment:
+        yield None
+        return
+    start = datetime.fromisoformat(moment)
+    if start.tzinfo is None:
+        raise pytest.UsageError("EDC_TEST_NOW needs a time zone offset, e.g. 2026-01-14T23:30:00+00:00")
+    with time_machine.travel(start, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def late_evening_utc():
+    """The test runs at 23:30 UTC today (00:30 or 01:30 tomorrow in Paris, 17:30 today in Mexico):
+    the hour when the UTC date and a site's date differ. Ask for it before the fixtures that make
+    the test's data, so they are made at that hour too."""
+    start = datetime.combine(datetime.now(UTC).date(), dt_time(23, 30), tzinfo=UTC)
+    with time_machine.travel(start, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Benchmark of the safety summary (run with `make bench` or directly).
 
-5,000 participants in two arms (a few not allocated, some ended) and 100,000 adverse events, a
-third of them coded. Reports, in the same run on the same database:
-  baseline  - hand-written SQL computing the same content: one participant-level query (worst
-              grade, flags, follow-up per participant, then grouped by arm and worst grade), one
-              by system organ class and term, one for the serious AEs by onset date
+5,000 participants in two arms (a few not allocated, some ended, 90 % treated a few days after
+enrolment) and 100,000 adverse events, a third of them coded. Reports, in the same run on the same
+database:
+  baseline  - hand-written SQL computing the same content: one participant-level query (safety
+              population, worst grade of the treatment-emergent AEs, flags and events, pre-treatment
+              AEs, follow-up from the first dose per participant, then grouped by arm and worst
+              grade), one by system organ class and term, one for the serious TEAEs by onset date
   core      - the hand-written participant-level query alone (the headline counts)
   summary   - trials.safety.summary.compute_summary(), unblinded (by arm)
   pooled    - compute_summary(), blinded (arms pooled)
@@ -63,10 +65,12 @@ def prepare() -> int:
         status = rng.choice(statuses)
         enrolled = today - timedelta(days=rng.randint(1, 700)) if status not in ("screening", "screen_failure") else None
         ended = status in ("completed", "withdrawn", "died")
+        treated = enrolled + timedelta(days=rng.randint(0, 10)) if enrolled and rng.random() < 0.9 else None
         rows.append(Participant(
             trial=trial, site=site, screening_number=f"S{i:06d}", subject_number=f"{i:06d}" if enrolled else "", status=status,
-            consent_date=(enrolled or today) - timedelta(days=2), enrolment_date=enrolled,
-            status_date=(enrolled + timedelta(days=rng.randint(0, (today - enrolled).days))) if ended else None,
+            consent_date=(enrolled or today) - timedelta(days=2), enrolment_date=enrolled, first_treatment_date=treated,
+            status_date=(max(enrolled, treated or enrolled) + timedelta(days=rng.randint(0, max(0, (today - (treated or enrolled)).days))))
+            if ended else None,
         ))
     QuerySet.bulk_create(Participant.objects.all(), rows, batch_size=2000)
     people = list(Participant.objects.filter(trial=trial).order_by("pk").values_list("pk", "enrolment_date"))
@@ -84,13 +88,15 @@ def prepare() -> int:
         numbers[pk] = numbers.get(pk, 0) + 1
         start = enrolled or today - timedelta(days=30)
         grade = rng.choices([1, 2, 3, 4, 5], weights=[50, 30, 14, 5, 1])[0]
+        serious = grade >= 3 and rng.random() < 0.5
         aes.append(AdverseEvent(
             participant_id=pk, number=numbers[pk], verbatim_term=rng.choice(words),
             coded_term=rng.choice(terms) if rng.random() < 0.35 else None,
-            onset_date=start + timedelta(days=rng.randint(0, 760)), grade=grade, serious=grade >= 3 and rng.random() < 0.5,
+            onset_date=start + timedelta(days=rng.randint(0, 760)), grade=grade, serious=serious,
             related_product=rng.choice(["not_related", "unlikely", "possible", "probable", "definite"]),
             leads_to_withdrawal=rng.random() < 0.01, is_dlt=rng.random() < 0.005,
             outcome="fatal" if grade == 5 else "recovered", aware_at=now,
+            procedure="none", related_procedure="not_related", action_taken="none", serious_aware_at=now if serious else None,
         ))
     QuerySet.bulk_create(AdverseEvent.objects.all(), aes, batch_size=5000)
     with connection.cursor() as cursor:
@@ -105,30 +111,42 @@ def _days_between(later: str, earlier: str) -> str:
 
 
 def baseline_core(trial_id: int, cutoff) -> list:  # noqa: ANN001
-    """Per participant (at risk at the cut-off): worst grade, flags, events, follow-up; then by arm."""
-    end = f"CASE WHEN p.status IN ('completed','withdrawn','lost_to_follow_up','died') AND p.status_date < %(cut)s THEN p.status_date ELSE %(cut)s END"
+    """Per enrolled participant: in the safety population (dosed on or before the cut-off), worst
+    grade, flags and events of the treatment-emergent AEs (onset on/after the first dose), the
+    pre-treatment AEs, follow-up from the first dose; then by arm, safety population, worst grade."""
+    end = "CASE WHEN p.status IN ('completed','withdrawn','lost_to_follow_up','died') AND p.status_date < %(cut)s THEN p.status_date ELSE %(cut)s END"
     died = "(p.status = 'died' AND (p.status_date IS NULL OR p.status_date <= %(cut)s))"
+    dosed = "(p.first_treatment_date IS NOT NULL AND p.first_treatment_date <= %(cut)s)"
+    te = "(e.onset_date >= p.first_treatment_date)"
     sql = f"""
-        WITH at_risk AS (
-            SELECT p.id, a.arm_id, {_days_between(end, 'p.enrolment_date')} AS days, {died} AS died_status
+        WITH pop AS (
+            SELECT p.id, a.arm_id, CASE WHEN {dosed} THEN 1 ELSE 0 END AS safety,
+                   CASE WHEN {dosed} THEN {_days_between(end, 'p.first_treatment_date')} ELSE 0 END AS days,
+                   CASE WHEN {died} THEN 1 ELSE 0 END AS died_status
             FROM participants_participant p LEFT JOIN participants_allocation a ON a.participant_id = p.id
             WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ('screening', 'screen_failure')
         ), per AS (
-            SELECT e.participant_id, MAX(e.grade) AS worst, COUNT(*) AS events,
-                   SUM(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae_events,
-                   MAX(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae,
-                   MAX(CASE WHEN e.related_product IN ('possible','probable','definite') THEN 1 ELSE 0 END) AS related,
-                   MAX(CASE WHEN e.leads_to_withdrawal THEN 1 ELSE 0 END) AS withdrawal,
-                   MAX(CASE WHEN e.is_dlt THEN 1 ELSE 0 END) AS dlt,
-                   MAX(CASE WHEN e.grade = 5 OR e.outcome = 'fatal' THEN 1 ELSE 0 END) AS fatal
-            FROM safety_adverseevent e JOIN at_risk r ON r.id = e.participant_id
+            SELECT e.participant_id,
+                   MAX(CASE WHEN {te} THEN e.grade END) AS worst, SUM(CASE WHEN {te} THEN 1 ELSE 0 END) AS events,
+                   SUM(CASE WHEN {te} AND e.serious THEN 1 ELSE 0 END) AS sae_events,
+                   MAX(CASE WHEN {te} AND e.serious THEN 1 ELSE 0 END) AS sae,
+                   MAX(CASE WHEN {te} AND e.related_product IN ('possible','probable','definite') THEN 1 ELSE 0 END) AS related,
+                   MAX(CASE WHEN {te} AND e.leads_to_withdrawal THEN 1 ELSE 0 END) AS withdrawal,
+                   MAX(CASE WHEN {te} AND e.is_dlt THEN 1 ELSE 0 END) AS dlt,
+                   MAX(CASE WHEN {te} AND (e.grade = 5 OR e.outcome = 'fatal') THEN 1 ELSE 0 END) AS fatal,
+                   SUM(CASE WHEN {te} AND e.grade >= 3 THEN 1 ELSE 0 END) AS severe_events,
+                   SUM(CASE WHEN {te} THEN 0 ELSE 1 END) AS pre_events
+            FROM safety_adverseevent e JOIN participants_participant p ON p.id = e.participant_id
+            JOIN pop ON pop.id = p.id
             WHERE e.onset_date <= %(cut)s GROUP BY e.participant_id
         )
-        SELECT r.arm_id, per.worst, COUNT(*), SUM(r.days), SUM(COALESCE(per.events, 0)), SUM(COALESCE(per.sae_events, 0)),
-               SUM(COALESCE(per.sae, 0)), SUM(COALESCE(per.related, 0)), SUM(COALESCE(per.withdrawal, 0)), SUM(COALESCE(per.dlt, 0)),
-               SUM(CASE WHEN per.fatal = 1 OR r.died_status THEN 1 ELSE 0 END)
-        FROM at_risk r LEFT JOIN per ON per.participant_id = r.id
-        GROUP BY r.arm_id, per.worst
+        SELECT pop.arm_id, pop.safety, per.worst, COUNT(*), SUM(pop.days), SUM(COALESCE(per.events, 0)),
+               SUM(COALESCE(per.sae_events, 0)), SUM(COALESCE(per.sae, 0)), SUM(COALESCE(per.related, 0)),
+               SUM(COALESCE(per.withdrawal, 0)), SUM(COALESCE(per.dlt, 0)),
+               SUM(CASE WHEN pop.safety = 1 AND (per.fatal = 1 OR pop.died_status = 1) THEN 1 ELSE 0 END),
+               SUM(COALESCE(per.severe_events, 0)), SUM(COALESCE(per.pre_events, 0))
+        FROM pop LEFT JOIN per ON per.participant_id = pop.id
+        GROUP BY pop.arm_id, pop.safety, per.worst
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, {"trial": trial_id, "cut": cutoff})
@@ -136,27 +154,26 @@ def baseline_core(trial_id: int, cutoff) -> list:  # noqa: ANN001
 
 
 def baseline_full(trial_id: int, cutoff) -> list:  # noqa: ANN001
-    """The core counts, then by system organ class and term, then serious AEs by onset date."""
+    """The core counts, then TEAEs by system organ class and term, then serious TEAEs by onset date."""
     core = baseline_core(trial_id, cutoff)
-    at_risk = """SELECT p.id, a.arm_id FROM participants_participant p LEFT JOIN participants_allocation a ON a.participant_id = p.id
-                 WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ('screening', 'screen_failure')"""
+    teae = """SELECT e.*, a.arm_id FROM safety_adverseevent e JOIN participants_participant p ON p.id = e.participant_id
+              LEFT JOIN participants_allocation a ON a.participant_id = p.id
+              WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ('screening', 'screen_failure')
+                AND e.onset_date <= %(cut)s AND e.onset_date >= p.first_treatment_date"""
     with connection.cursor() as cursor:
         cursor.execute(f"""
-            WITH r AS ({at_risk})
-            SELECT r.arm_id, COALESCE(t.soc, ''), COALESCE(t.pt, e.verbatim_term), COUNT(DISTINCT e.participant_id), COUNT(*)
-            FROM safety_adverseevent e JOIN r ON r.id = e.participant_id LEFT JOIN safety_codingterm t ON t.id = e.coded_term_id
-            WHERE e.onset_date <= %(cut)s GROUP BY 1, 2, 3""", {"trial": trial_id, "cut": cutoff})
+            WITH e AS ({teae})
+            SELECT e.arm_id, COALESCE(t.soc, ''), COALESCE(t.pt, e.verbatim_term), COUNT(DISTINCT e.participant_id), COUNT(*)
+            FROM e LEFT JOIN safety_codingterm t ON t.id = e.coded_term_id GROUP BY 1, 2, 3""", {"trial": trial_id, "cut": cutoff})
         terms = cursor.fetchall()
         cursor.execute(f"""
-            WITH r AS ({at_risk})
-            SELECT r.arm_id, COALESCE(t.soc, ''), COUNT(DISTINCT e.participant_id), COUNT(*)
-            FROM safety_adverseevent e JOIN r ON r.id = e.participant_id LEFT JOIN safety_codingterm t ON t.id = e.coded_term_id
-            WHERE e.onset_date <= %(cut)s GROUP BY 1, 2""", {"trial": trial_id, "cut": cutoff})
+            WITH e AS ({teae})
+            SELECT e.arm_id, COALESCE(t.soc, ''), COUNT(DISTINCT e.participant_id), COUNT(*)
+            FROM e LEFT JOIN safety_codingterm t ON t.id = e.coded_term_id GROUP BY 1, 2""", {"trial": trial_id, "cut": cutoff})
         socs = cursor.fetchall()
         cursor.execute(f"""
-            WITH r AS ({at_risk})
-            SELECT r.arm_id, e.onset_date, COUNT(*) FROM safety_adverseevent e JOIN r ON r.id = e.participant_id
-            WHERE e.onset_date <= %(cut)s AND e.serious GROUP BY 1, 2 ORDER BY 2""", {"trial": trial_id, "cut": cutoff})
+            WITH e AS ({teae})
+            SELECT e.arm_id, e.onset_date, COUNT(*) FROM e WHERE e.serious GROUP BY 1, 2 ORDER BY 2""", {"trial": trial_id, "cut": cutoff})
         timeline = cursor.fetchall()
     return [core, terms, socs, timeline]
 
@@ -200,16 +217,22 @@ def main() -> None:
         # The same headline counts from both.
         core = results["core"]
         content = results["summary"]
-        assert sum(row[2] for row in core) == content["total"]["at_risk"], "at risk differs"
-        assert sum(row[2] for row in core if row[1] is not None) == content["total"]["with_ae"], "with AE differs"
-        assert sum(row[4] for row in core) == content["total"]["events"], "events differ"
-        assert sum(row[6] for row in core) == content["total"]["with_sae"], "with SAE differs"
-        assert sum(row[10] for row in core) == content["total"]["deaths"], "deaths differ"
-        assert sum(row[3] for row in core) == content["total"]["followup_days"], "follow-up differs"
+        total = content["total"]
+        assert sum(row[3] for row in core) == total["enrolled"], "enrolled differs"
+        assert sum(row[3] for row in core if row[1]) == total["safety_population"], "safety population differs"
+        assert sum(row[3] for row in core if row[2] is not None) == total["with_ae"], "with AE differs"
+        assert sum(row[5] for row in core) == total["events"], "events differ"
+        assert sum(row[7] for row in core) == total["with_sae"], "with SAE differs"
+        assert sum(row[11] for row in core) == total["deaths"], "deaths differ"
+        assert sum(row[4] for row in core) == total["followup_days"], "follow-up differs"
+        assert sum(row[12] for row in core) == total["severe_events"], "grade >= 3 events differ"
+        assert sum(row[13] for row in core) == total["pre_events"], "pre-treatment events differ"
+        assert sum(t[4] for t in results["baseline"][1]) == total["events"], "SOC/term events differ"
 
         base = statistics.median(times["baseline"])
         print(f"database: {connection.vendor}, {PARTICIPANTS} participants, {AES} AEs, repeats: {REPEATS} (setup {setup_s:.1f} s)")
-        print(f"at risk {content['total']['at_risk']}, with AE {content['total']['with_ae']}, events {content['total']['events']}")
+        print(f"enrolled {total['enrolled']}, safety population {total['safety_population']}, with TEAE {total['with_ae']}, "
+              f"TEAEs {total['events']}, pre-treatment AEs {total['pre_events']}")
         print(f"{'step':<10}{'median ms':>10}{'x baseline':>12}")
         for name, values in times.items():
             print(f"{name:<10}{statistics.median(values) * 1000:>10.1f}{statistics.median(values) / base:>12.2f}")

@@ -388,6 +388,10 @@ def test_blinded_user_never_sees_an_arm(client, asc_du, username):
         assert f"/trials/{TRIAL}/allocation-list/" in reached
 
     assert not leaks, f"{username} sees an arm of the blinded trial {TRIAL} ({len(leaks)} leak(s)):\n" + "\n".join(map(str, leaks))
+    # Nor the seed of the allocation list, from which the public algorithm gives every arm.
+    seed = asc_du.trial.allocation_list.seed
+    shown = [url for url, page in pages.items() if seed in " ".join(page.text) or any(seed in v for _t, _n, v in page.attributes)]
+    assert len(seed) == 64 and not shown, f"{username} sees the allocation list's seed on {shown}"
     assert len(pages) >= 10, f"{username}: only {len(pages)} pages reached: {sorted(result.statuses)}"
     print(f"{username}: {len(pages)} pages scanned ({len(result.statuses)} requests, {result.skipped} links skipped) in {time.monotonic() - started:.1f} s")
 

@@ -85,14 +85,17 @@ def test_coordinator_screens_consents_checks_enrols_and_randomizes_a_blinded_par
     expect(page.locator("#id_slots_per_stratum")).to_have_class(re.compile(r"is-invalid"))
     expect(page.locator("form.edc-action-form")).to_contain_text("greater than or equal to 1")
     assert not AllocationList.objects.filter(trial=trial).exists()
+    expect(page.locator("#id_seed")).to_have_count(0)  # nobody types the seed (it would give every arm)
+    expect(page.locator("[data-testid=import-form]")).to_have_count(0)  # importing is for the unblinded statistician
     page.fill("#id_slots_per_stratum", "8")
-    page.fill("#id_seed", "e2e-participants")
     go(page, "button:has-text('Generate the allocation list')")
     expect(page.locator(".alert-success")).to_contain_text("Allocation list generated.")
     expect(page.locator("tr", has_text="site=TLS")).to_contain_text("8")
     assert arm_words_outside_protocol_prose(page.content(), trial) == []  # the data manager is blinded too
     screenshot(page, "participants-allocation-list")
-    assert AllocationList.objects.get(trial=trial).generated_by.username == "datamanager"
+    allocation_list = AllocationList.objects.get(trial=trial)
+    assert allocation_list.generated_by.username == "datamanager"
+    assert allocation_list.seed not in page.content()
     page.context.clear_cookies()
 
     # --- The coordinator screens a new participant ---------------------------------------------

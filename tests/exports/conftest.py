@@ -26,7 +26,7 @@ from trials.exports.models import ExportJob
 from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.safety.models import AdverseEvent
-from trials.safety.services import ae_save
+from trials.safety.services import ae_expectedness_assess, ae_save
 from trials.visits.models import CrfEntry
 from trials.visits.services import crf_entry_save_answers
 
@@ -127,13 +127,16 @@ def randomized(site_code: str, *, consent: int = 20, trial: str = "ASC-DU"):  # 
 def adverse_event(participant, term: str = "Headache") -> AdverseEvent:  # noqa: ANN001
     onset = days_ago(3)
     aware = datetime.combine(onset, time(10, 0), tzinfo=ZoneInfo(participant.site.time_zone))
-    return ae_save(
+    saved = ae_save(
         AdverseEvent(
             participant=participant, verbatim_term=term, onset_date=onset, grade=2, related_product="possible",
-            aware_at=aware, seriousness=["hospitalisation"], expected=False, treatment_given="Paracetamol",
+            aware_at=aware, seriousness=["hospitalisation"], treatment_given="Paracetamol",
+            procedure="none", related_procedure="not_related", action_taken="none", outcome="not_recovered",
         ),
         user=system_user(),
     )
+    # The sponsor's assessment, recorded the way it is (the site does not answer expectedness).
+    return ae_expectedness_assess(saved, user=system_user(), expected=False, reason="Not in the reference safety information")
 
 
 @pytest.fixture

@@ -93,6 +93,9 @@ def random_answers(schema: CrfSchema, rng: random.Random, *, first: date, last: 
         elif item.is_input and (item.required or rng.random() < 0.9):
             born = item.name == "date_of_birth"
             answers[item.name] = _answer(item, rng, date(1950, 1, 1) if born else first, date(1990, 1, 1) if born else last, zone)
+    if "number_active_du" in answers and "ulcers" in answers:
+        # DU_ASSESS: the count of active ulcers agrees with the rows (a CRF-level check, issue 13).
+        answers["number_active_du"] = sum(1 for row in answers["ulcers"] if row.get("active") is True)
     for name, value in (overrides or {}).items():
         if any(item.name == name for item in schema.items):
             answers[name] = value
@@ -144,6 +147,7 @@ def participant_with_data(trial_code: str, site_code: str, rng: random.Random, *
             participant=participant, verbatim_term=rng.choice(["Headache", "Local pain", "Bruising at the injection site"]),
             onset_date=onset, end_date=onset + timedelta(days=3), ongoing=False, grade=rng.randint(1, 3),
             related_product="possible", seriousness=["hospitalisation"] if number == 1 else [], outcome="recovered",
+            procedure="none", related_procedure="not_related", action_taken="none",
             aware_at=datetime.combine(onset, time(12), tzinfo=UTC),
         ), user=system_user())
     participant.refresh_from_db()

@@ -75,7 +75,8 @@ def serious_ae(participant: Participant, *, days: int = 5, term: str = "Fever") 
     zone = ZoneInfo(participant.site.time_zone)
     return ae_save(AdverseEvent(
         participant=participant, verbatim_term=term, onset_date=today - timedelta(days=days), ongoing=True, grade=3,
-        related_product="not_related", seriousness=["hospitalisation"],
+        related_product="not_related", seriousness=["hospitalisation"], procedure="none", related_procedure="not_related",
+        action_taken="none", outcome="not_recovered",
         aware_at=datetime.combine(today - timedelta(days=days), time(10), tzinfo=zone),
     ), user=system_user())
 

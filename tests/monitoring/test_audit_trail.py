@@ -177,12 +177,28 @@ def test_raise_query_links_on_each_item_and_each_group_row(demo_users, client):
     assert client.get(f"{base}&item=ulcers&row={row_id}".replace("&amp;", "&")).status_code == 200
 
 
-def test_csv_cells_cannot_run_as_formulas(demo_users, client):
-    from trials.monitoring.audit import _cell
+# OWASP "CSV Injection": a cell beginning with = + - @ tab or CR gets a leading single quote. The
+# old check let a minus sign followed by a digit through, so these two reasons ran as formulas.
+FORMULA_REASONS = ("-2+3", "-1+cmd|' /C calc'!A0", '=HYPERLINK("http://attacker.example/","ok")', "@SUM(1+1)")
 
-    assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
-    assert _cell("+1 check") == "'+1 check" and _cell("@SUM(A1)") == "'@SUM(A1)"
-    assert _cell("-12.5") == "-12.5" and _cell("72") == "72" and _cell("") == ""
+
+def test_csv_cells_cannot_run_as_formulas(demo_users, client):
+    """Reasons for change are free text: each reaches the inspectors' CSV with a leading quote; the
+    values of a numeric item (a negative number included) stay numbers."""
+    participant = toulouse_participant()
+    entry = vitals_entry(participant)
+    answers = dict(entry.answers)
+    for n, reason in enumerate(FORMULA_REASONS):
+        answers["heart_rate"] = 80 + n
+        crf_entry_save_answers(user=user("coordinator.toulouse"), visit=entry.visit, crf_code="VITALS", answers=answers,
+                               complete=True, reason=reason)
+    client.force_login(user("monitor.du"))
+    lines = read_csv(client.get(reverse("admin:visits_crfentry_audit_csv", args=[entry.pk])))
+    reasons = {line["reason"] for line in lines}
+    assert {"'" + reason for reason in FORMULA_REASONS} <= reasons
+    assert not reasons & set(FORMULA_REASONS)
+    changed = [line for line in lines if line["field"] == "heart_rate" and line["reason"] == "'-2+3"]
+    assert [(line["old"], line["new"]) for line in changed] == [("72", "80")]
 
 
 def test_the_trail_reads_a_fixed_number_of_queries(demo_users):
@@ -198,7 +214,8 @@ def test_the_trail_reads_a_fixed_number_of_queries(demo_users):
 
     for n in range(3):
         ae_save(AdverseEvent(participant=large, verbatim_term=f"Headache {n}", onset_date=large.site.today() - timedelta(days=2),
-                             ongoing=True, grade=1, related_product="not_related",
+                             ongoing=True, grade=1, related_product="not_related", procedure="none", related_procedure="not_related",
+                             action_taken="none", outcome="not_recovered",
                              aware_at=large.history.first().history_date), user=system_user())
     with CaptureQueriesContext(connection) as many:
         trail = participant_trail(monitor, Participant.objects.get(pk=large.pk))
@@ -312,6 +329,7 @@ CREATED_ONLY = {
     "monitoring.querymessage": "a message of a query's thread is written once",
     "monitoring.signaturefailure": "a refused attempt, recorded once",
     "exports.exportdownload": "a download is an event, recorded once",
+    "protocol.unblindedaccessevent": "an entry of the unblinded-access log, recorded once",
 }
 
 

@@ -49,7 +49,8 @@ def serious(participant: Participant) -> AdverseEvent:
     today = participant.site.today()
     return ae_save(AdverseEvent(
         participant=participant, verbatim_term="Pneumonia", onset_date=today - timedelta(days=2), ongoing=True, grade=3,
-        related_product="not_related", seriousness=["hospitalisation"],
+        related_product="not_related", seriousness=["hospitalisation"], procedure="none", related_procedure="not_related",
+        action_taken="none", outcome="not_recovered",
         aware_at=datetime.combine(today - timedelta(days=2), time(9), tzinfo=ZoneInfo(participant.site.time_zone)),
     ), user=system_user())
 

@@ -92,7 +92,9 @@ def test_the_site_confirms_or_dismisses_a_proposal(participant):
     assert dismissed.history.first().history_change_reason == "Dismissed: Window extended by amendment 3"
 
 
-def test_recording_a_deviation_by_role_with_its_rules(participant):
+def test_recording_a_deviation_by_role_with_its_rules(late_evening_utc, participant):
+    """Dates are the site's: at 23:30 UTC it is already tomorrow in Toulouse."""
+    today = participant.site.today
     values = {
         "participant": participant,
         "category": "consent",

@@ -45,7 +45,7 @@ def an_ae(participant, **values) -> AdverseEvent:  # noqa: ANN001
         grade=2,
         related_product="not_related",
         aware_at=timezone.now() - timedelta(days=1),
-        **values,
+        **{"procedure": "none", "related_procedure": "not_related", "action_taken": "none", "outcome": "not_recovered", **values},
     )
 
 
@@ -371,7 +371,6 @@ def test_the_ae_form_shows_the_lock_and_saves_nothing(demo, client):
             "related_product": "possible",
             "procedure": "injection",
             "related_procedure": "possible",
-            "expected": "on",
             "action_taken": "none",
             "outcome": "recovering",
             "aware_at": f"{onset}T10:00",

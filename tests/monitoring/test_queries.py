@@ -393,6 +393,7 @@ def test_the_coordinator_sees_an_ae_query_in_the_ae_log_and_answers_it_on_the_ae
     onset = timezone.localdate() - timedelta(days=2)
     ae = ae_save(AdverseEvent(
         participant=participant, verbatim_term="Headache", onset_date=onset, grade=1, related_product="not_related",
+        procedure="none", related_procedure="not_related", action_taken="none", outcome="not_recovered",
         aware_at=datetime.combine(onset, time(10), tzinfo=ZoneInfo(participant.site.time_zone)),
     ), user=user("coordinator.toulouse"))
     query = q.query_raise(user=user("monitor.du"), adverse_event=ae, text="Source says grade 2.")

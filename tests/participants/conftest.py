@@ -85,7 +85,8 @@ def ulcer(**overrides) -> dict:  # noqa: ANN003
 def enter_ulcers(participant: Participant, rows: list[dict], actor=None):  # noqa: ANN001, ANN201
     return enter(
         participant, "DU_ASSESS",
-        {"assessment_date": days_ago(8), "number_active_du": len(rows), "ulcers": rows}, actor,
+        # The count agrees with the rows (a CRF check since issue 13).
+        {"assessment_date": days_ago(8), "number_active_du": sum(1 for row in rows if row.get("active")), "ulcers": rows}, actor,
     )
 
 

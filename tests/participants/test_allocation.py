@@ -1,11 +1,11 @@
-"""Allocation: the randomization list (data manager, once, reproducible permuted blocks per site
-stratum), randomization from it, assignment in the open-label trial, nothing in the registry."""
+"""Allocation: the randomization list (data manager, once, permuted blocks per site stratum from a
+secret seed that reproduces it), randomization from it, assignment in the open-label trial,
+nothing in the registry. The import of a list made elsewhere: tests/participants/test_allocation_import.py."""
 
 from collections import Counter, defaultdict
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 
 from edc.audit import audited_save, system_user
 from tests.participants.conftest import (
@@ -27,7 +27,6 @@ from trials.participants.models import Allocation, AllocationList, AllocationSlo
 
 pytestmark = pytest.mark.django_db
 
-SEED = "a-fixed-seed-for-the-tests"
 
 
 @pytest.fixture
@@ -35,8 +34,8 @@ def trial(demo):
     return site(TLS).trial
 
 
-def generate(trial, *, slots: int = 8, seed: str | None = SEED, actor=None) -> AllocationList:  # noqa: ANN001
-    return services.allocation_list_generate(trial=trial, user=actor or user("datamanager"), slots_per_stratum=slots, seed=seed)
+def generate(trial, *, slots: int = 8, actor=None) -> AllocationList:  # noqa: ANN001
+    return services.allocation_list_generate(trial=trial, user=actor or user("datamanager"), slots_per_stratum=slots)
 
 
 def arms_by_stratum(allocation_list: AllocationList) -> dict[str, list[str]]:
@@ -77,9 +76,9 @@ def test_only_a_randomized_trial_has_a_list(demo, key):
 def test_the_list_is_never_regenerated(trial):
     first = generate(trial)
     slots = list(AllocationSlot.objects.order_by("pk").values_list("pk", "arm_id", "kit_code"))
-    for seed in (SEED, "another-seed", None):
+    for count in (8, 12):
         with pytest.raises(ValidationError) as refused:
-            generate(trial, seed=seed)
+            generate(trial, slots=count)
         assert "never regenerated" in refused.value.messages[0]
     assert list(AllocationList.objects.all()) == [first]
     assert list(AllocationSlot.objects.order_by("pk").values_list("pk", "arm_id", "kit_code")) == slots
@@ -91,23 +90,17 @@ def test_the_list_is_stratified_by_site(trial):
     assert allocation_list.strata == [f"site={code}" for code in sites]
     assert "site=TLS" in allocation_list.strata and "site=GRE" in allocation_list.strata
     assert set(allocation_list.slots.values_list("stratum", flat=True)) == set(allocation_list.strata)
-    assert (allocation_list.generated_by, allocation_list.seed) == (user("datamanager"), SEED)
+    assert allocation_list.generated_by == user("datamanager")
     assert allocation_list.history.get().history_user == user("datamanager")
     assert AllocationSlot.history.count() == allocation_list.slots.count()  # every slot audited
 
 
-def test_the_same_seed_gives_the_same_list(trial):
+def test_the_stored_seed_reproduces_the_list(trial):
     arms = [a.code for a in trial.arms.filter(is_active=True).order_by("code")]
-    with transaction.atomic():
-        first = arms_by_stratum(generate(trial, slots=10))
-        kits = sorted(AllocationSlot.objects.values_list("stratum", "sequence", "kit_code"))
-        transaction.set_rollback(True)  # as if it had never been generated
-    assert not AllocationList.objects.exists()
-    again = generate(trial, slots=10)
-    assert arms_by_stratum(again) == first
-    assert sorted(AllocationSlot.objects.values_list("stratum", "sequence", "kit_code")) == kits
+    allocation_list = generate(trial, slots=10)
+    first = arms_by_stratum(allocation_list)
     for stratum, codes in first.items():
-        expected = services.permuted_blocks(seed=SEED, stratum=stratum, arms=arms, ratio=[1, 1], block_sizes=[2, 4], count=10)
+        expected = services.permuted_blocks(seed=allocation_list.seed, stratum=stratum, arms=arms, ratio=[1, 1], block_sizes=[2, 4], count=10)
         assert codes == [code for _block, _size, code in expected]
     # Each stratum has its own stream, and another seed gives another list.
     assert len({tuple(codes) for codes in first.values()}) > 1
@@ -117,6 +110,19 @@ def test_the_same_seed_gives_the_same_list(trial):
         for stratum in first
     }
     assert other != first
+
+
+def test_the_seed_is_secret_and_nobody_sets_it(trial):
+    """256 bits from the operating system (secrets.token_hex(32)): never a value a user typed, a
+    default or one seed for every trial. Before this change the data manager typed it."""
+    with pytest.raises(TypeError):
+        services.allocation_list_generate(trial=trial, user=user("datamanager"), slots_per_stratum=8, seed="typed")  # noqa: E501
+    assert not AllocationList.objects.exists()
+    allocation_list = generate(trial)
+    assert len(allocation_list.seed) == 64 and int(allocation_list.seed, 16) >= 0
+    assert allocation_list.algorithm == "permuted-blocks/v2"
+    kits = list(allocation_list.slots.values_list("kit_code", flat=True))
+    assert len(set(kits)) == len(kits) and all(k[0] == "K" and len(k) == 7 for k in kits)
 
 
 def test_every_block_holds_the_arms_in_ratio(trial):
@@ -204,15 +210,12 @@ def test_randomizing_twice_is_refused(trial):
 
 
 def test_randomization_stops_when_the_stratum_is_exhausted(trial):
-    # A list ends on a whole block: with 2 slots asked, a seed whose first Toulouse block is of 2.
-    def toulouse(seed: str) -> list:
-        return services.permuted_blocks(seed=seed, stratum="site=TLS", arms=["ADMSC", "PLACEBO"], ratio=[1, 1], block_sizes=[2, 4], count=2)
-
-    seed = next(f"seed-{n}" for n in range(100) if len(toulouse(f"seed-{n}")) == 2)
-    allocation_list = generate(trial, slots=2, seed=seed)
-    assert allocation_list.slots.filter(stratum="site=TLS").count() == 2
-    participants = [enrolled(TLS) for _ in range(3)]
-    for participant in participants[:2]:
+    # A list ends on a whole block: with 2 slots asked, Toulouse has one block of 2 or of 4.
+    allocation_list = generate(trial, slots=2)
+    capacity = allocation_list.slots.filter(stratum="site=TLS").count()
+    assert capacity in (2, 4)
+    participants = [enrolled(TLS) for _ in range(capacity + 1)]
+    for participant in participants[:capacity]:
         randomize(participant)
     before = (written(), history_count(participants[-1]))
     with pytest.raises(ValidationError) as refused:

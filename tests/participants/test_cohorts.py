@@ -64,6 +64,7 @@ def fill(n: int, *, dlts: int = 0) -> list:
             ae_save(AdverseEvent(
                 participant=participant, verbatim_term="Infusion reaction", onset_date=days_ago(50), ongoing=False,
                 end_date=days_ago(48), grade=3, related_product="probable", outcome="recovered", is_dlt=True,
+                procedure="infusion", related_procedure="not_related", action_taken="none",
                 aware_at=datetime.combine(days_ago(50), time(10), tzinfo=ZoneInfo(participant.site.time_zone)),
             ), user=system_user())
         made.append(participant)

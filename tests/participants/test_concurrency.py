@@ -74,7 +74,7 @@ def test_concurrent_enrolments_at_one_site_get_distinct_gap_free_numbers(demo_us
 
 def test_concurrent_randomizations_take_distinct_slots_without_gaps(demo_users):
     trial = site(TLS).trial
-    services.allocation_list_generate(trial=trial, user=user("datamanager"), slots_per_stratum=THREADS, seed="concurrency")
+    services.allocation_list_generate(trial=trial, user=user("datamanager"), slots_per_stratum=THREADS)
     participants = [enrolled(TLS) for _ in range(THREADS)]
     coordinator = user("coordinator.toulouse")
 

@@ -169,13 +169,13 @@ def test_ineligible_answers_need_confirmation_and_name_the_failed_criteria(mexic
     before = (answers_written(), history_count(mexican))
     with pytest.raises(ValidationError) as refused:
         record(mexican, answers, actor=coordinator_mexico)
-    assert "I04 not met" in refused.value.messages[0] and "E03 met" in refused.value.messages[0]
+    assert "I04 not met" in refused.value.messages[0] and "E03 excluded" in refused.value.messages[0]
     assert (answers_written(), history_count(mexican)) == before
 
     record(mexican, answers, actor=coordinator_mexico, confirm=True)
     mexican.refresh_from_db()
     assert mexican.status == "screen_failure"
-    assert "I04 not met" in mexican.status_reason and "E03 met" in mexican.status_reason
+    assert "I04 not met" in mexican.status_reason and "E03 excluded" in mexican.status_reason
     assert "I01" not in mexican.status_reason
     assert stored(mexican)[("E03", "")] == (MET, False)
     with pytest.raises(ValidationError):
@@ -278,3 +278,69 @@ def test_lesion_criteria_are_answered_per_lesion_and_the_others_per_participant(
         code = next(iter(answers))[0]
         assert code in refused.value.messages[0]
     assert answers_written() == before
+
+
+# --- Criteria whose basis is a screening CRF (issue 13) ---------------------------------------
+
+
+def test_botulinum_toxin_in_the_screening_crf_excludes_and_cannot_be_answered_otherwise(toulousain):
+    """ASC-DU E09 (botulinum toxin in an affected finger within 4 weeks): SSC_SCREEN says toxin in the
+    hands in the last month; an investigator answered "Not met" by hand and the participant was
+    enrolled. The data now answer E09, and a hand answer that disagrees is refused."""
+    coordinator = user("coordinator.toulouse")
+    enter_ulcers(toulousain, [ulcer()], coordinator)
+    enter(toulousain, "SSC_SCREEN", ssc_screen(botulinum_last_month=True), coordinator)
+    auto = eligibility.evaluate(toulousain).answers[("E09", "")]
+    assert (auto.answer, auto.basis) == (MET, "botulinum_last_month = yes")
+    before = answers_written()
+    with pytest.raises(ValidationError) as refused:
+        record(toulousain, {**checklist(toulousain), ("E09", ""): (NOT_MET, "no injection")}, actor=coordinator)
+    assert refused.value.messages == [
+        "E09: the screening data say 'Excluded: yes' (botulinum_last_month = yes); correct the CRF if the data are wrong."
+    ]
+    assert answers_written() == before
+    with pytest.raises(ValidationError) as refused:
+        record(toulousain, actor=coordinator)
+    assert "E09 excluded" in refused.value.messages[0]
+    with pytest.raises(ValidationError):
+        services.participant_enrol(participant=toulousain, user=coordinator)
+
+
+@pytest.mark.parametrize(("crf", "answers", "code", "expected"), [
+    ("SSC_SCREEN", {"botulinum_last_month": False}, "E09", NOT_MET),
+    ("SSC_SCREEN", {"hyperbaric_last_month": True}, "E08", MET),
+    ("SSC_SCREEN", {"hyperbaric_last_month": False}, "E08", None),  # topical growth factors: by hand
+    ("SSC_SCREEN", {"stable_vasoactive_1m": False}, "E04", MET),
+    ("SSC_SCREEN", {"stable_vasoactive_1m": True}, "E04", None),  # treated under 3 months: by hand
+    ("SSC_SCREEN", {"pregnant_or_breastfeeding": True}, "E19", MET),
+    ("SSC_SCREEN", {"pregnant_or_breastfeeding": False}, "E19", None),  # plans to: by hand
+    ("DEMOG", {"smoking_status": "current"}, "E01", MET),
+    ("DEMOG", {"smoking_status": "never"}, "E01", NOT_MET),
+    ("DEMOG", {"smoking_status": "former"}, "E01", None),  # stopped under 3 months: by hand
+])
+def test_asc_du_exclusions_are_decided_by_the_screening_data_where_they_can_be(toulousain, crf, answers, code, expected):
+    data = ssc_screen(**answers) if crf == "SSC_SCREEN" else demog(age=50, **answers)
+    if answers.get("smoking_status") == "former":
+        data["smoking_stop_date"] = data["date_of_birth"].replace(year=data["date_of_birth"].year + 30)
+    enter(toulousain, crf, data, user("coordinator.toulouse"))
+    auto = eligibility.evaluate(toulousain).answers.get((code, ""))
+    assert (auto.answer if auto else None) == expected
+    if expected is None:  # undecided by the data: the investigator's answer counts
+        enter_ulcers(toulousain, [ulcer()])
+        answers_ = {**checklist(toulousain), (code, ""): (MET, "by hand")}
+        with pytest.raises(ValidationError) as refused:
+            record(toulousain, answers_)
+        assert f"{code} excluded" in refused.value.messages[0]
+
+
+def test_the_checklist_reads_exclusion_criteria_as_excluded_yes_or_no(toulousain, client):
+    client.force_login(user("coordinator.toulouse"))
+    enter(toulousain, "SSC_SCREEN", ssc_screen(), user("coordinator.toulouse"))
+    page = client.get(f"/participants/{toulousain.pk}/eligibility/").content.decode()
+    e02 = page.split('data-criterion="E02"')[1].split("</tr>")[0]  # answered by hand
+    assert 'value="met"' in e02 and ">Excluded: yes</label>" in e02 and ">Excluded: no</label>" in e02
+    assert "Not met" not in e02
+    e09 = page.split('data-criterion="E09"')[1].split("</tr>")[0]  # from the data
+    assert "<strong>Excluded: no</strong>" in e09
+    i05 = page.split('data-criterion="I05"')[1].split("</tr>")[0]  # inclusion criteria keep Met / Not met
+    assert ">Met</label>" in i05 and ">Not met</label>" in i05

@@ -171,6 +171,8 @@ BAD_TRIALS = [
     ("criteria.0.expression", "age_years >= ", "criteria[0].expression", "CEL expression does not compile"),
     ("criteria.0.expression", "agee_years >= 18", "criteria[0].expression", "unknown field name(s): agee_years"),
     ("criteria.1.expression", "smoker == 1", "criteria[1].expression", "unknown field name(s): smoker"),
+    ("criteria.0.expression", "previous.MINI.age_years >= 18", "criteria[0].expression", "unknown field name(s): previous"),
+    ("criteria.0.expression", "avg([age_years]) >= 18", "criteria[0].expression", "calls unknown function(s): avg"),
     ("masking.masked", ["participant"], "masking", "masking level 'double' means 2 masked role(s)"),
     ("randomization", DELETE, "", "a randomized trial needs a 'randomization' block"),
     ("visits.0.window_before_days", -1, "visits[0].window_before_days", "greater than or equal to 0"),
@@ -213,6 +215,18 @@ BAD_CRFS = [
     ("codelists.yn.0.code", True, "codelists.yn[0].code", "quote the code"),
     ("sections", [{"name": "A"}, {"name": "A"}], "sections[1].name", "duplicate section 'A'"),
     ("fields.3.min_rows", 5, "fields[3]", "min_rows (5) is greater than max_rows (2)"),
+    # Functions and other-CRF references (issue 13): checked at load time, not skipped at entry.
+    ("checks", [{"expression": "lesions.map(l, l.active).avg() > 0.5", "message": "m"}], "checks[0].expression",
+     "calls unknown function(s): avg"),
+    ("checks", [{"expression": "previous.NOPE.age_years < age_years", "message": "m"}], "checks[0].expression",
+     "'previous.NOPE' names an unknown CRF 'NOPE'"),
+    ("checks", [{"expression": "age_years >= previous.MINI.agee_years", "message": "m"}], "checks[0].expression",
+     "CRF 'MINI' has no item 'agee_years'"),
+    ("checks", [{"expression": "visit.MINI.age_years == age_years", "message": "m"}], "checks[0].expression",
+     "'visit.MINI' is this CRF"),
+    ("checks", [{"expression": "size(baseline) > 0", "message": "m"}], "checks[0].expression",
+     "'baseline' reads another CRF: write baseline.CRF_CODE.item"),
+    ("fields.0.name", "previous", "fields[0].name", "'previous' is reserved"),
 ]
 
 
@@ -235,6 +249,15 @@ def test_bad_trial_file_is_rejected_whole(tmp_path, key, value, path, message):
 @pytest.mark.parametrize(("key", "value", "path", "message"), BAD_CRFS, ids=[c[3][:40] for c in BAD_CRFS])
 def test_bad_crf_file_is_rejected_whole(tmp_path, key, value, path, message):
     assert_rejected(write(tmp_path, crf=mutate(CRF, key, value)), "mini.yaml", path, message)
+
+
+def test_checks_may_read_rows_and_other_crfs(tmp_path):
+    crf = mutate(CRF, "checks", [
+        {"expression": "lesions.filter(l, l.active == true).size() <= 2 && [1.0, 2.0].sum() == 3.0", "message": "m"},
+        {"expression": "age_years == null || previous.MINI.age_years <= age_years", "message": "m", "severity": "soft"},
+        {"expression": "baseline['MINI'].lesions.size() >= 0", "message": "m"},
+    ])
+    assert protocol_load([write(tmp_path, crf=crf)], user=system_user()).trials == ["MINI-TRIAL"]
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):

@@ -40,7 +40,8 @@ def coordinator():
 def ae(participant, **values):  # noqa: ANN001, ANN201
     fields = {
         "verbatim_term": "Headache", "onset_date": date(2026, 6, 10), "ongoing": True, "grade": 2,
-        "related_product": "not_related", "aware_at": datetime(2026, 6, 14, 9, 0, tzinfo=UTC), **values,
+        "related_product": "not_related", "procedure": "none", "related_procedure": "not_related", "action_taken": "none",
+        "outcome": "not_recovered", "aware_at": datetime(2026, 6, 14, 9, 0, tzinfo=UTC), **values,
     }
     return AdverseEvent(participant=participant, **fields)
 
@@ -98,9 +99,8 @@ def test_a_serious_ae_starts_a_24_hour_clock_from_awareness(participant, coordin
 )
 def test_a_susar_gets_its_7_or_15_day_clock(participant, coordinator, criteria, kind, days):
     with time_machine.travel(NOW, tick=False):
-        saved = services.ae_save(
-            ae(participant, seriousness=criteria, grade=4, related_product="probable", expected=False), user=coordinator
-        )
+        saved = services.ae_save(ae(participant, seriousness=criteria, grade=4, related_product="probable"), user=coordinator)
+        services.ae_expectedness_assess(saved, user=_user("sponsor.toulouse"), expected=False, reason="Not in the IB")
     kinds = {c.kind: c for c in saved.clocks.all()}
     assert set(kinds) == {ClockKind.SAE_24H, kind}
     assert kinds[kind].due_at - kinds[kind].started_at == timedelta(days=days)
@@ -180,7 +180,7 @@ def test_the_ae_form_in_the_browser_flow(participant, coordinator, client):
     assert client.get(url).status_code == 200
     data = {
         "verbatim_term": "Fever", "onset_date": "2026-06-10", "ongoing": "on", "grade": "2", "related_product": "possible",
-        "procedure": "injection", "related_procedure": "possible", "expected": "on", "action_taken": "none",
+        "procedure": "injection", "related_procedure": "possible", "action_taken": "none",
         "outcome": "recovering", "aware_at": "2026-06-14T10:00", "seriousness": [],
     }
     with time_machine.travel(NOW, tick=False):
@@ -237,7 +237,7 @@ def test_a_coded_ae_is_edited_by_its_code_in_the_latest_dictionary(participant, 
     client.force_login(coordinator)
     data = {
         "verbatim_term": "Headache", "coded_term": "Z1", "onset_date": "2026-06-10", "ongoing": "on", "grade": "1",
-        "related_product": "not_related", "procedure": "none", "related_procedure": "not_related", "expected": "on",
+        "related_product": "not_related", "procedure": "none", "related_procedure": "not_related",
         "action_taken": "none", "outcome": "not_recovered", "aware_at": "2026-06-14T10:00",
     }
     with time_machine.travel(NOW, tick=False):
@@ -267,3 +267,183 @@ def test_the_report_time_is_typed_in_site_time_or_is_now(participant, coordinato
     clock.refresh_from_db()
     assert clock.reported_at == (clock.started_at + timedelta(hours=3)).replace(second=0, microsecond=0)
     assert clock.reported_by == coordinator
+
+
+# --- Issue 13: safety reporting clocks -----------------------------------------------------------
+# ICH E2A III.A / Regulation (EU) 536/2014 art. 42 / EU CT-3 7.2.3.3: a SUSAR is reported within
+# 7 days if fatal or life-threatening, else 15 days, day 0 being the first awareness of the minimum
+# criteria; expectedness is judged by the sponsor against the reference safety information. ICH
+# E6(R2) 4.11.1: the investigator reports an SAE to the sponsor immediately (here: within 24 hours).
+
+
+def _user(username: str):  # noqa: ANN202
+    return get_user_model().objects.get(username=username)
+
+
+def _select(page: str, name: str) -> str:
+    import re
+
+    found = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert found, name
+    return found.group(1)
+
+
+def test_the_new_ae_form_presets_no_answer(participant, coordinator, client):
+    """Outcome, action taken, procedure and relations start unanswered; expectedness is not asked."""
+    client.force_login(coordinator)
+    page = client.get(reverse("ae_new", args=[participant.pk])).content.decode()
+    for name in ("related_product", "procedure", "related_procedure", "action_taken", "outcome"):
+        options = _select(page, name)
+        assert "selected" not in options.replace('value="" selected', ""), name
+        assert 'value=""' in options, name  # an explicit "---------" to move away from
+    assert 'name="expected"' not in page
+
+
+def test_an_ae_without_explicit_answers_is_refused_on_each_field(participant, coordinator):
+    bare = AdverseEvent(
+        participant=participant, verbatim_term="Headache", onset_date=date(2026, 6, 10), ongoing=True, grade=2,
+        related_product="possible", aware_at=datetime(2026, 6, 14, 9, 0, tzinfo=UTC),
+    )
+    with time_machine.travel(NOW, tick=False), pytest.raises(ValidationError) as refused:
+        services.ae_save(bare, user=coordinator)
+    assert {"procedure", "related_procedure", "action_taken", "outcome"} <= set(refused.value.message_dict)
+    assert not AdverseEvent.objects.filter(participant=participant).exists()
+
+
+@pytest.mark.parametrize(("criteria", "kind", "days"), [(["life_threatening"], ClockKind.SUSAR_7D, 7), (["hospitalisation"], ClockKind.SUSAR_15D, 15)])
+def test_a_serious_related_ae_not_assessed_for_expectedness_starts_the_susar_clock(participant, coordinator, criteria, kind, days):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=criteria, grade=4, related_product="possible"), user=coordinator)
+    assert saved.expected is None and saved.awaits_expectedness
+    clocks = {c.kind: c for c in saved.clocks.all()}
+    assert set(clocks) == {ClockKind.SAE_24H, kind}
+    assert clocks[kind].started_at == saved.aware_at and clocks[kind].due_at - clocks[kind].started_at == timedelta(days=days)
+    from trials.safety.selectors import aes_awaiting_expectedness
+
+    assert list(aes_awaiting_expectedness(_user("sponsor.toulouse"))) == [saved]
+
+
+def test_the_site_does_not_answer_expectedness(participant, coordinator):
+    with time_machine.travel(NOW, tick=False), pytest.raises(ValidationError) as refused:
+        services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, related_product="possible", expected=True), user=coordinator)
+    assert "expected" in refused.value.message_dict
+    assert not AdverseEvent.objects.filter(participant=participant).exists()
+
+
+def test_assessed_expected_closes_the_susar_clock_with_the_reason_and_unexpected_reopens_it(participant, coordinator):
+    sponsor = _user("sponsor.toulouse")
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, related_product="probable"), user=coordinator)
+        with pytest.raises(PermissionDenied):  # the site does not assess expectedness
+            services.ae_expectedness_assess(saved, user=coordinator, expected=True, reason="IB lists it")
+        with pytest.raises(ValidationError, match="reason"):
+            services.ae_expectedness_assess(saved, user=sponsor, expected=True, reason=" ")
+        services.ae_expectedness_assess(saved, user=sponsor, expected=True, reason="Listed in IB v4 section 6.2")
+    susar = saved.clocks.get(kind=ClockKind.SUSAR_15D)
+    assert susar.cancelled and "Listed in IB v4 section 6.2" in susar.cancel_reason  # closed, not deleted
+    assert "Listed in IB v4 section 6.2" in susar.history.first().history_change_reason
+    assert not saved.clocks.get(kind=ClockKind.SAE_24H).cancelled  # the SAE report is still due
+    saved.refresh_from_db()
+    assert saved.expected is True and saved.expectedness_assessed_by == sponsor
+    assert "Listed in IB v4" in saved.history.first().history_change_reason
+    from trials.safety.selectors import aes_awaiting_expectedness
+
+    assert not aes_awaiting_expectedness(sponsor).exists()
+    with time_machine.travel(NOW + timedelta(days=1), tick=False):
+        services.ae_expectedness_assess(saved, user=_user("datamanager"), expected=False, reason="IB v5 no longer lists it")
+    susar.refresh_from_db()
+    assert not susar.cancelled and susar.due_at == saved.serious_aware_at + timedelta(days=15)
+    saved.refresh_from_db()
+    assert saved.is_susar
+
+
+def test_a_sponsor_of_another_site_neither_sees_nor_assesses(participant, coordinator, client):
+    from trials.protocol.models import Role
+    from trials.protocol.services import study_role_grant
+
+    other = get_user_model().objects.create_user("sponsor.grenoble", password="x-long-password-1")
+    study_role_grant(user=other, trial=participant.trial, site=Site.objects.get(trial=participant.trial, code="GRE"),
+                     role=Role.SPONSOR, granted_by=system_user(), reason="t")
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, related_product="possible"), user=coordinator)
+    with pytest.raises(PermissionDenied):
+        services.ae_expectedness_assess(saved, user=other, expected=True, reason="IB")
+    client.force_login(other)
+    assert "Headache" not in client.get(reverse("expectedness_list")).content.decode()
+    assert client.post(reverse("expectedness_assess", args=[saved.pk]), {"expected": "expected", "reason": "IB"}).status_code == 404
+
+
+def test_the_to_assess_page_assesses_and_names_no_arm(participant, coordinator, client):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, related_product="possible"), user=coordinator)
+    client.force_login(_user("sponsor.toulouse"))
+    home = client.get(reverse("home")).content.decode()
+    assert reverse("expectedness_list") in home
+    page = client.get(reverse("expectedness_list")).content.decode()
+    assert "Headache" in page and f'data-testid="assess-{saved.pk}"' in page
+    assert participant.allocation.kit_code not in page
+    for arm in participant.trial.arms.all():
+        assert f">{arm.label}<" not in page and arm.code not in page
+    with time_machine.travel(NOW, tick=False):
+        response = client.post(reverse("expectedness_assess", args=[saved.pk]), {"expected": "expected", "reason": ""}, follow=True)
+        assert "Give the reason" in response.content.decode()
+        client.post(reverse("expectedness_assess", args=[saved.pk]), {"expected": "expected", "reason": "IB v4 6.2"})
+    assert AdverseEvent.objects.get(pk=saved.pk).expected is True
+    assert "Headache" not in client.get(reverse("expectedness_list")).content.decode()
+    client.force_login(coordinator)  # the site reads the list, without the assessment form
+    with time_machine.travel(NOW, tick=False):
+        second = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, related_product="possible"), user=coordinator)
+    page = client.get(reverse("expectedness_list")).content.decode()
+    assert f"AE{second.number}" in page and f'data-testid="assess-{second.pk}"' not in page
+
+
+def test_an_ae_that_becomes_serious_later_starts_its_clock_when_the_site_learns_of_the_seriousness(participant, coordinator):
+    """Aware of the AE on 1 June, of its seriousness on 15 June at 07:00 UTC: due 16 June 07:00, not overdue."""
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, onset_date=date(2026, 6, 1), aware_at=datetime(2026, 6, 1, 9, 0, tzinfo=UTC)), user=coordinator)
+        saved.seriousness, saved.grade = ["hospitalisation"], 3
+        saved.serious_aware_at = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
+        services.ae_save(saved, user=coordinator, reason="Hospitalised")
+    clock = saved.clocks.get()
+    assert clock.started_at == datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
+    assert clock.due_at == datetime(2026, 6, 16, 7, 0, tzinfo=UTC) and clock.due_at > NOW
+    assert alerts.clock_alerts_send(now=NOW) == 0  # neither overdue nor past half time
+
+
+def test_an_ae_that_becomes_serious_with_no_time_given_starts_its_clock_now(participant, coordinator):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, onset_date=date(2026, 6, 1), aware_at=datetime(2026, 6, 1, 9, 0, tzinfo=UTC)), user=coordinator)
+        saved.seriousness, saved.grade = ["hospitalisation"], 3
+        services.ae_save(saved, user=coordinator, reason="Hospitalised")
+    assert saved.serious_aware_at == NOW and saved.clocks.get().due_at == NOW + timedelta(hours=24)  # NOW is a whole minute
+    with time_machine.travel(NOW + timedelta(days=2), tick=False):  # a later follow-up keeps the time
+        saved.grade = 4
+        services.ae_save(saved, user=coordinator, reason="Worse")
+    assert AdverseEvent.objects.get(pk=saved.pk).serious_aware_at == NOW and saved.clocks.get().started_at == NOW
+
+
+@pytest.mark.parametrize(
+    "serious_aware_at",
+    [datetime(2026, 6, 14, 8, 0, tzinfo=UTC), datetime(2026, 6, 16, 8, 0, tzinfo=UTC)],  # before the AE's awareness; future
+)
+def test_the_seriousness_awareness_is_after_the_awareness_and_not_in_the_future(participant, coordinator, serious_aware_at):
+    with time_machine.travel(NOW, tick=False), pytest.raises(ValidationError) as refused:
+        services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3, serious_aware_at=serious_aware_at), user=coordinator)
+    assert "serious_aware_at" in refused.value.message_dict
+    assert not AdverseEvent.objects.filter(participant=participant).exists()
+
+
+def test_the_seriousness_awareness_is_typed_in_site_time(participant, coordinator, client):
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, onset_date=date(2026, 6, 1), aware_at=datetime(2026, 6, 1, 9, 0, tzinfo=UTC)), user=coordinator)
+    client.force_login(coordinator)
+    data = {
+        "verbatim_term": "Headache", "onset_date": "2026-06-01", "ongoing": "on", "grade": "3", "seriousness": ["hospitalisation"],
+        "related_product": "not_related", "procedure": "none", "related_procedure": "not_related", "action_taken": "none",
+        "outcome": "not_recovered", "aware_at": "2026-06-01T11:00", "serious_aware_at": "2026-06-15T09:00", "reason": "Hospitalised",
+    }
+    with time_machine.travel(NOW, tick=False):
+        assert client.post(reverse("ae_edit", args=[participant.pk, saved.number]), data).status_code == 302
+    saved.refresh_from_db()
+    assert saved.serious_aware_at == datetime(2026, 6, 15, 7, 0, tzinfo=UTC)  # 09:00 in Toulouse (CEST) is 07:00 UTC
+    assert saved.clocks.get().started_at == saved.serious_aware_at

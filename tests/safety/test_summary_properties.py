@@ -1,6 +1,8 @@
 """Properties of the safety summary over random AE sets (hypothesis): in every arm, participants with
-an AE never outnumber those at risk, the worst-grade counts add up to the participants with an AE,
-and the blinded (pooled) and unblinded versions agree on every total."""
+an AE never outnumber the safety population, the worst-grade counts add up to the participants with
+an AE and the events of each grade to the events, and the blinded (pooled) and unblinded versions
+agree on every total. An oracle written from the definitions (ICH E9, CDISC ADaM SAFFL / TRTEMFL)
+checks the headline counts."""
 
 from __future__ import annotations
 
@@ -14,14 +16,15 @@ from hypothesis import strategies as st
 
 from edc.audit import audited_bulk_create, system_user
 from tests.participants.conftest import _seeded, days_ago, demo, site  # noqa: F401 - fixtures
-from tests.safety.test_summary import MEXICO, enrolled_without_allocation, registered
+from tests.safety.test_summary import MEXICO, enrolled_without_allocation, frozen, registered  # noqa: F401 - frozen: autouse
 from trials.participants import services
 from trials.demo.participants import participant_register
 from trials.participants.models import ParticipantStatus
 from trials.safety.models import AdverseEvent, CodingTerm
 from trials.safety.summary import GRADES, compute_summary
 
-COUNTS = ("at_risk", "with_ae", "with_sae", "with_related", "with_withdrawal", "deaths", "with_dlt", "events", "sae_events", "followup_days")
+COUNTS = ("enrolled", "safety_population", "with_ae", "with_sae", "with_related", "with_withdrawal", "deaths", "with_dlt", "events",
+          "sae_events", "related_events", "severe_events", "with_severe", "followup_days", "pre_with_ae", "pre_events", "pre_with_sae")
 
 ae_rows = st.lists(
     st.fixed_dictionaries({
@@ -42,10 +45,12 @@ ae_rows = st.lists(
 
 @pytest.fixture
 def cohort(demo):  # noqa: ANN001, ANN201, ARG001
-    """ADSVF-SSC-HANDS: 2 + 2 participants in the arms (one withdrawn), one not allocated, one
-    enrolled recently, one in screening."""
+    """ADSVF-SSC-HANDS: 2 + 2 participants in the arms (the ADSVF ones treated some days after
+    enrolment, one withdrawn; CONTROL: no intervention), one not allocated, one enrolled recently
+    (not treated), one in screening."""
     user = system_user()
-    people = [registered(MEXICO, "ADSVF"), registered(MEXICO, "ADSVF"), registered(MEXICO, "CONTROL"), registered(MEXICO, "CONTROL")]
+    people = [registered(MEXICO, "ADSVF", treated_days_ago=25), registered(MEXICO, "ADSVF", treated_days_ago=20),
+              registered(MEXICO, "CONTROL"), registered(MEXICO, "CONTROL")]
     services.participant_transition(participant=people[1], to=ParticipantStatus.WITHDRAWN, user=user, reason="Moved", on=days_ago(15))
     people.append(enrolled_without_allocation(MEXICO))
     people.append(registered(MEXICO, "ADSVF", enrolled_days_ago=3))
@@ -65,6 +70,7 @@ def test_summary_properties_over_random_ae_sets(cohort) -> None:  # noqa: ANN001
     def check(rows: list[dict], cutoff_days_ago: int) -> None:
         with transaction.atomic():
             numbers: dict[int, int] = {}
+            now = timezone.now()
             aes = []
             for row in rows:
                 who = people[row["who"]]
@@ -73,7 +79,8 @@ def test_summary_properties_over_random_ae_sets(cohort) -> None:  # noqa: ANN001
                     participant=who, number=numbers[who.pk], verbatim_term=row["term"], coded_term=term if row["coded"] else None,
                     onset_date=days_ago(row["onset"]), grade=row["grade"], serious=row["serious"],
                     related_product=row["related_product"], leads_to_withdrawal=row["leads_to_withdrawal"],
-                    is_dlt=row["is_dlt"], outcome=row["outcome"], aware_at=timezone.now(),
+                    is_dlt=row["is_dlt"], outcome=row["outcome"], aware_at=now, serious_aware_at=now if row["serious"] else None,
+                    procedure="none", related_procedure="not_related", action_taken="none",
                 ))
             audited_bulk_create(AdverseEvent, aes, user=user, reason="AE report")
             cutoff_at = timezone.now() - timedelta(days=cutoff_days_ago)
@@ -83,26 +90,43 @@ def test_summary_properties_over_random_ae_sets(cohort) -> None:  # noqa: ANN001
 
         for group in unblinded["groups"] + blinded["groups"] + [{"counts": unblinded["total"]}]:
             counts = group["counts"]
-            assert counts["with_ae"] <= counts["at_risk"]
+            assert counts["safety_population"] <= counts["enrolled"]
+            assert counts["with_ae"] <= counts["safety_population"]
             assert sum(counts["grades"].values()) == counts["with_ae"]
-            for name in ("with_sae", "with_related", "with_withdrawal", "with_dlt"):
+            assert sum(counts["grade_events"].values()) == counts["events"]
+            assert counts["severe_events"] == sum(counts["grade_events"][g] for g in ("3", "4", "5"))
+            for name in ("with_sae", "with_related", "with_withdrawal", "with_dlt", "with_severe"):
                 assert counts[name] <= counts["with_ae"]
-            assert counts["deaths"] <= counts["at_risk"]
+            for name, events in (("with_ae", "events"), ("with_sae", "sae_events"), ("pre_with_ae", "pre_events")):
+                assert counts[name] <= counts[events]
+            assert counts["deaths"] <= counts["safety_population"]
+            assert counts["pre_with_ae"] <= counts["enrolled"]
         for name in COUNTS:
             assert blinded["total"][name] == unblinded["total"][name], name
             assert blinded["groups"][0]["counts"][name] == unblinded["total"][name], name
         assert blinded["total"]["grades"] == unblinded["total"]["grades"]
+        assert blinded["total"]["grade_events"] == unblinded["total"]["grade_events"]
         assert [s["total"] for s in blinded["soc"]] == [s["total"] for s in unblinded["soc"]]
         assert [p["total"] for p in blinded["sae_timeline"]] == [p["total"] for p in unblinded["sae_timeline"]]
 
-        # An oracle for the headline count: at-risk participants with an AE on or before the cut-off.
+        # An oracle from the definitions: enrolled on or before the cut-off; observed from the first
+        # dose (enrolment in the no-intervention arm) if that is on or before the cut-off; an AE is
+        # treatment-emergent when its onset is on or after that start, pre-treatment otherwise.
         cutoff = timezone.localdate(cutoff_at)
-        at_risk = {p.pk for p in people if p.enrolment_date and p.enrolment_date <= cutoff and p.status not in ("screening", "screen_failure")}
-        with_ae = {people[r["who"]].pk for r in rows if days_ago(r["onset"]) <= cutoff} & at_risk
-        assert unblinded["total"]["at_risk"] == len(at_risk)
-        assert unblinded["total"]["with_ae"] == len(with_ae)
-        assert unblinded["total"]["events"] == sum(1 for r in rows if days_ago(r["onset"]) <= cutoff and people[r["who"]].pk in at_risk)
+        enrolled = {p.pk: p for p in people if p.enrolment_date and p.enrolment_date <= cutoff and p.status not in ("screening", "screen_failure")}
+        start = {pk: p.first_treatment_date or (p.enrolment_date if pk in control else None) for pk, p in enrolled.items()}
+        safety = {pk for pk, day in start.items() if day is not None and day <= cutoff}
+        seen = [(people[r["who"]].pk, days_ago(r["onset"])) for r in rows if days_ago(r["onset"]) <= cutoff and people[r["who"]].pk in enrolled]
+        teae = [(pk, onset) for pk, onset in seen if pk in safety and onset >= start[pk]]
+        pre = [(pk, onset) for pk, onset in seen if (pk, onset) not in teae]
+        assert unblinded["total"]["enrolled"] == len(enrolled)
+        assert unblinded["total"]["safety_population"] == len(safety)
+        assert unblinded["total"]["with_ae"] == len({pk for pk, _ in teae})
+        assert unblinded["total"]["events"] == len(teae)
+        assert unblinded["total"]["pre_with_ae"] == len({pk for pk, _ in pre})
+        assert unblinded["total"]["pre_events"] == len(pre)
 
     for person in people:
         person.refresh_from_db()
+    control = {p.pk for p in people if getattr(getattr(p, "allocation", None), "arm", None) and p.allocation.arm.code == "CONTROL"}
     check()

@@ -136,12 +136,14 @@ def test_missed_needs_an_overdue_visit_and_a_reason(demo_users):
     assert missed.status == VisitStatus.MISSED and missed.history.first().history_change_reason == "Patient hospitalised"
 
 
-def test_an_unscheduled_visit_can_be_added_with_a_reason(demo_users):
-    participant = enrolled("ASC-DU", "TLS", enrolment=date.today())
-    visit = schedule.visit_add_unscheduled(participant, user=system_user(), label="AE follow-up", planned_date=date.today(), reason="AE 3")
+def test_an_unscheduled_visit_can_be_added_with_a_reason(late_evening_utc, demo_users):
+    """At 23:30 UTC it is already tomorrow in Toulouse: a visit planned for the site's today is open."""
+    site_today = Site.objects.get(trial__code="ASC-DU", code="TLS").today()
+    participant = enrolled("ASC-DU", "TLS", enrolment=site_today)
+    visit = schedule.visit_add_unscheduled(participant, user=system_user(), label="AE follow-up", planned_date=site_today, reason="AE 3")
     assert visit.definition is None and visit.status == VisitStatus.OPEN
     with pytest.raises(ValidationError):
-        schedule.visit_add_unscheduled(participant, user=system_user(), label="", planned_date=date.today(), reason="x")
+        schedule.visit_add_unscheduled(participant, user=system_user(), label="", planned_date=site_today, reason="x")
 
 
 def test_calendar_states_are_the_only_unaudited_write():

@@ -57,7 +57,7 @@ from trials.participants.models import (
 from trials.participants.services import KIT_ALPHABET, permuted_blocks
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Trial, VisitCrf, VisitDefinition
-from trials.safety.models import AdverseEvent, Causality, ClockKind, Outcome, ReportingClock, Seriousness
+from trials.safety.models import ActionTaken, AdverseEvent, Causality, ClockKind, Outcome, Procedure, ReportingClock, Seriousness
 from trials.protocol import scores
 from trials.protocol.engine import CrfSchema, Item, schema_for, to_storage
 from trials.visits.models import CrfEntry, EntryStatus, Visit, VisitStatus
@@ -495,8 +495,10 @@ class _Writer:
                     participant=person, number=number, verbatim_term=rng.choice(AE_TERMS), onset_date=onset, end_date=end,
                     ongoing=ongoing, grade=rng.choices([1, 2, 3, 4], weights=[55, 30, 12, 3])[0],
                     seriousness=[Seriousness.HOSPITALISATION] if serious else [], serious=serious,
-                    related_product=rng.choice(Causality.values), expected=True,
+                    related_product=rng.choice(Causality.values), expected=True, procedure=Procedure.NONE,
+                    related_procedure=Causality.NOT_RELATED, action_taken=ActionTaken.NONE,
                     outcome=Outcome.NOT_RECOVERED if ongoing else Outcome.RECOVERED, aware_at=aware_at,
+                    serious_aware_at=aware_at if serious else None,
                 ))
         saved = self.create(AdverseEvent, events)
         clocks = [

@@ -8,6 +8,10 @@ CSV conventions: a header row of variable names; empty cell = no value; yes/no a
 and times ISO 8601 (times in UTC); decimals exactly as entered; codes, not labels (the
 dictionary gives the labels); lines end with LF. On PostgreSQL the wide CRF tables (the bulk of an
 export) are written by `COPY (SELECT …) TO STDOUT`: the database extracts and formats the items.
+
+A text that a spreadsheet would run as a formula (`=1+2`, `@SUM(…)`, `-2+3`) gets a leading single
+quote (edc/spreadsheet.py, OWASP's rule), in the Python and the COPY paths alike; numbers, dates
+and plain negative numbers are left as they are. The data dictionary says so on each text variable.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from django.db import connection
 
+from edc.spreadsheet import FORMULA_TRIGGERS, text_cell
 from trials.exports import manifest, tables
 from trials.exports.selectors import CHUNK_SIZE
 from trials.exports.spec import ExportSpec, Progress
@@ -39,11 +45,15 @@ def table_write(table: tables.Table, stream: BinaryIO, progress: Progress) -> in
         return _copy_write(table, stream, progress)
     wrapper = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False)
     writer = csv.writer(wrapper, lineterminator="\n")
+    # The csv module quotes a field with a line feed but not one with a lone carriage return when
+    # lines end with LF: a row with one is written with every field quoted (still RFC 4180).
+    quoted = csv.writer(wrapper, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(table.names)
-    cells = tables.text_cells(table)
+    cells = _guarded(tables.text_cells(table))
     written = pending = 0
     for row in table.rows():
-        writer.writerow(cells(row))
+        out, carriage_return = cells(row)
+        (quoted if carriage_return else writer).writerow(out)
         pending += 1
         if pending == CHUNK_SIZE:
             written += pending
@@ -55,6 +65,24 @@ def table_write(table: tables.Table, stream: BinaryIO, progress: Progress) -> in
     wrapper.flush()
     wrapper.detach()
     return written
+
+
+def _guarded(cells: Callable[[tuple], Iterable]) -> Callable[[tuple], tuple[list, bool]]:
+    """The row's cells with every text that could run as a formula guarded (edc/spreadsheet.py),
+    and whether a text holds a carriage return."""
+
+    def guard(row: tuple) -> tuple[list, bool]:
+        out = list(cells(row))
+        carriage_return = False
+        for i, value in enumerate(out):
+            if value.__class__ is str:
+                if value[:1] in FORMULA_TRIGGERS:
+                    out[i] = text_cell(value)
+                if "\r" in value:
+                    carriage_return = True
+        return out, carriage_return
+
+    return guard
 
 
 def _copy_write(table: tables.Table, stream: BinaryIO, progress: Progress) -> int:

@@ -126,7 +126,7 @@ def export_request(
     if cutoff is not None and cutoff > timezone.now().date():
         errors.setdefault("cutoff", []).append(_("The cut-off date cannot be in the future."))
     if not blinded:
-        hidden = [t.code for t in trials if not user_sees_allocation(user, t)]
+        hidden = [t.code for t in _trials_hiding_arms(user, trials)]
         if hidden:
             errors.setdefault("blinded", []).append(
                 _("Your role may not see the allocated arms of %(trials)s: the export must be blinded.")
@@ -135,10 +135,7 @@ def export_request(
         elif not reason:
             errors.setdefault("reason", []).append(_("Give the reason for an unblinded export."))
     if identifiers:
-        managed = set(
-            study_roles_for_user(user).filter(role=Role.DATA_MANAGER, site__isnull=True).values_list("trial_id", flat=True)
-        )
-        if not user.is_superuser and any(t.pk not in managed for t in trials):
+        if _trials_not_managed(user, trials):
             errors.setdefault("identifiers", []).append(_("Only the trial's data manager may export identifying items."))
         elif not reason:
             errors.setdefault("reason", []).append(_("Give the reason for exporting identifying items."))
@@ -160,6 +157,41 @@ def export_request(
 
     transaction.on_commit(lambda: export_run_task.delay(job.pk))
     return job
+
+
+def _trials_hiding_arms(user, trials: list[Trial]) -> list[Trial]:  # noqa: ANN001
+    """The trials whose allocated arms the user may not see (an unblinded export of them is refused)."""
+    return [t for t in trials if not user_sees_allocation(user, t)]
+
+
+def _trials_not_managed(user, trials: list[Trial]) -> list[Trial]:  # noqa: ANN001
+    """The trials the user is not all-sites data manager of (identifying items of them are refused)."""
+    if user.is_superuser:
+        return []
+    managed = set(
+        study_roles_for_user(user).filter(role=Role.DATA_MANAGER, site__isnull=True).values_list("trial_id", flat=True)
+    )
+    return [t for t in trials if t.pk not in managed]
+
+
+def export_rights_hold(*, job: ExportJob, user) -> bool:  # noqa: ANN001
+    """Whether `user` still holds, now, every right the export needed when it was asked for: an
+    export role in its trial and at each of its sites, the right to see the arms of each of its
+    trials for an unblinded export, and the data-manager role for identifying items. A role
+    ended since (or a site no longer hers) makes the file unavailable, even if another role
+    still lets her export the trial blinded."""
+    allowed = selectors.exportable_trials(user)
+    if job.trial_id is not None and not allowed.filter(pk=job.trial_id).exists():
+        return False
+    if job.trial_id is None and not allowed.exists():
+        return False
+    site_ids = set(job.spec.get("site_ids") or ())
+    if site_ids - set(selectors.exportable_sites(user).filter(pk__in=site_ids).values_list("pk", flat=True)):
+        return False
+    trials = [job.trial] if job.trial_id is not None else list(Trial.objects.filter(sites__pk__in=site_ids).distinct())
+    if not job.blinded and _trials_hiding_arms(user, trials):
+        return False
+    return not (job.identifiers and _trials_not_managed(user, trials))
 
 
 # --- Run ------------------------------------------------------------------------------------
@@ -331,15 +363,11 @@ def _fail(job_id: int, error: Exception) -> ExportJob:
 
 def export_download(*, job_id: int, user):  # noqa: ANN001, ANN201
     """The file of a finished export, opened for its requester, with the download recorded (who,
-    when). Anyone else, an unfinished or expired job, or a requester who no longer holds an export
-    role for the trial gets ExportJob.DoesNotExist (the page answers 404)."""
+    when). Anyone else, an unfinished or expired job, or a requester who no longer holds every
+    right the export needed (`export_rights_hold`) gets ExportJob.DoesNotExist (the page answers
+    404)."""
     job = ExportJob.objects.filter(pk=job_id, requested_by=user, state=ExportState.DONE).select_related("trial").first()
-    if job is None:
-        raise ExportJob.DoesNotExist
-    allowed = selectors.exportable_trials(user)
-    if job.trial_id is not None and not allowed.filter(pk=job.trial_id).exists():
-        raise ExportJob.DoesNotExist
-    if job.trial_id is None and not allowed.exists():
+    if job is None or not export_rights_hold(job=job, user=user):
         raise ExportJob.DoesNotExist
     try:
         handle = export_storage().open(job.file_name, "rb")

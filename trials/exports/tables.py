@@ -31,7 +31,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import F, Func, IntegerField, Sum, TextField, Value
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
+from edc import spreadsheet
 from trials.exports import selectors
 from trials.exports.spec import ExportSpec
 from trials.monitoring.models import QueryOrigin, QueryState
@@ -519,10 +521,23 @@ def _masked_sql(expression: Any, pattern: str | None) -> Any:
                 output_field=TextField())
 
 
+class _FormulaGuarded(Func):
+    """A text with a leading single quote when a spreadsheet could run it as a formula: the rule
+    of edc/spreadsheet.py in SQL, so the COPY path writes the cells the csv module path writes."""
+
+    output_field = TextField()
+
+    function = "regexp_replace"
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, Value(spreadsheet.SQL_FORMULA_START), Value(spreadsheet.SQL_GUARDED))
+
+
 def _crf_copy_sql(
     queryset: Any, pooled: bool, item_columns: list[ItemColumns], columns: tuple[Column, ...], pattern: str | None,
 ) -> tuple[str, list]:
-    """The wide CRF table as one SELECT of text columns, in column order (PostgreSQL)."""
+    """The wide CRF table as one SELECT of CSV text columns, in column order (PostgreSQL); texts
+    masked (a blinded export of a masked trial), then guarded against formulas."""
     keys: list[Any] = [F("trial_code")] if pooled else []
     keys += [
         F("site_code"), F("subject"), F("visit_code"), F("visit_sequence"), F("visit_date"), F("id"), F("crf_version"),
@@ -536,7 +551,11 @@ def _crf_copy_sql(
             cells.append(_JsonCell(ic.item, BOOLEAN if ic.columns[0].type == BOOLEAN else "plain"))
     expressions = {}
     for i, (column, expression) in enumerate(zip(columns, keys + cells, strict=True)):
-        expressions[f"_c{i}"] = _masked_sql(expression, pattern) if column.type == TEXT else expression
+        if column.type == TEXT:
+            expression = _FormulaGuarded(_masked_sql(expression, pattern))
+        elif isinstance(expression, _JsonCell) and expression.kind == "plain":
+            expression = _FormulaGuarded(expression)  # a stored text that is not of the item's type
+        expressions[f"_c{i}"] = expression
     return queryset.annotate(**expressions).values_list(*expressions).query.sql_with_params()
 
 
@@ -629,8 +648,18 @@ def missing_table(spec: ExportSpec) -> Table:
     return Table(MISSING, _("Missing data"), MISSING, columns, generate, count)
 
 
+# What the data dictionary says of every text variable (edc/spreadsheet.py).
+TEXT_NOTE = _lazy(
+    "CSV: a text beginning with = + - @, a tab or a carriage return is written with a leading ' so that "
+    "no spreadsheet runs it as a formula (a plain negative number such as -2 is left as it is); remove "
+    "that one character to get the value. Excel: the exact text, in a cell marked as text. ODM, SPSS "
+    "and Stata: the exact text. SAS transport: the exact text within its ASCII limits."
+)
+
+
 def dictionary_table(tables: list[Table]) -> Table:
-    """The data dictionary: one row per column of every other table."""
+    """The data dictionary: one row per column of every other table, a note on text variables
+    (how the CSV and Excel files guard them against formula injection)."""
     columns = (
         Column("table", _("Table"), TEXT),
         Column("variable", _("Variable"), TEXT),
@@ -639,14 +668,16 @@ def dictionary_table(tables: list[Table]) -> Table:
         Column("unit", _("Unit"), TEXT),
         Column("codes", _("Codes (code=label; …)"), TEXT),
         Column("source", _("Source"), TEXT),
+        Column("note", _("Note"), TEXT),
     )
+    note = str(TEXT_NOTE)
 
     def generate() -> Iterator[tuple]:
         for table in tables:
             for column in table.columns:
                 codes = "; ".join(f"{text(code)}={label}" for code, label in column.codes)
                 yield (table.name, column.name, column.label, column.type, column.unit or None, codes or None,
-                       column.source or None)
+                       column.source or None, note if column.type == TEXT else None)
 
     return Table(DICTIONARY, _("Data dictionary"), DICTIONARY, columns, generate,
                  lambda: sum(len(t.columns) for t in tables))

@@ -2,7 +2,12 @@
 a manifest sheet, written with openpyxl's write-only workbook (rows are streamed to temporary
 files, not kept in memory). Cells hold native types: numbers, dates, date-times (UTC) and
 yes/no as 1/0, so a sheet opens ready for analysis. A table longer than Excel's row limit
-continues on a sheet named "<table> (2)"."""
+continues on a sheet named "<table> (2)".
+
+A text that a spreadsheet would run as a formula (`=1+2`, `@SUM(…)`, `-2+3`; edc/spreadsheet.py)
+is written as a text cell marked "quote prefix", Excel's own form of a typed leading apostrophe:
+the cell holds the exact text, is never evaluated, and stays text when someone edits it. (openpyxl
+would otherwise store a string beginning with "=" as a formula.)"""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from edc.spreadsheet import FORMULA_TRIGGERS, runs_as_formula
 from trials.exports import manifest, tables
 from trials.exports.selectors import CHUNK_SIZE
 from trials.exports.spec import ExportSpec, Progress
@@ -37,6 +45,16 @@ def cell(column: tables.Column, value: Any) -> Any:
     if isinstance(value, str):
         return ILLEGAL_CHARACTERS_RE.sub("", value)[:MAX_TEXT]
     return value
+
+
+def text_guarded(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """A text that could run as a formula as a quote-prefixed text cell; any other value as it is."""
+    if value.__class__ is not str or value[:1] not in FORMULA_TRIGGERS or not runs_as_formula(value):
+        return value
+    text = WriteOnlyCell(sheet, value)
+    text.data_type = "s"  # openpyxl made "=…" a formula
+    text.quotePrefix = True
+    return text
 
 
 class _Sheets:
@@ -71,7 +89,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                 sheet = workbook.create_sheet(sheets.name(table.name))
                 sheet.append(table.names)
                 rows_in_sheet = 0
-            sheet.append([cell(c, v) for c, v in zip(columns, row, strict=True)])
+            sheet.append([text_guarded(sheet, cell(c, v)) for c, v in zip(columns, row, strict=True)])
             rows_in_sheet += 1
             pending += 1
             if pending == CHUNK_SIZE:
@@ -88,7 +106,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        sheet.append([key, value])
+        sheet.append([key, text_guarded(sheet, value)])  # a requester's name is free text too
     sheet.append([])
     sheet.append(["table", "label", "rows"])
     for row in summary:

@@ -27,6 +27,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
+from edc.spreadsheet import text_cell
 from trials.monitoring.models import ProtocolDeviation, Query, QueryMessage, SignatureFailure
 from trials.records.models import Lock, SdvMark, Signature
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant, Unblinding
@@ -452,14 +453,6 @@ CSV_HEADER = (
 )
 
 
-def _cell(value: str) -> str:
-    """A spreadsheet must not run a cell as a formula (OWASP CSV injection): a text starting with
-    = + @ or a tab gets a leading apostrophe. Negative numbers are left alone."""
-    if value and (value[0] in "=+@\t\r" or (value[0] == "-" and not value[1:2].isdigit())):
-        return "'" + value
-    return value
-
-
 def csv_rows(trail: Iterable[AuditRow], time_zone: str) -> Iterator[tuple[str, ...]]:
     """One line per changed field (one line for a save that changed nothing shown)."""
     yield CSV_HEADER
@@ -470,4 +463,4 @@ def csv_rows(trail: Iterable[AuditRow], time_zone: str) -> Iterator[tuple[str, .
         )
         tail = (row.reason, str(row.history_id))
         for change in row.changes or (Change("", "", "", ""),):
-            yield tuple(_cell(v) for v in (*head, change.field, change.row, change.label, change.old, change.new, *tail))
+            yield tuple(text_cell(v) for v in (*head, change.field, change.row, change.label, change.old, change.new, *tail))

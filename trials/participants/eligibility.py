@@ -4,7 +4,13 @@ for lesion-level criteria), and by the coordinator otherwise.
 
 A criterion is "met" when its statement is true. A participant is eligible when every inclusion
 criterion is met, no exclusion criterion is met and, in a trial with lesion-level criteria, at
-least one lesion meets every lesion inclusion and no lesion exclusion.
+least one lesion meets every lesion inclusion and no lesion exclusion. The stored coding stays
+met / not met for both kinds; people read an exclusion criterion as "Excluded: yes / no"
+(`answer_label`), never "Met / Not met", which made an investigator click "Not met" to include.
+
+An expression may decide only some cases and give null for the rest (`hyperbaric_last_month ==
+true ? true : null`): where it decides, a hand answer that disagrees is refused; elsewhere the
+investigator answers.
 """
 
 from __future__ import annotations
@@ -60,6 +66,19 @@ def _apply(criterion: Criterion, context: dict) -> Automatic | None:
         return None
     basis = ", ".join(f"{name} = {_show(context[name])}" for name in sorted(names))
     return Automatic(MET if value else NOT_MET, basis)
+
+
+def answer_label(kind: str, answer: str) -> str:
+    """How an answer reads on the checklist and in messages: an exclusion criterion as "Excluded: yes/no"."""
+    if kind == CriterionKind.EXCLUSION:
+        labels = {MET: _("Excluded: yes"), NOT_MET: _("Excluded: no"), UNKNOWN: _("Unknown")}
+        return str(labels.get(answer, answer))
+    return str(CriterionAnswer(answer).label) if answer in CriterionAnswer.values else answer
+
+
+def answer_choices(kind: str) -> list[tuple[str, str]]:
+    """The checklist's answers for a criterion of `kind`, in the order shown (stored code, label)."""
+    return [(code, answer_label(kind, code)) for code in (MET, NOT_MET, UNKNOWN)]
 
 
 def _show(value: object) -> str:
@@ -144,7 +163,7 @@ class Assessment:
         return f"{criterion.code} ({self.lesions.get(lesion, lesion)})" if lesion else criterion.code
 
     def failed_summary(self) -> str:
-        parts = [self._name(c, lesion) + " " + (_("not met") if c.kind == CriterionKind.INCLUSION else _("met")) for c, lesion in self.failed]
+        parts = [self._name(c, lesion) + " " + (_("not met") if c.kind == CriterionKind.INCLUSION else _("excluded")) for c, lesion in self.failed]
         if self.no_eligible_lesion:
             parts.append(_("no eligible lesion"))
         return "; ".join(parts)

@@ -95,9 +95,17 @@ class AllocationListForm(forms.Form):
         help_text=_("Each stratum gets this many slots, in whole blocks. Default: the target enrolment."),
         required=False,
     )
-    seed = forms.CharField(
-        label=_("Seed"), max_length=64, required=False,
-        help_text=_("Leave empty for a random seed. The seed is stored: the list can be reproduced from it."),
+
+
+class AllocationListImportForm(forms.Form):
+    file = forms.FileField(
+        label=_("Allocation list (CSV)"),
+        help_text=_("UTF-8 CSV with the header stratum,sequence,arm,kit_code: one line per slot, every stratum of the trial, "
+                    "sequences 1, 2, 3… per stratum, whole blocks in the protocol's ratio, each kit code once."),
+    )
+    reason = forms.CharField(
+        label=_("Reason for the import"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Where and how the list was made (software, version, who keeps the seed)."),
     )
 
 

@@ -6,7 +6,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils.translation import gettext
 
 from edc.audit import SYSTEM_USERNAME
-from trials.participants.models import Allocation, Participant, ParticipantStatus, Unblinding
+from trials.participants.models import Allocation, AllocationList, Participant, ParticipantStatus, Unblinding
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_sees_allocation
 
@@ -172,3 +172,11 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
     if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:
         actions.append(("participant_unblind", gettext("Emergency unblinding"), "outline-danger"))
     return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts, "consent_problem": consent_problem}
+
+
+def allocation_list_usage(allocation_list: AllocationList) -> list[dict]:
+    """Slots and used slots per stratum of an allocation list: never an arm, a kit code or the seed
+    (the allocation-list page shows it to the blinded data manager)."""
+    return list(
+        allocation_list.slots.values("stratum").annotate(total=Count("id"), used=Count("id", filter=Q(allocation__isnull=False))).order_by("stratum")
+    )

@@ -9,6 +9,7 @@ enrolments and randomizations on PostgreSQL get unique, gap-free values.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import secrets
@@ -26,8 +27,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.participants import eligibility
+from edc.audit import SYSTEM_USERNAME, audited_bulk_create, audited_save
+from trials.participants import allocation_import, eligibility
 from trials.participants.models import (
     REASON_REQUIRED,
     TRANSITIONS,
@@ -46,13 +47,17 @@ from trials.participants.models import (
     ParticipantStatus,
     Unblinding,
 )
-from trials.protocol.models import Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
+from trials.protocol.models import UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
 from trials.protocol.selectors import study_roles_for_user
 
 S = ParticipantStatus
 SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 # Kit codes: no 0/O, 1/I/L look-alikes.
 KIT_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+# AllocationList.algorithm: v2 = secret seed, kit codes drawn apart from the arms (v1, before it,
+# took a typed seed and drew kit codes from it: a blinded user could predict every arm).
+GENERATED_ALGORITHM = "permuted-blocks/v2"
+IMPORTED_ALGORITHM = "imported-csv"
 
 
 # --- Access --------------------------------------------------------------------------------
@@ -311,7 +316,7 @@ def eligibility_record(
         if auto is not None and auto.answer != answer:
             problems.append(
                 _("%(code)s: the screening data say '%(auto)s' (%(basis)s); correct the CRF if the data are wrong.")
-                % {"code": code, "auto": CriterionAnswer(auto.answer).label, "basis": auto.basis}
+                % {"code": code, "auto": eligibility.answer_label(criterion.kind, auto.answer), "basis": auto.basis}
             )
             continue
         final[(code, lesion)] = (answer, (note or "").strip()[:500], False)
@@ -516,16 +521,30 @@ def _strata(trial: Trial) -> list[str]:
     return [c or "all" for c in combos]
 
 
-@transaction.atomic
-def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | None = None, seed: str | None = None) -> AllocationList:  # noqa: ANN001
-    """Generate the trial's allocation list (data manager, before the first randomization)."""
-    if not study_roles_for_user(user).filter(trial=trial, role=Role.DATA_MANAGER).exists():
-        raise PermissionDenied(_("Only a data manager of the trial generates its allocation list."))
+def _kit_codes(count: int) -> list[str]:
+    """`count` distinct kit codes drawn from the operating system's CSPRNG, independently of the
+    arm sequence and of the seed: a kit code says nothing about the arm or the position of its slot."""
+    codes: list[str] = []
+    used: set[str] = set()
+    while len(codes) < count:
+        kit = "K" + "".join(secrets.choice(KIT_ALPHABET) for _ in range(6))
+        if kit not in used:
+            used.add(kit)
+            codes.append(kit)
+    return codes
+
+
+def _list_maker_checks(trial: Trial) -> Trial:
     trial = Trial.objects.select_for_update().get(pk=trial.pk)
     if trial.design != "randomized":
         raise ValidationError(_("%(trial)s is not randomized: it has no allocation list.") % {"trial": trial.code})
     if AllocationList.objects.filter(trial=trial).exists():
         raise ValidationError(_("%(trial)s already has its allocation list; it is never regenerated.") % {"trial": trial.code})
+    return trial
+
+
+def _list_design(trial: Trial) -> tuple[list[Arm], list[int], list[int]]:
+    """The trial's active arms, their ratio and the block sizes of its protocol."""
     arms = list(trial.arms.filter(is_active=True).order_by("code"))
     ratio = _ratio(arms)
     block_sizes = list((trial.randomization or {}).get("block_sizes") or [2 * sum(ratio)])
@@ -533,35 +552,87 @@ def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | Non
     if uneven:
         raise ValidationError(_("Block size(s) %(sizes)s cannot hold the arms in the ratio %(ratio)s.") % {
             "sizes": uneven, "ratio": ":".join(map(str, ratio))})
+    return arms, ratio, block_sizes
+
+
+@transaction.atomic
+def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | None = None) -> AllocationList:  # noqa: ANN001
+    """Generate the trial's allocation list (data manager, before the first randomization).
+
+    The seed is 256 bits from `secrets`, stored for reproduction and never shown or accepted from
+    anyone: the data manager who generates the list is blinded, and a seed she chose (or saw)
+    would give her every arm through the public algorithm. Kit codes are drawn apart from it."""
+    if not study_roles_for_user(user).filter(trial=trial, role=Role.DATA_MANAGER).exists():
+        raise PermissionDenied(_("Only a data manager of the trial generates its allocation list."))
+    trial = _list_maker_checks(trial)
+    arms, ratio, block_sizes = _list_design(trial)
     count = slots_per_stratum or trial.target_enrolment
     if count < 1 or count > 10000:
         raise ValidationError({"slots_per_stratum": _("Give between 1 and 10000 slots per stratum.")})
-    seed = seed or secrets.token_hex(16)
+    seed = secrets.token_hex(32)
     strata = _strata(trial)
     allocation_list = audited_save(
-        AllocationList(trial=trial, seed=seed, block_sizes=block_sizes, slots_per_stratum=count, strata=strata, generated_by=user),
+        AllocationList(trial=trial, seed=seed, block_sizes=block_sizes, slots_per_stratum=count, strata=strata, generated_by=user,
+                       algorithm=GENERATED_ALGORITHM),
         user=user,
         reason=_("Allocation list generated"),
     )
     by_code = {a.code: a for a in arms}
-    kit_rng = random.Random(f"{seed}/kits")
-    used: set[str] = set()
-    rows = []
-    for stratum in strata:
+    positions = [
+        (stratum, sequence, block, size, code)
+        for stratum in strata
         for sequence, (block, size, code) in enumerate(
             permuted_blocks(seed=seed, stratum=stratum, arms=[a.code for a in arms], ratio=ratio, block_sizes=block_sizes, count=count), start=1
-        ):
-            kit = ""
-            while not kit or kit in used:
-                kit = "K" + "".join(kit_rng.choice(KIT_ALPHABET) for _ in range(6))
-            used.add(kit)
-            rows.append(AllocationSlot(
-                allocation_list=allocation_list, stratum=stratum, sequence=sequence, block=block, block_size=size,
-                arm=by_code[code], kit_code=kit,
-            ))
-    from edc.audit import audited_bulk_create
-
+        )
+    ]
+    rows = [
+        AllocationSlot(allocation_list=allocation_list, stratum=stratum, sequence=sequence, block=block, block_size=size,
+                       arm=by_code[code], kit_code=kit)
+        for (stratum, sequence, block, size, code), kit in zip(positions, _kit_codes(len(positions)), strict=True)
+    ]
     audited_bulk_create(AllocationSlot, rows, user=user, reason=_("Allocation list generated"))
+    return allocation_list
+
+
+def user_imports_allocation_list(user, trial: Trial) -> bool:  # noqa: ANN001
+    """An unblinded statistician of the trial (or a superuser) may import a list made elsewhere."""
+    return bool(user.is_superuser) or study_roles_for_user(user).filter(trial=trial, role__in=list(UNBLINDED_ROLES)).exists()
+
+
+@transaction.atomic
+def allocation_list_import(*, trial: Trial, user, content: bytes, file_name: str, reason: str) -> AllocationList:  # noqa: ANN001
+    """Import the trial's allocation list made elsewhere by an unblinded statistician (CSV with the
+    header `stratum,sequence,arm,kit_code`), checked line by line; nothing is written if any line is
+    wrong. The file's SHA-256 goes into the audit trail with the reason."""
+    if not user_imports_allocation_list(user, trial):
+        raise PermissionDenied(_("Only an unblinded statistician of the trial imports an allocation list."))
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for importing this list (e.g. where and how it was made).")})
+    trial = _list_maker_checks(trial)
+    arms, ratio, block_sizes = _list_design(trial)
+    strata = _strata(trial)
+    parsed = allocation_import.parse(
+        content, strata=strata, arms=[a.code for a in arms], ratio=ratio, block_sizes=block_sizes,
+    )
+    if parsed.errors:
+        raise ValidationError({"file": [f"{file_name}: {error}" for error in parsed.errors]})
+    digest = hashlib.sha256(content).hexdigest()
+    why = _("Allocation list imported from %(file)s (SHA-256 %(digest)s): %(reason)s") % {
+        "file": file_name, "digest": digest, "reason": reason}
+    allocation_list = audited_save(
+        AllocationList(trial=trial, seed="", block_sizes=block_sizes, slots_per_stratum=min(parsed.counts.values()), strata=strata,
+                       generated_by=user, algorithm=IMPORTED_ALGORITHM, source_sha256=digest),
+        user=user,
+        reason=why,
+    )
+    by_code = {a.code: a for a in arms}
+    rows = [
+        AllocationSlot(allocation_list=allocation_list, stratum=row.stratum, sequence=row.sequence, block=row.block,
+                       block_size=row.block_size, arm=by_code[row.arm], kit_code=row.kit_code)
+        for row in parsed.rows
+    ]
+    audited_bulk_create(AllocationSlot, rows, user=user, reason=why)
     return allocation_list
 
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("trials/<str:code>/screening-log/", views.trial_screening_log, name="trial_screening_log"),
     path("trials/<str:code>/cohorts/", views.trial_cohorts, name="trial_cohorts"),
     path("trials/<str:code>/allocation-list/", views.trial_allocation_list, name="trial_allocation_list"),
+    path("trials/<str:code>/allocation-list/import/", views.trial_allocation_list_import, name="trial_allocation_list_import"),
     path("participants/<int:pk>/consent/", views.participant_consent, name="participant_consent"),
     path("participants/<int:pk>/eligibility/", views.participant_eligibility, name="participant_eligibility"),
     path("participants/<int:pk>/screen-failure/", views.participant_screen_fail, name="participant_screen_fail"),

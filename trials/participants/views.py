@@ -19,6 +19,7 @@ from edc.forms import add_service_errors
 from trials.participants import eligibility, services
 from trials.participants.forms import (
     AllocationListForm,
+    AllocationListImportForm,
     AnchorForm,
     AssignForm,
     CohortDecisionForm,
@@ -31,7 +32,7 @@ from trials.participants.forms import (
     UnblindForm,
 )
 from trials.participants.models import AllocationList, CriterionAnswer, Participant, ParticipantStatus
-from trials.participants.selectors import allocation_for_user, participants_for_user, screening_log
+from trials.participants.selectors import allocation_for_user, allocation_list_usage, participants_for_user, screening_log
 from trials.protocol import selectors as protocol_selectors
 from trials.protocol.models import CriterionLevel, Role
 
@@ -98,7 +99,8 @@ def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
     """The eligibility checklist: answers from the screening data are shown with their basis and
-    cannot be changed here; the rest are answered met / not met / unknown."""
+    cannot be changed here; the rest are answered met / not met / unknown (exclusion criteria read
+    "Excluded: yes / no")."""
     participant = _participant(request, pk)
     evaluation = eligibility.evaluate(participant)
     criteria = list(participant.trial.criteria.filter(is_active=True).order_by("order"))
@@ -113,6 +115,8 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
             value = request.POST.get(name) if request.method == "POST" else (answer.answer if answer else "")
             rows.append({
                 "criterion": criterion, "lesion": lesion, "lesion_label": label, "auto": auto, "name": name,
+                "choices": eligibility.answer_choices(criterion.kind),
+                "auto_label": eligibility.answer_label(criterion.kind, auto.answer) if auto else "",
                 "value": auto.answer if auto else value, "note_name": f"{name}-note",
                 "note": request.POST.get(f"{name}-note", "") if request.method == "POST" else (answer.note if answer and not answer.automatic else ""),
             })
@@ -143,7 +147,7 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
     assessment = eligibility.assess(participant, evaluation)
     return render(request, "participants/eligibility.html", {
         "participant": participant, "rows": rows, "errors": errors, "needs_confirmation": needs_confirmation,
-        "assessment": assessment, "answers": CriterionAnswer.choices, "lesion_crf": (participant.trial.eligibility or {}).get("lesion"),
+        "assessment": assessment, "lesion_crf": (participant.trial.eligibility or {}).get("lesion"),
         "can_act": services.user_acts_at(request.user, participant.site) and participant.status == ParticipantStatus.SCREENING,
     })
 
@@ -324,32 +328,73 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review})
 
 
-@login_required
-def trial_allocation_list(request: HttpRequest, code: str) -> HttpResponse:
-    """The data manager generates the randomization list; the page shows its use, never its arms."""
-    trial = _trial(request, code)
+def _allocation_list_roles(request: HttpRequest, trial) -> tuple[bool, bool]:  # noqa: ANN001
+    """(generates, imports): the data manager generates the list; an unblinded statistician imports one."""
     if trial.design != "randomized":
         raise Http404(_("This trial has no allocation list."))
-    is_manager = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.DATA_MANAGER).exists()
-    if not is_manager:
-        raise PermissionDenied(_("Only the trial's data manager manages its allocation list."))
+    generates = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.DATA_MANAGER).exists()
+    imports = services.user_imports_allocation_list(request.user, trial)
+    if not (generates or imports):
+        raise PermissionDenied(_("Only the trial's data manager or unblinded statistician manages its allocation list."))
+    return generates, imports
+
+
+def _allocation_list_page(request: HttpRequest, trial, *, form=None, import_form=None) -> HttpResponse:  # noqa: ANN001
+    generates, imports = _allocation_list_roles(request, trial)
     allocation_list = AllocationList.objects.filter(trial=trial).first()
-    form = AllocationListForm(request.POST or None) if allocation_list is None else None
-    if request.method == "POST" and form is not None and form.is_valid():
+    usage = []
+    if allocation_list is not None:
+        usage = allocation_list_usage(allocation_list)
+    else:
+        if generates and form is None:
+            form = AllocationListForm()
+        if imports and import_form is None:
+            import_form = AllocationListImportForm()
+    return render(request, "participants/allocation_list.html", {
+        "trial": trial, "allocation_list": allocation_list, "usage": usage, "imported": allocation_list is not None and not allocation_list.seed,
+        "form": form if generates and allocation_list is None else None,
+        "import_form": import_form if imports and allocation_list is None else None,
+    })
+
+
+@login_required
+def trial_allocation_list(request: HttpRequest, code: str) -> HttpResponse:
+    """The data manager generates the randomization list (from a secret seed: she never sees or
+    sets it); the page shows its use, never its arms or its seed."""
+    trial = _trial(request, code)
+    generates, _imports = _allocation_list_roles(request, trial)
+    form = None
+    if request.method == "POST":
+        if not generates:
+            raise PermissionDenied(_("Only a data manager of the trial generates its allocation list."))
+        form = AllocationListForm(request.POST)
+        if form.is_valid():
+            try:
+                services.allocation_list_generate(trial=trial, user=request.user, slots_per_stratum=form.cleaned_data["slots_per_stratum"])
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                messages.success(request, _("Allocation list generated."))
+                return redirect("trial_allocation_list", trial.code)
+    return _allocation_list_page(request, trial, form=form)
+
+
+@login_required
+@require_POST
+def trial_allocation_list_import(request: HttpRequest, code: str) -> HttpResponse:
+    """An unblinded statistician imports a list made elsewhere (CSV), checked line by line."""
+    trial = _trial(request, code)
+    _allocation_list_roles(request, trial)
+    form = AllocationListImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
         try:
-            services.allocation_list_generate(
-                trial=trial, user=request.user, slots_per_stratum=form.cleaned_data["slots_per_stratum"], seed=form.cleaned_data["seed"] or None
+            services.allocation_list_import(
+                trial=trial, user=request.user, content=upload.read(), file_name=upload.name, reason=form.cleaned_data["reason"]
             )
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, _("Allocation list generated."))
+            messages.success(request, _("Allocation list imported."))
             return redirect("trial_allocation_list", trial.code)
-    usage = []
-    if allocation_list is not None:
-        from django.db.models import Count, Q
-
-        usage = list(
-            allocation_list.slots.values("stratum").annotate(total=Count("id"), used=Count("id", filter=Q(allocation__isnull=False))).order_by("stratum")
-        )
-    return render(request, "participants/allocation_list.html", {"trial": trial, "allocation_list": allocation_list, "form": form, "usage": usage})
+    return _allocation_list_page(request, trial, import_form=form)

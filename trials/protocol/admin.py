@@ -23,10 +23,11 @@ from trials.protocol.models import (
     Site,
     StudyRole,
     Trial,
+    UnblindedAccessEvent,
     VisitCrf,
     VisitDefinition,
 )
-from trials.protocol.services import study_role_grant, study_role_revoke
+from trials.protocol.services import study_role_grant, study_role_grant_check, study_role_revoke, study_role_revoke_check
 
 admin.site.site_header = _("EDC administration")
 admin.site.site_title = _("EDC")
@@ -301,21 +302,51 @@ class FieldDefinitionAdmin(AuditedAdmin):
 
 
 class StudyRoleForm(ReasonForm):
+    """Grant a role, or end one by unticking "active"; the service's rules (who may grant what)
+    are checked here too, so a refusal shows on the form instead of failing the save."""
+
+    acting_user = None  # set by StudyRoleAdmin.get_form
+
     class Meta:
         model = StudyRole
         fields = ["user", "trial", "site", "role", "is_active"]
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        if "is_active" in self.fields:
+            self.fields["is_active"].help_text = _(
+                "Untick to end the role: it stops at once, at the holder's next page. It comes back only by a new grant."
+            )
 
     def clean(self) -> dict:
         data = super().clean()
         site, trial = data.get("site"), data.get("trial")
         if site is not None and trial is not None and site.trial_id != trial.pk:
             self.add_error("site", _("This site belongs to trial %(trial)s.") % {"trial": site.trial.code})
+        if self.errors or self.acting_user is None:
+            return data
+        try:
+            if self.instance.pk is None:
+                study_role_grant_check(
+                    user=data["user"], trial=trial, site=site, role=data["role"], granted_by=self.acting_user
+                )
+            elif "is_active" in self.changed_data and data.get("is_active"):
+                role = self.instance
+                study_role_grant_check(user=role.user, trial=role.trial, site=role.site, role=role.role, granted_by=self.acting_user)
+            elif "is_active" in self.changed_data:
+                study_role_revoke_check(study_role=self.instance, revoked_by=self.acting_user)
+        except ValidationError as refusal:
+            for field, messages in refusal.message_dict.items():
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
         return data
 
 
 @admin.register(StudyRole)
 class StudyRoleAdmin(AuditedAdmin):
-    """Roles are granted and ended here, through the services (which also open the admin to staff roles)."""
+    """Roles are granted and ended here, through the services (which also open the admin to staff
+    roles, and log and notify a role that sees arms). A data manager grants roles in the trials
+    she manages; a role that sees the arms of a blinded trial only if she sees them herself."""
 
     form = StudyRoleForm
     list_display = ["user", "role", "trial", "site", "is_active"]
@@ -328,6 +359,11 @@ class StudyRoleAdmin(AuditedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return SimpleHistoryAdmin.get_queryset(self, request).filter(pk__in=selectors.study_roles_visible_to(request.user))
 
+    def get_form(self, request, obj=None, change=False, **kwargs):  # noqa: ANN001, ANN201
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.acting_user = request.user  # the form class is made for this request
+        return form
+
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
         # Who, where and what are fixed once granted; a role is ended, not rewritten.
         return ["user", "trial", "site", "role"] if obj is not None else []
@@ -338,15 +374,22 @@ class StudyRoleAdmin(AuditedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("protocol.add_studyrole")
 
+    def _managed_trials(self, request: HttpRequest) -> QuerySet:
+        return Trial.objects.filter(
+            pk__in=selectors.study_roles_for_user(request.user).filter(role="data_manager", site__isnull=True).values("trial")
+        )
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
         if db_field.name == "trial" and not request.user.is_superuser:
-            kwargs["queryset"] = selectors.trials_for_user(request.user)
+            kwargs["queryset"] = self._managed_trials(request)
         if db_field.name == "site" and not request.user.is_superuser:
-            kwargs["queryset"] = selectors.sites_for_user(request.user)
+            kwargs["queryset"] = Site.objects.filter(trial__in=self._managed_trials(request), is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):  # noqa: ANN001
         reason = form.cleaned_data["change_reason"]
+        if change and "is_active" not in form.changed_data:
+            return  # nothing else of a granted role can change
         if change and not obj.is_active:
             study_role_revoke(study_role=obj, revoked_by=request.user, reason=reason)
         else:
@@ -354,6 +397,51 @@ class StudyRoleAdmin(AuditedAdmin):
                 user=obj.user, trial=obj.trial, site=obj.site, role=obj.role, granted_by=request.user, reason=reason
             )
             obj.pk = saved.pk
+
+
+@admin.register(UnblindedAccessEvent)
+class UnblindedAccessEventAdmin(ScopedHistoryMixin, admin.ModelAdmin):
+    """The unblinded-access log, read-only: rows are written by the study-role services. Readable
+    by those who see the arms of the trial and by its data manager (it names no arm)."""
+
+    list_display = ["created_at", "trial_code", "holder", "role", "action", "changed_by", "reason"]
+    list_filter = [("trial", RelatedOnly), "action"]
+    search_fields = ["study_role__user__username", "changed_by__username", "reason"]
+    list_select_related = ["trial", "study_role__user", "study_role__site", "changed_by"]
+    fields = ["trial", "study_role", "action", "changed_by", "created_at", "reason", "notified"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(trial__in=selectors.unblinded_access_log_trials(request.user))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        trials = selectors.unblinded_access_log_trials(request.user)
+        return request.user.is_staff and (trials.filter(pk=obj.trial_id).exists() if obj is not None else trials.exists())
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    @admin.display(description=_("trial"), ordering="trial__code")
+    def trial_code(self, obj: UnblindedAccessEvent) -> str:
+        return obj.trial.code
+
+    @admin.display(description=_("person"), ordering="study_role__user__username")
+    def holder(self, obj: UnblindedAccessEvent) -> str:
+        return obj.study_role.user.get_username()
+
+    @admin.display(description=_("role"))
+    def role(self, obj: UnblindedAccessEvent) -> str:
+        where = obj.study_role.site.code if obj.study_role.site_id else _("all sites")
+        return f"{obj.study_role.get_role_display()} ({where})"
 
 
 @admin.register(ConsentDocument)

@@ -13,6 +13,7 @@ dicts each with a stable `_row_id`.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import cel
+from cel import stdlib as cel_stdlib
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -35,6 +37,29 @@ MISSING_CODES = (
 )
 ROW_ID = "_row_id"
 MAX_REASON = 500
+# Other CRFs of the participant an expression may read, as `<namespace>.<CRF code>.<item>`:
+#   visit    - the CRFs entered at this visit;
+#   previous - the latest entry of that CRF at an earlier visit;
+#   baseline - the first entry of that CRF (at an earlier visit).
+# A CRF not entered there is absent from the map, so a check reading it cannot be evaluated and is
+# not applied (like a check reading an unanswered item); `has(previous.VITALS)` tests for it.
+CRF_NAMESPACES = ("visit", "previous", "baseline")
+CRF_REFERENCE = re.compile(
+    r"(?<![\w.])(visit|previous|baseline)\b"
+    r"(?:\s*\.\s*([A-Za-z0-9_]+)|\s*\[\s*(['\"])([A-Za-z0-9_-]+)\3\s*\])?"
+    r"(?:\s*\.\s*([a-z][a-z0-9_]*))?"
+)
+# Aggregates CEL lacks natively, from the cel package's own extension library (Kubernetes' list
+# library spelling): `ulcers.map(u, u.length_mm).sum()`. Counting, any and all are CEL macros:
+# `ulcers.filter(u, u.active == true).size()`, `ulcers.exists(u, …)`, `ulcers.all(u, …)`.
+EXTRA_FUNCTIONS = {"sum": cel_stdlib.sum_, "min": cel_stdlib.min_, "max": cel_stdlib.max_}
+# Functions of the CEL core the `cel` package implements, besides operators (_+_, _[_] …).
+BUILTIN_FUNCTIONS = frozenset({
+    "size", "has", "matches", "contains", "startsWith", "endsWith", "int", "uint", "double", "string",
+    "bytes", "bool", "timestamp", "duration", "dyn", "type", "all", "exists", "exists_one", "map", "filter",
+    "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours",
+    "getMinutes", "getSeconds", "getMilliseconds",
+})
 INPUT_TYPES = {"text", "long_text", "integer", "decimal", "date", "datetime", "single_choice", "multiple_choice", "yes_no", "scale"}
 
 
@@ -69,6 +94,7 @@ class Item:
     rules: tuple[Rule, ...] = ()
     calculation: dict | None = None
     calculation_program: cel.Program | None = None
+    calculation_inputs: tuple[str, ...] = ()
     section: str = ""
     identifier: bool = False
     may_precede_consent: bool = False
@@ -103,6 +129,8 @@ class CrfSchema:
     items: tuple[Item, ...]
     sections: tuple[Section, ...]
     rules: tuple[Rule, ...]
+    # CRF codes read from other CRFs, per namespace (what the service loads besides the submission).
+    references: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def item(self, name: str) -> Item:
         for item in self.items:
@@ -138,6 +166,42 @@ def _rules(checks: list[dict]) -> tuple[Rule, ...]:
     )
 
 
+def crf_references(expression: str) -> list[tuple[str, str | None, str | None]]:
+    """Other-CRF references of an expression: (namespace, CRF code or None, item or None)."""
+    return [(m[1], m[2] or m[4] or None, m[5] or None) for m in CRF_REFERENCE.finditer(expression)]
+
+
+def unknown_functions(program: cel.Program) -> list[str]:
+    """Functions an expression calls that neither CEL nor the engine provide (a typo, or `avg`)."""
+    return sorted(
+        name for name in program.functions()
+        if not name.startswith(("_", "@", "!", "-")) and name not in BUILTIN_FUNCTIONS and name not in EXTRA_FUNCTIONS
+    )
+
+
+def _expressions(spec: dict) -> list[str]:
+    out = [c["expression"] for c in spec.get("checks") or []]
+    if spec.get("show_if"):
+        out.append(spec["show_if"])
+    if (spec.get("calculation") or {}).get("cel"):
+        out.append(spec["calculation"]["cel"])
+    for child in spec.get("fields") or ():
+        out += _expressions(child)
+    return out
+
+
+def _calculation_inputs(spec: dict) -> tuple[str, ...]:
+    """The items a calculation reads (for messages about its result)."""
+    calculation = spec.get("calculation") or {}
+    if calculation.get("cel"):
+        return tuple(cel.compile(calculation["cel"]).variables())
+    score = scores.SCORES.get(calculation.get("score") or "")
+    if score is None or score.inputs is None:
+        return ()
+    inputs = calculation.get("inputs") or {}
+    return tuple(inputs.get(argument, argument) for argument in score.inputs)
+
+
 def _item(spec: dict, codelists: dict) -> Item:
     choices = spec.get("choices")
     if isinstance(choices, str):
@@ -159,6 +223,7 @@ def _item(spec: dict, codelists: dict) -> Item:
         rules=_rules(spec.get("checks", [])),
         calculation=calculation,
         calculation_program=cel.compile(calculation["cel"]) if calculation and calculation.get("cel") else None,
+        calculation_inputs=_calculation_inputs(spec) if calculation else (),
         section=spec.get("section") or "",
         identifier=spec.get("identifier", False),
         may_precede_consent=spec.get("may_precede_consent", False),
@@ -170,6 +235,18 @@ def _item(spec: dict, codelists: dict) -> Item:
 
 
 _SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
+
+
+def _references(definition: dict) -> dict[str, frozenset[str]]:
+    expressions = [c["expression"] for c in definition.get("checks", [])]
+    for spec in definition["fields"]:
+        expressions += _expressions(spec)
+    found: dict[str, set[str]] = {}
+    for expression in expressions:
+        for namespace, code, _item_name in crf_references(expression):
+            if code:
+                found.setdefault(namespace, set()).add(code)
+    return {namespace: frozenset(codes) for namespace, codes in found.items()}
 
 
 def schema_for(crf: CrfDefinition) -> CrfSchema:
@@ -189,6 +266,7 @@ def schema_for(crf: CrfDefinition) -> CrfSchema:
             items=tuple(_item(spec, codelists) for spec in definition["fields"]),
             sections=sections,
             rules=_rules(definition.get("checks", [])),
+            references=_references(definition),
         )
         _SCHEMAS[key] = schema
     return schema
@@ -235,6 +313,22 @@ def to_cel(item: Item, stored: Any) -> Any:
     return stored
 
 
+def cel_answers(schema: CrfSchema, answers: dict) -> dict:
+    """A stored entry's answers as CEL sees them (repeating groups as lists of row maps)."""
+    out: dict[str, Any] = {}
+    for item in schema.items:
+        if item.type == "descriptive":
+            continue
+        if item.type == "repeating_group":
+            out[item.name] = [
+                {child.name: to_cel(child, row.get(child.name)) for child in item.children}
+                for row in answers.get(item.name) or [] if isinstance(row, dict)
+            ]
+        else:
+            out[item.name] = to_cel(item, answers.get(item.name))
+    return out
+
+
 def plain(number: Decimal) -> str:
     """A decimal as people write it: 100, 0.5 (never 1E+2)."""
     text = f"{number.normalize():f}"
@@ -248,20 +342,32 @@ def _number(value: Any) -> Decimal | None:
         return None
 
 
-_PROGRAM_NAMES: dict[str, tuple[str, ...]] = {}
+_PROGRAM_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
 def _evaluate(program: cel.Program, context: dict) -> tuple[bool, Any]:
-    """Run a CEL program; (False, None) when it cannot be evaluated (e.g. arithmetic on a null).
+    """Run a CEL program; (False, None) when it cannot be evaluated (e.g. arithmetic on a null, or
+    a CRF of another visit that is not entered).
 
     Only the names the program uses are passed: the cel extension converts every value it is
-    given, and a 100-item context on each of 30 checks was most of a save's time.
+    given, and a 100-item context on each of 30 checks was most of a save's time. The aggregate
+    functions are registered only for the programs that call them.
     """
-    names = _PROGRAM_NAMES.get(program.source)
-    if names is None:
-        names = _PROGRAM_NAMES[program.source] = tuple(program.variables())
+    known = _PROGRAM_NAMES.get(program.source)
+    if known is None:
+        known = _PROGRAM_NAMES[program.source] = (
+            tuple(program.variables()), tuple(f for f in program.functions() if f in EXTRA_FUNCTIONS)
+        )
+    names, functions = known
+    values = {name: context[name] for name in names if name in context}
     try:
-        return True, program.execute({name: context[name] for name in names if name in context})
+        if functions:
+            environment = cel.Context()
+            for name in functions:
+                environment.add_function(name, EXTRA_FUNCTIONS[name])
+            environment.update(values)
+            return True, program.execute(environment)
+        return True, program.execute(values)
     except Exception:  # noqa: BLE001 - the cel extension raises several types; none may escape to the user
         return False, None
 
@@ -315,6 +421,37 @@ def _check_value(item: Item, stored: Any, context: dict, report) -> None:  # noq
         report(_("Choose among the listed answers."))
 
 
+def _with_unit(value: Any, unit: str) -> str:
+    number = _number(value)
+    text = plain(number) if number is not None else str(value)
+    return f"{text} {unit}" if unit else text
+
+
+def _check_calculated_range(item: Item, value: Any, siblings: tuple[Item, ...], stored: dict, report) -> None:  # noqa: ANN001
+    """A calculated value outside its hard range blocks the save, naming the answers it comes from
+    (an impossible BMI is a wrong weight or height, not a new fact)."""
+    number = _number(value)
+    if number is None:
+        return
+    if item.min is not None and number < item.min:
+        template = _("%(label)s %(value)s is below the minimum %(limit)s: check %(inputs)s.")
+        limit = item.min
+    elif item.max is not None and number > item.max:
+        template = _("%(label)s %(value)s is above the maximum %(limit)s: check %(inputs)s.")
+        limit = item.max
+    else:
+        return
+    by_name = {sibling.name: sibling for sibling in siblings}
+    inputs = [
+        f"{by_name[name].label} {_with_unit(stored[name], by_name[name].unit)}"
+        for name in item.calculation_inputs if name in by_name and stored.get(name) is not None
+    ]
+    report(template % {
+        "label": item.label, "value": _with_unit(number, item.unit), "limit": _with_unit(limit, item.unit),
+        "inputs": ", ".join(inputs) or _("the answers it is calculated from"),
+    })
+
+
 def _calculate(item: Item, answers: dict, context: dict, cel_context: dict) -> tuple[Any, str]:
     calculation = item.calculation or {}
     if item.calculation_program is not None:
@@ -364,6 +501,8 @@ def _validate_items(
             cel_context[item.name] = to_cel(item, value)
             if note:
                 notes[item.name] = note
+            if value is not None:
+                _check_calculated_range(item, value, items, stored, lambda message, name=item.name: report(name, message))
             continue
         value = to_storage(item, raw.get(item.name))
         code = (missing_in.get(item.name) or {}).get("code")
@@ -411,7 +550,8 @@ def validate_answers(
     `raw`: item name -> parsed value (date, Decimal, code …); a repeating group -> list of row dicts.
     `missing`: item name -> {"code", "reason"} for items answered with a missing-data code
     (in a group: `missing["<group>"][row_index][item]`).
-    `context`: `today`, `visit_date`, `consent_date` (ISO dates) and trial settings for scores.
+    `context`: `today`, `visit_date`, `consent_date` (ISO dates), trial settings for scores, and
+    `crfs`: namespace -> CRF code -> answers of the other CRFs the schema reads (`cel_answers`).
     `known_row_ids`: row identities the server issued for this entry (its stored rows and the rows
     carried forward); any other posted identity is replaced by a new one. None: format check only.
     """
@@ -420,6 +560,9 @@ def validate_answers(
     missing = missing or {}
     outcome = Outcome()
     cel_context: dict[str, Any] = {k: context.get(k) for k in ("today", "visit_date", "consent_date")}
+    # Other CRFs (`visit.VITALS.weight_kg`): CRF code -> its answers as CEL sees them; see CRF_NAMESPACES.
+    other_crfs = context.get("crfs") or {}
+    cel_context.update({namespace: other_crfs.get(namespace) or {} for namespace in CRF_NAMESPACES})
     # Unknown names in a submission (tampering, or an older form) are ignored, never stored.
     _validate_items(
         schema.items, raw, missing, context, cel_context, outcome.answers, outcome.add,

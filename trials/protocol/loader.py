@@ -37,10 +37,25 @@ from trials.protocol.models import (
     VisitDefinition,
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
+from trials.protocol.engine import CRF_NAMESPACES, crf_references, unknown_functions
 from trials.protocol.scores import SCORES
 
 # Names every expression may use besides the CRF's own fields.
 CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})
+# Names a CRF's expressions may also use to read other CRFs (`visit.VITALS.weight_kg`).
+RESERVED_NAMES = CONTEXT_NAMES | frozenset(CRF_NAMESPACES)
+
+
+@dataclass(frozen=True)
+class CrfReference:
+    """`<namespace>.<crf>.<item>` in an expression, checked once the whole CRF library is known."""
+
+    source: SourceFile
+    loc: tuple
+    crf_code: str
+    namespace: str
+    crf: str
+    item: str | None
 _MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
@@ -206,9 +221,13 @@ def validate_model(source: SourceFile, model: type, problems: list[Problem]) -> 
 
 
 def check_expression(
-    source: SourceFile, loc: Sequence[Any], expression: str, known: set[str], problems: list[Problem]
+    source: SourceFile, loc: Sequence[Any], expression: str, known: set[str], problems: list[Problem],
+    references: list[CrfReference] | None = None, crf_code: str = "",
 ) -> None:
-    """Compile a CEL expression and make sure it only names known fields."""
+    """Compile a CEL expression and make sure it only names known fields and functions.
+
+    With `references` (a CRF's expressions), `visit.`/`previous.`/`baseline.<CRF>.<item>` may read
+    other CRFs; they are collected there and checked against the library by `check_references`."""
     try:
         program = cel.compile(expression)
     except (ValueError, RuntimeError) as exc:
@@ -216,19 +235,52 @@ def check_expression(
         problems.append(source.problem(loc, f"CEL expression {first.strip()}"))
         return
     bound = set(_MACRO_BINDING.findall(expression))
-    unknown = sorted(set(program.variables()) - known - bound - CONTEXT_NAMES)
+    allowed = CONTEXT_NAMES | (frozenset(CRF_NAMESPACES) if references is not None else frozenset())
+    unknown = sorted(set(program.variables()) - known - bound - allowed)
     if unknown:
         problems.append(
             source.problem(loc, f"expression '{expression}' uses unknown field name(s): {', '.join(unknown)}")
         )
+    functions = unknown_functions(program)
+    if functions:
+        problems.append(source.problem(loc, f"expression '{expression}' calls unknown function(s): {', '.join(functions)}"))
+    if references is None:
+        return
+    for namespace, code, item in crf_references(expression):
+        if code is None:
+            problems.append(source.problem(loc, f"'{namespace}' reads another CRF: write {namespace}.CRF_CODE.item"))
+        elif namespace == "visit" and code == crf_code:
+            problems.append(source.problem(loc, f"'visit.{code}' is this CRF: use its items by their names"))
+        else:
+            references.append(CrfReference(source, tuple(loc), crf_code, namespace, code, item))
+
+
+def check_references(references: Iterable[CrfReference], library: dict[str, CrfFields], problems: list[Problem]) -> None:
+    """Other-CRF references must name a CRF of the library and one of its items (or groups)."""
+    for ref in references:
+        fields = library.get(ref.crf)
+        if fields is None:
+            problems.append(ref.source.problem(ref.loc, f"'{ref.namespace}.{ref.crf}' names an unknown CRF '{ref.crf}'"))
+        elif ref.item is not None and ref.item not in fields.top:
+            problems.append(
+                ref.source.problem(ref.loc, f"'{ref.namespace}.{ref.crf}.{ref.item}': CRF '{ref.crf}' has no item '{ref.item}'")
+            )
 
 
 def _field_names(fields: Iterable[CrfField]) -> set[str]:
     return {f.name for f in fields if f.type != "descriptive"}
 
 
-def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> None:
-    """Checks that need the whole CRF: unique names, codelists, sections, expressions."""
+def validate_crf(
+    source: SourceFile, crf: CrfFile, problems: list[Problem], references: list[CrfReference] | None = None
+) -> None:
+    """Checks that need the whole CRF: unique names, codelists, sections, expressions (references
+    to other CRFs are collected in `references`, checked once the library is known)."""
+    references = [] if references is None else references
+
+    def check(loc: tuple, expression: str, scope: set[str]) -> None:
+        check_expression(source, loc, expression, scope, problems, references, crf.code)
+
     top = _field_names(crf.fields)
     declared_sections = {s.name for s in crf.sections}
     seen: dict[str, tuple] = {}
@@ -238,9 +290,9 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
             here = loc + (index,)
             if item.name in seen:
                 problems.append(source.problem(here + ("name",), f"duplicate field name '{item.name}'"))
-            if item.name in CONTEXT_NAMES:
+            if item.name in RESERVED_NAMES:
                 problems.append(
-                    source.problem(here + ("name",), f"'{item.name}' is reserved: expressions get it from the visit")
+                    source.problem(here + ("name",), f"'{item.name}' is reserved: expressions get it from the visit or other CRFs")
                 )
             seen[item.name] = here
             if isinstance(item.choices, str) and item.choices not in crf.codelists:
@@ -252,11 +304,11 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
             if item.section and declared_sections and item.section not in declared_sections:
                 problems.append(source.problem(here + ("section",), f"unknown section '{item.section}'"))
             if item.show_if:
-                check_expression(source, here + ("show_if",), item.show_if, scope, problems)
-            for c_index, check in enumerate(item.checks):
-                check_expression(source, here + ("checks", c_index, "expression"), check.expression, scope, problems)
+                check(here + ("show_if",), item.show_if, scope)
+            for c_index, item_check in enumerate(item.checks):
+                check(here + ("checks", c_index, "expression"), item_check.expression, scope)
             if item.calculation and item.calculation.cel:
-                check_expression(source, here + ("calculation", "cel"), item.calculation.cel, scope, problems)
+                check(here + ("calculation", "cel"), item.calculation.cel, scope)
             if item.calculation and item.calculation.score:
                 _check_score(source, here + ("calculation",), item.calculation.score, item.calculation.inputs, problems)
             if item.calculation:
@@ -277,10 +329,10 @@ def validate_crf(source: SourceFile, crf: CrfFile, problems: list[Problem]) -> N
         values = [c.code for c in codes]
         if len(values) != len(set(values)):
             problems.append(source.problem(("codelists", name), "duplicate choice codes"))
-    for index, check in enumerate(crf.checks):
-        check_expression(source, ("checks", index, "expression"), check.expression, top, problems)
-        if check.field and check.field not in seen:
-            problems.append(source.problem(("checks", index, "field"), f"unknown field name '{check.field}'"))
+    for index, crf_check in enumerate(crf.checks):
+        check(("checks", index, "expression"), crf_check.expression, top)
+        if crf_check.field and crf_check.field not in seen:
+            problems.append(source.problem(("checks", index, "field"), f"unknown field name '{crf_check.field}'"))
 
 
 def _check_score(source: SourceFile, loc: tuple, name: str, inputs: dict, problems: list[Problem]) -> None:
@@ -679,6 +731,7 @@ def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
         problems.append(Problem(", ".join(str(p) for p in paths), "", "no .yaml files found"))
 
     crf_specs: dict[str, tuple[SourceFile, CrfFile]] = {}
+    references: list[CrfReference] = []
     trial_specs: dict[str, tuple[SourceFile, TrialFile]] = {}
     for path in files:
         source = read_source(path, _label(path), problems)
@@ -691,7 +744,7 @@ def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
             if crf.code in crf_specs:
                 problems.append(source.problem(("code",), f"CRF '{crf.code}' is also defined in {crf_specs[crf.code][0].label}"))
                 continue
-            validate_crf(source, crf, problems)
+            validate_crf(source, crf, problems, references)
             crf_specs[crf.code] = (source, crf)
         else:
             trial = validate_model(source, TrialFile, problems)
@@ -708,6 +761,7 @@ def protocol_check(paths: Sequence[Path | str]) -> ValidatedFiles:
     for stored in CrfDefinition.objects.order_by("code", "-version").only("code", "definition"):
         library.setdefault(stored.code, CrfFields.from_definition(stored.definition))  # latest version
     library.update({code: CrfFields.from_definition(spec.model_dump(mode="json")) for code, (_s, spec) in crf_specs.items()})
+    check_references(references, library, problems)
     for source, trial in trial_specs.values():
         validate_trial(source, trial, library, problems)
     _check_registry_ids(trial_specs, problems)

@@ -465,3 +465,40 @@ class StudyRole(AuditedModel):
     @property
     def is_blinded(self) -> bool:
         return self.trial.is_blinded and self.role not in UNBLINDED_ROLES
+
+
+def role_sees_arms_of_blinded_trial(trial: Trial, role: str) -> bool:
+    """Whether `role` is one of the few that see the allocated arms of a trial whose staff are
+    blinded: granting or ending it is logged (`UnblindedAccessEvent`) and notified. In a trial
+    whose staff are not blinded every role sees the arms and there is nothing to log."""
+    return trial.is_blinded and role in UNBLINDED_ROLES
+
+
+class UnblindedAccessAction(models.TextChoices):
+    GRANTED = "granted", _("Granted")
+    REVOKED = "revoked", _("Ended")
+
+
+class UnblindedAccessEvent(AuditedModel):
+    """A role that sees the allocated arms of a blinded trial was granted or ended: who, by whom,
+    when, why, and who was told. The trial's unblinded-access log; it names no arm."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="unblinded_access_events", verbose_name=_("trial"))
+    study_role = models.ForeignKey(
+        StudyRole, on_delete=models.PROTECT, related_name="unblinded_access_events", verbose_name=_("study role")
+    )
+    action = models.CharField(_("action"), max_length=10, choices=UnblindedAccessAction.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+    reason = models.TextField(_("reason"))
+    notified = models.JSONField(_("notified"), default=list, blank=True, help_text=_("E-mail addresses told of the change."))
+
+    class Meta:
+        ordering = ["trial__code", "-created_at", "-pk"]
+        verbose_name = _("unblinded access log entry")
+        verbose_name_plural = _("unblinded access log entries")
+
+    def __str__(self) -> str:
+        return f"{self.trial.code}: {self.study_role.user} – {self.get_action_display()} ({self.created_at:%Y-%m-%d %H:%M})"

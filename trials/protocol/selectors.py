@@ -2,7 +2,7 @@
 
 from django.db.models import Q, QuerySet
 
-from trials.protocol.models import STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial
+from trials.protocol.models import STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial, UnblindedAccessEvent
 
 
 def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
@@ -54,6 +54,37 @@ def user_sees_allocation(user, trial: Trial) -> bool:  # noqa: ANN001
     return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
 
 
+def unblinded_access_log_trials(user) -> QuerySet[Trial]:  # noqa: ANN001
+    """Trials whose unblinded-access log the user may read: those where she sees the allocated
+    arms, and those she is data manager of (the log names people, never an arm)."""
+    if user.is_authenticated and user.is_superuser:
+        return Trial.objects.all()
+    roles = study_roles_for_user(user)
+    managed = set(roles.filter(role=Role.DATA_MANAGER).values_list("trial_id", flat=True))
+    allowed = [trial.pk for trial in trials_for_user(user) if trial.pk in managed or user_sees_allocation(user, trial)]
+    return Trial.objects.filter(pk__in=allowed)
+
+
+def unblinded_access_events(user, *, trial: Trial | None = None) -> QuerySet[UnblindedAccessEvent]:  # noqa: ANN001
+    """The unblinded-access log rows the user may read (of one trial, or of all hers), newest first."""
+    events = UnblindedAccessEvent.objects.filter(trial__in=unblinded_access_log_trials(user))
+    if trial is not None:
+        events = events.filter(trial=trial)
+    return events.select_related("trial", "study_role__user", "study_role__site", "changed_by").order_by("-created_at", "-pk")
+
+
+def arm_seeing_roles(user, trial: Trial) -> QuerySet[StudyRole]:  # noqa: ANN001
+    """Who sees the allocated arms of a blinded trial now (active roles), for a user who may read
+    its unblinded-access log; nobody for a trial whose staff are not blinded."""
+    if not trial.is_blinded or not unblinded_access_log_trials(user).filter(pk=trial.pk).exists():
+        return StudyRole.objects.none()
+    return (
+        StudyRole.objects.filter(Q(site__isnull=True) | Q(site__is_active=True), trial=trial, is_active=True, role__in=UNBLINDED_ROLES)
+        .select_related("user", "site")
+        .order_by("user__username")
+    )
+
+
 def user_home(user) -> str:  # noqa: ANN001
     """Where the user lands after login: 'admin' for monitors and data managers, else 'home'."""
     roles = set(study_roles_for_user(user).values_list("role", flat=True))
@@ -80,6 +111,8 @@ __all__ = [
     "study_roles_for_user",
     "study_roles_visible_to",
     "trials_for_user",
+    "unblinded_access_events",
+    "unblinded_access_log_trials",
     "user_home",
     "user_sees_allocation",
 ]

@@ -1,12 +1,13 @@
-"""Pages of the protocol: the home page per role and a trial's protocol summary."""
+"""Pages of the protocol: the home page per role, a trial's protocol summary and its unblinded-access log."""
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
 from trials.protocol import selectors
-from trials.protocol.models import VisitCrf
+from trials.protocol.models import UNBLINDED_ROLES, Role, VisitCrf
 
 
 @login_required
@@ -34,7 +35,25 @@ def trial_detail(request: HttpRequest, code: str) -> HttpResponse:
         "visits": visits,
         "roles": selectors.study_roles_for_user(request.user).filter(trial=trial),
         "is_data_manager": selectors.study_roles_for_user(request.user).filter(trial=trial, role="data_manager").exists(),
+        "shows_unblinded_access_log": trial.is_blinded and selectors.unblinded_access_log_trials(request.user).filter(pk=trial.pk).exists(),
+        # The data manager generates the allocation list; an unblinded statistician may import one.
+        "manages_allocation_list": request.user.is_superuser or selectors.study_roles_for_user(request.user).filter(
+            trial=trial, role__in=[Role.DATA_MANAGER, *UNBLINDED_ROLES]).exists(),
     }
     return render(request, "protocol/trial_detail.html", context)
 
 
+
+
+@login_required
+def unblinded_access_log(request: HttpRequest, code: str) -> HttpResponse:
+    """Who was given or lost a role that sees the allocated arms, by whom, when and why; and who
+    holds one now. For those who see the arms and the data manager (it names no arm)."""
+    trial = selectors.unblinded_access_log_trials(request.user).filter(code=code).first()
+    if trial is None:
+        raise Http404(_("No such trial among those whose unblinded-access log you may read."))
+    return render(request, "protocol/unblinded_access_log.html", {
+        "trial": trial,
+        "events": selectors.unblinded_access_events(request.user, trial=trial),
+        "holders": selectors.arm_seeing_roles(request.user, trial),
+    })

@@ -76,7 +76,7 @@ def _message(clock: ReportingClock, stage: str) -> tuple[str, str]:
         "trial": participant.trial.code, "kind": clock.get_kind_display(), "number": participant.number, "ae": ae.number, "what": what}
     body = _(
         "Participant %(number)s (site %(site)s), AE %(ae)s: %(term)s, grade %(grade)s.\n"
-        "Site aware: %(aware)s UTC. Report due: %(due)s UTC.\n\nRecord the report in the EDC once it is sent."
+        "Site aware of the seriousness: %(aware)s UTC. Report due: %(due)s UTC.\n\nRecord the report in the EDC once it is sent."
     ) % {
         "number": participant.number, "site": participant.site.code, "ae": ae.number, "term": ae.verbatim_term, "grade": ae.grade,
         "aware": f"{clock.started_at:%Y-%m-%d %H:%M}", "due": f"{clock.due_at:%Y-%m-%d %H:%M}",

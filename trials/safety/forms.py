@@ -46,19 +46,23 @@ class AdverseEventForm(forms.ModelForm):
         model = AdverseEvent
         fields = [
             "verbatim_term", "coded_term", "onset_date", "ongoing", "end_date", "grade", "seriousness",
-            "related_product", "procedure", "related_procedure", "expected", "action_taken", "outcome",
-            "treatment_given", "aware_at", "is_dlt", "leads_to_withdrawal",
+            "related_product", "procedure", "related_procedure", "action_taken", "outcome",
+            "treatment_given", "aware_at", "serious_aware_at", "is_dlt", "leads_to_withdrawal",
         ]
         widgets = {
             "onset_date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "end_date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "aware_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            "serious_aware_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
             "grade": GradeSelect,
             "treatment_given": forms.Textarea(attrs={"rows": 2}),
         }
         help_texts = {
-            "aware_at": _("Local time at the site when the site first learned of the AE: the reporting clocks start here."),
-            "expected": _("Listed in the reference safety information (investigator's brochure)."),
+            "aware_at": _("Local time at the site when the site first learned of the AE."),
+            "serious_aware_at": _(
+                "Serious AEs only: local time at the site when the site learned that the AE is serious; the reporting "
+                "clocks start here. Empty: on a new AE, the time above; on an AE that becomes serious now, now."
+            ),
         }
 
     def __init__(self, *args, trial=None, editing=False, **kwargs):  # noqa: ANN001, ANN002, ANN003
@@ -66,6 +70,7 @@ class AdverseEventForm(forms.ModelForm):
         self.fields["onset_date"].input_formats = ["%Y-%m-%d"]
         self.fields["end_date"].input_formats = ["%Y-%m-%d"]
         self.fields["aware_at"].input_formats = ["%Y-%m-%dT%H:%M"]
+        self.fields["serious_aware_at"].input_formats = ["%Y-%m-%dT%H:%M"]
         self.fields["coded_term"].queryset = current_terms()
         if self.instance.pk and self.instance.coded_term_id:  # shown by its code, as typed
             self.initial["coded_term"] = self.instance.coded_term.llt_code

@@ -106,13 +106,23 @@ class AdverseEvent(AuditedModel):
     seriousness = models.JSONField(_("seriousness criteria"), default=list, blank=True)
     serious = models.BooleanField(_("serious"), default=False)
     related_product = models.CharField(_("relation to the study product"), max_length=20, choices=Causality.choices)
-    procedure = models.CharField(_("procedure"), max_length=20, choices=Procedure.choices, default=Procedure.NONE)
-    related_procedure = models.CharField(_("relation to the procedure"), max_length=20, choices=Causality.choices, default=Causality.NOT_RELATED)
-    expected = models.BooleanField(_("expected"), default=True)
-    action_taken = models.CharField(_("action taken"), max_length=20, choices=ActionTaken.choices, default=ActionTaken.NONE)
-    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices, default=Outcome.NOT_RECOVERED)
+    # No defaults: every answer on the AE form is an explicit choice of the site (issue 13).
+    procedure = models.CharField(_("procedure"), max_length=20, choices=Procedure.choices)
+    related_procedure = models.CharField(_("relation to the procedure"), max_length=20, choices=Causality.choices)
+    # Expectedness against the reference safety information is the sponsor's assessment (ICH E2A
+    # III.C; EU CT-3 7.2.3.3): None = not assessed yet, which counts as unexpected for the clocks.
+    expected = models.BooleanField(_("expected"), null=True, blank=True, default=None)
+    expectedness_assessed_at = models.DateTimeField(_("expectedness assessed at"), null=True, blank=True)
+    expectedness_assessed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("expectedness assessed by"),
+    )
+    action_taken = models.CharField(_("action taken"), max_length=20, choices=ActionTaken.choices)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
     treatment_given = models.TextField(_("treatment given"), blank=True)
     aware_at = models.DateTimeField(_("site aware at"))
+    # When the site learned that the AE is serious: the 24-hour SAE clock starts here (ICH E6(R2)
+    # 4.11.1), which is later than `aware_at` for an AE that becomes serious on follow-up.
+    serious_aware_at = models.DateTimeField(_("site aware of the seriousness at"), null=True, blank=True)
     is_dlt = models.BooleanField(_("dose-limiting toxicity"), default=False)
     leads_to_withdrawal = models.BooleanField(_("led to withdrawal"), default=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -125,6 +135,10 @@ class AdverseEvent(AuditedModel):
             models.UniqueConstraint(fields=["participant", "number"], name="ae_number_unique"),
             models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="ae_grade_1_5"),
             models.CheckConstraint(condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("onset_date")), name="ae_end_after_onset"),
+            models.CheckConstraint(
+                condition=Q(serious=False, serious_aware_at__isnull=True) | Q(serious=True, serious_aware_at__gte=models.F("aware_at")),
+                name="ae_serious_awareness",
+            ),
         ]
         indexes = [models.Index(fields=["participant", "onset_date"], name="ae_participant_onset_idx")]
 
@@ -137,7 +151,13 @@ class AdverseEvent(AuditedModel):
 
     @property
     def is_susar(self) -> bool:
-        return self.serious and self.is_related and not self.expected
+        """Serious, related and assessed unexpected."""
+        return self.serious and self.is_related and self.expected is False
+
+    @property
+    def awaits_expectedness(self) -> bool:
+        """Serious and related, expectedness not assessed yet: a SUSAR until the sponsor says otherwise."""
+        return self.serious and self.is_related and self.expected is None
 
 
 class ClockKind(models.TextChoices):
@@ -156,6 +176,7 @@ class ReportingClock(AuditedModel):
     reported_at = models.DateTimeField(_("reported at"), null=True, blank=True)
     reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("reported by"))
     cancelled = models.BooleanField(_("cancelled"), default=False, help_text=_("The AE is no longer serious (or no longer a SUSAR)."))
+    cancel_reason = models.CharField(_("reason for the cancellation"), max_length=500, blank=True)
 
     class Meta:
         ordering = ["due_at"]

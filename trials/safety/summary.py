@@ -1,13 +1,31 @@
-"""Safety summaries of a trial at a data cut-off: who was at risk, who had adverse events, how
-severe (worst CTCAE grade per participant), serious, related, leading to withdrawal, fatal, DLTs,
-by system organ class and term, and the incidence per 100 participant-years.
+"""Safety summaries of a trial at a data cut-off, by the conventions of a published safety table
+(ICH E3 §12.2, ICH E9; CDISC ADaM ADSL.SAFFL / ADAE.TRTEMFL):
+
+- The **safety population** is every enrolled participant who received at least one dose of the study
+  treatment on or before the cut-off (`Participant.first_treatment_date`, recorded by
+  `participants.services.participant_start_treatment`). A participant enrolled but not treated is
+  counted as enrolled, not as at risk.
+- A **treatment-emergent AE** (TEAE) has its onset on or after the first dose (ADaM TRTEMFL) and on
+  or before the cut-off. Only TEAEs are in the main counts, the grades, the organ classes and the
+  serious-AE chart.
+- **Pre-treatment AEs** (onset after consent and before the first dose, or in a participant not
+  treated by the cut-off) are counted apart, over the enrolled participants.
+- Every participant count has its **event count** beside it (participants by worst grade and
+  events of each grade, grade ≥ 3 included), as published AE tables give both.
+- Trials without a treatment for some participants: in a **no-intervention arm** (the control group
+  of ADSVF-SSC-HANDS) nobody is ever dosed, so its participants are in the safety population from
+  enrolment, and their AEs are treatment-emergent from the enrolment date (the day the groups'
+  common schedule starts). In the **registry** the "treatment" is the recorded procedure (the
+  grafting date is its first treatment date, the anchor of its follow-up visits); a registry
+  participant without one is not in the safety population yet.
 
 Everything is counted in the database (each participant's AEs aggregated once, then grouped by arm;
 grouped counts by organ class and term), so the Python side grows with the number of groups, not
-of AEs or participants.
+of AEs or participants, and the number of statements is constant.
 Two versions are stored per cut-off: by arm (or dose cohort) for the DSMB / unblinded statistician,
-and pooled ("All participants") for everybody else. The pooled version never reads the allocation
-table, so it cannot carry an arm label.
+and pooled ("All participants") for everybody else. The pooled version never groups by the
+allocation; it reads the allocation table only in a trial with a no-intervention arm, to know whose
+observation starts at enrolment (such an arm cannot be blinded), and still carries no arm label.
 
 Recomputation is coalesced per trial through the `SummaryState` row: many AE saves in a short
 time lead to at most one running and one pending computation (see `summary_request_recompute`).
@@ -19,22 +37,21 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import (
-    Count,
-    F,
-    Value,
-)
+from django.db.models import Case, Count, DateField, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from trials.participants.models import Allocation, Participant, ParticipantStatus
-from trials.protocol.models import Design, Trial
+from trials.protocol.models import ArmType, Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
 
-SUMMARY_FORMAT = 1
+# 2: safety population and treatment-emergent AEs, pre-treatment AEs apart, event counts per row.
+SUMMARY_FORMAT = 2
 GRADES = (1, 2, 3, 4, 5)
-# At risk: enrolled at some time (every status after screening), enrolled on or before the cut-off.
-NOT_AT_RISK = (ParticipantStatus.SCREENING, ParticipantStatus.SCREEN_FAILURE)
+SEVERE = 3  # "grade ≥ 3" rows (CTCAE: severe or worse)
+# Enrolled: every status after screening, enrolled on or before the cut-off.
+NOT_ENROLLED = (ParticipantStatus.SCREENING, ParticipantStatus.SCREEN_FAILURE)
 # Statuses after which a participant is no longer followed: follow-up ends at their status date.
 ENDED = (ParticipantStatus.COMPLETED, ParticipantStatus.WITHDRAWN, ParticipantStatus.LOST_TO_FOLLOW_UP, ParticipantStatus.DIED)
 DAYS_PER_YEAR = 365.25
@@ -42,6 +59,24 @@ DAYS_PER_YEAR = 365.25
 POOLED = "all"
 UNALLOCATED = "unallocated"
 UNCODED_SOC = ""  # AEs not coded yet: grouped under "Not coded", by verbatim term
+
+# The definitions the numbers follow, said on the page and in the CSV (one wording for both).
+DEFINITIONS = (
+    (_("Safety population"), _(
+        "Enrolled participants who received at least one dose of the study treatment on or before the cut-off "
+        "(their first treatment date). In a no-intervention arm every enrolled participant, from enrolment. "
+        "In a registry the first treatment is the recorded procedure.")),
+    (_("Treatment-emergent AE"), _(
+        "Onset on or after the first dose (or enrolment in a no-intervention arm) and on or before the cut-off "
+        "(ICH E9; CDISC ADaM TRTEMFL). Only treatment-emergent AEs are in the main table, the grades, the organ "
+        "classes and the chart; percentages are of the safety population.")),
+    (_("Pre-treatment AE"), _(
+        "Onset after consent and before the first dose, or in a participant not treated by the cut-off: reported "
+        "separately; percentages are of the enrolled participants.")),
+    (_("Participants and events"), _(
+        "Each row gives participants (each counted once) and events (every AE). By grade: participants at their "
+        "worst CTCAE grade, and all events of that grade.")),
+)
 
 
 def cutoff_date_of(cutoff_at: datetime) -> date:
@@ -66,19 +101,35 @@ def _pct(n: int, of: int) -> float | None:
     return round(100.0 * n / of, 1) if of else None
 
 
+# Participant counts and the event count beside each (`None`: the row has no event count).
+PAIRS = (
+    ("with_ae", "events"), ("with_sae", "sae_events"), ("with_related", "related_events"),
+    ("with_withdrawal", "withdrawal_events"), ("deaths", "fatal_events"), ("with_dlt", "dlt_events"),
+    ("with_severe", "severe_events"),
+)
+PRE_PAIRS = (("pre_with_ae", "pre_events"), ("pre_with_sae", "pre_sae_events"), ("pre_with_severe", "pre_severe_events"))
+
+
 def _empty_counts() -> dict[str, Any]:
-    return {
-        "at_risk": 0, "with_ae": 0, "grades": {str(g): 0 for g in GRADES}, "with_sae": 0, "with_related": 0,
-        "with_withdrawal": 0, "deaths": 0, "with_dlt": 0, "events": 0, "sae_events": 0, "followup_days": 0,
-    }
+    counts: dict[str, Any] = {"enrolled": 0, "safety_population": 0, "followup_days": 0}
+    for participants, events in PAIRS + PRE_PAIRS:
+        counts[participants] = 0
+        counts[events] = 0
+    counts["grades"] = {str(g): 0 for g in GRADES}
+    counts["grade_events"] = {str(g): 0 for g in GRADES}
+    return counts
 
 
 def _finish(counts: dict[str, Any]) -> dict[str, Any]:
-    """Percentages of the participants at risk, follow-up in years and the incidence rate."""
-    at_risk = counts["at_risk"]
-    for name in ("with_ae", "with_sae", "with_related", "with_withdrawal", "deaths", "with_dlt"):
-        counts[f"{name}_pct"] = _pct(counts[name], at_risk)
-    counts["grades_pct"] = {g: _pct(n, at_risk) for g, n in counts["grades"].items()}
+    """Percentages (of the safety population; pre-treatment: of the enrolled), follow-up in years and
+    the incidence rate of treatment-emergent AEs."""
+    population, enrolled = counts["safety_population"], counts["enrolled"]
+    counts["not_treated"] = enrolled - population
+    for name, _events in PAIRS:
+        counts[f"{name}_pct"] = _pct(counts[name], population)
+    for name, _events in PRE_PAIRS:
+        counts[f"{name}_pct"] = _pct(counts[name], enrolled)
+    counts["grades_pct"] = {g: _pct(n, population) for g, n in counts["grades"].items()}
     years = counts["followup_days"] / DAYS_PER_YEAR
     counts["followup_years"] = round(years, 2)
     counts["incidence_per_100py"] = round(100.0 * counts["events"] / years, 1) if years > 0 else None
@@ -90,53 +141,119 @@ def _sql_codes(values) -> str:  # noqa: ANN001
     return ", ".join(f"'{value}'" for value in sorted(values))
 
 
-def _participant_rows(trial: Trial, cutoff: date, pooled: bool) -> list[tuple]:
-    """(group, worst grade, participants, follow-up days, events, serious events, with a serious AE,
-    with a related AE, with an AE leading to withdrawal, with a DLT, deaths) per arm and worst grade.
+def _days(later: str, earlier: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"({later} - {earlier})"
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+# Columns of `_participant_rows` after (group, in the safety population, worst grade of a TEAE).
+ROW_COLUMNS = (
+    "n", "followup_days", "events", "sae_events", "with_sae", "related_events", "with_related", "withdrawal_events",
+    "with_withdrawal", "dlt_events", "with_dlt", "fatal_events", "deaths", *(f"g{g}" for g in GRADES),
+    "pre_with_ae", "pre_events", "pre_with_sae", "pre_sae_events", "pre_with_severe", "pre_severe_events",
+)
+
+
+def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_enrolment: list[int]) -> list[tuple]:
+    """Per arm, membership of the safety population and worst grade of a treatment-emergent AE:
+    the columns of ROW_COLUMNS.
 
     Hand-written SQL, because the ORM cannot group over a per-participant pre-aggregate: the
-    participants at risk joined to their AEs' aggregates (one pass over the AE index), grouped by
-    arm. Deaths: an AE of grade 5 or with a fatal outcome before the cut-off, or the status "died"
-    on or before it. The pooled version does not join (or read) the allocation table."""
+    enrolled participants with their observation start (first dose; enrolment in a no-intervention
+    arm, `observed_from_enrolment`), joined to their AEs' aggregates split into treatment-emergent
+    and pre-treatment (one pass over the AE index), grouped by arm. Deaths (safety population): a
+    TEAE of grade 5 or with a fatal outcome before the cut-off, or the status "died" on or before it.
+    The pooled version does not group by the allocation, and reads it only when the trial has a
+    no-intervention arm."""
     participant, ae = Participant._meta.db_table, AdverseEvent._meta.db_table
-    if pooled:
-        group, join = "NULL", ""
-    else:
-        group = "al.arm_id"
-        join = f"LEFT JOIN {Allocation._meta.db_table} al ON al.participant_id = p.id"
-    end = f"CASE WHEN p.status IN ({_sql_codes(ENDED)}) AND p.status_date < %(cut)s THEN p.status_date ELSE %(cut)s END"
-    if connection.vendor == "postgresql":
-        days = f"({end} - p.enrolment_date)"
-    else:
-        days = f"CAST(julianday({end}) - julianday(p.enrolment_date) AS INTEGER)"
+    join = f"LEFT JOIN {Allocation._meta.db_table} al ON al.participant_id = p.id"
+    group = "NULL" if pooled else "al.arm_id"
+    if pooled and not observed_from_enrolment:
+        join = ""
+    start = "p.first_treatment_date"
+    if observed_from_enrolment:
+        ids = ", ".join(str(int(pk)) for pk in observed_from_enrolment)
+        start = f"COALESCE(p.first_treatment_date, CASE WHEN al.arm_id IN ({ids}) THEN p.enrolment_date END)"
+    end = f"CASE WHEN status IN ({_sql_codes(ENDED)}) AND status_date < %(cut)s THEN status_date ELSE %(cut)s END"
+    te = "(r.start IS NOT NULL AND e.onset_date >= r.start)"
+    pre = f"(NOT {te})"
+    fatal = f"(e.grade = 5 OR e.outcome = '{Outcome.FATAL.value}')"
+    related = f"e.related_product IN ({_sql_codes(RELATED)})"
+
+    def both(name: str, condition: str) -> str:  # events and "has one" of the TEAEs meeting `condition`
+        return (f"SUM(CASE WHEN {te} AND {condition} THEN 1 ELSE 0 END) AS {name}_events, "
+                f"MAX(CASE WHEN {te} AND {condition} THEN 1 ELSE 0 END) AS {name}")
+
+    grade_events = ", ".join(f"SUM(CASE WHEN {te} AND e.grade = {g} THEN 1 ELSE 0 END) AS g{g}" for g in GRADES)
     sql = f"""
-        WITH at_risk AS (
-            SELECT p.id, {group} AS grp, {days} AS days,
-                   CASE WHEN p.status = '{ParticipantStatus.DIED.value}' AND (p.status_date IS NULL OR p.status_date <= %(cut)s)
-                        THEN 1 ELSE 0 END AS died
+        WITH enrolled AS (
+            SELECT p.id, {group} AS grp, p.status, p.status_date,
+                   CASE WHEN {start} <= %(cut)s THEN {start} END AS start
             FROM {participant} p {join}
-            WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ({_sql_codes(NOT_AT_RISK)})
+            WHERE p.trial_id = %(trial)s AND p.enrolment_date <= %(cut)s AND p.status NOT IN ({_sql_codes(NOT_ENROLLED)})
+        ), r AS (
+            SELECT id, grp, start,
+                   CASE WHEN start IS NULL OR {end} < start THEN 0 ELSE {_days(end, "start")} END AS days,
+                   CASE WHEN status = '{ParticipantStatus.DIED.value}' AND (status_date IS NULL OR status_date <= %(cut)s)
+                        THEN 1 ELSE 0 END AS died
+            FROM enrolled
         ), per AS (
-            SELECT e.participant_id, MAX(e.grade) AS worst, COUNT(*) AS events,
-                   SUM(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae_events,
-                   MAX(CASE WHEN e.serious THEN 1 ELSE 0 END) AS sae,
-                   MAX(CASE WHEN e.related_product IN ({_sql_codes(RELATED)}) THEN 1 ELSE 0 END) AS related,
-                   MAX(CASE WHEN e.leads_to_withdrawal THEN 1 ELSE 0 END) AS withdrawal,
-                   MAX(CASE WHEN e.is_dlt THEN 1 ELSE 0 END) AS dlt,
-                   MAX(CASE WHEN e.grade = 5 OR e.outcome = '{Outcome.FATAL.value}' THEN 1 ELSE 0 END) AS fatal
-            FROM {ae} e JOIN at_risk r ON r.id = e.participant_id
+            SELECT e.participant_id,
+                   MAX(CASE WHEN {te} THEN e.grade END) AS worst,
+                   SUM(CASE WHEN {te} THEN 1 ELSE 0 END) AS events,
+                   {both("sae", "e.serious")}, {both("related", related)}, {both("withdrawal", "e.leads_to_withdrawal")},
+                   {both("dlt", "e.is_dlt")}, {both("fatal", fatal)}, {grade_events},
+                   MAX(CASE WHEN {pre} THEN 1 ELSE 0 END) AS pre,
+                   SUM(CASE WHEN {pre} THEN 1 ELSE 0 END) AS pre_events,
+                   MAX(CASE WHEN {pre} AND e.serious THEN 1 ELSE 0 END) AS pre_sae,
+                   SUM(CASE WHEN {pre} AND e.serious THEN 1 ELSE 0 END) AS pre_sae_events,
+                   MAX(CASE WHEN {pre} AND e.grade >= {SEVERE} THEN 1 ELSE 0 END) AS pre_severe,
+                   SUM(CASE WHEN {pre} AND e.grade >= {SEVERE} THEN 1 ELSE 0 END) AS pre_severe_events
+            FROM {ae} e JOIN r ON r.id = e.participant_id
             WHERE e.onset_date <= %(cut)s
             GROUP BY e.participant_id
         )
-        SELECT r.grp, per.worst, COUNT(*), SUM(r.days), SUM(per.events), SUM(per.sae_events), SUM(per.sae),
-               SUM(per.related), SUM(per.withdrawal), SUM(per.dlt),
-               SUM(CASE WHEN per.fatal = 1 OR r.died = 1 THEN 1 ELSE 0 END)
-        FROM at_risk r LEFT JOIN per ON per.participant_id = r.id
-        GROUP BY r.grp, per.worst
+        SELECT r.grp, CASE WHEN r.start IS NULL THEN 0 ELSE 1 END AS safety, per.worst, COUNT(*), SUM(r.days),
+               SUM(per.events), SUM(per.sae_events), SUM(per.sae), SUM(per.related_events), SUM(per.related),
+               SUM(per.withdrawal_events), SUM(per.withdrawal), SUM(per.dlt_events), SUM(per.dlt), SUM(per.fatal_events),
+               SUM(CASE WHEN r.start IS NOT NULL AND (per.fatal = 1 OR r.died = 1) THEN 1 ELSE 0 END),
+               {", ".join(f"SUM(per.g{g})" for g in GRADES)},
+               SUM(per.pre), SUM(per.pre_events), SUM(per.pre_sae), SUM(per.pre_sae_events), SUM(per.pre_severe),
+               SUM(per.pre_severe_events)
+        FROM r LEFT JOIN per ON per.participant_id = r.id
+        GROUP BY r.grp, CASE WHEN r.start IS NULL THEN 0 ELSE 1 END, per.worst
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, {"trial": trial.pk, "cut": cutoff})
         return cursor.fetchall()
+
+
+def _add_row(counts: dict[str, Any], in_safety: bool, worst: int | None, numbers: dict[str, int]) -> None:
+    """Add one (group, safety population, worst grade) row of `_participant_rows` to a group's counts."""
+    n = numbers["n"]
+    counts["enrolled"] += n
+    for name in ("pre_with_ae", "pre_events", "pre_with_sae", "pre_sae_events", "pre_with_severe", "pre_severe_events"):
+        counts[name] += numbers[name]
+    if not in_safety:
+        return
+    counts["safety_population"] += n
+    counts["followup_days"] += numbers["followup_days"]
+    counts["deaths"] += numbers["deaths"]
+    counts["fatal_events"] += numbers["fatal_events"]
+    if worst is None:
+        return
+    counts["with_ae"] += n
+    counts["grades"][str(worst)] += n
+    if worst >= SEVERE:
+        counts["with_severe"] += n
+    for g in GRADES:
+        counts["grade_events"][str(g)] += numbers[f"g{g}"]
+        if g >= SEVERE:
+            counts["severe_events"] += numbers[f"g{g}"]
+    for name in ("events", "sae_events", "with_sae", "related_events", "with_related", "withdrawal_events",
+                 "with_withdrawal", "dlt_events", "with_dlt"):
+        counts[name] += numbers[name]
 
 
 def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict[str, Any]:
@@ -147,6 +264,8 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     has_arms = bool(arms)
     by_cohort = trial.design == Design.DOSE_ESCALATION
     pooled = blinded or not has_arms
+    # Arms whose participants are never dosed: observed (and at risk) from enrolment.
+    observed_from_enrolment = [arm.pk for arm in arms if arm.arm_type == ArmType.NO_INTERVENTION]
 
     groups: dict[str, dict[str, Any]] = {}
     if not pooled:
@@ -164,31 +283,27 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
             groups[key] = {"key": key, "kind": "unallocated", "code": "", "label": "", "dose": "", "counts": _empty_counts()}
         return groups[key]
 
-    # 1. Participant level, in one statement: each participant at risk with the aggregates of their
-    # AEs before the cut-off (worst grade, events, flags), then grouped by arm and worst grade.
-    for group_value, worst, *numbers in _participant_rows(trial, cutoff, pooled):
+    # 1. Participant level, in one statement: each enrolled participant with the aggregates of her
+    # treatment-emergent and pre-treatment AEs before the cut-off, grouped by arm and worst grade.
+    for group_value, in_safety, worst, *values in _participant_rows(trial, cutoff, pooled, observed_from_enrolment):
         # SUM() is numeric on PostgreSQL (Decimal) and NULL over participants without AEs.
-        n, days, events, sae_events, with_sae, with_related, with_withdrawal, with_dlt, deaths = (int(x or 0) for x in numbers)
-        counts = group(_key(group_value, pooled, has_arms))["counts"]
-        counts["at_risk"] += n
-        counts["followup_days"] += days
-        counts["deaths"] += deaths
-        if worst is not None:
-            counts["with_ae"] += n
-            counts["grades"][str(worst)] += n
-            counts["events"] += events
-            counts["sae_events"] += sae_events
-            counts["with_sae"] += with_sae
-            counts["with_related"] += with_related
-            counts["with_withdrawal"] += with_withdrawal
-            counts["with_dlt"] += with_dlt
+        numbers = {name: int(value or 0) for name, value in zip(ROW_COLUMNS, values, strict=True)}
+        _add_row(group(_key(group_value, pooled, has_arms))["counts"], bool(in_safety), worst, numbers)
 
-    # 2. AEs before the cut-off of the participants at risk (one join to the participant; grouped).
+    # 2. Treatment-emergent AEs before the cut-off of the enrolled participants (grouped queries).
+    start: Any = F("participant__first_treatment_date")
+    if observed_from_enrolment:
+        start = Coalesce(start, Case(
+            When(participant__allocation__arm_id__in=observed_from_enrolment, then=F("participant__enrolment_date")),
+            default=None, output_field=DateField(),
+        ))
     aes = (
         AdverseEvent.objects.filter(
             participant__trial=trial, participant__enrolment_date__lte=cutoff, onset_date__lte=cutoff,
         )
-        .exclude(participant__status__in=NOT_AT_RISK)
+        .exclude(participant__status__in=NOT_ENROLLED)
+        .alias(observation_start=start)
+        .filter(onset_date__gte=F("observation_start"))
         .annotate(group=_group_expression(pooled, "participant__"))
         .order_by()
     )
@@ -222,9 +337,9 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     total = _empty_counts()
     for g in ordered:
         for name, value in g["counts"].items():
-            if name == "grades":
+            if isinstance(value, dict):  # by grade
                 for grade, n in value.items():
-                    total["grades"][grade] += n
+                    total[name][grade] += n
             else:
                 total[name] += value
         _finish(g["counts"])
@@ -279,8 +394,9 @@ def summary_store(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> Safety
 
 
 def latest_summary(trial: Trial, *, blinded: bool) -> SafetySummary | None:
-    """The newest stored summary of the trial in the given version."""
-    return SafetySummary.objects.filter(trial=trial, blinded=blinded).order_by("-cutoff_at", "-pk").first()
+    """The newest stored summary of the trial in the given version, in the current format (one stored
+    under older conventions is not shown: the caller computes a new one)."""
+    return SafetySummary.objects.filter(trial=trial, blinded=blinded, content__format=SUMMARY_FORMAT).order_by("-cutoff_at", "-pk").first()
 
 
 def _locked_state(trial_id: int) -> SummaryState:

@@ -1,9 +1,11 @@
 """The safety summary page: the latest stored summary as the user may see it (by arm for the DSMB /
 unblinded statistician, pooled for everybody else in a blinded trial), tables and two charts drawn
-on the server as inline SVG (no JavaScript: the CSP allows no inline script)."""
+on the server as inline SVG (no JavaScript: the CSP allows no inline script); the same numbers as a
+CSV file, with the definitions they follow."""
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 from typing import Any
 
@@ -15,7 +17,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
 from trials.protocol.selectors import trials_for_user, user_sees_allocation
-from trials.safety.summary import GRADES, latest_summary, summary_store
+from trials.safety.summary import DEFINITIONS, GRADES, latest_summary, summary_store
 
 # Sequential colours from grade 1 (mild) to grade 5 (death); series colours for the SAE lines.
 GRADE_COLOURS = {1: "#ffe69c", 2: "#ffc107", 3: "#fd7e14", 4: "#dc3545", 5: "#58151c"}
@@ -116,31 +118,55 @@ def sae_chart(content: dict[str, Any], groups: list[dict[str, Any]]) -> dict[str
     }
 
 
+def _csv_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would read as a formula (a verbatim term typed "=...") is quoted."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _cells(columns: list[dict[str, Any]], participants: str, events: str | None, pct: bool) -> list[tuple]:
+    """(participants, percentage or None, events or None) per column."""
+    return [(c[participants], c.get(f"{participants}_pct") if pct else None, c[events] if events else None) for c in columns]
+
+
 def _display(content: dict[str, Any]) -> dict[str, Any]:
     """The stored content with translated group labels, table rows and chart geometry."""
     groups = [{**g, "display": _label(g)} for g in content["groups"]]
     keys = [g["key"] for g in groups]
     show_total = len(groups) > 1
     columns = [g["counts"] for g in groups] + ([content["total"]] if show_total else [])
+    population = [
+        (_("Enrolled"), "enrolled"),
+        (_("Enrolled, not treated by the cut-off"), "not_treated"),
+        (_("Safety population (received any dose)"), "safety_population"),
+    ]
     rows = [
-        (_("Participants at risk"), "at_risk", False),
-        (_("Participants with ≥ 1 AE"), "with_ae", True),
-        (_("Participants with ≥ 1 serious AE"), "with_sae", True),
-        (_("Participants with ≥ 1 related AE"), "with_related", True),
-        (_("Participants with an AE leading to withdrawal"), "with_withdrawal", True),
-        (_("Deaths"), "deaths", True),
+        (_("Participants with ≥ 1 treatment-emergent AE"), "with_ae", "events"),
+        (_("Participants with ≥ 1 serious TEAE"), "with_sae", "sae_events"),
+        (_("Participants with ≥ 1 related TEAE"), "with_related", "related_events"),
+        (_("Participants with ≥ 1 TEAE of grade ≥ 3"), "with_severe", "severe_events"),
+        (_("Participants with a TEAE leading to withdrawal"), "with_withdrawal", "withdrawal_events"),
+        (_("Deaths (events: fatal TEAEs)"), "deaths", "fatal_events"),
     ]
     if content["grouping"] == "cohort":
-        rows.append((_("Participants with a dose-limiting toxicity"), "with_dlt", True))
-    overview = [{"label": label, "cells": [(c[name], c.get(f"{name}_pct") if pct else None) for c in columns]} for label, name, pct in rows]
+        rows.append((_("Participants with a dose-limiting toxicity"), "with_dlt", "dlt_events"))
+    overview = [{"label": label, "cells": _cells(columns, name, None, False)} for label, name in population]
+    overview += [{"label": label, "cells": _cells(columns, name, events, True)} for label, name, events in rows]
     grade_rows = [
-        {"grade": g, "cells": [(c["grades"][str(g)], c["grades_pct"][str(g)]) for c in columns]} for g in GRADES
+        {"grade": g, "cells": [(c["grades"][str(g)], c["grades_pct"][str(g)], c["grade_events"][str(g)]) for c in columns]}
+        for g in GRADES
     ]
     exposure = [
-        {"label": _("Adverse events"), "cells": [c["events"] for c in columns]},
-        {"label": _("Serious adverse events"), "cells": [c["sae_events"] for c in columns]},
-        {"label": _("Follow-up (participant-years)"), "cells": [c["followup_years"] for c in columns]},
-        {"label": _("AEs per 100 participant-years"), "cells": [c["incidence_per_100py"] for c in columns]},
+        {"label": _("Follow-up from the first dose (participant-years)"), "cells": [c["followup_years"] for c in columns]},
+        {"label": _("TEAEs per 100 participant-years"), "cells": [c["incidence_per_100py"] for c in columns]},
+    ]
+    pre_treatment = [
+        {"label": _("Enrolled"), "cells": _cells(columns, "enrolled", None, False)},
+        {"label": _("Participants with ≥ 1 pre-treatment AE"), "cells": _cells(columns, "pre_with_ae", "pre_events", True)},
+        {"label": _("Participants with ≥ 1 serious pre-treatment AE"), "cells": _cells(columns, "pre_with_sae", "pre_sae_events", True)},
+        {"label": _("Participants with ≥ 1 pre-treatment AE of grade ≥ 3"),
+         "cells": _cells(columns, "pre_with_severe", "pre_severe_events", True)},
     ]
     soc = []
     for entry in content["soc"]:
@@ -153,16 +179,16 @@ def _display(content: dict[str, Any]) -> dict[str, Any]:
             ],
         })
     return {
-        "groups": groups, "show_total": show_total, "overview": overview, "grade_rows": grade_rows,
-        "exposure": exposure, "soc": soc, "grade_chart": grade_chart(groups), "sae_chart": sae_chart(content, groups),
+        "groups": groups, "show_total": show_total, "colspan": 1 + 2 * len(columns), "overview": overview, "grade_rows": grade_rows,
+        "exposure": exposure, "pre_treatment": pre_treatment, "soc": soc, "definitions": DEFINITIONS,
+        "grade_chart": grade_chart(groups), "sae_chart": sae_chart(content, groups),
         "cutoff_at": parse_datetime(content["cutoff_at"]), "cutoff_date": parse_date(content["cutoff_date"]),
     }
 
 
-@login_required
-def safety_summary(request: HttpRequest, code: str) -> HttpResponse:
-    """The trial's latest safety summary: by arm / cohort for users who may see allocations, pooled
-    for everybody else; computed now when none is stored yet."""
+def _summary_for(request: HttpRequest, code: str) -> tuple[Any, Any]:
+    """The trial (of the user's studies) and the summary version she may see, computed now when none
+    is stored yet in the current format."""
     trial = trials_for_user(request.user).filter(code=code).first()
     if trial is None:
         raise Http404(_("No such trial in your studies."))
@@ -170,6 +196,52 @@ def safety_summary(request: HttpRequest, code: str) -> HttpResponse:
     summary = latest_summary(trial, blinded=blinded)
     if summary is None:
         summary = summary_store(trial, cutoff_at=timezone.now(), blinded=blinded)
+    return trial, summary
+
+
+@login_required
+def safety_summary(request: HttpRequest, code: str) -> HttpResponse:
+    """The trial's latest safety summary: by arm / cohort for users who may see allocations, pooled
+    for everybody else; computed now when none is stored yet."""
+    trial, summary = _summary_for(request, code)
     return render(request, "safety/summary.html", {
         "trial": trial, "summary": summary, "view": _display(summary.content), "grades": GRADES,
     })
+
+
+@login_required
+def safety_summary_csv(request: HttpRequest, code: str) -> HttpResponse:
+    """The same summary as a CSV file: the definitions first (as # lines), then one line per row and
+    column with participants, percentage and events."""
+    trial, summary = _summary_for(request, code)
+    view = _display(summary.content)
+    names = [g["display"] for g in view["groups"]] + ([_("Total")] if view["show_total"] else [])
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    cutoff = summary.content["cutoff_date"]
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-safety-summary-{cutoff}.csv"'
+    out = csv.writer(response)
+    out.writerow([f"# {trial.code}: " + _("safety summary, data cut-off %(at)s") % {"at": summary.content["cutoff_at"]}])
+    if summary.blinded:
+        out.writerow(["# " + _("Blinded summary: all participants pooled, arms not shown.")])
+    for term, definition in view["definitions"]:
+        out.writerow([f"# {term}: {definition}"])
+    out.writerow([_("section"), _("row"), _("group"), _("participants"), _("percent"), _("events")])
+    sections = [
+        (_("Treatment-emergent AEs"), [(r["label"], r["cells"]) for r in view["overview"]]),
+        (_("By worst CTCAE grade (participants) and grade (events)"),
+         [(_("Grade %(grade)s") % {"grade": r["grade"]}, r["cells"]) for r in view["grade_rows"]]),
+        (_("Pre-treatment AEs"), [(r["label"], r["cells"]) for r in view["pre_treatment"]]),
+    ]
+    for section, rows in sections:
+        for label, cells in rows:
+            for name, (n, pct, events) in zip(names, cells, strict=True):
+                out.writerow([section, label, _csv_safe(name), n, "" if pct is None else pct, "" if events is None else events])
+    for row in view["exposure"]:
+        for name, value in zip(names, row["cells"], strict=True):
+            out.writerow([_("Exposure"), row["label"], name, "" if value is None else value, "", ""])
+    for entry in view["soc"]:
+        for label, cells in [(entry["soc"], entry["cells"])] + [(f"{entry['soc']} / {t['term']}", t["cells"]) for t in entry["terms"]]:
+            for name, cell in zip(names, cells, strict=True):
+                out.writerow([_("TEAEs by system organ class and term"), _csv_safe(label), _csv_safe(name), cell["participants"], "",
+                              cell["events"]])
+    return response

@@ -1,9 +1,11 @@
 """AE screens: a participant's AE log and form, a site's AE log, the reporting-clock dashboard,
-and the coding-dictionary search. Pages parse and call the services."""
+the sponsor's list of AEs whose expectedness is to assess, and the coding-dictionary search.
+Pages parse and call the services."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -12,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -21,7 +24,7 @@ from trials.monitoring.selectors import ae_queries, open_query_counts
 from trials.participants.selectors import allocation_for_user, participants_for_user
 from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
-from trials.safety import services
+from trials.safety import selectors, services
 from trials.safety.forms import AdverseEventForm, current_terms
 from trials.safety.models import AdverseEvent, ReportingClock, Seriousness
 
@@ -70,7 +73,7 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
                 add_service_errors(form, error)
             else:
                 if saved.serious and saved.clocks.filter(reported_at__isnull=True, cancelled=False).exists():
-                    messages.warning(request, _("Serious AE: the reporting clock runs. Report it to the sponsor within 24 hours of awareness and record the report."))
+                    messages.warning(request, _("Serious AE: the reporting clock runs. Report it to the sponsor within 24 hours of learning of the seriousness and record the report."))
                 else:
                     messages.success(request, _("Adverse event saved."))
                 return redirect("participant_aes", participant.pk)
@@ -78,6 +81,7 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
             "participant": participant, "form": form, "ae": ae, "can_act": can_act,
             "title": _("AE %(n)s") % {"n": ae.number} if ae else _("New adverse event"),
             "queries": ae_queries(request.user, ae), "can_answer": can_act,
+            "can_assess": ae is not None and user_acts_at(request.user, participant.site, roles=services.EXPECTEDNESS_ASSESSORS),
         })
 
 
@@ -160,6 +164,48 @@ def clock_report(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, _("Report recorded; the clock is stopped."))
     return redirect("clock_dashboard")
+
+
+@login_required
+def expectedness_list(request: HttpRequest) -> HttpResponse:
+    """Serious related AEs of the user's sites awaiting the sponsor's expectedness assessment. No
+    arm is shown: the assessment is made blind, against the reference safety information."""
+    trial_code = (request.GET.get("trial") or "").strip() or None
+    aes = list(selectors.aes_awaiting_expectedness(request.user, trial_code=trial_code))
+    sites = {}
+    for ae in aes:
+        site = ae.participant.site
+        if site.pk not in sites:
+            sites[site.pk] = user_acts_at(request.user, site, roles=services.EXPECTEDNESS_ASSESSORS)
+        ae.can_assess = sites[site.pk]
+        ae.open_clocks = [c for c in ae.clocks.all() if c.reported_at is None and not c.cancelled]
+    return render(request, "safety/expectedness.html", {"aes": aes, "trial_code": trial_code, "now": timezone.now()})
+
+
+@login_required
+@require_POST
+def expectedness_assess(request: HttpRequest, pk: int) -> HttpResponse:
+    ae = AdverseEvent.objects.filter(pk=pk, participant__in=participants_for_user(request.user)).select_related("participant").first()
+    if ae is None:
+        raise Http404(_("No such adverse event in your sites."))
+    answer = request.POST.get("expected")
+    expected = {"expected": True, "unexpected": False}.get(answer)
+    if request.POST.get("next") == "ae":
+        back = redirect("ae_edit", ae.participant_id, ae.number)
+    else:
+        trial = (request.POST.get("trial") or "").strip()
+        back = redirect(reverse("expectedness_list") + (f"?{urlencode({'trial': trial})}" if trial else ""))
+    if expected is None:
+        messages.error(request, _("Choose expected or unexpected."))
+        return back
+    try:
+        services.ae_expectedness_assess(ae, user=request.user, expected=expected, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, _("%(ae)s assessed %(label)s.") % {
+            "ae": f"{ae.participant.number} AE{ae.number}", "label": _("expected") if expected else _("unexpected")})
+    return back
 
 
 @login_required

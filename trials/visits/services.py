@@ -16,7 +16,7 @@ from trials.participants.selectors import data_entry_annotations, user_enters_da
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
 from trials.protocol import scores
-from trials.protocol.engine import Outcome, schema_for, validate_answers
+from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
 
@@ -49,16 +49,48 @@ class SaveResult:
         return self.submission.outcome
 
 
-def entry_context(visit: Visit) -> dict:
-    """What expressions and scores may use besides the answers: dates at the participant's site."""
+def entry_context(visit: Visit, schema: CrfSchema | None = None) -> dict:
+    """What expressions and scores may use besides the answers: dates at the participant's site and,
+    for a CRF whose checks read other CRFs (`schema.references`), those CRFs' answers."""
     site_today = visit.participant.site.today()
     participant = visit.participant
-    return {
+    context = {
         **(participant.trial.score_settings or {}),
         "today": site_today.isoformat(),
         "visit_date": (visit.visit_date or site_today).isoformat(),
         "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
     }
+    if schema is not None and schema.references:
+        context["crfs"] = other_crf_answers(visit, schema)
+    return context
+
+
+def other_crf_answers(visit: Visit, schema: CrfSchema) -> dict[str, dict[str, dict]]:
+    """The other CRFs a schema's expressions read, in one query over the participant's entries up to
+    this visit: `visit` (this visit's entries), `previous` (the latest entry at an earlier visit) and
+    `baseline` (the first entry at an earlier visit). A CRF not entered there is left out."""
+    codes = set().union(*schema.references.values())
+    here = (visit.order, visit.sequence)
+    entries = (
+        CrfEntry.objects.filter(participant_id=visit.participant_id, crf_code__in=codes, visit__order__lte=visit.order)
+        .select_related("visit", "crf")
+        .only("crf_code", "answers", "visit__order", "visit__sequence", "crf__content_sha256", "crf__code", "crf__version")
+        .order_by("visit__order", "visit__sequence")
+    )
+    out: dict[str, dict[str, dict]] = {namespace: {} for namespace in schema.references}
+    wanted = schema.references
+    for entry in entries:
+        if entry.visit_id == visit.pk:
+            namespace_codes = [("visit", wanted.get("visit", ()))]
+        elif (entry.visit.order, entry.visit.sequence) < here:
+            namespace_codes = [("previous", wanted.get("previous", ())), ("baseline", wanted.get("baseline", ()))]
+        else:
+            continue  # an unscheduled visit after this one, at the same scheduled position
+        for namespace, codes_here in namespace_codes:
+            if entry.crf_code not in codes_here or (namespace == "baseline" and entry.crf_code in out[namespace]):
+                continue
+            out[namespace][entry.crf_code] = cel_answers(schema_for(entry.crf), entry.answers)
+    return out
 
 
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
@@ -205,7 +237,8 @@ def crf_entry_save(
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
-    submission = CrfSubmission(schema_for(entry.crf), data=data, context=entry_context(visit), known_row_ids=known_rows)
+    schema = schema_for(entry.crf)
+    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema), known_row_ids=known_rows)
     outcome = submission.validate()
     result = SaveResult(entry=entry, submission=submission)
     if not outcome.is_valid or (outcome.warnings and not confirm_warnings):
@@ -263,7 +296,8 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
-    outcome = validate_answers(schema_for(entry.crf), answers, context=entry_context(visit), known_row_ids=_row_ids(entry.answers))
+    schema = schema_for(entry.crf)
+    outcome = validate_answers(schema, answers, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers))
     if not outcome.is_valid:
         errors = {name: [str(m) for m in messages] for name, messages in outcome.errors.items()}
         for group, rows in outcome.row_errors.items():

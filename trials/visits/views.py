@@ -81,6 +81,10 @@ def _next_url(visit, crf_code: str) -> str:  # noqa: ANN001
     return reverse("participant_dashboard", args=[visit.participant_id])
 
 
+# Set on a successful save: the browser then drops its draft of the saved page (static/js/drafts.js).
+DRAFT_SAVED_COOKIE = "edc_draft_saved"
+
+
 @login_required
 def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpResponse:
     """Enter or change one CRF at one visit: validate, confirm warnings, save, audited."""
@@ -104,7 +108,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         # requests, so a background request queued before "Save" may carry an action; saves are
         # plain form submissions.
         live = request.headers.get("HX-Request") == "true"
-        if live or request.POST.get("action", "").startswith("add_row:"):
+        if live or request.POST.get("action", "").startswith("add_row:") or request.POST.get("action") == "restore_draft":
             return _live(request, schema, visit, entry, context)
         try:
             expected = int(request.POST.get("revision", "-1"))
@@ -119,11 +123,11 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         except ValidationError as error:  # locked since the page was opened: nothing was saved
             raise PermissionDenied(" ".join(error.messages)) from None
         except CrfEntryConflict as conflict:
-            submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
+            submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit, schema))
             submission.validate()
             current = conflict.current()
             if current is None:  # the form claimed a revision that never existed: show it again
-                submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit))
+                submission = CrfSubmission(schema, data=request.POST, context=entry_context(visit, schema))
                 submission.validate()
                 submission.clear_messages()
                 submission.form.add_error(None, _("This page was out of date; nothing was saved. Check your answers and save again."))
@@ -135,17 +139,23 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
             )
         if result.saved:
             if request.POST.get("action") in {"save_next", "complete_next"}:
-                return redirect(_next_url(visit, crf_code))
-            return redirect(reverse("crf_entry", args=[visit.pk, crf_code]) + "?saved=1")
+                response = redirect(_next_url(visit, crf_code))
+            else:
+                response = redirect(reverse("crf_entry", args=[visit.pk, crf_code]) + "?saved=1")
+            # The browser keeps a draft of this page only until it is saved: the next page it
+            # loads (this one again, or the next CRF) drops it (static/js/drafts.js).
+            response.set_cookie(DRAFT_SAVED_COOKIE, request.path, max_age=600, samesite="Lax", secure=request.is_secure())
+            return response
         submission = result.submission
         status = 200
     else:
         answers = entry.answers if entry.pk else crf_entry_carried_forward(entry)
-        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit))
+        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit, schema))
         submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
     return render(request, "visits/crf_entry.html", {
-        **context, **_queries(request, entry, submission), "submission": submission, "saved": request.GET.get("saved")}, status=status)
+        **context, **_queries(request, entry, submission), "submission": submission, "saved": request.GET.get("saved"),
+        "form_revision": entry.revision, "offer_draft": request.method == "GET"}, status=status)
 
 
 def _queries(request: HttpRequest, entry, submission: CrfSubmission) -> dict:  # noqa: ANN001
@@ -165,11 +175,17 @@ def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResp
             data[total] = str(int(data.get(total, "0")) + 1)
         except ValueError:
             data[total] = "1"
-    submission = CrfSubmission(schema, data=data, context=entry_context(visit))
+    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema))
     submission.validate()
     if request.headers.get("HX-Request") != "true":
         submission.clear_messages()
-        return render(request, "visits/crf_entry.html", {**context, **_queries(request, entry, submission), "submission": submission, "live": True})
+        # The page stays the edit of the revision it was opened at (a row added, or a draft kept by
+        # the browser after an expired session or a dropped connection, restored): a save made by
+        # someone else meanwhile is then a conflict, not silently overwritten.
+        return render(request, "visits/crf_entry.html", {
+            **context, **_queries(request, entry, submission), "submission": submission, "live": True,
+            "form_revision": request.POST.get("revision", entry.revision),
+            "restored": request.POST.get("action") == "restore_draft"})
     updates = _live_updates(submission, set(request.POST.getlist("_shown")))
     shown_again = any(not u["hidden"] and u["item"].type != "calculated" for u in updates)
     return render(request, "visits/_crf_live.html", {"updates": updates, **(_queries(request, entry, submission) if shown_again else {})})

@@ -1,6 +1,7 @@
 """Template helpers for CRF pages."""
 
 from django import template
+from django.forms.boundfield import BoundWidget
 
 from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
@@ -42,3 +43,22 @@ def missing(form, item):  # noqa: ANN001, ANN201
 @register.simple_tag
 def missing_codes():  # noqa: ANN201
     return MISSING_CODES
+
+
+@register.filter
+def matrix_columns(form, items) -> list[str]:  # noqa: ANN001
+    """The column headings of a matrix section: the choices of its first answerable item (a yes/no
+    item's Yes and No included, which are the form field's choices, not the CRF's)."""
+    for item in items:
+        field = bound(form, item.name)
+        if field is not None and getattr(field.field, "choices", None):
+            return [str(label) for value, label in field.field.choices if value != ""]
+    return []
+
+
+@register.simple_tag
+def matrix_choice(choice, section_no: int, html_name: str, column: int) -> str:  # noqa: ANN001
+    """One radio of a matrix row, named by its section, its row and its column heading."""
+    labelled_by = f"section-{section_no} label-{html_name} section-{section_no}-col-{column}"
+    attrs = {**choice.data["attrs"], "aria-labelledby": labelled_by}
+    return BoundWidget(choice.parent_widget, {**choice.data, "attrs": attrs}, choice.renderer).tag()

@@ -79,7 +79,8 @@ class Command(BaseCommand):
         except (ProtocolLoadError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
         for grantee, role in grants:
-            study_role_grant(user=grantee, trial=result.trial, role=role, granted_by=user, reason=f"{role} of a synthetic trial")
+            # Granted from the shell: recorded under the system account (a user never grants herself a role).
+            study_role_grant(user=grantee, trial=result.trial, role=role, granted_by=system_user(), reason=f"{role} of a synthetic trial")
         if not result.created:
             self.stdout.write(f"Up to date: {params.code} was already made with these parameters (nothing written).")
             return
