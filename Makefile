@@ -32,8 +32,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || $(SUDO) apt-get install -y chromium >/dev/null 2>&1 \
 	  || ($(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y chromium >/dev/null)
 
-## test: install and run the whole suite (PostgreSQL/Redis/worker tests run when DATABASE_URL/REDIS_URL are set)
+## test: install, check the app layers (import-linter, contracts in pyproject.toml), run the whole suite
+## (PostgreSQL/Redis/worker tests run when DATABASE_URL/REDIS_URL are set)
 test: install chromium
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## e2e: only the browser tests

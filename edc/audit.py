@@ -68,8 +68,22 @@ class AuditedQuerySet(models.QuerySet):
         return super().bulk_create(objs, *args, **kwargs)
 
 
+class _AuditHistoricalRecords(HistoricalRecords):
+    """simple-history's inherited history, except that a model may name its history table
+    (`HISTORY_DB_TABLE`): a model moved to another app keeps its historical rows where they are,
+    as its own table is kept with `Meta.db_table` (simple-history ignores `table_name` when the
+    history is inherited)."""
+
+    def get_meta_options(self, model):  # noqa: ANN001, ANN201
+        options = super().get_meta_options(model)
+        table = getattr(model, "HISTORY_DB_TABLE", None)
+        if table:
+            options["db_table"] = table
+        return options
+
+
 class AuditedModel(models.Model):
-    history = HistoricalRecords(inherit=True, cascade_delete_history=False)
+    history = _AuditHistoricalRecords(inherit=True, cascade_delete_history=False)
     objects = AuditedQuerySet.as_manager()
 
     class Meta:

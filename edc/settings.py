@@ -93,11 +93,13 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "edc.ops",
     "trials.protocol",
+    "trials.records",
     "trials.participants",
     "trials.visits",
     "trials.safety",
     "trials.monitoring",
     "trials.exports",
+    "trials.demo",
 ]
 
 MIDDLEWARE = [

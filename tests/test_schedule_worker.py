@@ -106,7 +106,7 @@ def test_reminders_lost_with_the_broker_are_sent_by_the_next_scan_and_never_twic
     """Queued digests vanish (as when Redis restarts without persistence); the next beat tick's
     scan enqueues them again; each reminder is logged, and so sent, once."""
     from edc.celery import app
-    from trials.participants.demo import participant_register
+    from trials.demo.participants import participant_register
     from trials.visits import reminders, tasks
     from trials.visits.models import ReminderLog
     from trials.visits.schedule import visit_states_refresh

@@ -212,7 +212,7 @@ def prepare(folder: Path) -> dict:
     from django.contrib.auth import get_user_model
 
     from edc.audit import system_user
-    from trials.participants.demo import participant_register
+    from trials.demo.participants import participant_register
     from trials.protocol.loader import protocol_load
     from trials.protocol.models import CrfDefinition, Role, Site
     from trials.protocol.services import study_role_grant
@@ -251,7 +251,7 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        from trials.visits.engine import schema_for
+        from trials.protocol.engine import schema_for
         from trials.visits.forms import CrfSubmission
         from trials.visits.services import crf_entry_save, entry_context
 

@@ -62,7 +62,7 @@ SAFE = re.compile(r"^[A-Za-z0-9_-]+$")  # codes and item names inlined in the ba
 
 def generate(code: str, participants: int) -> tuple[int, float]:
     """A synthetic trial; returns its id and the generation time."""
-    from trials.protocol.synthetic import SynthParams, synth_trial_generate
+    from trials.demo.synthetic import SynthParams, synth_trial_generate
 
     params = SynthParams(code=code, participants=participants, visits=VISITS, crfs=CRFS, items=ITEMS)
     result = synth_trial_generate(params)
@@ -120,7 +120,7 @@ def baseline_queries(trial_id: int) -> list[tuple[str, str]]:
     from trials.participants.models import Participant
     from trials.protocol.models import CrfDefinition, Site, VisitCrf, VisitDefinition
     from trials.safety.models import AdverseEvent
-    from trials.visits.engine import schema_for
+    from trials.protocol.engine import schema_for
     from trials.visits.models import CrfEntry, Visit
 
     p, s, v, vd = Participant._meta.db_table, Site._meta.db_table, Visit._meta.db_table, VisitDefinition._meta.db_table

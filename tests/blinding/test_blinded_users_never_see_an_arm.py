@@ -51,7 +51,7 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from trials.participants import services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Allocation, Participant
 from trials.protocol.models import Arm, Criterion, Role, Site, Trial, VisitDefinition
 from trials.protocol.services import study_role_grant

@@ -19,7 +19,7 @@ from tests.e2e.test_login import go, log_in
 from trials.exports.models import ExportDownload, ExportJob, ExportState
 from trials.exports.services import export_storage
 from trials.exports.tasks import export_run_task
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from edc.audit import system_user
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import log_in
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry
 

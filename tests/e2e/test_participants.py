@@ -22,7 +22,7 @@ from edc.audit import system_user
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import go, log_in
 from trials.participants import services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Allocation, AllocationList, CriterionAnswer, Participant, ParticipantStatus
 from trials.protocol.models import Arm, CriterionKind, Site, VisitDefinition
 

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from edc.audit import system_user
 from tests.e2e.test_login import go, log_in
 from trials.monitoring.models import Query, QueryState
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry
 
@@ -36,7 +36,7 @@ def test_monitor_raises_coordinator_answers_monitor_closes(page, browser, live_s
 
     # The monitor reviews the entry from the SDV worklist and raises a query on the row's finger.
     log_in(page, live_server, "monitor.du")
-    page.goto(f"{live_server.url}/admin/monitoring/sdvmark/worklist/")
+    page.goto(f"{live_server.url}/admin/records/sdvmark/worklist/")
     expect(page.locator(f"tr[data-entry='{entry.pk}']")).to_be_visible()
     go(page, f"tr[data-entry='{entry.pk}'] >> text=review")
     shot(page, "query-1-monitor-review")

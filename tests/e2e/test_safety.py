@@ -14,7 +14,7 @@ from edc.audit import system_user
 from tests.conftest import wait_for
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import go, log_in
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.safety.models import AdverseEvent, ClockKind, SafetySummary
 

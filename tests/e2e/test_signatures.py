@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 from edc.audit import system_user
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import DEMO, go, log_in
-from trials.monitoring.models import Signature, SignatureState
-from trials.participants.demo import participant_register
+from trials.records.models import Signature, SignatureState
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.schedule import visit_record_date
 from trials.visits.services import crf_entry_save_answers

@@ -23,7 +23,7 @@ from edc.celery import app
 from tests.participants.conftest import _seeded, demo  # noqa: F401 - module-scoped seeds and demo accounts
 from trials.exports import services
 from trials.exports.models import ExportJob
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.safety.models import AdverseEvent
 from trials.safety.services import ae_expectedness_assess, ae_save

@@ -24,7 +24,7 @@ from trials.exports.models import ExportState
 from trials.monitoring.models import Query
 from trials.participants.models import Participant
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save_answers
 

@@ -28,13 +28,13 @@ from edc.audit import system_user
 from tests.conftest import SEEDS
 from trials.exports import odm
 from trials.exports.spec import ExportSpec
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Allocation, Participant
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Arm, Site, Trial
 from trials.safety import services as safety_services
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.schedule import visit_add_unscheduled, visit_record_date
 from trials.visits.services import crf_entry_save_answers

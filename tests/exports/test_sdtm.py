@@ -29,7 +29,7 @@ from trials.exports.spec import ExportSpec
 from trials.participants.models import Allocation, Participant
 from trials.protocol.models import Trial
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.models import CrfEntry, Visit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("trial_data")]

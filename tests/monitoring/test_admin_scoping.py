@@ -32,7 +32,7 @@ from django.urls import NoReverseMatch, reverse
 from edc.audit import system_user
 from tests.conftest import SEEDS
 from trials.participants import services as participant_services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Role, Site, Trial
@@ -87,7 +87,7 @@ def monitoring_records(participant: Participant, entry: CrfEntry, *, investigato
     from django.core.exceptions import ValidationError
 
     from trials.monitoring.deviations import deviation_record
-    from trials.monitoring.locks import lock_apply
+    from trials.records.locks import lock_apply
     from trials.monitoring.queries import query_raise
     from trials.monitoring.sdv import sdv_verify
     from trials.monitoring.signatures import signature_sign
@@ -293,7 +293,7 @@ def test_every_admin_record_of_another_site_or_trial_answers_404(world, client):
     # The sweep reached the participant data of the other site of her own trial (the IDOR that matters).
     for label in ("participants.participant", "visits.visit", "visits.crfentry", "safety.adverseevent", "safety.reportingclock",
                   "participants.consent", "participants.eligibilityanswer", "participants.unblinding", "monitoring.query",
-                  "monitoring.sdvmark", "protocol.site", "protocol.studyrole"):
+                  "records.sdvmark", "protocol.site", "protocol.studyrole"):
         assert swept.get(label), f"{label} was not swept: {swept}"
 
 

@@ -25,7 +25,7 @@ from tests.conftest import SEEDS
 from tests.visits.test_crf_entry import as_querydict, vitals_post
 from trials.monitoring.audit import SOURCES, entry_trail, participant_trail
 from trials.participants import services as participant_services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.models import Role, Site, Trial
 from trials.protocol.services import study_role_grant
@@ -367,8 +367,9 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     from trials.exports.models import ExportJob
     from trials.exports.services import export_download, export_run
     from trials.monitoring.deviations import deviation_dismiss
-    from trials.monitoring.locks import lock_release
-    from trials.monitoring.models import Lock, ProtocolDeviation, Query, SdvMark, Signature
+    from trials.records.locks import lock_release
+    from trials.monitoring.models import ProtocolDeviation, Query
+    from trials.records.models import Lock, SdvMark, Signature
     from trials.monitoring.queries import query_answer, query_close
     from trials.monitoring.sdv import sdv_plan_save
     from trials.protocol.loader import protocol_load

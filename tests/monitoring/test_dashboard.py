@@ -22,7 +22,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, Query
 from trials.monitoring.queries import query_answer, query_close, query_raise
 from trials.monitoring.sdv import sdv_verify
 from trials.participants import services as participant_services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.models import Site
 from trials.safety.models import AdverseEvent, ReportingClock

@@ -16,7 +16,7 @@ from django.utils import timezone
 from edc.audit import system_user
 from tests.monitoring.test_locks import REASON, lock, registered, save_vitals, today, visit_of, vitals
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring.models import Lock, LockKind, LockLevel
+from trials.records.models import Lock, LockKind, LockLevel
 from trials.participants import services as participants
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant
 from trials.protocol.models import Site, Trial
@@ -471,7 +471,7 @@ def test_data_managers_lock_freeze_and_release_in_the_admin_with_a_reason(demo, 
         and freeze.release_reason == "Interim done"
         and freeze.released_by.username == "datamanager"
     )
-    locks_url = reverse("admin:monitoring_lock_changelist")
+    locks_url = reverse("admin:records_lock_changelist")
     active = list(Lock.objects.filter(released_at__isnull=True).values_list("pk", flat=True))
     client.post(
         locks_url,
@@ -507,10 +507,10 @@ def test_locks_are_listed_only_within_the_users_sites(demo, client):
         reason="t",
     )
     client.force_login(lille)
-    page = client.get(reverse("admin:monitoring_lock_changelist")).content.decode()
+    page = client.get(reverse("admin:records_lock_changelist")).content.decode()
     assert toulouse.number not in page and grenoble.number not in page
     client.force_login(user("monitor.du"))  # Toulouse and Grenoble
-    page = client.get(reverse("admin:monitoring_lock_changelist")).content.decode()
+    page = client.get(reverse("admin:records_lock_changelist")).content.decode()
     assert toulouse.number in page and grenoble.number in page
 
 

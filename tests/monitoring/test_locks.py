@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring import locks
-from trials.monitoring.models import Lock, LockKind, LockLevel
+from trials.records import locks
+from trials.records.models import Lock, LockKind, LockLevel
 from trials.monitoring.queries import query_raise
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save

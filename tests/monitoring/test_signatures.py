@@ -15,7 +15,8 @@ from django.utils import timezone
 from edc.audit import system_user
 from tests.monitoring.test_locks import lock, registered, save_vitals, today, visit_of
 from tests.participants.conftest import PASSWORDS, _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring.models import SIGNATURE_MEANING, LockKind, LockLevel, Signature, SignatureFailure, SignatureState
+from trials.monitoring.models import SignatureFailure
+from trials.records.models import SIGNATURE_MEANING, LockKind, LockLevel, Signature, SignatureState
 from trials.monitoring.signatures import signature_blockers, signature_sign
 from trials.safety import services as safety
 from trials.safety.models import AdverseEvent
@@ -144,7 +145,7 @@ def test_a_later_change_breaks_the_visit_signature_visibly_and_in_the_history(pa
 
 def consented_only():  # noqa: ANN201
     """A participant consented and not enrolled: her one visit (screening) can be marked not done."""
-    from trials.participants.demo import participant_register
+    from trials.demo.participants import participant_register
     from trials.protocol.models import Site
 
     return participant_register(

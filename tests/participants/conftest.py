@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from trials.participants import eligibility, services
-from trials.participants.demo import ELIGIBLE_ULCER
+from trials.demo.participants import ELIGIBLE_ULCER
 from trials.participants.models import CriterionAnswer, Participant
 from tests.conftest import SEEDS
 from trials.protocol.loader import protocol_load

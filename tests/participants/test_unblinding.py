@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from edc.audit import system_user
 from tests.participants.conftest import GRE, MADRID, MEXICO, PASSWORDS, TLS, days_ago, site, user
 from trials.participants import services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import Participant, Unblinding
 from trials.protocol.services import study_role_revoke
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from edc.audit import audited_save, system_user
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.safety import alerts, services
 from trials.safety.coding import CodingLoadError, coding_dictionary_load

@@ -16,7 +16,7 @@ from django.utils import timezone
 from edc.audit import audited_save, system_user
 from tests.participants.conftest import _seeded, days_ago, demo, site  # noqa: F401 - fixtures
 from trials.participants import eligibility, services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import CriterionAnswer, Participant, ParticipantStatus
 from trials.protocol.models import Arm, CriterionKind, Trial
 from trials.safety.models import AdverseEvent, CodingTerm, SafetySummary, SummaryState

@@ -18,7 +18,7 @@ from edc.audit import audited_bulk_create, system_user
 from tests.participants.conftest import _seeded, days_ago, demo, site  # noqa: F401 - fixtures
 from tests.safety.test_summary import MEXICO, enrolled_without_allocation, frozen, registered  # noqa: F401 - frozen: autouse
 from trials.participants import services
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.participants.models import ParticipantStatus
 from trials.safety.models import AdverseEvent, CodingTerm
 from trials.safety.summary import GRADES, compute_summary

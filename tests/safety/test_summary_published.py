@@ -33,7 +33,7 @@ from django.utils import timezone
 from edc.audit import audited_bulk_create, system_user
 from tests.conftest import SEEDS
 from tests.participants.conftest import _seeded, demo  # noqa: F401 - fixtures
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Site, Trial
 from trials.safety.models import AdverseEvent

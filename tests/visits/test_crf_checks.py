@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from edc.audit import system_user
 from tests.visits.test_engine import CONTEXT, ULCER, VITALS, schema
 from trials.protocol.models import CrfDefinition
-from trials.visits.engine import schema_for, validate_answers
+from trials.protocol.engine import schema_for, validate_answers
 from trials.visits.services import crf_entry_save_answers, entry_context, other_crf_answers
 
 pytestmark = pytest.mark.django_db

@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 
 from edc.audit import system_user
 from tests.visits.conftest import iso, visit_with
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
-from trials.visits.engine import MISSING_CODES, ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import MISSING_CODES, ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_for, entry_context

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.visits.conftest import visit_with
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from trials.protocol.models import CrfDefinition
-from trials.visits.engine import schema_for, validate_answers
+from trials.protocol.engine import schema_for, validate_answers
 
 pytestmark = pytest.mark.django_db
 

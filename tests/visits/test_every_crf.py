@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from edc.audit import system_user
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import CrfDefinition, Trial
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.models import CrfEntry
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from edc.audit import AuditError, system_user
-from trials.participants.demo import participant_register
+from trials.demo.participants import participant_register
 from trials.protocol.models import Site, VisitDefinition
 from trials.visits import reminders, schedule
 from trials.visits.models import CalendarFeed, ReminderLog, Visit, VisitStatus

@@ -50,7 +50,7 @@ from trials.exports.spec import ExportSpec, Progress
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import Arm, CrfDefinition, Site, Trial, VisitCrf, VisitDefinition
 from trials.safety.models import ActionTaken, Causality, Outcome, Procedure, Seriousness
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CALENDAR_STATES, VisitStatus
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"

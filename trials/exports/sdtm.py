@@ -41,7 +41,7 @@ import pyreadstat
 from trials.exports import manifest, odm, selectors
 from trials.exports.spec import ExportSpec, Progress
 from trials.protocol.models import Arm, FieldDefinition, VisitCrf, VisitDefinition
-from trials.visits.engine import Item, schema_for
+from trials.protocol.engine import Item, schema_for
 
 CHAR, NUM = "char", "num"
 UNMASKED = frozenset({"STUDYID", "DOMAIN", "USUBJID", "SUBJID", "SITEID"})

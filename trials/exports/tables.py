@@ -40,7 +40,7 @@ from trials.monitoring.models import QueryOrigin, QueryState
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import ArmType, CrfDefinition, VisitKind
 from trials.safety.models import ActionTaken, Causality, Outcome, Procedure, Seriousness
-from trials.visits.engine import MISSING_CODES, ROW_ID, Item, schema_for
+from trials.protocol.engine import MISSING_CODES, ROW_ID, Item, schema_for
 from trials.visits.models import EntryStatus, VisitStatus
 
 TEXT, INTEGER, DECIMAL, DATE, DATETIME, BOOLEAN = "text", "integer", "decimal", "date", "datetime", "boolean"

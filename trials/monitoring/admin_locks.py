@@ -2,7 +2,7 @@
 
 Data managers work in the admin: the participant, visit and CRF entry lists get the actions
 "Lock", "Freeze" and "Release", and the trial list the database lock, each asking for a reason on
-an intermediate page and calling `trials.monitoring.locks` (only data managers of the trial may;
+an intermediate page and calling `trials.records.locks` (only data managers of the trial may;
 the others see no such action). The admin classes of those models belong to their apps: this
 module re-registers each as a subclass with the actions mixed in, so their behaviour is unchanged.
 
@@ -20,13 +20,14 @@ from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
 from trials.monitoring.forms_locks import LockReasonForm
-from trials.monitoring.locks import lock_apply, lock_release
-from trials.monitoring.models import Lock, LockKind, LockLevel, ProtocolDeviation, Signature, SignatureFailure
+from trials.records.locks import lock_apply, lock_release
+from trials.monitoring.models import ProtocolDeviation, SignatureFailure
+from trials.records.models import Lock, LockKind, LockLevel, Signature
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user, trials_for_user
-from trials.visits.admin import ScopedReadOnlyAdmin
+from trials.monitoring.admin_casebook import ScopedReadOnlyAdmin
 from trials.visits.models import CrfEntry, Visit
 
 

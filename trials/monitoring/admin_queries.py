@@ -36,16 +36,8 @@ from edc.forms import add_service_errors
 from trials.monitoring import queries as services
 from trials.monitoring import sdv
 from trials.monitoring.forms_queries import QueryActionForm, QueryBulkForm, QueryRaiseForm
-from trials.monitoring.models import (
-    OPEN_QUERY_STATES,
-    Query,
-    QueryMessage,
-    QueryOrigin,
-    QueryState,
-    SdvMark,
-    SdvPlan,
-    SdvScope,
-)
+from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, QueryOrigin, QueryState, SdvPlan, SdvScope
+from trials.records.models import SdvMark
 from trials.monitoring.selectors import (
     item_queries,
     queries_for_user,
@@ -59,7 +51,7 @@ from trials.protocol.admin import ScopedHistoryMixin
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import sites_for_user, study_roles_for_user
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, schema_for
+from trials.protocol.engine import ROW_ID, schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 

@@ -28,12 +28,13 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from edc.spreadsheet import text_cell
-from trials.monitoring.models import Lock, ProtocolDeviation, Query, QueryMessage, SdvMark, Signature, SignatureFailure
+from trials.monitoring.models import ProtocolDeviation, Query, QueryMessage, SignatureFailure
+from trials.records.models import Lock, SdvMark, Signature
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant, Unblinding
 from trials.protocol.models import Trial
 from trials.protocol.selectors import user_sees_allocation
 from trials.safety.models import AdverseEvent, ReportingClock
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CrfEntry, Visit
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}

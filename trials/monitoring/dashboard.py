@@ -16,7 +16,8 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from trials.monitoring.models import OPEN_QUERY_STATES, Signature, SignatureState
+from trials.monitoring.models import OPEN_QUERY_STATES
+from trials.records.models import Signature, SignatureState
 from trials.monitoring.sdv import sdv_backlog
 from trials.monitoring.selectors import query_ageing, reviewer_trials
 from trials.participants.models import Participant, ParticipantStatus

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.monitoring.locks import assert_queries_allowed
+from trials.records.locks import assert_queries_allowed
 from trials.monitoring.models import DeviationCategory, DeviationSeverity, DeviationState, ProtocolDeviation
 from trials.participants.models import Participant
 from trials.protocol.models import Role

@@ -4,7 +4,7 @@ protocol deviations.
 All of it is trial data (audited, never deleted). The effects on CRF data — a lock refusing a
 save, an edit resetting SDV and breaking a signature, an overridden soft check raising a query —
 are explicit calls from the write services (trials.visits.services, trials.safety.services,
-trials.participants.services) into trials.monitoring.services, never signals.
+trials.participants.services) into trials.records (locks, data_changed), never signals.
 """
 
 from django.conf import settings
@@ -132,71 +132,7 @@ class SdvPlan(AuditedModel):
         return f"{self.trial}: {self.get_scope_display()}"
 
 
-class SdvState(models.TextChoices):
-    VERIFIED = "verified", _("Verified")
-    RESET = "reset", _("Reset by a later edit")
-
-
-class SdvMark(AuditedModel):
-    """A monitor's verification of one CRF entry (and of its critical items) at a revision; an
-    edit after it resets the mark, and says so."""
-
-    entry = models.OneToOneField(CrfEntry, on_delete=models.PROTECT, related_name="sdv", verbose_name=_("CRF entry"))
-    state = models.CharField(_("state"), max_length=20, choices=SdvState.choices, default=SdvState.VERIFIED)
-    items = models.JSONField(_("verified items"), default=list, blank=True)
-    entry_revision = models.PositiveIntegerField(_("entry revision verified"))
-    verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("verified by"))
-    verified_at = models.DateTimeField(_("verified at"))
-    reset_at = models.DateTimeField(_("reset at"), null=True, blank=True)
-    reset_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
-        verbose_name=_("reset by"), help_text=_("Who made the change that reset the mark."),
-    )
-
-    class Meta:
-        verbose_name = _("SDV mark")
-        verbose_name_plural = _("SDV marks")
-
-    def __str__(self) -> str:
-        return f"{self.entry}: {self.get_state_display()}"
-
-
 # --- Electronic signatures ------------------------------------------------------------------
-
-SIGNATURE_MEANING = _("I have reviewed and approve these data.")
-
-
-class SignatureState(models.TextChoices):
-    VALID = "valid", _("Valid")
-    BROKEN = "broken", _("Broken by a later change")
-
-
-class Signature(AuditedModel):
-    """An investigator's electronic signature (21 CFR 11.50, 11.200) of a visit or, with no visit,
-    of a participant's whole casebook: printed name, date-time and meaning, given by re-entering
-    the password. A later change to signed data breaks it (visibly, audited)."""
-
-    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="signatures", verbose_name=_("participant"))
-    visit = models.ForeignKey(
-        Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="signatures",
-        verbose_name=_("visit"), help_text=_("Empty for the whole casebook."),
-    )
-    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("signed by"))
-    printed_name = models.CharField(_("printed name"), max_length=300)
-    meaning = models.CharField(_("meaning"), max_length=300)
-    signed_at = models.DateTimeField(_("signed at"))
-    state = models.CharField(_("state"), max_length=20, choices=SignatureState.choices, default=SignatureState.VALID)
-    broken_at = models.DateTimeField(_("broken at"), null=True, blank=True)
-    broken_reason = models.TextField(_("why it broke"), blank=True)
-
-    class Meta:
-        ordering = ["participant", "-signed_at"]
-        verbose_name = _("signature")
-        verbose_name_plural = _("signatures")
-
-    def __str__(self) -> str:
-        return f"{self.printed_name} – {self.visit or self.participant} ({self.get_state_display()})"
-
 
 class SignatureFailure(AuditedModel):
     """A refused signature attempt (wrong password). 21 CFR 11.300(d) asks that attempts at
@@ -216,61 +152,6 @@ class SignatureFailure(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.user} – {self.visit or self.participant} ({self.at:%Y-%m-%d %H:%M} UTC)"
-
-
-# --- Locks and freezes ----------------------------------------------------------------------
-
-class LockLevel(models.TextChoices):
-    ENTRY = "entry", _("CRF entry")
-    VISIT = "visit", _("Visit")
-    PARTICIPANT = "participant", _("Participant")
-    TRIAL = "trial", _("Trial (database lock)")
-
-
-class LockKind(models.TextChoices):
-    FREEZE = "freeze", _("Freeze (no data changes; queries still possible)")
-    LOCK = "lock", _("Lock (no changes at all)")
-
-
-class Lock(AuditedModel):
-    """A data manager's lock or freeze on an entry, a visit, a participant or a whole trial.
-    Active while `released_at` is empty; only a data manager releases it, with a reason."""
-
-    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="locks", verbose_name=_("trial"))
-    level = models.CharField(_("level"), max_length=20, choices=LockLevel.choices)
-    kind = models.CharField(_("kind"), max_length=20, choices=LockKind.choices, default=LockKind.LOCK)
-    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("participant"))
-    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("visit"))
-    entry = models.ForeignKey(CrfEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="locks", verbose_name=_("CRF entry"))
-    reason = models.TextField(_("reason"))
-    locked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("locked by"))
-    locked_at = models.DateTimeField(_("locked at"))
-    released_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("released by")
-    )
-    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
-    release_reason = models.TextField(_("reason for release"), blank=True)
-
-    class Meta:
-        ordering = ["trial", "-locked_at"]
-        verbose_name = _("lock")
-        verbose_name_plural = _("locks")
-        constraints = [
-            models.CheckConstraint(
-                condition=(
-                    Q(level="trial", participant__isnull=True, visit__isnull=True, entry__isnull=True)
-                    | Q(level="participant", participant__isnull=False, visit__isnull=True, entry__isnull=True)
-                    | Q(level="visit", visit__isnull=False, entry__isnull=True)
-                    | Q(level="entry", entry__isnull=False)
-                ),
-                name="lock_target_matches_level",
-            ),
-        ]
-        indexes = [models.Index(fields=["trial", "released_at"], name="lock_trial_active_idx")]
-
-    def __str__(self) -> str:
-        target = self.entry or self.visit or self.participant or self.trial
-        return f"{self.get_kind_display()}: {target}"
 
 
 # --- Protocol deviations --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, Que
 from trials.monitoring.selectors import user_reviews_at
 from trials.participants.selectors import user_enters_data_at
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 MAX_TEXT = 4000
@@ -147,8 +147,8 @@ def _text(text: str, *, required: bool, field: str = "text") -> str:
 
 
 def _assert_queries_allowed(query: Query) -> None:
-    """A lock (not a freeze) on the data stops its queries too (trials.monitoring.locks)."""
-    from trials.monitoring.locks import assert_queries_allowed
+    """A lock (not a freeze) on the data stops its queries too (trials.records.locks)."""
+    from trials.records.locks import assert_queries_allowed
 
     assert_queries_allowed(participant=query.participant, entry=query.entry, adverse_event=query.adverse_event)
 

@@ -3,7 +3,7 @@ plan and the backlog it defines.
 
 A mark records the entry's revision it verified. Any save raises the revision, so "verified at
 its current revision" is the whole test; `sdv_entry_changed` (called by
-trials.monitoring.services.data_changed after every save of an entry) also turns the mark into a
+trials.records.services.data_changed after every save of an entry) also turns the mark into a
 visible, audited reset: "SDV reset by the change on <date> by <user>".
 """
 
@@ -18,13 +18,14 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
-from trials.monitoring.models import SdvMark, SdvPlan, SdvScope, SdvState
+from trials.monitoring.models import SdvPlan, SdvScope
+from trials.records.models import SdvMark, SdvState
 from trials.monitoring.selectors import reviewer_trials, user_verifies_at
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.models import CrfEntry, EntryStatus
 
 
@@ -66,23 +67,6 @@ def sdv_verify(*, entry: CrfEntry, user, items=()) -> SdvMark:  # noqa: ANN001
     return audited_save(mark, user=user, reason=_("Source data verified (revision %(n)s)") % {"n": entry.revision})
 
 
-@transaction.atomic
-def sdv_entry_changed(*, entry: CrfEntry, user) -> SdvMark | None:  # noqa: ANN001
-    """After a save of `entry`: a mark verified at an older revision is reset, audited, and says
-    by whose change and when (returned). No mark, or a mark already reset: nothing to do (None)."""
-    if entry.revision <= 1:
-        return None  # a first save: nothing was verified before it
-    mark = (
-        SdvMark.objects.select_for_update().filter(entry_id=entry.pk, state=SdvState.VERIFIED)
-        .exclude(entry_revision=entry.revision).first()
-    )
-    if mark is None:
-        return None
-    mark.state, mark.reset_at, mark.reset_by = SdvState.RESET, timezone.now(), user
-    return audited_save(
-        mark, user=user,
-        reason=_("SDV reset by a change of the entry (revision %(old)s → %(new)s)") % {"old": mark.entry_revision, "new": entry.revision},
-    )
 
 
 def sdv_status_text(mark: SdvMark | None, entry: CrfEntry | None = None) -> str:

@@ -72,7 +72,7 @@ def query_target_label(query: Query) -> str:
     if query.adverse_event_id:
         label = f"AE {query.adverse_event.number}"
         return f"{label} · {query.item}" if query.item else label
-    from trials.visits.engine import ROW_ID, schema_for
+    from trials.protocol.engine import ROW_ID, schema_for
 
     entry = query.entry
     if not query.item:

@@ -1,7 +1,7 @@
 """Electronic signatures (21 CFR Part 11 §11.50, §11.200): an investigator of the participant's
 site signs a visit or the whole casebook by re-entering her password. The signature records the
 printed name, the date-time and the meaning; a later change to the signed data breaks it
-(`signatures_break`, called by `trials.monitoring.services.data_changed` from every write
+(`signatures_break`, called by `trials.records.services.data_changed` from every write
 service), visibly and audited.
 
 What may be signed follows OpenClinica's event sign-off: only data that are complete. A visit is
@@ -23,8 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.monitoring.locks import assert_queries_allowed
-from trials.monitoring.models import SIGNATURE_MEANING, Signature, SignatureFailure, SignatureState
+from trials.records.locks import assert_queries_allowed
+from trials.monitoring.models import SignatureFailure
+from trials.records.models import SIGNATURE_MEANING, Signature, SignatureState
 from trials.participants.models import Participant
 from trials.protocol.models import Role, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
@@ -181,28 +182,8 @@ def _sign(*, participant: Participant, visit: Visit | None, user) -> Signature: 
 
 
 @transaction.atomic(savepoint=False)  # inside the write service's transaction: no savepoint needed
-def signatures_break(*, participant: Participant, visit: Visit | None = None, user, reason: str) -> int:  # noqa: ANN001
-    """Mark broken the valid signatures covering changed data: the casebook signature and, for a
-    change at a visit, that visit's signature. Audited with the reason; returns how many broke."""
-    covering = Q(visit__isnull=True) | Q(visit=visit) if visit is not None else Q(visit__isnull=True)
-    signatures = list(
-        Signature.objects.select_for_update().filter(covering, participant=participant, state=SignatureState.VALID)
-    )
-    now = timezone.now()
-    for signature in signatures:
-        signature.state, signature.broken_at, signature.broken_reason = SignatureState.BROKEN, now, reason
-        audited_save(signature, user=user, reason=_("Signature broken: %(reason)s") % {"reason": reason})
-    return len(signatures)
 
 
-def valid_signature_sql(*, participant_id: int, visit_id: int | None) -> tuple[str, list]:
-    """An SQL EXISTS: is there a valid signature of the casebook or of this visit? For the CRF first
-    save, which reads all its checks in one statement (see locks.covering_lock_sql)."""
-    sql = (
-        f"EXISTS (SELECT 1 FROM {Signature._meta.db_table} g WHERE g.participant_id = %s AND g.state = %s"
-        " AND (g.visit_id IS NULL OR g.visit_id = %s))"
-    )
-    return sql, [participant_id, SignatureState.VALID, visit_id or 0]
 
 
 def participant_signatures(participant: Participant) -> dict:
@@ -232,7 +213,7 @@ def participant_review_state(participant: Participant) -> dict:
     from django.contrib.auth import get_user_model
     from django.db.models import CharField, DateTimeField, IntegerField, Value
 
-    from trials.monitoring.models import Lock, LockKind, LockLevel
+    from trials.records.models import Lock, LockKind, LockLevel
 
     def text(value: str = "") -> Value:
         return Value(value, output_field=CharField())

@@ -1,4 +1,4 @@
-"""URLs of the monitor's dashboard (the audit trail pages live in the admin: trials.visits.admin)."""
+"""URLs of the monitor's dashboard (the audit trail pages live in the admin: trials.monitoring.admin_casebook)."""
 
 from django.urls import path
 

@@ -1,6 +1,6 @@
 """The audit trail pages in the admin (a participant's, a CRF entry's), their CSV download for
 inspectors, and the monitor's dashboard. The admin's participant and CRF entry pages route here
-(trials.visits.admin get_urls), so the object is read through that admin's scoped queryset: out
+(trials.monitoring.admin_casebook get_urls), so the object is read through that admin's scoped queryset: out
 of scope is a 404."""
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 from edc.forms import add_service_errors
 from trials.monitoring import deviations, signatures
 from trials.monitoring.forms_locks import DeviationDecisionForm, DeviationForm, SignForm
-from trials.monitoring.locks import lock_covering, lock_message
-from trials.monitoring.models import SIGNATURE_MEANING, DeviationState, ProtocolDeviation, Signature, SignatureState
+from trials.records.locks import lock_covering, lock_message
+from trials.monitoring.models import DeviationState, ProtocolDeviation
+from trials.records.models import SIGNATURE_MEANING, Signature, SignatureState
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import VisitCrf
 from trials.visits.models import CrfEntry, Visit

@@ -20,12 +20,13 @@ from django.views.decorators.http import require_POST
 
 from trials.monitoring import selectors
 from trials.monitoring.forms_queries import QueryAnswerForm, QueryFilterForm
-from trials.monitoring.models import OPEN_QUERY_STATES, QueryMessage, SdvMark
+from trials.monitoring.models import OPEN_QUERY_STATES, QueryMessage
+from trials.records.models import SdvMark
 from trials.monitoring.queries import query_answer as query_answer_service
 from trials.monitoring.sdv import sdv_status_text
 from trials.participants.selectors import user_enters_data_at
 from trials.protocol.selectors import sites_for_user
-from trials.visits.engine import ROW_ID, schema_for
+from trials.protocol.engine import ROW_ID, schema_for
 
 
 def query_url(query) -> str:  # noqa: ANN001

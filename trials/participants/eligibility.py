@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from trials.participants.models import CriterionAnswer, Participant
 from trials.protocol.models import Criterion, CriterionKind, CriterionLevel
-from trials.visits.engine import ROW_ID, schema_for, to_cel
+from trials.protocol.engine import ROW_ID, schema_for, to_cel
 from trials.visits.models import CrfEntry
 
 MET, NOT_MET, UNKNOWN = CriterionAnswer.MET, CriterionAnswer.NOT_MET, CriterionAnswer.UNKNOWN

@@ -93,8 +93,8 @@ def _locked(participant: Participant) -> Participant:
 
 def _writable(participant: Participant) -> Participant:
     """`_locked`, refused when a lock or freeze covers the participant or her trial
-    (trials.monitoring.locks): locked data cannot be changed through any path."""
-    from trials.monitoring.locks import assert_writable
+    (trials.records.locks): locked data cannot be changed through any path."""
+    from trials.records.locks import assert_writable
 
     participant = _locked(participant)
     assert_writable(trial=participant.trial_id, participant=participant)
@@ -103,7 +103,7 @@ def _writable(participant: Participant) -> Participant:
 
 def _changed(participant: Participant, *, user, reason: str) -> None:  # noqa: ANN001
     """After a change of the participant's data: the casebook signature breaks (trials.monitoring)."""
-    from trials.monitoring.services import data_changed
+    from trials.records.services import data_changed
 
     data_changed(participant=participant, user=user, reason=reason)
 
@@ -175,7 +175,7 @@ def participant_transition(*, participant: Participant, to: str, user, reason: s
 def participant_screen(*, site: Site, user, screening_date: date | None = None, reason: str = "") -> Participant:  # noqa: ANN001
     """Start screening a participant at a site: a screening number and the screening visit(s)."""
     _require(user, site)
-    from trials.monitoring.locks import assert_writable
+    from trials.records.locks import assert_writable
 
     assert_writable(trial=site.trial_id)  # a database lock or freeze: no new participant either
     if not site.is_active:

@@ -37,8 +37,8 @@ from trials.protocol.models import (
     VisitDefinition,
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
-from trials.visits.engine import CRF_NAMESPACES, crf_references, unknown_functions
-from trials.visits.scores import SCORES
+from trials.protocol.engine import CRF_NAMESPACES, crf_references, unknown_functions
+from trials.protocol.scores import SCORES
 
 # Names every expression may use besides the CRF's own fields.
 CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})

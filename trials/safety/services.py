@@ -154,8 +154,8 @@ def _seriousness_awareness(ae: AdverseEvent, stored: AdverseEvent | None) -> Non
 def ae_save(ae: AdverseEvent, *, user, reason: str = "") -> AdverseEvent:  # noqa: ANN001
     """Create or change an AE (coordinators and investigators of the site). A change needs a reason.
     Refused under a lock or freeze of the participant or the trial; breaks the casebook signature."""
-    from trials.monitoring.locks import assert_writable
-    from trials.monitoring.services import data_changed
+    from trials.records.locks import assert_writable
+    from trials.records.services import data_changed
 
     participant = ae.participant
     if not user_acts_at(user, participant.site):
@@ -192,7 +192,7 @@ def ae_expectedness_assess(ae: AdverseEvent, *, user, expected: bool, reason: st
 
     Refused under a lock or freeze like any AE data. It breaks no signature: the investigator's
     signature covers the site's data, and expectedness is the sponsor's assessment."""
-    from trials.monitoring.locks import assert_writable
+    from trials.records.locks import assert_writable
 
     ae = AdverseEvent.objects.select_for_update(of=("self",)).select_related("participant__site").get(pk=ae.pk)
     participant = ae.participant

@@ -1,0 +1,1 @@
+"""Visits: visits, CRF entries, the visit schedule, reminders and the calendar feed."""

@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from trials.visits.engine import ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
+from trials.protocol.engine import ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
 
 _FORM_CLASSES: dict[tuple[int, int], type[forms.Form]] = {}
 _ROW_FORMSETS: dict[tuple[int, str], type[forms.BaseFormSet]] = {}

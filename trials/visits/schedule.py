@@ -54,7 +54,7 @@ def schedule_generate(participant: Participant, *, user, reason: str, kinds: Ite
     """Create the participant's missing visits (of `kinds`, else all but screening ones), in a
     constant number of queries. Idempotent: a visit that exists is never created again, and a
     concurrent run loses on the unique constraint and changes nothing."""
-    from trials.monitoring.locks import covering_lock_exists
+    from trials.records.locks import covering_lock_exists
 
     wanted = set(kinds) if kinds is not None else None
     existing = set(Visit.objects.filter(participant=participant, definition__isnull=False).values_list("definition_id", flat=True))
@@ -95,7 +95,7 @@ def schedule_recompute(participant: Participant, *, user, reason: str) -> int:  
     calling service's transaction rolls back). Re-planned visits have no visit date, so no
     signature of theirs can break (signing needs a visit date); the anchor change itself breaks
     the casebook signature."""
-    from trials.monitoring.locks import assert_writable
+    from trials.records.locks import assert_writable
 
     today = participant.site.today()
     moved = 0
@@ -143,8 +143,8 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
     """The visit took place on `visit_date`: done, flagged when outside its window (which proposes
     a protocol deviation, once per visit)."""
     from trials.monitoring.deviations import deviation_propose_window
-    from trials.monitoring.locks import assert_writable
-    from trials.monitoring.services import data_changed
+    from trials.records.locks import assert_writable
+    from trials.records.services import data_changed
 
     visit = Visit.objects.select_for_update().select_related("participant__site").get(pk=visit.pk)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
@@ -172,8 +172,8 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
 @transaction.atomic
 def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noqa: ANN001
     """Confirm that a visit was missed, or will not be done, with the reason."""
-    from trials.monitoring.locks import assert_writable
-    from trials.monitoring.services import data_changed
+    from trials.records.locks import assert_writable
+    from trials.records.services import data_changed
 
     visit = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
@@ -195,8 +195,8 @@ def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noq
 @transaction.atomic
 def visit_add_unscheduled(participant: Participant, *, user, label: str, planned_date: date, reason: str) -> Visit:  # noqa: ANN001
     """An unscheduled visit (AE follow-up, extra assessment), at any time after consent."""
-    from trials.monitoring.locks import assert_writable
-    from trials.monitoring.services import data_changed
+    from trials.records.locks import assert_writable
+    from trials.records.services import data_changed
 
     assert_writable(trial=participant.trial_id, participant=participant)
     label, reason = (label or "").strip(), (reason or "").strip()

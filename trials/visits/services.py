@@ -9,14 +9,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.monitoring.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
+from trials.records.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
 from trials.monitoring.queries import edit_check_queries_raise
-from trials.monitoring.services import data_changed
+from trials.records.services import data_changed
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
-from trials.visits import scores
-from trials.visits.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
+from trials.protocol import scores
+from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
 
@@ -119,8 +119,8 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     participant re-consent; does a lock or freeze cover the visit; does a valid signature cover it)
     in one query: the first save of a CRF is the coordinator's most frequent write, and building
     several ORM queries cost more than running them (docs/benchmarks.md)."""
-    from trials.monitoring.locks import covering_lock_sql
-    from trials.monitoring.signatures import valid_signature_sql
+    from trials.records.locks import covering_lock_sql
+    from trials.records.services import valid_signature_sql
     from trials.participants.selectors import DATA_ENTRY_ROLES
     from trials.protocol.models import ConsentDocument, StudyRole
 

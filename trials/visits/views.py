@@ -22,7 +22,7 @@ from trials.participants.selectors import participant_summary, participants_for_
 from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.visits import schedule, selectors
-from trials.visits.engine import schema_for
+from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CalendarFeed, Visit, VisitStatus
 from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context

@@ -3,7 +3,7 @@
 from django import template
 from django.forms.boundfield import BoundWidget
 
-from trials.visits.engine import MISSING_CODES
+from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
 
 register = template.Library()

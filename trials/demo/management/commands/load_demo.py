@@ -62,7 +62,7 @@ class Command(BaseCommand):
 
         from django.utils import timezone
 
-        from trials.participants.demo import participant_register
+        from trials.demo.participants import participant_register
         from trials.participants.models import Participant
 
         path = settings.BASE_DIR / "fixtures" / "demo_participants.yaml"

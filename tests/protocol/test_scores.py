@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trials.visits import scores
-from trials.visits.scores import (
+from trials.protocol import scores
+from trials.protocol.scores import (
     COCHIN_ITEMS,
     DAS28_JOINTS,
     HAQ_CATEGORIES,

@@ -25,14 +25,15 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from trials.monitoring import dashboard, views_audit
 from trials.monitoring.audit import entry_answer_trail
-from trials.monitoring.models import OPEN_QUERY_STATES, ProtocolDeviation, Query, SdvState, Signature
+from trials.monitoring.models import OPEN_QUERY_STATES, ProtocolDeviation, Query
+from trials.records.models import SdvState, Signature
 from trials.participants.models import Consent, EligibilityAnswer, Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.admin import RelatedOnly, ScopedHistoryMixin
 from trials.protocol.models import Role
 from trials.protocol.selectors import study_roles_for_user
 from trials.safety.models import AdverseEvent
-from trials.visits.engine import ROW_ID, Item, schema_for
+from trials.protocol.engine import ROW_ID, Item, schema_for
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_migrate
 

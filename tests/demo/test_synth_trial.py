@@ -13,10 +13,10 @@ from trials.participants import eligibility
 from trials.participants.models import Allocation, AllocationSlot, Consent, Participant, ParticipantStatus
 from trials.participants.services import participant_screen
 from trials.protocol.models import Role, StudyRole, Trial, VisitCrf
-from trials.protocol.synthetic import REASON, SynthParams, synth_trial_generate
+from trials.demo.synthetic import REASON, SynthParams, synth_trial_generate
 from trials.safety.models import AdverseEvent, ReportingClock
 from trials.safety.services import _validate as ae_validate
-from trials.visits.engine import schema_for, validate_answers
+from trials.protocol.engine import schema_for, validate_answers
 from trials.visits.models import CrfEntry, EntryStatus, Visit, VisitStatus
 from trials.visits.schedule import participants_missing_visits, plan, schedule_generate
 from trials.visits.services import crf_entry_save_answers, entry_context

@@ -17,11 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
-from trials.monitoring.models import Lock, LockKind, LockLevel
-from trials.participants.models import Participant
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user
-from trials.visits.models import CrfEntry, Visit
+from trials.records.models import Lock, LockKind, LockLevel
 
 # The broadest lock first: its message says the most about why nothing can be changed.
 _LEVEL_ORDER = {LockLevel.TRIAL: 0, LockLevel.PARTICIPANT: 1, LockLevel.VISIT: 2, LockLevel.ENTRY: 3}
@@ -189,7 +187,7 @@ def covering_lock_exists(*, trial, participant=None, visit=None, entry=None) -> 
 # --- Reads for pages -----------------------------------------------------------------------
 
 
-def participant_locks(participant: Participant) -> dict:
+def participant_locks(participant) -> dict:  # noqa: ANN001
     """The active locks and freezes that concern a participant's pages, in one query:
     `casebook` (the strongest trial- or participant-level one), `visits` and `entries` (by id)."""
     locks = list(
@@ -223,11 +221,12 @@ def user_manages_data(user, trial_id: int, site_id: int | None = None) -> bool: 
 
 def _target(level: str, target) -> dict:  # noqa: ANN001
     """The Lock fields for a target of the level: trial, and participant/visit/entry below it."""
+    # The models a Lock points at, read from its own foreign keys (records imports no upper app).
     expected = {
         LockLevel.TRIAL: Trial,
-        LockLevel.PARTICIPANT: Participant,
-        LockLevel.VISIT: Visit,
-        LockLevel.ENTRY: CrfEntry,
+        LockLevel.PARTICIPANT: Lock._meta.get_field("participant").related_model,
+        LockLevel.VISIT: Lock._meta.get_field("visit").related_model,
+        LockLevel.ENTRY: Lock._meta.get_field("entry").related_model,
     }
     if level not in expected:
         raise ValidationError({"level": _("Choose the entry, visit, participant or trial level.")})

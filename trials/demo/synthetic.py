@@ -58,8 +58,8 @@ from trials.participants.services import KIT_ALPHABET, permuted_blocks
 from trials.protocol.loader import protocol_load
 from trials.protocol.models import Trial, VisitCrf, VisitDefinition
 from trials.safety.models import ActionTaken, AdverseEvent, Causality, ClockKind, Outcome, Procedure, ReportingClock, Seriousness
-from trials.visits import scores
-from trials.visits.engine import CrfSchema, Item, schema_for, to_storage
+from trials.protocol import scores
+from trials.protocol.engine import CrfSchema, Item, schema_for, to_storage
 from trials.visits.models import CrfEntry, EntryStatus, Visit, VisitStatus
 
 REASON = "synthetic trial"
@@ -313,7 +313,7 @@ def entry_answers(schema: CrfSchema, rng: random.Random, *, consent_date: date, 
             continue
         blank = not item.required and rng.random() < OPTIONAL_BLANK_RATE
         answers[item.name] = None if blank else to_storage(item, _value(item, rng, consent_date, visit_date))
-    # The engine stores top-level items first, then each group (trials.visits.engine.validate_answers).
+    # The engine stores top-level items first, then each group (trials.protocol.engine.validate_answers).
     return {k: v for k, v in answers.items() if not isinstance(v, list)} | {k: v for k, v in answers.items() if isinstance(v, list)}
 
 

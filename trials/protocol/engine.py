@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from trials.protocol.models import CrfDefinition
-from trials.visits import scores
+from trials.protocol import scores
 
 MISSING_CODES = (
     ("not_done", gettext_lazy("Not done")),

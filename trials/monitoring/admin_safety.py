@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from trials.monitoring.dashboard import saes_awaiting
 from trials.safety.models import AdverseEvent, CodingTerm, ReportingClock
-from trials.visits.admin import OpenQueryFilter, RelatedOnly, ScopedReadOnlyAdmin
+from trials.monitoring.admin_casebook import OpenQueryFilter, RelatedOnly, ScopedReadOnlyAdmin
 
 
 class AeOpenQueryFilter(OpenQueryFilter):

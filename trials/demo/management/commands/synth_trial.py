@@ -1,6 +1,6 @@
 """manage.py synth_trial --code SYN-2000 --participants 2000 …: a synthetic trial with its data.
 
-See trials/protocol/synthetic.py and docs/benchmarks.md ("Synthetic trials"). Refused in production.
+See trials/demo/synthetic.py and docs/benchmarks.md ("Synthetic trials"). Refused in production.
 """
 
 import time
@@ -15,7 +15,7 @@ from edc.audit import system_user
 from trials.protocol.loader import ProtocolLoadError
 from trials.protocol.models import Role
 from trials.protocol.services import study_role_grant
-from trials.protocol.synthetic import SynthParams, synth_trial_generate
+from trials.demo.synthetic import SynthParams, synth_trial_generate
 
 
 class Command(BaseCommand):
