@@ -192,12 +192,14 @@ def test_coordinator_screens_consents_checks_enrols_and_randomizes_a_blinded_par
         value = CriterionAnswer.MET if kinds[code] == CriterionKind.INCLUSION else CriterionAnswer.NOT_MET
         row_.locator(f"input[type=radio][value={value}]").check()
         answered += 1
-    assert answered == len(kinds) - 1 - 10  # every criterion but I01 (age) and the 10 ulcer criteria
-    page.locator("input[name='c-E01-note']").fill("Never smoked (DEMOG)")
+    # Every criterion but I01 (age), E01 (a never-smoker, from DEMOG) and the 10 ulcer criteria.
+    assert answered == len(kinds) - 2 - 10
+    expect(page.locator("tr[data-criterion='E01']")).to_contain_text("Excluded: no")
+    page.locator("input[name='c-E02-note']").fill("No trial in the last 3 months")
     screenshot(page, "participants-eligibility")
     go(page, "button:has-text('Save the checklist')")
     expect(page.locator(".alert-success")).to_contain_text("Eligibility checklist saved.")
-    assert participant.eligibility_answers.filter(automatic=True).count() == 11
+    assert participant.eligibility_answers.filter(automatic=True).count() == 12
 
     # --- Enrol --------------------------------------------------------------------------------
     go(page, "[data-testid=participant-actions] >> text=Enrol")
