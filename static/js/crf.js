@@ -99,7 +99,9 @@ document.addEventListener("htmx:oobAfterSwap", () => {
   const key = form.dataset.edcDraft;
   let store;
   try { store = window.sessionStorage; } catch (error) { return; }
+  let discarding = false;  // after Discard nothing is kept again (a change event fired on leaving the page)
   const keep = () => {
+    if (discarding) return;
     const fields = [...new FormData(form)].filter(([name, value]) => name !== "csrfmiddlewaretoken" && typeof value === "string");
     try { store.setItem(key, JSON.stringify({ fields })); } catch (error) { /* storage full or off: nothing kept */ }
   };
@@ -110,11 +112,16 @@ document.addEventListener("htmx:oobAfterSwap", () => {
   document.addEventListener("click", (event) => {
     const discard = event.target.closest && event.target.closest("[data-edc-draft-discard]");
     if (!discard) return;
+    discarding = true;
     store.removeItem(key);
-    window.location.replace(discard.dataset.href);
+    window.location.replace(discard.dataset.href + "?discarded=1");
   });
 
   if (!("edcDraftOffer" in form.dataset)) return;
+  if (new URLSearchParams(window.location.search).has("discarded")) {  // the page as stored, never a draft
+    store.removeItem(key);
+    return;
+  }
   document.addEventListener("DOMContentLoaded", () => {
     let draft = null;
     try { draft = JSON.parse(store.getItem(key)); } catch (error) { store.removeItem(key); }
