@@ -6,3 +6,15 @@ class MonitoringConfig(AppConfig):
     name = "trials.monitoring"
     label = "monitoring"
     verbose_name = _("Monitoring")
+
+    def ready(self) -> None:
+        # What the data apps below ask of monitoring (their hooks.py say where each is called).
+        from trials.monitoring import deviations, queries, selectors, views_queries
+        from trials.safety import hooks as safety_hooks
+        from trials.visits import hooks as visits_hooks
+
+        visits_hooks.checks_overridden.register(queries.edit_check_queries_raise)
+        visits_hooks.visit_dated.register(deviations.deviation_propose_window)
+        visits_hooks.crf_page_queries.register(views_queries.crf_query_context)
+        safety_hooks.ae_queries.register(selectors.ae_queries)
+        safety_hooks.ae_open_query_counts.register(selectors.ae_open_query_counts)

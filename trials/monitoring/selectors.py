@@ -105,6 +105,11 @@ def open_query_counts(user, *, by: str = "participant", **filters) -> dict[int, 
     return {key: n for key, n in rows if key is not None}
 
 
+def ae_open_query_counts(user, participant: Participant) -> dict[int, int]:  # noqa: ANN001
+    """Open queries per adverse event of the participant, for the AE log's badges (safety.hooks)."""
+    return open_query_counts(user, by="adverse_event", participant=participant)
+
+
 def _with_threads(user, **target) -> list[Query]:  # noqa: ANN001, ANN003
     """The user's queries on `target` (entry=… or adverse_event=…) with their threads, oldest first."""
     from django.db.models import Prefetch

@@ -1,15 +1,13 @@
 """Study pages of signatures and deviations: the investigator signs a visit or a casebook; the
 site's staff and monitors keep the participant's deviation log. Locks are applied in the admin
-(admin_locks.py); here are the helpers that show them on the participant, visit and CRF pages."""
+(admin_locks.py); here is the helper that shows them on the participant's dashboard."""
 
 from __future__ import annotations
 
-from functools import cache
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import F, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -45,31 +43,6 @@ def dashboard_review(participant, grid: list[dict]) -> dict:  # noqa: ANN001
         "casebook_lock_message": lock_message(casebook_lock) if casebook_lock else "",
         "casebook_signature": state["casebook_signature"],
     }
-
-
-def visit_lock_context(visit: Visit) -> dict:
-    """For the visit pages (visit date, missed): the lock or freeze covering the visit, if any."""
-    lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
-    return {"lock": lock, "lock_message": lock_message(lock) if lock else ""}
-
-
-def crf_review_context(visit: Visit, entry: CrfEntry) -> dict:
-    """For the CRF page: the lock or freeze covering the entry (the page is then read-only, with
-    its reason) and the valid signature that a change would break. The signature is read only
-    when the page is rendered (a save redirects): `signature` is a callable the template calls."""
-    lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
-
-    @cache
-    def signature() -> Signature | None:
-        return (
-            Signature.objects.filter(
-                Q(visit=visit) | Q(visit__isnull=True), participant=visit.participant_id, state=SignatureState.VALID
-            )
-            .order_by(F("visit_id").desc(nulls_last=True))
-            .first()  # the visit's own signature first
-        )
-
-    return {"lock": lock, "lock_message": lock_message(lock) if lock else "", "signature": signature}
 
 
 # --- Signatures ------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import cel
 from django.utils.translation import gettext as _
 
+from trials.participants import hooks
 from trials.participants.models import CriterionAnswer, Participant
 from trials.protocol.models import Criterion, CriterionKind, CriterionLevel
 from trials.protocol.engine import ROW_ID, schema_for, to_cel
-from trials.visits.models import CrfEntry
 
 MET, NOT_MET, UNKNOWN = CriterionAnswer.MET, CriterionAnswer.NOT_MET, CriterionAnswer.UNKNOWN
 _PROGRAMS: dict[str, cel.Program] = {}
@@ -89,18 +89,7 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _entries(participant: Participant, codes: set[str]) -> dict[str, CrfEntry]:
-    """The participant's first entry of each eligibility CRF (the screening one)."""
-    found: dict[str, CrfEntry] = {}
-    for entry in (
-        CrfEntry.objects.filter(visit__participant=participant, crf_code__in=codes)
-        .select_related("crf").order_by("visit__order", "visit__sequence")
-    ):
-        found.setdefault(entry.crf_code, entry)
-    return found
-
-
-def _cel_values(entry: CrfEntry) -> dict:
+def _cel_values(entry) -> dict:  # noqa: ANN001 - a trials.visits CrfEntry (participants.hooks.screening_entries)
     schema = schema_for(entry.crf)
     return {item.name: to_cel(item, entry.answers.get(item.name)) for item in schema.items if item.type != "group"}
 
@@ -110,7 +99,7 @@ def evaluate(participant: Participant) -> Evaluation:
     settings_ = trial.eligibility or {}
     lesion_spec = settings_.get("lesion")
     codes = set(settings_.get("crfs", [])) | ({lesion_spec["crf"]} if lesion_spec else set())
-    entries = _entries(participant, codes)
+    entries = hooks.screening_entries(participant, codes)  # the first entry of each eligibility CRF (trials.visits)
     context: dict = {}
     for code in settings_.get("crfs", []):
         if code in entries:

@@ -121,11 +121,11 @@ def screening_log(user, trial: Trial) -> dict:  # noqa: ANN001
     }
 
 
-def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
-    """The head of the participant dashboard: allocation as the user may see it, the next visit,
-    what is missing before the next step, and the actions the user may take now."""
+def participant_summary(user, participant: Participant, *, next_visit) -> dict:  # noqa: ANN001
+    """The head of the participant dashboard: allocation as the user may see it, the next visit
+    (given by the page, trials.visits.selectors.next_visit), what is missing before the next step,
+    and the actions the user may take now."""
     from trials.participants import services
-    from trials.visits.models import Visit, VisitStatus
 
     S = ParticipantStatus
     trial = participant.trial
@@ -140,13 +140,6 @@ def participant_summary(user, participant: Participant) -> dict:  # noqa: ANN001
     allocation = allocation_for_user(user, participant)
     consent_problem = services.consent_problem(participant)
 
-
-    today = participant.site.today()
-    next_visit = (
-        Visit.objects.filter(participant=participant, visit_date__isnull=True, planned_date__isnull=False)
-        .filter(Q(window_end__gte=today) | Q(window_end__isnull=True, planned_date__gte=today))
-        .exclude(status__in=[VisitStatus.DONE, VisitStatus.MISSED, VisitStatus.NOT_DONE]).order_by("planned_date", "order").first()
-    )
     actions: list[tuple[str, str, str]] = []
     status = participant.status
     if acts and status not in (S.SCREEN_FAILURE, S.COMPLETED, S.WITHDRAWN, S.DIED):

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_bulk_create, audited_save
-from trials.participants import allocation_import, eligibility
+from trials.participants import allocation_import, eligibility, hooks
 from trials.participants.models import (
     REASON_REQUIRED,
     TRANSITIONS,
@@ -196,10 +196,9 @@ def participant_screen(*, site: Site, user, screening_date: date | None = None, 
 
 def _schedule(participant: Participant, *, user, kinds: set[str] | None, reason: str) -> None:  # noqa: ANN001
     """The participant's visits, created in the same transaction as the screening or enrolment
-    that calls for them (trials.visits.schedule; the beat scan repairs any that are missing)."""
-    from trials.visits.schedule import schedule_generate
-
-    schedule_generate(participant, user=user, reason=reason, kinds=kinds)
+    that calls for them (trials.visits.schedule, through participants.hooks; the beat scan
+    repairs any that are missing)."""
+    hooks.schedule_generate(participant, user=user, reason=reason, kinds=kinds)
 
 
 # --- Consent -------------------------------------------------------------------------------
@@ -658,13 +657,12 @@ class CohortState:
 
 def cohort_states(trial: Trial) -> list[CohortState]:
     """Each cohort in dose order with its enrolment, capacity and state under the 3+3 rule.
-    Replaced participants (trials.safety.escalation.is_replaced) do not count towards the capacity."""
-    from trials.safety.escalation import replaced_by_cohort
-
+    Replaced participants (trials.safety.escalation.is_replaced, through participants.hooks) do
+    not count towards the capacity."""
     sentinel = (trial.escalation or {}).get("sentinel_size", 3)
     cohorts = list(trial.arms.filter(is_active=True).order_by("order").annotate(
         enrolled=Count("allocations")).prefetch_related("decisions"))
-    replaced = replaced_by_cohort(trial)
+    replaced = hooks.dlt_replaced_by_cohort(trial)
     stopped = any(d.decision == CohortDecisionKind.STOP for c in cohorts for d in c.decisions.all())
     states = []
     previous_escalated = True
@@ -726,10 +724,9 @@ def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale:
         raise ValidationError({"decision": _("%(cohort)s is the highest dose: there is no cohort to escalate to.") % {"cohort": cohort.label}})
     if dlt_count is not None and dlt_count > state.enrolled:
         raise ValidationError({"dlt_count": _("More participants with a DLT than in the cohort.")})
-    # The decision the recorded DLTs support (3+3); the investigator signs it, she cannot override it.
-    from trials.safety.escalation import cohort_review
-
-    review = cohort_review(cohort, expanded=state.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+    # The decision the recorded DLTs support (3+3, trials.safety.escalation); the investigator
+    # signs it, she cannot override it.
+    review = hooks.cohort_review(cohort, expanded=state.capacity > (trial.escalation or {}).get("sentinel_size", 3))
     if dlt_count is not None and dlt_count != review.with_dlt:
         raise ValidationError({"dlt_count": _("The adverse events record %(n)s participant(s) with a DLT in this cohort.") % {"n": review.with_dlt}})
     if review.recommendation is None:
@@ -761,9 +758,7 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
         raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
     participant.first_treatment_date = first_treatment_date
     _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)
-    from trials.visits.schedule import schedule_recompute
-
-    schedule_recompute(participant, user=user, reason=_("First treatment recorded"))
+    hooks.schedule_recompute(participant, user=user, reason=_("First treatment recorded"))
     _changed(participant, user=user, reason=_("First treatment recorded"))
     return participant
 
@@ -791,9 +786,7 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
         raise ValidationError({"new_date": _("Enrolment cannot follow the first treatment.")})
     setattr(participant, fields[anchor], new_date)
     audited_save(participant, user=user, reason=reason)
-    from trials.visits.schedule import schedule_recompute
-
-    moved = schedule_recompute(participant, user=user, reason=reason)
+    moved = hooks.schedule_recompute(participant, user=user, reason=reason)
     _changed(participant, user=user, reason=reason)
     return moved
 

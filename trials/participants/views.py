@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
-from trials.participants import eligibility, services
+from trials.participants import eligibility, hooks, services
 from trials.participants.forms import (
     AllocationListForm,
     AllocationListImportForm,
@@ -305,9 +305,7 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
     is_investigator = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.INVESTIGATOR).exists()
     review = None
     if awaiting is not None:
-        from trials.safety.escalation import cohort_review
-
-        review = cohort_review(awaiting.cohort, expanded=awaiting.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+        review = hooks.cohort_review(awaiting.cohort, expanded=awaiting.capacity > (trial.escalation or {}).get("sentinel_size", 3))
     initial = {"decision": review.recommendation, "dlt_count": review.with_dlt} if review and review.recommendation else {}
     form = CohortDecisionForm(request.POST or None, initial=initial) if awaiting and is_investigator else None
     if request.method == "POST":

@@ -20,11 +20,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
-from trials.monitoring.selectors import ae_queries, open_query_counts
 from trials.participants.selectors import allocation_for_user, participants_for_user
 from trials.participants.services import user_acts_at
 from trials.protocol import selectors as protocol_selectors
-from trials.safety import selectors, services
+from trials.safety import hooks, selectors, services
 from trials.safety.forms import AdverseEventForm, current_terms
 from trials.safety.models import AdverseEvent, ReportingClock, Seriousness
 
@@ -39,7 +38,7 @@ def _participant(request: HttpRequest, pk: int):  # noqa: ANN202
 @login_required
 def participant_aes(request: HttpRequest, pk: int) -> HttpResponse:
     participant = _participant(request, pk)
-    open_queries = open_query_counts(request.user, by="adverse_event", participant=participant)
+    open_queries = hooks.ae_open_query_counts(request.user, participant)  # trials.monitoring
     aes = list(participant.adverse_events.select_related("coded_term").prefetch_related("clocks"))
     for ae in aes:
         ae.open_queries = open_queries.get(ae.pk, 0)
@@ -80,7 +79,7 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
         return render(request, "safety/ae_form.html", {
             "participant": participant, "form": form, "ae": ae, "can_act": can_act,
             "title": _("AE %(n)s") % {"n": ae.number} if ae else _("New adverse event"),
-            "queries": ae_queries(request.user, ae), "can_answer": can_act,
+            "queries": hooks.ae_queries(request.user, ae), "can_answer": can_act,
             "can_assess": ae is not None and user_acts_at(request.user, participant.site, roles=services.EXPECTEDNESS_ASSESSORS),
         })
 

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from edc.audit import audited_bulk_create, audited_save
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.models import Site, VisitAnchor, VisitDefinition, VisitKind
+from trials.visits import hooks
 from trials.visits.models import CALENDAR_STATES, CrfEntry, Visit, VisitStatus
 
 # Participants whose visits still move with the calendar.
@@ -142,7 +143,6 @@ def visit_states_refresh() -> int:
 def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "") -> Visit:  # noqa: ANN001
     """The visit took place on `visit_date`: done, flagged when outside its window (which proposes
     a protocol deviation, once per visit)."""
-    from trials.monitoring.deviations import deviation_propose_window
     from trials.records.locks import assert_writable
     from trials.records.services import data_changed
 
@@ -165,7 +165,7 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
     if changed:
         data_changed(participant=visit.participant, visit=visit, user=user, reason=reason.strip() or _("Visit date recorded"))
     if visit.out_of_window or previous is not None:
-        deviation_propose_window(visit=visit, user=user)
+        hooks.visit_dated(visit=visit, user=user)  # proposes the out-of-window deviation (trials.monitoring)
     return visit
 
 

@@ -10,13 +10,13 @@ from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
-from trials.monitoring.queries import edit_check_queries_raise
 from trials.records.services import data_changed
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
 from trials.protocol import scores
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
+from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, Visit
 
@@ -276,7 +276,7 @@ def crf_entry_save(
         signed=entry.signed if first else None,
     )
     # Soft checks the coordinator newly overrode become queries for the monitor (once each).
-    edit_check_queries_raise(entry=entry, previous_warnings=previous_warnings)
+    hooks.checks_overridden(entry=entry, previous_warnings=previous_warnings)  # trials.monitoring.queries
     result.saved = True
     return result
 

@@ -4,7 +4,6 @@ from trials.visits import views
 
 urlpatterns = [
     path("trials/<str:code>/sites/<str:site_code>/participants/", views.participant_list, name="participant_list"),
-    path("participants/<int:pk>/", views.participant_dashboard, name="participant_dashboard"),
     path("visits/<int:visit_pk>/crf/<str:crf_code>/", views.crf_entry, name="crf_entry"),
     path("visits/<int:visit_pk>/date/", views.visit_date, name="visit_date"),
     path("visits/<int:visit_pk>/missed/", views.visit_mark, name="visit_mark"),

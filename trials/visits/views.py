@@ -1,12 +1,15 @@
-"""Coordinator screens: a site's participants, a participant's visit × CRF grid, the CRF page."""
+"""Coordinator screens: a site's participants, the CRF page, the visit pages and the calendar (the
+participant's dashboard, which shows monitoring too, is composed in trials.monitoring.casebook)."""
 
 import secrets
 from datetime import timedelta
+from functools import cache
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import F, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,17 +17,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.forms import add_service_errors
-from trials.monitoring.selectors import open_query_counts
-from trials.monitoring.views_locks import crf_review_context, dashboard_review, visit_lock_context
-from trials.monitoring.views_queries import crf_query_context
 from trials.participants.models import ParticipantStatus
-from trials.participants.selectors import participant_summary, participants_for_user, user_enters_data_at
+from trials.participants.selectors import participants_for_user, user_enters_data_at
 from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
-from trials.visits import schedule, selectors
+from trials.records.locks import lock_covering, lock_message
+from trials.records.models import Signature, SignatureState
+from trials.visits import hooks, schedule, selectors
 from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
-from trials.visits.models import CalendarFeed, Visit, VisitStatus
+from trials.visits.models import CalendarFeed, CrfEntry, Visit, VisitStatus
 from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context
 
 
@@ -51,34 +53,37 @@ def participant_list(request: HttpRequest, code: str, site_code: str) -> HttpRes
     )
 
 
-@login_required
-def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
-    """A participant's visits with the status of every CRF due at each."""
-    participant = selectors.participant_for_user(request.user, pk)
-    if participant is None:
-        raise Http404(_("No such participant in your sites."))
-    grid = selectors.participant_grid(participant)
-    summary = participant_summary(request.user, participant)
-    return render(
-        request,
-        "visits/participant_dashboard.html",
-        {
-            "participant": participant,
-            "grid": grid,
-            "can_enter": summary["can_act"],  # user_enters_data_at, read from the summary's roles (no extra query)
-            "summary": summary,
-            **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
-            "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
-        },
-    )
-
-
 def _next_url(visit, crf_code: str) -> str:  # noqa: ANN001
     """The next CRF of the same visit, else the dashboard (save-and-next)."""
     codes = list(visit.definition.visit_crfs.filter(is_active=True).order_by("order").values_list("crf_code", flat=True)) if visit.definition else []
     if crf_code in codes and codes.index(crf_code) + 1 < len(codes):
         return reverse("crf_entry", args=[visit.pk, codes[codes.index(crf_code) + 1]])
     return reverse("participant_dashboard", args=[visit.participant_id])
+
+
+def visit_lock_context(visit: Visit) -> dict:
+    """For the visit pages (visit date, missed): the lock or freeze covering the visit, if any."""
+    lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
+    return {"lock": lock, "lock_message": lock_message(lock) if lock else ""}
+
+
+def crf_review_context(visit: Visit, entry: CrfEntry) -> dict:
+    """For the CRF page: the lock or freeze covering the entry (the page is then read-only, with
+    its reason) and the valid signature that a change would break. The signature is read only
+    when the page is rendered (a save redirects): `signature` is a callable the template calls."""
+    lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
+
+    @cache
+    def signature() -> Signature | None:
+        return (
+            Signature.objects.filter(
+                Q(visit=visit) | Q(visit__isnull=True), participant=visit.participant_id, state=SignatureState.VALID
+            )
+            .order_by(F("visit_id").desc(nulls_last=True))
+            .first()  # the visit's own signature first
+        )
+
+    return {"lock": lock, "lock_message": lock_message(lock) if lock else "", "signature": signature}
 
 
 # Set on a successful save: the browser then drops its draft of the saved page (static/js/drafts.js).
@@ -161,7 +166,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
 def _queries(request: HttpRequest, entry, submission: CrfSubmission) -> dict:  # noqa: ANN001
     """The query threads beside the items and the SDV status (only for pages that are shown: a
     save redirects, and live updates rarely show an item again)."""
-    return crf_query_context(request.user, entry, hidden=submission.outcome.hidden if submission.outcome else set())
+    return hooks.crf_page_queries(request.user, entry, hidden=submission.outcome.hidden if submission.outcome else set())
 
 
 def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResponse:  # noqa: ANN001

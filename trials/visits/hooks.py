@@ -1,0 +1,21 @@
+"""What visits need from monitoring, called here and provided there (edc.hooks).
+
+Monitoring sits above visits, yet saving a CRF with an overridden soft check raises a query, a
+visit done outside its window proposes a protocol deviation, and the CRF page shows the entry's
+query threads. Each is one hook below, called by name where it happens; trials.monitoring
+registers its function in MonitoringConfig.ready().
+"""
+
+from edc.hooks import Hook
+
+# checks_overridden(*, entry, previous_warnings) -> list: after a CRF save (inside its transaction),
+# raise a query for each soft edit check newly overridden (trials.monitoring.queries).
+checks_overridden = Hook("visits.checks_overridden", provided_by="trials.monitoring")
+
+# visit_dated(*, visit, user) -> deviation or None: after a visit date is recorded (inside its
+# transaction), propose or update the visit's out-of-window deviation (trials.monitoring.deviations).
+visit_dated = Hook("visits.visit_dated", provided_by="trials.monitoring")
+
+# crf_page_queries(user, entry, *, hidden) -> dict: the template context of the CRF page's query
+# threads and SDV status (trials.monitoring.views_queries.crf_query_context).
+crf_page_queries = Hook("visits.crf_page_queries", provided_by="trials.monitoring")
