@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from edc.audit import system_user
 from tests.e2e.test_login import go, log_in
 from tests.visits.test_crf_entry import as_querydict, vitals_post
-from trials.monitoring.queries import query_raise
+from trials.monitoring.queries.services import query_raise
 from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry

@@ -143,7 +143,7 @@ def adverse_event(participant, term: str = "Headache") -> AdverseEvent:  # noqa:
 def du(demo):  # noqa: ANN001, ANN201, ARG001
     """ASC-DU (randomized, quadruple-blind) with three randomized participants at Toulouse and
     Grenoble, their screening CRFs, an AE and a query."""
-    from trials.monitoring.queries import query_raise
+    from trials.monitoring.queries.services import query_raise
 
     participants = [randomized("TLS"), randomized("TLS", consent=18), randomized("GRE", consent=16)]
     ae = adverse_event(participants[0])

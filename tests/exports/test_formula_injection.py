@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 from edc.audit import system_user
 from tests.exports.conftest import adverse_event, job_bytes, randomized, user, zip_members
 from trials.exports.models import ExportState
-from trials.monitoring.queries import query_raise
+from trials.monitoring.queries.services import query_raise
 from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry
 from trials.visits.services import crf_entry_save_answers

@@ -86,11 +86,11 @@ def monitoring_records(participant: Participant, entry: CrfEntry, *, investigato
     a freeze on the participant's data, each through its service."""
     from django.core.exceptions import ValidationError
 
-    from trials.monitoring.deviations import deviation_record
+    from trials.monitoring.deviations.services import deviation_record
     from trials.records.locks import lock_apply
-    from trials.monitoring.queries import query_raise
-    from trials.monitoring.sdv import sdv_verify
-    from trials.monitoring.signatures import signature_sign
+    from trials.monitoring.queries.services import query_raise
+    from trials.monitoring.sdv.services import sdv_verify
+    from trials.monitoring.signatures.services import signature_sign
     from trials.visits.schedule import visit_add_unscheduled, visit_record_date
 
     manager = user("datamanager")
@@ -131,7 +131,7 @@ def build_world() -> World:
     for key in ("tls", "lil"):
         serious_ae(people[key])
     monitoring_records(people["lil"], entries["lil"], investigator=investigator, monitor=monitor_lille, password=PASSWORD)
-    from trials.monitoring.queries import query_raise
+    from trials.monitoring.queries.services import query_raise
 
     query_raise(user=user("datamanager"), entry=entries["tls"], item="", text="Whole entry: is the assessment date right?")
 
@@ -139,7 +139,7 @@ def build_world() -> World:
     others = [register(site("ADSVF-SSC-HANDS", "INCMNSZ")), register(site("SSC-FATGRAFT-REG", "MES"))]
     serious_ae(others[0], term="Cellulitis")
     from tests.participants.test_cohorts import fill
-    from trials.monitoring.sdv import sdv_plan_save
+    from trials.monitoring.sdv.services import sdv_plan_save
 
     easc = Trial.objects.get(code="EASC-RA")
     others += fill(3)

@@ -23,7 +23,7 @@ from edc.audit import AuditedModel, system_user
 from tests.blinding.test_blinded_users_never_see_an_arm import _Html, arm_vocabulary, scan
 from tests.conftest import SEEDS
 from tests.visits.test_crf_entry import as_querydict, vitals_post
-from trials.monitoring.audit import SOURCES, entry_trail, participant_trail
+from trials.monitoring.audit.trail import SOURCES, entry_trail, participant_trail
 from trials.participants import services as participant_services
 from trials.demo.participants import participant_register
 from trials.participants.models import Participant
@@ -135,8 +135,8 @@ def test_a_repeating_group_row_is_audited_item_by_item(demo_users, client):
 
 
 def test_the_entry_trail_holds_its_queries_and_sdv_but_not_other_entries(demo_users, client):
-    from trials.monitoring.queries import query_answer, query_raise
-    from trials.monitoring.sdv import sdv_verify
+    from trials.monitoring.queries.services import query_answer, query_raise
+    from trials.monitoring.sdv.services import sdv_verify
 
     participant = toulouse_participant()
     entry = vitals_entry(participant)
@@ -366,12 +366,12 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     from tests.participants.conftest import MEXICO, checklist, consent, screen
     from trials.exports.models import ExportJob
     from trials.exports.services import export_download, export_run
-    from trials.monitoring.deviations import deviation_dismiss
+    from trials.monitoring.deviations.services import deviation_dismiss
     from trials.records.locks import lock_release
     from trials.monitoring.models import ProtocolDeviation, Query
     from trials.records.models import Lock, SdvMark, Signature
-    from trials.monitoring.queries import query_answer, query_close
-    from trials.monitoring.sdv import sdv_plan_save
+    from trials.monitoring.queries.services import query_answer, query_close
+    from trials.monitoring.sdv.services import sdv_plan_save
     from trials.protocol.loader import protocol_load
     from trials.protocol.models import ConsentDocument, StudyRole
     from trials.protocol.services import study_role_revoke
@@ -447,9 +447,9 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
 
 def test_every_model_with_a_participants_data_is_in_the_trail():
     """A new model pointing at a participant (directly or through an entry, visit, AE or query) must
-    be added to trials.monitoring.audit.SOURCES, or it would be missing from the audit trail."""
+    be added to trials.monitoring.audit.trail.SOURCES, or it would be missing from the audit trail."""
     from tests.monitoring.test_admin_scoping import _paths
 
     in_trail = {s.model for s in SOURCES}
     missing = [m._meta.label for m in audited_models() if m not in in_trail and (m is Participant or _paths(m, Participant))]
-    assert not missing, f"add these models to trials.monitoring.audit.SOURCES: {missing}"
+    assert not missing, f"add these models to trials.monitoring.audit.trail.SOURCES: {missing}"

@@ -17,10 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from edc.audit import system_user
-from trials.monitoring.dashboard import COUNTS, monitor_dashboard
+from trials.monitoring.audit.dashboard import COUNTS, monitor_dashboard
 from trials.monitoring.models import OPEN_QUERY_STATES, Query
-from trials.monitoring.queries import query_answer, query_close, query_raise
-from trials.monitoring.sdv import sdv_verify
+from trials.monitoring.queries.services import query_answer, query_close, query_raise
+from trials.monitoring.sdv.services import sdv_verify
 from trials.participants import services as participant_services
 from trials.demo.participants import participant_register
 from trials.participants.models import Participant

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from tests.monitoring.test_locks import lock, registered, today, visit_of
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring import deviations
+from trials.monitoring.deviations import services as deviations
 from trials.monitoring.models import DeviationCategory, DeviationState, ProtocolDeviation
 from trials.records.models import LockKind, LockLevel
 from trials.visits import schedule

@@ -16,7 +16,7 @@ from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
 from trials.records import locks
 from trials.records.models import Lock, LockKind, LockLevel
-from trials.monitoring.queries import query_raise
+from trials.monitoring.queries.services import query_raise
 from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit

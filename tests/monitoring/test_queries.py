@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from edc.audit import SYSTEM_USERNAME, system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
-from trials.monitoring import queries as q
+from trials.monitoring.queries import services as q
 from trials.records.locks import lock_apply
 from trials.monitoring.models import Query, QueryMessageKind, QueryOrigin, QueryState
 from trials.records.models import LockKind, LockLevel
-from trials.monitoring.selectors import open_query_counts, queries_for_user, query_ageing, query_target_label
+from trials.monitoring.queries.selectors import open_query_counts, queries_for_user, query_ageing, query_target_label
 from trials.demo.participants import participant_register
 from trials.protocol.models import Site
 from trials.visits.models import CrfEntry

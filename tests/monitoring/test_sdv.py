@@ -12,7 +12,7 @@ from tests.monitoring.test_queries import registered, save_vitals
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
 from trials.monitoring.models import SdvScope
 from trials.records.models import SdvMark, SdvState
-from trials.monitoring.sdv import sdv_backlog, sdv_plan_save, sdv_status_text, sdv_verify
+from trials.monitoring.sdv.services import sdv_backlog, sdv_plan_save, sdv_status_text, sdv_verify
 from trials.protocol.models import Trial
 from trials.visits.models import CrfEntry, EntryStatus
 

@@ -17,7 +17,7 @@ from tests.monitoring.test_locks import lock, registered, save_vitals, today, vi
 from tests.participants.conftest import PASSWORDS, _seeded, demo, user  # noqa: F401 - fixtures
 from trials.monitoring.models import SignatureFailure
 from trials.records.models import SIGNATURE_MEANING, LockKind, LockLevel, Signature, SignatureState
-from trials.monitoring.signatures import signature_blockers, signature_sign
+from trials.monitoring.signatures.services import signature_blockers, signature_sign
 from trials.safety import services as safety
 from trials.safety.models import AdverseEvent
 from trials.visits import schedule

@@ -9,7 +9,10 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         # What the data apps below ask of monitoring (their hooks.py say where each is called).
-        from trials.monitoring import deviations, queries, selectors, views_queries
+        from trials.monitoring.deviations import services as deviations
+        from trials.monitoring.queries import services as queries
+        from trials.monitoring.queries import selectors
+        from trials.monitoring.queries import views as views_queries
         from trials.safety import hooks as safety_hooks
         from trials.visits import hooks as visits_hooks
 

@@ -4,8 +4,8 @@ audit trail and the monitor's dashboard; the participant's dashboard)."""
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("trials.monitoring.urls_queries")),
-    path("", include("trials.monitoring.urls_locks")),
-    path("", include("trials.monitoring.urls_audit")),
+    path("", include("trials.monitoring.queries.urls")),
+    path("", include("trials.monitoring.locks.urls")),
+    path("", include("trials.monitoring.audit.urls")),
     path("", include("trials.monitoring.casebook.urls")),
 ]

@@ -9,13 +9,13 @@ registers its function in MonitoringConfig.ready().
 from edc.hooks import Hook
 
 # checks_overridden(*, entry, previous_warnings) -> list: after a CRF save (inside its transaction),
-# raise a query for each soft edit check newly overridden (trials.monitoring.queries).
+# raise a query for each soft edit check newly overridden (trials.monitoring.queries.services).
 checks_overridden = Hook("visits.checks_overridden", provided_by="trials.monitoring")
 
 # visit_dated(*, visit, user) -> deviation or None: after a visit date is recorded (inside its
-# transaction), propose or update the visit's out-of-window deviation (trials.monitoring.deviations).
+# transaction), propose or update the visit's out-of-window deviation (trials.monitoring.deviations.services).
 visit_dated = Hook("visits.visit_dated", provided_by="trials.monitoring")
 
 # crf_page_queries(user, entry, *, hidden) -> dict: the template context of the CRF page's query
-# threads and SDV status (trials.monitoring.views_queries.crf_query_context).
+# threads and SDV status (trials.monitoring.queries.views.crf_query_context).
 crf_page_queries = Hook("visits.crf_page_queries", provided_by="trials.monitoring")

@@ -276,7 +276,7 @@ def crf_entry_save(
         signed=entry.signed if first else None,
     )
     # Soft checks the coordinator newly overrode become queries for the monitor (once each).
-    hooks.checks_overridden(entry=entry, previous_warnings=previous_warnings)  # trials.monitoring.queries
+    hooks.checks_overridden(entry=entry, previous_warnings=previous_warnings)  # trials.monitoring.queries.services
     result.saved = True
     return result
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from trials.monitoring.models import OPEN_QUERY_STATES
 from trials.records.models import Signature, SignatureState
-from trials.monitoring.sdv import sdv_backlog
-from trials.monitoring.selectors import query_ageing, reviewer_trials
+from trials.monitoring.sdv.services import sdv_backlog
+from trials.monitoring.queries.selectors import query_ageing, reviewer_trials
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.models import Site, Trial
 from trials.protocol.selectors import sites_for_user

@@ -1,6 +1,6 @@
 """The audit trail pages in the admin (a participant's, a CRF entry's), their CSV download for
 inspectors, and the monitor's dashboard. The admin's participant and CRF entry pages route here
-(trials.monitoring.admin_casebook get_urls), so the object is read through that admin's scoped queryset: out
+(trials.monitoring.casebook.admin get_urls), so the object is read through that admin's scoped queryset: out
 of scope is a 404."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.monitoring.audit import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
-from trials.monitoring.dashboard import monitor_dashboard
-from trials.monitoring.selectors import reviewer_trials
+from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
+from trials.monitoring.audit.dashboard import monitor_dashboard
+from trials.monitoring.queries.selectors import reviewer_trials
 from trials.participants.models import Participant
 from trials.visits.models import CrfEntry
 

@@ -6,7 +6,7 @@ pages), with list filters by trial, site, visit, CRF, status and open queries. A
 page shows her visits, entries, AEs, queries, signatures, deviations and latest audited changes
 inline; an entry's page shows its answers with a "Raise query" link on each item (and each row of
 a repeating group), the open queries on each item, and its audit trail item by item. The full
-audit trail pages and their CSV are trials.monitoring.views_audit, routed from here.
+audit trail pages and their CSV are trials.monitoring.audit.views, routed from here.
 """
 
 from functools import partial
@@ -23,8 +23,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from trials.monitoring import dashboard, views_audit
-from trials.monitoring.audit import entry_answer_trail
+from trials.monitoring.audit import dashboard
+from trials.monitoring.audit import views as views_audit
+from trials.monitoring.audit.trail import entry_answer_trail
 from trials.monitoring.models import OPEN_QUERY_STATES, ProtocolDeviation, Query
 from trials.records.models import SdvState, Signature
 from trials.participants.models import Consent, EligibilityAnswer, Participant
@@ -205,7 +206,7 @@ class ParticipantOpenQueryFilter(OpenQueryFilter):
 
 
 class CasebookFilter(admin.SimpleListFilter):
-    """The investigator's casebook signature (trials.monitoring.dashboard defines "unsigned")."""
+    """The investigator's casebook signature (trials.monitoring.audit.dashboard defines "unsigned")."""
 
     title = _("casebook signature")
     parameter_name = "casebook"
@@ -223,7 +224,7 @@ class CasebookFilter(admin.SimpleListFilter):
 
 
 class SdvFilter(admin.SimpleListFilter):
-    """Source data verification: the backlog is the SDV plan's (trials.monitoring.sdv.sdv_backlog)."""
+    """Source data verification: the backlog is the SDV plan's (trials.monitoring.sdv.services.sdv_backlog)."""
 
     title = _("source data verification")
     parameter_name = "sdv"
@@ -232,7 +233,7 @@ class SdvFilter(admin.SimpleListFilter):
         return [("backlog", _("To verify (SDV plan)")), ("verified", _("Verified")), ("reset", _("Reset by a change"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        from trials.monitoring.sdv import sdv_backlog
+        from trials.monitoring.sdv.services import sdv_backlog
 
         if self.value() == "backlog":
             return queryset.filter(pk__in=sdv_backlog(request.user).values("pk"))
@@ -283,7 +284,7 @@ class ParticipantAdmin(ScopedReadOnlyAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):  # noqa: ANN001, ANN201
         """The page ends with the latest audited changes (as this user may see them: blinding)."""
-        from trials.monitoring.audit import hides_allocation, participant_trail
+        from trials.monitoring.audit.trail import hides_allocation, participant_trail
 
         self._check_in_scope(request, object_id)
         participant = self.get_queryset(request).get(pk=object_id)

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from trials.participants.models import Allocation, CohortDecision, Consent, EligibilityAnswer, Unblinding
 from trials.protocol.models import UNBLINDED_ROLES, Role
 from trials.protocol.selectors import study_roles_for_user, trials_for_user
-from trials.monitoring.admin_casebook import RelatedOnly, ScopedReadOnlyAdmin
+from trials.monitoring.casebook.admin import RelatedOnly, ScopedReadOnlyAdmin
 
 
 @admin.register(Consent)

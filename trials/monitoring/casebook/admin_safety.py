@@ -6,9 +6,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from trials.monitoring.dashboard import saes_awaiting
+from trials.monitoring.audit.dashboard import saes_awaiting
 from trials.safety.models import AdverseEvent, CodingTerm, ReportingClock
-from trials.monitoring.admin_casebook import OpenQueryFilter, RelatedOnly, ScopedReadOnlyAdmin
+from trials.monitoring.casebook.admin import OpenQueryFilter, RelatedOnly, ScopedReadOnlyAdmin
 
 
 class AeOpenQueryFilter(OpenQueryFilter):

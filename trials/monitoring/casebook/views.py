@@ -9,8 +9,8 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from trials.monitoring.models import OPEN_QUERY_STATES
-from trials.monitoring.selectors import open_query_counts
-from trials.monitoring.views_locks import dashboard_review
+from trials.monitoring.queries.selectors import open_query_counts
+from trials.monitoring.locks.views import dashboard_review
 from trials.participants.selectors import participant_summary
 from trials.visits import selectors
 

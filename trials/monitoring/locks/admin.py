@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
-from trials.monitoring.forms_locks import LockReasonForm
+from trials.monitoring.locks.forms import LockReasonForm
 from trials.records.locks import lock_apply, lock_release
 from trials.monitoring.models import ProtocolDeviation, SignatureFailure
 from trials.records.models import Lock, LockKind, LockLevel, Signature
@@ -27,7 +27,7 @@ from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user, trials_for_user
-from trials.monitoring.admin_casebook import ScopedReadOnlyAdmin
+from trials.monitoring.casebook.admin import ScopedReadOnlyAdmin
 from trials.visits.models import CrfEntry, Visit
 
 

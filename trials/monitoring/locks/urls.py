@@ -1,8 +1,8 @@
-"""URLs of the signature and protocol-deviation pages (locks are applied in the admin: admin_locks.py)."""
+"""URLs of the signature and protocol-deviation pages (locks are applied in the admin: locks/admin.py)."""
 
 from django.urls import path
 
-from trials.monitoring import views_locks
+from trials.monitoring.locks import views as views_locks
 
 urlpatterns = [
     path("participants/<int:pk>/signature/", views_locks.signature_casebook, name="signature_casebook"),

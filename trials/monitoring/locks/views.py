@@ -1,6 +1,6 @@
 """Study pages of signatures and deviations: the investigator signs a visit or a casebook; the
 site's staff and monitors keep the participant's deviation log. Locks are applied in the admin
-(admin_locks.py); here is the helper that shows them on the participant's dashboard."""
+(locks/admin.py); here is the helper that shows them on the participant's dashboard."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
-from trials.monitoring import deviations, signatures
-from trials.monitoring.forms_locks import DeviationDecisionForm, DeviationForm, SignForm
+from trials.monitoring.deviations import services as deviations
+from trials.monitoring.signatures import services as signatures
+from trials.monitoring.locks.forms import DeviationDecisionForm, DeviationForm, SignForm
 from trials.records.locks import lock_covering, lock_message
 from trials.monitoring.models import DeviationState, ProtocolDeviation
 from trials.records.models import SIGNATURE_MEANING, Signature, SignatureState

@@ -1,7 +1,7 @@
 """Queries and source data verification in the admin: the monitor's workplace.
 
 Every queryset starts from the selectors (a monitor of Toulouse never sees Lille); every change
-goes through trials.monitoring.queries / trials.monitoring.sdv (audited, permission-checked there
+goes through trials.monitoring.queries.services / trials.monitoring.sdv.services (audited, permission-checked there
 too). Nothing here is edited as a model form: a query changes state through its actions, with the
 text each action needs.
 
@@ -33,12 +33,12 @@ from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
 from edc.forms import add_service_errors
-from trials.monitoring import queries as services
-from trials.monitoring import sdv
-from trials.monitoring.forms_queries import QueryActionForm, QueryBulkForm, QueryRaiseForm
+from trials.monitoring.queries import services
+from trials.monitoring.sdv import services as sdv
+from trials.monitoring.queries.forms import QueryActionForm, QueryBulkForm, QueryRaiseForm
 from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, QueryOrigin, QueryState, SdvPlan, SdvScope
 from trials.records.models import SdvMark
-from trials.monitoring.selectors import (
+from trials.monitoring.queries.selectors import (
     item_queries,
     queries_for_user,
     query_ageing,
@@ -651,6 +651,6 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
 
 
 # Monitors verify from the CRF entry list they review in, too (that admin belongs to
-# trials.visits; admin_locks has re-registered it with the lock actions by now).
+# trials.visits; locks/admin.py has re-registered it with the lock actions by now).
 _entry_admin = admin.site.get_model_admin(CrfEntry)
 _entry_admin.actions = [*(_entry_admin.actions or []), sdv_mark_verified]

@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from trials.monitoring.models import QueryOrigin, QueryState
-from trials.monitoring.queries import MAX_TEXT
+from trials.monitoring.queries.services import MAX_TEXT
 
 
 class QueryAnswerForm(forms.Form):

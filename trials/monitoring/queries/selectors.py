@@ -1,7 +1,7 @@
 """Reads of queries and source data verification, always through what the user may see.
 
 The monitor's dashboard (trials.monitoring, "audit" pages) imports `queries_for_user`,
-`query_ageing` and `sdv_backlog` from here and from trials.monitoring.sdv.
+`query_ageing` and `sdv_backlog` from here and from trials.monitoring.sdv.services.
 """
 
 from __future__ import annotations

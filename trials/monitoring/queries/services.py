@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from edc.audit import audited_save, system_user
 from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryMessage, QueryMessageKind, QueryOrigin, QueryState
-from trials.monitoring.selectors import user_reviews_at
+from trials.monitoring.queries.selectors import user_reviews_at
 from trials.participants.selectors import user_enters_data_at
 from trials.safety.models import AdverseEvent
 from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for

@@ -1,8 +1,8 @@
-"""URLs of the site's query pages (reviewers work in the admin: admin_queries.py)."""
+"""URLs of the site's query pages (reviewers work in the admin: queries/admin.py)."""
 
 from django.urls import path
 
-from trials.monitoring import views_queries
+from trials.monitoring.queries import views as views_queries
 
 urlpatterns = [
     path("trials/<str:code>/sites/<str:site_code>/queries/", views_queries.site_queries, name="site_queries"),

@@ -1,7 +1,7 @@
 """The site's side of queries: a site's query list, answering, and the query threads on the CRF page.
 
 Reviewers (monitors, data managers) raise, close, re-open and cancel queries in the admin
-(admin_queries.py); coordinators and investigators see and answer them here.
+(queries/admin.py); coordinators and investigators see and answer them here.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from trials.monitoring import selectors
-from trials.monitoring.forms_queries import QueryAnswerForm, QueryFilterForm
+from trials.monitoring.queries import selectors
+from trials.monitoring.queries.forms import QueryAnswerForm, QueryFilterForm
 from trials.monitoring.models import OPEN_QUERY_STATES, QueryMessage
 from trials.records.models import SdvMark
-from trials.monitoring.queries import query_answer as query_answer_service
-from trials.monitoring.sdv import sdv_status_text
+from trials.monitoring.queries.services import query_answer as query_answer_service
+from trials.monitoring.sdv.services import sdv_status_text
 from trials.participants.selectors import user_enters_data_at
 from trials.protocol.selectors import sites_for_user
 from trials.protocol.engine import ROW_ID, schema_for

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from edc.audit import audited_save
 from trials.monitoring.models import SdvPlan, SdvScope
 from trials.records.models import SdvMark, SdvState
-from trials.monitoring.selectors import reviewer_trials, user_verifies_at
+from trials.monitoring.queries.selectors import reviewer_trials, user_verifies_at
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial, VisitCrf
