@@ -1,1 +1,1 @@
-"""Monitoring: queries, SDV plans and verification, signing, lock management, deviations, the audit trail and the monitor's admin (above the data apps)."""
+"""Monitoring, above the data apps, one package per concept: queries/, sdv/, signatures/, deviations/, locks/, audit/ (and the monitor's dashboard), casebook/ (the participant's dashboard, the admin of trial data); provides the visits and safety hooks."""
