@@ -307,7 +307,7 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
     if awaiting is not None:
         from trials.safety.escalation import cohort_review
 
-        review = cohort_review(awaiting.cohort, expanded=awaiting.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+        review = cohort_review(awaiting.cohort, expanded=awaiting.expanded)
     initial = {"decision": review.recommendation, "dlt_count": review.with_dlt} if review and review.recommendation else {}
     form = CohortDecisionForm(request.POST or None, initial=initial) if awaiting and is_investigator else None
     if request.method == "POST":
@@ -325,7 +325,10 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
             else:
                 messages.success(request, _("Decision recorded."))
                 return redirect("trial_cohorts", trial.code)
-    return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review})
+    return render(request, "participants/cohorts.html", {
+        "trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review,
+        "rule": services.escalation_rule(trial), "placebo": services.cohort_has_placebo(trial),
+    })
 
 
 def _allocation_list_roles(request: HttpRequest, trial) -> tuple[bool, bool]:  # noqa: ANN001
