@@ -303,3 +303,27 @@ def _validate(visit, answers: dict):  # noqa: ANN001, ANN202
 
     schema = schema_for(crf_entry_for(visit, "INFUSION").crf)
     return validate_answers(schema, answers, context=entry_context(visit, schema))
+
+
+def test_emergency_unblinding_says_active_or_placebo_and_only_to_the_investigator(run, client):
+    """Inside a cohort the site sees the cohort and the kit, never the treatment; an emergency
+    unblinding (investigator, password, reason) shows it to her, and to nobody else at the site."""
+    services.allocation_list_generate(trial=run.trial, user=user("datamanager"))
+    participant = run.enrol_and_treat(1)[0]
+    slot = participant.allocation.slot
+    expected = "First cohort - 1 million cells/kg – " + ("placebo" if slot.placebo else "active")
+    dashboard = reverse("participant_dashboard", args=[participant.pk])
+    for username in ("coordinator.madrid", "investigator.madrid"):
+        client.force_login(user(username))
+        page = client.get(dashboard).content.decode()
+        assert f"First cohort - 1 million cells/kg ({slot.kit_code})" in page
+        assert "– placebo" not in page and "– active" not in page
+    assert reverse("participant_unblind", args=[participant.pk]) in page  # offered to the investigator
+    response = client.post(reverse("participant_unblind", args=[participant.pk]), {
+        "password": INVESTIGATOR_PASSWORD, "reason": "Anaphylaxis after the first infusion: treatment must be known",
+    })
+    assert expected in response.content.decode()
+    assert expected in client.get(dashboard).content.decode()
+    client.force_login(user("coordinator.madrid"))
+    page = client.get(dashboard).content.decode()
+    assert "– placebo" not in page and "– active" not in page

@@ -46,7 +46,7 @@ from trials.participants.models import (
     Unblinding,
 )
 from trials.protocol.allocation_rules import allocation_ratio, block_size_message, uneven_block_sizes
-from trials.protocol.models import UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
+from trials.protocol.models import STAFF_MASKED_ROLES, UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
 from trials.protocol.selectors import study_roles_for_user
 
 S = ParticipantStatus
@@ -810,6 +810,12 @@ def cohort_has_placebo(trial: Trial) -> bool:
     return trial.design == "dose_escalation" and bool((trial.escalation or {}).get("placebo"))
 
 
+def cohort_placebo_is_masked(trial: Trial) -> bool:
+    """A placebo inside the cohorts concealed from the site's staff: emergency unblinding applies."""
+    placebo = (trial.escalation or {}).get("placebo") if cohort_has_placebo(trial) else None
+    return bool(placebo and set(placebo.get("masked") or ()) & STAFF_MASKED_ROLES)
+
+
 def _cohort_slot(trial: Trial, cohort: Arm) -> AllocationSlot:
     """The next free slot of the cohort's stratum in the concealed list (active or placebo), locked."""
     try:
@@ -945,7 +951,7 @@ def participant_unblind(*, participant: Participant, user, password: str, reason
     Never refused by a lock or freeze: the participant's safety comes first."""
     _require(user, participant.site, {Role.INVESTIGATOR})
     participant = _locked(participant)
-    if not participant.trial.is_blinded:
+    if not participant.trial.is_blinded and not cohort_placebo_is_masked(participant.trial):
         raise ValidationError(_("%(trial)s is not blinded.") % {"trial": participant.trial.code})
     if not user.check_password(password or ""):
         raise ValidationError({"password": _("The password is not correct.")})
