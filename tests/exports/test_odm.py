@@ -102,6 +102,20 @@ def random_answers(schema: CrfSchema, rng: random.Random, *, first: date, last: 
     return answers
 
 
+def _linked_answers(visit: Visit, answers: dict) -> dict:
+    """Answers another record fixes (DU_INJECTION): the kit is the allocation's, and each injected
+    ulcer is one on the ulcer assessment of the visit."""
+    if "kit_code" in answers:
+        allocation = Allocation.objects.filter(participant=visit.participant_id).first()
+        answers["kit_code"] = allocation.kit_code if allocation else answers["kit_code"]
+    if answers.get("ulcers_injected"):
+        assessed = CrfEntry.objects.filter(visit=visit, crf_code="DU_ASSESS").first()
+        ids = [row["ulcer_id"] for row in (assessed.answers.get("ulcers") or [])] if assessed else []
+        rows = answers["ulcers_injected"][: len(ids)] if ids else answers["ulcers_injected"]
+        answers["ulcers_injected"] = [{**row, "ulcer_id": ids[i]} if ids else row for i, row in enumerate(rows)]
+    return answers
+
+
 def fill_crf(visit: Visit, crf_code: str, rng: random.Random, user=None, overrides: dict | None = None) -> CrfEntry:
     """Answer a CRF of the visit through crf_entry_save_answers; answers an edit check refuses are
     drawn again (a few tries), so every entry is one the engine accepts."""
@@ -113,6 +127,7 @@ def fill_crf(visit: Visit, crf_code: str, rng: random.Random, user=None, overrid
     problems = None
     for _attempt in range(60):
         answers = random_answers(schema, rng, first=participant.consent_date, last=last, zone=zone, overrides=overrides)
+        answers = _linked_answers(visit, answers)
         try:
             return crf_entry_save_answers(
                 user=user or system_user(), visit=visit, crf_code=crf_code, answers=answers, complete=True,

@@ -30,7 +30,7 @@ TLS = ("ASC-DU", "TLS")  # randomized, blinded, lesion-level criteria (coordinat
 GRE = ("ASC-DU", "GRE")  # a second site of the same trial (no demo coordinator)
 MEXICO = ("ADSVF-SSC-HANDS", "INCMNSZ")  # open label, criteria from the screening data
 REGISTRY = ("SSC-FATGRAFT-REG", "MES")  # registry: no allocation
-MADRID = ("EASC-RA", "MAD-LP")  # dose escalation, 3+3
+MADRID = ("EASC-RA", "MAD-LP")  # dose escalation: sentinel then expansion, placebo inside the cohorts
 
 PASSWORDS = {"investigator.madrid": "demo-Invest-Madrid-26", "investigator.toulouse": "demo-Invest-Toulouse-26"}
 
@@ -153,6 +153,10 @@ def enrolled(key: tuple[str, str], actor=None, *, on: int = 10) -> Participant: 
     actor = actor or system_user()
     participant = consent(screen(key, actor, on=on), actor, on=on)
     make_eligible(participant, actor)
+    if services.cohort_has_placebo(participant.trial):
+        from trials.demo.participants import _ensure_list
+
+        _ensure_list(participant.trial)  # the data manager's concealed list (active or placebo in each cohort)
     return services.participant_enrol(participant=participant, user=actor, enrolment_date=days_ago(on - 2))
 
 

@@ -65,8 +65,9 @@ def test_only_a_data_manager_generates_the_list(trial, username):
     assert not AllocationList.objects.exists() and not AllocationSlot.objects.exists()
 
 
-@pytest.mark.parametrize("key", [MEXICO, REGISTRY, MADRID])
+@pytest.mark.parametrize("key", [MEXICO, REGISTRY])
 def test_only_a_randomized_trial_has_a_list(demo, key):
+    """(EASC-RA has a list since issue 15: placebo inside its dose cohorts, test_easc_ra_end_to_end.py.)"""
     with pytest.raises(ValidationError) as refused:
         generate(site(key).trial)
     assert "not randomized" in refused.value.messages[0]

@@ -1,10 +1,18 @@
-"""Dose escalation (EASC-RA, 3+3): cohorts fill in dose order, enrolment pauses after the sentinel
-participants until an investigator's review decision (expand, escalate or stop)."""
+"""Dose escalation by the 3+3 rule: cohorts fill in dose order, enrolment pauses after the sentinel
+participants until an investigator's review decision (expand, escalate or stop).
+
+EASC-RA runs sentinel then expansion with a placebo inside its cohorts (tests/participants/
+test_sentinel_expansion.py); here its trial row declares the 3+3 rule without placebo, as a trial
+file with `escalation: {rule: "3+3"}` does, to keep the 3+3 rule tested."""
+
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
 
-from edc.audit import system_user
+from edc.audit import audited_save, system_user
 from tests.participants.conftest import MADRID, PASSWORDS, consent, enrolled, history_count, make_eligible, screen, site, user
 from trials.participants import services
 from trials.participants.models import Allocation, CohortDecision, NumberKind, NumberSequence
@@ -16,18 +24,37 @@ INVESTIGATOR = "investigator.madrid"
 
 @pytest.fixture
 def trial(demo):
-    return site(MADRID).trial
+    trial = site(MADRID).trial
+    trial.escalation = {"rule": "3+3", "sentinel_size": 3, "dlt_window_days": 28, "dose_tolerance_percent": "10"}
+    audited_save(trial, user=system_user(), reason="A trial declaring the 3+3 rule")
+    return trial
 
 
 def cohort(trial, code: str):  # noqa: ANN001, ANN201
     return trial.arms.get(code=code)
 
 
+_CLOCK: list = []
+
+
+@pytest.fixture(autouse=True)
+def clock():
+    """The clock moves 60 days on after each signed decision: the participants `fill` enrols next
+    (dated 58 days back, treated 55 days back) then come after the decision that opened their places,
+    as the service requires."""
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        _CLOCK.append(traveller)
+        yield traveller
+        _CLOCK.pop()
+
+
 def decide(trial, code: str, decision: str, *, username: str = INVESTIGATOR, password: str | None = None, rationale: str = "No DLT", dlt_count=0):  # noqa: ANN001, ANN201
-    return services.cohort_decide(
+    made = services.cohort_decide(
         cohort=cohort(trial, code), decision=decision, user=user(username),
         password=PASSWORDS.get(username, "") if password is None else password, rationale=rationale, dlt_count=dlt_count,
     )
+    _CLOCK[-1].shift(timedelta(days=60))
+    return made
 
 
 def states(trial) -> dict[str, tuple[str, int, int]]:  # noqa: ANN001

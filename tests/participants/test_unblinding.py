@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from edc.audit import system_user
-from tests.participants.conftest import GRE, MADRID, MEXICO, PASSWORDS, TLS, days_ago, site, user
+from tests.participants.conftest import GRE, MEXICO, PASSWORDS, TLS, days_ago, site, user
 from trials.participants import services
 from trials.demo.participants import participant_register
 from trials.participants.models import Participant, Unblinding
@@ -113,9 +113,10 @@ def test_the_reason_is_a_sentence(demo):
     nothing_written(participant)
 
 
+# EASC-RA (single blind, staff know the cohort) conceals its placebo inside the cohorts from the staff
+# since issue 15, so it has emergency unblinding: tests/participants/test_easc_ra_end_to_end.py.
 @pytest.mark.parametrize(("key", "username", "password"), [
     (MEXICO, "investigator.mexico", "demo-Invest-Mexico-26"),  # open label
-    (MADRID, "investigator.madrid", "demo-Invest-Madrid-26"),  # single blind: the staff know the cohort
 ])
 def test_a_trial_whose_staff_are_not_blinded_has_no_unblinding(demo, key, username, password):
     participant = randomized(key)

@@ -184,7 +184,7 @@ BAD_TRIALS = [
         "",
         "two arms/cohorts have the same 'order'",
     ),
-    ("randomization.block_sizes", [3], "", "block size(s) [3] cannot hold the 2 arms equally"),
+    ("randomization.block_sizes", [3], "randomization.block_sizes", "block size(s) [3] cannot hold the allocation ratio 1:1: use multiples of 2"),
     ("numbering", {"subject": "{site}-{seq:zz}"}, "numbering.subject", "is not a valid pattern"),
     ("numbering", {"subject": "{trial}-{seq:04d}"}, "numbering.subject", "a number pattern needs {site}"),
     ("masking.masked", ["participant", "participant"], "masking", "a masked role is listed twice"),
@@ -228,6 +228,58 @@ BAD_CRFS = [
      "'baseline' reads another CRF: write baseline.CRF_CODE.item"),
     ("fields.0.name", "previous", "fields[0].name", "'previous' is reserved"),
 ]
+
+
+# A dose-escalation trial with a placebo inside each cohort (EASC-RA's design, issue 15).
+COHORT_TRIAL = {
+    **{k: v for k, v in TRIAL.items() if k not in ("randomization", "eligibility", "criteria")},
+    "design": "dose_escalation",
+    "escalation": {
+        "rule": "sentinel_expansion", "sentinel_size": 3, "dlt_window_days": 28,
+        "placebo": {"per_cohort": {"C1": 1, "C2": 1}, "masked": ["participant", "investigator"]},
+    },
+    "arms": [
+        {"code": "C1", "label": "Low", "type": "experimental", "dose": 1, "dose_unit": "mg/kg", "order": 1, "planned_size": 8},
+        {"code": "C2", "label": "High", "type": "experimental", "dose": 2, "dose_unit": "mg/kg", "order": 2, "planned_size": 8},
+    ],
+}
+
+
+def test_two_to_one_with_blocks_of_four_is_refused_at_load(tmp_path):
+    """Issue 15: the loader accepted 2:1 with blocks of 4 (a multiple of the number of arms) and the
+    allocation service then refused to generate the list. A block of 4 cannot hold 2:1 (2 + 1 = 3)."""
+    trial = mutate(mutate(TRIAL, "arms.0.planned_size", 20), "arms.1.planned_size", 10)
+    trial = mutate(trial, "randomization.block_sizes", [4])
+    assert_rejected(
+        write(tmp_path, trial=trial), "mini_trial.yaml", "randomization.block_sizes",
+        "block size(s) [4] cannot hold the allocation ratio 2:1: use multiples of 3 (the sum of the ratio)",
+    )
+
+
+def test_two_to_one_with_blocks_of_three_and_six_loads(tmp_path):
+    trial = mutate(mutate(TRIAL, "arms.0.planned_size", 20), "arms.1.planned_size", 10)
+    trial = mutate(trial, "randomization.block_sizes", [3, 6])
+    assert protocol_load([write(tmp_path, trial=trial)], user=system_user()).trials == ["MINI-TRIAL"]
+
+
+def test_cohort_placebo_loads_and_its_blocks_follow_the_same_rule(tmp_path):
+    assert protocol_load([write(tmp_path / "ok", trial=COHORT_TRIAL)], user=system_user()).trials == ["MINI-TRIAL"]
+    # 7 active : 1 placebo needs blocks of 8; a block of 4 cannot hold it.
+    bad = mutate(COHORT_TRIAL, "escalation.placebo.block_sizes", [4])
+    assert_rejected(write(tmp_path / "bad", trial=bad), "mini_trial.yaml", "escalation.placebo.block_sizes",
+                    "cohort C1 (active:placebo): block size(s) [4] cannot hold the allocation ratio 7:1")
+
+
+@pytest.mark.parametrize(("key", "value", "path", "message"), [
+    ("escalation.placebo.per_cohort", {"C1": 1}, "", "placebo.per_cohort gives no number for cohort C2"),
+    ("escalation.placebo.per_cohort", {"C1": 1, "C2": 1, "C9": 1}, "", "names unknown cohort(s): C9"),
+    ("escalation.placebo.per_cohort", {"C1": 8, "C2": 1}, "", "cohort C1: placebo (8) needs a larger 'planned_size' (8)"),
+    ("arms.1.planned_size", 3, "", "with rule sentinel_expansion every cohort needs a 'planned_size' above the sentinel size (3): C2"),
+    ("escalation.rule", "rolling-6", "escalation.rule", "'rolling-6' is not allowed"),
+    ("escalation.dose_tolerance_percent", -1, "escalation.dose_tolerance_percent", "greater than or equal to 0"),
+])
+def test_bad_cohort_design_is_rejected(tmp_path, key, value, path, message):
+    assert_rejected(write(tmp_path, trial=mutate(COHORT_TRIAL, key, value)), "mini_trial.yaml", path, message)
 
 
 def assert_rejected(folder: Path, file_name: str, path: str, message: str) -> None:

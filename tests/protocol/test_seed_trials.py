@@ -61,13 +61,18 @@ def test_ra_dose_escalation_cohorts(seeds):
         (3, Decimal("4"), "million cells/kg"),
     ]
     assert all(c.administration_days == [1, 8, 15] for c in cohorts)
-    assert trial.escalation["rule"] == "3+3"
-    assert trial.escalation["sentinel_size"] == 3  # expansion after the first three patients of a cohort
+    # "Expansion will start after acute toxicity assessment of the first three patients of each cohort".
+    assert trial.escalation["rule"] == "sentinel_expansion"
+    assert trial.escalation["sentinel_size"] == 3
+    # 53 patients; Ann Rheum Dis 2017: 20 + 20 + 6 active and 7 placebo.
+    assert [c.planned_size for c in cohorts] == [23, 23, 7] and sum(c.planned_size for c in cohorts) == 53
+    assert trial.escalation["placebo"]["per_cohort"] == {"COHORT1": 3, "COHORT2": 3, "COHORT3": 1}
     assert trial.dlt_window_days
     infusions = trial.visit_definitions.filter(visit_crfs__crf_code="INFUSION").order_by("order")
     assert [(v.anchor, v.day_offset) for v in infusions] == [("first_treatment", 0), ("first_treatment", 7), ("first_treatment", 14)]
-    # Single blind, only the participant masked: site staff know the cohort.
+    # Single blind, only the participant masked: site staff know the cohort (not active vs placebo).
     assert trial.masking == "single" and not trial.is_blinded
+    assert set(trial.escalation["placebo"]["masked"]) == {"participant", "care_provider", "investigator", "outcomes_assessor"}
 
 
 def test_open_label_hand_trial(seeds):
@@ -112,7 +117,7 @@ def test_crf_library_has_what_the_trials_need(seeds):
     codes = set(CrfDefinition.objects.values_list("code", flat=True))
     assert {
         "DEMOG", "VITALS", "PAIN_VAS", "RCS", "COCHIN", "DU_ASSESS", "HAND", "CAPILLAROSCOPY", "MRSS",
-        "HAQDI", "DAS28", "PHYS_GLOBAL", "LABS", "FATGRAFT", "INFUSION",
+        "HAQDI", "DAS28", "PHYS_GLOBAL", "LABS", "FATGRAFT", "INFUSION", "DU_INJECTION",
     } <= codes
     bmi = FieldDefinition.objects.get(crf__code="VITALS", name="bmi")
     assert bmi.field_type == "calculated" and bmi.calculation["score"] == "bmi"

@@ -74,6 +74,8 @@ def participant_register(
             if key not in evaluation.answers:
                 answers[key] = (_eligible_answer(criterion.kind), "Synthetic participant")
     services.eligibility_record(participant=participant, answers=answers, user=user)
+    if services.cohort_has_placebo(trial):  # the concealed list gives active or placebo at enrolment
+        _ensure_list(trial)
     participant = services.participant_enrol(participant=participant, user=user, enrolment_date=max(anchor_date, consent_date))
     from trials.visits.schedule import visit_record_date
 

@@ -206,6 +206,9 @@ class AllocationSlot(AuditedModel):
     block_size = models.PositiveSmallIntegerField(_("block size"))
     arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="+", verbose_name=_("arm"))
     kit_code = models.CharField(_("kit code"), max_length=20)
+    # A placebo inside a dose cohort (the arm is then the cohort, known to the site): concealed like
+    # an arm, never shown to a blinded role.
+    placebo = models.BooleanField(_("placebo within the cohort"), default=False)
 
     class Meta:
         ordering = ["allocation_list", "stratum", "sequence"]
@@ -237,6 +240,11 @@ class Allocation(AuditedModel):
     )
     kit_code = models.CharField(_("kit / treatment code"), max_length=20, blank=True)
     stratum = models.CharField(_("stratum"), max_length=200, blank=True)
+    # Dose escalation: the signed cohort decision that opened the place she took (None: a sentinel
+    # place of the first cohort). Nothing may be dated before it (services.participant_enrol).
+    opened_by = models.ForeignKey(
+        "CohortDecision", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("opened by the decision"),
+    )
     allocated_at = models.DateTimeField(_("allocated at"), auto_now_add=True)
     allocated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("allocated by"))
 
@@ -257,7 +265,8 @@ class CohortDecisionKind(models.TextChoices):
 
 
 class CohortDecision(AuditedModel):
-    """A safety review decision on a dose cohort (3+3): it reopens, closes or stops enrolment."""
+    """A safety review decision on a dose cohort (3+3 or sentinel then expansion): it reopens,
+    closes or stops enrolment."""
 
     cohort = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="decisions", verbose_name=_("cohort"))
     decision = models.CharField(_("decision"), max_length=10, choices=CohortDecisionKind.choices)

@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from edc.audit import SYSTEM_USERNAME
 from trials.participants.models import Allocation, AllocationList, Participant, ParticipantStatus, Unblinding
 from trials.protocol.models import Role, Trial
-from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_sees_allocation
+from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_sees_allocation, user_sees_cohort_placebo
 
 DATA_ENTRY_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
@@ -63,21 +63,33 @@ class AllocationView:
     text: str
     reveals_arm: bool
     method: str = ""
+    # A placebo inside the dose cohort is concealed from this user (the cohort is shown, not the treatment).
+    conceals_placebo: bool = False
 
 
 def allocation_for_user(user, participant: Participant) -> AllocationView:  # noqa: ANN001
     """The allocation as this user may see it. A blinded user gets the kit code (or "allocated")
     and never the arm; the investigator who unblinded the participant sees the arm she was shown."""
-    allocation = Allocation.objects.filter(participant=participant).select_related("arm").first()
+    allocation = Allocation.objects.filter(participant=participant).select_related("arm", "slot").first()
     if allocation is None:
         return AllocationView(False, "", False)
     trial = participant.trial
-    sees = user_sees_allocation(user, trial) or Unblinding.objects.filter(participant=participant, requested_by=user).exists()
+    def unblinded_by_user() -> bool:
+        return Unblinding.objects.filter(participant=participant, requested_by=user).exists()
+
+    sees = user_sees_allocation(user, trial) or unblinded_by_user()
     if sees:
         label = allocation.arm.label
+        # A placebo inside the cohort: said only to who may see it (or the investigator who unblinded her).
+        conceals = False
+        if allocation.slot is not None and allocation.method == "cohort":
+            if user_sees_cohort_placebo(user, trial) or unblinded_by_user():
+                label = (gettext("%(cohort)s – placebo") if allocation.slot.placebo else gettext("%(cohort)s – active")) % {"cohort": label}
+            else:
+                conceals = True
         if allocation.kit_code:
             label = f"{label} ({allocation.kit_code})"
-        return AllocationView(True, label, True, allocation.method)
+        return AllocationView(True, label, True, allocation.method, conceals)
     text = allocation.kit_code or gettext("Allocated (blinded)")
     return AllocationView(True, text, False, allocation.method)
 
@@ -162,7 +174,7 @@ def participant_summary(user, participant: Participant, *, next_visit) -> dict: 
             actions.append(("participant_status", gettext("End of participation"), "outline-secondary"))
     if status not in (S.SCREENING, S.SCREEN_FAILURE) or participant.consent_date:
         actions.append(("participant_aes", gettext("Adverse events"), "outline-primary"))
-    if investigator and trial.is_blinded and allocation.allocated and not allocation.reveals_arm:
+    if investigator and allocation.allocated and ((trial.is_blinded and not allocation.reveals_arm) or allocation.conceals_placebo):
         actions.append(("participant_unblind", gettext("Emergency unblinding"), "outline-danger"))
     return {"allocation": allocation, "next_visit": next_visit, "actions": actions, "can_act": acts, "consent_problem": consent_problem}
 

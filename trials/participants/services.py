@@ -10,13 +10,11 @@ enrolments and randomizations on PostgreSQL get unique, gap-free values.
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import reduce
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -47,7 +45,8 @@ from trials.participants.models import (
     ParticipantStatus,
     Unblinding,
 )
-from trials.protocol.models import UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
+from trials.protocol.allocation_rules import allocation_ratio, block_size_message, uneven_block_sizes
+from trials.protocol.models import STAFF_MASKED_ROLES, UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
 from trials.protocol.selectors import study_roles_for_user
 
 S = ParticipantStatus
@@ -381,18 +380,24 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
     _not_future(enrolment_date, participant.site, "enrolment_date")
     if enrolment_date < participant.consent_date:
         raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
-    cohort = None
+    cohort, opened_by, slot = None, None, None
     if trial.design == "dose_escalation":
         Trial.objects.select_for_update().filter(pk=trial.pk).exists()  # one cohort decision at a time
-        cohort = cohort_open_for_enrolment(trial)
+        state = cohort_open_state(trial)
+        cohort, opened_by = state.cohort, state.opened_by
+        _not_before_opening(opened_by, participant.site, enrolment_date, "enrolment_date", _("The enrolment"))
+        if cohort_has_placebo(trial):
+            slot = _cohort_slot(trial, cohort)
     participant.subject_number = _next_number(participant.site, NumberKind.SUBJECT)
     participant.enrolment_date = enrolment_date
     _transition(participant, S.ENROLLED, user=user, reason=_("Enrolled"), on=enrolment_date)
     if cohort is not None:
+        # With a placebo inside the cohort the slot says active or placebo; the reason names the kit only.
         audited_save(
-            Allocation(participant=participant, arm=cohort, method=AllocationMethod.COHORT, allocated_by=user),
+            Allocation(participant=participant, arm=cohort, method=AllocationMethod.COHORT, allocated_by=user, opened_by=opened_by,
+                       slot=slot, kit_code=slot.kit_code if slot else "", stratum=slot.stratum if slot else ""),
             user=user,
-            reason=_("Entered cohort %(cohort)s") % {"cohort": cohort.code},
+            reason=_("Entered cohort %(cohort)s") % {"cohort": cohort.code} + (f" (kit {slot.kit_code})" if slot else ""),
         )
     _schedule(participant, user=user, kinds=None, reason=_("Visit schedule at enrolment"))
     _changed(participant, user=user, reason=_("Enrolled"))
@@ -487,9 +492,7 @@ def participant_assign(*, participant: Participant, arm: Arm, user, reason: str)
 
 
 def _ratio(arms: list[Arm]) -> list[int]:
-    sizes = [a.planned_size or 1 for a in arms]
-    divisor = reduce(math.gcd, sizes)
-    return [s // divisor for s in sizes]
+    return allocation_ratio([a.planned_size or 1 for a in arms])
 
 
 def permuted_blocks(*, seed: str, stratum: str, arms: list[str], ratio: list[int], block_sizes: list[int], count: int) -> list[tuple[int, int, str]]:
@@ -533,9 +536,11 @@ def _kit_codes(count: int) -> list[str]:
     return codes
 
 
-def _list_maker_checks(trial: Trial) -> Trial:
+def _list_maker_checks(trial: Trial, *, cohorts: bool = False) -> Trial:
     trial = Trial.objects.select_for_update().get(pk=trial.pk)
-    if trial.design != "randomized":
+    if cohorts and cohort_has_placebo(trial):
+        pass  # a placebo inside each dose cohort: one stratum per cohort
+    elif trial.design != "randomized":
         raise ValidationError(_("%(trial)s is not randomized: it has no allocation list.") % {"trial": trial.code})
     if AllocationList.objects.filter(trial=trial).exists():
         raise ValidationError(_("%(trial)s already has its allocation list; it is never regenerated.") % {"trial": trial.code})
@@ -547,11 +552,30 @@ def _list_design(trial: Trial) -> tuple[list[Arm], list[int], list[int]]:
     arms = list(trial.arms.filter(is_active=True).order_by("code"))
     ratio = _ratio(arms)
     block_sizes = list((trial.randomization or {}).get("block_sizes") or [2 * sum(ratio)])
-    uneven = [b for b in block_sizes if b % sum(ratio)]
-    if uneven:
-        raise ValidationError(_("Block size(s) %(sizes)s cannot hold the arms in the ratio %(ratio)s.") % {
-            "sizes": uneven, "ratio": ":".join(map(str, ratio))})
+    if block_size_message(ratio, block_sizes):  # the loader's rule (trials.protocol.allocation_rules)
+        raise ValidationError(_("Block size(s) %(sizes)s cannot hold the arms in the ratio %(ratio)s: use multiples of %(unit)s.") % {
+            "sizes": uneven_block_sizes(ratio, block_sizes), "ratio": ":".join(map(str, ratio)), "unit": sum(ratio)})
     return arms, ratio, block_sizes
+
+
+def _cohort_list_positions(trial: Trial, seed: str) -> list[tuple[str, int, int, int, Arm, bool]]:
+    """(stratum, sequence, block, block size, cohort, placebo) of a dose-escalation trial's list:
+    one stratum per cohort holding its planned size, active and placebo in permuted blocks."""
+    placebo = trial.escalation["placebo"]
+    positions = []
+    for cohort in trial.arms.filter(is_active=True).order_by("order"):
+        n_placebo = placebo["per_cohort"][cohort.code]
+        ratio = allocation_ratio([cohort.planned_size - n_placebo, n_placebo])
+        block_sizes = list(placebo.get("block_sizes") or [cohort.planned_size])
+        if block_size_message(ratio, block_sizes):
+            raise ValidationError(_("Block size(s) %(sizes)s cannot hold %(cohort)s's ratio %(ratio)s (active:placebo).") % {
+                "sizes": uneven_block_sizes(ratio, block_sizes), "cohort": cohort.code, "ratio": ":".join(map(str, ratio))})
+        stratum = cohort_stratum(cohort)
+        drawn = permuted_blocks(seed=seed, stratum=stratum, arms=["active", "placebo"], ratio=ratio, block_sizes=block_sizes,
+                                count=cohort.planned_size)
+        positions += [(stratum, sequence, block, size, cohort, kind == "placebo")
+                      for sequence, (block, size, kind) in enumerate(drawn, start=1)]
+    return positions
 
 
 @transaction.atomic
@@ -563,7 +587,9 @@ def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | Non
     would give her every arm through the public algorithm. Kit codes are drawn apart from it."""
     if not study_roles_for_user(user).filter(trial=trial, role=Role.DATA_MANAGER).exists():
         raise PermissionDenied(_("Only a data manager of the trial generates its allocation list."))
-    trial = _list_maker_checks(trial)
+    trial = _list_maker_checks(trial, cohorts=True)
+    if cohort_has_placebo(trial):
+        return _cohort_list_generate(trial, user=user)
     arms, ratio, block_sizes = _list_design(trial)
     count = slots_per_stratum or trial.target_enrolment
     if count < 1 or count > 10000:
@@ -588,6 +614,26 @@ def allocation_list_generate(*, trial: Trial, user, slots_per_stratum: int | Non
         AllocationSlot(allocation_list=allocation_list, stratum=stratum, sequence=sequence, block=block, block_size=size,
                        arm=by_code[code], kit_code=kit)
         for (stratum, sequence, block, size, code), kit in zip(positions, _kit_codes(len(positions)), strict=True)
+    ]
+    audited_bulk_create(AllocationSlot, rows, user=user, reason=_("Allocation list generated"))
+    return allocation_list
+
+
+def _cohort_list_generate(trial: Trial, *, user) -> AllocationList:  # noqa: ANN001
+    seed = secrets.token_hex(32)
+    positions = _cohort_list_positions(trial, seed)
+    strata = sorted({p[0] for p in positions})
+    allocation_list = audited_save(
+        AllocationList(trial=trial, seed=seed, block_sizes=(trial.escalation["placebo"].get("block_sizes") or []),
+                       slots_per_stratum=min(sum(1 for p in positions if p[0] == s) for s in strata), strata=strata,
+                       generated_by=user, algorithm=GENERATED_ALGORITHM),
+        user=user,
+        reason=_("Allocation list generated (placebo within the dose cohorts)"),
+    )
+    rows = [
+        AllocationSlot(allocation_list=allocation_list, stratum=stratum, sequence=sequence, block=block, block_size=size,
+                       arm=cohort, kit_code=kit, placebo=is_placebo)
+        for (stratum, sequence, block, size, cohort, is_placebo), kit in zip(positions, _kit_codes(len(positions)), strict=True)
     ]
     audited_bulk_create(AllocationSlot, rows, user=user, reason=_("Allocation list generated"))
     return allocation_list
@@ -635,7 +681,27 @@ def allocation_list_import(*, trial: Trial, user, content: bytes, file_name: str
     return allocation_list
 
 
-# --- Dose cohorts (3+3) --------------------------------------------------------------------
+# --- Dose cohorts (3+3, or sentinel then expansion) -----------------------------------------
+
+
+def escalation_rule(trial: Trial) -> str:
+    """`3+3` or `sentinel_expansion` (docs/seed-format.md, `escalation.rule`)."""
+    return (trial.escalation or {}).get("rule", "3+3")
+
+
+def sentinel_size(trial: Trial) -> int:
+    return (trial.escalation or {}).get("sentinel_size", 3)
+
+
+def cohort_capacity(trial: Trial, cohort: Arm, *, expanded: bool) -> int:
+    """How many participants a cohort holds: its sentinel until an `expand` decision, then twice the
+    sentinel (3+3) or the cohort's planned size (sentinel then expansion)."""
+    sentinel = sentinel_size(trial)
+    if not expanded:
+        return sentinel
+    if escalation_rule(trial) == "sentinel_expansion":
+        return cohort.planned_size or sentinel
+    return 2 * sentinel
 
 
 @dataclass
@@ -646,6 +712,8 @@ class CohortState:
     state: str  # open | review | closed | not_open | stopped
     decisions: list[CohortDecision]
     replaced: int = 0  # participants not DLT-evaluable (ended early or untreated): not counted
+    # The decision that opened the cohort's next place (None: a sentinel place of the first cohort).
+    opened_by: CohortDecision | None = None
 
     @property
     def label(self) -> str:
@@ -654,25 +722,35 @@ class CohortState:
             "not_open": _("Not open yet"), "stopped": _("Escalation stopped"),
         }[self.state]
 
+    @property
+    def expanded(self) -> bool:
+        return any(d.decision == CohortDecisionKind.EXPAND for d in self.decisions)
+
+    @property
+    def phase(self) -> str:
+        """Sentinel or expansion, as said on the cohort page."""
+        return _("Expansion") if self.expanded else _("Sentinel")
+
 
 def cohort_states(trial: Trial) -> list[CohortState]:
-    """Each cohort in dose order with its enrolment, capacity and state under the 3+3 rule.
+    """Each cohort in dose order with its enrolment, capacity and state under the trial's rule.
     Replaced participants (trials.safety.escalation.is_replaced, through participants.hooks) do
     not count towards the capacity."""
-    sentinel = (trial.escalation or {}).get("sentinel_size", 3)
     cohorts = list(trial.arms.filter(is_active=True).order_by("order").annotate(
         enrolled=Count("allocations")).prefetch_related("decisions"))
     replaced = hooks.dlt_replaced_by_cohort(trial)
     stopped = any(d.decision == CohortDecisionKind.STOP for c in cohorts for d in c.decisions.all())
     states = []
+    previous_escalation: CohortDecision | None = None
     previous_escalated = True
     for cohort in cohorts:
         decisions = list(cohort.decisions.all())
-        kinds = [d.decision for d in decisions]
+        by_kind = {d.decision: d for d in decisions}
         n_replaced = len(replaced.get(cohort.pk, ()))
         enrolled = cohort.enrolled - n_replaced
-        capacity = sentinel * (2 if CohortDecisionKind.EXPAND in kinds else 1)
-        if CohortDecisionKind.ESCALATE in kinds:
+        expanded = CohortDecisionKind.EXPAND in by_kind
+        capacity = cohort_capacity(trial, cohort, expanded=expanded)
+        if CohortDecisionKind.ESCALATE in by_kind:
             state = "closed"
         elif stopped:
             state = "stopped"
@@ -682,21 +760,78 @@ def cohort_states(trial: Trial) -> list[CohortState]:
             state = "review"
         else:
             state = "open"
-        states.append(CohortState(cohort, enrolled, capacity, state, decisions, n_replaced))
-        previous_escalated = CohortDecisionKind.ESCALATE in kinds
+        opened_by = by_kind[CohortDecisionKind.EXPAND] if expanded and enrolled >= sentinel_size(trial) else previous_escalation
+        states.append(CohortState(cohort, enrolled, capacity, state, decisions, n_replaced, opened_by))
+        previous_escalated = CohortDecisionKind.ESCALATE in by_kind
+        previous_escalation = by_kind.get(CohortDecisionKind.ESCALATE)
     return states
 
 
-def cohort_open_for_enrolment(trial: Trial) -> Arm:
-    """The cohort a new participant enters, or a ValidationError saying why enrolment is paused."""
+def cohort_open_state(trial: Trial) -> CohortState:
+    """The state of the cohort a new participant enters, or a ValidationError saying why enrolment is paused."""
     for state in cohort_states(trial):
         if state.state == "open":
-            return state.cohort
+            return state
         if state.state in ("review", "stopped"):
             raise ValidationError(
                 _("Enrolment into %(cohort)s is paused: %(state)s.") % {"cohort": state.cohort.label, "state": state.label}
             )
     raise ValidationError(_("No cohort of %(trial)s is open for enrolment.") % {"trial": trial.code})
+
+
+def cohort_open_for_enrolment(trial: Trial) -> Arm:
+    """The cohort a new participant enters, or a ValidationError saying why enrolment is paused."""
+    return cohort_open_state(trial).cohort
+
+
+def decision_local_date(decision: CohortDecision, site: Site) -> date:
+    """The day a cohort decision was signed, at the participant's site."""
+    from zoneinfo import ZoneInfo
+
+    return timezone.localtime(decision.decided_at, ZoneInfo(site.time_zone)).date()
+
+
+def _not_before_opening(decision: CohortDecision | None, site: Site, value: date, field: str, what: str) -> None:
+    """Refuse a date of a cohort participant before the signed decision that opened her place."""
+    if decision is None:
+        return
+    opened_on = decision_local_date(decision, site)
+    if value < opened_on:
+        raise ValidationError({field: _(
+            "%(what)s cannot be dated %(date)s: %(cohort)s was opened for this place by the decision '%(decision)s' signed on %(opened)s."
+        ) % {"what": what, "date": value.isoformat(), "cohort": decision.cohort.label if decision.decision == CohortDecisionKind.EXPAND
+             else _("the next cohort"), "decision": CohortDecisionKind(decision.decision).label, "opened": opened_on.isoformat()}})
+
+
+def cohort_has_placebo(trial: Trial) -> bool:
+    """Whether the trial randomises a placebo inside its dose cohorts (`escalation.placebo`)."""
+    return trial.design == "dose_escalation" and bool((trial.escalation or {}).get("placebo"))
+
+
+def cohort_placebo_is_masked(trial: Trial) -> bool:
+    """A placebo inside the cohorts concealed from the site's staff: emergency unblinding applies."""
+    placebo = (trial.escalation or {}).get("placebo") if cohort_has_placebo(trial) else None
+    return bool(placebo and set(placebo.get("masked") or ()) & STAFF_MASKED_ROLES)
+
+
+def _cohort_slot(trial: Trial, cohort: Arm) -> AllocationSlot:
+    """The next free slot of the cohort's stratum in the concealed list (active or placebo), locked."""
+    try:
+        allocation_list = AllocationList.objects.select_for_update().get(trial=trial.pk)
+    except AllocationList.DoesNotExist:
+        raise ValidationError(_("The data manager has not generated the allocation list of %(trial)s yet.") % {
+            "trial": trial.code}) from None
+    slot = (
+        AllocationSlot.objects.select_for_update().filter(allocation_list=allocation_list, stratum=cohort_stratum(cohort), allocation__isnull=True)
+        .order_by("sequence").first()
+    )
+    if slot is None:
+        raise ValidationError(_("The allocation list is exhausted for %(cohort)s. Tell the data manager.") % {"cohort": cohort.label})
+    return slot
+
+
+def cohort_stratum(cohort: Arm) -> str:
+    return f"cohort={cohort.code}"
 
 
 @transaction.atomic
@@ -718,15 +853,15 @@ def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale:
     if state is None or state.state != "review":
         raise ValidationError(_("%(cohort)s is not awaiting a review (%(state)s): a decision is recorded once its participants are assessed.") % {
             "cohort": cohort.label, "state": state.label if state else "-"})
-    if decision == CohortDecisionKind.EXPAND and state.capacity > (trial.escalation or {}).get("sentinel_size", 3):
+    if decision == CohortDecisionKind.EXPAND and state.expanded:
         raise ValidationError({"decision": _("The cohort is already expanded: escalate or stop.")})
     if decision == CohortDecisionKind.ESCALATE and not trial.arms.filter(is_active=True, order__gt=cohort.order).exists():
         raise ValidationError({"decision": _("%(cohort)s is the highest dose: there is no cohort to escalate to.") % {"cohort": cohort.label}})
     if dlt_count is not None and dlt_count > state.enrolled:
         raise ValidationError({"dlt_count": _("More participants with a DLT than in the cohort.")})
-    # The decision the recorded DLTs support (3+3, trials.safety.escalation); the investigator
-    # signs it, she cannot override it.
-    review = hooks.cohort_review(cohort, expanded=state.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+    # The decision the recorded DLTs support (the trial's rule, trials.safety.escalation through
+    # participants.hooks); the investigator signs it, she cannot override it.
+    review = hooks.cohort_review(cohort, expanded=state.expanded)
     if dlt_count is not None and dlt_count != review.with_dlt:
         raise ValidationError({"dlt_count": _("The adverse events record %(n)s participant(s) with a DLT in this cohort.") % {"n": review.with_dlt}})
     if review.recommendation is None:
@@ -745,6 +880,11 @@ def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale:
 # --- Treatment -----------------------------------------------------------------------------
 
 
+def _opening_decision(participant: Participant) -> CohortDecision | None:
+    allocation = Allocation.objects.filter(participant=participant).select_related("opened_by__cohort").first()
+    return allocation.opened_by if allocation else None
+
+
 @transaction.atomic
 def participant_start_treatment(*, participant: Participant, user, first_treatment_date: date) -> Participant:  # noqa: ANN001
     """Record the first treatment: the participant is on treatment and the visits anchored at it
@@ -756,6 +896,7 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
         raise ValidationError(_("%(number)s is not allocated yet: allocate before the first treatment.") % {"number": participant.number})
     if participant.enrolment_date and first_treatment_date < participant.enrolment_date:
         raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
+    _not_before_opening(_opening_decision(participant), participant.site, first_treatment_date, "first_treatment_date", _("The first dose"))
     participant.first_treatment_date = first_treatment_date
     _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)
     hooks.schedule_recompute(participant, user=user, reason=_("First treatment recorded"))
@@ -784,6 +925,8 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
         raise ValidationError({"new_date": _("The first treatment cannot precede enrolment.")})
     if anchor == "enrolment" and participant.first_treatment_date and new_date > participant.first_treatment_date:
         raise ValidationError({"new_date": _("Enrolment cannot follow the first treatment.")})
+    _not_before_opening(_opening_decision(participant), participant.site, new_date, "new_date",
+                        _("The enrolment") if anchor == "enrolment" else _("The first dose"))
     setattr(participant, fields[anchor], new_date)
     audited_save(participant, user=user, reason=reason)
     moved = hooks.schedule_recompute(participant, user=user, reason=reason)
@@ -801,7 +944,7 @@ def participant_unblind(*, participant: Participant, user, password: str, reason
     Never refused by a lock or freeze: the participant's safety comes first."""
     _require(user, participant.site, {Role.INVESTIGATOR})
     participant = _locked(participant)
-    if not participant.trial.is_blinded:
+    if not participant.trial.is_blinded and not cohort_placebo_is_masked(participant.trial):
         raise ValidationError(_("%(trial)s is not blinded.") % {"trial": participant.trial.code})
     if not user.check_password(password or ""):
         raise ValidationError({"password": _("The password is not correct.")})

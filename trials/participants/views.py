@@ -285,7 +285,10 @@ def participant_unblind(request: HttpRequest, pk: int) -> HttpResponse:
             )
         except ValidationError as error:
             add_service_errors(form, error)
-    return _action_page(request, participant, form, _("Emergency unblinding"), template="participants/unblind.html", arm=arm)
+    # The label says active or placebo inside a dose cohort (EASC-RA), the arm elsewhere.
+    arm_label = allocation_for_user(request.user, participant).text if arm is not None else ""
+    return _action_page(request, participant, form, _("Emergency unblinding"), template="participants/unblind.html", arm=arm,
+                        arm_label=arm_label)
 
 
 @login_required
@@ -305,7 +308,7 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
     is_investigator = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.INVESTIGATOR).exists()
     review = None
     if awaiting is not None:
-        review = hooks.cohort_review(awaiting.cohort, expanded=awaiting.capacity > (trial.escalation or {}).get("sentinel_size", 3))
+        review = hooks.cohort_review(awaiting.cohort, expanded=awaiting.expanded)
     initial = {"decision": review.recommendation, "dlt_count": review.with_dlt} if review and review.recommendation else {}
     form = CohortDecisionForm(request.POST or None, initial=initial) if awaiting and is_investigator else None
     if request.method == "POST":
@@ -323,12 +326,15 @@ def trial_cohorts(request: HttpRequest, code: str) -> HttpResponse:
             else:
                 messages.success(request, _("Decision recorded."))
                 return redirect("trial_cohorts", trial.code)
-    return render(request, "participants/cohorts.html", {"trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review})
+    return render(request, "participants/cohorts.html", {
+        "trial": trial, "states": states, "awaiting": awaiting, "form": form, "review": review,
+        "rule": services.escalation_rule(trial), "placebo": services.cohort_has_placebo(trial),
+    })
 
 
 def _allocation_list_roles(request: HttpRequest, trial) -> tuple[bool, bool]:  # noqa: ANN001
     """(generates, imports): the data manager generates the list; an unblinded statistician imports one."""
-    if trial.design != "randomized":
+    if trial.design != "randomized" and not services.cohort_has_placebo(trial):
         raise Http404(_("This trial has no allocation list."))
     generates = protocol_selectors.study_roles_for_user(request.user).filter(trial=trial, role=Role.DATA_MANAGER).exists()
     imports = services.user_imports_allocation_list(request.user, trial)

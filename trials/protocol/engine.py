@@ -44,6 +44,13 @@ MAX_REASON = 500
 # A CRF not entered there is absent from the map, so a check reading it cannot be evaluated and is
 # not applied (like a check reading an unanswered item); `has(previous.VITALS)` tests for it.
 CRF_NAMESPACES = ("visit", "previous", "baseline")
+# What a CRF's expressions may read about the participant's allocation (null when it does not apply),
+# filled by trials.visits.services.entry_context:
+# - `planned_dose_per_kg`: the dose per kg of her dose cohort (the nominal dose: the same for active
+#   and placebo inside a cohort, so it reveals nothing);
+# - `dose_tolerance_percent`: the trial's `escalation.dose_tolerance_percent`;
+# - `allocation_kit_code`: the kit code of her allocation (drawn apart from the arm: it says nothing of it).
+ALLOCATION_CONTEXT_NAMES = ("planned_dose_per_kg", "dose_tolerance_percent", "allocation_kit_code")
 CRF_REFERENCE = re.compile(
     r"(?<![\w.])(visit|previous|baseline)\b"
     r"(?:\s*\.\s*([A-Za-z0-9_]+)|\s*\[\s*(['\"])([A-Za-z0-9_-]+)\3\s*\])?"
@@ -131,6 +138,8 @@ class CrfSchema:
     rules: tuple[Rule, ...]
     # CRF codes read from other CRFs, per namespace (what the service loads besides the submission).
     references: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Whether an expression reads ALLOCATION_CONTEXT_NAMES (the service then reads the allocation).
+    reads_allocation: bool = False
 
     def item(self, name: str) -> Item:
         for item in self.items:
@@ -237,10 +246,22 @@ def _item(spec: dict, codelists: dict) -> Item:
 _SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
 
 
-def _references(definition: dict) -> dict[str, frozenset[str]]:
+def _all_expressions(definition: dict) -> list[str]:
     expressions = [c["expression"] for c in definition.get("checks", [])]
     for spec in definition["fields"]:
         expressions += _expressions(spec)
+    return expressions
+
+
+_ALLOCATION_NAME = re.compile(r"\b(?:" + "|".join(ALLOCATION_CONTEXT_NAMES) + r")\b")
+
+
+def _reads_allocation(definition: dict) -> bool:
+    return any(_ALLOCATION_NAME.search(expression) for expression in _all_expressions(definition))
+
+
+def _references(definition: dict) -> dict[str, frozenset[str]]:
+    expressions = _all_expressions(definition)
     found: dict[str, set[str]] = {}
     for expression in expressions:
         for namespace, code, _item_name in crf_references(expression):
@@ -267,6 +288,7 @@ def schema_for(crf: CrfDefinition) -> CrfSchema:
             sections=sections,
             rules=_rules(definition.get("checks", [])),
             references=_references(definition),
+            reads_allocation=_reads_allocation(definition),
         )
         _SCHEMAS[key] = schema
     return schema
@@ -559,7 +581,7 @@ def validate_answers(
     context.setdefault("today", timezone.localdate().isoformat())
     missing = missing or {}
     outcome = Outcome()
-    cel_context: dict[str, Any] = {k: context.get(k) for k in ("today", "visit_date", "consent_date")}
+    cel_context: dict[str, Any] = {k: context.get(k) for k in ("today", "visit_date", "consent_date", *ALLOCATION_CONTEXT_NAMES)}
     # Other CRFs (`visit.VITALS.weight_kg`): CRF code -> its answers as CEL sees them; see CRF_NAMESPACES.
     other_crfs = context.get("crfs") or {}
     cel_context.update({namespace: other_crfs.get(namespace) or {} for namespace in CRF_NAMESPACES})

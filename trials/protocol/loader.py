@@ -25,6 +25,7 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from edc.audit import audited_bulk_create, audited_save, changed_fields
+from trials.protocol.allocation_rules import allocation_ratio, block_size_message
 from trials.protocol.models import (
     Arm,
     ConsentDocument,
@@ -37,11 +38,11 @@ from trials.protocol.models import (
     VisitDefinition,
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
-from trials.protocol.engine import CRF_NAMESPACES, crf_references, unknown_functions
+from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
 from trials.protocol.scores import SCORES
 
 # Names every expression may use besides the CRF's own fields.
-CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})
+CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today", *ALLOCATION_CONTEXT_NAMES})
 # Names a CRF's expressions may also use to read other CRFs (`visit.VITALS.weight_kg`).
 RESERVED_NAMES = CONTEXT_NAMES | frozenset(CRF_NAMESPACES)
 
@@ -370,8 +371,29 @@ class CrfFields:
         return cls(top, groups)
 
 
+def check_block_sizes(source: SourceFile, trial: TrialFile, problems: list[Problem]) -> None:
+    """Block sizes against the allocation ratio, by the rule the allocation service applies
+    (trials.protocol.allocation_rules): a file that loads is a list that can be generated."""
+    if trial.randomization is not None:
+        ratio = allocation_ratio([arm.planned_size or 1 for arm in trial.arms])
+        problem = block_size_message(ratio, trial.randomization.block_sizes)
+        if problem:
+            problems.append(source.problem(("randomization", "block_sizes"), problem))
+    placebo = trial.escalation.placebo if trial.escalation else None
+    if placebo is not None:
+        for arm in trial.arms:
+            if arm.planned_size is None or arm.code not in placebo.per_cohort:
+                continue  # said by the schema
+            n_placebo = placebo.per_cohort[arm.code]
+            ratio = allocation_ratio([arm.planned_size - n_placebo, n_placebo])
+            problem = block_size_message(ratio, placebo.block_sizes or [arm.planned_size])
+            if problem:
+                problems.append(source.problem(("escalation", "placebo", "block_sizes"), f"cohort {arm.code} (active:placebo): {problem}"))
+
+
 def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfFields], problems: list[Problem]) -> None:
     """Checks that need the CRF library: unique codes, CRF references, criterion expressions."""
+    check_block_sizes(source, trial, problems)
     for key in ("sites", "arms", "criteria", "visits"):
         seen: set[str] = set()
         for index, item in enumerate(getattr(trial, key)):

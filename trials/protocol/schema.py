@@ -348,10 +348,35 @@ class ScoreSettings(Strict):
     das28_cutoffs: Das28Cutoffs | None = None
 
 
+class CohortPlacebo(Strict):
+    """A placebo control inside each dose cohort: the site knows the cohort, not who of its
+    participants receives placebo (drawn from the concealed allocation list, one stratum per cohort)."""
+
+    # Participants of each cohort (by cohort code) who receive placebo; the rest of the cohort's
+    # `planned_size` receives the cohort's dose.
+    per_cohort: dict[Code, Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    # Who is masked to active vs placebo (the cohort itself is known to the site).
+    masked: list[Literal[MASKED_ROLES]] = Field(min_length=1)  # type: ignore[valid-type]
+    # Permuted block sizes within a cohort; empty: one block holding the whole cohort.
+    block_sizes: list[Annotated[int, Field(ge=2)]] = Field(default_factory=list)
+
+    @field_validator("masked")
+    @classmethod
+    def _distinct(cls, masked: list[str]) -> list[str]:
+        if len(set(masked)) != len(masked):
+            raise ValueError("a masked role is listed twice")
+        return masked
+
+
 class Escalation(Strict):
-    rule: Literal["3+3"] = "3+3"
+    # 3+3: sentinel, then at most one expansion to twice the sentinel, escalating on few DLTs.
+    # sentinel_expansion: sentinel, a signed review, then expansion to the cohort's planned size.
+    rule: Literal["3+3", "sentinel_expansion"] = "3+3"
     sentinel_size: Annotated[int, Field(ge=1)] = 3
     dlt_window_days: Annotated[int, Field(ge=1)]
+    # The dose given may differ from the planned dose (dose per kg x weight) by this much at most.
+    dose_tolerance_percent: Annotated[Decimal, Field(ge=0, le=100)] = Decimal("10")
+    placebo: CohortPlacebo | None = None
 
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -426,11 +451,7 @@ class TrialFile(Strict):
                 raise ValueError("a randomized trial needs at least two arms")
             if self.randomization is None:
                 raise ValueError("a randomized trial needs a 'randomization' block (block sizes, strata)")
-            uneven = [size for size in self.randomization.block_sizes if size % len(self.arms)]
-            if uneven:
-                raise ValueError(
-                    f"block size(s) {uneven} cannot hold the {len(self.arms)} arms equally: use multiples of {len(self.arms)}"
-                )
+            # Block sizes against the arms' ratio: trials.protocol.loader (with the path of the key).
         elif self.randomization is not None:
             raise ValueError(f"'randomization' only applies to a randomized trial, not {self.design}")
         versions = [doc.version for doc in self.consent_documents]
@@ -445,6 +466,29 @@ class TrialFile(Strict):
                 raise ValueError("a dose-escalation trial needs an 'escalation' block (rule, DLT window)")
             if not self.arms or any(a.dose is None or a.order is None for a in self.arms):
                 raise ValueError("every cohort of a dose-escalation trial needs a 'dose' and an 'order'")
+            self._cohort_sizes_are_coherent(self.escalation)
         elif self.escalation is not None:
             raise ValueError(f"'escalation' only applies to a dose-escalation trial, not {self.design}")
         return self
+
+    def _cohort_sizes_are_coherent(self, escalation: Escalation) -> None:
+        sentinel = escalation.sentinel_size
+        if escalation.rule == "sentinel_expansion":
+            short = [a.code for a in self.arms if a.planned_size is None or a.planned_size <= sentinel]
+            if short:
+                raise ValueError(
+                    f"with rule sentinel_expansion every cohort needs a 'planned_size' above the sentinel size ({sentinel}): {', '.join(short)}"
+                )
+        placebo = escalation.placebo
+        if placebo is None:
+            return
+        arms = {a.code: a for a in self.arms}
+        unknown = sorted(set(placebo.per_cohort) - set(arms))
+        if unknown:
+            raise ValueError(f"placebo.per_cohort names unknown cohort(s): {', '.join(unknown)}")
+        for code, arm in arms.items():
+            n_placebo = placebo.per_cohort.get(code)
+            if n_placebo is None:
+                raise ValueError(f"placebo.per_cohort gives no number for cohort {code}")
+            if arm.planned_size is None or n_placebo >= arm.planned_size:
+                raise ValueError(f"cohort {code}: placebo ({n_placebo}) needs a larger 'planned_size' ({arm.planned_size})")

@@ -2,7 +2,7 @@
 
 from django.db.models import Q, QuerySet
 
-from trials.protocol.models import STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial, UnblindedAccessEvent
+from trials.protocol.models import STAFF_MASKED_ROLES, STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial, UnblindedAccessEvent
 
 
 def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
@@ -51,6 +51,15 @@ def user_sees_allocation(user, trial: Trial) -> bool:  # noqa: ANN001
     """Whether the user may see allocated arms in this trial (never for a blinded role)."""
     if not trial.is_blinded:
         return True
+    return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
+
+
+def user_sees_cohort_placebo(user, trial: Trial) -> bool:  # noqa: ANN001
+    """Whether the user may see who received placebo inside a dose cohort (`escalation.placebo`):
+    when a staff role is masked to it, only the unblinded roles (DSMB / unblinded statistician)."""
+    placebo = (trial.escalation or {}).get("placebo") if trial.design == "dose_escalation" else None
+    if not placebo or not set(placebo.get("masked") or ()) & STAFF_MASKED_ROLES:
+        return user_sees_allocation(user, trial)
     return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
 
 

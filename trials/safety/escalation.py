@@ -1,4 +1,4 @@
-"""The 3+3 dose-escalation rule over recorded dose-limiting toxicities.
+"""The dose-escalation rules over recorded dose-limiting toxicities: 3+3, and sentinel then expansion.
 
 A participant of a cohort is DLT-evaluable once her DLT window (from the first treatment, length
 in the trial YAML) has passed, or as soon as she has a DLT. With every participant of the cohort
@@ -9,6 +9,15 @@ evaluable:
 - at the highest dose, "escalate" becomes "stop": escalation is complete, this dose is tolerated.
 The recommendation is shown with its basis; the investigator's signed decision must match it
 (services.cohort_decide). No override: a departure is a protocol deviation, recorded elsewhere.
+
+Sentinel then expansion (`escalation.rule: sentinel_expansion`; EASC-RA: "expansion will start
+after acute toxicity assessment of the first three patients of each cohort"). The protocol gives no
+DLT thresholds, so the 3+3 ones are used (an assumption, said in the seed file):
+- the sentinel (3): at most 1 with a DLT -> expand the cohort to its planned size; 2 or more -> stop;
+- the expanded cohort: at most 1 in 6 with a DLT (the tolerated rate of 3+3) -> escalate (at the
+  highest dose: stop, escalation complete); more -> stop.
+With a placebo inside the cohort the review counts the whole cohort (the reviewers are blinded to
+who received placebo), so a DLT on placebo counts against the dose: the safer reading.
 
 Replacement: a participant who ends participation (withdrawn, lost to follow-up, died, completed)
 before her DLT window has passed, without a DLT, or without ever being treated, is not
@@ -98,6 +107,8 @@ def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> 
             "counts": counts, "days": window, "who": ", ".join(pending)}
         return CohortReview(cohort, size, evaluable, with_dlt, pending, None, basis)
     highest = not trial.arms.filter(is_active=True, order__gt=cohort.order).exists()
+    if (trial.escalation or {}).get("rule") == "sentinel_expansion":
+        return _sentinel_expansion_review(cohort, size, evaluable, with_dlt, pending, counts, expanded=expanded, highest=highest)
     if with_dlt >= 2:
         recommendation = "stop"
         basis = _("%(counts)s: stop; the maximum tolerated dose is the previous dose.") % {"counts": counts}
@@ -109,5 +120,28 @@ def cohort_review(cohort: Arm, *, expanded: bool, today: date | None = None) -> 
         basis = (
             _("%(counts)s at the highest dose: escalation is complete, this dose is tolerated.") if highest
             else _("%(counts)s: escalate to the next dose.")
+        ) % {"counts": counts}
+    return CohortReview(cohort, size, evaluable, with_dlt, pending, recommendation, basis)
+
+
+def _sentinel_expansion_review(
+    cohort: Arm, size: int, evaluable: int, with_dlt: int, pending: list[str], counts: str, *, expanded: bool, highest: bool,
+) -> CohortReview:
+    if not expanded:
+        if with_dlt >= 2:
+            recommendation = "stop"
+            basis = _("%(counts)s in the sentinel group: stop; the maximum tolerated dose is the previous dose.") % {"counts": counts}
+        else:
+            recommendation = "expand"
+            basis = _("%(counts)s in the sentinel group: expand the cohort to %(size)s.") % {
+                "counts": counts, "size": cohort.planned_size}
+    elif with_dlt * 6 > evaluable:  # more than 1 in 6
+        recommendation = "stop"
+        basis = _("%(counts)s (more than 1 in 6): stop; the maximum tolerated dose is the previous dose.") % {"counts": counts}
+    else:
+        recommendation = "stop" if highest else "escalate"
+        basis = (
+            _("%(counts)s (at most 1 in 6) at the highest dose: escalation is complete, this dose is tolerated.") if highest
+            else _("%(counts)s (at most 1 in 6): escalate to the next dose.")
         ) % {"counts": counts}
     return CohortReview(cohort, size, evaluable, with_dlt, pending, recommendation, basis)

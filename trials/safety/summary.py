@@ -27,6 +27,11 @@ and pooled ("All participants") for everybody else. The pooled version never gro
 allocation; it reads the allocation table only in a trial with a no-intervention arm, to know whose
 observation starts at enrolment (such an arm cannot be blinded), and still carries no arm label.
 
+A dose-escalation trial with a placebo inside its cohorts (EASC-RA, `escalation.placebo`): the
+cohort is known to the site, active vs placebo is not. Its unblinded version is by cohort x
+(active, placebo); its blinded version is by cohort, active and placebo pooled, and never reads
+the allocation slot (where active vs placebo is kept).
+
 Recomputation is coalesced per trial through the `SummaryState` row: many AE saves in a short
 time lead to at most one running and one pending computation (see `summary_request_recompute`).
 """
@@ -37,12 +42,12 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, DateField, F, Value, When
+from django.db.models import Case, Count, DateField, F, IntegerField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from trials.participants.models import Allocation, Participant, ParticipantStatus
+from trials.participants.models import Allocation, AllocationSlot, Participant, ParticipantStatus
 from trials.protocol.models import ArmType, Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
 
@@ -84,17 +89,26 @@ def cutoff_date_of(cutoff_at: datetime) -> date:
     return timezone.localdate(cutoff_at)
 
 
-def _group_expression(blinded: bool, prefix: str = "") -> Any:
-    """The column participants are grouped by: the allocated arm, or a constant when pooled."""
+def _group_expression(blinded: bool, prefix: str = "", split_placebo: bool = False) -> Any:
+    """The column participants are grouped by: the allocated arm, or a constant when pooled; with
+    `split_placebo`, arm id x 2 + 1 for a placebo inside the cohort (decoded by `_key`)."""
     if blinded:
         return Value(POOLED)
+    if split_placebo:
+        return F(f"{prefix}allocation__arm_id") * 2 + Case(
+            When(**{f"{prefix}allocation__slot__placebo": True}, then=Value(1)), default=Value(0), output_field=IntegerField(),
+        )
     return F(f"{prefix}allocation__arm_id")
 
 
-def _key(value: Any, blinded: bool, has_arms: bool) -> str:
+def _key(value: Any, blinded: bool, has_arms: bool, split_placebo: bool = False) -> str:
     if blinded or not has_arms:
         return POOLED
-    return f"arm-{value}" if value is not None else UNALLOCATED
+    if value is None:
+        return UNALLOCATED
+    if split_placebo:
+        return f"arm-{int(value) // 2}-{'placebo' if int(value) % 2 else 'active'}"
+    return f"arm-{value}"
 
 
 def _pct(n: int, of: int) -> float | None:
@@ -155,7 +169,7 @@ ROW_COLUMNS = (
 )
 
 
-def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_enrolment: list[int]) -> list[tuple]:
+def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_enrolment: list[int], split_placebo: bool = False) -> list[tuple]:
     """Per arm, membership of the safety population and worst grade of a treatment-emergent AE:
     the columns of ROW_COLUMNS.
 
@@ -169,6 +183,9 @@ def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_en
     participant, ae = Participant._meta.db_table, AdverseEvent._meta.db_table
     join = f"LEFT JOIN {Allocation._meta.db_table} al ON al.participant_id = p.id"
     group = "NULL" if pooled else "al.arm_id"
+    if split_placebo:  # the unblinded version only: arm id x 2 + 1 for a placebo inside the cohort
+        join += f" LEFT JOIN {AllocationSlot._meta.db_table} sl ON sl.id = al.slot_id"
+        group = "al.arm_id * 2 + CASE WHEN sl.placebo THEN 1 ELSE 0 END"
     if pooled and not observed_from_enrolment:
         join = ""
     start = "p.first_treatment_date"
@@ -263,18 +280,24 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     arms = list(trial.arms.order_by(F("order").asc(nulls_last=True), "code"))
     has_arms = bool(arms)
     by_cohort = trial.design == Design.DOSE_ESCALATION
-    pooled = blinded or not has_arms
+    # A placebo inside the cohorts: the cohort is not concealed (blinded: by cohort), active vs placebo is.
+    cohort_placebo = by_cohort and bool((trial.escalation or {}).get("placebo"))
+    split = cohort_placebo and not blinded
+    pooled = (blinded and not cohort_placebo) or not has_arms
     # Arms whose participants are never dosed: observed (and at risk) from enrolment.
     observed_from_enrolment = [arm.pk for arm in arms if arm.arm_type == ArmType.NO_INTERVENTION]
 
     groups: dict[str, dict[str, Any]] = {}
     if not pooled:
         for arm in arms:
-            groups[f"arm-{arm.pk}"] = {
-                "key": f"arm-{arm.pk}", "kind": "cohort" if by_cohort else "arm", "code": arm.code, "label": arm.label,
-                "dose": f"{arm.dose.normalize():f} {arm.dose_unit}" if arm.dose is not None else "",
-                "counts": _empty_counts(),
-            }
+            dose = f"{arm.dose.normalize():f} {arm.dose_unit}" if arm.dose is not None else ""
+            base = {"kind": "cohort" if by_cohort else "arm", "code": arm.code, "label": arm.label, "dose": dose}
+            if split:
+                for treatment in ("active", "placebo"):
+                    key = f"arm-{arm.pk}-{treatment}"
+                    groups[key] = {**base, "key": key, "treatment": treatment, "counts": _empty_counts()}
+            else:
+                groups[f"arm-{arm.pk}"] = {**base, "key": f"arm-{arm.pk}", "counts": _empty_counts()}
     else:
         groups[POOLED] = {"key": POOLED, "kind": "pooled", "code": "", "label": "", "dose": "", "counts": _empty_counts()}
 
@@ -285,10 +308,10 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
 
     # 1. Participant level, in one statement: each enrolled participant with the aggregates of her
     # treatment-emergent and pre-treatment AEs before the cut-off, grouped by arm and worst grade.
-    for group_value, in_safety, worst, *values in _participant_rows(trial, cutoff, pooled, observed_from_enrolment):
+    for group_value, in_safety, worst, *values in _participant_rows(trial, cutoff, pooled, observed_from_enrolment, split):
         # SUM() is numeric on PostgreSQL (Decimal) and NULL over participants without AEs.
         numbers = {name: int(value or 0) for name, value in zip(ROW_COLUMNS, values, strict=True)}
-        _add_row(group(_key(group_value, pooled, has_arms))["counts"], bool(in_safety), worst, numbers)
+        _add_row(group(_key(group_value, pooled, has_arms, split))["counts"], bool(in_safety), worst, numbers)
 
     # 2. Treatment-emergent AEs before the cut-off of the enrolled participants (grouped queries).
     start: Any = F("participant__first_treatment_date")
@@ -304,7 +327,7 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
         .exclude(participant__status__in=NOT_ENROLLED)
         .alias(observation_start=start)
         .filter(onset_date__gte=F("observation_start"))
-        .annotate(group=_group_expression(pooled, "participant__"))
+        .annotate(group=_group_expression(pooled, "participant__", split))
         .order_by()
     )
 
@@ -316,11 +339,11 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     socs: dict[str, dict[str, Any]] = {}
     for row in coded.values("group", "soc").annotate(participants=Count("participant", distinct=True), events=Count("pk")):
         entry = socs.setdefault(row["soc"], {"soc": row["soc"], "coded": row["soc"] != UNCODED_SOC, "groups": {}, "terms": {}})
-        entry["groups"][_key(row["group"], pooled, has_arms)] = {"participants": row["participants"], "events": row["events"]}
+        entry["groups"][_key(row["group"], pooled, has_arms, split)] = {"participants": row["participants"], "events": row["events"]}
     for row in coded.values("group", "soc", "term").annotate(participants=Count("participant", distinct=True), events=Count("pk")):
         terms = socs[row["soc"]]["terms"]
         entry = terms.setdefault(row["term"], {"term": row["term"], "groups": {}})
-        entry["groups"][_key(row["group"], pooled, has_arms)] = {"participants": row["participants"], "events": row["events"]}
+        entry["groups"][_key(row["group"], pooled, has_arms, split)] = {"participants": row["participants"], "events": row["events"]}
 
     # 4. Serious AEs by onset date, cumulated for the chart.
     daily = (
@@ -329,7 +352,7 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
     timeline: dict[str, dict[str, int]] = {}
     for row in daily:
         per_day = timeline.setdefault(row["onset_date"].isoformat(), {})
-        key = _key(row["group"], pooled, has_arms)
+        key = _key(row["group"], pooled, has_arms, split)
         per_day[key] = per_day.get(key, 0) + row["n"]
 
     ordered = [g for g in groups.values() if g["kind"] != "unallocated"] + [g for g in groups.values() if g["kind"] == "unallocated"]
@@ -375,6 +398,7 @@ def compute_summary(trial: Trial, *, cutoff_at: datetime, blinded: bool) -> dict
         "trial": trial.code,
         "blinded": blinded,
         "grouping": "pooled" if pooled else ("cohort" if by_cohort else "arm"),
+        "placebo_within_cohorts": split,
         "cutoff_at": cutoff_at.isoformat(),
         "cutoff_date": cutoff.isoformat(),
         "groups": [{k: v for k, v in g.items()} for g in ordered],

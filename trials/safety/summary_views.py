@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
-from trials.protocol.selectors import trials_for_user, user_sees_allocation
+from trials.protocol.selectors import trials_for_user, user_sees_allocation, user_sees_cohort_placebo
 from trials.safety.summary import DEFINITIONS, GRADES, latest_summary, summary_store
 
 # Sequential colours from grade 1 (mild) to grade 5 (death); series colours for the SAE lines.
@@ -31,6 +31,10 @@ def _label(group: dict[str, Any]) -> str:
         return _("All participants")
     if group["kind"] == "unallocated":
         return _("Not allocated")
+    if group.get("treatment") == "placebo":
+        return _("%(cohort)s – placebo") % {"cohort": group["label"]}
+    if group.get("treatment") == "active":
+        return _("%(cohort)s – active") % {"cohort": group["label"]}
     return group["label"]
 
 
@@ -192,7 +196,7 @@ def _summary_for(request: HttpRequest, code: str) -> tuple[Any, Any]:
     trial = trials_for_user(request.user).filter(code=code).first()
     if trial is None:
         raise Http404(_("No such trial in your studies."))
-    blinded = not user_sees_allocation(request.user, trial)
+    blinded = not user_sees_allocation(request.user, trial) or not user_sees_cohort_placebo(request.user, trial)
     summary = latest_summary(trial, blinded=blinded)
     if summary is None:
         summary = summary_store(trial, cutoff_at=timezone.now(), blinded=blinded)
@@ -221,7 +225,9 @@ def safety_summary_csv(request: HttpRequest, code: str) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-safety-summary-{cutoff}.csv"'
     out = csv.writer(response)
     out.writerow([f"# {trial.code}: " + _("safety summary, data cut-off %(at)s") % {"at": summary.content["cutoff_at"]}])
-    if summary.blinded:
+    if summary.blinded and summary.content["grouping"] == "cohort":
+        out.writerow(["# " + _("Blinded summary: by dose cohort, active and placebo pooled.")])
+    elif summary.blinded:
         out.writerow(["# " + _("Blinded summary: all participants pooled, arms not shown.")])
     for term, definition in view["definitions"]:
         out.writerow([f"# {term}: {definition}"])

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
 from trials.records.services import data_changed
+from trials.participants.models import Allocation
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
@@ -60,9 +61,28 @@ def entry_context(visit: Visit, schema: CrfSchema | None = None) -> dict:
         "visit_date": (visit.visit_date or site_today).isoformat(),
         "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
     }
+    if schema is not None and schema.reads_allocation:
+        context.update(allocation_context(participant))
     if schema is not None and schema.references:
         context["crfs"] = other_crf_answers(visit, schema)
     return context
+
+
+def allocation_context(participant) -> dict:  # noqa: ANN001
+    """`ALLOCATION_CONTEXT_NAMES` for the participant: her cohort's dose per kg and the trial's dose
+    tolerance (dose escalation), her allocation's kit code. Never the arm of a blinded allocation:
+    inside a cohort active and placebo share the nominal dose, and kit codes are drawn apart from arms."""
+    trial = participant.trial
+    allocation = Allocation.objects.filter(participant=participant.pk).select_related("arm").first()
+    dose_per_kg = None
+    if allocation is not None and trial.design == "dose_escalation" and allocation.arm.dose is not None:
+        dose_per_kg = float(allocation.arm.dose)
+    tolerance = (trial.escalation or {}).get("dose_tolerance_percent")
+    return {
+        "planned_dose_per_kg": dose_per_kg,
+        "dose_tolerance_percent": float(tolerance) if tolerance is not None else None,
+        "allocation_kit_code": (allocation.kit_code or None) if allocation is not None else None,
+    }
 
 
 def other_crf_answers(visit: Visit, schema: CrfSchema) -> dict[str, dict[str, dict]]:
