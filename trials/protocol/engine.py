@@ -237,6 +237,18 @@ def _item(spec: dict, codelists: dict) -> Item:
 _SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
 
 
+def _score_input_references(fields: list[dict]) -> list[tuple[str, str, str]]:
+    """Score inputs that read another CRF (`baseline.DAS28.tjc28`), in groups too."""
+    out = []
+    for spec in fields:
+        for source in ((spec.get("calculation") or {}).get("inputs") or {}).values():
+            reference = scores.crf_input(source)
+            if reference is not None:
+                out.append(reference)
+        out += _score_input_references(spec.get("fields") or [])
+    return out
+
+
 def _references(definition: dict) -> dict[str, frozenset[str]]:
     expressions = [c["expression"] for c in definition.get("checks", [])]
     for spec in definition["fields"]:
@@ -246,6 +258,8 @@ def _references(definition: dict) -> dict[str, frozenset[str]]:
         for namespace, code, _item_name in crf_references(expression):
             if code:
                 found.setdefault(namespace, set()).add(code)
+    for namespace, code, _item_name in _score_input_references(definition["fields"]):
+        found.setdefault(namespace, set()).add(code)
     return {namespace: frozenset(codes) for namespace, codes in found.items()}
 
 

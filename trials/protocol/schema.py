@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,39}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+ScoreInput = Annotated[
+    str, StringConstraints(pattern=r"^([a-z][a-z0-9_]{0,62}|(visit|previous|baseline)\.[A-Z0-9][A-Z0-9_-]{0,39}\.[a-z][a-z0-9_]{0,62})$")
+]
 
 FIELD_TYPES = (
     "text",
@@ -79,7 +82,8 @@ class Calculation(Strict):
 
     cel: Text | None = None
     score: Name | None = None
-    inputs: dict[Name, Name] = Field(default_factory=dict)
+    # Score argument -> a field of this CRF, a context name, or another CRF's item (`baseline.DAS28.tjc28`).
+    inputs: dict[Name, ScoreInput] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Calculation:
@@ -346,6 +350,9 @@ class ScoreSettings(Strict):
     """Per-trial settings of the score library (defaults are the published ones)."""
 
     das28_cutoffs: Das28Cutoffs | None = None
+    # Read by the DAS28-CRP score instead of `das28_cutoffs` (Inoue E et al., Ann Rheum Dis 2007;66:407-9
+    # found DAS28-CRP lower than DAS28-ESR for the same patient: 2.3 / 2.7 / 4.1 are its published ones).
+    das28_crp_cutoffs: Das28Cutoffs | None = None
 
 
 class Escalation(Strict):
