@@ -102,6 +102,7 @@ class Item:
     min_rows: int | None = None
     max_rows: int | None = None
     carry_forward: tuple[str, ...] = ()
+    lab_test: str | None = None  # CTCAE-graded laboratory result (trials.protocol.ctcae)
 
     @property
     def is_input(self) -> bool:
@@ -231,6 +232,7 @@ def _item(spec: dict, codelists: dict) -> Item:
         min_rows=spec.get("min_rows"),
         max_rows=spec.get("max_rows"),
         carry_forward=tuple(spec.get("carry_forward") or ()),
+        lab_test=spec.get("lab_test"),
     )
 
 
