@@ -68,6 +68,7 @@ def test_a_facial_nanofat_graft_with_prp_and_its_facial_outcomes(grafted, client
     client.force_login(get_user_model().objects.get(username="coordinator.toulouse"))
     page = client.get(reverse("crf_entry", args=[proc.pk, "FACE"])).content.decode()
     assert 'name="crf-mouth_opening_mm"' in page and 'data-testid="calc-mhiss_total">10<' in page
+    assert "The face was not grafted" not in page  # the note for hand-only grafts is hidden
 
     # At month 3 the facial items are asked from the procedure visit's FATGRAFT (its baseline).
     month3 = participant.visits.get(definition__code="M3")

@@ -502,15 +502,17 @@ def _validate_items(
 ) -> None:
     """Visibility, required/missing, value rules, calculations and field checks, in item order."""
     for item in items:
-        if item.type in {"descriptive", "repeating_group"}:
+        if item.type == "repeating_group":
             continue
         if item.show_if is not None:
             ok, shown = _evaluate(item.show_if, cel_context)
             if not (ok and shown is True):
-                # Hidden: cleared, not validated, not stored.
+                # Hidden: cleared, not validated, not stored (a descriptive text is just not shown).
                 hidden.add(item.name)
                 cel_context[item.name] = None
                 continue
+        if item.type == "descriptive":
+            continue
         if item.type == "calculated":
             value, note = _calculate(item, {**stored, **raw}, context, cel_context)
             stored[item.name] = value

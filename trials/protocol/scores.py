@@ -711,7 +711,7 @@ def eular_response(das28: Any, das28_baseline: Any) -> ScoreResult:
         note = _not_given("EULAR response", {"das28": "the DAS28 of this visit", "das28_baseline": "the baseline DAS28"}, missing)
         return ScoreResult(None, missing=missing, note=note)
     level = eular_response_level(before, current)
-    note = f"DAS28 {before} → {current} (improvement {before - current})"
+    note = f"DAS28 {_round(before, 2)} → {_round(current, 2)} (improvement {_round(before - current, 2)})"
     return ScoreResult(level, category=EULAR_RESPONSES[level], note=note)
 
 
