@@ -49,7 +49,8 @@ def unblinded_free_text(participant) -> None:  # noqa: ANN001
 
     lipo = participant.visits.get(definition__code="LIPO")
     enter(participant, "FATGRAFT", {
-        "procedure_date": days_ago(15), "treated_hand": "right", "anaesthesia_type": "local", "harvest_site": "abdomen",
+        "procedure_date": days_ago(15), "treated_areas": ["hands"], "technique": "adsvf", "treated_hand": "right", "anaesthesia_type": "local",
+                 "harvest_method": "syringe", "processing": "enzymatic", "prp_used": False, "harvest_site": "abdomen",
         "harvested_fat_ml": Decimal("40"), "injections": [{"injection_site": "palm", "volume_ml": Decimal("1.5")}],
         "procedure_complications": True, "complications_description": "Bruising; she was told she received AdMSC.",
     }, visit=lipo)

@@ -61,7 +61,8 @@ def payloads(du):  # noqa: ANN001, ANN201
     lipo = other.visits.get(definition__code="LIPO")
     crf_entry_save_answers(
         user=system_user(), visit=lipo, crf_code="FATGRAFT", complete=True, reason="Test data",
-        answers={"procedure_date": lipo.planned_date, "treated_hand": "right", "anaesthesia_type": "local",
+        answers={"procedure_date": lipo.planned_date, "treated_areas": ["hands"], "technique": "adsvf", "treated_hand": "right", "anaesthesia_type": "local",
+                 "harvest_method": "syringe", "processing": "enzymatic", "prp_used": False,
                  "harvest_site": "abdomen", "harvested_fat_ml": Decimal("40"),
                  "injections": [{"injection_site": "palm", "volume_ml": Decimal("1")}],
                  "procedure_complications": True, "complications_description": COMPLICATIONS},

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from decimal import Decimal
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -189,6 +190,9 @@ BAD_TRIALS = [
     ("numbering", {"subject": "{trial}-{seq:04d}"}, "numbering.subject", "a number pattern needs {site}"),
     ("masking.masked", ["participant", "participant"], "masking", "a masked role is listed twice"),
     ("score_settings", {"das28_cutoffs": {"remission": 3, "low": 2}}, "score_settings.das28_cutoffs", "must ascend"),
+    ("score_settings", {"das28_crp_cutoffs": {"remission": 2.7, "low": 2.3}}, "score_settings.das28_crp_cutoffs", "must ascend"),
+    ("score_settings", {"das28_crp_cutoffs": {"remision": 2.3}}, "score_settings.das28_crp_cutoffs.remision", "unknown key"),
+    ("score_settings", {"das28_crp_cutoffs": {"remission": -1}}, "score_settings.das28_crp_cutoffs.remission", "greater than 0"),
 ]
 
 BAD_CRFS = [
@@ -227,6 +231,16 @@ BAD_CRFS = [
     ("checks", [{"expression": "size(baseline) > 0", "message": "m"}], "checks[0].expression",
      "'baseline' reads another CRF: write baseline.CRF_CODE.item"),
     ("fields.0.name", "previous", "fields[0].name", "'previous' is reserved"),
+    # Score inputs may read other CRFs (issue 15), checked like expressions.
+    ("fields.1", {"name": "bmi", "label": "BMI", "type": "calculated",
+                  "calculation": {"score": "bmi", "inputs": {"weight_kg": "baseline.NOPE.weight_kg", "height_cm": "age_years"}}},
+     "fields[1].calculation.inputs.weight_kg", "'baseline.NOPE' names an unknown CRF 'NOPE'"),
+    ("fields.1", {"name": "bmi", "label": "BMI", "type": "calculated",
+                  "calculation": {"score": "bmi", "inputs": {"weight_kg": "baseline.MINI.weight", "height_cm": "age_years"}}},
+     "fields[1].calculation.inputs.weight_kg", "CRF 'MINI' has no item 'weight'"),
+    ("fields.1", {"name": "bmi", "label": "BMI", "type": "calculated",
+                  "calculation": {"score": "bmi", "inputs": {"weight_kg": "later.MINI.age_years", "height_cm": "age_years"}}},
+     "fields[1].calculation.inputs.weight_kg", "String should match pattern"),
 ]
 
 
@@ -301,6 +315,20 @@ def test_bad_trial_file_is_rejected_whole(tmp_path, key, value, path, message):
 @pytest.mark.parametrize(("key", "value", "path", "message"), BAD_CRFS, ids=[c[3][:40] for c in BAD_CRFS])
 def test_bad_crf_file_is_rejected_whole(tmp_path, key, value, path, message):
     assert_rejected(write(tmp_path, crf=mutate(CRF, key, value)), "mini.yaml", path, message)
+
+
+def test_das28_crp_cutoffs_are_accepted_and_kept_for_the_score(tmp_path):
+    # Inoue E et al., Ann Rheum Dis 2007;66:407-9: DAS28-CRP remission 2.3, low 2.7, moderate 4.1.
+    cutoffs = {"remission": 2.3, "low": 2.7, "moderate": 4.1}
+    trial = mutate(TRIAL, "score_settings", {"das28_crp_cutoffs": cutoffs})
+    protocol_load([write(tmp_path, trial=trial)], user=system_user())
+    settings = Trial.objects.get(code="MINI-TRIAL").score_settings
+    assert settings == {"das28_crp_cutoffs": {"remission": "2.3", "low": "2.7", "moderate": "4.1"}}
+    # The score reads them from the trial's settings (entry_context spreads score_settings into the context).
+    from trials.protocol.scores import das28_category
+
+    assert das28_category(Decimal("2.50"), settings["das28_crp_cutoffs"]) == "low"  # >= 2.3, <= 2.7
+    assert das28_category(Decimal("2.50")) == "remission"  # the ESR default 2.6
 
 
 def test_checks_may_read_rows_and_other_crfs(tmp_path):

@@ -111,15 +111,23 @@ def test_registry_lists_each_score_with_version_source_and_description():
         "das28_crp",
         "mrss_total",
         "raynaud_condition_score",
+        # Issue 15: derived RA endpoints (the ACR levels read baseline CRFs through their inputs) and MHISS.
+        "acr20",
+        "acr50",
+        "acr70",
+        "eular_response",
+        "cdai",
+        "sdai",
+        "mhiss_total",
     }
     assert score_names() == expected
-    assert "acr_response" not in SCORES  # needs two visits: a function, not a field score
+    assert "acr_response" not in SCORES  # the two-visit function; the acr<level> scores wrap it
     for name, definition in SCORES.items():
         assert definition.name == name
         assert definition.version and definition.source and definition.description
     assert SCORES["bmi"].inputs == ("weight_kg", "height_cm")
     assert SCORES["cochin_total"].inputs is None
-    assert SCORE_LIBRARY_VERSION == "1.0.0"
+    assert SCORE_LIBRARY_VERSION == "1.1.0"
 
 
 def test_unknown_score_is_a_key_error_naming_it():

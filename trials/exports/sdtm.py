@@ -42,6 +42,7 @@ from trials.exports import manifest, odm, selectors
 from trials.exports.spec import ExportSpec, Progress
 from trials.protocol.models import Arm, FieldDefinition, VisitCrf, VisitDefinition
 from trials.protocol.engine import Item, schema_for
+from trials.protocol.labs import grade_answers
 
 CHAR, NUM = "char", "num"
 UNMASKED = frozenset({"STUDYID", "DOMAIN", "USUBJID", "SUBJID", "SITEID"})
@@ -346,9 +347,18 @@ def findings_variables(domain: str) -> list[Var]:
         Var(f"{p}ORRES", "Result or Finding in Original Units"), Var(f"{p}ORRESU", "Original Units"),
         Var(f"{p}STRESC", "Character Result/Finding in Std Format"),
         Var(f"{p}STRESN", "Numeric Result/Finding in Standard Units", NUM), Var(f"{p}STRESU", "Standard Units"),
+        *(LB_RANGE_VARIABLES if domain == "LB" else []),
         Var("VISITNUM", "Visit Number", NUM), Var("VISIT", "Visit Name"),
         Var(f"{p}DTC", "Date/Time of Collection"), Var(f"{p}DY", "Study Day of Collection", NUM),
     ]
+
+
+# LB: the site laboratory's normal range and the CTCAE v5.0 grade of each graded result (SDTMIG 3.3 LB:
+# LBORNRLO/LBORNRHI, LBNRIND LOW/NORMAL/HIGH, LBTOX the CTCAE term, LBTOXGR the grade 0-4).
+LB_RANGE_VARIABLES = [
+    Var("LBORNRLO", "Reference Range Lower Limit in Orig Unit"), Var("LBORNRHI", "Reference Range Upper Limit in Orig Unit"),
+    Var("LBNRIND", "Reference Range Indicator"), Var("LBTOX", "Toxicity"), Var("LBTOXGR", "Standard Toxicity Grade"),
+]
 
 
 # --- Participants: DM, DS, EX, SV, AE -----------------------------------------------------------
@@ -578,6 +588,7 @@ def findings_write(spec: ExportSpec, name: str, domain: str, crf_code: str, subj
     dataset = Dataset(name, ascii_text(f"QS - {title}" if domain == "QS" else label, 40), findings_variables(domain), mask)
     plans = findings_plan(crf_code, versions, set(), spec.identifiers)
     p = domain
+    grader = _LabGrader(spec, versions) if domain == "LB" else None
     sequence: dict[int, int] = {}
     pending = 0
     for entry in selectors.export_entries(spec, crf_code):
@@ -591,6 +602,7 @@ def findings_write(spec: ExportSpec, name: str, domain: str, crf_code: str, subj
             f"{p}DY": study_day(entry.visit_date, reference),
         }
         answers = entry.answers or {}
+        grades = grader.grades(entry) if grader is not None else {}
         for test in plans.get(entry.crf_id, []):
             if test.group is None:
                 sources = [(None, answers.get(test.item.name))]
@@ -609,6 +621,7 @@ def findings_write(spec: ExportSpec, name: str, domain: str, crf_code: str, subj
                         f"{p}SCAT": test.scat, f"{p}ORRES": result["ORRES"], f"{p}ORRESU": unit if result["STRESN"] is not None else "",
                         f"{p}STRESC": result["STRESC"], f"{p}STRESN": result["STRESN"],
                         f"{p}STRESU": unit if result["STRESN"] is not None else "",
+                        **(_lb_grade(grades.get(test.item.name)) if grader is not None and test.group is None else {}),
                     },
                 )
         pending += 1
@@ -618,6 +631,53 @@ def findings_write(spec: ExportSpec, name: str, domain: str, crf_code: str, subj
     if pending:
         progress(pending)
     return dataset
+
+
+def _lb_grade(graded) -> dict:  # noqa: ANN001
+    if graded is None:
+        return {}
+    return {
+        "LBORNRLO": "" if graded.lln is None else odm._plain(graded.lln),
+        "LBORNRHI": "" if graded.uln is None else odm._plain(graded.uln),
+        "LBNRIND": graded.indicator or "", "LBTOX": ascii_text(graded.term or ""),
+        "LBTOXGR": "" if graded.grade is None else str(graded.grade),
+    }
+
+
+class _LabGrader:
+    """CTCAE v5.0 grades of a LABS entry against its site's normal ranges, as the CRF page shows them
+    (trials.protocol.labs), with the participant's first entry of the CRF as baseline."""
+
+    def __init__(self, spec: ExportSpec, versions: list) -> None:
+        self.people, self.ranges = selectors.lab_grading_context(spec)
+        self.schemas = {crf.pk: schema_for(crf) for crf in versions}
+        self.baseline: dict[int, dict] = {}
+
+    def grades(self, entry) -> dict:  # noqa: ANN001
+        site_id, sex, born = self.people.get(entry.participant_id, (None, None, None))
+        answers = entry.answers or {}
+        baseline = self.baseline.setdefault(entry.participant_id, answers)  # entries come in visit order
+        on = _date_or_none(answers.get("sample_date")) or entry.visit_date
+        schema = self.schemas.get(entry.crf_id)
+        if site_id is None or on is None or schema is None:
+            return {}
+        birth = _date_or_none(born)
+        age = None if birth is None else on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+        return grade_answers(
+            schema, answers, ranges=self.ranges.get(site_id, []), sex=sex, age=age, on=on,
+            baseline=None if baseline is answers else baseline,
+        )
+
+
+def _date_or_none(value) -> date | None:  # noqa: ANN001
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
 
 
 # --- The export ---------------------------------------------------------------------------------

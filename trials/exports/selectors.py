@@ -517,3 +517,25 @@ def export_queries(spec: ExportSpec) -> Rows:
         raised_by_username=F("raised_by__username"),
     ).order_by("participant__trial__code", "participant__site__code", "participant__screening_number", "raised_at", "id")
     return Rows(queryset.values_list(*QUERY_FIELDS, named=True))
+
+
+def lab_grading_context(spec: ExportSpec) -> tuple[dict[int, tuple[int, str | None, str | None]], dict[int, list]]:
+    """What grading the export's laboratory values needs, read once: participant id -> (site id, sex,
+    date of birth) from the participant's first DEMOG entry (the date of birth only to pick an
+    age-specific normal range; it is not exported), and site id -> its normal-range rows."""
+    from trials.participants.models import Participant
+    from trials.protocol.selectors import lab_ranges_for_site
+
+    scope = _participant_scope(spec)
+    people: dict[int, tuple[int, str | None, str | None]] = {
+        pk: (site_id, None, None) for pk, site_id in Participant.objects.filter(scope).values_list("pk", "site_id")
+    }
+    demog = (
+        CrfEntry.objects.filter(_participant_scope(spec, "participant__"), crf_code="DEMOG")
+        .order_by("participant_id", "-visit__order").values_list("participant_id", "answers")
+    )
+    for participant_id, answers in demog:  # the earliest visit's entry is read last and wins
+        site_id = people.get(participant_id, (None,))[0]
+        people[participant_id] = (site_id, (answers or {}).get("sex"), (answers or {}).get("date_of_birth"))
+    sites = {site_id for site_id, _sex, _born in people.values() if site_id is not None}
+    return people, {site_id: lab_ranges_for_site(site_id) for site_id in sites}

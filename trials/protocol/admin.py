@@ -20,6 +20,7 @@ from trials.protocol.models import (
     CrfDefinition,
     Criterion,
     FieldDefinition,
+    LabNormalRange,
     Site,
     StudyRole,
     Trial,
@@ -27,7 +28,14 @@ from trials.protocol.models import (
     VisitCrf,
     VisitDefinition,
 )
-from trials.protocol.services import study_role_grant, study_role_grant_check, study_role_revoke, study_role_revoke_check
+from trials.protocol.services import (
+    lab_range_check,
+    lab_range_save,
+    study_role_grant,
+    study_role_grant_check,
+    study_role_revoke,
+    study_role_revoke_check,
+)
 
 admin.site.site_header = _("EDC administration")
 admin.site.site_title = _("EDC")
@@ -479,3 +487,65 @@ class ConsentDocumentAdmin(AuditedAdmin):
         if db_field.name == "trial" and not request.user.is_superuser:
             kwargs["queryset"] = self._managed_trials(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class LabNormalRangeForm(ReasonForm):
+    class Meta:
+        model = LabNormalRange
+        fields = ["site", "test", "sex", "age_from_years", "age_to_years", "lln", "uln", "effective_from", "is_active"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            try:
+                lab_range_check(
+                    test=data.get("test"), lln=data.get("lln"), uln=data.get("uln"),
+                    age_from_years=data.get("age_from_years", 0), age_to_years=data.get("age_to_years", 150),
+                )
+            except ValidationError as error:
+                for field, messages in error.message_dict.items():
+                    for message in messages:
+                        self.add_error(field if field in self.fields else None, message)
+        return data
+
+
+@admin.register(LabNormalRange)
+class LabNormalRangeAdmin(AuditedAdmin):
+    """Each site laboratory's normal ranges, which CTCAE grades of lab values relate to. Data managers
+    add a new version (a later "effective from") when the laboratory changes a range; an existing row
+    only changes by being deactivated, so the samples it graded keep their grade."""
+
+    form = LabNormalRangeForm
+    trial_path = "site__trial"
+    list_display = ["site", "test", "sex", "age_from_years", "age_to_years", "lln", "uln", "unit", "effective_from", "is_active"]
+    list_filter = [("site__trial", RelatedOnly), ("site", RelatedOnly), "test", "sex", "is_active"]
+    list_select_related = ["site", "site__trial"]
+    search_fields = ["site__code", "test"]
+    editable_fields = ("is_active",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = SimpleHistoryAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(site__in=selectors.sites_for_user(request.user, include_inactive=True))
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:  # noqa: ANN001
+        if obj is None:
+            return ["unit"]
+        return [name for name in LabNormalRangeForm.Meta.fields if name != "is_active"] + ["unit"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("protocol.add_labnormalrange") and selectors.lab_range_sites_for_user(request.user).exists()
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        if not request.user.has_perm("protocol.change_labnormalrange"):
+            return False
+        return obj is None or selectors.lab_range_sites_for_user(request.user).filter(pk=obj.site_id).exists()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+        if db_field.name == "site":
+            kwargs["queryset"] = selectors.lab_range_sites_for_user(request.user).select_related("trial")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001
+        lab_range_save(lab_range=obj, user=request.user, reason=form.cleaned_data["change_reason"])

@@ -109,6 +109,7 @@ class Item:
     min_rows: int | None = None
     max_rows: int | None = None
     carry_forward: tuple[str, ...] = ()
+    lab_test: str | None = None  # CTCAE-graded laboratory result (trials.protocol.ctcae)
 
     @property
     def is_input(self) -> bool:
@@ -240,10 +241,23 @@ def _item(spec: dict, codelists: dict) -> Item:
         min_rows=spec.get("min_rows"),
         max_rows=spec.get("max_rows"),
         carry_forward=tuple(spec.get("carry_forward") or ()),
+        lab_test=spec.get("lab_test"),
     )
 
 
 _SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
+
+
+def _score_input_references(fields: list[dict]) -> list[tuple[str, str, str]]:
+    """Score inputs that read another CRF (`baseline.DAS28.tjc28`), in groups too."""
+    out = []
+    for spec in fields:
+        for source in ((spec.get("calculation") or {}).get("inputs") or {}).values():
+            reference = scores.crf_input(source)
+            if reference is not None:
+                out.append(reference)
+        out += _score_input_references(spec.get("fields") or [])
+    return out
 
 
 def _all_expressions(definition: dict) -> list[str]:
@@ -267,6 +281,8 @@ def _references(definition: dict) -> dict[str, frozenset[str]]:
         for namespace, code, _item_name in crf_references(expression):
             if code:
                 found.setdefault(namespace, set()).add(code)
+    for namespace, code, _item_name in _score_input_references(definition["fields"]):
+        found.setdefault(namespace, set()).add(code)
     return {namespace: frozenset(codes) for namespace, codes in found.items()}
 
 
@@ -508,15 +524,17 @@ def _validate_items(
 ) -> None:
     """Visibility, required/missing, value rules, calculations and field checks, in item order."""
     for item in items:
-        if item.type in {"descriptive", "repeating_group"}:
+        if item.type == "repeating_group":
             continue
         if item.show_if is not None:
             ok, shown = _evaluate(item.show_if, cel_context)
             if not (ok and shown is True):
-                # Hidden: cleared, not validated, not stored.
+                # Hidden: cleared, not validated, not stored (a descriptive text is just not shown).
                 hidden.add(item.name)
                 cel_context[item.name] = None
                 continue
+        if item.type == "descriptive":
+            continue
         if item.type == "calculated":
             value, note = _calculate(item, {**stored, **raw}, context, cel_context)
             stored[item.name] = value

@@ -39,7 +39,7 @@ from trials.protocol.models import (
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
 from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
-from trials.protocol.scores import SCORES
+from trials.protocol.scores import SCORES, crf_input
 
 # Names every expression may use besides the CRF's own fields.
 CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today", *ALLOCATION_CONTEXT_NAMES})
@@ -314,7 +314,15 @@ def validate_crf(
                 _check_score(source, here + ("calculation",), item.calculation.score, item.calculation.inputs, problems)
             if item.calculation:
                 for arg, name in item.calculation.inputs.items():
-                    if name not in scope and name not in CONTEXT_NAMES:
+                    reference = crf_input(name)
+                    if reference is not None:
+                        namespace, code, field_name = reference
+                        loc = here + ("calculation", "inputs", arg)
+                        if namespace == "visit" and code == crf.code:
+                            problems.append(source.problem(loc, f"'visit.{code}' is this CRF: use its items by their names"))
+                        else:
+                            references.append(CrfReference(source, loc, crf.code, namespace, code, field_name))
+                    elif name not in scope and name not in CONTEXT_NAMES:
                         problems.append(
                             source.problem(here + ("calculation", "inputs", arg), f"unknown field name '{name}'")
                         )

@@ -502,3 +502,56 @@ class UnblindedAccessEvent(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.trial.code}: {self.study_role.user} – {self.get_action_display()} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class LabSex(models.TextChoices):
+    ALL = "", _("All")
+    FEMALE = "F", _("Female")
+    MALE = "M", _("Male")
+
+
+def _lab_test_choices() -> list[tuple[str, str]]:
+    from trials.protocol.ctcae import LAB_TESTS
+
+    return [(test.code, f"{test.code} – {test.name} ({test.unit})") for test in LAB_TESTS.values()]
+
+
+class LabNormalRange(AuditedModel):
+    """A site laboratory's normal range for one test, from a date on: the LLN and ULN that CTCAE
+    grades relate to. A change of range is a new row with a later `effective_from` (the old one
+    keeps grading the samples taken before it); a wrong row is deactivated with a reason.
+    Sex- and age-specific rows apply to those participants only; an "All" row to everyone else."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="lab_ranges", verbose_name=_("site"))
+    test = models.CharField(_("test"), max_length=10, choices=_lab_test_choices)
+    unit = models.CharField(
+        _("unit"), max_length=20, help_text=_("The unit of the CRF item; the limits are in this unit.")
+    )
+    sex = models.CharField(_("sex"), max_length=1, choices=LabSex.choices, blank=True, default=LabSex.ALL)
+    age_from_years = models.PositiveSmallIntegerField(_("from age (years)"), default=0)
+    age_to_years = models.PositiveSmallIntegerField(
+        _("to age (years, excluded)"), default=150, help_text=_("The range applies from the first age up to, not including, this one.")
+    )
+    lln = models.DecimalField(_("lower limit of normal (LLN)"), max_digits=10, decimal_places=3, null=True, blank=True)
+    uln = models.DecimalField(_("upper limit of normal (ULN)"), max_digits=10, decimal_places=3, null=True, blank=True)
+    effective_from = models.DateField(_("effective from"), help_text=_("Samples taken on or after this date use this range."))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["site__trial__code", "site__code", "test", "sex", "age_from_years", "-effective_from"]
+        verbose_name = _("laboratory normal range")
+        verbose_name_plural = _("laboratory normal ranges")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "test", "sex", "age_from_years", "age_to_years", "effective_from"],
+                name="lab_range_unique_version",
+            ),
+            models.CheckConstraint(
+                condition=Q(lln__isnull=True) | Q(uln__isnull=True) | Q(lln__lt=models.F("uln")), name="lab_range_lln_below_uln"
+            ),
+            models.CheckConstraint(condition=Q(lln__isnull=False) | Q(uln__isnull=False), name="lab_range_has_a_limit"),
+            models.CheckConstraint(condition=Q(age_from_years__lt=models.F("age_to_years")), name="lab_range_age_ascends"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site.code} {self.test} {self.lln}-{self.uln} {self.unit} from {self.effective_from}"

@@ -15,9 +15,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from trials.protocol.ctcae import LAB_TESTS
+
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,39}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+LabTestCode = Literal[tuple(LAB_TESTS)]  # type: ignore[valid-type]
+ScoreInput = Annotated[
+    str, StringConstraints(pattern=r"^([a-z][a-z0-9_]{0,62}|(visit|previous|baseline)\.[A-Z0-9][A-Z0-9_-]{0,39}\.[a-z][a-z0-9_]{0,62})$")
+]
 
 FIELD_TYPES = (
     "text",
@@ -79,7 +85,8 @@ class Calculation(Strict):
 
     cel: Text | None = None
     score: Name | None = None
-    inputs: dict[Name, Name] = Field(default_factory=dict)
+    # Score argument -> a field of this CRF, a context name, or another CRF's item (`baseline.DAS28.tjc28`).
+    inputs: dict[Name, ScoreInput] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Calculation:
@@ -115,10 +122,19 @@ class CrfField(Strict):
     # Row items copied, with the row's identity, into the same CRF at the participant's next visit
     # (e.g. an ulcer's identifier and location, so it can be followed until healing).
     carry_forward: list[Name] = Field(default_factory=list)
+    # A laboratory result graded by CTCAE v5.0 against the site's normal range (trials.protocol.ctcae):
+    # the CDISC test code; the item's unit must be the unit the grading table is written in.
+    lab_test: LabTestCode | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CrfField:
         kind = self.type
+        if self.lab_test is not None:
+            if kind not in {"decimal", "integer"}:
+                raise ValueError("'lab_test' belongs to a decimal or integer item")
+            expected = LAB_TESTS[self.lab_test].unit
+            if self.unit != expected:
+                raise ValueError(f"lab_test {self.lab_test} is graded in {expected}; the item's unit is '{self.unit}'")
         if kind in CHOICE_TYPES and self.choices is None:
             raise ValueError(f"a {kind} field needs 'choices' (a list or a codelist name)")
         if self.choices is not None and kind not in CHOICE_TYPES | {"scale"}:
@@ -346,6 +362,9 @@ class ScoreSettings(Strict):
     """Per-trial settings of the score library (defaults are the published ones)."""
 
     das28_cutoffs: Das28Cutoffs | None = None
+    # Read by the DAS28-CRP score instead of `das28_cutoffs` (Inoue E et al., Ann Rheum Dis 2007;66:407-9
+    # found DAS28-CRP lower than DAS28-ESR for the same patient: 2.3 / 2.7 / 4.1 are its published ones).
+    das28_crp_cutoffs: Das28Cutoffs | None = None
 
 
 class CohortPlacebo(Strict):

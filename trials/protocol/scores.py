@@ -13,6 +13,7 @@ whenever any result could change, so that a stored value can be traced to the ru
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
@@ -20,10 +21,13 @@ from functools import wraps
 from types import MappingProxyType
 from typing import Any
 
-SCORE_LIBRARY_VERSION = "1.0.0"
+SCORE_LIBRARY_VERSION = "1.1.0"
 
 # Names an input may give instead of a field; the same set as trials.protocol.loader.CONTEXT_NAMES.
 _CONTEXT_NAMES = frozenset({"visit_date", "consent_date", "today"})
+# An input may also read another CRF of the participant, as CEL expressions do: `baseline.DAS28.tjc28`
+# (namespace, CRF code, item; the engine puts those CRFs' answers in `context["crfs"]`).
+_CRF_INPUT = re.compile(r"^(visit|previous|baseline)\.([A-Z0-9][A-Z0-9_-]*)\.([a-z][a-z0-9_]*)$")
 
 # Every calculation runs in this Decimal context, whatever the caller's thread has set.
 _ARITHMETIC = Context(prec=28)
@@ -133,15 +137,28 @@ def compute(
             f"score '{name}' takes the inputs {', '.join(definition.inputs)}; unknown: {', '.join(unknown)}"
         )
     sources = {argument: inputs.get(argument, argument) for argument in definition.inputs}
-    values = {
-        argument: context.get(source) if source in _CONTEXT_NAMES else answers.get(source)
-        for argument, source in sources.items()
-    }
+    values = {argument: _input_value(source, answers, context) for argument, source in sources.items()}
     result = definition.function(**values)
     if result.missing:
         # The engine shows the CRF's field names, not the score's argument names.
         result = replace(result, missing=tuple(sources.get(argument, argument) for argument in result.missing))
     return result
+
+
+def crf_input(source: str) -> tuple[str, str, str] | None:
+    """(namespace, CRF code, item) of an input that reads another CRF (`baseline.DAS28.tjc28`), else None."""
+    match = _CRF_INPUT.match(source)
+    return (match[1], match[2], match[3]) if match else None
+
+
+def _input_value(source: str, answers: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    if source in _CONTEXT_NAMES:
+        return context.get(source)
+    reference = crf_input(source)
+    if reference is not None:
+        namespace, code, item = reference
+        return ((context.get("crfs") or {}).get(namespace) or {}).get(code, {}).get(item)
+    return answers.get(source)
 
 
 # --- Reading answers -------------------------------------------------------------------------------
@@ -613,3 +630,158 @@ def acr_response(
         notes.insert(0, f"Not evaluable: {counts} {'is' if len(not_evaluable) == 1 else 'are'} 0 at baseline")
     result["note"] = "; ".join(notes)
     return result
+
+
+# --- ACR response as CRF items: the current visit's CRFs against the baseline's ----------------------
+
+# Every measure of `acr_response`, at the current visit and at baseline (`<measure>_baseline`).
+ACR_INPUTS = tuple(
+    name
+    for measure in (*ACR_JOINT_COUNTS, *ACR_OTHER_MEASURES, *ACR_ACUTE_PHASE_REACTANTS)
+    for name in (measure, f"{measure}_baseline")
+)
+ACR_SOURCE = "Felson DT et al., Arthritis Rheum 1995;38:727-35 (ACR preliminary definition of improvement in RA)"
+
+
+def _acr_level(level: int, values: Mapping[str, Any]) -> ScoreResult:
+    """ACR<level> met (1) or not (0) at this visit against baseline; no value when it cannot be decided."""
+    measures = (*ACR_JOINT_COUNTS, *ACR_OTHER_MEASURES, *ACR_ACUTE_PHASE_REACTANTS)
+    baseline = {measure: values.get(f"{measure}_baseline") for measure in measures}
+    current = {measure: values.get(measure) for measure in measures}
+    result = acr_response(baseline, current)
+    met = result[f"acr{level}"]
+    if met is None:
+        return ScoreResult(None, note=result["note"] or f"ACR{level} cannot be decided")
+    return ScoreResult(1 if met else 0, category=f"ACR{level} met" if met else f"ACR{level} not met", note=result["note"])
+
+
+def _register_acr(level: int) -> None:
+    def acr(**values: Any) -> ScoreResult:
+        return _acr_level(level, values)
+
+    acr.__doc__ = f"ACR{level} response at this visit against baseline: 1 met, 0 not met (Felson 1995 definition)."
+    acr.__name__ = f"acr{level}"
+    score(f"acr{level}", source=ACR_SOURCE, inputs=ACR_INPUTS)(acr)
+
+
+for _level in ACR_LEVELS:
+    _register_acr(_level)
+
+
+# --- EULAR response ----------------------------------------------------------------------------------
+
+# van Gestel AM et al., Arthritis Rheum 1996;39:34-40 (the EULAR response criteria), with the DAS28
+# thresholds of van Gestel AM et al., Arthritis Rheum 1998;41:1845-50 and Fransen J, van Riel PLCM,
+# Clin Exp Rheumatol 2005;23(5 Suppl 39):S93-9: the improvement (baseline minus current DAS28) and the
+# DAS28 attained decide together.
+#                            improvement > 1.2   > 0.6 and <= 1.2   <= 0.6
+#   present DAS28 <= 3.2          good              moderate          none
+#   3.2 < DAS28 <= 5.1            moderate          moderate          none
+#   DAS28 > 5.1                   moderate          none              none
+EULAR_IMPROVEMENT_LARGE = Decimal("1.2")
+EULAR_IMPROVEMENT_SMALL = Decimal("0.6")
+EULAR_LOW_ACTIVITY = Decimal("3.2")
+EULAR_HIGH_ACTIVITY = Decimal("5.1")
+EULAR_RESPONSES = {2: "good response", 1: "moderate response", 0: "no response"}
+
+
+def eular_response_level(baseline: Decimal, current: Decimal) -> int:
+    """EULAR response from two DAS28 values: 2 good, 1 moderate, 0 none (van Gestel 1996/1998 table)."""
+    improvement = baseline - current
+    if improvement > EULAR_IMPROVEMENT_LARGE:
+        return 2 if current <= EULAR_LOW_ACTIVITY else 1
+    if improvement > EULAR_IMPROVEMENT_SMALL:
+        return 1 if current <= EULAR_HIGH_ACTIVITY else 0
+    return 0
+
+
+@score(
+    "eular_response",
+    source=(
+        "van Gestel AM et al., Arthritis Rheum 1996;39:34-40; DAS28 thresholds: van Gestel AM et al., "
+        "Arthritis Rheum 1998;41:1845-50; Fransen J, van Riel PLCM, Clin Exp Rheumatol 2005;23(5 Suppl 39):S93-9"
+    ),
+    inputs=("das28", "das28_baseline"),
+)
+def eular_response(das28: Any, das28_baseline: Any) -> ScoreResult:
+    """EULAR response (2 good, 1 moderate, 0 none) from the DAS28 improvement since baseline and the DAS28 reached."""
+    current, before = _in_range("das28", das28, 0, 10), _in_range("das28_baseline", das28_baseline, 0, 10)
+    missing = tuple(name for name, value in (("das28", current), ("das28_baseline", before)) if value is None)
+    if missing:
+        note = _not_given("EULAR response", {"das28": "the DAS28 of this visit", "das28_baseline": "the baseline DAS28"}, missing)
+        return ScoreResult(None, missing=missing, note=note)
+    level = eular_response_level(before, current)
+    note = f"DAS28 {_round(before, 2)} → {_round(current, 2)} (improvement {_round(before - current, 2)})"
+    return ScoreResult(level, category=EULAR_RESPONSES[level], note=note)
+
+
+# --- CDAI and SDAI -------------------------------------------------------------------------------------
+
+# Aletaha D, Smolen JS, Clin Exp Rheumatol 2005;23(5 Suppl 39):S100-8 (definitions and disease-activity
+# cut-offs); SDAI first published by Smolen JS et al., Rheumatology 2003;42:244-57; CDAI by Aletaha D et
+# al., Arthritis Res Ther 2005;7:R796-806. The global assessments are on 0-10 cm scales (our VAS items are
+# 0-100 mm: divided by 10) and the CRP in mg/dL (our items are mg/L: divided by 10).
+CDAI_CUTOFFS = MappingProxyType({"remission": Decimal("2.8"), "low": Decimal("10"), "moderate": Decimal("22")})
+SDAI_CUTOFFS = MappingProxyType({"remission": Decimal("3.3"), "low": Decimal("11"), "moderate": Decimal("26")})
+
+
+def _activity(value: Decimal, cutoffs: Mapping[str, Decimal]) -> str:
+    """remission <= the remission cut-off, low <= low, moderate <= moderate, high above (Aletaha & Smolen 2005)."""
+    for category in ("remission", "low", "moderate"):
+        if value <= cutoffs[category]:
+            return category
+    return "high"
+
+
+def _cdai_parts(tjc28: Any, sjc28: Any, patient_global_vas: Any, physician_global_vas: Any) -> tuple[Decimal | None, tuple[str, ...]]:
+    parts = {
+        "tjc28": _in_range("tjc28", tjc28, 0, 28),
+        "sjc28": _in_range("sjc28", sjc28, 0, 28),
+        "patient_global_vas": _in_range("patient_global_vas", patient_global_vas, 0, 100),
+        "physician_global_vas": _in_range("physician_global_vas", physician_global_vas, 0, 100),
+    }
+    missing = tuple(name for name, value in parts.items() if value is None)
+    if missing:
+        return None, missing
+    return parts["tjc28"] + parts["sjc28"] + (parts["patient_global_vas"] + parts["physician_global_vas"]) / 10, ()
+
+
+@score(
+    "cdai",
+    source="Aletaha D et al., Arthritis Res Ther 2005;7:R796-806; cut-offs Aletaha D, Smolen JS, Clin Exp Rheumatol 2005;23(5 Suppl 39):S100-8",
+    inputs=("tjc28", "sjc28", "patient_global_vas", "physician_global_vas"),
+)
+def cdai(tjc28: Any, sjc28: Any, patient_global_vas: Any, physician_global_vas: Any) -> ScoreResult:
+    """Clinical Disease Activity Index: TJC28 + SJC28 + patient and physician global (0-10 cm), 0-76."""
+    value, missing = _cdai_parts(tjc28, sjc28, patient_global_vas, physician_global_vas)
+    if value is None:
+        return ScoreResult(None, missing=missing, note=_missing_note("CDAI", "both joint counts and both global assessments", missing))
+    return ScoreResult(_round(value, 1), category=_activity(value, CDAI_CUTOFFS))
+
+
+@score(
+    "sdai",
+    source="Smolen JS et al., Rheumatology 2003;42:244-57; cut-offs Aletaha D, Smolen JS, Clin Exp Rheumatol 2005;23(5 Suppl 39):S100-8",
+    inputs=("tjc28", "sjc28", "patient_global_vas", "physician_global_vas", "crp_mg_l"),
+)
+def sdai(tjc28: Any, sjc28: Any, patient_global_vas: Any, physician_global_vas: Any, crp_mg_l: Any) -> ScoreResult:
+    """Simplified Disease Activity Index: the CDAI plus the CRP in mg/dL, to 2 decimals."""
+    value, missing = _cdai_parts(tjc28, sjc28, patient_global_vas, physician_global_vas)
+    crp = _in_range("crp_mg_l", crp_mg_l, 0, 500)
+    missing = (*missing, *(("crp_mg_l",) if crp is None else ()))
+    if missing:
+        return ScoreResult(None, missing=missing, note=_missing_note("SDAI", "both joint counts, both global assessments and the CRP", missing))
+    value = value + crp / 10
+    return ScoreResult(_round(value, 2), category=_activity(value, SDAI_CUTOFFS))
+
+
+# --- Mouth in systemic sclerosis -----------------------------------------------------------------------
+
+MHISS_ITEMS = tuple(f"mhiss_{number:02d}" for number in range(1, 13))
+
+
+@score("mhiss_total", source="Mouthon L et al., Ann Rheum Dis 2007;66:1651-5")
+def mhiss_total(answers: Mapping[str, Any], context: Mapping[str, Any]) -> ScoreResult:
+    """Mouth Handicap in Systemic Sclerosis total: the sum of 12 items rated 0-4 (0-48, higher is worse); all 12 needed."""
+    # Mouthon 2007 publishes no rule for unanswered items, so nothing is prorated.
+    return _item_total("The MHISS total", answers, MHISS_ITEMS, top=4)

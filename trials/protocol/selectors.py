@@ -2,7 +2,17 @@
 
 from django.db.models import Q, QuerySet
 
-from trials.protocol.models import STAFF_MASKED_ROLES, STAFF_ROLES, UNBLINDED_ROLES, Role, Site, StudyRole, Trial, UnblindedAccessEvent
+from trials.protocol.models import (
+    STAFF_MASKED_ROLES,
+    STAFF_ROLES,
+    UNBLINDED_ROLES,
+    LabNormalRange,
+    Role,
+    Site,
+    StudyRole,
+    Trial,
+    UnblindedAccessEvent,
+)
 
 
 def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
@@ -125,3 +135,18 @@ __all__ = [
     "user_home",
     "user_sees_allocation",
 ]
+
+
+def lab_ranges_for_site(site_id: int) -> list[LabNormalRange]:
+    """Every active normal-range row of a site's laboratory (all tests, all versions), for grading."""
+    return list(LabNormalRange.objects.filter(site_id=site_id, is_active=True))
+
+
+def lab_range_sites_for_user(user) -> QuerySet[Site]:  # noqa: ANN001
+    """Sites whose laboratory normal ranges the user may set: those where she is data manager."""
+    if user.is_authenticated and user.is_superuser:
+        return Site.objects.filter(is_active=True)
+    roles = study_roles_for_user(user).filter(role=Role.DATA_MANAGER)
+    return Site.objects.filter(
+        Q(trial__in=roles.filter(site__isnull=True).values("trial")) | Q(pk__in=roles.values("site")), is_active=True
+    )

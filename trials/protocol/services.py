@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.protocol.models import (
     STAFF_ROLES,
+    LabNormalRange,
     Role,
     Site,
     StudyRole,
@@ -28,7 +29,10 @@ from trials.protocol.models import (
 )
 from trials.protocol.selectors import study_roles_for_user, user_sees_allocation
 
-PROTOCOL_MODELS = ("trial", "site", "arm", "criterion", "visitdefinition", "visitcrf", "crfdefinition", "fielddefinition", "studyrole", "consentdocument")
+PROTOCOL_MODELS = (
+    "trial", "site", "arm", "criterion", "visitdefinition", "visitcrf", "crfdefinition", "fielddefinition", "studyrole",
+    "consentdocument", "labnormalrange",
+)
 # Admin permissions per staff role: monitors read, data managers configure.
 ROLE_GROUPS = {
     Role.MONITOR: ("Monitors", ("view",)),
@@ -204,3 +208,39 @@ def _unblinded_access_record(study_role: StudyRole, *, action: str, actor, reaso
             ) % values
         transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients))
     return event
+
+
+def lab_range_check(*, test: str, lln, uln, age_from_years: int, age_to_years: int) -> None:  # noqa: ANN001
+    """Refuse (ValidationError naming the field) a normal range that cannot grade: an unknown test,
+    no limit at all, LLN not below ULN, an empty age band."""
+    from trials.protocol.ctcae import LAB_TESTS
+
+    errors: dict[str, str] = {}
+    if test not in LAB_TESTS:
+        errors["test"] = _("Unknown laboratory test '%(test)s'.") % {"test": test}
+    if lln is None and uln is None:
+        errors["uln"] = _("Give the lower limit, the upper limit or both.")
+    elif lln is not None and uln is not None and lln >= uln:
+        errors["uln"] = _("The upper limit must be above the lower limit.")
+    for name, value in (("lln", lln), ("uln", uln)):
+        if value is not None and value < 0:
+            errors[name] = _("A limit cannot be negative.")
+    if age_from_years >= age_to_years:
+        errors["age_to_years"] = _("The age band is empty: 'to age' must be above 'from age'.")
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def lab_range_save(*, lab_range: LabNormalRange, user, reason: str) -> LabNormalRange:  # noqa: ANN001
+    """Record a site laboratory's normal range (a new version, or its deactivation), audited with the
+    reason. The unit is the one the CTCAE grading table and the CRF item use for the test."""
+    from trials.protocol.ctcae import LAB_TESTS
+
+    lab_range_check(
+        test=lab_range.test, lln=lab_range.lln, uln=lab_range.uln,
+        age_from_years=lab_range.age_from_years, age_to_years=lab_range.age_to_years,
+    )
+    lab_range.unit = LAB_TESTS[lab_range.test].unit
+    audited_save(lab_range, user=user, reason=reason)
+    return lab_range

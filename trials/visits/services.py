@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -16,6 +17,9 @@ from trials.participants.selectors import data_entry_annotations, user_enters_da
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, VisitCrf
 from trials.protocol import scores
+from trials.protocol.ctcae import CTCAE_VERSION, LabGrade
+from trials.protocol.labs import grade_answers
+from trials.protocol.selectors import lab_ranges_for_site
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
@@ -111,6 +115,62 @@ def other_crf_answers(visit: Visit, schema: CrfSchema) -> dict[str, dict[str, di
                 continue
             out[namespace][entry.crf_code] = cel_answers(schema_for(entry.crf), entry.answers)
     return out
+
+
+def entry_lab_grades(visit: Visit, schema: CrfSchema, answers: dict) -> dict[str, LabGrade]:
+    """CTCAE v5.0 grades of the CRF's laboratory items (`lab_test`) against the normal ranges of the
+    participant's site in force on the sample date (the CRF's `sample_date`, else the visit date),
+    for the participant's sex and age from DEMOG, and the first earlier entry of the CRF as baseline."""
+    if not any(item.lab_test for item in schema.items):
+        return {}
+    participant = visit.participant
+    on = _iso_date(answers.get("sample_date")) or visit.visit_date or participant.site.today()
+    earlier = (
+        CrfEntry.objects.filter(participant_id=participant.pk, crf_code__in=("DEMOG", schema.code))
+        .exclude(visit_id=visit.pk).filter(visit__order__lte=visit.order)
+        .order_by("visit__order", "visit__sequence").values_list("crf_code", "answers")
+    )
+    demog: dict = {}
+    baseline: dict | None = None
+    for code, stored in earlier:
+        if code == "DEMOG" and not demog:
+            demog = stored or {}
+        elif code == schema.code and baseline is None:
+            baseline = stored or {}
+    if not demog:  # DEMOG entered at this very visit (screening labs)
+        demog = CrfEntry.objects.filter(visit_id=visit.pk, crf_code="DEMOG").values_list("answers", flat=True).first() or {}
+    born = _iso_date(demog.get("date_of_birth"))
+    age = None if born is None else on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return grade_answers(
+        schema, answers, ranges=lab_ranges_for_site(participant.site_id), sex=demog.get("sex"), age=age, on=on,
+        baseline=baseline,
+    )
+
+
+def lab_grade_warnings(schema: CrfSchema, grades: dict[str, LabGrade]) -> list[dict]:
+    """A soft warning per grade 3-4 laboratory abnormality: the coordinator is asked whether an adverse
+    event is recorded, confirms, and the confirmation becomes a query for the monitor (as any soft check)."""
+    warnings = []
+    for name, graded in grades.items():
+        if not graded.prompts_adverse_event:
+            continue
+        warnings.append({
+            "field": name,
+            "message": _("CTCAE v%(version)s grade %(grade)s %(term)s: record an adverse event if it is not already recorded.")
+            % {"version": CTCAE_VERSION, "grade": graded.grade, "term": graded.term},
+            "expression": f"ctcae:{graded.test}>={graded.grade}",
+            "kind": "ctcae",
+        })
+    return warnings
+
+
+def _iso_date(value: object) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
 
 
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
@@ -260,6 +320,8 @@ def crf_entry_save(
     schema = schema_for(entry.crf)
     submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema), known_row_ids=known_rows)
     outcome = submission.validate()
+    if outcome.is_valid:
+        outcome.warnings += lab_grade_warnings(schema, entry_lab_grades(visit, schema, outcome.answers))
     result = SaveResult(entry=entry, submission=submission)
     if not outcome.is_valid or (outcome.warnings and not confirm_warnings):
         if entry.pk is None and CrfEntry.objects.filter(visit=visit, crf_code=crf_code).exists():
@@ -318,6 +380,9 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
     outcome = validate_answers(schema, answers, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers))
+    if outcome.is_valid:
+        # An import confirms by saving: a grade 3-4 result is stored with its warning, as the page's confirmation.
+        outcome.warnings += lab_grade_warnings(schema, entry_lab_grades(visit, schema, outcome.answers))
     if not outcome.is_valid:
         errors = {name: [str(m) for m in messages] for name, messages in outcome.errors.items()}
         for group, rows in outcome.row_errors.items():

@@ -27,7 +27,14 @@ from trials.visits import hooks, schedule, selectors
 from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CalendarFeed, CrfEntry, Visit, VisitStatus
-from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context
+from trials.visits.services import (
+    CrfEntryConflict,
+    crf_entry_carried_forward,
+    crf_entry_for,
+    crf_entry_save,
+    entry_context,
+    entry_lab_grades,
+)
 
 
 @login_required
@@ -158,8 +165,11 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit, schema))
         submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
+    outcome = submission.outcome
+    lab_grades = entry_lab_grades(visit, schema, outcome.answers) if outcome is not None else {}
     return render(request, "visits/crf_entry.html", {
         **context, **_queries(request, entry, submission), "submission": submission, "saved": request.GET.get("saved"),
+        "lab_grades": lab_grades,
         "form_revision": entry.revision, "offer_draft": request.method == "GET"}, status=status)
 
 
