@@ -218,7 +218,7 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("fr", _("French")), ("es", _("Spanish"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [BASE_DIR / "edc" / "locale"]  # catalogues: docs/translations.md
 USE_I18N = True
 TIME_ZONE = "UTC"  # stored in UTC; each Site shows its own local time
 USE_TZ = True
