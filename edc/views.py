@@ -4,8 +4,9 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 from django.views.i18n import set_language
 
 from edc.ops import services
@@ -38,7 +39,9 @@ def language_set(request: HttpRequest) -> HttpResponse:
     """The top bar's language switcher: Django's set_language (cookie, redirect to `next`), and a
     logged-in user's choice is also kept on her account, so it follows her to another device."""
     language = request.POST.get("language", "")
-    if request.user.is_authenticated and language in dict(settings.LANGUAGES):
+    if language not in dict(settings.LANGUAGES):  # Django would take any language it has a catalogue of
+        return HttpResponseBadRequest(_("Unknown language: %(code)s.") % {"code": language[:10]})
+    if request.user.is_authenticated:
         services.user_language_set(user=request.user, language=language)
     return set_language(request)
 
