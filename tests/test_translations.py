@@ -149,3 +149,25 @@ def test_the_project_catalogue_is_the_one_served(language, expected):
     # Django ships no "Log out" msgid of its own in the default domain, so only edc/locale answers.
     with translation.override(language):
         assert translation.gettext("Log out") == expected
+
+
+# xgettext finds a string only in a call to one of these names (Django's makemessages keywords and
+# xgettext's own for Python): `from django.utils.translation import gettext as _t` hides every `_t("…")`.
+EXTRACTED_NAMES = {
+    "_", "gettext", "gettext_lazy", "gettext_noop", "ngettext", "ngettext_lazy",
+    "pgettext", "pgettext_lazy", "npgettext", "npgettext_lazy",
+}
+ALIAS = re.compile(r"from django\.utils\.translation import (.+)")
+
+
+def test_translation_functions_keep_names_that_makemessages_extracts():
+    hidden = []
+    for top in CODE[:2]:
+        for path in sorted((Path(settings.BASE_DIR) / top).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                match = ALIAS.match(line.strip())
+                for imported in match.group(1).strip("()").split(",") if match else []:
+                    name = imported.split(" as ")[-1].strip()
+                    if imported.strip().startswith(tuple(EXTRACTED_NAMES)) and name not in EXTRACTED_NAMES:
+                        hidden.append(f"{path.relative_to(settings.BASE_DIR)}:{number}: {line.strip()}")
+    assert hidden == [], "strings called through these names never reach the catalogues:\n" + "\n".join(hidden)
