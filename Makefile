@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo install setup test chromium e2e lint bench clean
+.PHONY: demo install messages setup test chromium e2e lint bench clean
 
 ## demo: install everything, load the seed trials and demo users, serve http://127.0.0.1:8000
 demo: setup
@@ -19,7 +19,13 @@ setup: install
 	$(PY) manage.py load_demo
 
 ## install: the virtualenv with the project and its test tools (re-run when pyproject.toml changes)
-install: $(VENV)/.installed
+install: $(VENV)/.installed messages
+
+## messages: compile the fr/es catalogues (edc/locale) when GNU gettext is here; else the committed .mo serve
+messages: $(VENV)/.installed
+	@if command -v msgfmt >/dev/null 2>&1; then \
+	  cd edc && $(abspath $(PY)) ../manage.py compilemessages --verbosity 0; \
+	else echo "msgfmt (GNU gettext) not found: using the committed edc/locale/*/LC_MESSAGES/django.mo"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

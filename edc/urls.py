@@ -5,11 +5,12 @@ from django.urls import include, path
 from edc import views
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("language/", views.language_set, name="language_set"),
     path("", include("trials.protocol.urls")),
     path("", include("trials.visits.urls")),
     path("", include("trials.participants.urls")),

@@ -1,9 +1,15 @@
-"""System pages: health check for load balancers and operators."""
+"""System pages: health check for load balancers and operators; login and the language switcher."""
 
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
+from django.views.i18n import set_language
 
+from edc.ops import services
 from edc.ops.models import WorkerHeartbeat
 
 
@@ -26,3 +32,38 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["last_worker_heartbeat"] = last.answered_at.isoformat() if last else None
     healthy = checks["database"] == "ok" and checks["cache"] == "ok"
     return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+
+
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    """The top bar's language switcher: Django's set_language (cookie, redirect to `next`), and a
+    logged-in user's choice is also kept on her account, so it follows her to another device."""
+    language = request.POST.get("language", "")
+    if language not in dict(settings.LANGUAGES):  # Django would take any language it has a catalogue of
+        return HttpResponseBadRequest(_("Unknown language: %(code)s.") % {"code": language[:10]})
+    if request.user.is_authenticated:
+        services.user_language_set(user=request.user, language=language)
+    return set_language(request)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login; then the language the user chose is applied (the cookie that LocaleMiddleware
+    reads), whatever the last person on this browser chose."""
+
+    redirect_authenticated_user = True
+
+    def form_valid(self, form) -> HttpResponse:  # noqa: ANN001
+        response = super().form_valid(form)
+        language = services.user_language(form.get_user())
+        if language:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=settings.LANGUAGE_COOKIE_AGE,
+                path=settings.LANGUAGE_COOKIE_PATH,
+                domain=settings.LANGUAGE_COOKIE_DOMAIN,
+                secure=settings.LANGUAGE_COOKIE_SECURE,
+                httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            )
+        return response

@@ -1,11 +1,14 @@
-"""Health of the running system: database, cache and the Celery round trip."""
+"""Health of the running system (database, cache, the Celery round trip) and user preferences."""
 
 import uuid
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from edc.ops.models import WorkerHeartbeat
+from edc.ops.models import UserPreference, WorkerHeartbeat
 
 
 def heartbeat_request() -> str:
@@ -30,3 +33,17 @@ def heartbeat_record(*, token: str, requested_at: str, worker: str, eager: bool)
         },
     )
     return heartbeat
+
+
+def user_language_set(*, user, language: str) -> UserPreference:  # noqa: ANN001 - any AUTH_USER_MODEL
+    """Remember the interface language a user chose (a code of settings.LANGUAGES)."""
+    if language not in dict(settings.LANGUAGES):
+        raise ValidationError(_("Unknown language: %(code)s.") % {"code": language})
+    preference, _created = UserPreference.objects.update_or_create(user=user, defaults={"language": language})
+    return preference
+
+
+def user_language(user) -> str:  # noqa: ANN001
+    """The interface language a user chose, or "" if she never chose one."""
+    preference = UserPreference.objects.filter(user=user).only("language").first()
+    return preference.language if preference else ""

@@ -139,7 +139,7 @@ def test_answers_typed_when_the_session_expired_come_back_after_logging_in_and_a
 
     page.fill("input[name=username]", "coordinator.madrid")
     page.fill("input[name=password]", DEMO["coordinator.madrid"]["password"])
-    page.click("button[type=submit]")
+    page.click("form:has(input[name=password]) button[type=submit]")
     expect(page.get_by_test_id("draft-restored")).to_contain_text("Your unsaved answers were restored — review and save")
     assert page.url.endswith(f"/visits/{screening.pk}/crf/VITALS/")
     expect_vitals(page)

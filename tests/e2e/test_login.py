@@ -33,7 +33,7 @@ def log_in(page, live_server, username: str) -> None:  # noqa: ANN001
     assert "/accounts/login/" in page.url  # anonymous users are sent to the login page
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", DEMO[username]["password"])
-    go(page, "button[type=submit]")
+    go(page, "form:has(input[name=password]) button[type=submit]")
 
 
 @pytest.mark.parametrize("username", sorted(LANDINGS))
@@ -62,7 +62,7 @@ def test_wrong_password_shows_an_error_and_stays_on_login(page, live_server, dem
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", "coordinator.toulouse")
     page.fill("input[name=password]", "wrong")
-    go(page, "button[type=submit]")
+    go(page, "form:has(input[name=password]) button[type=submit]")
     assert "/accounts/login/" in page.url
     assert "enter a correct username and password" in page.inner_text("body")
     screenshot(page, "login-error")

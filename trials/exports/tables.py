@@ -31,7 +31,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import F, Func, IntegerField, Sum, TextField, Value
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from edc import spreadsheet
 from trials.exports import selectors
@@ -649,7 +649,7 @@ def missing_table(spec: ExportSpec) -> Table:
 
 
 # What the data dictionary says of every text variable (edc/spreadsheet.py).
-TEXT_NOTE = _lazy(
+TEXT_NOTE = gettext_lazy(
     "CSV: a text beginning with = + - @, a tab or a carriage return is written with a leading ' so that "
     "no spreadsheet runs it as a formula (a plain negative number such as -2 is left as it is); remove "
     "that one character to get the value. Excel: the exact text, in a cell marked as text. ODM, SPSS "

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from edc.audit import AuditedModel
 from trials.participants.models import Participant
@@ -68,7 +69,7 @@ class Procedure(models.TextChoices):
 
 
 class ActionTaken(models.TextChoices):
-    NONE = "none", _("None")
+    NONE = "none", pgettext_lazy("action taken", "None")
     DOSE_DELAYED = "dose_delayed", _("Dose delayed or interrupted")
     DOSE_REDUCED = "dose_reduced", _("Dose reduced")
     WITHDRAWN = "withdrawn", _("Study treatment withdrawn")

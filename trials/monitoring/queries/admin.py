@@ -27,7 +27,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
@@ -71,7 +71,7 @@ def _display(value) -> str:  # noqa: ANN001
     if value is None or value == "" or value == []:
         return "—"
     if isinstance(value, bool):
-        return _t("yes") if value else _t("no")
+        return gettext("yes") if value else gettext("no")
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -96,10 +96,10 @@ def _value_text(snapshot: dict | None) -> str:
             return f"[{missing.get('code')}: {missing.get('reason')}]"
         return _display(snapshot["value"])
     if snapshot.get("row_removed"):
-        return _t("(row removed)")
+        return gettext("(row removed)")
     if "row" in snapshot:
         return ", ".join(f"{k}={_display(v)}" for k, v in snapshot["row"].items() if k != ROW_ID)
-    return _t("(the whole entry)") if "entry" in snapshot else _t("(recorded)")
+    return gettext("(the whole entry)") if "entry" in snapshot else gettext("(recorded)")
 
 
 class ReviewerScopedAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
@@ -211,7 +211,7 @@ class QueryAdmin(ReviewerScopedAdmin):
 
     @admin.display(description=_("origin"), ordering="origin")
     def origin_short(self, obj: Query) -> str:
-        return _t("edit check") if obj.origin == QueryOrigin.EDIT_CHECK else _t("reviewer")
+        return gettext("edit check") if obj.origin == QueryOrigin.EDIT_CHECK else gettext("reviewer")
 
     @admin.display(description=_("about"))
     def target(self, obj: Query) -> str:
@@ -226,10 +226,10 @@ class QueryAdmin(ReviewerScopedAdmin):
         if obj.entry_id:
             return format_html(
                 '<a href="{}">{}</a> · <a href="{}">{}</a>',
-                reverse("admin:visits_crfentry_change", args=[obj.entry_id]), _t("CRF entry"),
-                reverse("admin:monitoring_sdv_verify", args=[obj.entry_id]), _t("review and verify"),
+                reverse("admin:visits_crfentry_change", args=[obj.entry_id]), gettext("CRF entry"),
+                reverse("admin:monitoring_sdv_verify", args=[obj.entry_id]), gettext("review and verify"),
             )
-        return format_html('<a href="{}">{}</a>', reverse("admin:safety_adverseevent_change", args=[obj.adverse_event_id]), _t("adverse event"))
+        return format_html('<a href="{}">{}</a>', reverse("admin:safety_adverseevent_change", args=[obj.adverse_event_id]), gettext("adverse event"))
 
     @admin.display(description=_("raised"))
     def raised(self, obj: Query) -> str:
@@ -251,7 +251,7 @@ class QueryAdmin(ReviewerScopedAdmin):
     def value_now(self, obj: Query) -> str:
         now = services.query_current_value(obj)
         changed = now != obj.value_at_raise
-        return format_html("{} <strong>{}</strong>", _value_text(now), _t("(changed since raised)") if changed else _t("(unchanged)"))
+        return format_html("{} <strong>{}</strong>", _value_text(now), gettext("(changed since raised)") if changed else gettext("(unchanged)"))
 
     def get_urls(self):  # noqa: ANN201
         view = self.admin_site.admin_view
@@ -267,7 +267,7 @@ class QueryAdmin(ReviewerScopedAdmin):
             raise PermissionDenied
         query = self.get_queryset(request).filter(pk=pk).first()
         if query is None:
-            raise Http404(_t("No such query in your sites."))
+            raise Http404(gettext("No such query in your sites."))
         return query
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):  # noqa: ANN001, ANN201
@@ -289,22 +289,22 @@ class QueryAdmin(ReviewerScopedAdmin):
             return HttpResponseRedirect(back)
         form = QueryActionForm(request.POST)
         if not form.is_valid():
-            messages.error(request, _t("Choose an action."))
+            messages.error(request, gettext("Choose an action."))
             return HttpResponseRedirect(back)
         action, text = form.cleaned_data["action"], form.cleaned_data["text"]
         try:
             if action == "close":
                 services.query_close(query=query, user=request.user, justification=text)
-                done = _t("Query closed.")
+                done = gettext("Query closed.")
             elif action == "reopen":
                 services.query_reopen(query=query, user=request.user, text=text)
-                done = _t("Query re-opened: the site sees it again.")
+                done = gettext("Query re-opened: the site sees it again.")
             elif action == "cancel":
                 services.query_cancel(query=query, user=request.user, text=text)
-                done = _t("Query cancelled.")
+                done = gettext("Query cancelled.")
             else:
                 services.query_comment(query=query, user=request.user, text=text)
-                done = _t("Comment added.")
+                done = gettext("Comment added.")
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
@@ -324,18 +324,18 @@ class QueryAdmin(ReviewerScopedAdmin):
                 pk=params["entry"], participant__in=scope
             ).first()
             if entry is None:
-                raise Http404(_t("No such CRF entry in your sites."))
+                raise Http404(gettext("No such CRF entry in your sites."))
             fallback = reverse("admin:visits_crfentry_change", args=[entry.pk])
         elif params.get("ae", "").isdigit():
             adverse_event = AdverseEvent.objects.select_related("participant__site").filter(pk=params["ae"], participant__in=scope).first()
             if adverse_event is None:
-                raise Http404(_t("No such adverse event in your sites."))
+                raise Http404(gettext("No such adverse event in your sites."))
             fallback = reverse("admin:safety_adverseevent_change", args=[adverse_event.pk])
         else:
-            raise Http404(_t("Say which CRF entry or adverse event the query is about."))
+            raise Http404(gettext("Say which CRF entry or adverse event the query is about."))
         participant = entry.participant if entry else adverse_event.participant
         if not user_reviews_at(request.user, participant):
-            raise PermissionDenied(_t("Only the monitors and data managers of this site raise queries."))
+            raise PermissionDenied(gettext("Only the monitors and data managers of this site raise queries."))
         form = QueryRaiseForm(request.POST if request.method == "POST" else None, initial={"next": request.GET.get("next", "")})
         if request.method == "POST" and form.is_valid():
             try:
@@ -345,7 +345,7 @@ class QueryAdmin(ReviewerScopedAdmin):
             except ValidationError as error:
                 add_service_errors(form, error)
             else:
-                messages.success(request, _t("Query raised on %(target)s: the site sees it now.") % {"target": query_target_label(query)})
+                messages.success(request, gettext("Query raised on %(target)s: the site sees it now.") % {"target": query_target_label(query)})
                 return HttpResponseRedirect(_safe_next(request, fallback))
         target = Query(participant=participant, entry=entry, item=item, row_id=row_id, adverse_event=adverse_event)
         try:
@@ -364,7 +364,7 @@ class QueryAdmin(ReviewerScopedAdmin):
             if q.item == item and q.row_id == row_id
         ]
         return render(request, "monitoring/query_admin_raise.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": _t("Raise a query"),
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": gettext("Raise a query"),
             "form": form, "entry": entry, "adverse_event": adverse_event, "participant": participant,
             "item": item, "row_id": row_id, "label": label, "value": value, "existing": existing,
             "target_error": "" if form.errors else target_error,
@@ -379,7 +379,7 @@ class QueryAdmin(ReviewerScopedAdmin):
         rows = query_ageing(request.user, trial) if trial else []
         totals = {key: sum(r[key] for r in rows) for key in ("total", "age_0_7", "age_8_30", "age_over_30", "waiting_site", "waiting_review", "closed")}
         return render(request, "monitoring/query_admin_ageing.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": _t("Query ageing"),
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": gettext("Query ageing"),
             "trials": trials, "trial": trial, "rows": rows, "totals": totals,
         })
 
@@ -408,15 +408,15 @@ class QueryAdmin(ReviewerScopedAdmin):
 
     @admin.action(description=_("Close the selected queries (justify if the value did not change)"))
     def close_queries(self, request: HttpRequest, queryset: QuerySet):  # noqa: ANN201
-        return self._bulk(request, queryset, action="close_queries", title=_t("Close queries"), service=services.query_close, text_arg="justification")
+        return self._bulk(request, queryset, action="close_queries", title=gettext("Close queries"), service=services.query_close, text_arg="justification")
 
     @admin.action(description=_("Re-open the selected queries"))
     def reopen_queries(self, request: HttpRequest, queryset: QuerySet):  # noqa: ANN201
-        return self._bulk(request, queryset, action="reopen_queries", title=_t("Re-open queries"), service=services.query_reopen, text_arg="text")
+        return self._bulk(request, queryset, action="reopen_queries", title=gettext("Re-open queries"), service=services.query_reopen, text_arg="text")
 
     @admin.action(description=_("Cancel the selected queries"))
     def cancel_queries(self, request: HttpRequest, queryset: QuerySet):  # noqa: ANN201
-        return self._bulk(request, queryset, action="cancel_queries", title=_t("Cancel queries"), service=services.query_cancel, text_arg="text")
+        return self._bulk(request, queryset, action="cancel_queries", title=gettext("Cancel queries"), service=services.query_cancel, text_arg="text")
 
 
 # --- Source data verification ---------------------------------------------------------------
@@ -489,7 +489,7 @@ def _mark_verified(request: HttpRequest, entries) -> tuple[int, list[str]]:  # n
         except (ValidationError, PermissionDenied) as error:
             text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
             refused.append(format_html(
-                '{}: {} <a href="{}">{}</a>', entry, text, reverse("admin:monitoring_sdv_verify", args=[entry.pk]), _t("verify it item by item"),
+                '{}: {} <a href="{}">{}</a>', entry, text, reverse("admin:monitoring_sdv_verify", args=[entry.pk]), gettext("verify it item by item"),
             ))
         else:
             done += 1
@@ -570,7 +570,7 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
             plan = plans.get(entry.participant.trial_id)
             entry.critical = bool(plan and (plan.critical_items or {}).get(entry.crf_code))
         return render(request, "monitoring/sdv_admin_worklist.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": _t("SDV worklist"),
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": gettext("SDV worklist"),
             "page": page, "trials": trials, "trial": trial, "plans": [(t, plans.get(t.pk)) for t in trials],
             "sites": sites_for_user(request.user, trial=trial).order_by("trial__code", "code") if trial else [],
             "site": site, "crf": crf, "scopes": SdvScope,
@@ -585,7 +585,7 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
             pk=entry_id, participant__in=participants_for_user(request.user)
         ).first()
         if entry is None:
-            raise Http404(_t("No such CRF entry in your sites."))
+            raise Http404(gettext("No such CRF entry in your sites."))
         critical = sdv.sdv_critical_items(entry)
         if request.method == "POST":
             try:
@@ -593,9 +593,9 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
             except ValidationError as error:
                 messages.error(request, " ".join(error.messages))
             except PermissionDenied as error:
-                messages.error(request, str(error) or _t("Only the monitors of this site verify source data."))
+                messages.error(request, str(error) or gettext("Only the monitors of this site verify source data."))
             else:
-                messages.success(request, _t("%(entry)s verified at revision %(n)s.") % {"entry": entry, "n": entry.revision})
+                messages.success(request, gettext("%(entry)s verified at revision %(n)s.") % {"entry": entry, "n": entry.revision})
             return HttpResponseRedirect(request.get_full_path())
         mark = SdvMark.objects.select_related("verified_by", "reset_by").filter(entry=entry).first()
         queries = item_queries(request.user, entry)
@@ -618,7 +618,7 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
             if item.type == "repeating_group":
                 for index, row in enumerate(entry.answers.get(item.name) or [], start=1):
                     row_id = row.get(ROW_ID, "")
-                    rows.append({"group": f"{item.label}, {_t('row')} {index}", "row_header": True,
+                    rows.append({"group": f"{item.label}, {gettext('row')} {index}", "row_header": True,
                                  "raise": raise_link(item=item.name, row=row_id),
                                  "open": open_by_key.get((row_id, item.name), 0)})
                     for child in item.children:
@@ -641,8 +641,8 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
                 "raise": raise_link(item=item.name),
             })
         return render(request, "monitoring/sdv_admin_verify.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": _t("Review and verify %(entry)s") % {"entry": entry},
-            "entry": entry, "rows": rows, "mark": mark, "sdv_text": sdv.sdv_status_text(mark, entry) if mark else _t("Not verified"),
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": gettext("Review and verify %(entry)s") % {"entry": entry},
+            "entry": entry, "rows": rows, "mark": mark, "sdv_text": sdv.sdv_status_text(mark, entry) if mark else gettext("Not verified"),
             "critical": critical, "is_complete": entry.status == EntryStatus.COMPLETE,
             "queries": [q for q in queries if q.state in OPEN_QUERY_STATES],
             "raise_entry": raise_link(),
