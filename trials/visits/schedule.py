@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from edc.audit import audited_bulk_create, audited_save
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.models import Site, VisitAnchor, VisitDefinition, VisitKind
-from trials.visits.models import CALENDAR_STATES, CrfEntry, Visit, VisitStatus
+from trials.visits.models import CALENDAR_STATES, CrfEntry, RecordKind, Visit, VisitStatus
 
 # Participants whose visits still move with the calendar.
 SCHEDULED_STATUSES = (ParticipantStatus.SCREENING, ParticipantStatus.ENROLLED, ParticipantStatus.ON_TREATMENT)
@@ -206,7 +206,7 @@ def visit_add_unscheduled(participant: Participant, *, user, label: str, planned
         raise ValidationError({"reason": _("Give the reason for the unscheduled visit.")})
     if participant.consent_date is None:
         raise ValidationError(_("No visit before consent."))
-    sequence = Visit.objects.filter(participant=participant, definition__isnull=True).count() + 1
+    sequence = Visit.objects.filter(participant=participant, definition__isnull=True, record_kind=RecordKind.VISIT).count() + 1
     today = participant.site.today()
     visit = audited_save(
         Visit(

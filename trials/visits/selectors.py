@@ -4,8 +4,8 @@ from django.db.models import Count, Prefetch, Q
 
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
-from trials.protocol.models import VisitCrf
-from trials.visits.models import CrfEntry, Visit
+from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
+from trials.visits.models import CrfEntry, RecordKind, Visit
 
 
 def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
@@ -20,7 +20,7 @@ def participant_grid(participant: Participant) -> list[dict]:
 
     open_queries = Count("queries", filter=Q(queries__state__in=list(OPEN_QUERY_STATES)))
     visits = (
-        Visit.objects.filter(participant=participant)
+        Visit.objects.filter(participant=participant, record_kind=RecordKind.VISIT)
         .select_related("definition")
         .prefetch_related(
             Prefetch(
@@ -35,9 +35,14 @@ def participant_grid(participant: Participant) -> list[dict]:
         .order_by("order", "sequence")
     )
     rows = []
+    unscheduled_links = None
     for visit in visits:
         entries = {e.crf_code: e for e in visit.crf_entries.all()}
-        links = visit.definition.visit_crfs.all() if visit.definition else []
+        if visit.definition is None and unscheduled_links is None:
+            unscheduled_links = list(
+                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True).order_by("order")
+            )
+        links = visit.definition.visit_crfs.all() if visit.definition else unscheduled_links
         rows.append(
             {
                 "visit": visit,
@@ -52,3 +57,48 @@ def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     return Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
         "participant__trial", "participant__site", "participant__consent_document", "definition"
     ).first()
+
+
+def participant_logs(participant: Participant) -> list[dict]:
+    """The participant's logs (the trial's log CRFs, in the trial file's order), each with its
+    records in the order they were added; a record carries its `entry` (None until first saved)
+    and the entry's answers for the list's columns."""
+    from trials.protocol.engine import schema_for
+
+    links = list(TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True).select_related("crf").order_by("order"))
+    records = (
+        Visit.objects.filter(participant=participant, record_kind=RecordKind.LOG)
+        .prefetch_related("crf_entries")
+        .order_by("log_crf_code", "sequence")
+    )
+    by_code: dict[str, list[dict]] = {link.crf_code: [] for link in links}
+    for record in records:
+        entry = next(iter(record.crf_entries.all()), None)
+        by_code.setdefault(record.log_crf_code, []).append({"visit": record, "entry": entry})
+    logs = []
+    for link in links:
+        # The list shows the first items of the CRF (the medication, its class, its dates …).
+        columns = [item for item in schema_for(link.crf).items if item.is_input and item.type != "repeating_group"][:LOG_COLUMNS]
+        records = by_code.get(link.crf_code, [])
+        for record in records:
+            answers = record["entry"].answers if record["entry"] else {}
+            record["cells"] = [_shown(item, answers.get(item.name)) for item in columns]
+        logs.append({"link": link, "columns": columns, "records": records})
+    return logs
+
+
+LOG_COLUMNS = 6
+
+
+def _shown(item, value) -> str:  # noqa: ANN001
+    """An answer as the log's list shows it: a choice by its label, yes/no in words, "—" when empty."""
+    from django.utils.translation import gettext as _
+
+    if value is None or value == "" or value == []:
+        return "—"
+    if item.type == "yes_no":
+        return _("yes") if value else _("no")
+    labels = dict((str(code), label) for code, label in item.choices)
+    if isinstance(value, list):
+        return ", ".join(labels.get(str(v), str(v)) for v in value)
+    return labels.get(str(value), str(value))

@@ -26,6 +26,7 @@ from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CalendarFeed, Visit, VisitStatus
 from trials.visits.services import CrfEntryConflict, crf_entry_carried_forward, crf_entry_for, crf_entry_save, entry_context
+from trials.visits.services import log_record_add as log_record_add_service
 
 
 @login_required
@@ -69,8 +70,25 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "summary": summary,
             **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
             "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
+            "logs": selectors.participant_logs(participant),
         },
     )
+
+
+@login_required
+def log_record_add(request: HttpRequest, pk: int, crf_code: str) -> HttpResponse:
+    """Add a record to a participant's log (POST), then open its CRF."""
+    participant = selectors.participant_for_user(request.user, pk)
+    if participant is None:
+        raise Http404(_("No such participant in your sites."))
+    if request.method != "POST":
+        return redirect("participant_dashboard", participant.pk)
+    try:
+        visit = log_record_add_service(user=request.user, participant=participant, crf_code=crf_code)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect(reverse("participant_dashboard", args=[participant.pk]) + "#logs")
+    return redirect("crf_entry", visit.pk, crf_code)
 
 
 def _next_url(visit, crf_code: str) -> str:  # noqa: ANN001
