@@ -77,8 +77,11 @@ def participant_logs(participant: Participant) -> list[dict]:
         by_code.setdefault(record.log_crf_code, []).append({"visit": record, "entry": entry})
     logs = []
     for link in links:
-        # The list shows the first items of the CRF (the medication, its class, its dates …).
-        columns = [item for item in schema_for(link.crf).items if item.is_input and item.type != "repeating_group"][:LOG_COLUMNS]
+        # The list shows what names a record (the first three items: the medication, its class, its
+        # indication) and when it ran (the dates and yes/no items: start, ongoing, stop), in CRF order.
+        inputs = [item for item in schema_for(link.crf).items if item.is_input]
+        naming = [item for item in inputs if item.type not in {"date", "datetime", "yes_no"}][:3]
+        columns = [item for item in inputs if item in naming or item.type in {"date", "datetime", "yes_no"}][:LOG_COLUMNS]
         records = by_code.get(link.crf_code, [])
         for record in records:
             answers = record["entry"].answers if record["entry"] else {}
@@ -87,7 +90,7 @@ def participant_logs(participant: Participant) -> list[dict]:
     return logs
 
 
-LOG_COLUMNS = 6
+LOG_COLUMNS = 7
 
 
 def _shown(item, value) -> str:  # noqa: ANN001
