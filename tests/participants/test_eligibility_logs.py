@@ -84,11 +84,11 @@ def test_a_man_is_recorded_not_applicable_for_i04_and_can_be_eligible(toulousain
     assert eligibility.answer_label("inclusion", NA) == "Not applicable"
 
 
-def test_a_woman_of_45_does_not_meet_i04_and_one_of_60_cannot_answer_it_not_applicable(coordinator, demo):  # noqa: ARG001
-    # I04: "Age > 50 years … with amenorrhea for at least 24 consecutive months".
+def test_a_woman_of_45_is_not_applicable_for_i04_and_one_of_60_cannot_answer_it_not_applicable(coordinator, demo):  # noqa: ARG001
+    # I04: "Age > 50 years … amenorrhea … may be used to exclude childbearing potential".
     younger = consent(screen(TLS, coordinator), coordinator)
     enter(younger, "DEMOG", demog(age=45, sex="F"), coordinator)
-    assert auto(younger, "I04") == NOT_MET
+    assert auto(younger, "I04") == NA
     older = consent(screen(TLS, coordinator), coordinator)
     enter(older, "DEMOG", demog(age=60, sex="F"), coordinator)
     assert auto(older, "I04") is None  # amenorrhoea, HRT and FSH are the investigator's
@@ -96,6 +96,8 @@ def test_a_woman_of_45_does_not_meet_i04_and_one_of_60_cannot_answer_it_not_appl
     answers[("I04", "")] = (NA, "")
     with pytest.raises(ValidationError, match="I04 applies to"):
         services.eligibility_record(participant=older, answers=answers, user=coordinator)
+    answers[("I04", "")] = (MET, "amenorrhoea since 2019, FSH 62 IU/L")
+    assert services.eligibility_record(participant=older, answers=answers, user=coordinator).eligible is not False
 
 
 def test_not_applicable_is_refused_for_a_criterion_that_applies_to_everyone(toulousain, coordinator):
