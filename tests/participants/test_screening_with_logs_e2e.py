@@ -45,7 +45,7 @@ def test_an_asc_du_man_with_a_medication_log_is_screened_and_enrolled(demo, clie
     assert CrfEntry.objects.get(visit=record).answers["medication"] == "nifedipine"
 
     page = client.get(reverse("participant_eligibility", args=[man.pk])).content.decode()
-    assert 'data-criterion="I04"' in page and "does not apply: sex = M" in page
+    assert 'data-criterion="I04"' in page and "does not apply: age_years = 58, sex = M" in page
     evaluation = eligibility.evaluate(man)
     # I04 concerns women; E03 (no statin) and E05 (no DMARD) are "Excluded: no" from the log; E04: the
     # vasodilator has been taken unchanged for 288 days (> 3 months, > 1 month).

@@ -127,6 +127,14 @@ def test_a_log_crf_is_only_entered_in_its_own_record(participant, coordinator):
         log_record_add(user=coordinator, participant=participant, crf_code="VITALS")
 
 
+def test_a_log_record_takes_no_visit_date_and_is_never_missed(participant, coordinator):
+    record = log_record_add(user=coordinator, participant=participant, crf_code="MEDHIST")
+    with pytest.raises(ValidationError, match="log record has no visit date"):
+        schedule.visit_record_date(record, user=coordinator, visit_date=timezone.localdate(), reason="")
+    with pytest.raises(ValidationError, match="log record has no visit date"):
+        schedule.visit_mark(record, user=coordinator, status="not_done", reason="no")
+
+
 def test_only_the_sites_data_entry_staff_add_to_the_log(participant):
     for username in ("coordinator.mexico", "monitor.du", "sponsor.toulouse"):  # another trial, a reviewer, a sponsor
         with pytest.raises(PermissionDenied):
