@@ -1,9 +1,11 @@
 """Reads of visits and CRF entries, always through the participants the user may see."""
 
 from django.db.models import Count, Prefetch, Q
+from django.utils.translation import gettext as _
 
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
+from trials.protocol.engine import schema_for
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
 from trials.visits.models import CrfEntry, RecordKind, Visit
 
@@ -63,16 +65,14 @@ def participant_logs(participant: Participant) -> list[dict]:
     """The participant's logs (the trial's log CRFs, in the trial file's order), each with its
     records in the order they were added; a record carries its `entry` (None until first saved)
     and the entry's answers for the list's columns."""
-    from trials.protocol.engine import schema_for
-
     links = list(TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True).select_related("crf").order_by("order"))
-    records = (
+    saved = (
         Visit.objects.filter(participant=participant, record_kind=RecordKind.LOG)
         .prefetch_related("crf_entries")
         .order_by("log_crf_code", "sequence")
     )
     by_code: dict[str, list[dict]] = {link.crf_code: [] for link in links}
-    for record in records:
+    for record in saved:
         entry = next(iter(record.crf_entries.all()), None)
         by_code.setdefault(record.log_crf_code, []).append({"visit": record, "entry": entry})
     logs = []
@@ -95,8 +95,6 @@ LOG_COLUMNS = 7
 
 def _shown(item, value) -> str:  # noqa: ANN001
     """An answer as the log's list shows it: a choice by its label, yes/no in words, "—" when empty."""
-    from django.utils.translation import gettext as _
-
     if value is None or value == "" or value == []:
         return "—"
     if item.type == "yes_no":

@@ -18,7 +18,7 @@ from trials.protocol.models import CrfDefinition, Site, TrialCrf, TrialCrfUse, V
 from trials.protocol import scores
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits.forms import CrfSubmission
-from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit
+from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit, VisitStatus
 
 
 class CrfEntryConflict(Exception):
@@ -392,9 +392,6 @@ def log_record_add(*, user, participant, crf_code: str) -> Visit:  # noqa: ANN00
     entry is then entered in, through `crf_entry_save` like any visit's CRF. Audited; refused on a
     locked or frozen participant or trial, before consent, and to anyone who does not enter data
     at the participant's site."""
-    from trials.records.locks import assert_writable
-    from trials.records.services import data_changed
-
     if not user_enters_data_at(user, participant):
         raise PermissionDenied(_("You do not enter data at this site."))
     problem = consent_problem(participant)
@@ -414,7 +411,7 @@ def log_record_add(*, user, participant, crf_code: str) -> Visit:  # noqa: ANN00
     visit = audited_save(
         Visit(
             participant=participant, definition=None, record_kind=RecordKind.LOG, log_crf_code=crf_code,
-            sequence=sequence, label=f"{link.crf.title} {sequence}", status="done", order=20_000 + link.order,
+            sequence=sequence, label=f"{link.crf.title} {sequence}", status=VisitStatus.DONE, order=20_000 + link.order,
         ),
         user=user,
         reason=reason,
