@@ -9,7 +9,9 @@ Mapping (docs/architecture.md, "Exports"):
 - Study `ST.<trial>`, MetaDataVersion `MDV.<trial>`; a pooled export has one Study (and one
   ClinicalData) per trial.
 - StudyEventDef `SE.<visit code>` per visit definition (not repeating), `SE.UNSCHEDULED`
-  (repeating, StudyEventRepeatKey = the unscheduled visit's sequence) and `SE.SUBJECT` (common:
+  (repeating, StudyEventRepeatKey = the unscheduled visit's sequence), `SE.LOG` (common and
+  repeating: one event per record of a participant's log, StudyEventRepeatKey `<CRF>.<record
+  number>`, e.g. `CONMED.2`) and `SE.SUBJECT` (common:
   the participant's status and dates, adverse events, and the allocation only when unblinded).
 - FormDef `F.<CRF>.V<version>` per CRF version used (by the schedule or by data); every event has
   `F.VISIT` first (visit date and state).
@@ -60,6 +62,7 @@ ODM_VERSION = "1.3.2"
 # Participants whose rows are read together: one query per stream per batch, memory per batch.
 BATCH_SIZE = 100
 UNSCHEDULED = "SE.UNSCHEDULED"
+LOG_EVENT = "SE.LOG"
 SUBJECT_EVENT = "SE.SUBJECT"
 YES_NO_OID = "CL.YN"
 ITEM_DATA = f"{{{NS}}}ItemData"
@@ -522,11 +525,11 @@ def study_metadata(spec: ExportSpec, trial: Trial) -> StudyMetadata:
         .select_related("crf").order_by("visit_definition__order", "order")
     )
     # CRF versions the exported entries were made with, per visit (None: unscheduled visits).
-    used: set[tuple[str | None, int]] = set(
-        selectors.export_entries(spec).queryset.filter(participant__trial=trial)
-        .order_by().values_list("visit_code", "crf_id").distinct()
-    )
-    crf_ids = {link.crf_id for link in links} | {crf_id for _visit, crf_id in used}
+    exported = selectors.export_entries(spec).queryset.filter(participant__trial=trial).order_by()
+    used: set[tuple[str | None, int]] = set(exported.exclude(visit__record_kind="log").values_list("visit_code", "crf_id").distinct())
+    # CRF versions of the participant's log records (concomitant medications, medical history).
+    logged: set[int] = set(exported.filter(visit__record_kind="log").values_list("crf_id", flat=True).distinct())
+    crf_ids = {link.crf_id for link in links} | {crf_id for _visit, crf_id in used} | logged
     crfs = {crf.pk: crf for crf in CrfDefinition.objects.filter(pk__in=crf_ids)}
     # Oldest versions first, so an unchanged item keeps the OID its first version gave it.
     ordered = sorted(crfs.values(), key=lambda c: (codes.index(c.code) if c.code in codes else len(codes), c.code, c.version))
@@ -557,6 +560,9 @@ def study_metadata(spec: ExportSpec, trial: Trial) -> StudyMetadata:
         event_by_visit[definition.code] = oid
     unscheduled = [(visit_form.oid, False)] + [(form_by_crf[crf_id], False) for code, crf_id in sorted(used, key=str) if code is None]
     events.append(EventSpec(UNSCHEDULED, _("Unscheduled visit"), "Unscheduled", True, unscheduled))
+    if logged:
+        log_refs = [(form_by_crf[crf_id], False) for crf_id in sorted(logged)]
+        events.append(EventSpec(LOG_EVENT, _("Participant log record"), "Common", True, log_refs))
 
     with_allocation = not spec.blinded and not pooled
     subject = builder.subject_form(with_allocation, list(trial.arms.order_by("order", "code")) if with_allocation else [])
@@ -751,6 +757,12 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
     visit_form = meta.forms["F.VISIT"]
     for visit in visits:
         entries = entries_by_visit.get(visit.id, [])
+        if getattr(visit, "kind", None) == "log":
+            # A log record: its one entry, in the participant-level repeating event (no visit form).
+            if entries:
+                event = _e("StudyEventData", {"StudyEventOID": LOG_EVENT, "StudyEventRepeatKey": f"{entries[0].crf_code}.{visit.sequence}"}, subject)
+                _form_data(event, meta.forms[meta.form_by_crf[entries[0].crf_id]], entries[0].answers or {}, meta.mask)
+            continue
         event_oid = meta.event_by_visit.get(visit.visit_code) if visit.visit_code else UNSCHEDULED
         if event_oid is None:
             continue  # a pooled export: a visit at which the pooled CRF is not due

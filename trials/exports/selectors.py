@@ -38,13 +38,13 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, F, Max, Model, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import Case, F, Max, Model, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.fields.json import KT
 
 from trials.exports.spec import ExportSpec
 from trials.monitoring.models import Query
 from trials.participants.models import Allocation, Participant
-from trials.protocol.models import Arm, CrfDefinition, FieldDefinition, FieldType, Role, Site, Trial, VisitCrf
+from trials.protocol.models import Arm, CrfDefinition, FieldDefinition, FieldType, Role, Site, Trial, TrialCrf, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
 from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, Visit
@@ -172,6 +172,9 @@ def _crf_codes(spec: ExportSpec) -> list[str]:
     for code, _visit_order, _order in rows:
         if code not in codes:
             codes.append(code)
+    # Then the CRFs kept outside the plan: those of unscheduled visits, then the logs (CONMED, MEDHIST).
+    outside = TrialCrf.objects.filter(trial_id=spec.trial_id).order_by("-use", "order").values_list("crf_code", flat=True)
+    codes += [code for code in dict.fromkeys(outside) if code not in codes]
     if spec.crf_codes:
         return [code for code in codes if code in spec.crf_codes]
     return codes
@@ -375,7 +378,9 @@ def export_visits(spec: ExportSpec) -> Rows:
     source = _source(Visit, _participant_scope(spec, "participant__"), cutoff_end(spec))
     queryset = source.annotate(
         trial_code=F("participant__trial__code"), site_code=F("participant__site__code"), subject=_subject(),
-        visit_code=F("definition__code"), kind=F("definition__kind"),
+        visit_code=F("definition__code"),
+        # A log record's kind is "log"; a planned visit's, its definition's; an unscheduled visit's, empty.
+        kind=Case(When(record_kind="log", then=Value("log")), default=F("definition__kind")),
     ).order_by("participant__trial__code", "participant__site__code", "participant__screening_number", "order", "sequence", "id")
     return Rows(queryset.values_list(*VISIT_FIELDS, named=True))
 

@@ -243,7 +243,10 @@ def visits_table(spec: ExportSpec) -> Table:
         Column("visit", _("Visit (code; empty for an unscheduled visit)"), TEXT, source="visit_definition.code"),
         Column("visit_sequence", _("Visit sequence"), INTEGER, source="visit.sequence"),
         Column("visit_label", _("Visit"), TEXT, source="visit.label"),
-        Column("visit_kind", _("Kind of visit"), TEXT, codes=_choices(VisitKind.choices), source="visit_definition.kind"),
+        Column(
+            "visit_kind", _("Kind of visit (\"log\": a record of the participant's log)"), TEXT,
+            codes=_choices([*VisitKind.choices, ("log", _("Log record"))]), source="visit_definition.kind",
+        ),
         Column("planned_date", _("Planned date"), DATE, source="visit.planned_date"),
         Column("window_start", _("Window opens"), DATE, source="visit.window_start"),
         Column("window_end", _("Window closes"), DATE, source="visit.window_end"),

@@ -11,6 +11,16 @@ met / not met for both kinds; people read an exclusion criterion as "Excluded: y
 An expression may decide only some cases and give null for the rest (`hyperbaric_last_month ==
 true ? true : null`): where it decides, a hand answer that disagrees is refused; elsewhere the
 investigator answers.
+
+A criterion may apply to some participants only (`applies_when`, CEL over the same data: ASC-DU
+I04, non-childbearing potential, applies to women). Where it evaluates to false the criterion is
+answered "not applicable" from the data and neither includes nor excludes; "not applicable" by hand
+is offered only for such criteria, and refused where the data say the criterion applies.
+
+Criteria may read the participant's medication log: `meds` (the CONMED records) and
+`screening_date`, through the functions of trials.protocol.medications (`taking`, `days_taking`,
+`took_within`). With no CONMED record yet, `meds` is unknown and such criteria are answered by
+hand: an empty log is not evidence of no medication.
 """
 
 from __future__ import annotations
@@ -23,9 +33,11 @@ from django.utils.translation import gettext as _
 from trials.participants import hooks
 from trials.participants.models import CriterionAnswer, Participant
 from trials.protocol.models import Criterion, CriterionKind, CriterionLevel
+from trials.protocol import medications
 from trials.protocol.engine import ROW_ID, schema_for, to_cel
 
 MET, NOT_MET, UNKNOWN = CriterionAnswer.MET, CriterionAnswer.NOT_MET, CriterionAnswer.UNKNOWN
+NOT_APPLICABLE = CriterionAnswer.NOT_APPLICABLE
 _PROGRAMS: dict[str, cel.Program] = {}
 
 
@@ -41,6 +53,8 @@ class Evaluation:
 
     answers: dict[tuple[str, str], Automatic] = field(default_factory=dict)
     lesions: dict[str, str] = field(default_factory=dict)  # row id -> a short label
+    # Whether a criterion with `applies_when` applies, where the data decide it.
+    applies: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
 def _program(expression: str) -> cel.Program:
@@ -50,38 +64,67 @@ def _program(expression: str) -> cel.Program:
     return program
 
 
-def _apply(criterion: Criterion, context: dict) -> Automatic | None:
-    """The criterion's answer from the data, or None when the data do not (yet) decide it."""
-    if not criterion.expression:
-        return None
-    program = _program(criterion.expression)
+def _decide(expression: str, context: dict) -> tuple[bool, str] | None:
+    """An expression's value over the data with its basis, or None when the data do not decide it."""
+    program = _program(expression)
     names = list(program.variables())
-    if any(context.get(name) is None for name in names):
+    # The medication log may be null (no record yet): the expression says what that means.
+    if any(context.get(name) is None for name in names if name not in medications.CRITERION_NAMES):
         return None
+    functions = [name for name in program.functions() if name in medications.FUNCTIONS]
+    values = {name: context.get(name) for name in names}
     try:
-        value = program.execute({name: context[name] for name in names})
+        if functions:
+            environment = cel.Context()
+            for name in functions:
+                environment.add_function(name, medications.FUNCTIONS[name])
+            environment.update(values)
+            value = program.execute(environment)
+        else:
+            value = program.execute(values)
     except Exception:  # noqa: BLE001 - an expression the data cannot answer is left to the coordinator
         return None
     if not isinstance(value, bool):
         return None
-    basis = ", ".join(f"{name} = {_show(context[name])}" for name in sorted(names))
-    return Automatic(MET if value else NOT_MET, basis)
+    return value, ", ".join(f"{name} = {_show(context.get(name))}" for name in sorted(names))
+
+
+def _apply(criterion: Criterion, context: dict, applies: dict | None = None, key: tuple[str, str] = ("", "")) -> Automatic | None:
+    """The criterion's answer from the data, or None when the data do not (yet) decide it."""
+    if criterion.applies_when:
+        decided = _decide(criterion.applies_when, context)
+        if decided is not None and applies is not None:
+            applies[key] = decided[0]
+        if decided is not None and not decided[0]:
+            return Automatic(NOT_APPLICABLE, _("does not apply: %(basis)s") % {"basis": decided[1]})
+    if not criterion.expression:
+        return None
+    decided = _decide(criterion.expression, context)
+    if decided is None:
+        return None
+    return Automatic(MET if decided[0] else NOT_MET, decided[1])
 
 
 def answer_label(kind: str, answer: str) -> str:
     """How an answer reads on the checklist and in messages: an exclusion criterion as "Excluded: yes/no"."""
     if kind == CriterionKind.EXCLUSION:
-        labels = {MET: _("Excluded: yes"), NOT_MET: _("Excluded: no"), UNKNOWN: _("Unknown")}
+        labels = {MET: _("Excluded: yes"), NOT_MET: _("Excluded: no"), UNKNOWN: _("Unknown"), NOT_APPLICABLE: _("Not applicable")}
         return str(labels.get(answer, answer))
     return str(CriterionAnswer(answer).label) if answer in CriterionAnswer.values else answer
 
 
-def answer_choices(kind: str) -> list[tuple[str, str]]:
-    """The checklist's answers for a criterion of `kind`, in the order shown (stored code, label)."""
-    return [(code, answer_label(kind, code)) for code in (MET, NOT_MET, UNKNOWN)]
+def answer_choices(kind: str, *, not_applicable: bool = False) -> list[tuple[str, str]]:
+    """The checklist's answers for a criterion of `kind`, in the order shown (stored code, label);
+    "not applicable" only for a criterion that applies to some participants (`applies_when`)."""
+    codes = (MET, NOT_MET, UNKNOWN, NOT_APPLICABLE) if not_applicable else (MET, NOT_MET, UNKNOWN)
+    return [(code, answer_label(kind, code)) for code in codes]
 
 
 def _show(value: object) -> str:
+    if value is None:
+        return _("not recorded")
+    if isinstance(value, list):  # the medication log
+        return "[" + "; ".join(f"{r['name']} ({r['class']}) {r['start']}–{r['stop'] or _('ongoing')}" for r in value) + "]"
     if value is True:
         return _("yes")
     if value is False:
@@ -94,13 +137,20 @@ def _cel_values(entry) -> dict:  # noqa: ANN001 - a trials.visits CrfEntry (part
     return {item.name: to_cel(item, entry.answers.get(item.name)) for item in schema.items if item.type != "group"}
 
 
+def _screening_date(participant: Participant, entries: dict) -> str:
+    """The date criteria are judged at: the date of the screening visit (the visit of the first
+    eligibility CRF entered), else the site's today."""
+    dates = [e.visit.visit_date for e in entries.values() if e.visit.visit_date]
+    return (min(dates) if dates else participant.site.today()).isoformat()
+
+
 def evaluate(participant: Participant) -> Evaluation:
     trial = participant.trial
     settings_ = trial.eligibility or {}
     lesion_spec = settings_.get("lesion")
     codes = set(settings_.get("crfs", [])) | ({lesion_spec["crf"]} if lesion_spec else set())
     entries = hooks.screening_entries(participant, codes)  # the first entry of each eligibility CRF (trials.visits)
-    context: dict = {}
+    context: dict = {"screening_date": _screening_date(participant, entries), "meds": hooks.medication_log(participant)}
     for code in settings_.get("crfs", []):
         if code in entries:
             context.update(_cel_values(entries[code]))
@@ -121,11 +171,11 @@ def evaluate(participant: Participant) -> Evaluation:
     for criterion in trial.criteria.filter(is_active=True):
         if criterion.level == CriterionLevel.LESION:
             for row in rows:
-                auto = _apply(criterion, row)
+                auto = _apply(criterion, row, result.applies, (criterion.code, row[ROW_ID]))
                 if auto is not None:
                     result.answers[(criterion.code, row[ROW_ID])] = auto
         else:
-            auto = _apply(criterion, context)
+            auto = _apply(criterion, context, result.applies, (criterion.code, ""))
             if auto is not None:
                 result.answers[(criterion.code, "")] = auto
     return result
@@ -213,6 +263,8 @@ def assess(participant: Participant, evaluation: Evaluation | None = None) -> As
 
 
 def _judge(result: Assessment, criterion: Criterion, lesion: str, answer: str) -> None:
+    if answer == NOT_APPLICABLE:
+        return  # neither includes nor excludes
     if answer == UNKNOWN:
         result.unanswered.append((criterion, lesion))
     elif (criterion.kind == CriterionKind.INCLUSION) != (answer == MET):

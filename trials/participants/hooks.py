@@ -30,3 +30,7 @@ dlt_replaced_by_cohort = Hook("participants.dlt_replaced_by_cohort", provided_by
 # cohort_review(cohort, *, expanded) -> CohortReview: the 3+3 recommendation from the recorded
 # DLTs (trials.safety.escalation); read by cohort_decide and the cohorts page.
 cohort_review = Hook("participants.cohort_review", provided_by="trials.safety")
+
+# medication_log(participant) -> list[dict] | None: the participant's CONMED log records as the
+# criteria read them (`meds`), or None when it holds none; read by eligibility.evaluate.
+medication_log = Hook("participants.medication_log", provided_by="trials.visits")

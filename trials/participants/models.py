@@ -138,6 +138,7 @@ class CriterionAnswer(models.TextChoices):
     MET = "met", _("Met")
     NOT_MET = "not_met", _("Not met")
     UNKNOWN = "unknown", _("Unknown")
+    NOT_APPLICABLE = "na", _("Not applicable")
 
 
 class EligibilityAnswer(AuditedModel):

@@ -308,7 +308,12 @@ def eligibility_record(
             problems.append(_("%(code)s: lesion %(lesion)s is not in the screening CRF.") % {"code": code, "lesion": lesion})
             continue
         if answer not in CriterionAnswer.values:
-            problems.append(_("%(code)s: '%(answer)s' is not an answer (met, not met, unknown).") % {"code": code, "answer": answer})
+            problems.append(_("%(code)s: '%(answer)s' is not an answer (met, not met, unknown, not applicable).") % {"code": code, "answer": answer})
+            continue
+        if answer == CriterionAnswer.NOT_APPLICABLE and (not criterion.applies_when or automatic.applies.get((code, lesion))):
+            problems.append(
+                _("%(code)s applies to %(number)s: it cannot be answered 'not applicable'.") % {"code": code, "number": participant.number}
+            )
             continue
         auto = automatic.answers.get((code, lesion))
         if auto is not None and auto.answer != answer:

@@ -115,7 +115,7 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
             value = request.POST.get(name) if request.method == "POST" else (answer.answer if answer else "")
             rows.append({
                 "criterion": criterion, "lesion": lesion, "lesion_label": label, "auto": auto, "name": name,
-                "choices": eligibility.answer_choices(criterion.kind),
+                "choices": eligibility.answer_choices(criterion.kind, not_applicable=bool(criterion.applies_when)),
                 "auto_label": eligibility.answer_label(criterion.kind, auto.answer) if auto else "",
                 "value": auto.answer if auto else value, "note_name": f"{name}-note",
                 "note": request.POST.get(f"{name}-note", "") if request.method == "POST" else (answer.note if answer and not answer.automatic else ""),

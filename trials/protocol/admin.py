@@ -25,6 +25,7 @@ from trials.protocol.models import (
     StudyRole,
     Trial,
     UnblindedAccessEvent,
+    TrialCrf,
     VisitCrf,
     VisitDefinition,
 )
@@ -172,7 +173,15 @@ class ArmInline(ReadOnlyInline):
 
 class CriterionInline(ReadOnlyInline):
     model = Criterion
-    fields = ["code", "kind", "level", "text", "expression", "is_active"]
+    fields = ["code", "kind", "level", "text", "applies_when", "expression", "is_active"]
+
+
+class TrialCrfInline(ReadOnlyInline):
+    """The CRFs kept outside the visit plan: the participant's logs, those of unscheduled visits."""
+
+    model = TrialCrf
+    fields = ["use", "order", "crf_code", "crf", "is_active"]
+    show_change_link = False
 
 
 class VisitDefinitionInline(ReadOnlyInline):
@@ -188,7 +197,7 @@ class TrialAdmin(AuditedAdmin):
     list_filter = ["design", "phase", "masking", "status", "study_type"]
     search_fields = ["code", "title", "short_title", "acronym", "nct_id", "org_study_id", "sponsor"]
     readonly_fields = ["source_file", "source_sha256"]
-    inlines = [SiteInline, ArmInline, CriterionInline, VisitDefinitionInline]
+    inlines = [SiteInline, ArmInline, CriterionInline, VisitDefinitionInline, TrialCrfInline]
     fieldsets = [
         (None, {"fields": ["code", "title", "short_title", "acronym", "status", "sponsor", "principal_investigator"]}),
         (_("Registry"), {"fields": ["nct_id", "org_study_id", "other_ids"]}),

@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from trials.protocol.models import CrfDefinition
-from trials.protocol import scores
+from trials.protocol import medications, scores
 
 MISSING_CODES = (
     ("not_done", gettext_lazy("Not done")),
@@ -59,7 +59,7 @@ CRF_REFERENCE = re.compile(
 # Aggregates CEL lacks natively, from the cel package's own extension library (Kubernetes' list
 # library spelling): `ulcers.map(u, u.length_mm).sum()`. Counting, any and all are CEL macros:
 # `ulcers.filter(u, u.active == true).size()`, `ulcers.exists(u, …)`, `ulcers.all(u, …)`.
-EXTRA_FUNCTIONS = {"sum": cel_stdlib.sum_, "min": cel_stdlib.min_, "max": cel_stdlib.max_}
+EXTRA_FUNCTIONS = {"sum": cel_stdlib.sum_, "min": cel_stdlib.min_, "max": cel_stdlib.max_, **medications.FUNCTIONS}
 # Functions of the CEL core the `cel` package implements, besides operators (_+_, _[_] …).
 BUILTIN_FUNCTIONS = frozenset({
     "size", "has", "matches", "contains", "startsWith", "endsWith", "int", "uint", "double", "string",

@@ -34,11 +34,14 @@ from trials.protocol.models import (
     FieldDefinition,
     Site,
     Trial,
+    TrialCrf,
+    TrialCrfUse,
     VisitCrf,
     VisitDefinition,
 )
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
 from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
+from trials.protocol.medications import CRITERION_NAMES, MEDICATION_LOG
 from trials.protocol.scores import SCORES, crf_input
 
 # Names every expression may use besides the CRF's own fields.
@@ -436,6 +439,17 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
             )
         else:
             lesion_scope = set(library[lesion.crf].groups[lesion.group])
+    for key, codes in (("logs", trial.logs), ("unscheduled", trial.unscheduled.crfs)):
+        seen_codes: set[str] = set()
+        for index, code in enumerate(codes):
+            loc = (key, index) if key == "logs" else (key, "crfs", index)
+            if code not in library:
+                problems.append(source.problem(loc, f"unknown CRF '{code}'"))
+            if code in seen_codes:
+                problems.append(source.problem(loc, f"CRF '{code}' is listed twice"))
+            seen_codes.add(code)
+    # Criteria may read the medication log (`meds`, at `screening_date`) when the trial keeps one.
+    medication_names = set(CRITERION_NAMES) if MEDICATION_LOG in trial.logs else set()
     for index, criterion in enumerate(trial.criteria):
         loc = ("criteria", index)
         if criterion.level == "lesion" and lesion is None:
@@ -443,10 +457,13 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
                 source.problem(loc + ("level",), "a lesion-level criterion needs 'eligibility.lesion' (CRF and group)")
             )
             continue
+        scope = lesion_scope if criterion.level == "lesion" else participant_scope | medication_names
+        if scope is None:
+            continue
         if criterion.expression:
-            scope = lesion_scope if criterion.level == "lesion" else participant_scope
-            if scope is not None:
-                check_expression(source, loc + ("expression",), criterion.expression, scope, problems)
+            check_expression(source, loc + ("expression",), criterion.expression, scope, problems)
+        if criterion.applies_when:
+            check_expression(source, loc + ("applies_when",), criterion.applies_when, scope, problems)
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -651,6 +668,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
                 "text": criterion.text,
                 "level": criterion.level,
                 "expression": criterion.expression or "",
+                "applies_when": criterion.applies_when or "",
                 "order": index,
                 "is_active": True,
             },
@@ -704,6 +722,17 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
     _deactivate_missing(
         trial.visit_definitions, {v.code for v in spec.visits}, "code", user=user, reason=reason, report=report
     )
+    for use, codes in ((TrialCrfUse.LOG, spec.logs), (TrialCrfUse.UNSCHEDULED, spec.unscheduled.crfs)):
+        for index, code in enumerate(codes, start=1):
+            _upsert(
+                TrialCrf,
+                {"trial": trial, "use": use, "crf_code": code},
+                {"crf": crfs[code], "order": index, "is_active": True},
+                user=user,
+                reason=reason,
+                report=report,
+            )
+        _deactivate_missing(trial.trial_crfs.filter(use=use), set(codes), "crf_code", user=user, reason=reason, report=report)
     report.trials.append(trial.code)
     return trial
 
@@ -807,6 +836,7 @@ def protocol_load(paths: Sequence[Path | str], *, user: Any) -> LoadReport:
     with transaction.atomic():
         written = {code: _write_crf(source, crf, user=user, report=report) for code, (source, crf) in validated.crfs.items()}
         needed = {link.crf for _s, t in validated.trials.values() for v in t.visits for link in v.crf_links()}
+        needed |= {code for _s, t in validated.trials.values() for code in (*t.logs, *t.unscheduled.crfs)}
         for code in needed - set(written):
             written[code] = CrfDefinition.objects.filter(code=code).order_by("-version").first()
         for source, trial in validated.trials.values():

@@ -249,6 +249,10 @@ class Criterion(AuditedModel):
     expression = models.TextField(
         _("CEL expression"), blank=True, help_text=_("Evaluated over screening data; true when the criterion applies.")
     )
+    applies_when = models.TextField(
+        _("applies when (CEL)"), blank=True,
+        help_text=_("Evaluated over screening data; false makes the criterion not applicable to the participant (empty: applies to everyone)."),
+    )
     order = models.PositiveSmallIntegerField(_("order"), default=0)
     is_active = models.BooleanField(_("active"), default=True)
 
@@ -409,6 +413,32 @@ class VisitCrf(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.visit_definition.code}: {self.crf}"
+
+
+class TrialCrfUse(models.TextChoices):
+    LOG = "log", _("Log (repeating, kept with the participant)")
+    UNSCHEDULED = "unscheduled", _("Allowed at unscheduled visits")
+
+
+class TrialCrf(AuditedModel):
+    """A CRF a trial uses outside its visit plan: a participant-level log (concomitant medications,
+    medical history) or a CRF allowed at unscheduled visits; points at the version new entries use."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="trial_crfs", verbose_name=_("trial"))
+    use = models.CharField(_("use"), max_length=20, choices=TrialCrfUse.choices)
+    crf = models.ForeignKey(CrfDefinition, on_delete=models.PROTECT, related_name="trial_crfs", verbose_name=_("CRF"))
+    crf_code = models.CharField(_("CRF code"), max_length=40)
+    order = models.PositiveSmallIntegerField(_("order"))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["trial", "use", "order"]
+        verbose_name = _("CRF outside the visit plan")
+        verbose_name_plural = _("CRFs outside the visit plan")
+        constraints = [models.UniqueConstraint(fields=["trial", "use", "crf_code"], name="trial_crf_once_per_use")]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code} {self.get_use_display()}: {self.crf}"
 
 
 class Role(models.TextChoices):

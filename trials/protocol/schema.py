@@ -275,6 +275,11 @@ class CriterionSpec(Strict):
     text: Text
     level: Literal["participant", "lesion"] = "participant"
     expression: Text | None = None
+    applies_when: Text | None = None
+
+
+class Unscheduled(Strict):
+    crfs: list[Code] = Field(default_factory=list)
 
 
 class VisitCrfSpec(Strict):
@@ -455,6 +460,8 @@ class TrialFile(Strict):
     arms: list[ArmSpec] = Field(default_factory=list)
     criteria: list[CriterionSpec] = Field(default_factory=list)
     visits: list[VisitSpec] = Field(min_length=1)
+    logs: list[Code] = Field(default_factory=list)
+    unscheduled: Unscheduled = Field(default_factory=Unscheduled)
 
     @model_validator(mode="after")
     def _design_is_coherent(self) -> TrialFile:

@@ -16,3 +16,4 @@ class VisitsConfig(AppConfig):
         hooks.schedule_generate.register(schedule.schedule_generate)
         hooks.schedule_recompute.register(schedule.schedule_recompute)
         hooks.screening_entries.register(selectors.screening_entries)
+        hooks.medication_log.register(selectors.medication_log)

@@ -29,13 +29,23 @@ class VisitStatus(models.TextChoices):
 CALENDAR_STATES = frozenset({VisitStatus.UPCOMING, VisitStatus.OPEN, VisitStatus.OVERDUE})
 
 
+class RecordKind(models.TextChoices):
+    VISIT = "visit", _("Visit")
+    LOG = "log", _("Log record")
+
+
 class Visit(AuditedModel):
     """A planned (or unscheduled) visit of a participant, with its window and state.
 
     `status` moves with the calendar (upcoming -> open -> overdue, by the site's local date) in
     one guarded UPDATE per time zone, outside the history (`DERIVED_FIELDS`: recomputable, nobody
     enters it); a visit date, a missed or not-done visit and moved plans are people's changes,
-    saved with a reason and audited."""
+    saved with a reason and audited.
+
+    A record of a participant's log (a concomitant medication, a condition of the medical history)
+    is a Visit of kind "log" holding that one CRF entry: no date, no window, never on the calendar.
+    Locks, signatures, queries, SDV and exports then treat it as they treat a visit's entry
+    (docs/architecture.md, "Logs outside visits")."""
 
     DERIVED_FIELDS = frozenset({"status"})
 
@@ -44,6 +54,8 @@ class Visit(AuditedModel):
         VisitDefinition, on_delete=models.PROTECT, null=True, blank=True, related_name="visits",
         verbose_name=_("visit definition"), help_text=_("Empty for an unscheduled visit."),
     )
+    record_kind = models.CharField(_("record kind"), max_length=10, choices=RecordKind.choices, default=RecordKind.VISIT)
+    log_crf_code = models.CharField(_("log CRF"), max_length=40, blank=True, help_text=_("The CRF a log record holds."))
     sequence = models.PositiveSmallIntegerField(_("sequence"), default=1)
     label = models.CharField(_("label"), max_length=200)
     planned_date = models.DateField(_("planned date"), null=True, blank=True)
@@ -63,7 +75,14 @@ class Visit(AuditedModel):
             models.UniqueConstraint(
                 fields=["participant", "definition", "sequence"], condition=Q(definition__isnull=False),
                 name="visit_unique_per_definition_and_sequence",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["participant", "log_crf_code", "sequence"], condition=Q(record_kind="log"), name="log_record_unique_per_crf_and_sequence",
+            ),
+            models.CheckConstraint(
+                condition=Q(record_kind="visit", log_crf_code="") | Q(record_kind="log", definition__isnull=True) & ~Q(log_crf_code=""),
+                name="visit_log_record_has_crf_and_no_plan",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ from edc.audit import audited_bulk_create, audited_save
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.models import Site, VisitAnchor, VisitDefinition, VisitKind
 from trials.visits import hooks
-from trials.visits.models import CALENDAR_STATES, CrfEntry, Visit, VisitStatus
+from trials.visits.models import CALENDAR_STATES, CrfEntry, RecordKind, Visit, VisitStatus
 
 # Participants whose visits still move with the calendar.
 SCHEDULED_STATUSES = (ParticipantStatus.SCREENING, ParticipantStatus.ENROLLED, ParticipantStatus.ON_TREATMENT)
@@ -147,6 +147,7 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
     from trials.records.services import data_changed
 
     visit = Visit.objects.select_for_update().select_related("participant__site").get(pk=visit.pk)
+    _refuse_log_record(visit)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
     today = visit.participant.site.today()
     if visit_date > today:
@@ -169,6 +170,12 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
     return visit
 
 
+def _refuse_log_record(visit: Visit) -> None:
+    """A record of a participant's log is not a visit: it has no visit date and is never missed."""
+    if visit.record_kind == RecordKind.LOG:
+        raise ValidationError(_("A log record has no visit date and cannot be missed."))
+
+
 @transaction.atomic
 def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noqa: ANN001
     """Confirm that a visit was missed, or will not be done, with the reason."""
@@ -176,6 +183,7 @@ def visit_mark(visit: Visit, *, user, status: str, reason: str) -> Visit:  # noq
     from trials.records.services import data_changed
 
     visit = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
+    _refuse_log_record(visit)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit)
     if status not in (VisitStatus.MISSED, VisitStatus.NOT_DONE):
         raise ValidationError({"status": _("Choose missed or not done.")})
@@ -206,7 +214,7 @@ def visit_add_unscheduled(participant: Participant, *, user, label: str, planned
         raise ValidationError({"reason": _("Give the reason for the unscheduled visit.")})
     if participant.consent_date is None:
         raise ValidationError(_("No visit before consent."))
-    sequence = Visit.objects.filter(participant=participant, definition__isnull=True).count() + 1
+    sequence = Visit.objects.filter(participant=participant, definition__isnull=True, record_kind=RecordKind.VISIT).count() + 1
     today = participant.site.today()
     visit = audited_save(
         Visit(

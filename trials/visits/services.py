@@ -10,12 +10,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.records.locks import assert_writable, covering_lock_annotation, raise_for_lock_id
+from trials.records.locks import assert_writable, covering_lock_annotation, lock_covering, raise_for_lock_id
 from trials.records.services import data_changed
 from trials.participants.models import Allocation
 from trials.participants.selectors import data_entry_annotations, user_enters_data_at
 from trials.participants.services import consent_problem
-from trials.protocol.models import CrfDefinition, Site, VisitCrf
+from trials.protocol.models import CrfDefinition, Site, TrialCrf, TrialCrfUse, VisitCrf
 from trials.protocol import scores
 from trials.protocol.ctcae import CTCAE_VERSION, LabGrade
 from trials.protocol.labs import grade_answers
@@ -23,7 +23,7 @@ from trials.protocol.selectors import lab_ranges_for_site
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
-from trials.visits.models import CrfEntry, EntryStatus, Visit
+from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit, VisitStatus
 
 
 class CrfEntryConflict(Exception):
@@ -181,7 +181,25 @@ def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
         return _new_entry(visit, crf_code)
 
 
+def _unplanned_crf(visit: Visit, crf_code: str) -> CrfDefinition:
+    """The CRF version a visit outside the plan takes: a log record its log CRF, an unscheduled
+    visit one the trial allows at unscheduled visits (`TrialCrf`)."""
+    if visit.record_kind == RecordKind.LOG:
+        use, allowed = TrialCrfUse.LOG, crf_code == visit.log_crf_code
+    else:
+        use, allowed = TrialCrfUse.UNSCHEDULED, True
+    link = (
+        TrialCrf.objects.select_related("crf").defer("crf__definition")
+        .filter(trial=visit.participant.trial_id, use=use, crf_code=crf_code, is_active=True).first()
+    )
+    if link is None or not allowed:
+        raise ValidationError(_("CRF %(code)s is not part of this visit.") % {"code": crf_code})
+    return link.crf
+
+
 def _new_entry(visit: Visit, crf_code: str) -> CrfEntry:
+    if visit.definition_id is None:
+        return CrfEntry(participant=visit.participant, visit=visit, crf=_unplanned_crf(visit, crf_code), crf_code=crf_code)
     try:
         link = VisitCrf.objects.select_related("crf").defer("crf__definition").get(
             visit_definition=visit.definition_id, crf_code=crf_code, is_active=True
@@ -205,6 +223,13 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     from trials.protocol.models import ConsentDocument, StudyRole
 
     participant = visit.participant
+    if visit.definition_id is None:  # a log record or an unscheduled visit: the checks one by one
+        entry = _new_entry(visit, crf_code)
+        access = _access_only(user, participant)
+        entry.may_enter, entry.newer_consent = access.may_enter, access.newer_consent
+        lock = lock_covering(trial=participant.trial_id, participant=participant, visit=visit)
+        entry.lock_id, entry.signed = (lock.pk if lock else None), None
+        return entry
     if user.username == SYSTEM_USERNAME:
         may_enter, params = "%s", [True]
     else:
@@ -441,3 +466,40 @@ def crf_entry_migrate(*, entry: CrfEntry, user, reason: str) -> tuple[CrfEntry, 
     audited_save(entry, user=user, reason=f"{reason.strip()} – migrated from v{from_version} to v{newest.version}{note}")
     data_changed(participant=entry.participant, visit=entry.visit, entry=entry, user=user, reason=reason.strip())
     return entry, dropped
+
+
+# --- Logs outside visits ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def log_record_add(*, user, participant, crf_code: str) -> Visit:  # noqa: ANN001
+    """A new record of a participant's log (a medication, a condition): the container its one CRF
+    entry is then entered in, through `crf_entry_save` like any visit's CRF. Audited; refused on a
+    locked or frozen participant or trial, before consent, and to anyone who does not enter data
+    at the participant's site."""
+    if not user_enters_data_at(user, participant):
+        raise PermissionDenied(_("You do not enter data at this site."))
+    problem = consent_problem(participant)
+    if problem:
+        raise PermissionDenied(problem)
+    assert_writable(trial=participant.trial_id, participant=participant)
+    link = (
+        TrialCrf.objects.select_related("crf").defer("crf__definition")
+        .filter(trial=participant.trial_id, use=TrialCrfUse.LOG, crf_code=crf_code, is_active=True).first()
+    )
+    if link is None:
+        raise ValidationError(_("%(code)s is not a log of this trial.") % {"code": crf_code})
+    # The participant's row orders concurrent additions, so two coordinators get two numbers.
+    type(participant).objects.select_for_update().filter(pk=participant.pk).first()
+    sequence = Visit.objects.filter(participant=participant, record_kind=RecordKind.LOG, log_crf_code=crf_code).count() + 1
+    reason = _("%(crf)s record %(n)s added") % {"crf": link.crf.title, "n": sequence}
+    visit = audited_save(
+        Visit(
+            participant=participant, definition=None, record_kind=RecordKind.LOG, log_crf_code=crf_code,
+            sequence=sequence, label=f"{link.crf.title} {sequence}", status=VisitStatus.DONE, order=20_000 + link.order,
+        ),
+        user=user,
+        reason=reason,
+    )
+    data_changed(participant=participant, user=user, reason=reason)  # a new record changes the casebook
+    return visit

@@ -35,6 +35,7 @@ from trials.visits.services import (
     entry_context,
     entry_lab_grades,
 )
+from trials.visits.services import log_record_add as log_record_add_service
 
 
 @login_required
@@ -58,6 +59,22 @@ def participant_list(request: HttpRequest, code: str, site_code: str) -> HttpRes
             "statuses": ParticipantStatus.choices, "can_screen": user_acts_at(request.user, site),
         },
     )
+
+
+@login_required
+def log_record_add(request: HttpRequest, pk: int, crf_code: str) -> HttpResponse:
+    """Add a record to a participant's log (POST), then open its CRF."""
+    participant = selectors.participant_for_user(request.user, pk)
+    if participant is None:
+        raise Http404(_("No such participant in your sites."))
+    if request.method != "POST":
+        return redirect("participant_dashboard", participant.pk)
+    try:
+        visit = log_record_add_service(user=request.user, participant=participant, crf_code=crf_code)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect(reverse("participant_dashboard", args=[participant.pk]) + "#logs")
+    return redirect("crf_entry", visit.pk, crf_code)
 
 
 def _next_url(visit, crf_code: str) -> str:  # noqa: ANN001

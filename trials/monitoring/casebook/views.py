@@ -35,5 +35,6 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "summary": summary,
             **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
             "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
+            "logs": selectors.participant_logs(participant),
         },
     )

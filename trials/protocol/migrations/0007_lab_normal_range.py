@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('protocol', '0005_unblinded_access_event'),
+        ('protocol', '0006_criterion_applies_when_trial_crfs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
