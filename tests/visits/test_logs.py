@@ -16,9 +16,9 @@ from django.utils import timezone
 from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
 from trials.demo.participants import participant_register
-from trials.monitoring import queries as q
+from trials.monitoring.queries import services as q
 from trials.monitoring.models import Query
-from trials.monitoring.sdv import sdv_verify
+from trials.monitoring.sdv.services import sdv_verify
 from trials.protocol.models import Site
 from trials.records.locks import lock_apply
 from trials.records.models import LockKind, LockLevel, SdvState
