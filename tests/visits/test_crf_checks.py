@@ -171,3 +171,28 @@ def test_other_crfs_are_read_in_one_query_previous_and_baseline(participant):
     assert found["visit"] == {}  # not entered at week 1 yet
     # A CRF that reads no other CRF loads none.
     assert "crfs" not in entry_context(week1, schema("PAIN_VAS"))
+
+
+# --- Issue 15: score inputs from other CRFs, and a descriptive text's branching ---------------------
+
+RESPONSE = {
+    "code": "RESP",
+    "fields": [
+        {"name": "note", "label": "No baseline yet.", "type": "descriptive", "show_if": "!has(baseline.VITALS)"},
+        {"name": "eular", "label": "EULAR", "type": "calculated",
+         "calculation": {"score": "eular_response", "inputs": {"das28": "visit.VITALS.weight_kg",
+                                                               "das28_baseline": "baseline.VITALS.weight_kg"}}},
+    ],
+}
+
+
+def test_a_score_input_reads_another_crf_and_is_a_reference_of_the_schema():
+    schema_ = schema_for(adhoc(RESPONSE))
+    assert schema_.references == {"visit": frozenset({"VITALS"}), "baseline": frozenset({"VITALS"})}
+    crfs = {"visit": {"VITALS": {"weight_kg": 3.0}}, "baseline": {"VITALS": {"weight_kg": 5.0}}}
+    outcome = validate_answers(schema_, {}, context={**CONTEXT, "crfs": crfs})
+    # 5.0 -> 3.0: improvement 2.0 (> 1.2) to 3.0 (<= 3.2): good (van Gestel table).
+    assert outcome.answers["eular"] == 2 and outcome.notes["eular"].startswith("good response")
+    assert "note" in outcome.hidden  # the descriptive text's show_if is false: not shown
+    without = validate_answers(schema_, {}, context={**CONTEXT, "crfs": {"visit": crfs["visit"]}})
+    assert without.answers["eular"] is None and "note" not in without.hidden
