@@ -135,7 +135,8 @@ def build_world() -> World:
 
     query_raise(user=user("datamanager"), entry=entries["tls"], item="", text="Whole entry: is the assessment date right?")
 
-    # Other trials: an open-label participant, a registry participant, a dose cohort with its decision.
+    # Other trials: an open-label participant, a registry participant, a dose cohort with its decision
+    # (EASC-RA: its sentinel of three without a DLT expands, issue 15).
     others = [register(site("ADSVF-SSC-HANDS", "INCMNSZ")), register(site("SSC-FATGRAFT-REG", "MES"))]
     serious_ae(others[0], term="Cellulitis")
     from tests.participants.test_cohorts import fill
@@ -143,7 +144,7 @@ def build_world() -> World:
 
     easc = Trial.objects.get(code="EASC-RA")
     others += fill(3)
-    participant_services.cohort_decide(cohort=easc.arms.order_by("order").first(), decision="escalate",
+    participant_services.cohort_decide(cohort=easc.arms.order_by("order").first(), decision="expand",
                                        user=user("investigator.madrid"), password="demo-Invest-Madrid-26", rationale="No DLT", dlt_count=0)
     sdv_plan_save(trial=easc, user=user("datamanager"), scope="critical", critical_crfs=["DAS28"], reason="Critical CRFs only")
     from trials.exports.services import export_request

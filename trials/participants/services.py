@@ -820,14 +820,15 @@ def cohort_placebo_is_masked(trial: Trial) -> bool:
 
 
 def _cohort_slot(trial: Trial, cohort: Arm) -> AllocationSlot:
-    """The next free slot of the cohort's stratum in the concealed list (active or placebo), locked."""
+    """The next free slot of the cohort's stratum in the concealed list (active or placebo)."""
     try:
         allocation_list = AllocationList.objects.select_for_update().get(trial=trial.pk)
     except AllocationList.DoesNotExist:
         raise ValidationError(_("The data manager has not generated the allocation list of %(trial)s yet.") % {
             "trial": trial.code}) from None
+    # The list's row lock (above) serialises the enrolments that take slots, as in participant_randomize.
     slot = (
-        AllocationSlot.objects.select_for_update().filter(allocation_list=allocation_list, stratum=cohort_stratum(cohort), allocation__isnull=True)
+        AllocationSlot.objects.filter(allocation_list=allocation_list, stratum=cohort_stratum(cohort), allocation__isnull=True)
         .order_by("sequence").first()
     )
     if slot is None:
