@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_bulk_create, audited_save
+from trials.accounts.services import password_reentry_check
 from trials.participants import allocation_import, eligibility
 from trials.participants.models import (
     REASON_REQUIRED,
@@ -801,17 +802,21 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
 # --- Emergency unblinding ------------------------------------------------------------------
 
 
-@transaction.atomic
 def participant_unblind(*, participant: Participant, user, password: str, reason: str) -> Arm:  # noqa: ANN001
     """Emergency unblinding of one participant by an investigator of her site: audited, e-mailed
     to the trial's sponsor and DSMB contacts, and marked on the participant. Returns the arm.
-    Never refused by a lock or freeze: the participant's safety comes first."""
+    Never refused by a lock or freeze: the participant's safety comes first. The password is
+    checked before the transaction, so a wrong one is recorded and the third blocks unblinding."""
     _require(user, participant.site, {Role.INVESTIGATOR})
+    password_reentry_check(user=user, password=password, purpose="unblind")
+    return _unblind(participant=participant, user=user, reason=reason)
+
+
+@transaction.atomic
+def _unblind(*, participant: Participant, user, reason: str) -> Arm:  # noqa: ANN001
     participant = _locked(participant)
     if not participant.trial.is_blinded:
         raise ValidationError(_("%(trial)s is not blinded.") % {"trial": participant.trial.code})
-    if not user.check_password(password or ""):
-        raise ValidationError({"password": _("The password is not correct.")})
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise ValidationError({"reason": _("Give the medical reason for the unblinding (at least a sentence).")})
