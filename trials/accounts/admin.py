@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from trials.accounts.models import LoginEvent, LoginEventKind
 from trials.accounts.selectors import accounts_visible_to, login_events_visible_to
-from trials.accounts.services import login_event_record
+from trials.accounts.services import login_event_record, password_change_require
 
 CSV_COLUMNS = ("at", "kind", "username", "ip_address", "user_agent", "detail")
 
@@ -118,3 +118,17 @@ class ScopedUserAdmin(UserAdmin):
             # including people who hold no role yet; the search answers names, never a profile.
             return queryset.filter(is_active=True)
         return queryset.filter(pk__in=accounts_visible_to(request.user).values("pk"))
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001
+        super().save_model(request, obj, form, change)
+        if not change:
+            # The administrator typed this password: the person chooses her own at first login.
+            password_change_require(user=obj)
+
+    def user_change_password(self, request, id, form_url=""):  # noqa: ANN001, ANN201, A002
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = self.get_object(request, id)
+            if user is not None and user.pk != request.user.pk:
+                password_change_require(user=user)
+        return response

@@ -53,3 +53,20 @@ class PasswordReentryFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} – {self.purpose} ({self.at:%Y-%m-%d %H:%M} UTC)"
+
+
+class AccountState(models.Model):
+    """What an account must do before working: change a password an administrator set."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_state", verbose_name=_("user")
+    )
+    must_change_password = models.BooleanField(_("must change the password at next login"), default=False)
+    password_changed_at = models.DateTimeField(_("password last changed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("account state")
+        verbose_name_plural = _("account states")
+
+    def __str__(self) -> str:
+        return f"{self.user}"

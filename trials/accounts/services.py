@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.accounts.models import LoginEvent, LoginEventKind, PasswordReentryFailure
+from trials.accounts.models import AccountState, LoginEvent, LoginEventKind, PasswordReentryFailure
 
 logger = logging.getLogger("edc.security")
 
@@ -72,3 +72,20 @@ def password_reentry_check(*, user, password: str, purpose: str) -> None:  # noq
     logger.warning("Password re-entry refused: user=%s act=%s", user.get_username(), purpose)
     raise ValidationError({"password": _("The password is not correct.")})
 
+
+
+def password_change_require(*, user) -> None:  # noqa: ANN001
+    """The user must choose her own password at her next login (an administrator set this one)."""
+    AccountState.objects.update_or_create(user=user, defaults={"must_change_password": True})
+
+
+def password_changed(*, user) -> None:  # noqa: ANN001
+    """The user chose her own password: nothing more is required of her."""
+    AccountState.objects.update_or_create(
+        user=user, defaults={"must_change_password": False, "password_changed_at": timezone.now()}
+    )
+
+
+def must_change_password(user) -> bool:  # noqa: ANN001
+    """Whether the logged-in user must change her password before anything else."""
+    return AccountState.objects.filter(user=user, must_change_password=True).exists()
