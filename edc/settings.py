@@ -94,6 +94,9 @@ INSTALLED_APPS = [
     "axes",
     "edc.ops",
     "trials.protocol",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "trials.accounts",
     "trials.records",
     "trials.participants",
@@ -112,8 +115,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "trials.accounts.middleware.ForcedPasswordChangeMiddleware",
+    "trials.accounts.middleware.SessionRulesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: answers a locked-out login with the lockout page.
@@ -221,7 +225,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)  # absolute: a working day at most
+# Automatic logoff after this many minutes without a request (trials.accounts.middleware).
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Lockout (django-axes; 21 CFR 11.300(d), OWASP ASVS 2.2.1): after LOGIN_FAILURE_LIMIT wrong
@@ -241,6 +247,12 @@ AXES_VERBOSE = False
 AXES_SENSITIVE_PARAMETERS = ["password"]
 # The client's address: REMOTE_ADDR, or behind the TLS proxy the last X-Forwarded-For hop it added.
 AXES_CLIENT_IP_CALLABLE = "trials.accounts.services.client_ip"
+
+# Two-factor authentication (TOTP + recovery codes, trials.accounts.twofactor): required after the
+# password for staff and every role but the site coordinator. On by default in production; off in
+# the demo unless REQUIRE_2FA=true (the demo shows a banner saying so).
+EDC_REQUIRE_2FA = env_bool("REQUIRE_2FA", IS_PRODUCTION)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "EDC")
 
 # Password re-entry to confirm an act (sign, unblind, decide a cohort): refused after this many
 # wrong passwords within the window (21 CFR 11.300(d)).

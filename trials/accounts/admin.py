@@ -8,6 +8,7 @@ from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from trials.accounts.models import LoginEvent, LoginEventKind
 from trials.accounts.selectors import accounts_visible_to, login_events_visible_to
 from trials.accounts.services import login_event_record, password_change_require
+from trials.accounts.twofactor import second_factor_reset
 
 CSV_COLUMNS = ("at", "kind", "username", "ip_address", "user_agent", "detail")
 
@@ -109,7 +111,24 @@ admin.site.unregister(User)
 @admin.register(User)
 class ScopedUserAdmin(UserAdmin):
     """Django's user admin, listing only the accounts the acting user may see: a data manager those
-    of her trials' users, never every account of the system."""
+    of her trials' users, never every account of the system. An administrator resets a lost
+    second factor here (audited)."""
+
+    actions = ["reset_second_factor"]
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("reset_second_factor", None)
+        return actions
+
+    @admin.action(description=_("Reset the second factor (lost phone): enrol again at next login"))
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        for user in queryset:
+            second_factor_reset(user=user, by=request.user, request=request)
+        self.message_user(request, _("Second factor reset for %(n)s account(s).") % {"n": queryset.count()})
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)

@@ -63,6 +63,8 @@ class AccountState(models.Model):
     )
     must_change_password = models.BooleanField(_("must change the password at next login"), default=False)
     password_changed_at = models.DateTimeField(_("password last changed"), null=True, blank=True)
+    # Raised by "end all my other sessions": a session logged in under an older value is ended.
+    session_generation = models.PositiveIntegerField(_("session generation"), default=0)
 
     class Meta:
         verbose_name = _("account state")

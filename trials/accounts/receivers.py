@@ -7,18 +7,21 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from trials.accounts.models import LoginEventKind
-from trials.accounts.services import login_event_record
+from trials.accounts.services import login_event_record, session_start
 
 
 @receiver(user_logged_in, dispatch_uid="edc_login_audit_in")
 def _logged_in(sender, request, user, **kwargs):  # noqa: ANN001, ANN003, ANN202
     login_event_record(kind=LoginEventKind.LOGIN, request=request, user=user)
+    if request is not None and hasattr(request, "session"):
+        session_start(request=request, user=user)
 
 
 @receiver(user_logged_out, dispatch_uid="edc_login_audit_out")
 def _logged_out(sender, request, user, **kwargs):  # noqa: ANN001, ANN003, ANN202
     if user is not None:
-        login_event_record(kind=LoginEventKind.LOGOUT, request=request, user=user)
+        reason = getattr(request, "edc_logout_reason", "")
+        login_event_record(kind=LoginEventKind.LOGOUT, request=request, user=user, detail=reason)
 
 
 @receiver(user_login_failed, dispatch_uid="edc_login_audit_failed")

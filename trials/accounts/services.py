@@ -1,12 +1,16 @@
-"""Writes about accounts: the login audit, and the guard on passwords re-entered to confirm an act."""
+"""Writes about accounts: the login audit, the guard on passwords re-entered to confirm an act,
+forced password changes and the sessions of a user."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,6 +18,14 @@ from django.utils.translation import gettext as _
 from trials.accounts.models import AccountState, LoginEvent, LoginEventKind, PasswordReentryFailure
 
 logger = logging.getLogger("edc.security")
+
+# Session keys written at login and read by trials.accounts.middleware.
+LAST_SEEN = "edc_last_seen"
+SESSION_GENERATION = "edc_session_generation"
+MUST_CHANGE = "edc_must_change_password"
+NEEDS_SECOND_FACTOR = "edc_needs_second_factor"
+# Set after the first e-signature of a session: later ones ask for the password only (21 CFR 11.200(a)(1)).
+SIGNED_IN_SESSION = "edc_signed_in_session"
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -89,3 +101,41 @@ def password_changed(*, user) -> None:  # noqa: ANN001
 def must_change_password(user) -> bool:  # noqa: ANN001
     """Whether the logged-in user must change her password before anything else."""
     return AccountState.objects.filter(user=user, must_change_password=True).exists()
+
+
+def _generation_key(user_id: int) -> str:
+    return f"edc:session-generation:{user_id}"
+
+
+def session_generation(user_id: int) -> int:
+    """The user's current session generation (from the cache; the database when the cache lost it)."""
+    value = cache.get(_generation_key(user_id))
+    if value is None:
+        value = AccountState.objects.filter(user_id=user_id).values_list("session_generation", flat=True).first() or 0
+        cache.set(_generation_key(user_id), value, None)
+    return value
+
+
+@transaction.atomic
+def sessions_end_others(*, user, request: HttpRequest) -> None:  # noqa: ANN001
+    """End every session of the user but this one: they are refused at their next request."""
+    state, _created = AccountState.objects.select_for_update().get_or_create(user=user)
+    state.session_generation += 1
+    state.save(update_fields=["session_generation"])
+    # Forget the cached value (now, and once committed, in case a request cached the old one
+    # meanwhile): the next request of any session reads the new one.
+    cache.delete(_generation_key(user.pk))
+    transaction.on_commit(lambda: cache.delete(_generation_key(user.pk)))
+    request.session[SESSION_GENERATION] = state.session_generation
+    login_event_record(kind=LoginEventKind.LOGOUT, request=request, user=user, detail="ended all other sessions")
+
+
+def session_start(*, request: HttpRequest, user) -> None:  # noqa: ANN001
+    """At login: what the session middlewares check later without a query (last activity, the
+    session generation, whether a password change is required)."""
+    request.session[LAST_SEEN] = int(time.time())
+    request.session[SESSION_GENERATION] = session_generation(user.pk)
+    request.session[MUST_CHANGE] = must_change_password(user)
+    from trials.accounts.twofactor import second_factor_required
+
+    request.session[NEEDS_SECOND_FACTOR] = second_factor_required(user)
