@@ -202,6 +202,7 @@ def deviation_log(request: HttpRequest, pk: int) -> HttpResponse:
             "participant": participant,
             "form": form,
             "may_log": may_log,
+            "may_dismiss": deviations.user_dismisses_deviations(request.user, participant),
             "deviations": deviations.participant_deviations(participant),
             "title": _("Protocol deviations"),
             "proposed": DeviationState.PROPOSED,
