@@ -115,6 +115,23 @@ def _not_future(value: date, site: Site, field: str) -> None:
             "site": site.code, "today": site.today().isoformat()}})
 
 
+# Without a start date in its file, a trial screens no one more than this long ago (a typo in the year).
+SCREENING_LOOKBACK_YEARS = 10
+
+
+def _not_before_trial(value: date, site: Site, field: str) -> None:
+    """A screening date on or after the trial's start (issue 16: 1900-01-01 was accepted)."""
+    start = site.trial.start_date
+    if start is not None and value < start:
+        raise ValidationError({field: _("This date is before the start of %(trial)s (%(start)s).") % {
+            "trial": site.trial.code, "start": start.isoformat()}})
+    today = site.today()
+    floor = today.replace(year=today.year - SCREENING_LOOKBACK_YEARS, day=min(today.day, 28))
+    if value < floor:
+        raise ValidationError({field: _("This date is more than %(years)s years ago: check the year.") % {
+            "years": SCREENING_LOOKBACK_YEARS}})
+
+
 # --- Numbers -------------------------------------------------------------------------------
 
 
@@ -183,6 +200,7 @@ def participant_screen(*, site: Site, user, screening_date: date | None = None, 
         raise ValidationError(_("Site %(site)s is closed.") % {"site": site.code})
     screening_date = screening_date or site.today()
     _not_future(screening_date, site, "screening_date")
+    _not_before_trial(screening_date, site, "screening_date")
     participant = audited_save(
         Participant(
             trial=site.trial, site=site, screening_number=_next_number(site, NumberKind.SCREENING),
