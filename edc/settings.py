@@ -81,7 +81,7 @@ else:
 EDC_VERSION = "0.1.0"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "edc.apps.EdcAdminConfig",  # django.contrib.admin, checking posted ids (edc.ids)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -91,8 +91,13 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "simple_history",
     "django_celery_beat",
+    "axes",
     "edc.ops",
     "trials.protocol",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "trials.accounts",
     "trials.records",
     "trials.participants",
     "trials.visits",
@@ -110,9 +115,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "trials.accounts.middleware.SessionRulesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if IS_PRODUCTION:
@@ -201,9 +210,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth ---------------------------------------------------------------------------------
 
-AUTHENTICATION_BACKENDS = ["trials.protocol.auth.EdcModelBackend"]
+# django-axes first: a locked-out user or address is refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "trials.protocol.auth.EdcModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        "OPTIONS": {"user_attributes": ("username", "first_name", "last_name", "email")},
+    },
+    {"NAME": "trials.accounts.validators.PersonalNameValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -211,8 +225,39 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)  # absolute: a working day at most
+# Automatic logoff after this many minutes without a request (trials.accounts.middleware).
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Lockout (django-axes; 21 CFR 11.300(d), OWASP ASVS 2.2.1): after LOGIN_FAILURE_LIMIT wrong
+# passwords for one user name, or from one address, logins from it are refused for
+# LOGIN_LOCKOUT_MINUTES; an administrator unlocks earlier (admin "Access attempts", or
+# `manage.py axes_reset_username NAME`). Every failure and lockout is in the login audit.
+from datetime import timedelta as _timedelta  # noqa: E402
+
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = _timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per user name and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["password"]
+# The client's address: REMOTE_ADDR, or behind the TLS proxy the last X-Forwarded-For hop it added.
+AXES_CLIENT_IP_CALLABLE = "trials.accounts.services.client_ip"
+
+# Two-factor authentication (TOTP + recovery codes, trials.accounts.twofactor): required after the
+# password for staff and every role but the site coordinator. On by default in production; off in
+# the demo unless REQUIRE_2FA=true (the demo shows a banner saying so).
+EDC_REQUIRE_2FA = env_bool("REQUIRE_2FA", IS_PRODUCTION)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "EDC")
+
+# Password re-entry to confirm an act (sign, unblind, decide a cohort): refused after this many
+# wrong passwords within the window (21 CFR 11.300(d)).
+EDC_REENTRY_FAILURE_LIMIT = env_int("REENTRY_FAILURE_LIMIT", 3)
+EDC_REENTRY_WINDOW_MINUTES = env_int("REENTRY_WINDOW_MINUTES", 15)
 
 # --- Internationalisation and time --------------------------------------------------------
 
@@ -315,7 +360,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
 }
 
 # Demo logins (fixtures/demo_users.yaml) are refused by the login backend in production.

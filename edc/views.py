@@ -14,7 +14,8 @@ from edc.ops.models import WorkerHeartbeat
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database and cache reachable (HTTP 200) or not (503); last Celery worker heartbeat."""
+    """Database and cache reachable (HTTP 200) or not (503); to staff also each check and the last
+    Celery worker heartbeat."""
     checks: dict[str, object] = {}
     try:
         with connection.cursor() as cursor:
@@ -31,6 +32,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         last = WorkerHeartbeat.objects.order_by("-answered_at").first()
         checks["last_worker_heartbeat"] = last.answered_at.isoformat() if last else None
     healthy = checks["database"] == "ok" and checks["cache"] == "ok"
+    if not (request.user.is_authenticated and request.user.is_staff):
+        # A load balancer needs the status code; the details (which part failed, when the worker
+        # last answered) are for operators, not for anyone on the network.
+        return JsonResponse({"status": "ok" if healthy else "error"}, status=200 if healthy else 503)
     return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 

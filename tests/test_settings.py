@@ -7,6 +7,7 @@ import sys
 import pytest
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.http import HttpRequest
 
 from trials.protocol.auth import demo_passwords
 
@@ -87,9 +88,9 @@ def test_demo_passwords_are_refused_in_production(demo_users, settings):
     user = get_user_model().objects.get(username="coordinator.toulouse")
     password = "demo-Coord-Toulouse-26"
     assert password in demo_passwords()
-    assert authenticate(username=user.username, password=password) == user
+    assert authenticate(HttpRequest(), username=user.username, password=password) == user  # django-axes needs the request
     settings.IS_PRODUCTION = True
-    assert authenticate(username=user.username, password=password) is None
+    assert authenticate(HttpRequest(), username=user.username, password=password) is None
 
 
 def test_load_demo_refuses_in_production():

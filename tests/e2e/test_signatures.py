@@ -43,6 +43,7 @@ def test_a_signed_visit_changed_later_shows_a_broken_signature(page, browser, li
     page.goto(f"{live_server.url}/participants/{participant.pk}/")
     go(page, f"[data-testid=signature-{visit.pk}]")
     expect(page.locator("[data-testid=sign-meaning]")).to_contain_text("I have reviewed and approve these data.")
+    page.fill("#id_username", "investigator.toulouse")  # the first signing of the session: both components
     page.fill("#id_password", "not my password")
     go(page, "[data-testid=sign-button]")
     expect(page.locator("#id_password").locator("xpath=..")).to_contain_text("The password is not correct.")

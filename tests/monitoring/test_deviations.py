@@ -83,10 +83,14 @@ def test_the_site_confirms_or_dismisses_a_proposal(participant):
     other = registered()
     record_date(visit_of(other, "LIPO"), 1)
     proposal = ProtocolDeviation.objects.get(participant=other)
+    # The site whose visit it is does not dismiss it (issue 16): a monitor or the data manager does.
+    for who in ("coordinator.toulouse", "investigator.toulouse"):
+        with pytest.raises(PermissionDenied):
+            deviations.deviation_dismiss(deviation=proposal, user=user(who), reason="Window extended by amendment 3")
     with pytest.raises(ValidationError):
-        deviations.deviation_dismiss(deviation=proposal, user=user("coordinator.toulouse"), reason=" ")
+        deviations.deviation_dismiss(deviation=proposal, user=user("monitor.du"), reason=" ")
     dismissed = deviations.deviation_dismiss(
-        deviation=proposal, user=user("coordinator.toulouse"), reason="Window extended by amendment 3"
+        deviation=proposal, user=user("monitor.du"), reason="Window extended by amendment 3"
     )
     assert dismissed.state == DeviationState.DISMISSED
     assert dismissed.history.first().history_change_reason == "Dismissed: Window extended by amendment 3"
@@ -198,3 +202,31 @@ def test_monitors_read_deviations_in_the_admin_without_editing(participant, clie
     assert 'name="_save"' not in client.get(url).content.decode()
     assert client.post(url, {"state": "dismissed", "_save": "Save"}).status_code == 403
     assert ProtocolDeviation.objects.get().state == DeviationState.PROPOSED
+
+
+def test_a_deviation_cannot_predate_the_consent_unless_it_is_about_consent(participant):
+    """Issue 16: a deviation dated before consent was accepted. Before consent the participant is
+    not in the trial; only an informed-consent deviation (a procedure before consent) can be."""
+    before = participant.consent_date - timedelta(days=1)
+    values = {"participant": participant, "severity": "minor", "occurred_on": before,
+              "identified_on": participant.site.today(), "description": "Blood sample drawn"}
+    with pytest.raises(ValidationError) as refused:
+        deviations.deviation_record(user=user("monitor.du"), category="procedure", **values)
+    assert "before the consent" in refused.value.message_dict["occurred_on"][0]
+    with pytest.raises(ValidationError) as refused:
+        deviations.deviation_record(
+            user=user("monitor.du"), category="consent", **{**values, "occurred_on": before.replace(year=1900)}
+        )
+    assert "days before the screening" in refused.value.message_dict["occurred_on"][0]
+    saved = deviations.deviation_record(user=user("monitor.du"), category="consent", **values)
+    assert saved.occurred_on == before
+
+
+def test_the_dismiss_button_is_shown_only_to_who_may_dismiss(participant, client):
+    record_date(visit_of(participant, "LIPO"), 1)
+    url = reverse("deviation_log", args=[participant.pk])
+    client.force_login(user("coordinator.toulouse"))
+    page = client.get(url).content.decode()
+    assert 'value="confirm"' in page and 'value="dismiss"' not in page
+    client.force_login(user("monitor.du"))
+    assert 'value="dismiss"' in client.get(url).content.decode()

@@ -236,9 +236,9 @@ def test_the_sign_page_shows_what_is_signed_and_signs_with_the_password(particip
     page = client.get(url).content.decode()
     assert "I have reviewed and approve these data." in page and "Grégoire Dubois" in page and 'name="password"' in page
     assert "VITALS" in page
-    response = client.post(url, {"password": "wrong"})
+    response = client.post(url, {"username": "investigator.toulouse", "password": "wrong"})
     assert "The password is not correct." in response.content.decode() and not Signature.objects.exists()
-    response = client.post(url, {"password": PASSWORD}, follow=True)
+    response = client.post(url, {"username": "investigator.toulouse", "password": PASSWORD}, follow=True)
     page = response.content.decode()
     assert 'data-testid="signature-current"' in page and "Grégoire Dubois" in page and "UTC" in page
     assert Signature.objects.get().state == SignatureState.VALID
@@ -256,3 +256,27 @@ def test_the_crf_page_warns_that_a_change_breaks_the_signature(participant, clie
     client.force_login(user("coordinator.toulouse"))
     page = client.get(reverse("crf_entry", args=[visit.pk, "VITALS"])).content.decode()
     assert 'data-testid="signed-notice"' in page and "Grégoire Dubois" in page
+
+
+def test_the_first_signing_of_a_session_asks_for_the_user_name_and_later_ones_the_password(participant, client):
+    """21 CFR 11.200(a)(1)(i): the first signing of a session uses both components (user name and
+    password), later signings of the same session at least the password. On main the first
+    signing asked for the password only."""
+    visit = signable(participant)
+    url = reverse("signature_visit", args=[visit.pk])
+    casebook_url = reverse("signature_casebook", args=[participant.pk])
+    client.force_login(user("investigator.toulouse"))
+    assert 'name="username"' in client.get(url).content.decode()
+    response = client.post(url, {"password": PASSWORD})
+    assert "This field is required." in response.content.decode() and not Signature.objects.exists()
+    response = client.post(url, {"username": "coordinator.toulouse", "password": PASSWORD})
+    assert "This is not your user name." in response.content.decode() and not Signature.objects.exists()
+    client.post(url, {"username": "investigator.toulouse", "password": PASSWORD})
+    assert Signature.objects.count() == 1
+    # The same session: the password only.
+    # (the casebook itself is not signable yet: its form is read from the page's context)
+    assert set(client.get(casebook_url).context["form"].fields) == {"password"}
+    # A new session: both again.
+    client.logout()
+    client.force_login(user("investigator.toulouse"))
+    assert set(client.get(casebook_url).context["form"].fields) == {"username", "password"}

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.http import HttpRequest
 from django.utils import timezone
 
 from edc.audit import audited_save, system_user
@@ -306,7 +307,7 @@ def du(demo):  # noqa: ANN001, ANN201, ARG001
 
 
 def page(client, username: str, code: str = "ASC-DU"):  # noqa: ANN001, ANN201
-    assert client.login(username=username, password=PASSWORDS[username])
+    assert client.login(request=HttpRequest(), username=username, password=PASSWORDS[username])
     return client.get(f"/trials/{code}/safety/")
 
 
@@ -384,7 +385,7 @@ def test_the_csv_says_the_definitions_and_gives_events(du, client) -> None:  # n
     import csv
     import io
 
-    assert client.login(username="coordinator.toulouse", password=PASSWORDS["coordinator.toulouse"])
+    assert client.login(request=HttpRequest(), username="coordinator.toulouse", password=PASSWORDS["coordinator.toulouse"])
     response = client.get("/trials/ASC-DU/safety/summary.csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     text = response.content.decode()
@@ -397,6 +398,6 @@ def test_the_csv_says_the_definitions_and_gives_events(du, client) -> None:  # n
     assert rows[("Treatment-emergent AEs", "Participants with ≥ 1 TEAE of grade ≥ 3", "All participants")] == ["1", "25.0", "1"]
     assert rows[("Pre-treatment AEs", "Participants with ≥ 1 pre-treatment AE", "All participants")] == ["1", "20.0", "1"]
     client.logout()
-    assert client.login(username="dsmb.statistician", password=PASSWORDS["dsmb.statistician"])
+    assert client.login(request=HttpRequest(), username="dsmb.statistician", password=PASSWORDS["dsmb.statistician"])
     text = client.get("/trials/ASC-DU/safety/summary.csv").content.decode()
     assert "AdMSC" in text and "Placebo" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from edc.ids import IdModelMultipleChoiceField
 from trials.exports import selectors
 from trials.exports.formats import format_choices
 from trials.exports.spec import ExportSpec
@@ -37,7 +38,7 @@ class _ExportForm(forms.Form):
 
 class TrialExportForm(_ExportForm):
     format = forms.ChoiceField(label=_("Format"))
-    sites = forms.ModelMultipleChoiceField(
+    sites = IdModelMultipleChoiceField(
         label=_("Sites"), queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
         help_text=_("None ticked: every site you may export."),
     )

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_bulk_create, audited_save
+from trials.accounts.services import password_reentry_check
 from trials.participants import allocation_import, eligibility, hooks
 from trials.participants.models import (
     REASON_REQUIRED,
@@ -113,6 +114,23 @@ def _not_future(value: date, site: Site, field: str) -> None:
             "site": site.code, "today": site.today().isoformat()}})
 
 
+# Without a start date in its file, a trial screens no one more than this long ago (a typo in the year).
+SCREENING_LOOKBACK_YEARS = 10
+
+
+def _not_before_trial(value: date, site: Site, field: str) -> None:
+    """A screening date on or after the trial's start (issue 16: 1900-01-01 was accepted)."""
+    start = site.trial.start_date
+    if start is not None and value < start:
+        raise ValidationError({field: _("This date is before the start of %(trial)s (%(start)s).") % {
+            "trial": site.trial.code, "start": start.isoformat()}})
+    today = site.today()
+    floor = today.replace(year=today.year - SCREENING_LOOKBACK_YEARS, day=min(today.day, 28))
+    if value < floor:
+        raise ValidationError({field: _("This date is more than %(years)s years ago: check the year.") % {
+            "years": SCREENING_LOOKBACK_YEARS}})
+
+
 # --- Numbers -------------------------------------------------------------------------------
 
 
@@ -181,6 +199,7 @@ def participant_screen(*, site: Site, user, screening_date: date | None = None, 
         raise ValidationError(_("Site %(site)s is closed.") % {"site": site.code})
     screening_date = screening_date or site.today()
     _not_future(screening_date, site, "screening_date")
+    _not_before_trial(screening_date, site, "screening_date")
     participant = audited_save(
         Participant(
             trial=site.trial, site=site, screening_number=_next_number(site, NumberKind.SCREENING),
@@ -943,17 +962,21 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
 # --- Emergency unblinding ------------------------------------------------------------------
 
 
-@transaction.atomic
 def participant_unblind(*, participant: Participant, user, password: str, reason: str) -> Arm:  # noqa: ANN001
     """Emergency unblinding of one participant by an investigator of her site: audited, e-mailed
     to the trial's sponsor and DSMB contacts, and marked on the participant. Returns the arm.
-    Never refused by a lock or freeze: the participant's safety comes first."""
+    Never refused by a lock or freeze: the participant's safety comes first. The password is
+    checked before the transaction, so a wrong one is recorded and the third blocks unblinding."""
     _require(user, participant.site, {Role.INVESTIGATOR})
+    password_reentry_check(user=user, password=password, purpose="unblind")
+    return _unblind(participant=participant, user=user, reason=reason)
+
+
+@transaction.atomic
+def _unblind(*, participant: Participant, user, reason: str) -> Arm:  # noqa: ANN001
     participant = _locked(participant)
     if not participant.trial.is_blinded and not cohort_placebo_is_masked(participant.trial):
         raise ValidationError(_("%(trial)s is not blinded.") % {"trial": participant.trial.code})
-    if not user.check_password(password or ""):
-        raise ValidationError({"password": _("The password is not correct.")})
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise ValidationError({"reason": _("Give the medical reason for the unblinding (at least a sentence).")})

@@ -44,6 +44,15 @@ def _participant(request: HttpRequest, pk: int) -> Participant:
     return participant
 
 
+def _acting(request: HttpRequest, pk: int, roles=services.SITE_ROLES) -> Participant:  # noqa: ANN001
+    """The participant of an action page, for a user who may submit it: a read-only role (sponsor,
+    monitor, DSMB) gets 403 on the GET too, never a form she cannot submit (issue 16)."""
+    participant = _participant(request, pk)
+    if not services.user_acts_at(request.user, participant.site, roles):
+        raise PermissionDenied(_("You do not have a role at site %(site)s that allows this.") % {"site": participant.site.code})
+    return participant
+
+
 def _trial(request: HttpRequest, code: str):  # noqa: ANN202
     trial = protocol_selectors.trials_for_user(request.user).filter(code=code).first()
     if trial is None:
@@ -154,7 +163,7 @@ def participant_eligibility(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def participant_enrol(request: HttpRequest, pk: int) -> HttpResponse:
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)
     form = EnrolForm(request.POST or None, initial={"enrolment_date": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
@@ -177,6 +186,7 @@ def participant_enrol(request: HttpRequest, pk: int) -> HttpResponse:
 def participant_allocate(request: HttpRequest, pk: int) -> HttpResponse:
     """Randomize (with a confirmation step) or, in an open-label trial without a list, assign."""
     participant = _participant(request, pk)
+    _acting(request, pk, services.SITE_ROLES if participant.trial.design == "randomized" else {Role.INVESTIGATOR})
     trial = participant.trial
     if trial.design == "randomized":
         form = RandomizeForm(request.POST or None, factors=(trial.randomization or {}).get("strata", []))
@@ -207,7 +217,7 @@ def participant_allocate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)
     form = TreatmentForm(request.POST or None, initial={"first_treatment_date": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
@@ -225,7 +235,7 @@ def participant_treatment(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
     """End of participation: withdrawal, loss to follow-up, death, completion."""
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)
     form = StatusForm(request.POST or None, initial={"on": participant.site.today()})
     if request.method == "POST" and form.is_valid():
         try:
@@ -244,7 +254,7 @@ def participant_status(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_anchor(request: HttpRequest, pk: int) -> HttpResponse:
     """Correct the enrolment or first-treatment date: the visits not done yet are re-planned."""
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)
     form = AnchorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -259,7 +269,7 @@ def participant_anchor(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def participant_screen_fail(request: HttpRequest, pk: int) -> HttpResponse:
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)
     form = ScreenFailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -275,7 +285,7 @@ def participant_screen_fail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def participant_unblind(request: HttpRequest, pk: int) -> HttpResponse:
     """Emergency unblinding: reason and password; the arm is shown once, here, to the investigator."""
-    participant = _participant(request, pk)
+    participant = _acting(request, pk, {Role.INVESTIGATOR})
     form = UnblindForm(request.POST or None)
     arm = None
     if request.method == "POST" and form.is_valid():

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from edc.audit import audited_save
+from edc.ids import with_checked_autocomplete
 from trials.protocol import selectors
 from trials.protocol.models import (
     Arm,
@@ -401,7 +402,7 @@ class StudyRoleAdmin(AuditedAdmin):
             kwargs["queryset"] = self._managed_trials(request)
         if db_field.name == "site" and not request.user.is_superuser:
             kwargs["queryset"] = Site.objects.filter(trial__in=self._managed_trials(request), is_active=True)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return with_checked_autocomplete(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
     def save_model(self, request, obj, form, change):  # noqa: ANN001
         reason = form.cleaned_data["change_reason"]

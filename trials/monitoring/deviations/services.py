@@ -9,7 +9,7 @@ deviation is review data, like a query: a freeze allows recording one, a lock do
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -25,6 +25,8 @@ from trials.protocol.selectors import study_roles_for_user
 from trials.visits.models import Visit
 
 DEVIATION_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR, Role.MONITOR})
+# A consent deviation (a procedure before consent) can predate screening, by weeks, not by years.
+PLAUSIBLE_BEFORE_SCREENING = timedelta(days=90)
 
 
 def user_logs_deviations(user, participant: Participant) -> bool:  # noqa: ANN001
@@ -36,6 +38,22 @@ def user_logs_deviations(user, participant: Participant) -> bool:  # noqa: ANN00
         .filter(
             Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role__in=DEVIATION_ROLES
         )
+        .exists()
+    )
+
+
+# Dismissing a proposed deviation says the protocol was kept: a reviewer decides, not the site
+# whose visit it is (issue 16: a coordinator dismissed the deviation about her own late visit).
+DISMISSING_ROLES = frozenset({Role.MONITOR, Role.DATA_MANAGER})
+
+
+def user_dismisses_deviations(user, participant: Participant) -> bool:  # noqa: ANN001
+    """Monitors of the participant's site and data managers of the trial."""
+    if user.username == SYSTEM_USERNAME:
+        return True
+    return (
+        study_roles_for_user(user)
+        .filter(Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role__in=DISMISSING_ROLES)
         .exists()
     )
 
@@ -69,6 +87,22 @@ def _validate(deviation: ProtocolDeviation) -> None:
         add(
             "identified_on",
             _("This date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()},
+        )
+    consent = participant.consent_date
+    if deviation.occurred_on and consent and deviation.occurred_on < consent and deviation.category != DeviationCategory.CONSENT:
+        # Before consent the participant is not in the trial: only a consent deviation (a procedure
+        # done before consent) can predate it.
+        add(
+            "occurred_on",
+            _("This date is before the consent (%(date)s): only an informed-consent deviation can precede it.")
+            % {"date": consent.isoformat()},
+        )
+    first_contact = min(d for d in (participant.screening_date, consent, today) if d)
+    if deviation.occurred_on and deviation.occurred_on < first_contact - PLAUSIBLE_BEFORE_SCREENING:
+        add(
+            "occurred_on",
+            _("This date is more than %(days)s days before the screening (%(date)s): check the year.")
+            % {"days": PLAUSIBLE_BEFORE_SCREENING.days, "date": first_contact.isoformat()},
         )
     if deviation.occurred_on and deviation.identified_on and deviation.identified_on < deviation.occurred_on:
         add("identified_on", _("A deviation is identified on or after the day it happened."))
@@ -157,9 +191,10 @@ def deviation_confirm(
 
 @transaction.atomic
 def deviation_dismiss(*, deviation: ProtocolDeviation, user, reason: str) -> ProtocolDeviation:  # noqa: ANN001
-    """Dismiss a proposed deviation (it is not one), with the reason."""
+    """Dismiss a proposed deviation (it is not one), with the reason: a monitor or data manager."""
     deviation = _proposed(deviation)
-    _require(user, deviation.participant)
+    if not user_dismisses_deviations(user, deviation.participant):
+        raise PermissionDenied(_("Only a monitor or the data manager dismisses a proposed deviation."))
     assert_queries_allowed(
         trial=deviation.participant.trial_id, participant=deviation.participant, visit=deviation.visit_id
     )

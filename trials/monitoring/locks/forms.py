@@ -9,6 +9,11 @@ DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
 class SignForm(forms.Form):
+    # The first signing of a session asks for both components, user name and password; later
+    # ones the password only (21 CFR 11.200(a)(1)(i) and (ii)). The view drops it after the first.
+    username = forms.CharField(
+        label=_("Your user name"), widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True})
+    )
     password = forms.CharField(
         label=_("Your password"),
         strip=False,

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
+from trials.accounts.services import SIGNED_IN_SESSION
 from trials.monitoring.deviations import services as deviations
 from trials.monitoring.signatures import services as signatures
 from trials.monitoring.locks.forms import DeviationDecisionForm, DeviationForm, SignForm
@@ -85,15 +86,21 @@ def _what_is_signed(participant, visit: Visit | None) -> list[dict]:  # noqa: AN
 
 def _sign_page(request: HttpRequest, participant, visit: Visit | None) -> HttpResponse:  # noqa: ANN001
     form = SignForm(request.POST or None)
+    first_signing = not request.session.get(SIGNED_IN_SESSION)
+    if not first_signing:
+        del form.fields["username"]
     may_sign = signatures.user_signs_for(request.user, participant)
     if request.method == "POST" and may_sign and form.is_valid():
         try:
+            if first_signing and form.cleaned_data["username"].strip() != request.user.get_username():
+                raise ValidationError({"username": _("This is not your user name.")})
             signatures.signature_sign(
                 participant=participant, visit=visit, user=request.user, password=form.cleaned_data["password"]
             )
         except ValidationError as error:
             add_service_errors(form, error)
         else:
+            request.session[SIGNED_IN_SESSION] = True
             messages.success(request, _("Signed. Any later change to these data will break the signature."))
             return redirect(request.path)
     elif request.method == "POST" and not may_sign:
@@ -169,6 +176,7 @@ def deviation_log(request: HttpRequest, pk: int) -> HttpResponse:
             "participant": participant,
             "form": form,
             "may_log": may_log,
+            "may_dismiss": deviations.user_dismisses_deviations(request.user, participant),
             "deviations": deviations.participant_deviations(participant),
             "title": _("Protocol deviations"),
             "proposed": DeviationState.PROPOSED,

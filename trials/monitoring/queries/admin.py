@@ -32,6 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc.ids import id_or_none, ids_or_400
 from edc.forms import add_service_errors
 from trials.monitoring.queries import services
 from trials.monitoring.sdv import services as sdv
@@ -319,14 +320,14 @@ class QueryAdmin(ReviewerScopedAdmin):
         entry = adverse_event = None
         scope = participants_for_user(request.user)
         item, row_id = params.get("item", "").strip(), params.get("row", "").strip()
-        if params.get("entry", "").isdigit():
+        if id_or_none(params.get("entry")):
             entry = CrfEntry.objects.select_related("crf", "visit", "participant__site", "participant__trial").filter(
                 pk=params["entry"], participant__in=scope
             ).first()
             if entry is None:
                 raise Http404(gettext("No such CRF entry in your sites."))
             fallback = reverse("admin:visits_crfentry_change", args=[entry.pk])
-        elif params.get("ae", "").isdigit():
+        elif id_or_none(params.get("ae")):
             adverse_event = AdverseEvent.objects.select_related("participant__site").filter(pk=params["ae"], participant__in=scope).first()
             if adverse_event is None:
                 raise Http404(gettext("No such adverse event in your sites."))
@@ -550,12 +551,12 @@ class SdvMarkAdmin(ReviewerScopedAdmin):
         backlog = sdv.sdv_backlog(request.user, trial)
         site = request.GET.get("site", "")
         crf = request.GET.get("crf", "").strip()
-        if site.isdigit():
-            backlog = backlog.filter(participant__site_id=int(site))
+        if id_or_none(site):
+            backlog = backlog.filter(participant__site_id=id_or_none(site))
         if crf:
             backlog = backlog.filter(crf_code__iexact=crf)
         if request.method == "POST":
-            selected = backlog.filter(pk__in=[v for v in request.POST.getlist("entry") if v.isdigit()])
+            selected = backlog.filter(pk__in=ids_or_400(request.POST.getlist("entry")))
             done, refused = _mark_verified(request, selected)
             if done:
                 messages.success(request, ngettext("%(n)s entry verified.", "%(n)s entries verified.", done) % {"n": done})

@@ -1,0 +1,141 @@
+"""Writes about accounts: the login audit, the guard on passwords re-entered to confirm an act,
+forced password changes and the sessions of a user."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trials.accounts.models import AccountState, LoginEvent, LoginEventKind, PasswordReentryFailure
+
+logger = logging.getLogger("edc.security")
+
+# Session keys written at login and read by trials.accounts.middleware.
+LAST_SEEN = "edc_last_seen"
+SESSION_GENERATION = "edc_session_generation"
+MUST_CHANGE = "edc_must_change_password"
+NEEDS_SECOND_FACTOR = "edc_needs_second_factor"
+# Set after the first e-signature of a session: later ones ask for the password only (21 CFR 11.200(a)(1)).
+SIGNED_IN_SESSION = "edc_signed_in_session"
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: REMOTE_ADDR, or behind the TLS proxy (BEHIND_TLS_PROXY) the last
+    address of X-Forwarded-For, the one the proxy itself appended (earlier ones the client may forge)."""
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if forwarded:
+            return forwarded[-1]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def login_event_record(*, kind: str, request: HttpRequest | None, user=None, username: str = "", detail: str = "") -> LoginEvent:  # noqa: ANN001
+    """Write one row of the login audit: who, when, from which address and browser."""
+    if user is not None and not username:
+        username = user.get_username()
+    event = LoginEvent(
+        kind=kind,
+        at=timezone.now(),
+        user=user if user is not None and user.pk else None,
+        username=(username or "")[:150],
+        ip_address=client_ip(request) if request is not None else None,
+        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:500],
+        detail=detail[:300],
+    )
+    event.save()
+    if kind in (LoginEventKind.FAILED, LoginEventKind.LOCKED_OUT):
+        logger.warning("%s: username=%s ip=%s", kind, event.username, event.ip_address)
+    return event
+
+
+def _reentry_blocked_until(user, purpose: str):  # noqa: ANN001, ANN202
+    window = timedelta(minutes=settings.EDC_REENTRY_WINDOW_MINUTES)
+    limit = settings.EDC_REENTRY_FAILURE_LIMIT
+    failures = list(
+        PasswordReentryFailure.objects.filter(user=user, purpose=purpose, at__gte=timezone.now() - window)
+        .order_by("-at")
+        .values_list("at", flat=True)[:limit]
+    )
+    return failures[0] + window if len(failures) >= limit else None
+
+
+def password_reentry_check(*, user, password: str, purpose: str) -> None:  # noqa: ANN001
+    """Confirm an act by the user's password. A wrong password is recorded; after EDC_REENTRY_FAILURE_LIMIT wrong passwords
+    within the window the act is refused, even with the right password, until the window passes."""
+    blocked = _reentry_blocked_until(user, purpose)
+    if blocked is not None:
+        raise ValidationError(
+            {"password": _("Too many wrong passwords: this is blocked until %(time)s UTC.") % {"time": f"{blocked:%H:%M}"}}
+        )
+    if user.check_password(password or ""):
+        return
+    # Callers check the password before their own transaction opens, so this row stays when the
+    # act is refused; inside a transaction it would roll back with the refusal (logged below anyway).
+    PasswordReentryFailure.objects.create(user=user, purpose=purpose, at=timezone.now())
+    logger.warning("Password re-entry refused: user=%s act=%s", user.get_username(), purpose)
+    raise ValidationError({"password": _("The password is not correct.")})
+
+
+
+def password_change_require(*, user) -> None:  # noqa: ANN001
+    """The user must choose her own password at her next login (an administrator set this one)."""
+    AccountState.objects.update_or_create(user=user, defaults={"must_change_password": True})
+
+
+def password_changed(*, user) -> None:  # noqa: ANN001
+    """The user chose her own password: nothing more is required of her."""
+    AccountState.objects.update_or_create(
+        user=user, defaults={"must_change_password": False, "password_changed_at": timezone.now()}
+    )
+
+
+def must_change_password(user) -> bool:  # noqa: ANN001
+    """Whether the logged-in user must change her password before anything else."""
+    return AccountState.objects.filter(user=user, must_change_password=True).exists()
+
+
+def _generation_key(user_id: int) -> str:
+    return f"edc:session-generation:{user_id}"
+
+
+def session_generation(user_id: int) -> int:
+    """The user's current session generation (from the cache; the database when the cache lost it)."""
+    value = cache.get(_generation_key(user_id))
+    if value is None:
+        value = AccountState.objects.filter(user_id=user_id).values_list("session_generation", flat=True).first() or 0
+        cache.set(_generation_key(user_id), value, None)
+    return value
+
+
+@transaction.atomic
+def sessions_end_others(*, user, request: HttpRequest) -> None:  # noqa: ANN001
+    """End every session of the user but this one: they are refused at their next request."""
+    state, _created = AccountState.objects.select_for_update().get_or_create(user=user)
+    state.session_generation += 1
+    state.save(update_fields=["session_generation"])
+    # Forget the cached value (now, and once committed, in case a request cached the old one
+    # meanwhile): the next request of any session reads the new one.
+    cache.delete(_generation_key(user.pk))
+    transaction.on_commit(lambda: cache.delete(_generation_key(user.pk)))
+    request.session[SESSION_GENERATION] = state.session_generation
+    login_event_record(kind=LoginEventKind.LOGOUT, request=request, user=user, detail="ended all other sessions")
+
+
+def session_start(*, request: HttpRequest, user) -> None:  # noqa: ANN001
+    """At login: what the session middlewares check later without a query (last activity, the
+    session generation, whether a password change is required)."""
+    request.session[LAST_SEEN] = int(time.time())
+    request.session[SESSION_GENERATION] = session_generation(user.pk)
+    request.session[MUST_CHANGE] = must_change_password(user)
+    from trials.accounts.twofactor import second_factor_required
+
+    request.session[NEEDS_SECOND_FACTOR] = second_factor_required(user)
