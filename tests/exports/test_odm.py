@@ -245,7 +245,7 @@ def read_entry(document: etree._ElementTree, entry: CrfEntry) -> dict[str, objec
     """An entry's values as read back from the file, keyed like expected_values."""
     form_oid = f"F.{entry.crf_code}.V{entry.crf.version}"
     clinical = document.find(f"odm:ClinicalData[@StudyOID='ST.{entry.participant.trial.code}']", NS)
-    subject = clinical.find(f"odm:SubjectData[@SubjectKey='{entry.participant.number}']", NS)
+    subject = clinical.find(f"odm:SubjectData[@SubjectKey='{entry.participant.screening_number}']", NS)
     event_oid = f"SE.{entry.visit.definition.code}" if entry.visit.definition else odm.UNSCHEDULED
     event = subject.find(f"odm:StudyEventData[@StudyEventOID='{event_oid}']", NS)
     form = event.find(f"odm:FormData[@FormOID='{form_oid}']", NS)
@@ -362,17 +362,17 @@ def test_odm_of_each_seed_trial_validates_and_reads_back_equal(trial_data, trial
     # Participants, visits and adverse events read back too.
     values = item_values(document)
     for participant in Participant.objects.filter(trial__code=trial_code):
-        key = (participant.number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.SUBJECT", None)
+        key = (participant.screening_number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.SUBJECT", None)
         assert values[key + ("IT.SUBJECT.status",)] == participant.status
         assert values[key + ("IT.SUBJECT.consent_date",)] == participant.consent_date.isoformat()
         assert values[key + ("IT.SUBJECT.site_code",)] == participant.site.code
         for ae in participant.adverse_events.all():
-            row = (participant.number, odm.SUBJECT_EVENT, None, "F.AE", "IG.AE", str(ae.number))
+            row = (participant.screening_number, odm.SUBJECT_EVENT, None, "F.AE", "IG.AE", str(ae.number))
             assert values[row + ("IT.AE.verbatim_term",)] == ae.verbatim_term
             assert values[row + ("IT.AE.grade",)] == str(ae.grade)
             assert values[row + ("IT.AE.seriousness.hospitalisation",)] == ("1" if "hospitalisation" in ae.seriousness else "0")
         for visit in participant.visits.filter(visit_date__isnull=False, definition__isnull=False):
-            key = (participant.number, f"SE.{visit.definition.code}", None, "F.VISIT", "IG.VISIT", None, "IT.VISIT.visit_date")
+            key = (participant.screening_number, f"SE.{visit.definition.code}", None, "F.VISIT", "IG.VISIT", None, "IT.VISIT.visit_date")
             assert values[key] == visit.visit_date.isoformat()
 
 
@@ -432,7 +432,7 @@ def test_blinded_odm_names_no_arm_and_unblinded_gives_each_allocation(trial_data
     assert arm_leaks(content, trial) != []
     values = item_values(document)
     for allocation in Allocation.objects.filter(participant__trial=trial).select_related("participant", "arm"):
-        key = (allocation.participant.number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.ALLOCATION", None)
+        key = (allocation.participant.screening_number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.ALLOCATION", None)
         assert values[key + ("IT.ALLOCATION.arm_code",)] == allocation.arm.code
         assert values[key + ("IT.ALLOCATION.kit_code",)] == allocation.kit_code
 
@@ -468,7 +468,7 @@ def test_scope_sites_and_cutoff(trial_data):
     every = spec_for("datamanager", "ASC-DU")
     only_tls = ExportSpec(user_id=every.user_id, trial_id=every.trial_id, site_ids=(tls.pk,))
     assert len(subject_keys(every)) == 3
-    tls_subjects = sorted(Participant.objects.filter(site=tls).values_list("subject_number", flat=True))
+    tls_subjects = sorted(Participant.objects.filter(site=tls).values_list("screening_number", flat=True))
     assert subject_keys(only_tls) == tls_subjects
     # Sites the requester may not export are dropped even if the spec names them.
     asked = ExportSpec(user_id=site_sponsor(tls).pk, trial_id=every.trial_id, site_ids=every.site_ids)

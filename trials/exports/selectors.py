@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, F, Max, Model, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import F, Max, Model, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.fields.json import KT
 
 from trials.exports.spec import ExportSpec
@@ -203,12 +203,11 @@ def _source(model: type[Model], scope: Q, end: datetime | None) -> QuerySet:
     return historical.objects.filter(history_id__in=latest).exclude(history_type="-")
 
 
-def _subject(prefix: str = "participant__") -> Case:
-    """The participant's subject number, or her screening number before enrolment."""
-    return Case(
-        When(**{f"{prefix}subject_number": ""}, then=F(f"{prefix}screening_number")),
-        default=F(f"{prefix}subject_number"),
-    )
+def _subject(prefix: str = "participant__") -> F:
+    """The participant's key in every export: her screening number, given at screening and never
+    changed, so a subject keeps one identifier across transfers (USUBJID, ODM SubjectKey, CSV
+    `subject`); the subject number given at enrolment is carried as a variable of its own."""
+    return F(f"{prefix}screening_number")
 
 
 def export_site_ids(spec: ExportSpec) -> list[int]:
@@ -238,6 +237,8 @@ class ParticipantRow(NamedTuple):
     consent_version: str | None
     enrolment_date: date | None
     first_treatment_date: date | None
+    site_country: str  # ISO 3166 alpha-2
+    allocated_at: datetime | None  # when an arm or cohort was allocated (the date only, never the arm)
     age_at_consent: int | None
     date_of_birth: str | None  # only with spec.identifiers, else None
     unblinded_at: datetime | None  # only in an unblinded export, else None
@@ -274,13 +275,18 @@ def export_participants(spec: ExportSpec) -> Rows:
         .annotate(born=KT(f"answers__{BIRTH_ITEM}")).exclude(born__isnull=True)
         .order_by("visit__order", "pk").values("born")[:1]
     )
+    # The date of the allocation only (the RANDOMIZED milestone, DM.ARMNRS): no arm is read.
+    allocated = Allocation.objects.filter(participant_id=OuterRef("id"))
+    if end is not None:
+        allocated = allocated.filter(allocated_at__lt=end)
     queryset = source.annotate(
         trial_code=F("trial__code"), site_code=F("site__code"), subject=_subject(""),
-        consent_version=F("consent_document__version"), born=Subquery(birth),
+        consent_version=F("consent_document__version"), born=Subquery(birth), site_country=F("site__country"),
+        allocated_at=Subquery(allocated.values("allocated_at")[:1]),
     ).order_by("trial__code", "site__code", "screening_number").values_list(
         "id", "trial_code", "site_code", "subject", "screening_number", "subject_number", "status", "status_reason",
         "status_date", "screening_date", "consent_date", "consent_version", "enrolment_date", "first_treatment_date",
-        "born", "unblinded_at",
+        "site_country", "allocated_at", "born", "unblinded_at",
     )
     identifiers, blinded = spec.identifiers, spec.blinded
 

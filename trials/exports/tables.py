@@ -161,8 +161,8 @@ def _keys(pooled: bool, *columns: Column) -> tuple[Column, ...]:
     trial = (Column("trial", _("Trial"), TEXT, source="trial.code"),) if pooled else ()
     return trial + (
         Column("site", _("Site"), TEXT, source="site.code"),
-        Column("subject", _("Participant (subject number, or screening number before enrolment)"), TEXT,
-               source="participant.subject_number"),
+        Column("subject", _("Participant (screening number: given at screening, never changed)"), TEXT,
+               source="participant.screening_number"),
     ) + columns
 
 

@@ -282,8 +282,11 @@ def crf_entry_save(
 
 
 @transaction.atomic
-def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str) -> CrfEntry:  # noqa: ANN001
-    """Save parsed answers (item name -> value, as `validate_answers` takes them) without a form:
+def crf_entry_save_answers(
+    *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
+) -> CrfEntry:
+    """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
+    name -> {code, reason} for items answered with a missing-data code) without a form:
     for imports and synthetic data. The same rules apply; any error or unconfirmed warning raises
     ValidationError naming the items, and nothing is written."""
     if not user_enters_data_at(user, visit.participant):
@@ -297,7 +300,9 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
-    outcome = validate_answers(schema, answers, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers))
+    outcome = validate_answers(
+        schema, answers, missing=missing, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers),
+    )
     if not outcome.is_valid:
         errors = {name: [str(m) for m in messages] for name, messages in outcome.errors.items()}
         for group, rows in outcome.row_errors.items():
