@@ -202,3 +202,20 @@ def test_the_number_of_queries_does_not_grow_with_the_participants(demo, export)
     randomized("TLS", consent=18)
     randomized("GRE", consent=17)
     assert queries() == few
+
+
+def test_zip_members_are_dated_when_the_export_ran(du, export) -> None:  # noqa: ANN001
+    """Every member of an export zip carries the time the export ran (UTC, as `generated_at` in the
+    manifest), not 1980-01-01 (the MS-DOS date ZipFile gives a member opened by name; APPNOTE 4.4.6)."""
+    import zipfile
+    from datetime import UTC
+
+    when = (timezone.now() - timedelta(minutes=10)).astimezone(UTC).replace(second=26, microsecond=0)
+    for format_code in ("csv", "xpt"):
+        with time_machine.travel(when, tick=False):
+            job = export("datamanager", "ASC-DU", format=format_code)
+        assert job.state == ExportState.DONE, job.error
+        with zipfile.ZipFile(io.BytesIO(job_bytes(job))) as archive:
+            dates = {info.filename: info.date_time for info in archive.infolist()}
+        expected = (when.year, when.month, when.day, when.hour, when.minute, when.second)
+        assert dates and all(value == expected for value in dates.values()), (format_code, dates)

@@ -553,3 +553,37 @@ def test_pooled_odm_has_a_study_per_trial(trial_data):
     assert forms <= {"F.VISIT", "F.SUBJECT", "F.VITALS.V1"}
     for entry in CrfEntry.objects.filter(crf_code="VITALS").select_related("crf", "visit__definition", "participant"):
         assert read_entry(document, entry) == {key: as_odm(*value) for key, value in expected_values(entry).items()}
+
+
+def test_missing_codes_methods_conditions_and_sdtm_aliases(trial_data):
+    """ODM 1.3.2 (issue 17): an item answered with a missing-data code is ItemData IsNull="Yes"
+    with an Annotation (the code as a Flag of code list CL.MISSING, the reason as Comment) instead
+    of vanishing; a calculated item's ItemRef names a MethodDef, an item with show_if a ConditionDef
+    (CollectionExceptionCondition, §3.1.4.1.1: the item is *not* collected when it holds, so the
+    CEL is the negation); SDTM names as Alias Context="SDTM"."""
+    vitals = CrfEntry.objects.filter(participant__trial__code="ASC-DU", crf_code="VITALS").select_related("visit", "participant").first()
+    crf_entry_save_answers(
+        user=system_user(), visit=vitals.visit, crf_code="VITALS", complete=True, reason="Scale broken",
+        answers={"height_cm": Decimal("165"), "systolic_bp": 120, "diastolic_bp": 80, "heart_rate": 70},
+        missing={"weight_kg": {"code": "not_done", "reason": "Scale broken"}},
+    )
+    document = parse_valid(export_bytes(odm, spec_for("datamanager", "ASC-DU"))[0])
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{vitals.participant.screening_number}']", NS)
+    nulls = [data for data in subject.iterfind(".//odm:ItemData[@ItemOID='IT.VITALS.weight_kg']", NS) if data.get("IsNull") == "Yes"]
+    assert len(nulls) == 1 and nulls[0].get("Value") is None
+    assert nulls[0].findtext("odm:Annotation/odm:Comment", namespaces=NS) == "Scale broken"
+    flag = nulls[0].find("odm:Annotation/odm:Flag/odm:FlagValue", NS)
+    assert (flag.text, flag.get("CodeListOID")) == ("not_done", "CL.MISSING")
+    codes = [i.get("CodedValue") for i in document.iterfind(".//odm:CodeList[@OID='CL.MISSING']/odm:CodeListItem", NS)]
+    assert codes == ["not_done", "unknown", "not_applicable"]
+
+    ref = document.find(".//odm:ItemRef[@ItemOID='IT.VITALS.bmi']", NS)
+    method = document.find(f".//odm:MethodDef[@OID='{ref.get('MethodOID')}']", NS)
+    assert method.get("Type") == "Computation"
+    assert method.findtext("odm:FormalExpression", namespaces=NS) == "bmi(weight_kg=weight_kg, height_cm=height_cm)"
+    ref = document.find(".//odm:ItemRef[@ItemOID='IT.DEMOG.smoking_stop_date']", NS)
+    condition = document.find(f".//odm:ConditionDef[@OID='{ref.get('CollectionExceptionConditionOID')}']", NS)
+    expression = condition.find("odm:FormalExpression", NS)
+    assert (expression.get("Context"), expression.text) == ("CEL", "!(smoking_status == 'former')")
+    alias = document.find(".//odm:ItemDef[@OID='IT.VITALS.weight_kg']/odm:Alias", NS)
+    assert (alias.get("Context"), alias.get("Name")) == ("SDTM", "VS.VSORRES where VSTESTCD=WEIGHT")

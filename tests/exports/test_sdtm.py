@@ -464,3 +464,21 @@ def test_define_xml_validates_and_agrees_with_the_xpt_files(trial_code):
             if item.get("Length") and not numeric:
                 assert int(item.get("Length")) == meta.variable_storage_width[column], (name, column)
         assert groups[name].find("def:leaf", ns).get("{http://www.w3.org/1999/xlink}href") == f"{name.lower()}.xpt"
+
+
+def test_define_xml_reads_in_odmlib_with_every_oid_resolved():
+    """A third-party reader (odmlib's Define-XML 2.1 model) loads the define.xml, every OID
+    reference resolves, and no method, comment or code list is defined without being used."""
+    from odmlib import define_loader, loader
+    from odmlib.define_2_1.rules import oid_ref
+
+    content = export_bytes(sdtm, spec_for("datamanager", "ASC-DU"))[0]
+    odm_loader = loader.ODMLoader(define_loader.XMLDefineLoader(model_package="define_2_1", ns_uri="http://www.cdisc.org/ns/def/v2.1"))
+    odm_loader.load_odm_string(package(content)["define.xml"].decode())
+    document = odm_loader.load_odm()
+    assert {group.Name for group in document.Study.MetaDataVersion.ItemGroupDef} == set(read_datasets(content))
+    checker = oid_ref.OIDRef()
+    document.verify_oids(checker)
+    assert checker.check_oid_refs()
+    unused = {oid: kind for oid, kind in checker.check_unreferenced_oids().items() if kind != "leafID"}
+    assert unused == {}

@@ -180,6 +180,7 @@ def define_xml(spec: ExportSpec, datasets: list[Dataset]) -> bytes:
         if split:
             comments.setdefault(f"COM.SPLIT.{dataset.domain}", f"{dataset.domain} is split by CRF (one dataset per CRF); "
                                 f"--SEQ is unique per subject across the split datasets.")
+            group.set(_d("CommentOID"), f"COM.SPLIT.{dataset.domain}")
         etree.SubElement(group, _d("Class"), {"Name": DOMAIN_CLASS.get(dataset.domain, "RELATIONSHIP") if not supp else "RELATIONSHIP"})
         leaf = etree.SubElement(group, _d("leaf"), {"ID": f"LF.{dataset.name}", f"{{{XLINK_NS}}}href": f"{dataset.name.lower()}.xpt"})
         etree.SubElement(leaf, _d("title")).text = f"{dataset.name.lower()}.xpt"

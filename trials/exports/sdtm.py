@@ -365,7 +365,7 @@ def zip_file_member(archive: zipfile.ZipFile, path: Path, name: str, rows: int, 
     """Add a written file to the zip and describe it for the manifest (SHA-256 of its bytes)."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as source, archive.open(name, "w", force_zip64=True) as member:
+    with path.open("rb") as source, archive.open(manifest.zip_member(archive, name), "w", force_zip64=True) as member:
         while chunk := source.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -1190,10 +1190,11 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                     "missing-data code, no result.")
             package.warnings.extend(text_warnings(report))
             define_bytes = define.define_xml(spec, package.datasets)
-            archive.writestr(define.DEFINE_NAME, define_bytes)
+            archive.writestr(manifest.zip_member(archive, define.DEFINE_NAME), define_bytes)
             files.append({"name": define.DEFINE_NAME, "table": "Define-XML 2.1", "rows": 0, "bytes": len(define_bytes),
                           "sha256": hashlib.sha256(define_bytes).hexdigest()})
-            archive.writestr(manifest.MANIFEST_NAME, manifest.manifest_bytes({**header, "warnings": package.warnings}, files))
+            archive.writestr(manifest.zip_member(archive, manifest.MANIFEST_NAME),
+                             manifest.manifest_bytes({**header, "warnings": package.warnings}, files))
     finally:
         TEXT_REPORT.reset(token)
 
