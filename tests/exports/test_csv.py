@@ -219,3 +219,21 @@ def test_zip_members_are_dated_when_the_export_ran(du, export) -> None:  # noqa:
             dates = {info.filename: info.date_time for info in archive.infolist()}
         expected = (when.year, when.month, when.day, when.hour, when.minute, when.second)
         assert dates and all(value == expected for value in dates.values()), (format_code, dates)
+
+
+def test_one_date_time_spelling_in_every_csv_column(demo, export) -> None:  # noqa: ANN001
+    """Date-times in the CSV are ISO 8601 in UTC to the second with "Z" (the convention the module
+    states), whether they come from a model column (last_saved) or a CRF answer (a stored
+    "…+00:00" answer used to come out as it was stored: two spellings in one file)."""
+    import random
+    import re
+
+    from tests.exports.test_odm import participant_with_data
+
+    participant_with_data("EASC-RA", "MAD-LP", random.Random(3), visits=2, adverse_events=0)
+    job = export("datamanager", "EASC-RA")
+    assert job.state == ExportState.DONE, job.error
+    rows = read_csv(zip_members(job_bytes(job))["INFUSION.csv"])
+    stamps = [row[name] for row in rows for name in ("infusion_datetime", "last_saved") if row[name]]
+    assert len(stamps) >= 2 and any(row["infusion_datetime"] for row in rows)
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", stamp) for stamp in stamps), stamps

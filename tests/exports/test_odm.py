@@ -587,3 +587,27 @@ def test_missing_codes_methods_conditions_and_sdtm_aliases(trial_data):
     assert (expression.get("Context"), expression.text) == ("CEL", "!(smoking_status == 'former')")
     alias = document.find(".//odm:ItemDef[@OID='IT.VITALS.weight_kg']/odm:Alias", NS)
     assert (alias.get("Context"), alias.get("Name")) == ("SDTM", "VS.VSORRES where VSTESTCD=WEIGHT")
+
+
+def test_audit_records_name_who_changed_each_form_when_and_why(trial_data):
+    """ODM 1.3.2 §3.1.3 AuditRecord: each FormData carries the entry's last change from the audit
+    trail — UserRef to a User defined in AdminData, LocationRef to the site, DateTimeStamp and
+    ReasonForChange (the reason recorded with the change)."""
+    entry = CrfEntry.objects.filter(participant__trial__code="EASC-RA", crf_code="VITALS").select_related(
+        "visit__definition", "participant__site", "crf").first()
+    saved = crf_entry_save_answers(
+        user=user("coordinator.madrid"), visit=entry.visit, crf_code="VITALS", complete=True, reason="Transcription error",
+        answers={**{k: v for k, v in entry.answers.items() if k != "bmi"}, "heart_rate": 71},
+    )
+    document = parse_valid(export_bytes(odm, spec_for("datamanager", "EASC-RA"))[0])
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{entry.participant.screening_number}']", NS)
+    event = subject.find(f"odm:StudyEventData[@StudyEventOID='SE.{entry.visit.definition.code}']", NS)
+    form = event.find(f"odm:FormData[@FormOID='F.VITALS.V{entry.crf.version}']", NS)
+    record = form.find("odm:AuditRecord", NS)
+    last = saved.history.order_by("-history_date", "-history_id").first()
+    assert record.findtext("odm:ReasonForChange", namespaces=NS) == "Transcription error"
+    assert datetime.fromisoformat(record.findtext("odm:DateTimeStamp", namespaces=NS)) == last.history_date
+    user_oid = record.find("odm:UserRef", NS).get("UserOID")
+    login = document.findtext(f".//odm:AdminData/odm:User[@OID='{user_oid}']/odm:LoginName", namespaces=NS)
+    assert login == "coordinator.madrid"
+    assert record.find("odm:LocationRef", NS).get("LocationOID") == subject.find("odm:SiteRef", NS).get("LocationOID")

@@ -94,7 +94,9 @@ def zip_member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
     MS-DOS date of the file)."""
     info = zipfile.ZipInfo(name, date_time=timezone.now().astimezone(UTC).timetuple()[:6])
     info.compress_type = archive.compression
-    info._compresslevel = archive.compresslevel  # noqa: SLF001 - what ZipFile.open(name) sets (Python 3.11/3.12)
-    info.compress_level = archive.compresslevel  # the public name from Python 3.13 on
+    try:
+        info.compress_level = archive.compresslevel  # the public name from Python 3.13 on
+    except AttributeError:
+        info._compresslevel = archive.compresslevel  # noqa: SLF001 - what ZipFile.open(name) sets (Python 3.11/3.12)
     info.external_attr = 0o644 << 16  # a regular file readable by all
     return info

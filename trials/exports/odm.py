@@ -278,6 +278,8 @@ def _data_type(item: Item) -> tuple[str, int | None, int | None]:
 class _Builder:
     """Builds one trial's metadata: OIDs, forms, items, code lists, units."""
 
+    identifier_names: set[str] = set()  # the identifying items of the CRF being read (crf_form)
+
     def __init__(self, trial: Trial, spec: ExportSpec) -> None:
         self.trial = trial
         self.spec = spec
@@ -338,8 +340,9 @@ class _Builder:
         base = f"IT.{oid_part(crf.code)}.{oid_part(item.name)}"
         unit = self.unit(item.unit)
         source = (sources or {}).get(item.name, {})
-        condition = source.get("show_if") or None
-        method = _method(item.name, source.get("calculation")) if item.type == "calculated" else None
+        hidden = () if self.spec.identifiers else self.identifier_names
+        condition = _unnamed(source.get("show_if") or None, hidden)
+        method = _method(item.name, source.get("calculation"), hidden) if item.type == "calculated" else None
         aliases = _sdtm_aliases(crf.code, item.name)
         if item.type == "multiple_choice":
             yes_no = self.yes_no()
@@ -376,6 +379,9 @@ class _Builder:
         schema: CrfSchema = schema_for(crf)
         names = _codelist_names(crf.definition.get("fields", []))
         sources = _field_sources(crf.definition.get("fields", []))
+        # Identifying items left out are not named in expressions either (tests/exports/test_blinding.py).
+        self.identifier_names = {i.name for i in schema.items if i.identifier} | {
+            c.name for i in schema.items for c in i.children if c.identifier}
         code = oid_part(crf.code)
         groups: list[GroupSpec] = []
         sections: dict[str, list[ItemSpec]] = {}
@@ -533,14 +539,22 @@ def _field_sources(fields: list[dict]) -> dict[str, dict]:
     return found
 
 
-def _method(name: str, calculation: dict | None) -> tuple[str, str, str] | None:
+def _unnamed(text: str | None, hidden: Iterable[str]) -> str | None:
+    """An expression with the names of identifying items left out replaced by "[identifier]"."""
+    for name in hidden:
+        if text and name in text:
+            text = re.sub(rf"\b{re.escape(name)}\b", "[identifier]", text)
+    return text
+
+
+def _method(name: str, calculation: dict | None, hidden: Iterable[str] = ()) -> tuple[str, str, str] | None:
     """MethodDef of a calculated item: a CEL expression, or a score of the score library."""
     if not calculation:
         return None
     if calculation.get("cel"):
-        return (_("Calculated by the CEL expression"), "CEL", str(calculation["cel"]))
+        return (_("Calculated by the CEL expression"), "CEL", _unnamed(str(calculation["cel"]), hidden))
     score = calculation.get("score", name)
-    inputs = ", ".join(f"{k}={v}" for k, v in (calculation.get("inputs") or {}).items())
+    inputs = ", ".join(f"{k}={_unnamed(str(v), hidden)}" for k, v in (calculation.get("inputs") or {}).items())
     return (_("Score %(score)s of the score library (trials/protocol/scores.py)") % {"score": score},
             "EDC score library", f"{score}({inputs})")
 
@@ -703,9 +717,15 @@ def study_element(meta: StudyMetadata) -> etree._Element:
     return study
 
 
-def admin_element(meta: StudyMetadata) -> etree._Element:
-    """AdminData: the sites, as Locations the participants point at (SiteRef)."""
+def admin_element(meta: StudyMetadata, users: list[tuple[int, str, str]] | None = None) -> etree._Element:
+    """AdminData: the users the AuditRecords name, and the sites, as Locations the participants
+    point at (SiteRef)."""
     admin = _e("AdminData", {"StudyOID": meta.study_oid})
+    for user_id, username, full_name in [*users, (None, "system", "")] if users is not None else []:
+        user = _e("User", {"OID": _user_oid(user_id), "UserType": "Other"}, admin)
+        _e("LoginName", parent=user, text=_xml_text(username))
+        if full_name:
+            _e("FullName", parent=user, text=meta.text(full_name))
     effective = meta.trial.start_date or timezone.localdate()
     for site in meta.sites:
         location = _e("Location", {"OID": _location_oid(meta.trial, site.code), "Name": meta.text(site.name), "LocationType": "Site"}, admin)
@@ -786,7 +806,7 @@ def _item_data(parent: etree._Element, items: list[ItemSpec], values: Any, mask:
 
 
 def _form_data(parent: etree._Element, form: FormSpec, values: Any, mask: Callable[[str], str],
-               missing: dict | None = None) -> None:
+               missing: dict | None = None) -> etree._Element:
     element = _e("FormData", {"FormOID": form.oid}, parent)
     for group in form.groups:
         if group.repeating and group.source is not None:
@@ -801,6 +821,23 @@ def _form_data(parent: etree._Element, form: FormSpec, values: Any, mask: Callab
         data = _e("ItemGroupData", {"ItemGroupOID": group.oid}, element)
         if not _item_data(data, group.items, values, mask, missing):
             element.remove(data)
+    return element
+
+
+def _audit_record(form: etree._Element, change: Any, location_oid: str, mask: Callable[[str], str]) -> None:
+    """The FormData's AuditRecord: the entry's last change (who, where, when, why) from the audit
+    trail (ODM 1.3.2 allows one per FormData; the whole trail is in the EDC's audit pages)."""
+    record = etree.Element(f"{{{NS}}}AuditRecord", {"EditPoint": "DataManagement", "UsedImputationMethod": "No"})
+    _e("UserRef", {"UserOID": _user_oid(change.user_id)}, record)
+    _e("LocationRef", {"LocationOID": location_oid}, record)
+    _e("DateTimeStamp", parent=record, text=change.at.isoformat())
+    if change.reason:
+        _e("ReasonForChange", parent=record, text=_xml_text(mask(change.reason)))
+    form.insert(0, record)
+
+
+def _user_oid(user_id: int | None) -> str:
+    return f"USR.{user_id}" if user_id is not None else "USR.SYSTEM"
 
 
 def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, list]) -> etree._Element:
@@ -831,6 +868,8 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
             first = entries[0]
             visits.append(_VisitStub(visit_id, first.visit_code, first.visit_sequence, first.visit_date))
     visit_form = meta.forms["F.VISIT"]
+    last_change = {change.entry_id: change for change in streams.get("audit", [])}  # time order: the last wins
+    location = _location_oid(meta.trial, participant.site_code)
     for visit in visits:
         entries = entries_by_visit.get(visit.id, [])
         event_oid = meta.event_by_visit.get(visit.visit_code) if visit.visit_code else UNSCHEDULED
@@ -844,7 +883,9 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
         event = _e("StudyEventData", attrs, subject)
         _form_data(event, visit_form, visit, meta.mask)
         for entry in entries:
-            _form_data(event, meta.forms[meta.form_by_crf[entry.crf_id]], entry.answers or {}, meta.mask, entry.missing or None)
+            form = _form_data(event, meta.forms[meta.form_by_crf[entry.crf_id]], entry.answers or {}, meta.mask, entry.missing or None)
+            if entry.id in last_change:
+                _audit_record(form, last_change[entry.id], location, meta.mask)
     return subject
 
 
@@ -897,6 +938,7 @@ def _streams(spec: ExportSpec, trial: Trial, meta: StudyMetadata) -> dict[str, s
     streams = {
         "entries": selectors.Rows(entries.queryset.filter(participant__trial=trial), entries.transform),
         "visits": selectors.export_visits(spec),
+        "audit": selectors.export_entry_audit(spec),
     }
     if meta.with_adverse_events:
         streams["adverse_events"] = selectors.export_adverse_events(spec)
@@ -934,8 +976,9 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
         with xf.element(f"{{{NS}}}ODM", attrs, nsmap={None: NS}):
             for meta in metas:
                 xf.write(study_element(meta), pretty_print=True)
-            for meta in metas:
-                xf.write(admin_element(meta), pretty_print=True)
+            users = selectors.export_audit_users(spec)
+            for index, meta in enumerate(metas):  # the users once (their OIDs are the file's)
+                xf.write(admin_element(meta, users if index == 0 else None), pretty_print=True)
             for meta in metas:
                 with xf.element(f"{{{NS}}}ClinicalData", {"StudyOID": meta.study_oid, "MetaDataVersionOID": meta.mdv_oid}):
                     xf.write("\n")

@@ -481,6 +481,40 @@ def export_entries(spec: ExportSpec, crf_code: str | None = None, *, with_missin
     return Rows(queryset, transform)
 
 
+class EntryAuditRow(NamedTuple):
+    participant_id: int
+    entry_id: int
+    at: datetime
+    user_id: int | None
+    reason: str | None
+
+
+def export_entry_audit(spec: ExportSpec) -> Rows:
+    """Every recorded change of the CRF entries of the export's participants (who, when, why), from
+    the audit trail, in time order per entry: the ODM AuditRecords."""
+    historical = CrfEntry.history.model
+    queryset = historical.objects.filter(participant__site_id__in=export_site_ids(spec))
+    end = cutoff_end(spec)
+    if end is not None:
+        queryset = queryset.filter(history_date__lt=end)
+    queryset = queryset.order_by("id", "history_date", "history_id").values_list(
+        "participant_id", "id", "history_date", "history_user_id", "history_change_reason",
+    )
+    return Rows(queryset, lambda row: EntryAuditRow(*row))
+
+
+def export_audit_users(spec: ExportSpec) -> list[tuple[int, str, str]]:
+    """(id, username, full name) of the users who changed the export's CRF entries."""
+    historical = CrfEntry.history.model
+    queryset = historical.objects.filter(participant__site_id__in=export_site_ids(spec), history_user__isnull=False)
+    end = cutoff_end(spec)
+    if end is not None:
+        queryset = queryset.filter(history_date__lt=end)
+    ids = set(queryset.values_list("history_user_id", flat=True).distinct())
+    users = get_user_model().objects.filter(pk__in=ids).order_by("pk")
+    return [(user.pk, user.get_username(), user.get_full_name()) for user in users]
+
+
 # --- Adverse events -------------------------------------------------------------------------
 
 AE_FIELDS = (
