@@ -580,7 +580,7 @@ def test_missing_codes_methods_conditions_and_sdtm_aliases(trial_data):
     ref = document.find(".//odm:ItemRef[@ItemOID='IT.VITALS.bmi']", NS)
     method = document.find(f".//odm:MethodDef[@OID='{ref.get('MethodOID')}']", NS)
     assert method.get("Type") == "Computation"
-    assert method.findtext("odm:FormalExpression", namespaces=NS) == "bmi(weight_kg=weight_kg, height_cm=height_cm)"
+    assert method.findtext("odm:FormalExpression", namespaces=NS) == "bmi(height_cm=height_cm, weight_kg=weight_kg)"
     ref = document.find(".//odm:ItemRef[@ItemOID='IT.DEMOG.smoking_stop_date']", NS)
     condition = document.find(f".//odm:ConditionDef[@OID='{ref.get('CollectionExceptionConditionOID')}']", NS)
     expression = condition.find("odm:FormalExpression", NS)

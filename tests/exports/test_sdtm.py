@@ -368,7 +368,7 @@ def test_long_and_non_ascii_text_is_transliterated_split_into_supp_and_reported(
     rest in SUPP-- (QNAM AETERM1 …); XPT v5 is ASCII, so "πυρετός" becomes "pyretos" and the
     manifest says what was changed. Nothing is lost: the pieces put together give the whole text."""
     participant = Participant.objects.filter(trial__code="ASC-DU").first()
-    term = "Fever πυρετός " + " ".join(f"word{n}" for n in range(60))
+    term = "Fever πυρετός " + " ".join(f"word{n}" for n in range(40))  # 283 characters (the field holds 300)
     event = AdverseEvent.objects.filter(participant=participant).first()
     from trials.safety.services import ae_save
 
@@ -417,6 +417,11 @@ def test_trial_design_datasets_come_from_the_trial_file():
     ts = datasets["TS"][0]
     assert {"TITLE", "SPONSOR", "TPHASE", "STYPE", "TBLIND", "RANDOM", "PLANSUB", "SDTIGVER", "REGID"} <= set(ts["TSPARMCD"])
     assert ts.loc[ts["TSPARMCD"] == "SDTIGVER", "TSVAL"].iloc[0] == "3.4"
+    # The EASC-RA title has more than 200 characters: it continues in TSVAL1 (SDTMIG 3.4 §7.6.1).
+    title = ts[ts["TSPARMCD"] == "TITLE"].iloc[0]
+    trial = Trial.objects.get(code="EASC-RA")
+    assert len(trial.title) > 200 and title["TSVAL"] + title["TSVAL1"] == sdtm.ascii_text(trial.title)
+    assert "SUPPTS" not in datasets
     tv = datasets["TV"][0]
     definitions = VisitDefinition.objects.filter(trial__code="EASC-RA", is_active=True)
     assert len(tv) == definitions.count()

@@ -554,7 +554,8 @@ def _method(name: str, calculation: dict | None, hidden: Iterable[str] = ()) -> 
     if calculation.get("cel"):
         return (_("Calculated by the CEL expression"), "CEL", _unnamed(str(calculation["cel"]), hidden))
     score = calculation.get("score", name)
-    inputs = ", ".join(f"{k}={_unnamed(str(v), hidden)}" for k, v in (calculation.get("inputs") or {}).items())
+    # Inputs in name order: PostgreSQL's jsonb does not keep the file's key order.
+    inputs = ", ".join(f"{k}={_unnamed(str(v), hidden)}" for k, v in sorted((calculation.get("inputs") or {}).items()))
     return (_("Score %(score)s of the score library (trials/protocol/scores.py)") % {"score": score},
             "EDC score library", f"{score}({inputs})")
 

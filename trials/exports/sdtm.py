@@ -1023,7 +1023,6 @@ def trial_design(spec: ExportSpec, mask: Callable[[str], str], subjects: int, wa
     trial = Trial.objects.get(pk=spec.trial_id)
     study = ascii_text(trial.code)
     common = {"STUDYID": study}
-    ts = Dataset("TS", "Trial Summary", TS_VARIABLES, mask, domain="TS", keys=())
     arms = list(Arm.objects.filter(trial=trial, is_active=True).order_by("order", "code"))
     values: list[tuple[str, str, str, str]] = [  # (parameter, value, terminology, its version)
         ("TITLE", ascii_text(trial.title), "", ""), ("SPONSOR", ascii_text(trial.sponsor), "", ""),
@@ -1041,10 +1040,19 @@ def trial_design(spec: ExportSpec, mask: Callable[[str], str], subjects: int, wa
         ("SDTMVER", sdtm_terms.SDTM_VERSION, "", ""),
     ]
     values += [("INDIC", ascii_text(condition), "", "") for condition in trial.conditions or []]
+    # A value over 200 characters continues in TSVAL1, TSVAL2 … (SDTMIG 3.4 §7.6.1, TS has no SUPP--).
+    pieces = {code: split_text(mask(value)) for code, value, _reference, _version in values}
+    extra = max(len(split) for split in pieces.values()) - 1
+    variables = list(TS_VARIABLES)
+    at = next(i for i, v in enumerate(variables) if v.name == "TSVAL") + 1
+    variables[at:at] = [Var(f"TSVAL{n}", f"Parameter Value {n}", origin="Protocol") for n in range(1, extra + 1)]
+    ts = Dataset("TS", "Trial Summary", variables, mask, domain="TS", keys=())
     seq_of: dict[str, int] = {}
-    for index, (code, value, reference, version) in enumerate(values, 1):
+    for code, value, reference, version in values:
         seq_of[code] = seq_of.get(code, 0) + 1
-        ts.add(**common, DOMAIN="TS", TSSEQ=seq_of[code], TSPARMCD=code, TSPARM=TS_PARAMETERS[code], TSVAL=value,
+        first, *rest = pieces[code]
+        ts.add(**common, DOMAIN="TS", TSSEQ=seq_of[code], TSPARMCD=code, TSPARM=TS_PARAMETERS[code], TSVAL=first,
+               **{f"TSVAL{n}": piece for n, piece in enumerate(rest, 1)},
                TSVALNF="" if value else "NI", TSVCDREF=reference if value else "", TSVCDVER=version if value else "")
 
     definitions = list(VisitDefinition.objects.filter(trial=trial, is_active=True).order_by("order"))
