@@ -152,7 +152,11 @@ def ascii_mask(spec: ExportSpec) -> Callable[[str], str]:
     (an arm "Bras placebo – dose élevée" is masked in "Bras placebo - dose elevee" too)."""
     source = selectors.arm_mask_pattern(spec)
     if source is None:
-        return lambda text: text
+        def identity(text: str) -> str:
+            return text
+
+        identity.identity = True  # Dataset.add skips the call
+        return identity
     pattern = re.compile(ascii_text(source, limit=None), re.IGNORECASE)
 
     @lru_cache(maxsize=100_000)
@@ -277,25 +281,29 @@ class Dataset:
         self._numbers = {v.name: array("d") for v in self.variables if v.type == NUM}
         self._seq = f"{self.domain}SEQ" if f"{self.domain}SEQ" in self._numbers else None
         self.overflow: list[tuple[str, str, str, str, list[str]]] = []  # (USUBJID, IDVAR, IDVARVAL, variable, pieces)
+        self._columns: list[tuple] | None = None
+        self._number_columns: list[tuple] = []
         self.widths: dict[str, int] = {}  # longest value per character variable (define.xml Length)
 
     def add(self, **values: Any) -> None:
-        masked, mask, categories_of = self._masked, self.mask, self._categories
-        for name, codes in self._codes.items():
-            value = values.get(name)
+        get, mask = values.get, self.mask
+        if self._columns is None:  # (name, codes, categories, masked) of each character variable, bound once
+            identity = getattr(mask, "identity", False)
+            self._columns = [(name, codes, self._categories[name], name in self._masked and not identity)
+                             for name, codes in self._codes.items()]
+            self._number_columns = list(self._numbers.items())
+        for name, codes, categories, masked in self._columns:
+            value = get(name)
             if not value:
                 codes.append(-1)
                 continue
-            if name in masked:
+            if masked:
                 value = mask(value)
             if len(value) > MAX_CHAR:
                 pieces = split_text(value)
                 value = pieces[0]
-                seq = values.get(self._seq) if self._seq else None
-                self.overflow.append((
-                    values.get("USUBJID", ""), self._seq or "", "" if seq is None else odm._plain(seq), name, pieces[1:],
-                ))
-            categories = categories_of[name]
+                seq = get(self._seq) if self._seq else None
+                self.overflow.append((get("USUBJID", ""), self._seq or "", "" if seq is None else odm._plain(seq), name, pieces[1:]))
             code = categories.get(value)
             if code is None:
                 code = categories[value] = len(categories)
@@ -303,8 +311,8 @@ class Dataset:
                     self.widths[name] = len(value)
             codes.append(code)
         nan = np.nan
-        for name, numbers in self._numbers.items():
-            value = values.get(name)
+        for name, numbers in self._number_columns:
+            value = get(name)
             numbers.append(nan if value is None else float(value))
         self.rows += 1
 
