@@ -125,7 +125,7 @@ def baseline_queries(trial_id: int) -> list[tuple[str, str]]:
 
     p, s, v, vd = Participant._meta.db_table, Site._meta.db_table, Visit._meta.db_table, VisitDefinition._meta.db_table
     e, c, ae = CrfEntry._meta.db_table, CrfDefinition._meta.db_table, AdverseEvent._meta.db_table
-    subject = "CASE WHEN p.subject_number = '' THEN p.screening_number ELSE p.subject_number END"
+    subject = "p.screening_number"  # the stable key of every export (trials/exports/selectors._subject)
     order = "s.code, p.screening_number"
     queries = [
         ("participants", (f"SELECT s.code, {subject}, p.screening_number, p.subject_number, p.status, p.status_reason, p.status_date, "

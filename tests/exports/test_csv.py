@@ -42,7 +42,7 @@ def test_csv_read_back_equals_the_database(du, export) -> None:  # noqa: ANN001
 
     participants = Participant.objects.filter(trial__code="ASC-DU").order_by("site__code", "screening_number")
     rows = read_csv(files["participants.csv"])
-    assert [r["subject"] for r in rows] == [p.subject_number for p in participants]
+    assert [r["subject"] for r in rows] == [p.screening_number for p in participants]
     for row, participant in zip(rows, participants, strict=True):
         assert row["status"] == participant.status
         assert row["consent_date"] == participant.consent_date.isoformat()
@@ -58,7 +58,7 @@ def test_csv_read_back_equals_the_database(du, export) -> None:  # noqa: ANN001
         schema = schema_for(next(iter(entries.values())).crf)
         for row in rows:
             entry = entries[int(row["entry_id"])]
-            assert row["subject"] == entry.participant.subject_number
+            assert row["subject"] == entry.participant.screening_number
             assert row["visit"] == entry.visit.definition.code
             assert row["entry_status"] == entry.status
             for item in schema.items:
@@ -86,7 +86,7 @@ def test_csv_read_back_equals_the_database(du, export) -> None:  # noqa: ANN001
     aes = read_csv(files["adverse_events.csv"])
     ae = du["ae"]
     assert [(r["subject"], r["ae_number"], r["verbatim_term"], r["grade"], r["serious"], r["sae_hospitalisation"], r["sae_death"])
-            for r in aes] == [(ae.participant.subject_number, "1", "Headache", "2", "1", "1", "0")]
+            for r in aes] == [(ae.participant.screening_number, "1", "Headache", "2", "1", "1", "0")]
     assert AdverseEvent.objects.filter(participant__trial__code="ASC-DU").count() == 1
     queries = read_csv(files["queries.csv"])
     query = Query.objects.get()
@@ -154,7 +154,7 @@ def test_a_pooled_export_has_the_trial_as_a_column(demo, export) -> None:  # noq
     files = zip_members(job_bytes(job))
     rows = read_csv(files["DEMOG.csv"])
     assert sorted(r["trial"] for r in rows) == ["ADSVF-SSC-HANDS", "ASC-DU"]
-    assert next(r for r in rows if r["trial"] == "ADSVF-SSC-HANDS")["subject"] == mexico.subject_number
+    assert next(r for r in rows if r["trial"] == "ADSVF-SSC-HANDS")["subject"] == mexico.screening_number
     assert "VITALS.csv" not in files and "visits.csv" not in files
     assert sorted(r["trial"] for r in read_csv(files["participants.csv"])) == ["ADSVF-SSC-HANDS", "ASC-DU"]
     manifest = json.loads(files["manifest.json"])
@@ -181,13 +181,13 @@ def test_a_cut_off_gives_the_data_as_they_stood_that_day(demo, export) -> None: 
     late = randomized("GRE", consent=3)
 
     now_files = zip_members(job_bytes(export("datamanager", "ASC-DU")))
-    assert {r["subject"] for r in read_csv(now_files["participants.csv"])} == {early.subject_number, late.subject_number}
-    assert [r["weight_kg"] for r in read_csv(now_files["VITALS.csv"]) if r["subject"] == early.subject_number] == ["70.0"]
+    assert {r["subject"] for r in read_csv(now_files["participants.csv"])} == {early.screening_number, late.screening_number}
+    assert [r["weight_kg"] for r in read_csv(now_files["VITALS.csv"]) if r["subject"] == early.screening_number] == ["70.0"]
 
     cut_files = zip_members(job_bytes(export("datamanager", "ASC-DU", cutoff=cutoff)))
-    assert [r["subject"] for r in read_csv(cut_files["participants.csv"])] == [early.subject_number]
+    assert [r["subject"] for r in read_csv(cut_files["participants.csv"])] == [early.screening_number]
     assert [r["weight_kg"] for r in read_csv(cut_files["VITALS.csv"])] == ["61.5"]
-    assert {r["subject"] for r in read_csv(cut_files["visits.csv"])} == {early.subject_number}
+    assert {r["subject"] for r in read_csv(cut_files["visits.csv"])} == {early.screening_number}
 
 
 def test_the_number_of_queries_does_not_grow_with_the_participants(demo, export) -> None:  # noqa: ANN001, ARG001
@@ -202,3 +202,38 @@ def test_the_number_of_queries_does_not_grow_with_the_participants(demo, export)
     randomized("TLS", consent=18)
     randomized("GRE", consent=17)
     assert queries() == few
+
+
+def test_zip_members_are_dated_when_the_export_ran(du, export) -> None:  # noqa: ANN001
+    """Every member of an export zip carries the time the export ran (UTC, as `generated_at` in the
+    manifest), not 1980-01-01 (the MS-DOS date ZipFile gives a member opened by name; APPNOTE 4.4.6)."""
+    import zipfile
+    from datetime import UTC
+
+    when = (timezone.now() - timedelta(minutes=10)).astimezone(UTC).replace(second=26, microsecond=0)
+    for format_code in ("csv", "xpt"):
+        with time_machine.travel(when, tick=False):
+            job = export("datamanager", "ASC-DU", format=format_code)
+        assert job.state == ExportState.DONE, job.error
+        with zipfile.ZipFile(io.BytesIO(job_bytes(job))) as archive:
+            dates = {info.filename: info.date_time for info in archive.infolist()}
+        expected = (when.year, when.month, when.day, when.hour, when.minute, when.second)
+        assert dates and all(value == expected for value in dates.values()), (format_code, dates)
+
+
+def test_one_date_time_spelling_in_every_csv_column(demo, export) -> None:  # noqa: ANN001
+    """Date-times in the CSV are ISO 8601 in UTC to the second with "Z" (the convention the module
+    states), whether they come from a model column (last_saved) or a CRF answer (a stored
+    "…+00:00" answer used to come out as it was stored: two spellings in one file)."""
+    import random
+    import re
+
+    from tests.exports.test_odm import participant_with_data
+
+    participant_with_data("EASC-RA", "MAD-LP", random.Random(3), visits=2, adverse_events=0)
+    job = export("datamanager", "EASC-RA")
+    assert job.state == ExportState.DONE, job.error
+    rows = read_csv(zip_members(job_bytes(job))["INFUSION.csv"])
+    stamps = [row[name] for row in rows for name in ("infusion_datetime", "last_saved") if row[name]]
+    assert len(stamps) >= 2 and any(row["infusion_datetime"] for row in rows)
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", stamp) for stamp in stamps), stamps

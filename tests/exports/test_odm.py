@@ -260,7 +260,7 @@ def read_entry(document: etree._ElementTree, entry: CrfEntry) -> dict[str, objec
     """An entry's values as read back from the file, keyed like expected_values."""
     form_oid = f"F.{entry.crf_code}.V{entry.crf.version}"
     clinical = document.find(f"odm:ClinicalData[@StudyOID='ST.{entry.participant.trial.code}']", NS)
-    subject = clinical.find(f"odm:SubjectData[@SubjectKey='{entry.participant.number}']", NS)
+    subject = clinical.find(f"odm:SubjectData[@SubjectKey='{entry.participant.screening_number}']", NS)
     event_oid = f"SE.{entry.visit.definition.code}" if entry.visit.definition else odm.UNSCHEDULED
     event = subject.find(f"odm:StudyEventData[@StudyEventOID='{event_oid}']", NS)
     form = event.find(f"odm:FormData[@FormOID='{form_oid}']", NS)
@@ -377,17 +377,17 @@ def test_odm_of_each_seed_trial_validates_and_reads_back_equal(trial_data, trial
     # Participants, visits and adverse events read back too.
     values = item_values(document)
     for participant in Participant.objects.filter(trial__code=trial_code):
-        key = (participant.number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.SUBJECT", None)
+        key = (participant.screening_number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.SUBJECT", None)
         assert values[key + ("IT.SUBJECT.status",)] == participant.status
         assert values[key + ("IT.SUBJECT.consent_date",)] == participant.consent_date.isoformat()
         assert values[key + ("IT.SUBJECT.site_code",)] == participant.site.code
         for ae in participant.adverse_events.all():
-            row = (participant.number, odm.SUBJECT_EVENT, None, "F.AE", "IG.AE", str(ae.number))
+            row = (participant.screening_number, odm.SUBJECT_EVENT, None, "F.AE", "IG.AE", str(ae.number))
             assert values[row + ("IT.AE.verbatim_term",)] == ae.verbatim_term
             assert values[row + ("IT.AE.grade",)] == str(ae.grade)
             assert values[row + ("IT.AE.seriousness.hospitalisation",)] == ("1" if "hospitalisation" in ae.seriousness else "0")
         for visit in participant.visits.filter(visit_date__isnull=False, definition__isnull=False):
-            key = (participant.number, f"SE.{visit.definition.code}", None, "F.VISIT", "IG.VISIT", None, "IT.VISIT.visit_date")
+            key = (participant.screening_number, f"SE.{visit.definition.code}", None, "F.VISIT", "IG.VISIT", None, "IT.VISIT.visit_date")
             assert values[key] == visit.visit_date.isoformat()
 
 
@@ -447,7 +447,7 @@ def test_blinded_odm_names_no_arm_and_unblinded_gives_each_allocation(trial_data
     assert arm_leaks(content, trial) != []
     values = item_values(document)
     for allocation in Allocation.objects.filter(participant__trial=trial).select_related("participant", "arm"):
-        key = (allocation.participant.number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.ALLOCATION", None)
+        key = (allocation.participant.screening_number, odm.SUBJECT_EVENT, None, "F.SUBJECT", "IG.ALLOCATION", None)
         assert values[key + ("IT.ALLOCATION.arm_code",)] == allocation.arm.code
         assert values[key + ("IT.ALLOCATION.kit_code",)] == allocation.kit_code
 
@@ -483,7 +483,7 @@ def test_scope_sites_and_cutoff(trial_data):
     every = spec_for("datamanager", "ASC-DU")
     only_tls = ExportSpec(user_id=every.user_id, trial_id=every.trial_id, site_ids=(tls.pk,))
     assert len(subject_keys(every)) == 3
-    tls_subjects = sorted(Participant.objects.filter(site=tls).values_list("subject_number", flat=True))
+    tls_subjects = sorted(Participant.objects.filter(site=tls).values_list("screening_number", flat=True))
     assert subject_keys(only_tls) == tls_subjects
     # Sites the requester may not export are dropped even if the spec names them.
     asked = ExportSpec(user_id=site_sponsor(tls).pk, trial_id=every.trial_id, site_ids=every.site_ids)
@@ -568,3 +568,61 @@ def test_pooled_odm_has_a_study_per_trial(trial_data):
     assert forms <= {"F.VISIT", "F.SUBJECT", "F.VITALS.V1"}
     for entry in CrfEntry.objects.filter(crf_code="VITALS").select_related("crf", "visit__definition", "participant"):
         assert read_entry(document, entry) == {key: as_odm(*value) for key, value in expected_values(entry).items()}
+
+
+def test_missing_codes_methods_conditions_and_sdtm_aliases(trial_data):
+    """ODM 1.3.2 (issue 17): an item answered with a missing-data code is ItemData IsNull="Yes"
+    with an Annotation (the code as a Flag of code list CL.MISSING, the reason as Comment) instead
+    of vanishing; a calculated item's ItemRef names a MethodDef, an item with show_if a ConditionDef
+    (CollectionExceptionCondition, §3.1.4.1.1: the item is *not* collected when it holds, so the
+    CEL is the negation); SDTM names as Alias Context="SDTM"."""
+    vitals = CrfEntry.objects.filter(participant__trial__code="ASC-DU", crf_code="VITALS").select_related("visit", "participant").first()
+    crf_entry_save_answers(
+        user=system_user(), visit=vitals.visit, crf_code="VITALS", complete=True, reason="Scale broken",
+        answers={"height_cm": Decimal("165"), "systolic_bp": 120, "diastolic_bp": 80, "heart_rate": 70},
+        missing={"weight_kg": {"code": "not_done", "reason": "Scale broken"}},
+    )
+    document = parse_valid(export_bytes(odm, spec_for("datamanager", "ASC-DU"))[0])
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{vitals.participant.screening_number}']", NS)
+    nulls = [data for data in subject.iterfind(".//odm:ItemData[@ItemOID='IT.VITALS.weight_kg']", NS) if data.get("IsNull") == "Yes"]
+    assert len(nulls) == 1 and nulls[0].get("Value") is None
+    assert nulls[0].findtext("odm:Annotation/odm:Comment", namespaces=NS) == "Scale broken"
+    flag = nulls[0].find("odm:Annotation/odm:Flag/odm:FlagValue", NS)
+    assert (flag.text, flag.get("CodeListOID")) == ("not_done", "CL.MISSING")
+    codes = [i.get("CodedValue") for i in document.iterfind(".//odm:CodeList[@OID='CL.MISSING']/odm:CodeListItem", NS)]
+    assert codes == ["not_done", "unknown", "not_applicable"]
+
+    ref = document.find(".//odm:ItemRef[@ItemOID='IT.VITALS.bmi']", NS)
+    method = document.find(f".//odm:MethodDef[@OID='{ref.get('MethodOID')}']", NS)
+    assert method.get("Type") == "Computation"
+    assert method.findtext("odm:FormalExpression", namespaces=NS) == "bmi(height_cm=height_cm, weight_kg=weight_kg)"
+    ref = document.find(".//odm:ItemRef[@ItemOID='IT.DEMOG.smoking_stop_date']", NS)
+    condition = document.find(f".//odm:ConditionDef[@OID='{ref.get('CollectionExceptionConditionOID')}']", NS)
+    expression = condition.find("odm:FormalExpression", NS)
+    assert (expression.get("Context"), expression.text) == ("CEL", "!(smoking_status == 'former')")
+    alias = document.find(".//odm:ItemDef[@OID='IT.VITALS.weight_kg']/odm:Alias", NS)
+    assert (alias.get("Context"), alias.get("Name")) == ("SDTM", "VS.VSORRES where VSTESTCD=WEIGHT")
+
+
+def test_audit_records_name_who_changed_each_form_when_and_why(trial_data):
+    """ODM 1.3.2 §3.1.3 AuditRecord: each FormData carries the entry's last change from the audit
+    trail — UserRef to a User defined in AdminData, LocationRef to the site, DateTimeStamp and
+    ReasonForChange (the reason recorded with the change)."""
+    entry = CrfEntry.objects.filter(participant__trial__code="EASC-RA", crf_code="VITALS").select_related(
+        "visit__definition", "participant__site", "crf").first()
+    saved = crf_entry_save_answers(
+        user=user("coordinator.madrid"), visit=entry.visit, crf_code="VITALS", complete=True, reason="Transcription error",
+        answers={**{k: v for k, v in entry.answers.items() if k != "bmi"}, "heart_rate": 71},
+    )
+    document = parse_valid(export_bytes(odm, spec_for("datamanager", "EASC-RA"))[0])
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{entry.participant.screening_number}']", NS)
+    event = subject.find(f"odm:StudyEventData[@StudyEventOID='SE.{entry.visit.definition.code}']", NS)
+    form = event.find(f"odm:FormData[@FormOID='F.VITALS.V{entry.crf.version}']", NS)
+    record = form.find("odm:AuditRecord", NS)
+    last = saved.history.order_by("-history_date", "-history_id").first()
+    assert record.findtext("odm:ReasonForChange", namespaces=NS) == "Transcription error"
+    assert datetime.fromisoformat(record.findtext("odm:DateTimeStamp", namespaces=NS)) == last.history_date
+    user_oid = record.find("odm:UserRef", NS).get("UserOID")
+    login = document.findtext(f".//odm:AdminData/odm:User[@OID='{user_oid}']/odm:LoginName", namespaces=NS)
+    assert login == "coordinator.madrid"
+    assert record.find("odm:LocationRef", NS).get("LocationOID") == subject.find("odm:SiteRef", NS).get("LocationOID")

@@ -112,7 +112,7 @@ def test_each_seed_trial_exports_and_reads_back(trial_code, extension):
     subjects = dict(zip(participants["subject"], participants["status"], strict=True))
     status_labels = meta.variable_value_labels["status"]
     for participant in Participant.objects.filter(trial__code=trial_code):
-        assert status_labels[subjects[participant.number]] == ParticipantStatus(participant.status).label
+        assert status_labels[subjects[participant.screening_number]] == ParticipantStatus(participant.status).label
     vitals = CrfEntry.objects.filter(participant__trial__code=trial_code, crf_code="VITALS")
     demog = CrfEntry.objects.filter(participant__trial__code=trial_code, crf_code="DEMOG")
     assert vitals.exists() or demog.exists()

@@ -120,8 +120,8 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as archive:
         for table in tables.export_tables(spec):
             name = f"{table.name}.csv"
-            with archive.open(name, "w", force_zip64=True) as member:
+            with archive.open(manifest.zip_member(archive, name), "w", force_zip64=True) as member:
                 hashing = manifest.HashingWriter(member)
                 rows = table_write(table, hashing, progress)
             files.append({"name": name, "table": table.label, "rows": rows, "bytes": hashing.size, "sha256": hashing.sha256()})
-        archive.writestr(manifest.MANIFEST_NAME, manifest.manifest_bytes(header, files))
+        archive.writestr(manifest.zip_member(archive, manifest.MANIFEST_NAME), manifest.manifest_bytes(header, files))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -84,3 +86,17 @@ def manifest_header(spec: ExportSpec, *, format_code: str) -> dict[str, Any]:
 def manifest_bytes(header: dict[str, Any], files: list[dict[str, Any]]) -> bytes:
     """The manifest as JSON: the header and, per file, its name, rows, size and SHA-256."""
     return json.dumps({**header, "files": files}, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def zip_member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+    """A zip member dated now (UTC, the time in manifest.json's `generated_at`) and compressed like
+    the archive. `ZipFile.open(name, "w")` alone dates a member 1980-01-01 (APPNOTE 4.4.6: the
+    MS-DOS date of the file)."""
+    info = zipfile.ZipInfo(name, date_time=timezone.now().astimezone(UTC).timetuple()[:6])
+    info.compress_type = archive.compression
+    try:
+        info.compress_level = archive.compresslevel  # the public name from Python 3.13 on
+    except AttributeError:
+        info._compresslevel = archive.compresslevel  # noqa: SLF001 - what ZipFile.open(name) sets (Python 3.11/3.12)
+    info.external_attr = 0o644 << 16  # a regular file readable by all
+    return info

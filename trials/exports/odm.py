@@ -21,7 +21,11 @@ Mapping (docs/architecture.md, "Exports"):
   (`IT.<CRF>.<item>.<code>`), like CDASH's "check all that apply". Yes/no items are integers
   with code list `CL.YN` (1 = yes, 0 = no). An item whose definition changed between versions
   gets the version as a suffix (`….V2`), so unchanged items keep one OID across versions.
-- Missing-data codes and unanswered items have no ItemData.
+- An unanswered item has no ItemData; an item answered with a missing-data code has ItemData
+  IsNull="Yes" with an Annotation (Flag = the code, code list CL.MISSING; Comment = the reason).
+- A calculated item's ItemRef names a MethodDef (its CEL expression, or the score of the score
+  library); an item with show_if names a ConditionDef (CollectionExceptionCondition: the CEL
+  `!(show_if)`); an item the SDTM mapping names has an Alias Context="SDTM" (sdtm_terms).
 Blinded (the default): no allocation form, arm code list, kit code or unblinding time (the
 selectors refuse to read allocations for a blinded spec); in a masked trial the arm codes and
 labels are masked as "[blinded]" in every human-readable text, protocol texts included ("Day 0 -
@@ -47,12 +51,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from lxml import etree
 
-from trials.exports import selectors
+from trials.exports import sdtm_terms, selectors
 from trials.exports.spec import ExportSpec, Progress
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import Arm, CrfDefinition, Site, Trial, VisitCrf, VisitDefinition
 from trials.safety.models import ActionTaken, Causality, Outcome, Procedure, Seriousness
-from trials.protocol.engine import ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.engine import MISSING_CODES, ROW_ID, CrfSchema, Item, schema_for
 from trials.visits.models import CALENDAR_STATES, VisitStatus
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -152,6 +156,9 @@ class ItemSpec:
     maximum: Decimal | None = None
     codelist_oid: str | None = None
     mandatory: bool = False
+    method: tuple[str, str, str] | None = None  # a calculated item: (description, context, expression)
+    condition: str | None = None  # show_if (CEL): the item is collected only when it holds
+    aliases: tuple[tuple[str, str], ...] = ()  # (context, name): the SDTM variable the item maps to
 
 
 @dataclass
@@ -274,6 +281,8 @@ def _data_type(item: Item) -> tuple[str, int | None, int | None]:
 class _Builder:
     """Builds one trial's metadata: OIDs, forms, items, code lists, units."""
 
+    identifier_names: set[str] = set()  # the identifying items of the CRF being read (crf_form)
+
     def __init__(self, trial: Trial, spec: ExportSpec) -> None:
         self.trial = trial
         self.spec = spec
@@ -314,7 +323,7 @@ class _Builder:
     def item(self, spec: ItemSpec, version: int | None = None) -> ItemSpec:
         signature = (
             "IT", spec.name, spec.data_type, spec.question, spec.kind, spec.option, spec.length, spec.digits,
-            spec.unit_oid, spec.minimum, spec.maximum, spec.codelist_oid,
+            spec.unit_oid, spec.minimum, spec.maximum, spec.codelist_oid, spec.method, spec.aliases,
         )
         oid, new = self.registry.claim(spec.oid, signature, version)
         spec.oid = oid
@@ -324,7 +333,8 @@ class _Builder:
 
     # CRF forms
 
-    def crf_items(self, crf: CrfDefinition, item: Item, codelist_names: dict[str, str]) -> list[ItemSpec]:
+    def crf_items(self, crf: CrfDefinition, item: Item, codelist_names: dict[str, str],
+                  sources: dict[str, dict] | None = None) -> list[ItemSpec]:
         """The ODM items of one CRF item (several for a multiple choice)."""
         if item.type in {"descriptive", "repeating_group"}:
             return []
@@ -332,13 +342,18 @@ class _Builder:
             return []
         base = f"IT.{oid_part(crf.code)}.{oid_part(item.name)}"
         unit = self.unit(item.unit)
+        source = (sources or {}).get(item.name, {})
+        hidden = () if self.spec.identifiers else self.identifier_names
+        condition = _unnamed(source.get("show_if") or None, hidden)
+        method = _method(item.name, source.get("calculation"), hidden) if item.type == "calculated" else None
+        aliases = _sdtm_aliases(crf.code, item.name)
         if item.type == "multiple_choice":
             yes_no = self.yes_no()
             return [
                 self.item(ItemSpec(
                     oid=f"{base}.{oid_part(code)}", name=f"{item.name}.{code}", data_type="integer",
                     question=f"{item.label}: {label}", kind="option", source=item.name, option=code, length=1,
-                    codelist_oid=yes_no,
+                    codelist_oid=yes_no, condition=condition,
                 ), crf.version)
                 for code, label in item.choices
             ]
@@ -355,7 +370,7 @@ class _Builder:
             oid=base, name=item.name, data_type=data_type, question=item.label, kind=kind, source=item.name,
             length=length, digits=digits, unit_oid=unit, minimum=item.min if numeric else None,
             maximum=item.max if numeric else None, codelist_oid=codelist,
-            mandatory=item.required and item.type != "calculated",
+            mandatory=item.required and item.type != "calculated", method=method, condition=condition, aliases=aliases,
         ), crf.version)]
 
     def group(self, base: str, name: str, repeating: bool, items: list[ItemSpec], source: str | None, version: int) -> GroupSpec:
@@ -366,6 +381,10 @@ class _Builder:
         """One FormDef per CRF version: an item group per section, one per repeating group."""
         schema: CrfSchema = schema_for(crf)
         names = _codelist_names(crf.definition.get("fields", []))
+        sources = _field_sources(crf.definition.get("fields", []))
+        # Identifying items left out are not named in expressions either (tests/exports/test_blinding.py).
+        self.identifier_names = {i.name for i in schema.items if i.identifier} | {
+            c.name for i in schema.items for c in i.children if c.identifier}
         code = oid_part(crf.code)
         groups: list[GroupSpec] = []
         sections: dict[str, list[ItemSpec]] = {}
@@ -374,7 +393,7 @@ class _Builder:
             if item.type == "repeating_group":
                 order.append(("group", item))
                 continue
-            specs = self.crf_items(crf, item, names)
+            specs = self.crf_items(crf, item, names, sources)
             if not specs:
                 continue
             if item.section not in sections:
@@ -392,7 +411,7 @@ class _Builder:
                     question=_("%(group)s: row identifier") % {"group": what.label}, kind="text", source=ROW_ID,
                     length=32,
                 ), crf.version)
-                items = [row_id] + [s for child in what.children for s in self.crf_items(crf, child, names)]
+                items = [row_id] + [s for child in what.children for s in self.crf_items(crf, child, names, sources)]
                 groups.append(self.group(f"IG.{code}.{oid_part(what.name.upper())}", what.label, True, items, what.name, crf.version))
         return FormSpec(f"F.{code}.V{crf.version}", f"{crf.title} (v{crf.version})", groups)
 
@@ -514,6 +533,51 @@ def _codelist_names(fields: list[dict]) -> dict[str, str]:
     return names
 
 
+def _field_sources(fields: list[dict]) -> dict[str, dict]:
+    """The CRF file's fields by name (repeating-group children too): show_if and calculation as written."""
+    found: dict[str, dict] = {}
+    for field_ in fields or []:
+        found.setdefault(field_.get("name"), field_)
+        found.update({k: v for k, v in _field_sources(field_.get("fields") or []).items() if k not in found})
+    return found
+
+
+def _unnamed(text: str | None, hidden: Iterable[str]) -> str | None:
+    """An expression with the names of identifying items left out replaced by "[identifier]"."""
+    for name in hidden:
+        if text and name in text:
+            text = re.sub(rf"\b{re.escape(name)}\b", "[identifier]", text)
+    return text
+
+
+def _method(name: str, calculation: dict | None, hidden: Iterable[str] = ()) -> tuple[str, str, str] | None:
+    """MethodDef of a calculated item: a CEL expression, or a score of the score library."""
+    if not calculation:
+        return None
+    if calculation.get("cel"):
+        return (_("Calculated by the CEL expression"), "CEL", _unnamed(str(calculation["cel"]), hidden))
+    score = calculation.get("score", name)
+    # Inputs in name order: PostgreSQL's jsonb does not keep the file's key order.
+    inputs = ", ".join(f"{k}={_unnamed(str(v), hidden)}" for k, v in sorted((calculation.get("inputs") or {}).items()))
+    return (_("Score %(score)s of the score library (trials/protocol/scores.py)") % {"score": score},
+            "EDC score library", f"{score}({inputs})")
+
+
+def _sdtm_aliases(crf_code: str, item_name: str) -> tuple[tuple[str, str], ...]:
+    """Alias Context="SDTM" of a CRF item the SDTM mapping names (trials/exports/sdtm_terms.py)."""
+    term = sdtm_terms.TESTS.get(crf_code, {}).get(item_name)
+    domain = sdtm_terms.CRF_DOMAINS.get(crf_code)
+    if term and domain:
+        return (("SDTM", f"{domain}.{domain}ORRES where {domain}TESTCD={term.testcd}"),)
+    dm = sdtm_terms.DM_ITEMS.get(crf_code, {}).get(item_name)
+    if dm:
+        return (("SDTM", f"DM.{dm}"),)
+    return ()
+
+
+MISSING_CODELIST = "CL.MISSING"
+
+
 def study_metadata(spec: ExportSpec, trial: Trial) -> StudyMetadata:
     """The trial's ODM metadata for this export: its visits, the CRF versions the schedule and the
     exported data use, the built-in visit/participant/adverse-event forms."""
@@ -611,6 +675,8 @@ def study_element(meta: StudyMetadata) -> etree._Element:
         for number, group in enumerate(form.groups, 1):
             _e("ItemGroupRef", {"ItemGroupOID": group.oid, "OrderNumber": number, "Mandatory": "No"}, element)
     written = set()
+    conditions: dict[str, str] = {}  # show_if text -> ConditionDef OID
+    methods: dict[tuple, str] = {}  # (description, context, expression) -> MethodDef OID
     for form in meta.forms.values():
         for group in form.groups:
             if group.oid in written:
@@ -618,7 +684,12 @@ def study_element(meta: StudyMetadata) -> etree._Element:
             written.add(group.oid)
             element = _e("ItemGroupDef", {"OID": group.oid, "Name": meta.text(group.name), "Repeating": _yes_no(group.repeating)}, mdv)
             for number, item in enumerate(group.items, 1):
-                _e("ItemRef", {"ItemOID": item.oid, "OrderNumber": number, "Mandatory": _yes_no(item.mandatory)}, element)
+                attributes = {"ItemOID": item.oid, "OrderNumber": number, "Mandatory": _yes_no(item.mandatory)}
+                if item.condition:
+                    attributes["CollectionExceptionConditionOID"] = conditions.setdefault(item.condition, f"CD.{len(conditions) + 1}")
+                if item.method:
+                    attributes["MethodOID"] = methods.setdefault(item.method, f"MT.{item.oid.removeprefix('IT.')}")
+                _e("ItemRef", attributes, element)
     for item in meta.items.values():
         element = _e("ItemDef", {
             "OID": item.oid, "Name": meta.text(item.name), "DataType": item.data_type, "Length": item.length,
@@ -633,17 +704,35 @@ def study_element(meta: StudyMetadata) -> etree._Element:
                 _e("CheckValue", parent=check, text=_plain(bound))
         if item.codelist_oid:
             _e("CodeListRef", {"CodeListOID": item.codelist_oid}, element)
-    for codelist in meta.codelists.values():
+        for context, name in item.aliases:
+            _e("Alias", {"Context": context, "Name": name}, element)
+    missing = CodeListSpec(MISSING_CODELIST, _("Missing-data codes"), "text", tuple((c, str(label)) for c, label in MISSING_CODES))
+    for codelist in [*meta.codelists.values(), missing]:
         element = _e("CodeList", {"OID": codelist.oid, "Name": meta.text(codelist.name), "DataType": codelist.data_type}, mdv)
         for number, (value, label) in enumerate(codelist.items, 1):
             entry = _e("CodeListItem", {"CodedValue": _xml_text(value), "OrderNumber": number}, element)
             _translated(entry, "Decode", meta.text(label))
+    # Branching: an item with show_if is not collected when the condition fails (CollectionException).
+    for text, oid in conditions.items():
+        element = _e("ConditionDef", {"OID": oid, "Name": meta.text(text)[:200]}, mdv)
+        _translated(element, "Description", meta.text(_("Not collected unless: %(cel)s") % {"cel": text}))
+        _e("FormalExpression", {"Context": "CEL"}, element, meta.text(f"!({text})"))
+    for (description, context, expression), oid in methods.items():
+        element = _e("MethodDef", {"OID": oid, "Name": oid, "Type": "Computation"}, mdv)
+        _translated(element, "Description", meta.text(description))
+        _e("FormalExpression", {"Context": context}, element, meta.text(expression))
     return study
 
 
-def admin_element(meta: StudyMetadata) -> etree._Element:
-    """AdminData: the sites, as Locations the participants point at (SiteRef)."""
+def admin_element(meta: StudyMetadata, users: list[tuple[int, str, str]] | None = None) -> etree._Element:
+    """AdminData: the users the AuditRecords name, and the sites, as Locations the participants
+    point at (SiteRef)."""
     admin = _e("AdminData", {"StudyOID": meta.study_oid})
+    for user_id, username, full_name in [*users, (None, "system", "")] if users is not None else []:
+        user = _e("User", {"OID": _user_oid(user_id), "UserType": "Other"}, admin)
+        _e("LoginName", parent=user, text=_xml_text(username))
+        if full_name:
+            _e("FullName", parent=user, text=meta.text(full_name))
     effective = meta.trial.start_date or timezone.localdate()
     for site in meta.sites:
         location = _e("Location", {"OID": _location_oid(meta.trial, site.code), "Name": meta.text(site.name), "LocationType": "Site"}, admin)
@@ -689,14 +778,25 @@ def odm_value(item: ItemSpec, value: Any) -> str | None:
     return str(value)
 
 
-def _item_data(parent: etree._Element, items: list[ItemSpec], values: Any, mask: Callable[[str], str]) -> int:
-    """ItemData of a group from a dict (answers, a row) or a row object; returns how many."""
+def _item_data(parent: etree._Element, items: list[ItemSpec], values: Any, mask: Callable[[str], str],
+               missing: dict | None = None) -> int:
+    """ItemData of a group from a dict (answers, a row) or a row object; returns how many. An item
+    answered with a missing-data code is ItemData IsNull="Yes" with an Annotation: the code as a
+    Flag (code list CL.MISSING) and the reason as its Comment (ODM 1.3.2 §3.1.4.1)."""
     written = 0
     is_dict = isinstance(values, dict)
     sub = etree.SubElement  # the hot loop of the export: one call per value, no helper
     for item in items:
         raw = values.get(item.source) if is_dict else getattr(values, item.source, None)
         if raw is None:
+            code = missing.get(item.source) if missing else None
+            if isinstance(code, dict) and code.get("code") and item.kind != "option":
+                data = sub(parent, ITEM_DATA, {"ItemOID": item.oid, "IsNull": "Yes"})
+                annotation = sub(data, f"{{{NS}}}Annotation", {"SeqNum": "1"})
+                sub(annotation, f"{{{NS}}}Comment").text = _xml_text(mask(str(code.get("reason") or "")))
+                flag = sub(annotation, f"{{{NS}}}Flag")
+                sub(flag, f"{{{NS}}}FlagValue", {"CodeListOID": MISSING_CODELIST}).text = _xml_text(code["code"])
+                written += 1
             continue
         if type(raw) is str and item.kind in STORED_AS_IS:  # decimals, dates and codes are stored as ODM writes them
             if raw:
@@ -712,19 +812,39 @@ def _item_data(parent: etree._Element, items: list[ItemSpec], values: Any, mask:
     return written
 
 
-def _form_data(parent: etree._Element, form: FormSpec, values: Any, mask: Callable[[str], str]) -> None:
+def _form_data(parent: etree._Element, form: FormSpec, values: Any, mask: Callable[[str], str],
+               missing: dict | None = None) -> etree._Element:
     element = _e("FormData", {"FormOID": form.oid}, parent)
     for group in form.groups:
         if group.repeating and group.source is not None:
             rows = values.get(group.source) if isinstance(values, dict) else None
+            by_row = (missing or {}).get(group.source) if missing else None
             for position, row in enumerate(rows or [], 1):
                 data = _e("ItemGroupData", {"ItemGroupOID": group.oid, "ItemGroupRepeatKey": position}, element)
-                if not _item_data(data, group.items, row, mask):
+                row_missing = by_row.get(str(row.get(ROW_ID))) if isinstance(by_row, dict) and isinstance(row, dict) else None
+                if not _item_data(data, group.items, row, mask, row_missing):
                     element.remove(data)
             continue
         data = _e("ItemGroupData", {"ItemGroupOID": group.oid}, element)
-        if not _item_data(data, group.items, values, mask):
+        if not _item_data(data, group.items, values, mask, missing):
             element.remove(data)
+    return element
+
+
+def _audit_record(form: etree._Element, change: Any, location_oid: str, mask: Callable[[str], str]) -> None:
+    """The FormData's AuditRecord: the entry's last change (who, where, when, why) from the audit
+    trail (ODM 1.3.2 allows one per FormData; the whole trail is in the EDC's audit pages)."""
+    record = etree.Element(f"{{{NS}}}AuditRecord", {"EditPoint": "DataManagement", "UsedImputationMethod": "No"})
+    _e("UserRef", {"UserOID": _user_oid(change.user_id)}, record)
+    _e("LocationRef", {"LocationOID": location_oid}, record)
+    _e("DateTimeStamp", parent=record, text=change.at.isoformat())
+    if change.reason:
+        _e("ReasonForChange", parent=record, text=_xml_text(mask(change.reason)))
+    form.insert(0, record)
+
+
+def _user_oid(user_id: int | None) -> str:
+    return f"USR.{user_id}" if user_id is not None else "USR.SYSTEM"
 
 
 def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, list]) -> etree._Element:
@@ -755,6 +875,8 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
             first = entries[0]
             visits.append(_VisitStub(visit_id, first.visit_code, first.visit_sequence, first.visit_date))
     visit_form = meta.forms["F.VISIT"]
+    last_change = {change.entry_id: change for change in streams.get("audit", [])}  # time order: the last wins
+    location = _location_oid(meta.trial, participant.site_code)
     for visit in visits:
         entries = entries_by_visit.get(visit.id, [])
         if getattr(visit, "kind", None) == "log":
@@ -774,7 +896,9 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
         event = _e("StudyEventData", attrs, subject)
         _form_data(event, visit_form, visit, meta.mask)
         for entry in entries:
-            _form_data(event, meta.forms[meta.form_by_crf[entry.crf_id]], entry.answers or {}, meta.mask)
+            form = _form_data(event, meta.forms[meta.form_by_crf[entry.crf_id]], entry.answers or {}, meta.mask, entry.missing or None)
+            if entry.id in last_change:
+                _audit_record(form, last_change[entry.id], location, meta.mask)
     return subject
 
 
@@ -827,6 +951,7 @@ def _streams(spec: ExportSpec, trial: Trial, meta: StudyMetadata) -> dict[str, s
     streams = {
         "entries": selectors.Rows(entries.queryset.filter(participant__trial=trial), entries.transform),
         "visits": selectors.export_visits(spec),
+        "audit": selectors.export_entry_audit(spec),
     }
     if meta.with_adverse_events:
         streams["adverse_events"] = selectors.export_adverse_events(spec)
@@ -864,8 +989,9 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
         with xf.element(f"{{{NS}}}ODM", attrs, nsmap={None: NS}):
             for meta in metas:
                 xf.write(study_element(meta), pretty_print=True)
-            for meta in metas:
-                xf.write(admin_element(meta), pretty_print=True)
+            users = selectors.export_audit_users(spec)
+            for index, meta in enumerate(metas):  # the users once (their OIDs are the file's)
+                xf.write(admin_element(meta, users if index == 0 else None), pretty_print=True)
             for meta in metas:
                 with xf.element(f"{{{NS}}}ClinicalData", {"StudyOID": meta.study_oid, "MetaDataVersionOID": meta.mdv_oid}):
                     xf.write("\n")

@@ -206,12 +206,11 @@ def _source(model: type[Model], scope: Q, end: datetime | None) -> QuerySet:
     return historical.objects.filter(history_id__in=latest).exclude(history_type="-")
 
 
-def _subject(prefix: str = "participant__") -> Case:
-    """The participant's subject number, or her screening number before enrolment."""
-    return Case(
-        When(**{f"{prefix}subject_number": ""}, then=F(f"{prefix}screening_number")),
-        default=F(f"{prefix}subject_number"),
-    )
+def _subject(prefix: str = "participant__") -> F:
+    """The participant's key in every export: her screening number, given at screening and never
+    changed, so a subject keeps one identifier across transfers (USUBJID, ODM SubjectKey, CSV
+    `subject`); the subject number given at enrolment is carried as a variable of its own."""
+    return F(f"{prefix}screening_number")
 
 
 def export_site_ids(spec: ExportSpec) -> list[int]:
@@ -241,6 +240,8 @@ class ParticipantRow(NamedTuple):
     consent_version: str | None
     enrolment_date: date | None
     first_treatment_date: date | None
+    site_country: str  # ISO 3166 alpha-2
+    allocated_at: datetime | None  # when an arm or cohort was allocated (the date only, never the arm)
     age_at_consent: int | None
     date_of_birth: str | None  # only with spec.identifiers, else None
     unblinded_at: datetime | None  # only in an unblinded export, else None
@@ -277,13 +278,18 @@ def export_participants(spec: ExportSpec) -> Rows:
         .annotate(born=KT(f"answers__{BIRTH_ITEM}")).exclude(born__isnull=True)
         .order_by("visit__order", "pk").values("born")[:1]
     )
+    # The date of the allocation only (the RANDOMIZED milestone, DM.ARMNRS): no arm is read.
+    allocated = Allocation.objects.filter(participant_id=OuterRef("id"))
+    if end is not None:
+        allocated = allocated.filter(allocated_at__lt=end)
     queryset = source.annotate(
         trial_code=F("trial__code"), site_code=F("site__code"), subject=_subject(""),
-        consent_version=F("consent_document__version"), born=Subquery(birth),
+        consent_version=F("consent_document__version"), born=Subquery(birth), site_country=F("site__country"),
+        allocated_at=Subquery(allocated.values("allocated_at")[:1]),
     ).order_by("trial__code", "site__code", "screening_number").values_list(
         "id", "trial_code", "site_code", "subject", "screening_number", "subject_number", "status", "status_reason",
         "status_date", "screening_date", "consent_date", "consent_version", "enrolment_date", "first_treatment_date",
-        "born", "unblinded_at",
+        "site_country", "allocated_at", "born", "unblinded_at",
     )
     identifiers, blinded = spec.identifiers, spec.blinded
 
@@ -478,6 +484,40 @@ def export_entries(spec: ExportSpec, crf_code: str | None = None, *, with_missin
         return entry._replace(answers=answers, missing=missing)
 
     return Rows(queryset, transform)
+
+
+class EntryAuditRow(NamedTuple):
+    participant_id: int
+    entry_id: int
+    at: datetime
+    user_id: int | None
+    reason: str | None
+
+
+def export_entry_audit(spec: ExportSpec) -> Rows:
+    """Every recorded change of the CRF entries of the export's participants (who, when, why), from
+    the audit trail, in time order per entry: the ODM AuditRecords."""
+    historical = CrfEntry.history.model
+    queryset = historical.objects.filter(participant__site_id__in=export_site_ids(spec))
+    end = cutoff_end(spec)
+    if end is not None:
+        queryset = queryset.filter(history_date__lt=end)
+    queryset = queryset.order_by("id", "history_date", "history_id").values_list(
+        "participant_id", "id", "history_date", "history_user_id", "history_change_reason",
+    )
+    return Rows(queryset, lambda row: EntryAuditRow(*row))
+
+
+def export_audit_users(spec: ExportSpec) -> list[tuple[int, str, str]]:
+    """(id, username, full name) of the users who changed the export's CRF entries."""
+    historical = CrfEntry.history.model
+    queryset = historical.objects.filter(participant__site_id__in=export_site_ids(spec), history_user__isnull=False)
+    end = cutoff_end(spec)
+    if end is not None:
+        queryset = queryset.filter(history_date__lt=end)
+    ids = set(queryset.values_list("history_user_id", flat=True).distinct())
+    users = get_user_model().objects.filter(pk__in=ids).order_by("pk")
+    return [(user.pk, user.get_username(), user.get_full_name()) for user in users]
 
 
 # --- Adverse events -------------------------------------------------------------------------

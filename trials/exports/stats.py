@@ -213,7 +213,7 @@ def _write(spec: ExportSpec, out: BinaryIO, progress: Progress, package: Package
             path = Path(scratch) / f"{table.name}.{package.extension}"
             rows = table_write(table, path, package, progress)
             files.append(zip_file_member(archive, path, path.name, rows, table.label))
-        archive.writestr(manifest.MANIFEST_NAME, manifest.manifest_bytes(header, files))
+        archive.writestr(manifest.zip_member(archive, manifest.MANIFEST_NAME), manifest.manifest_bytes(header, files))
 
 
 def write_sav(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:

@@ -139,15 +139,29 @@ def text_cells(table: Table) -> Callable[[tuple], Iterable]:
     if not convert:
         return lambda row: row
 
+    datetimes = [i for i, c in enumerate(table.columns) if c.type == DATETIME]
+
     def cells(row: tuple) -> list:
         out = list(row)
         for i in convert:
             value = out[i]
             if value is not None and value.__class__ is not str:
                 out[i] = text(value)
+        for i in datetimes:  # a stored date-time answer ("…+00:00"): the one spelling, UTC "…Z"
+            value = out[i]
+            if value.__class__ is str and len(value) > 10:
+                out[i] = _utc_text(value)
         return out
 
     return cells
+
+
+def _utc_text(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return text(parsed)
 
 
 def _choices(choices: Any) -> tuple[tuple[Any, str], ...]:
@@ -161,8 +175,8 @@ def _keys(pooled: bool, *columns: Column) -> tuple[Column, ...]:
     trial = (Column("trial", _("Trial"), TEXT, source="trial.code"),) if pooled else ()
     return trial + (
         Column("site", _("Site"), TEXT, source="site.code"),
-        Column("subject", _("Participant (subject number, or screening number before enrolment)"), TEXT,
-               source="participant.subject_number"),
+        Column("subject", _("Participant (screening number: given at screening, never changed)"), TEXT,
+               source="participant.screening_number"),
     ) + columns
 
 
@@ -507,6 +521,13 @@ class _JsonCell(Func):
                 f"(CASE WHEN {answers} -> %s @> %s::jsonb THEN '1' ELSE '0' END) END)",
                 [*key, *key, json.dumps([self.option])],
             )
+        if self.kind == DATETIME:  # the one date-time spelling of the CSV: UTC to the second, "Z"
+            value = f"({answers} ->> %s)"
+            return (
+                f"(CASE WHEN {value} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T' THEN to_char(({value})::timestamptz "
+                f"AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') ELSE {value} END)",
+                key * 3,
+            )
         return f"({answers} ->> %s)", key
 
 
@@ -551,7 +572,8 @@ def _crf_copy_sql(
         if ic.options:
             cells += [_JsonCell(ic.item, "option", option) for option in ic.options]
         else:
-            cells.append(_JsonCell(ic.item, BOOLEAN if ic.columns[0].type == BOOLEAN else "plain"))
+            kind = ic.columns[0].type if ic.columns[0].type in (BOOLEAN, DATETIME) else "plain"
+            cells.append(_JsonCell(ic.item, kind))
     expressions = {}
     for i, (column, expression) in enumerate(zip(columns, keys + cells, strict=True)):
         if column.type == TEXT:

@@ -389,8 +389,11 @@ def crf_entry_save(
 
 
 @transaction.atomic
-def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str) -> CrfEntry:  # noqa: ANN001
-    """Save parsed answers (item name -> value, as `validate_answers` takes them) without a form:
+def crf_entry_save_answers(
+    *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
+) -> CrfEntry:
+    """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
+    name -> {code, reason} for items answered with a missing-data code) without a form:
     for imports and synthetic data. The same rules apply; any error or unconfirmed warning raises
     ValidationError naming the items, and nothing is written."""
     if not user_enters_data_at(user, visit.participant):
@@ -404,7 +407,9 @@ def crf_entry_save_answers(*, user, visit: Visit, crf_code: str, answers: dict, 
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
-    outcome = validate_answers(schema, answers, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers))
+    outcome = validate_answers(
+        schema, answers, missing=missing, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers),
+    )
     if outcome.is_valid:
         # An import confirms by saving: a grade 3-4 result is stored with its warning, as the page's confirmation.
         outcome.warnings += lab_grade_warnings(schema, entry_lab_grades(visit, schema, outcome.answers))
