@@ -15,7 +15,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from trials.accounts import twofactor
@@ -66,10 +66,10 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
 
 class TokenForm(forms.Form):
     token = forms.CharField(
-        label=_lazy("Code"),
+        label=gettext_lazy("Code"),
         max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
-        help_text=_lazy("The 6-digit code your authenticator app shows now, or one of your recovery codes."),
+        help_text=gettext_lazy("The 6-digit code your authenticator app shows now, or one of your recovery codes."),
     )
 
 
