@@ -22,6 +22,7 @@ PROVIDERS = [
     (participants_hooks.schedule_generate, schedule.schedule_generate),
     (participants_hooks.schedule_recompute, schedule.schedule_recompute),
     (participants_hooks.screening_entries, visit_selectors.screening_entries),
+    (participants_hooks.medication_log, visit_selectors.medication_log),
     (participants_hooks.dlt_replaced_by_cohort, escalation.replaced_by_cohort),
     (participants_hooks.cohort_review, escalation.cohort_review),
     (visits_hooks.checks_overridden, queries.edit_check_queries_raise),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,8 @@ from trials.participants import services as participant_services
 from trials.demo.participants import participant_register
 from trials.participants.models import Participant
 from trials.protocol.loader import protocol_load
-from trials.protocol.models import Role, Site, Trial
-from trials.protocol.services import study_role_grant
+from trials.protocol.models import LabNormalRange, Role, Site, Trial
+from trials.protocol.services import lab_range_save, study_role_grant
 from trials.safety.models import AdverseEvent
 from trials.safety.services import ae_save
 from trials.visits.models import CrfEntry, Visit
@@ -127,6 +128,8 @@ def build_world() -> World:
 
     people = {key: register(where) for key, where in (("tls", tls), ("gre", gre), ("lil", lil))}
     participant_register(site=lil, user=actor, consent_date=lil.today() - timedelta(days=3), anchor_date=None)  # in screening
+    lab_range_save(lab_range=LabNormalRange(site=lil, test="ALT", unit="U/L", uln=Decimal("40"), effective_from=lil.today()),
+                   user=actor, reason="Lille laboratory's range")  # a site's lab range outside monitor.du's sites
     entries = {key: CrfEntry.objects.get(participant=p, crf_code="DU_ASSESS") for key, p in people.items()}
     for key in ("tls", "lil"):
         serious_ae(people[key])

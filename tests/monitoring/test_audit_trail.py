@@ -421,7 +421,7 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     assert late is not None, "a Toulouse visit whose window has closed"
     visit_record_date(late, user=actor, visit_date=world.tls.site.today() - timedelta(days=1), reason="Done late")
     proposed = ProtocolDeviation.objects.get(visit=late)
-    deviation_dismiss(deviation=proposed, user=user("investigator.toulouse"), reason="The window was extended by the sponsor")
+    deviation_dismiss(deviation=proposed, user=manager, reason="The window was extended by the sponsor")
     job = ExportJob.objects.first()
     export_run(job.pk)
     _job, handle = export_download(job_id=job.pk, user=manager)

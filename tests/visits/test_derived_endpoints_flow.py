@@ -209,14 +209,14 @@ def test_the_sdtm_lb_dataset_carries_the_range_indicator_and_the_ctcae_grade(ra,
     enter(visits["SCREEN"], "LABS", alt_u_l=30, haemoglobin_g_dl=Decimal("12.5"))
     enter(visits["W12"], "LABS", alt_u_l=250, haemoglobin_g_dl=Decimal("14.0"))
     lb = read_datasets(export_bytes(sdtm, spec_for("datamanager", "EASC-RA"))[0])["LB"][0]
-    rows = lb[lb["LBTEST"].isin(["Alanine aminotransferase (ALT)", "Haemoglobin"])].sort_values(["VISITNUM", "LBTEST"])
+    rows = lb[lb["LBTEST"].isin(["Alanine Aminotransferase", "Hemoglobin"])].sort_values(["VISITNUM", "LBTEST"])
     got = [tuple(row) for row in rows[["VISIT", "LBTEST", "LBORNRLO", "LBORNRHI", "LBNRIND", "LBTOX", "LBTOXGR"]].itertuples(index=False)]
     screening, week12 = visits["SCREEN"].label, visits["W12"].label
     assert got == [
         # Screening: ALT 30 <= ULN 40, normal; haemoglobin 12.5 g/dL below the male LLN 13.0: Anemia grade 1.
-        (screening, "Alanine aminotransferase (ALT)", "", "40", "NORMAL", "", "0"),
-        (screening, "Haemoglobin", "13", "17", "LOW", "Anemia", "1"),
+        (screening, "Alanine Aminotransferase", "", "40", "NORMAL", "", "0"),
+        (screening, "Hemoglobin", "13", "17", "LOW", "Anemia", "1"),
         # Week 12: ALT 250 = 6.25 x ULN: grade 3; haemoglobin 14.0 within 13.0-17.0.
-        (week12, "Alanine aminotransferase (ALT)", "", "40", "HIGH", "Alanine aminotransferase increased", "3"),
-        (week12, "Haemoglobin", "13", "17", "NORMAL", "", "0"),
+        (week12, "Alanine Aminotransferase", "", "40", "HIGH", "Alanine aminotransferase increased", "3"),
+        (week12, "Hemoglobin", "13", "17", "NORMAL", "", "0"),
     ]
