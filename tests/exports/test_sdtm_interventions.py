@@ -10,6 +10,7 @@ from datetime import date
 
 import pytest
 
+from edc.audit import audited_save, system_user
 from tests.exports.test_odm import (  # noqa: F401 - _trial_data and trial_data are fixtures
     _trial_data,
     export_bytes,
@@ -21,7 +22,6 @@ from trials.exports import sdtm
 from trials.participants.models import Allocation, EligibilityAnswer, Participant
 from trials.visits.models import CrfEntry
 from trials.visits.services import crf_entry_save_answers, log_record_add
-from edc.audit import audited_save, system_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("trial_data")]
 
