@@ -59,14 +59,25 @@ def test_ex_has_one_record_per_infusion_and_dm_reference_exposure_dates_come_fro
 
 def test_unblinded_ex_of_the_placebo_in_cohort_design_says_placebo_with_dose_zero():
     """SDTMIG 3.4 EX: a placebo is EXTRT = PLACEBO, EXDOSE = 0; the active dose is the collected one.
-    The unblinded DSMB statistician sees it; nobody else does (the previous test)."""
+    The unblinded DSMB statistician sees it; nobody else does (the previous test). The first
+    participant's slot is made a placebo slot if the list gave none to the module's participants."""
+    allocations = Allocation.objects.filter(participant__trial__code="EASC-RA").select_related("slot").order_by("pk")
+    assert allocations.count() >= 2 and all(a.slot_id for a in allocations)
+    if not any(a.slot.placebo for a in allocations):
+        slot = allocations[0].slot
+        slot.placebo = True
+        audited_save(slot, user=system_user(), reason="Test data: a placebo slot")
+    placebos = 0
     ex = read_datasets(export_bytes(sdtm, spec_for("dsmb.statistician", "EASC-RA", blinded=False))[0])["EX"][0]
     for allocation in Allocation.objects.filter(participant__trial__code="EASC-RA").select_related("participant__trial", "slot", "arm"):
         rows = ex[ex["USUBJID"] == usubjid(allocation.participant)]
         if allocation.slot is not None and allocation.slot.placebo:
             assert set(rows["EXTRT"]) == {"PLACEBO"} and set(rows["EXDOSE"]) == {0.0}
+            placebos += 1
         else:
             assert set(rows["EXTRT"]) == {allocation.arm.label}
+            assert len(rows) == CrfEntry.objects.filter(participant=allocation.participant, crf_code="INFUSION").count()
+    assert placebos >= 1
 
 
 def test_day0_administration_is_one_ex_record_per_injected_ulcer():
