@@ -6,9 +6,11 @@ tests/exports/test_odm.py (made through the services)."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import pytest
+from lxml import etree
 
 from edc.audit import audited_save, system_user
 from tests.exports.test_odm import (  # noqa: F401 - _trial_data and trial_data are fixtures
@@ -17,8 +19,8 @@ from tests.exports.test_odm import (  # noqa: F401 - _trial_data and trial_data 
     spec_for,
     trial_data,
 )
-from tests.exports.test_sdtm import read_datasets, usubjid
-from trials.exports import sdtm
+from tests.exports.test_sdtm import package, read_datasets, usubjid
+from trials.exports import define, sdtm
 from trials.participants.models import Allocation, EligibilityAnswer, Participant
 from trials.visits.models import CrfEntry
 from trials.visits.services import crf_entry_save_answers, log_record_add
@@ -105,7 +107,18 @@ def test_conmed_and_medical_history_logs_are_cm_and_mh_with_ongoing_per_the_ig()
     log(participant, "CONMED", {"medication": "paracetamol", "drug_class": "other", "indication": "pain", "dose": "1", "dose_unit": "g", "route": "oral",
                                 "frequency": "PRN", "start_date": date(2025, 5, 1), "ongoing": False, "stop_date": date(2025, 5, 9)})
     log(participant, "MEDHIST", {"condition": "Systemic sclerosis", "onset_date": date(2015, 3, 1), "ongoing": True})
-    datasets = read_datasets(export_bytes(sdtm, spec_for("datamanager", "ASC-DU"))[0])
+    content = export_bytes(sdtm, spec_for("datamanager", "ASC-DU"))[0]
+    datasets = read_datasets(content)
+    # Define-XML 2.1: the new datasets validate, with their class and CDISC code lists (ROUTE C66729, FREQ C71113).
+    document = etree.parse(io.BytesIO(package(content)["define.xml"]))
+    assert define.define_schema().validate(document), define.define_schema().error_log.filter_from_errors()[:5]
+    ns = {"odm": define.ODM_NS, "def": define.DEF_NS}
+    classes = {g.get("Name"): g.find("def:Class", ns).get("Name") for g in document.iterfind(".//odm:ItemGroupDef", ns)}
+    assert (classes["EX"], classes["CM"], classes["PR"], classes["MH"], classes["IE"]) == (
+        "INTERVENTIONS", "INTERVENTIONS", "INTERVENTIONS", "EVENTS", "FINDINGS")
+    aliases = {c.get("Name"): c.find("odm:Alias", ns).get("Name") for c in document.iterfind(".//odm:CodeList", ns)
+               if c.find("odm:Alias", ns) is not None}
+    assert {"C66729", "C71113"} <= set(aliases.values())
     cm = datasets["CM"][0]
     cm = cm[cm["USUBJID"] == usubjid(participant)].set_index("CMTRT")
     assert cm.loc["nifedipine", ["CMINDC", "CMDOSE", "CMDOSU", "CMROUTE", "CMDOSFRQ", "CMSTDTC", "CMENDTC", "CMENRTPT"]].tolist() == [
