@@ -103,7 +103,11 @@ def test_each_dataset_reads_back_with_sdtm_names_labels_and_the_database_values(
         demog = CrfEntry.objects.filter(participant=participant, crf_code="DEMOG").first()
         assert row["SITEID"] == participant.site.code and row["SUBJID"] == participant.screening_number
         assert row["RFICDTC"] == participant.consent_date.isoformat()
-        assert row["RFXSTDTC"] == participant.first_treatment_date.isoformat()
+        # SDTMIG 3.4 DM: RFXSTDTC/RFXENDTC are the first/last EX record's dates.
+        exposure = datasets["EX"][0]
+        given = sorted(exposure[exposure["USUBJID"] == usubjid(participant)]["EXSTDTC"])
+        assert (row["RFXSTDTC"], row["RFXENDTC"]) == (given[0], given[-1])
+        assert row["RFXSTDTC"][:10] >= participant.consent_date.isoformat()
         assert row["SEX"] == (demog.answers["sex"] if demog else "U")  # SEX (C66731): U = unknown
         born = date.fromisoformat(demog.answers["date_of_birth"]) if demog else None
         if born:
@@ -138,7 +142,7 @@ def test_each_dataset_reads_back_with_sdtm_names_labels_and_the_database_values(
     consent = ds[ds["DSDECOD"] == "INFORMED CONSENT OBTAINED"]
     assert sorted(consent["USUBJID"]) == sorted(usubjid(p) for p in participants)
     ex = datasets["EX"][0]
-    assert sorted(ex["USUBJID"]) == sorted(usubjid(p) for p in participants if p.first_treatment_date)
+    assert set(ex["USUBJID"]) == {usubjid(p) for p in participants if p.first_treatment_date}
     assert set(ex["EXTRT"]) == {sdtm.BLINDED_TREATMENT} and ex["EXDOSE"].isna().all()
 
     # Every numeric CRF answer is a finding with its value, unit, visit and date.
@@ -221,10 +225,15 @@ def test_blinded_xpt_names_no_arm_and_unblinded_gives_arms_and_doses():
         assert dm.loc[usubjid(allocation.participant), "ARMCD"] == allocation.arm.code
         assert dm.loc[usubjid(allocation.participant), "ACTARM"] == allocation.arm.label
     ex = read_datasets(export_bytes(sdtm, spec_for("dsmb.statistician", "EASC-RA", blinded=False))[0])["EX"][0]
-    for allocation in Allocation.objects.filter(participant__trial__code="EASC-RA").select_related("participant__trial", "arm"):
-        row = ex[ex["USUBJID"] == usubjid(allocation.participant)].iloc[0]
-        assert row["EXTRT"] == allocation.arm.label and row["EXDOSE"] == float(allocation.arm.dose)
-        assert row["EXDOSU"] == sdtm.ascii_text(allocation.arm.dose_unit)
+    for allocation in Allocation.objects.filter(participant__trial__code="EASC-RA").select_related("participant__trial", "arm", "slot"):
+        # SDTMIG 3.4 EX: one record per administration, the dose given; a placebo is EXTRT PLACEBO, EXDOSE 0.
+        rows = ex[ex["USUBJID"] == usubjid(allocation.participant)]
+        infusions = CrfEntry.objects.filter(participant=allocation.participant, crf_code="INFUSION")
+        assert len(rows) == infusions.count() > 0
+        placebo = allocation.slot is not None and allocation.slot.placebo
+        assert set(rows["EXTRT"]) == {"PLACEBO" if placebo else allocation.arm.label}
+        expected = sorted(0.0 if placebo else float(e.answers["administered_cells_million"]) for e in infusions)
+        assert sorted(rows["EXDOSE"]) == expected and set(rows["EXDOSU"]) == {"10^6 cells"}
 
 
 def test_identifiers_stay_out_unless_asked():

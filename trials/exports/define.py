@@ -41,11 +41,13 @@ CODELISTS = {
     "ARMNULRS": ("C142179", "Arm Null Reason"), "STENRF": ("C66728", "Relation to Reference Period"),
     "DSCAT": ("C74558", "Category for Disposition Event"), "VSTESTCD": ("C66741", "Vital Signs Test Code"),
     "VSTEST": ("C67153", "Vital Signs Test Name"), "LBTESTCD": ("C65047", "Laboratory Test Code"),
-    "LBTEST": ("C67154", "Laboratory Test Name"),
+    "LBTEST": ("C67154", "Laboratory Test Name"), "ROUTE": ("C66729", "Route of Administration Response"),
+    "FREQ": ("C71113", "Frequency"),
 }
 EXTERNAL = {"COUNTRY": ("ISO 3166", "ISO 3166-1 alpha-3")}
 DOMAIN_CLASS = {
     "DM": "SPECIAL PURPOSE", "SV": "EVENTS", "AE": "EVENTS", "DS": "EVENTS", "EX": "INTERVENTIONS", "SU": "INTERVENTIONS",
+    "CM": "INTERVENTIONS", "PR": "INTERVENTIONS", "MH": "EVENTS", "IE": "FINDINGS",
     "VS": "FINDINGS", "LB": "FINDINGS", "QS": "FINDINGS", "SC": "FINDINGS", "FA": "FINDINGS",
     "TS": "TRIAL DESIGN", "TA": "TRIAL DESIGN", "TE": "TRIAL DESIGN", "TV": "TRIAL DESIGN", "TI": "TRIAL DESIGN",
 }
@@ -56,6 +58,9 @@ STRUCTURES = {
     "TS": "One record per trial summary parameter value", "TA": "One record per planned Element per Arm",
     "TE": "One record per planned Element", "TV": "One record per planned Visit per Arm",
     "TI": "One record per I/E criterion",
+    "CM": "One record per recorded intervention occurrence or constant-dosing interval per subject",
+    "MH": "One record per medical history event per subject", "PR": "One record per recorded procedure per occurrence per subject",
+    "IE": "One record per inclusion/exclusion criterion not met per subject",
 }
 METHODS = {  # variable (or suffix) -> (method OID, description)
     "DY": ("MT.STUDYDAY", "Study day: date - RFSTDTC + 1 on or after RFSTDTC, date - RFSTDTC before it (no day 0)."),

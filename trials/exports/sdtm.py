@@ -2,7 +2,8 @@
 (Define-XML 2.1) describing them, and the manifest.
 
 Datasets (docs/exports.md): the trial design TS, TA, TE, TV, TI from the trial file; DM (with
-SUPPDM), AE (with SUPPAE), DS, EX (the first treatment), SV; the CRF items as findings routed by
+SUPPDM), AE (with SUPPAE), DS, EX (one record per administration), CM and MH (the logs), PR
+(the fat-grafting procedure), IE (criteria not satisfied), SV; the CRF items as findings routed by
 the mapping table in trials/exports/sdtm_terms.py: VS (VITALS), LB (LABS), SC (DEMOG, less its
 DM and SU items), SU (smoking, alcohol), QS (questionnaires only) and FA (other assessments),
 a split domain getting one dataset per CRF ("QSCO", "FADU" …, DOMAIN stays "QS"/"FA") with
@@ -19,7 +20,7 @@ enrolment is SUPPDM.SUBJNUM.
 Blinded (the default): DM keeps ARMCD/ARM/ACTARMCD/ACTARM with the value "BLINDED" for every
 allocated subject (ARMNRS says why an unallocated one has none), TA collapses the arms into one
 "BLINDED" arm, and EX names the treatment "BLINDED TREATMENT" with no dose; define.xml says so.
-Unblinded: the arm code and label, and the cohort's dose in EX.
+Unblinded: the arm code and label, and in EX the dose administered (PLACEBO, dose 0, for a placebo).
 
 Memory: pyreadstat writes a whole dataset from a DataFrame, so one dataset is held in memory at a
 time, column-wise (character columns as category codes, 4 bytes a cell). The rows are read in
@@ -36,7 +37,7 @@ import zipfile
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from functools import partial as functools_partial
@@ -445,9 +446,47 @@ DS_VARIABLES = KEYS + [
     Var("DSSTDY", "Study Day of Start of Disposition Event", NUM),
 ]
 EX_VARIABLES = KEYS + [
-    Var("EXSEQ", "Sequence Number", NUM), Var("EXTRT", "Name of Treatment", origin="Assigned"), Var("EXDOSE", "Dose", NUM, origin="Assigned"),
-    Var("EXDOSU", "Dose Units", origin="Assigned"), EPOCH, Var("EXSTDTC", "Start Date/Time of Treatment", origin="Collected"),
-    Var("EXSTDY", "Study Day of Start of Treatment", NUM),
+    Var("EXSEQ", "Sequence Number", NUM), Var("EXSPID", "Sponsor-Defined Identifier", origin="Collected"),
+    Var("EXTRT", "Name of Treatment", origin="Assigned"), Var("EXDOSE", "Dose", NUM, origin="Collected"),
+    Var("EXDOSU", "Dose Units", origin="Assigned", codelist="UNIT"), Var("EXROUTE", "Route of Administration", origin="Assigned", codelist="ROUTE"),
+    Var("EXVAMT", "Treatment Vehicle Amount", NUM, origin="Collected"), Var("EXVAMTU", "Treatment Vehicle Amount Units", origin="Assigned", codelist="UNIT"),
+    Var("VISITNUM", "Visit Number", NUM, origin="Assigned"), Var("VISIT", "Visit Name", origin="Assigned"), EPOCH,
+    Var("EXSTDTC", "Start Date/Time of Treatment", origin="Collected"), Var("EXENDTC", "End Date/Time of Treatment", origin="Collected"),
+    Var("EXSTDY", "Study Day of Start of Treatment", NUM), Var("EXENDY", "Study Day of End of Treatment", NUM),
+]
+CM_VARIABLES = KEYS + [
+    Var("CMSEQ", "Sequence Number", NUM), Var("CMSPID", "Sponsor-Defined Identifier", origin="Assigned"),
+    Var("CMTRT", "Reported Name of Drug, Med, or Therapy", origin="Collected"),
+    Var("CMCLAS", "Medication Class", origin="Collected"), Var("CMINDC", "Indication", origin="Collected"),
+    Var("CMDOSE", "Dose per Administration", NUM, origin="Collected"), Var("CMDOSU", "Dose Units", origin="Collected", codelist="UNIT"),
+    Var("CMDOSFRQ", "Dosing Frequency per Interval", origin="Collected", codelist="FREQ"),
+    Var("CMROUTE", "Route of Administration", origin="Collected", codelist="ROUTE"), EPOCH,
+    Var("CMSTDTC", "Start Date/Time of Medication", origin="Collected"), Var("CMENDTC", "End Date/Time of Medication", origin="Collected"),
+    Var("CMSTDY", "Study Day of Start of Medication", NUM), Var("CMENDY", "Study Day of End of Medication", NUM),
+    Var("CMENRTPT", "End Relative to Reference Time Point", codelist="STENRF"), Var("CMENTPT", "End Reference Time Point"),
+]
+MH_VARIABLES = KEYS + [
+    Var("MHSEQ", "Sequence Number", NUM), Var("MHSPID", "Sponsor-Defined Identifier", origin="Assigned"),
+    Var("MHTERM", "Reported Term for the Medical History", origin="Collected"),
+    Var("MHSTDTC", "Start Date/Time of Medical History Event", origin="Collected"),
+    Var("MHENDTC", "End Date/Time of Medical History Event", origin="Collected"),
+    Var("MHENRTPT", "End Relative to Reference Time Point", codelist="STENRF"), Var("MHENTPT", "End Reference Time Point"),
+]
+PR_VARIABLES = KEYS + [
+    Var("PRSEQ", "Sequence Number", NUM), Var("PRSPID", "Sponsor-Defined Identifier", origin="Assigned"),
+    Var("PRTRT", "Reported Name of Procedure", origin="Collected"), Var("PRCAT", "Category", origin="Assigned"),
+    Var("PRLOC", "Location of Procedure", origin="Collected"),
+    Var("VISITNUM", "Visit Number", NUM, origin="Assigned"), Var("VISIT", "Visit Name", origin="Assigned"), EPOCH,
+    Var("PRSTDTC", "Start Date/Time of Procedure", origin="Collected"), Var("PRSTDY", "Study Day of Start of Procedure", NUM),
+]
+IE_VARIABLES = KEYS + [
+    Var("IESEQ", "Sequence Number", NUM), Var("IESPID", "Sponsor-Defined Identifier", origin="Collected"),
+    Var("IETESTCD", "Inclusion/Exclusion Criterion Short Name", origin="Assigned"),
+    Var("IETEST", "Inclusion/Exclusion Criterion", origin="Assigned"),
+    Var("IECAT", "Inclusion/Exclusion Category", origin="Assigned", codelist="IECAT"),
+    Var("IEORRES", "I/E Criterion Original Result", origin="Collected", codelist="NY"),
+    Var("IESTRESC", "I/E Criterion Result in Std Format", codelist="NY"), EPOCH,
+    Var("IEDTC", "Date/Time of Collection", origin="Collected"), Var("IEDY", "Study Day of Collection", NUM),
 ]
 SV_VARIABLES = KEYS + [
     Var("VISITNUM", "Visit Number", NUM, origin="Assigned"), Var("VISIT", "Visit Name", origin="Assigned"),
@@ -633,7 +672,13 @@ class _SubjectDatasets:
         self.ds = Dataset("DS", "Disposition", DS_VARIABLES, mask, keys=("USUBJID", "DSSEQ"))
         self.ex = Dataset("EX", "Exposure", EX_VARIABLES, mask, keys=("USUBJID", "EXSEQ"))
         self.sv = Dataset("SV", "Subject Visits", SV_VARIABLES, mask, keys=("USUBJID", "VISITNUM"))
+        self.cm = Dataset("CM", "Concomitant/Prior Medications", CM_VARIABLES, mask, keys=("USUBJID", "CMSEQ"))
+        self.mh = Dataset("MH", "Medical History", MH_VARIABLES, mask, keys=("USUBJID", "MHSEQ"))
+        self.pr = Dataset("PR", "Procedures", PR_VARIABLES, mask, keys=("USUBJID", "PRSEQ"))
+        self.ie = Dataset("IE", "Inclusion/Exclusion Criteria Not Met", IE_VARIABLES, mask, keys=("USUBJID", "IESEQ"))
         self.subjects: dict[int, Subject] = {}
+        self.criteria = criterion_test_codes(spec.trial_id)
+        self.choices: dict[tuple[int, str], dict[str, str]] = {}
         self.uncoded = 0
         trial = Trial.objects.get(pk=spec.trial_id)
         self.randomized = trial.design == "randomized"
@@ -658,11 +703,15 @@ class _SubjectDatasets:
         contacts += [as_date(p.consent_date), as_date(p.status_date) if ended else None]
         last_contact = max((d for d in contacts if d), default=None)
         allocation = (streams.get("allocations") or [None])[0]
+        self.visits.assign(visits)
+        administrations = self.administrations(streams, allocation, treated, reference)
+        exposed = [record["EXSTDTC"] for record in administrations if record["EXSTDTC"]]
         dm = {
             **keys, "DOMAIN": "DM", "SUBJID": ascii_text(p.subject), "RFSTDTC": iso(reference),
-            "RFENDTC": iso(p.status_date) if ended else "", "RFXSTDTC": iso(treated),
-            # One administration recorded per subject until the per-administration records land (issue 15).
-            "RFXENDTC": iso(treated), "RFICDTC": iso(p.consent_date), "RFPENDTC": iso(last_contact),
+            "RFENDTC": iso(p.status_date) if ended else "",
+            # SDTMIG 3.4 DM: RFXSTDTC/RFXENDTC are the first/last study treatment, the first/last EX record.
+            "RFXSTDTC": min(exposed) if exposed else iso(treated), "RFXENDTC": max(exposed) if exposed else iso(treated),
+            "RFICDTC": iso(p.consent_date), "RFPENDTC": iso(last_contact),
             "DTHDTC": iso(p.status_date) if died else "", "DTHFL": "Y" if died else "", "SITEID": ascii_text(p.site_code),
             "AGE": p.age_at_consent, "AGEU": "YEARS" if p.age_at_consent is not None else "", "SEX": sex,
             "RACE": race, "ETHNIC": ethnic, "COUNTRY": country_alpha3(p.site_country),
@@ -704,14 +753,19 @@ class _SubjectDatasets:
                 decoded = "ADVERSE EVENT"  # the AE that led to the withdrawal, not the subject's choice
             disposition(ascii_text(p.status_reason) or decoded, decoded, "DISPOSITION EVENT", p.status_date)
 
-        if treated:
+        if administrations:
+            for seq_ex, record in enumerate(administrations, 1):
+                self.ex.add(**keys, DOMAIN="EX", EXSEQ=seq_ex, **record)
+        elif treated:  # no administration CRF: one record from the first treatment date
             treatment, dose, unit = BLINDED_TREATMENT, None, ""
             if not self.spec.blinded and allocation is not None:
                 treatment, dose, unit = ascii_text(allocation.arm_label), number(allocation.dose), ascii_text(allocation.dose_unit)
             self.ex.add(**keys, DOMAIN="EX", EXSEQ=1, EXTRT=treatment, EXDOSE=dose, EXDOSU=unit, EPOCH="TREATMENT",
                         EXSTDTC=iso(treated), EXSTDY=study_day(treated, reference))
+        self.logs(keys, streams, treated, reference)
+        self.procedures(keys, streams, treated, reference)
+        self.eligibility(keys, streams, p.screening_date, reference)
 
-        self.visits.assign(visits)
         for visit in visits:
             if visit.visit_date is None:
                 continue  # SV records visits that took place
@@ -746,6 +800,149 @@ class _SubjectDatasets:
             supp("AERELPR", "Relationship to Study Procedure", CAUSALITY.get(ae.related_procedure, ""))
             supp("AEEXPECT", "Expected Adverse Event", yn(ae.expected), origin="Assigned", evaluator="SPONSOR")
             supp("AEAWARDT", "Date/Time Site Aware of Event", iso(ae.aware_at))
+
+
+    def label(self, entry: Any, item: str, value: Any) -> str:
+        """The label of a choice code in the entry's CRF version."""
+        key = (entry.crf_id, item)
+        if key not in self.choices:
+            crf = next((c for c in selectors.export_crf_versions(entry.crf_code) if c.pk == entry.crf_id), None)
+            found = next((i for i in schema_for(crf).items if i.name == item), None) if crf else None
+            self.choices[key] = {str(code): text for code, text in (found.choices if found else ())}
+        return ascii_text(self.choices[key].get(str(value), value if value is not None else ""))
+
+    def administrations(self, streams: dict[str, list], allocation: Any, treated: date | None,
+                        reference: date | None) -> list[dict]:
+        """The participant's EX records (SDTMIG 3.4 §6.1.3, one record per administration): one per
+        infusion (INFUSION: the cells administered, the start and its duration) and, for the Day-0
+        administration (DU_INJECTION), one per injected ulcer (administrations at different
+        locations are separate records; EXSPID = the ulcer). Blinded: EXTRT "BLINDED TREATMENT"
+        and no dose; unblinded: the arm, or PLACEBO with dose 0 for a placebo arm or a placebo
+        slot within a dose cohort."""
+        placebo = allocation is not None and (allocation.placebo or allocation.arm_type == "placebo_comparator")
+        records = []
+        for code in ("INFUSION", "DU_INJECTION"):
+            for entry in streams.get(f"crf:{code}", []):
+                answers = entry.answers or {}
+                if code == "INFUSION":
+                    start = answers.get("infusion_datetime")
+                    doses = [(str(answers.get("infusion_number") or ""), answers.get("administered_cells_million"), answers.get("volume_ml"))]
+                else:
+                    start = answers.get("administration_datetime")
+                    rows = [r for r in answers.get("ulcers_injected") or [] if isinstance(r, dict)]
+                    doses = [(str(r.get("ulcer_id") or ""), r.get("labelled_cells_million"), r.get("volume_ml")) for r in rows]
+                start = dtc(start) or iso(entry.visit_date)
+                if not start:
+                    continue
+                end = start
+                minutes = number(answers.get("infusion_duration_min")) if code == "INFUSION" else np.nan
+                if not np.isnan(minutes) and "T" in start:
+                    end = iso(datetime.fromisoformat(start) + timedelta(minutes=minutes))
+                for spid, cells, volume in doses or [("", None, None)]:
+                    if self.spec.blinded:
+                        treatment, dose, unit = BLINDED_TREATMENT, None, ""
+                    elif placebo:
+                        treatment, dose, unit = "PLACEBO", 0.0, sdtm_terms.CELL_UNIT
+                    else:
+                        label = allocation.arm_label if allocation is not None else "STUDY TREATMENT"
+                        treatment, dose, unit = ascii_text(label), number(cells), sdtm_terms.CELL_UNIT
+                    records.append({
+                        "EXSPID": ascii_text(spid), "EXTRT": treatment, "EXDOSE": dose, "EXDOSU": unit,
+                        "EXROUTE": sdtm_terms.CELL_ROUTES[code], "EXVAMT": number(volume),
+                        "EXVAMTU": "mL" if not np.isnan(number(volume)) else "",
+                        "VISITNUM": self.visits.by_id.get(entry.visit_id, np.nan), "VISIT": ascii_text(entry.visit_label),
+                        "EPOCH": self.visits.epoch_by_id.get(entry.visit_id) or "TREATMENT",
+                        "EXSTDTC": start, "EXENDTC": end, "EXSTDY": study_day(start, reference), "EXENDY": study_day(end, reference),
+                    })
+        return sorted(records, key=lambda record: (record["EXSTDTC"], record["EXSPID"]))
+
+    def logs(self, keys: dict, streams: dict[str, list], treated: date | None, reference: date | None) -> None:
+        """CM from the medication log, MH from the medical history log (SDTMIG 3.4 §6.1.2, §6.2.5): one
+        record per log record; an ongoing one has --ENRTPT = ONGOING against the end of data
+        collection (--ENTPT), not an end date (SDTMIG 3.4 §4.4.7)."""
+        for seq, entry in enumerate(streams.get("crf:CONMED", []), 1):
+            a = entry.answers or {}
+            ongoing = a.get("ongoing") is True
+            start, stop = a.get("start_date"), None if ongoing else a.get("stop_date")
+            frequency = str(a.get("frequency") or "")
+            self.cm.add(
+                **keys, DOMAIN="CM", CMSEQ=seq, CMSPID=str(entry.visit_sequence), CMTRT=ascii_text(a.get("medication")),
+                CMCLAS=self.label(entry, "drug_class", a.get("drug_class")) if a.get("drug_class") else "",
+                CMINDC=ascii_text(a.get("indication")), CMDOSE=number(a.get("dose")),
+                CMDOSU=sdtm_terms.DOSE_UNITS.get(str(a.get("dose_unit") or ""), ""),
+                CMDOSFRQ=frequency if frequency in sdtm_terms.FREQUENCIES else "",
+                CMROUTE=sdtm_terms.ROUTES.get(str(a.get("route") or ""), ""), EPOCH=epoch_of(start, treated),
+                CMSTDTC=iso(start), CMENDTC=iso(stop), CMSTDY=study_day(start, reference), CMENDY=study_day(stop, reference),
+                CMENRTPT="ONGOING" if ongoing else "", CMENTPT="END OF DATA COLLECTION" if ongoing else "",
+            )
+        for seq, entry in enumerate(streams.get("crf:MEDHIST", []), 1):
+            a = entry.answers or {}
+            ongoing = a.get("ongoing") is True
+            self.mh.add(
+                **keys, DOMAIN="MH", MHSEQ=seq, MHSPID=str(entry.visit_sequence), MHTERM=ascii_text(a.get("condition")),
+                MHSTDTC=iso(a.get("onset_date")), MHENDTC="" if ongoing else iso(a.get("end_date")),
+                MHENRTPT="ONGOING" if ongoing else "", MHENTPT="END OF DATA COLLECTION" if ongoing else "",
+            )
+
+    def procedures(self, keys: dict, streams: dict[str, list], treated: date | None, reference: date | None) -> None:
+        """PR from the fat-grafting procedure CRF (SDTMIG 3.4 §6.1.5): the fat harvest (PRLOC = the
+        harvest site) and the graft itself (PRTRT = the technique), one record per treated area."""
+        seq = 0
+        for entry in streams.get("crf:FATGRAFT", []):
+            a = entry.answers or {}
+            when = a.get("procedure_date") or entry.visit_date
+            common = {
+                "PRCAT": "FAT GRAFTING", "PRSPID": str(entry.id), "VISITNUM": self.visits.by_id.get(entry.visit_id, np.nan),
+                "VISIT": ascii_text(entry.visit_label), "EPOCH": self.visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated),
+                "PRSTDTC": iso(when), "PRSTDY": study_day(when, reference),
+            }
+            records = []
+            if a.get("harvest_site") or a.get("harvest_method"):
+                site = a.get("harvest_site_other") if a.get("harvest_site") == "other" else self.label(entry, "harvest_site", a.get("harvest_site"))
+                records.append(("FAT HARVEST", ascii_text(site or "")))
+            technique = self.label(entry, "technique", a.get("technique")) if a.get("technique") else "FAT GRAFTING"
+            areas = a.get("treated_areas") if isinstance(a.get("treated_areas"), list) else []
+            records += [(technique, self.label(entry, "treated_areas", area)) for area in areas] or [(technique, "")]
+            for treatment, location in records:
+                seq += 1
+                self.pr.add(**keys, DOMAIN="PR", PRSEQ=seq, PRTRT=treatment, PRLOC=location.upper(), **common)
+
+    def eligibility(self, keys: dict, streams: dict[str, list], screened: date | None, reference: date | None) -> None:
+        """IE (SDTMIG 3.4 §6.3.4): only the criteria the subject did not satisfy, an inclusion
+        criterion not met (IEORRES N) or an exclusion criterion met (IEORRES Y); a lesion-level
+        criterion has the lesion in IESPID. Criteria met, unknown or not applicable make no record."""
+        seq = 0
+        for answer in streams.get("eligibility", []):
+            inclusion = answer.kind == "inclusion"
+            failed = answer.answer == "not_met" if inclusion else answer.answer == "met"
+            if not failed or answer.criterion_code not in self.criteria:
+                continue
+            seq += 1
+            testcd, text = self.criteria[answer.criterion_code]
+            result = "N" if inclusion else "Y"
+            self.ie.add(**keys, DOMAIN="IE", IESEQ=seq, IESPID=ascii_text(answer.lesion), IETESTCD=testcd, IETEST=text,
+                        IECAT="INCLUSION" if inclusion else "EXCLUSION", IEORRES=result, IESTRESC=result,
+                        EPOCH="SCREENING", IEDTC=iso(screened), IEDY=study_day(screened, reference))
+
+
+def dtc(value: Any) -> str:
+    """An ISO 8601 date-time answer as SDTM --DTC text: the wall-clock time as stored, no offset."""
+    if isinstance(value, str) and "T" in value:
+        try:
+            return iso(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return iso(value)
+
+
+def criterion_test_codes(trial_id: int | None) -> dict[str, tuple[str, str]]:
+    """Criterion code -> (IETESTCD, IETEST), the same in TI and IE (SDTMIG 3.4 §7.4.1: IE's test
+    codes are TI's)."""
+    codes: dict[str, tuple[str, str]] = {}
+    taken: set[str] = set()
+    for criterion in Criterion.objects.filter(trial_id=trial_id, is_active=True).order_by("kind", "order", "code"):
+        codes[criterion.code] = (short_name(criterion.code, taken), split_text(ascii_text(criterion.text))[0])
+    return codes
 
 
 # --- Findings: the CRF items --------------------------------------------------------------------
@@ -846,7 +1043,7 @@ def findings_datasets(spec: ExportSpec) -> list[tuple[str, str, str]]:
     for code in codes:
         by_domain.setdefault(crf_domain(code), []).append(code)
     datasets = []
-    taken: set[str] = {"DM", "AE", "DS", "EX", "SV", "SU", "TS", "TA", "TE", "TV", "TI", *FINDINGS_ORDER}
+    taken: set[str] = {"DM", "AE", "DS", "EX", "CM", "MH", "PR", "IE", "SV", "SU", "TS", "TA", "TE", "TV", "TI", *FINDINGS_ORDER}
     for domain in FINDINGS_ORDER:
         domain_codes = by_domain.get(domain, [])
         for code in domain_codes:
@@ -1104,14 +1301,14 @@ def trial_design(spec: ExportSpec, mask: Callable[[str], str], subjects: int, wa
                TVSTRL=f"{definition.day_offset:+d} days from {anchor}, window -{definition.window_before_days}/+{definition.window_after_days} days")
 
     ti = Dataset("TI", "Trial Inclusion/Exclusion Criteria", TI_VARIABLES, mask, domain="TI", keys=())
-    taken: set[str] = set()
+    codes = criterion_test_codes(trial.pk)
     for criterion in Criterion.objects.filter(trial=trial, is_active=True).order_by("kind", "order", "code"):
         text = ascii_text(criterion.text)
         if len(text) > MAX_CHAR:
             # TI has no SUPP--: the full text stays in the protocol (SDTMIG 3.4 §7.4.1, IETEST ≤ 200).
             warnings.append(f"TI: criterion {criterion.code} is {len(text)} characters long; IETEST holds its first 200.")
-            text = split_text(text)[0]
-        ti.add(**common, DOMAIN="TI", IETESTCD=short_name(criterion.code, taken), IETEST=text,
+        testcd, text = codes[criterion.code]
+        ti.add(**common, DOMAIN="TI", IETESTCD=testcd, IETEST=text,
                IECAT="INCLUSION" if criterion.kind == "inclusion" else "EXCLUSION")
     return [ts, ta, te, tv, ti]
 
@@ -1183,6 +1380,11 @@ def _subject_streams(spec: ExportSpec) -> dict[str, selectors.Rows]:
     sex = sex_crf_code(spec)
     if sex:
         streams["sex"] = selectors.export_entries(spec, sex)
+    exported = set(selectors.export_crf_codes(spec))
+    for code in sdtm_terms.INTERVENTIONS:  # EX, CM, MH and PR records, read with the participant
+        if code in exported:
+            streams[f"crf:{code}"] = selectors.export_entries(spec, code)
+    streams["eligibility"] = selectors.export_eligibility(spec)
     if not spec.blinded:
         streams["allocations"] = selectors.export_allocations(spec)
     return streams
@@ -1239,10 +1441,12 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
 
             for participant, streams in odm.rows_by_participant(selectors.export_participants(spec), _subject_streams(spec)):
                 subject_datasets.add(participant, streams)
-                progress(1 + len(streams["visits"]) + len(streams["adverse_events"]))
+                logs = len(streams.get("crf:CONMED", [])) + len(streams.get("crf:MEDHIST", []))  # not findings
+                progress(1 + len(streams["visits"]) + len(streams["adverse_events"]) + logs)
             for dataset in trial_design(spec, mask, subject_datasets.dm.rows, package.warnings):
                 emit(dataset)
-            for dataset in (subject_datasets.dm, subject_datasets.ae, subject_datasets.ds, subject_datasets.ex, subject_datasets.sv):
+            sd = subject_datasets
+            for dataset in (sd.dm, sd.ae, sd.ds, sd.ex, sd.cm, sd.mh, sd.pr, sd.ie, sd.sv):
                 emit(dataset)
             findings = Findings(spec, subject_datasets.subjects, visits, mask)
             for name, domain, code in findings_datasets(spec):

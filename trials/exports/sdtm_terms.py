@@ -4,8 +4,8 @@ mapped here gets SDTM test codes and units; a new CRF with no entry goes to QS i
 questionnaire (`QUESTIONNAIRES`), else to FA (findings about), so QS holds questionnaires only.
 
 To route a new CRF: add it to `CRF_DOMAINS` (and its items to `TESTS` when CDISC has codes for
-them). Domains whose writer waits for data (EX per administration, CM, MH) are declared here too,
-so the CRFs of issue 15 plug in by adding a line (docs/exports.md, "Mapping").
+them). CRFs whose entries are interventions or events (EX, CM, MH, PR) are listed in
+`INTERVENTIONS` (docs/exports.md, "Mapping").
 
 Sources: SDTMIG v3.4; CDISC SDTM Controlled Terminology (NCI EVS), package `CT_VERSION`:
 VSTESTCD (C66741), LBTESTCD (C65047), UNIT (C71620), EPOCH (C99079), NCOMPLT (C66727),
@@ -24,17 +24,31 @@ CT_NAME = "CDISC/NCI"
 # CRF code -> SDTM domain. A CRF of the library not listed goes to QS if it is a questionnaire, FA if not.
 CRF_DOMAINS = {
     "DEMOG": "SC", "VITALS": "VS", "LABS": "LB",
-    # Procedures and administrations: findings about the intervention until their own writers land
-    # (EX per administration and PR wait for the Day-0/infusion records of issue 15).
-    "INFUSION": "FA", "FATGRAFT": "FA",
+    # Procedures and administrations: the EX/PR records come from INTERVENTIONS below; the details
+    # that are neither dose nor date (premedication, reactions, harvest volumes) stay findings about them.
+    "INFUSION": "FA", "FATGRAFT": "FA", "DU_INJECTION": "FA",
+    # Participant-level logs: their own domains (INTERVENTIONS), no findings.
+    "CONMED": "CM", "MEDHIST": "MH",
     # Clinical assessments that are not questionnaires.
     "DU_ASSESS": "FA", "CAPILLAROSCOPY": "FA", "RA_SCREEN": "FA", "SSC_SCREEN": "FA", "MRSS": "FA",
     "HAND": "FA",
 }
 # Questionnaires and scales (QS, per the QS supplements where one exists).
 QUESTIONNAIRES = {"COCHIN", "HAQDI", "DAS28", "PAIN_VAS", "PHYS_GLOBAL", "RCS"}
-# Participant-level logs of issue 15: the domain they will go to when their CRFs exist.
-PLANNED_DOMAINS = {"CONMED": "CM", "MEDHIST": "MH", "ADMIN": "EX"}
+# CRFs whose entries are records of an interventions/events domain (SDTMIG 3.4 §6.1, §6.2):
+# EX one record per administration, CM per medication, MH per condition, PR per procedure.
+INTERVENTIONS = {"INFUSION": "EX", "DU_INJECTION": "EX", "CONMED": "CM", "MEDHIST": "MH", "FATGRAFT": "PR"}
+# ROUTE (C66729) of the CONMED route codes; FREQ (C71113) is the code itself (QD, BID … ONCE).
+ROUTES = {
+    "oral": "ORAL", "intravenous": "INTRAVENOUS", "subcutaneous": "SUBCUTANEOUS", "intramuscular": "INTRAMUSCULAR",
+    "topical": "TOPICAL", "transdermal": "TRANSDERMAL", "inhalation": "RESPIRATORY (INHALATION)",
+}
+FREQUENCIES = {"QD", "BID", "TID", "QID", "QW", "Q2W", "QM", "PRN", "ONCE"}
+# UNIT (C71620) of the CONMED dose unit codes.
+DOSE_UNITS = {"mg": "mg", "ug": "ug", "g": "g", "iu": "IU", "ml": "mL", "mg_kg": "mg/kg"}
+# The cell product administered (EX): route and the unit of the administered cells.
+CELL_ROUTES = {"INFUSION": "INTRAVENOUS", "DU_INJECTION": "INTRALESIONAL"}
+CELL_UNIT = "10^6 cells"
 
 # Items of a routed CRF that go to another domain than the CRF's (DM variables, SU).
 DM_ITEMS = {"DEMOG": {"sex": "SEX", "ethnicity": "RACE", "date_of_birth": "BRTHDTC", "age_years": "AGE"}}

@@ -40,10 +40,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, F, Max, Model, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 
 from trials.exports.spec import ExportSpec
 from trials.monitoring.models import Query
-from trials.participants.models import Allocation, Participant
+from trials.participants.models import Allocation, EligibilityAnswer, Participant
 from trials.protocol.models import Arm, CrfDefinition, FieldDefinition, FieldType, Role, Site, Trial, TrialCrf, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
 from trials.safety.models import AdverseEvent
@@ -353,7 +354,7 @@ def _arm_mask(spec: ExportSpec) -> Callable[[str], str] | None:
 
 ALLOCATION_FIELDS = (
     "participant_id", "trial_code", "site_code", "subject", "arm_code", "arm_label", "arm_type", "dose", "dose_unit",
-    "method", "kit_code", "stratum", "allocated_at",
+    "method", "kit_code", "stratum", "allocated_at", "placebo",
 )
 
 
@@ -366,9 +367,23 @@ def export_allocations(spec: ExportSpec) -> Rows:
     queryset = source.annotate(
         trial_code=F("participant__trial__code"), site_code=F("participant__site__code"), subject=_subject(),
         arm_code=F("arm__code"), arm_label=F("arm__label"), arm_type=F("arm__arm_type"), dose=F("arm__dose"),
-        dose_unit=F("arm__dose_unit"),
+        dose_unit=F("arm__dose_unit"), placebo=Coalesce(F("slot__placebo"), Value(False)),
     ).order_by("participant__trial__code", "participant__site__code", "participant__screening_number")
     return Rows(queryset.values_list(*ALLOCATION_FIELDS, named=True))
+
+
+ELIGIBILITY_FIELDS = ("participant_id", "criterion_code", "kind", "text", "level", "lesion", "answer", "screening_date")
+
+
+def export_eligibility(spec: ExportSpec) -> Rows:
+    """The eligibility answers of the export's participants (criterion, kind, answer, the lesion of a
+    lesion-level criterion), in criterion order: the SDTM IE domain."""
+    source = _source(EligibilityAnswer, _participant_scope(spec, "participant__"), cutoff_end(spec))
+    queryset = source.annotate(
+        criterion_code=F("criterion__code"), kind=F("criterion__kind"), text=F("criterion__text"),
+        level=F("criterion__level"), screening_date=F("participant__screening_date"),
+    ).order_by("participant_id", "criterion__kind", "criterion__order", "criterion__code", "lesion")
+    return Rows(queryset.values_list(*ELIGIBILITY_FIELDS, named=True))
 
 
 # --- Visits ---------------------------------------------------------------------------------
