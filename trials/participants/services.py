@@ -859,16 +859,22 @@ def cohort_stratum(cohort: Arm) -> str:
     return f"cohort={cohort.code}"
 
 
-@transaction.atomic
 def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale: str, dlt_count: int | None = None) -> CohortDecision:  # noqa: ANN001
-    """Record the safety review of a cohort (an investigator, re-entering her password)."""
-    trial = Trial.objects.select_for_update().get(pk=cohort.trial_id)
+    """Record the safety review of a cohort (an investigator, re-entering her password). The
+    password is checked before the transaction, as for emergency unblinding: a wrong one is
+    recorded and the third in the window blocks the decision (`password_reentry_check`)."""
+    trial = Trial.objects.get(pk=cohort.trial_id)
     if trial.design != "dose_escalation":
         raise ValidationError(_("%(trial)s has no dose cohorts.") % {"trial": trial.code})
     if not study_roles_for_user(user).filter(trial=trial, role=Role.INVESTIGATOR).exists():
         raise PermissionDenied(_("Only an investigator of the trial records a cohort decision."))
-    if not user.check_password(password or ""):
-        raise ValidationError({"password": _("The password is not correct.")})
+    password_reentry_check(user=user, password=password, purpose="cohort_decision")
+    return _cohort_decide(cohort=cohort, decision=decision, user=user, rationale=rationale, dlt_count=dlt_count)
+
+
+@transaction.atomic
+def _cohort_decide(*, cohort: Arm, decision: str, user, rationale: str, dlt_count: int | None) -> CohortDecision:  # noqa: ANN001
+    trial = Trial.objects.select_for_update().get(pk=cohort.trial_id)
     if decision not in CohortDecisionKind.values:
         raise ValidationError({"decision": _("Choose expand, escalate or stop.")})
     rationale = (rationale or "").strip()
