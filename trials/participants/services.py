@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -119,7 +120,9 @@ SCREENING_LOOKBACK_YEARS = 10
 
 
 def _not_before_trial(value: date, site: Site, field: str) -> None:
-    """A screening date on or after the trial's start (issue 16: 1900-01-01 was accepted)."""
+    """A screening, consent or visit date on or after the trial's start, and never more than
+    SCREENING_LOOKBACK_YEARS ago (issue 16: 1900-01-01 was accepted). Public to the layers above
+    as `date_not_before_trial` (the visits' dates)."""
     start = site.trial.start_date
     if start is not None and value < start:
         raise ValidationError({field: _("This date is before the start of %(trial)s (%(start)s).") % {
@@ -129,6 +132,9 @@ def _not_before_trial(value: date, site: Site, field: str) -> None:
     if value < floor:
         raise ValidationError({field: _("This date is more than %(years)s years ago: check the year.") % {
             "years": SCREENING_LOOKBACK_YEARS}})
+
+
+date_not_before_trial = _not_before_trial
 
 
 # --- Numbers -------------------------------------------------------------------------------
@@ -255,6 +261,7 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         raise ValidationError({"consented_at": _("Give the time with its time zone.")})
     if consented_at > timezone.now():
         raise ValidationError({"consented_at": _("The consent time is in the future.")})
+    _not_before_trial(timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date(), participant.site, "consented_at")
     if consented_at.date() < document.approved_on:
         raise ValidationError({"consented_at": _("Version %(version)s was approved on %(date)s, after this consent time.") % {
             "version": document.version, "date": document.approved_on.isoformat()}})
@@ -266,7 +273,6 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         user=user,
         reason=_("Consent to version %(version)s") % {"version": document.version},
     )
-    from zoneinfo import ZoneInfo
 
     if participant.consent_date is None:
         # The date of the first consent: CRF dates are checked against it, and data collected
@@ -810,8 +816,6 @@ def cohort_open_for_enrolment(trial: Trial) -> Arm:
 
 def decision_local_date(decision: CohortDecision, site: Site) -> date:
     """The day a cohort decision was signed, at the participant's site."""
-    from zoneinfo import ZoneInfo
-
     return timezone.localtime(decision.decided_at, ZoneInfo(site.time_zone)).date()
 
 
@@ -927,6 +931,9 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
         raise ValidationError(_("%(number)s is not allocated yet: allocate before the first treatment.") % {"number": participant.number})
     if participant.enrolment_date and first_treatment_date < participant.enrolment_date:
         raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
+    if participant.consent_date and first_treatment_date < participant.consent_date:
+        raise ValidationError({"first_treatment_date": _("The first treatment cannot precede the consent (%(date)s).") % {
+            "date": participant.consent_date.isoformat()}})
     _not_before_opening(_opening_decision(participant), participant.site, first_treatment_date, "first_treatment_date", _("The first dose"))
     participant.first_treatment_date = first_treatment_date
     _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)
