@@ -46,13 +46,15 @@ def test_a_consent_before_the_trial_start_is_refused_on_its_field(demo, frozen):
     from tests.participants.conftest import consent_time, screen
 
     participant = screen(TLS)
-    for when in (date(1900, 1, 1), date(2020, 9, 21)):
+    # ASC-DU's consent version 1.0 was approved on 2020-07-01, the trial started on 2020-09-22.
+    for when, message in ((date(1900, 1, 1), "Version 1.0 was approved on 2020-07-01, after this consent time."),
+                          (date(2020, 9, 21), "This date is before the start of ASC-DU (2020-09-22).")):
         with pytest.raises(ValidationError) as refused:
             services.participant_consent(
                 participant=participant, document=services.current_consent_document(participant.trial),
                 consented_at=consent_time(participant, when), user=user("coordinator.toulouse"),
             )
-        assert refused.value.message_dict["consented_at"] == ["This date is before the start of ASC-DU (2020-09-22)."]
+        assert refused.value.message_dict["consented_at"] == [message]
     participant.refresh_from_db()
     assert participant.consent_date is None
 

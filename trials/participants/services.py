@@ -261,10 +261,10 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         raise ValidationError({"consented_at": _("Give the time with its time zone.")})
     if consented_at > timezone.now():
         raise ValidationError({"consented_at": _("The consent time is in the future.")})
-    _not_before_trial(timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date(), participant.site, "consented_at")
     if consented_at.date() < document.approved_on:
         raise ValidationError({"consented_at": _("Version %(version)s was approved on %(date)s, after this consent time.") % {
             "version": document.version, "date": document.approved_on.isoformat()}})
+    _not_before_trial(timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date(), participant.site, "consented_at")
     if participant.consent_document_id and document.approved_on <= participant.consent_document.approved_on:
         raise ValidationError({"document": _("%(number)s already consented to version %(version)s.") % {
             "number": participant.number, "version": participant.consent_document.version}})
