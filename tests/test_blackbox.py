@@ -26,7 +26,6 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
-from edc.audit import system_user
 from tests.exports.conftest import adverse_event, randomized
 from tests.participants.conftest import TLS, _seeded, demo, screen, user  # noqa: F401 - module-scoped seeds
 from trials.participants.models import Participant
@@ -34,7 +33,8 @@ from trials.participants.services import user_acts_at
 
 pytestmark = pytest.mark.django_db
 
-ROLES = [entry["username"] for entry in yaml.safe_load(open(settings.EDC_DEMO_USERS_FILE, encoding="utf-8"))["users"]]
+with open(settings.EDC_DEMO_USERS_FILE, encoding="utf-8") as users_file:
+    ROLES = [entry["username"] for entry in yaml.safe_load(users_file)["users"]]
 
 MAX_PAGES = 80  # per role
 MAX_DEPTH = 3
@@ -53,11 +53,11 @@ HOSTILE = [
 ]
 
 LINK = re.compile(r"""href=["'](/[^"'#]*)""")
-FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S | re.I)
+FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.DOTALL | re.IGNORECASE)
 ATTR = re.compile(r"""([\w-]+)\s*=\s*["']([^"']*)["']""")
-FIELD = re.compile(r"<(input|select|textarea)\b([^>]*)>", re.I)
-SELECT = re.compile(r"<select\b([^>]*)>(.*?)</select>", re.S | re.I)
-OPTION = re.compile(r"""<option\b[^>]*value=["']([^"']+)["']""", re.I)
+FIELD = re.compile(r"<(input|select|textarea)\b([^>]*)>", re.IGNORECASE)
+SELECT = re.compile(r"<select\b([^>]*)>(.*?)</select>", re.DOTALL | re.IGNORECASE)
+OPTION = re.compile(r"""<option\b[^>]*value=["']([^"']+)["']""", re.IGNORECASE)
 
 PARTICIPANT_ACTIONS = [
     "participant_enrol", "participant_treatment", "participant_status", "participant_anchor", "participant_screen_fail",

@@ -254,9 +254,8 @@ def test_a_killed_worker_is_detected_by_its_heartbeat_and_the_requester_retries(
         job.refresh_from_db()
         assert job.state == ExportState.RUNNING and partial.exists()
     login(client, "sponsor.toulouse")
-    with time_machine.travel(start + timedelta(minutes=8, seconds=1), tick=False):  # 5 min 1 s after it
-        with django_capture_on_commit_callbacks(execute=True):
-            page = client.get(reverse("trial_exports", args=["ASC-DU"])).content.decode()
+    with time_machine.travel(start + timedelta(minutes=8, seconds=1), tick=False), django_capture_on_commit_callbacks(execute=True):
+        page = client.get(reverse("trial_exports", args=["ASC-DU"])).content.decode()
     job.refresh_from_db()
     assert job.state == ExportState.FAILED and "worker was lost" in job.error
     assert job.history.first().history_change_reason.startswith("Export failed: worker lost")
