@@ -288,6 +288,9 @@ EXPORT_STORAGE = {
     "OPTIONS": {"location": str(EXPORT_ROOT)} if not env_str("EXPORT_STORAGE_BACKEND") else {},
 }
 EXPORT_EXPIRY_DAYS = env_int("EXPORT_EXPIRY_DAYS", 7)
+# A running export writes a heartbeat with its progress (at least every few seconds); one silent this
+# long lost its worker: it is marked failed, its partial file deleted, and its requester may retry.
+EXPORT_HEARTBEAT_TIMEOUT_MINUTES = env_int("EXPORT_HEARTBEAT_TIMEOUT_MINUTES", 5)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "exports": EXPORT_STORAGE,

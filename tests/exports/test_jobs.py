@@ -220,9 +220,56 @@ def test_lost_messages_are_sent_again_and_lost_workers_fail(demo, in_process, dj
     with django_capture_on_commit_callbacks(execute=False):
         stuck = services.export_request(user=user("sponsor.toulouse"), format="csv", trial=trial)
     services._start(stuck.pk)  # a worker took it, then died
-    assert services.exports_scan(now=timezone.now() + services.STALE_AFTER + timedelta(seconds=1))["stale"] == 1
+    silent = timedelta(minutes=5, seconds=1)  # EXPORT_HEARTBEAT_TIMEOUT_MINUTES = 5 by default
+    assert services.exports_scan(now=timezone.now() + silent)["stale"] == 1
     stuck.refresh_from_db()
     assert stuck.state == ExportState.FAILED and "worker was lost" in stuck.error
+
+
+def test_a_killed_worker_is_detected_by_its_heartbeat_and_the_requester_retries(
+    du, client, in_process, export_storage, django_capture_on_commit_callbacks,  # noqa: ANN001, ARG001
+) -> None:
+    """A worker killed mid-export: the job's heartbeat stops, the export page (or the scan every
+    minute) marks it failed after EXPORT_HEARTBEAT_TIMEOUT_MINUTES (5) with a message the requester
+    sees, the partial file with participant data is deleted, and Retry requests the same export."""
+    import time_machine
+
+    trial = Trial.objects.get(code="ASC-DU")
+    start = timezone.now().replace(microsecond=0)
+    with time_machine.travel(start, tick=False):
+        with django_capture_on_commit_callbacks(execute=False):  # the worker takes the message...
+            job = services.export_request(user=user("sponsor.toulouse"), format="csv", trial=trial, cutoff=None)
+        services._start(job.pk)
+        (export_storage / ".partial").mkdir(parents=True)  # where export_run writes (services._partial_dir)
+        partial = export_storage / ".partial" / f"export-{job.pk}-k1lled"
+        partial.write_bytes(b"USUBJID,AGE\nASC-DU-TLS-001,61\n")  # ...writes some rows, and is killed
+        other = export_storage / ".partial" / "export-999999-alive"  # another job's file stays
+        other.write_bytes(b"x")
+    with time_machine.travel(start + timedelta(minutes=3), tick=False):
+        services._Progress(job.pk)(services.PROGRESS_EVERY_ROWS)  # a sign of life at 3 min
+        job.refresh_from_db()
+        assert job.heartbeat_at == start + timedelta(minutes=3) and job.rows_done == services.PROGRESS_EVERY_ROWS
+    with time_machine.travel(start + timedelta(minutes=7), tick=False):  # 4 min after the last sign
+        assert services.exports_dead_fail() == 0
+        job.refresh_from_db()
+        assert job.state == ExportState.RUNNING and partial.exists()
+    login(client, "sponsor.toulouse")
+    with time_machine.travel(start + timedelta(minutes=8, seconds=1), tick=False), django_capture_on_commit_callbacks(execute=True):
+        page = client.get(reverse("trial_exports", args=["ASC-DU"])).content.decode()
+    job.refresh_from_db()
+    assert job.state == ExportState.FAILED and "worker was lost" in job.error
+    assert job.history.first().history_change_reason.startswith("Export failed: worker lost")
+    assert not partial.exists() and other.exists()
+    assert 'data-testid="export-error"' in page and "worker was lost" in page and 'data-testid="export-retry"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("export_retry", args=[job.pk]))
+    assert response.status_code == 302 and response.url == reverse("trial_exports", args=["ASC-DU"])
+    again = ExportJob.objects.exclude(pk=job.pk).get()
+    assert again.state == ExportState.DONE and again.spec["site_ids"] == job.spec["site_ids"]
+    assert again.format == job.format and again.blinded
+    login(client, "datamanager")  # someone else's job: 404, nothing requested
+    assert client.post(reverse("export_retry", args=[job.pk])).status_code == 404
+    assert ExportJob.objects.count() == 2
 
 
 # --- Navigation ----------------------------------------------------------------------------------

@@ -311,3 +311,20 @@ def test_leaving_after_the_dlt_window_is_not_a_replacement(trial):
     end_participation(third, "withdrawn", days_ago(1))  # treated 55 days ago: window passed
     assert states(trial)["COHORT1"] == ("review", 3, 3)
     assert decide(trial, "COHORT1", "escalate").participants_reviewed == 3
+
+
+def test_three_wrong_passwords_block_the_cohort_decision_as_they_block_unblinding(trial):
+    """Issue 16: the cohort decision's password re-entry was unlimited. The third wrong password
+    blocks it (EDC_REENTRY_FAILURE_LIMIT = 3), even with the right one next, as for unblinding."""
+    from trials.accounts.models import PasswordReentryFailure
+
+    fill(3)
+    for _ in range(3):
+        with pytest.raises(ValidationError) as refused:
+            decide(trial, "COHORT1", "escalate", password="not-my-password")
+        assert refused.value.message_dict["password"] == ["The password is not correct."]
+    assert PasswordReentryFailure.objects.filter(user=user(INVESTIGATOR), purpose="cohort_decision").count() == 3
+    with pytest.raises(ValidationError) as blocked:
+        decide(trial, "COHORT1", "escalate")
+    assert "Too many wrong passwords" in blocked.value.message_dict["password"][0]
+    assert not CohortDecision.objects.exists()

@@ -29,3 +29,18 @@ def test_read_only_roles_get_403_on_every_action_form(demo, client):  # noqa: AR
     assert client.get(reverse("participant_unblind", args=[participant.pk])).status_code == 200
     client.force_login(user("coordinator.toulouse"))
     assert client.get(reverse("participant_unblind", args=[participant.pk])).status_code == 403
+
+
+def test_read_only_roles_get_403_on_the_new_ae_form_and_the_consent_form(demo, client):  # noqa: ARG001
+    """The AE form and the consent form (the screening log's entry form) answered 200 with a form
+    the sponsor, monitor and DSMB could not submit (issue 16)."""
+    participant = participant_register(site=site(TLS), user=system_user(), consent_date=days_ago(20), anchor_date=days_ago(10))
+    forms = [reverse("ae_new", args=[participant.pk]), reverse("participant_consent", args=[participant.pk])]
+    for username in ("sponsor.toulouse", "monitor.du", "dsmb.statistician"):
+        client.force_login(user(username))
+        for url in forms:
+            assert client.get(url).status_code == 403, (username, url)
+            assert client.post(url, {}).status_code == 403, (username, url)
+    client.force_login(user("coordinator.toulouse"))
+    for url in forms:
+        assert client.get(url).status_code == 200, url

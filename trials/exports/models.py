@@ -3,7 +3,7 @@ file it produced and every download of it.
 
 A job is written only by trials.exports.services (requested, started, done, failed, expired: each
 an audited save with a reason). Its progress counter is the one value written outside the
-history (`DERIVED_FIELDS`, with its total): it moves every few thousand rows, nobody enters it,
+history (`DERIVED_FIELDS`, with its total and the heartbeat written with it): it moves every few thousand rows, nobody enters it,
 and the finished job records the final count through an audited save.
 """
 
@@ -30,7 +30,7 @@ ACTIVE_STATES = frozenset({ExportState.QUEUED, ExportState.RUNNING})
 class ExportJob(AuditedModel):
     """One export: its parameters (the ExportSpec as JSON), its state and progress, its file."""
 
-    DERIVED_FIELDS = frozenset({"rows_done", "rows_total"})
+    DERIVED_FIELDS = frozenset({"rows_done", "rows_total", "heartbeat_at"})
 
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="export_jobs", verbose_name=_("requested by")
@@ -57,6 +57,10 @@ class ExportJob(AuditedModel):
     created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        _("last sign of life"), null=True, blank=True,
+        help_text=_("Written by the running export with its progress; a silent job lost its worker."),
+    )
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
 
     class Meta:

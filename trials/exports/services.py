@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -39,8 +40,9 @@ logger = logging.getLogger(__name__)
 STORAGE_ALIAS = "exports"
 # A job queued this long without starting lost its message (a Redis restart): enqueue it again.
 REQUEUE_AFTER = timedelta(minutes=10)
-# A job running this long lost its worker: mark it failed so the requester asks again.
-STALE_AFTER = timedelta(hours=6)
+# A running job writes a heartbeat with its progress; one silent for
+# settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES lost its worker (see `exports_dead_fail`).
+DEAD_JOB_MESSAGE = "The export stopped (its worker was lost). Request it again with Retry."
 PROGRESS_EVERY_ROWS = selectors.CHUNK_SIZE
 PROGRESS_EVERY_SECONDS = 1.0
 
@@ -215,15 +217,19 @@ class _Progress:
             self.flush()
 
     def flush(self) -> None:
+        """Write the count and the job's heartbeat (the sign of life `exports_dead_fail` reads)."""
         self.flushed, self.flushed_at = self.done, time.monotonic()
+        now = timezone.now()
         if self.side is None:
-            ExportJob.objects.filter(pk=self.job_id, state=ExportState.RUNNING).derived_update(rows_done=self.done)
+            ExportJob.objects.filter(pk=self.job_id, state=ExportState.RUNNING).derived_update(
+                rows_done=self.done, heartbeat_at=now
+            )
             return
         # The same guarded UPDATE as derived_update(), on the side connection (autocommit).
         with self.side.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {ExportJob._meta.db_table} SET rows_done = %s WHERE id = %s AND state = %s",  # noqa: S608
-                [self.done, self.job_id, ExportState.RUNNING.value],
+                f"UPDATE {ExportJob._meta.db_table} SET rows_done = %s, heartbeat_at = %s WHERE id = %s AND state = %s",  # noqa: S608
+                [self.done, now, self.job_id, ExportState.RUNNING.value],
             )
 
 
@@ -252,7 +258,7 @@ def _start(job_id: int) -> ExportJob | None:
         if job is None or job.state != ExportState.QUEUED:
             return None  # a second delivery of the message, or an expired/failed job: nothing to do
         job.state = ExportState.RUNNING
-        job.started_at = timezone.now()
+        job.started_at = job.heartbeat_at = timezone.now()
         job.rows_done = 0
         return audited_save(job, user=system_user(), reason="Export started")
 
@@ -324,13 +330,14 @@ def export_run(job_id: int) -> ExportJob | None:
 def _total_set(job_id: int, total: int, side) -> None:  # noqa: ANN001
     """The progress bar's total, written outside the history like the count (the finished job
     records the final count through an audited save)."""
+    now = timezone.now()
     if side is None:
-        ExportJob.objects.filter(pk=job_id, state=ExportState.RUNNING).derived_update(rows_total=total)
+        ExportJob.objects.filter(pk=job_id, state=ExportState.RUNNING).derived_update(rows_total=total, heartbeat_at=now)
         return
     with side.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {ExportJob._meta.db_table} SET rows_total = %s WHERE id = %s AND state = %s",  # noqa: S608
-            [total, job_id, ExportState.RUNNING.value],
+            f"UPDATE {ExportJob._meta.db_table} SET rows_total = %s, heartbeat_at = %s WHERE id = %s AND state = %s",  # noqa: S608
+            [total, now, job_id, ExportState.RUNNING.value],
         )
 
 
@@ -352,6 +359,8 @@ def _finish(job_id: int, stored: str, size: int, sha256: str, rows: int) -> Expo
 def _fail(job_id: int, error: Exception) -> ExportJob:
     with transaction.atomic():
         job = ExportJob.objects.select_for_update().get(pk=job_id)
+        if job.state != ExportState.RUNNING:
+            return job  # already marked failed as dead (its partial file deleted under it): keep that message
         job.state = ExportState.FAILED
         job.finished_at = timezone.now()
         job.error = f"{type(error).__name__}: {error}"[:2000]
@@ -378,6 +387,62 @@ def export_download(*, job_id: int, user):  # noqa: ANN001, ANN201
     return job, handle
 
 
+def _heartbeat_timeout() -> timedelta:
+    return timedelta(minutes=settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES)
+
+
+def _partial_files_delete(job_id: int) -> None:
+    """The temporary files a dead export left under the storage's .partial folder."""
+    location = getattr(export_storage(), "location", None)
+    if not location:
+        return
+    for path in (Path(location) / ".partial").glob(f"export-{job_id}-*"):
+        path.unlink(missing_ok=True)
+
+
+def exports_dead_fail(*, now: datetime | None = None) -> int:
+    """Mark failed every running export whose heartbeat is older than
+    settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES (its worker was killed or lost), with a message its
+    requester sees on the export page, and delete its partial file. Cheap when nothing is dead
+    (one query): run every minute by Celery beat and whenever an export page opens. Returns the
+    number of jobs marked failed."""
+    now = now or timezone.now()
+    silent_since = now - _heartbeat_timeout()
+    dead = ExportJob.objects.filter(state=ExportState.RUNNING).filter(
+        Q(heartbeat_at__lte=silent_since) | Q(heartbeat_at__isnull=True, started_at__lte=silent_since)
+    )
+    count = 0
+    for job_id in dead.values_list("pk", flat=True):
+        with transaction.atomic():
+            job = ExportJob.objects.select_for_update().get(pk=job_id)
+            if job.state != ExportState.RUNNING:
+                continue
+            job.state = ExportState.FAILED
+            job.finished_at = now
+            job.error = DEAD_JOB_MESSAGE
+            audited_save(job, user=system_user(), reason="Export failed: worker lost (no heartbeat)")
+            transaction.on_commit(lambda job_id=job_id: _partial_files_delete(job_id))
+            count += 1
+    return count
+
+
+def export_retry(*, job_id: int, user) -> ExportJob:  # noqa: ANN001
+    """Request again, with the same parameters, a failed export of the user's own; the request is
+    checked again against her rights today (ValidationError as for a new request).
+    ExportJob.DoesNotExist for anyone else's job or a job that did not fail."""
+    job = ExportJob.objects.filter(pk=job_id, requested_by=user, state=ExportState.FAILED).select_related("trial").first()
+    if job is None:
+        raise ExportJob.DoesNotExist
+    data = job.spec
+    cutoff = data.get("cutoff")
+    return export_request(
+        user=user, format=job.format, trial=job.trial, pooled_crf=job.pooled_crf,
+        sites=list(Site.objects.filter(pk__in=data.get("site_ids") or ())) if job.trial_id else None,
+        crf_codes=list(data.get("crf_codes") or ()), cutoff=date.fromisoformat(cutoff) if cutoff else None,
+        blinded=job.blinded, identifiers=job.identifiers, reason=job.reason,
+    )
+
+
 def exports_scan(*, now: datetime | None = None) -> dict[str, int]:
     """The hourly housekeeping: delete the files of expired exports (the job stays, marked
     expired), mark jobs whose worker was lost as failed, and enqueue again jobs whose message was
@@ -396,16 +461,7 @@ def exports_scan(*, now: datetime | None = None) -> dict[str, int]:
             job.state = ExportState.EXPIRED
             audited_save(job, user=system, reason="Export expired: file deleted")
             counts["expired"] += 1
-    for job_id in ExportJob.objects.filter(state=ExportState.RUNNING, started_at__lte=now - STALE_AFTER).values_list("pk", flat=True):
-        with transaction.atomic():
-            job = ExportJob.objects.select_for_update().get(pk=job_id)
-            if job.state != ExportState.RUNNING:
-                continue
-            job.state = ExportState.FAILED
-            job.finished_at = now
-            job.error = "The export stopped (its worker was lost). Request it again."
-            audited_save(job, user=system, reason="Export failed: worker lost")
-            counts["stale"] += 1
+    counts["stale"] = exports_dead_fail(now=now)
     from trials.exports.tasks import export_run_task
 
     for job_id in ExportJob.objects.filter(state=ExportState.QUEUED, created_at__lte=now - REQUEUE_AFTER).values_list("pk", flat=True):

@@ -2,7 +2,8 @@
 delivery harmless (only a queued job starts; housekeeping re-reads each job under its lock).
 
 Periodic: `exports_scan` (django-celery-beat, hourly) deletes expired files, fails jobs whose
-worker was lost and re-enqueues jobs whose message was lost."""
+worker was lost and re-enqueues jobs whose message was lost; `exports_dead_scan` (every minute)
+fails running jobs whose heartbeat stopped and deletes their partial files."""
 
 from celery import shared_task
 
@@ -19,3 +20,9 @@ def export_run_task(job_id: int) -> bool:
 def exports_scan() -> dict:
     """Export housekeeping: expiry, lost workers, lost messages."""
     return services.exports_scan()
+
+
+@shared_task
+def exports_dead_scan() -> int:
+    """Fail running exports whose heartbeat stopped (a killed worker), within minutes."""
+    return services.exports_dead_fail()

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from edc.forms import add_service_errors
 from trials.exports import selectors, services
@@ -47,6 +48,7 @@ def export_home(request: HttpRequest) -> HttpResponse:
     trials = list(selectors.exportable_trials(request.user).order_by("code"))
     if not trials:
         raise Http404(_("You have no role that exports data."))
+    services.exports_dead_fail()  # a killed worker's job shows failed at once, not at the next scan
     form = PooledExportForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         if _requested(request, form, pooled_crf=form.cleaned_data["pooled_crf"]) is not None:
@@ -60,6 +62,7 @@ def export_home(request: HttpRequest) -> HttpResponse:
 def trial_exports(request: HttpRequest, code: str) -> HttpResponse:
     """Request an export of one trial; the user's exports of it."""
     trial = _trial(request, code)
+    services.exports_dead_fail()
     form = TrialExportForm(request.POST or None, user=request.user, trial=trial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -81,7 +84,29 @@ def _own_job(request: HttpRequest, pk: int) -> ExportJob:
 @login_required
 def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """One job's row (htmx polls it every second while the job is queued or running)."""
-    return render(request, "exports/_job_row.html", {"job": _own_job(request, pk)})
+    job = _own_job(request, pk)
+    if job.is_active and services.exports_dead_fail():
+        job.refresh_from_db()
+    return render(request, "exports/_job_row.html", {"job": job})
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Request a failed export of one's own again, with the same parameters (checked again)."""
+    try:
+        job = services.export_retry(job_id=pk, user=request.user)
+    except ExportJob.DoesNotExist:
+        raise Http404(_("No such failed export.")) from None
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        job = None
+    else:
+        messages.success(request, _("Export #%(id)s requested again as #%(new)s.") % {"id": pk, "new": job.pk})
+    if job is not None and job.trial_id:
+        return redirect("trial_exports", job.trial.code)
+    return redirect("export_home")
 
 
 @login_required

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -119,7 +120,9 @@ SCREENING_LOOKBACK_YEARS = 10
 
 
 def _not_before_trial(value: date, site: Site, field: str) -> None:
-    """A screening date on or after the trial's start (issue 16: 1900-01-01 was accepted)."""
+    """A screening, consent or visit date on or after the trial's start, and never more than
+    SCREENING_LOOKBACK_YEARS ago (issue 16: 1900-01-01 was accepted). Public to the layers above
+    as `date_not_before_trial` (the visits' dates)."""
     start = site.trial.start_date
     if start is not None and value < start:
         raise ValidationError({field: _("This date is before the start of %(trial)s (%(start)s).") % {
@@ -129,6 +132,9 @@ def _not_before_trial(value: date, site: Site, field: str) -> None:
     if value < floor:
         raise ValidationError({field: _("This date is more than %(years)s years ago: check the year.") % {
             "years": SCREENING_LOOKBACK_YEARS}})
+
+
+date_not_before_trial = _not_before_trial
 
 
 # --- Numbers -------------------------------------------------------------------------------
@@ -258,6 +264,7 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
     if consented_at.date() < document.approved_on:
         raise ValidationError({"consented_at": _("Version %(version)s was approved on %(date)s, after this consent time.") % {
             "version": document.version, "date": document.approved_on.isoformat()}})
+    _not_before_trial(timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date(), participant.site, "consented_at")
     if participant.consent_document_id and document.approved_on <= participant.consent_document.approved_on:
         raise ValidationError({"document": _("%(number)s already consented to version %(version)s.") % {
             "number": participant.number, "version": participant.consent_document.version}})
@@ -266,7 +273,6 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         user=user,
         reason=_("Consent to version %(version)s") % {"version": document.version},
     )
-    from zoneinfo import ZoneInfo
 
     if participant.consent_date is None:
         # The date of the first consent: CRF dates are checked against it, and data collected
@@ -810,8 +816,6 @@ def cohort_open_for_enrolment(trial: Trial) -> Arm:
 
 def decision_local_date(decision: CohortDecision, site: Site) -> date:
     """The day a cohort decision was signed, at the participant's site."""
-    from zoneinfo import ZoneInfo
-
     return timezone.localtime(decision.decided_at, ZoneInfo(site.time_zone)).date()
 
 
@@ -859,16 +863,22 @@ def cohort_stratum(cohort: Arm) -> str:
     return f"cohort={cohort.code}"
 
 
-@transaction.atomic
 def cohort_decide(*, cohort: Arm, decision: str, user, password: str, rationale: str, dlt_count: int | None = None) -> CohortDecision:  # noqa: ANN001
-    """Record the safety review of a cohort (an investigator, re-entering her password)."""
-    trial = Trial.objects.select_for_update().get(pk=cohort.trial_id)
+    """Record the safety review of a cohort (an investigator, re-entering her password). The
+    password is checked before the transaction, as for emergency unblinding: a wrong one is
+    recorded and the third in the window blocks the decision (`password_reentry_check`)."""
+    trial = Trial.objects.get(pk=cohort.trial_id)
     if trial.design != "dose_escalation":
         raise ValidationError(_("%(trial)s has no dose cohorts.") % {"trial": trial.code})
     if not study_roles_for_user(user).filter(trial=trial, role=Role.INVESTIGATOR).exists():
         raise PermissionDenied(_("Only an investigator of the trial records a cohort decision."))
-    if not user.check_password(password or ""):
-        raise ValidationError({"password": _("The password is not correct.")})
+    password_reentry_check(user=user, password=password, purpose="cohort_decision")
+    return _cohort_decide(cohort=cohort, decision=decision, user=user, rationale=rationale, dlt_count=dlt_count)
+
+
+@transaction.atomic
+def _cohort_decide(*, cohort: Arm, decision: str, user, rationale: str, dlt_count: int | None) -> CohortDecision:  # noqa: ANN001
+    trial = Trial.objects.select_for_update().get(pk=cohort.trial_id)
     if decision not in CohortDecisionKind.values:
         raise ValidationError({"decision": _("Choose expand, escalate or stop.")})
     rationale = (rationale or "").strip()
@@ -921,6 +931,9 @@ def participant_start_treatment(*, participant: Participant, user, first_treatme
         raise ValidationError(_("%(number)s is not allocated yet: allocate before the first treatment.") % {"number": participant.number})
     if participant.enrolment_date and first_treatment_date < participant.enrolment_date:
         raise ValidationError({"first_treatment_date": _("The first treatment cannot precede enrolment.")})
+    if participant.consent_date and first_treatment_date < participant.consent_date:
+        raise ValidationError({"first_treatment_date": _("The first treatment cannot precede the consent (%(date)s).") % {
+            "date": participant.consent_date.isoformat()}})
     _not_before_opening(_opening_decision(participant), participant.site, first_treatment_date, "first_treatment_date", _("The first dose"))
     participant.first_treatment_date = first_treatment_date
     _transition(participant, S.ON_TREATMENT, user=user, reason=_("First treatment"), on=first_treatment_date)

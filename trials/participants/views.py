@@ -83,7 +83,7 @@ def participant_new(request: HttpRequest, code: str, site_code: str) -> HttpResp
 
 @login_required
 def participant_consent(request: HttpRequest, pk: int) -> HttpResponse:
-    participant = _participant(request, pk)
+    participant = _acting(request, pk)  # the consents recorded are on the dashboard for read-only roles
     form = ConsentForm(request.POST or None, trial=participant.trial)
     # The typed date-time is the site's local time (Toulouse, Mexico City …), not the server's.
     with timezone.override(ZoneInfo(participant.site.time_zone)):

@@ -57,7 +57,9 @@ def ae_edit(request: HttpRequest, pk: int, number: int | None = None) -> HttpRes
         if ae is None:
             raise Http404(_("No such adverse event."))
     can_act = user_acts_at(request.user, participant.site)
-    if request.method == "POST" and not can_act:
+    if not can_act and (request.method == "POST" or ae is None):
+        # A new AE's form is never shown to a role that cannot submit it (issue 16); an existing
+        # AE is shown read-only (its fields disabled) to the monitor, sponsor and DSMB.
         raise PermissionDenied(_("You do not enter data at this site."))
     zone = ZoneInfo(participant.site.time_zone)
     with timezone.override(zone):  # dates and times are typed and shown in the site's local time

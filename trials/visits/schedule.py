@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from edc.audit import audited_bulk_create, audited_save
 from trials.participants.models import Participant, ParticipantStatus
+from trials.participants.services import date_not_before_trial
 from trials.protocol.models import Site, VisitAnchor, VisitDefinition, VisitKind
 from trials.visits import hooks
 from trials.visits.models import CALENDAR_STATES, CrfEntry, RecordKind, Visit, VisitStatus
@@ -152,6 +153,7 @@ def visit_record_date(visit: Visit, *, user, visit_date: date, reason: str = "")
     today = visit.participant.site.today()
     if visit_date > today:
         raise ValidationError({"visit_date": _("The visit date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()}})
+    date_not_before_trial(visit_date, visit.participant.site, "visit_date")  # a screening visit on 1900-01-01 (issue 16)
     consent = visit.participant.consent_date
     if consent and visit_date < consent and (visit.definition is None or visit.definition.kind != VisitKind.SCREENING):
         raise ValidationError({"visit_date": _("The visit date is before the consent (%(date)s).") % {"date": consent.isoformat()}})
