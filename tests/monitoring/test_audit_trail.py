@@ -27,8 +27,8 @@ from trials.monitoring.audit.trail import SOURCES, entry_trail, participant_trai
 from trials.participants import services as participant_services
 from trials.demo.participants import participant_register
 from trials.participants.models import Participant
-from trials.protocol.models import Role, Site, Trial
-from trials.protocol.services import study_role_grant
+from trials.protocol.models import LabNormalRange, Role, Site, Trial
+from trials.protocol.services import lab_range_save, study_role_grant
 from trials.visits.models import CrfEntry
 from trials.visits.services import crf_entry_save, crf_entry_save_answers
 
@@ -426,6 +426,10 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     export_run(job.pk)
     _job, handle = export_download(job_id=job.pk, user=manager)
     handle.close()
+
+    lab_range = LabNormalRange.objects.get(site=world.lil.site)
+    lab_range.is_active = False  # a range is never edited, only deactivated when a new version replaces it
+    lab_range_save(lab_range=lab_range, user=manager, reason="The laboratory changed its analyser")
 
     assert SdvMark.objects.filter(entry=world.lil_entry, state="reset").exists()
     assert Signature.objects.filter(participant=world.lil, state="broken").exists()
