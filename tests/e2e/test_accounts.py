@@ -2,7 +2,11 @@
 a code computed by RFC 6238 from the device key, a password change refusing the user's name, and
 the login audit a data manager reads."""
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
+import time_machine
 from axes.models import AccessAttempt
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -66,3 +70,28 @@ def test_the_data_manager_reads_the_login_audit(page, live_server, demo_users): 
     expect(page.locator("#result_list")).to_contain_text("coordinator.toulouse")
     expect(page.locator("#result_list")).to_contain_text("Failed login")
     screenshot(page, "accounts-login-audit")
+
+
+def test_an_idle_session_warns_then_ends_and_the_login_says_why(page, live_server, demo_users, settings):  # noqa: ANN001, ARG001
+    """Automatic logoff (21 CFR 11.300, EMA 2023 guideline): after SESSION_IDLE_MINUTES without a
+    request the page warns two minutes before and the server ends the session. The page's clock is
+    Playwright's (fast-forwarded) and the server's is time-machine's (shifted), so nothing sleeps."""
+    settings.SESSION_IDLE_MINUTES = 30
+    warning = page.locator("[data-testid=idle-warning]")
+    with time_machine.travel(datetime(2026, 12, 7, 9, 0, tzinfo=UTC), tick=True) as traveller:
+        page.clock.install()
+        password_login(page, live_server, "coordinator.toulouse")
+        page.goto(f"{live_server.url}/")
+        expect(page.locator("body")).to_have_attribute("data-edc-idle-seconds", "1800")
+        page.clock.fast_forward("27:00")
+        expect(warning).to_be_hidden()  # 3 minutes left: no warning yet
+        page.clock.fast_forward("01:30")
+        expect(warning).to_be_visible()  # 1.5 minutes left: the banner offers to stay
+        screenshot(page, "accounts-idle-warning")
+        page.locator("[data-testid=stay-logged-in]").click()  # a keep-alive request: the timer restarts
+        expect(warning).to_be_hidden()
+
+        traveller.shift(timedelta(minutes=31))  # the server: 31 minutes without a request
+        page.goto(f"{live_server.url}/")
+        expect(page).to_have_url(re.compile(r"/accounts/login/"))
+        expect(page.locator("body")).to_contain_text("You were logged out after 30 minutes without activity.")
