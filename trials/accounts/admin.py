@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from edc.admin_mixins import ReadOnlyAdminMixin
 from trials.accounts.models import LoginEvent, LoginEventKind
 from trials.accounts.selectors import accounts_visible_to, login_events_visible_to
 from trials.accounts.services import login_event_record, password_change_require
@@ -22,7 +23,7 @@ CSV_COLUMNS = ("at", "kind", "username", "ip_address", "user_agent", "detail")
 
 
 @admin.register(LoginEvent)
-class LoginEventAdmin(admin.ModelAdmin):
+class LoginEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Who logged in, out, failed or was locked out, when, from where (21 CFR 11.300(d)). A data
     manager reads the events of her trials' users; nobody changes or deletes a row."""
 
@@ -44,19 +45,6 @@ class LoginEventAdmin(admin.ModelAdmin):
             request.user.is_active and request.user.is_superuser
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.action(description=_("Export the selected events as CSV"))
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:

@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc.admin_mixins import ReadOnlyAdminMixin
 from trials.exports.models import ExportDownload, ExportJob
 from trials.protocol.admin import ScopedHistoryMixin
 from trials.protocol.models import Role
@@ -17,16 +18,7 @@ def _managed_trials(request: HttpRequest) -> QuerySet:
     return study_roles_for_user(request.user).filter(role=Role.DATA_MANAGER, site__isnull=True).values("trial_id")
 
 
-class _ReadOnly(ScopedHistoryMixin, SimpleHistoryAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
+class _ReadOnly(ReadOnlyAdminMixin, ScopedHistoryMixin, SimpleHistoryAdmin):
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return request.user.is_superuser or _managed_trials(request).exists()
 

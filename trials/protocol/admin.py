@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc.admin_mixins import ReadOnlyAdminMixin
 from edc.audit import audited_save
 from edc.ids import with_checked_autocomplete
 from trials.protocol import selectors
@@ -418,7 +419,7 @@ class StudyRoleAdmin(AuditedAdmin):
 
 
 @admin.register(UnblindedAccessEvent)
-class UnblindedAccessEventAdmin(ScopedHistoryMixin, admin.ModelAdmin):
+class UnblindedAccessEventAdmin(ReadOnlyAdminMixin, ScopedHistoryMixin, admin.ModelAdmin):
     """The unblinded-access log, read-only: rows are written by the study-role services. Readable
     by those who see the arms of the trial and by its data manager (it names no arm)."""
 
@@ -438,15 +439,6 @@ class UnblindedAccessEventAdmin(ScopedHistoryMixin, admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         trials = selectors.unblinded_access_log_trials(request.user)
         return request.user.is_staff and (trials.filter(pk=obj.trial_id).exists() if obj is not None else trials.exists())
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     @admin.display(description=_("trial"), ordering="trial__code")
     def trial_code(self, obj: UnblindedAccessEvent) -> str:

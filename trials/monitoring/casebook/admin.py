@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc.admin_mixins import ReadOnlyAdminMixin
 from trials.monitoring.audit import dashboard
 from trials.monitoring.audit import views as views_audit
 from trials.monitoring.audit.trail import entry_answer_trail
@@ -39,7 +40,7 @@ from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_migrate
 
 
-class ScopedReadOnlyAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
+class ScopedReadOnlyAdmin(ReadOnlyAdminMixin, ScopedHistoryMixin, SimpleHistoryAdmin):
     """Trial data is entered in the study pages; here it is reviewed, never edited or deleted."""
 
     participant_path = "participant"
@@ -49,15 +50,6 @@ class ScopedReadOnlyAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(**{f"{self.participant_path}__in": participants_for_user(request.user)})
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return request.user.is_superuser or study_roles_for_user(request.user).filter(

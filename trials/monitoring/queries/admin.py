@@ -32,6 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc.admin_mixins import ReadOnlyAdminMixin
 from edc.ids import id_or_none, ids_or_400
 from edc.forms import add_service_errors
 from trials.monitoring.queries import services
@@ -103,7 +104,7 @@ def _value_text(snapshot: dict | None) -> str:
     return gettext("(the whole entry)") if "entry" in snapshot else gettext("(recorded)")
 
 
-class ReviewerScopedAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
+class ReviewerScopedAdmin(ReadOnlyAdminMixin, ScopedHistoryMixin, SimpleHistoryAdmin):
     """Monitors and data managers read here, within their sites; writes go through services."""
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
@@ -111,15 +112,6 @@ class ReviewerScopedAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _is_reviewer(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
 
 # --- Queries --------------------------------------------------------------------------------
