@@ -102,8 +102,11 @@ INSTALLED_APPS = [
     "trials.participants",
     "trials.visits",
     "trials.safety",
+    "trials.epro",
     "trials.monitoring",
+    "trials.build",
     "trials.exports",
+    "trials.api",
     "trials.demo",
 ]
 
