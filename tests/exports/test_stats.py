@@ -26,10 +26,12 @@ from tests.exports.test_odm import (  # noqa: F401 - _trial_data and trial_data 
     spec_for,
     trial_data,
 )
+from edc.audit import system_user
 from trials.exports import stats, tables
 from trials.participants.models import Allocation, Participant, ParticipantStatus
 from trials.protocol.models import Trial
 from trials.visits.models import CrfEntry
+from trials.visits.services import crf_entry_save_answers
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("trial_data")]
 
@@ -179,3 +181,50 @@ def test_variable_names_fit_each_package():
     assert stats.variable_name("y" * 40, set(), stats.STATA, labelled=True) == "y" * 28
     spss: set[str] = set()
     assert [stats.variable_name(n, spss, stats.SPSS) for n in ("by", "BY", "z" * 70)] == ["by_2", "BY_3", "z" * 64]
+
+
+def _read_one(content: bytes, extension: str, table: str, **options) -> tuple:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive, tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / f"{table}.{extension}"
+        path.write_bytes(archive.read(path.name))
+        return READERS[extension](str(path), **options)
+
+
+def test_missing_data_codes_are_the_packages_own_missing_values():
+    """Issue 17: an item answered "not done" keeps its code in SPSS and Stata as each package means
+    a missing-data code, labelled, instead of a blank.
+    - SPSS (IBM SPSS Statistics, *MISSING VALUES*): a numeric variable has up to three discrete
+      user-missing values, kept in the file and excluded from statistics; pyreadstat reads them back
+      as values with user_missing=True and as system-missing (NaN) otherwise.
+    - Stata ([U] 12.2.1 *Missing values*): extended missing values .a … .z, all greater than every
+      number and excluded like `.`; pyreadstat reads them back as the letters with user_missing=True.
+    The codes chosen (SPSS -97/-98/-99, Stata .a/.b/.c) are documented in trials/exports/stats.py."""
+    vitals = CrfEntry.objects.filter(participant__trial__code="ASC-DU", crf_code="VITALS").select_related("visit", "participant").first()
+    crf_entry_save_answers(
+        user=system_user(), visit=vitals.visit, crf_code="VITALS", complete=True, reason="Scale broken",
+        answers={"height_cm": Decimal("165"), "systolic_bp": 120, "diastolic_bp": 80, "heart_rate": 70},
+        missing={"weight_kg": {"code": "not_done", "reason": "Scale broken"}},
+    )
+    spec = spec_for("datamanager", "ASC-DU")
+    rows = {row[5]: row for row in tables.crf_table(spec, "VITALS").rows()}  # entry_id is the 6th key column
+    assert vitals.pk in rows
+
+    content = export_bytes(stats, spec, "write_sav")[0]
+    data, meta = _read_one(content, "sav", "VITALS", user_missing=True)
+    mine = data[data["entry_id"] == vitals.pk]
+    assert mine["weight_kg"].tolist() == [-97.0]
+    assert meta.missing_ranges["weight_kg"] == [{"lo": -97.0, "hi": -97.0}]
+    assert meta.variable_value_labels["weight_kg"][-97.0] == "Not done"
+    plain, _meta = _read_one(content, "sav", "VITALS")
+    assert math.isnan(plain[plain["entry_id"] == vitals.pk]["weight_kg"].iloc[0])
+    assert mine["heart_rate"].tolist() == [70.0]
+    assert meta.original_variable_types["heart_rate"] == "F12.0"  # an integer item, shown without decimals
+    assert meta.variable_measure["weight_kg"] == "scale" and meta.variable_measure["entry_status"] == "nominal"
+
+    content = export_bytes(stats, spec, "write_dta")[0]
+    data, meta = _read_one(content, "dta", "VITALS", user_missing=True)
+    mine = data[data["entry_id"] == vitals.pk]
+    assert mine["weight_kg"].tolist() == ["a"]
+    assert meta.missing_user_values["weight_kg"] == ["a"]
+    assert meta.variable_value_labels["weight_kg"]["a"] == "Not done"
+    assert meta.original_variable_types["heart_rate"] == "%12.0f"

@@ -10,6 +10,18 @@ sex …) becomes 1, 2, 3 … in the code list's order, each number labelled with
 The data dictionary in the zip gives the codes. Dates are dates, date-times are UTC date-times,
 decimals are doubles, a missing text is an empty string (neither package has a missing string).
 
+Missing-data codes (an item answered "not done", "unknown" or "not applicable") are kept in the
+number and code columns as the packages mean them, each labelled with its meaning:
+- SPSS: user-defined missing values -97 not done, -98 unknown, -99 not applicable (declared as the
+  variable's missing values, so SPSS leaves them out of every statistic); a column whose real
+  values include one of these numbers keeps its codes as system-missing instead (the missing-data
+  table still gives them);
+- Stata: extended missing values .a not done, .b unknown, .c not applicable.
+Text and date columns stay empty (SPSS allows string missing values of 8 bytes at most, Stata none;
+dates in either are numbers with their own formats); the missing_data table gives every code.
+Integers get an integer display format (SPSS F.0, Stata %.0f) and decimals their precision; SPSS
+measurement levels are set: codes and texts nominal, numbers and dates scale.
+
 Blinded: what the tables decide (tables.py, selectors.py): no allocation table, no kit code, and
 in a masked trial every text and label with the arm codes and labels masked as "[blinded]" (a
 visit named "Day 0 - digital injection (AdMSC or placebo)"), value labels included.
@@ -41,6 +53,7 @@ from trials.exports import manifest, tables
 from trials.exports.sdtm import zip_file_member
 from trials.exports.selectors import CHUNK_SIZE
 from trials.exports.spec import ExportSpec, Progress
+from trials.protocol.engine import MISSING_CODES
 
 STATA_RESERVED = frozenset({
     "_all", "_b", "byte", "_coef", "_cons", "double", "float", "if", "in", "int", "long", "_n", "_pi", "_pred", "_rc",
@@ -60,11 +73,15 @@ class Package:
     file_label_width: int
     reserved: frozenset[str]
     writer: Callable[..., None]
+    missing: dict[str, Any]  # missing-data code (trials.protocol.engine.MISSING_CODES) -> the package's value
 
 
-SPSS = Package("sav", "sav", 64, 256, 64, SPSS_RESERVED, pyreadstat.write_sav)
+SPSS = Package("sav", "sav", 64, 256, 64, SPSS_RESERVED, pyreadstat.write_sav,
+               {"not_done": -97.0, "unknown": -98.0, "not_applicable": -99.0})
 # Format 118 (Stata 14 and later; pyreadstat's default, 119, needs Stata 15).
-STATA = Package("dta", "dta", 32, 80, 80, STATA_RESERVED, partial(pyreadstat.write_dta, version=14))
+STATA = Package("dta", "dta", 32, 80, 80, STATA_RESERVED, partial(pyreadstat.write_dta, version=14),
+                {"not_done": "a", "unknown": "b", "not_applicable": "c"})
+MISSING_LABELS = dict(MISSING_CODES)
 
 
 def variable_name(name: str, taken: set[str], package: Package, *, labelled: bool = False) -> str:
@@ -101,8 +118,11 @@ class ColumnPlan:
     value_labels: dict[int, str] | None = None
 
 
-def column_plan(column: tables.Column, taken: set[str], package: Package) -> ColumnPlan:
-    name = variable_name(column.name, taken, package, labelled=bool(column.codes) or column.type == tables.BOOLEAN)
+def column_plan(column: tables.Column, taken: set[str], package: Package, *, coded_missing: bool = False) -> ColumnPlan:
+    """`coded_missing`: the table carries missing-data codes (a number column may then get value labels)."""
+    numeric = column.type in {tables.INTEGER, tables.DECIMAL}
+    labelled = bool(column.codes) or column.type == tables.BOOLEAN or (coded_missing and numeric)
+    name = variable_name(column.name, taken, package, labelled=labelled)
     label = (column.label + (f" ({column.unit})" if column.unit else ""))[: package.label_width]
     if column.codes:
         integer = all(isinstance(code, (int, bool)) for code, _label in column.codes)
@@ -151,15 +171,27 @@ def cell(plan: ColumnPlan, value: Any) -> Any:
     return str(value)
 
 
-def table_frame(table: tables.Table, plans: list[ColumnPlan], progress: Progress) -> tuple[pd.DataFrame, int]:
+@dataclass
+class Frame:
+    """A table ready for the package: the data, and per column the missing-data codes it holds."""
+
+    data: pd.DataFrame
+    rows: int
+    missing: dict[str, set[str]]  # variable -> missing-data codes written in it
+
+
+def table_frame(table: tables.Table, plans: list[ColumnPlan], progress: Progress, package: Package = SPSS) -> Frame:
     """The table as a DataFrame, rows read in chunks (progress per chunk). Numbers are kept as
-    doubles (8 bytes a cell) and repeated texts once, so a table costs little more than its cells."""
+    doubles (8 bytes a cell) and repeated texts once, so a table costs little more than its cells.
+    A number or code cell answered with a missing-data code gets the package's missing value."""
     numeric = [plan.kind in {"number", "coded"} for plan in plans]
     columns: list = [array("d") if is_number else [] for is_number in numeric]
     texts: dict[str, str] = {}
     nan = float("nan")
     rows = pending = 0
-    for row in table.rows():
+    coded: dict[int, list[tuple[int, str]]] = {}  # column -> (row, missing-data code)
+    source = table.coded_missing() if table.coded_missing is not None else ((row, None) for row in table.rows())
+    for row, codes in source:
         for values, plan, is_number, value in zip(columns, plans, numeric, row, strict=True):
             value = cell(plan, value)
             if is_number:
@@ -168,6 +200,10 @@ def table_frame(table: tables.Table, plans: list[ColumnPlan], progress: Progress
                 values.append(texts.setdefault(value, value))
             else:
                 values.append(value)
+        if codes:
+            for index, code in codes.items():
+                if numeric[index] and code in package.missing:
+                    coded.setdefault(index, []).append((rows, code))
         rows += 1
         pending += 1
         if pending == CHUNK_SIZE:
@@ -176,27 +212,57 @@ def table_frame(table: tables.Table, plans: list[ColumnPlan], progress: Progress
     if pending:
         progress(pending)
     data = {}
-    for plan, values in zip(plans, columns, strict=True):
+    missing: dict[str, set[str]] = {}
+    for index, (plan, values) in enumerate(zip(plans, columns, strict=True)):
         if plan.kind in {"number", "coded"}:
-            data[plan.name] = np.frombuffer(values, dtype=np.float64) if len(values) else np.array([], dtype=np.float64)
+            series = np.frombuffer(values, dtype=np.float64) if len(values) else np.array([], dtype=np.float64)
+            cells = coded.get(index)
+            if cells and not (package is SPSS and np.isin(series, list(package.missing.values())).any()):
+                series = series.astype(object) if package is STATA else series.copy()
+                for row_number, code in cells:
+                    series[row_number] = package.missing[code]
+                missing[plan.name] = {code for _row, code in cells}
+            data[plan.name] = series
         elif plan.kind == "datetime":
             data[plan.name] = pd.to_datetime(pd.Series(values, dtype=object))
         else:
             data[plan.name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(data), rows
+    return Frame(pd.DataFrame(data), rows, missing)
+
+
+def _display(plan: ColumnPlan, package: Package) -> str | None:
+    """The display format of a number column: integers without decimals, decimals at their precision."""
+    column = plan.column
+    if plan.kind != "number":
+        return None
+    places = 0 if column.type == tables.INTEGER else column.precision
+    if places is None:
+        return None
+    return f"F12.{places}" if package is SPSS else f"%12.{places}f"
 
 
 def table_write(table: tables.Table, path: Path, package: Package, progress: Progress) -> int:
     """One table as one .sav / .dta file; returns its rows."""
     taken: set[str] = set()
-    plans = [column_plan(column, taken, package) for column in table.columns]
-    frame, rows = table_frame(table, plans, progress)
-    value_labels = {p.name: p.value_labels for p in plans if p.value_labels}
+    coded_missing = table.coded_missing is not None
+    plans = [column_plan(column, taken, package, coded_missing=coded_missing) for column in table.columns]
+    frame = table_frame(table, plans, progress, package)
+    value_labels = {p.name: dict(p.value_labels) for p in plans if p.value_labels}
+    for name, codes in frame.missing.items():
+        value_labels.setdefault(name, {}).update({package.missing[code]: str(MISSING_LABELS[code]) for code in sorted(codes)})
+    formats = {p.name: f for p in plans if (f := _display(p, package))}
+    options: dict[str, Any] = {}
+    if package is SPSS:
+        options["missing_ranges"] = {name: [package.missing[code] for code in sorted(codes)] for name, codes in frame.missing.items()}
+        options["variable_measure"] = {p.name: "scale" if p.kind in {"number", "date", "datetime"} else "nominal" for p in plans}
+    else:
+        options["missing_user_values"] = {name: [package.missing[code] for code in sorted(codes)] for name, codes in frame.missing.items()}
     package.writer(
-        frame, str(path), file_label=table.label[: package.file_label_width],
+        frame.data, str(path), file_label=table.label[: package.file_label_width],
         column_labels={p.name: p.label for p in plans}, variable_value_labels=value_labels,
+        variable_format=formats, **options,
     )
-    return rows
+    return frame.rows
 
 
 def count(spec: ExportSpec) -> int:

@@ -85,6 +85,9 @@ class Table:
     # PostgreSQL only: the table as one SELECT of CSV-ready text columns (sql, params), for
     # `COPY (…) TO STDOUT`; the same cells as `rows()` gives through `text()`, masked if needed.
     copy: Callable[[], tuple[str, list]] | None = None
+    # CRF tables: the rows with, for each, the missing-data code of every cell answered with one
+    # (column index -> code, e.g. {12: "not_done"}), for the SPSS/Stata user-defined missing values.
+    coded_missing: Callable[[], Iterable[tuple[tuple, dict[int, str]]]] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -480,21 +483,35 @@ def crf_table(spec: ExportSpec, crf_code: str, versions: list[CrfDefinition] | N
     extract = _extractor(item_columns)
     rows = selectors.export_entries(spec, crf_code)
 
-    def generate() -> Iterator[tuple]:
+    columns = keys + tuple(c for ic in item_columns for c in ic.columns)
+    # The columns of each item (a multiple choice: all its option columns carry the item's code).
+    item_indexes: dict[str, tuple[int, ...]] = {}
+    index = len(keys)
+    for ic in item_columns:
+        item_indexes[ic.item] = tuple(range(index, index + len(ic.columns)))
+        index += len(ic.columns)
+
+    def generate_coded() -> Iterator[tuple[tuple, dict[int, str]]]:
         for r in rows:
             head = ((r.trial_code,) if pooled else ()) + (
                 r.site_code, r.subject, r.visit_code, r.visit_sequence, r.visit_date, r.id, r.crf_version, r.status,
                 r.updated_at,
             )
-            yield head + tuple(extract(r.answers or {}))
+            codes = {
+                i: value["code"] for item, value in (r.missing or {}).items()
+                if isinstance(value, dict) and isinstance(value.get("code"), str) for i in item_indexes.get(item, ())
+            }
+            yield head + tuple(extract(r.answers or {})), codes
 
-    columns = keys + tuple(c for ic in item_columns for c in ic.columns)
+    def generate() -> Iterator[tuple]:
+        return (row for row, _codes in generate_coded())
+
     title = versions[0].title if versions else crf_code
     copy = None
     if connection.vendor == "postgresql":
         copy = partial(_crf_copy_sql, rows.queryset, pooled, item_columns, columns, selectors.arm_mask_pattern(spec))
     return Table(crf_code, title, CRF, columns, generate, rows.count, crf_code=crf_code, meta={"versions": versions},
-                 copy=copy)
+                 copy=copy, coded_missing=generate_coded)
 
 
 class _JsonCell(Func):
@@ -730,16 +747,25 @@ def masked(table: Table, mask: Callable[[str], str]) -> Table:
     texts = [i for i, c in enumerate(columns) if c.type == TEXT]
     rows = table.rows
 
+    def masked_row(row: tuple) -> tuple:
+        cells = list(row)
+        for i in texts:
+            if isinstance(cells[i], str):
+                cells[i] = mask(cells[i])
+        return tuple(cells)
+
     def generate() -> Iterator[tuple]:
-        for row in rows():
-            cells = list(row)
-            for i in texts:
-                if isinstance(cells[i], str):
-                    cells[i] = mask(cells[i])
-            yield tuple(cells)
+        return (masked_row(row) for row in rows())
+
+    coded_missing = None
+    if table.coded_missing is not None:
+        coded = table.coded_missing
+
+        def coded_missing() -> Iterator[tuple[tuple, dict[int, str]]]:
+            return ((masked_row(row), codes) for row, codes in coded())
 
     return Table(table.name, mask(table.label), table.kind, columns, generate, table.count, table.crf_code, table.group,
-                 table.meta, table.copy)  # the copy SQL masks its own texts
+                 table.meta, table.copy, coded_missing)  # the copy SQL masks its own texts
 
 
 def export_tables(spec: ExportSpec, *, dictionary: bool = True) -> list[Table]:
