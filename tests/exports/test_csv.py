@@ -12,12 +12,14 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+import yaml
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from edc.audit import system_user
+from tests.conftest import SEEDS
 from tests.exports.conftest import CANARY_BIRTH, job_bytes, randomized, vitals, zip_members
 from trials.exports import tables
 from trials.exports.models import ExportState
@@ -130,6 +132,36 @@ def test_the_data_dictionary_describes_every_column(du, export) -> None:  # noqa
     finger = next(r for r in dictionary if r["table"] == "DU_ASSESS_ulcers" and r["variable"] == "finger")
     assert finger["type"] == "integer"
     assert finger["codes"].startswith("1=1 - Thumb; 2=2 - Index")
+
+
+def test_the_data_dictionary_is_as_rich_as_a_redcap_dictionary(du, export) -> None:  # noqa: ANN001, ARG001
+    """Issue 17: per item the checks, branching and calculation of the CRF file (seeds/crfs/*.yaml,
+    read here as the source), the precision, section, help, identifier flag and the CRF versions
+    with the item; choice lists also as an unambiguous JSON cell. REDCap's data dictionary has
+    the same facts as columns (Text Validation Min/Max, Required Field?, Branching Logic,
+    Calculations, Section Header, Field Note, Identifier?)."""
+    files = zip_members(job_bytes(export("datamanager", "ASC-DU")))
+    rows = {(r["table"], r["variable"]): r for r in read_csv(files["data_dictionary.csv"])}
+    crfs = {path.stem: yaml.safe_load(path.read_text()) for path in (SEEDS / "crfs").glob("*.yaml")}
+
+    def field(crf: str, name: str) -> dict:
+        return next(f for f in crfs[crf]["fields"] if f["name"] == name)
+
+    weight, file_weight = rows[("VITALS", "weight_kg")], field("vitals", "weight_kg")
+    assert (weight["min"], weight["max"], weight["precision"]) == (
+        str(file_weight["min"]), str(file_weight["max"]), str(file_weight["precision"]))
+    assert (weight["required"], weight["section"], weight["crf_versions"]) == ("1", file_weight["section"], "1")
+    bmi = rows[("VITALS", "bmi")]
+    calculation = field("vitals", "bmi")["calculation"]
+    inputs = ", ".join(f"{k}={v}" for k, v in sorted(calculation["inputs"].items()))
+    assert bmi["calculation"] == f"{calculation['score']}({inputs})"
+    assert bmi["help"] == field("vitals", "bmi")["help"]
+    stop = rows[("DEMOG", "smoking_stop_date")]
+    assert stop["branching"] == field("demog", "smoking_stop_date")["show_if"]
+    assert (stop["required"], stop["identifier"]) == ("0", "0")
+    sex = rows[("DEMOG", "sex")]
+    codelist = crfs["demog"]["codelists"][field("demog", "sex")["choices"]]
+    assert json.loads(sex["codes_json"]) == [[c["code"], c["label"]] for c in codelist]
 
 
 def test_an_empty_trial_exports_headers_only(demo, export) -> None:  # noqa: ANN001, ARG001

@@ -51,7 +51,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from lxml import etree
 
-from trials.exports import sdtm_terms, selectors
+from trials.exports import sdtm_terms, selectors, tables
 from trials.exports.spec import ExportSpec, Progress
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import Arm, CrfDefinition, Site, Trial, VisitCrf, VisitDefinition
@@ -381,7 +381,7 @@ class _Builder:
         """One FormDef per CRF version: an item group per section, one per repeating group."""
         schema: CrfSchema = schema_for(crf)
         names = _codelist_names(crf.definition.get("fields", []))
-        sources = _field_sources(crf.definition.get("fields", []))
+        sources = tables.field_sources(crf.definition.get("fields", []))
         # Identifying items left out are not named in expressions either (tests/exports/test_blinding.py).
         self.identifier_names = {i.name for i in schema.items if i.identifier} | {
             c.name for i in schema.items for c in i.children if c.identifier}
@@ -531,15 +531,6 @@ def _codelist_names(fields: list[dict]) -> dict[str, str]:
             names[spec["name"]] = spec["choices"]
         names.update(_codelist_names(spec.get("fields") or []))
     return names
-
-
-def _field_sources(fields: list[dict]) -> dict[str, dict]:
-    """The CRF file's fields by name (repeating-group children too): show_if and calculation as written."""
-    found: dict[str, dict] = {}
-    for field_ in fields or []:
-        found.setdefault(field_.get("name"), field_)
-        found.update({k: v for k, v in _field_sources(field_.get("fields") or []).items() if k not in found})
-    return found
 
 
 def _unnamed(text: str | None, hidden: Iterable[str]) -> str | None:

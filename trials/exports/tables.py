@@ -61,6 +61,23 @@ _CRF_ITEM_TYPES = {
 
 
 @dataclass(frozen=True)
+class ItemInfo:
+    """What the data dictionary says of a CRF item's column, as a REDCap dictionary would: the
+    checks, the branching and the calculation as written in the CRF file (CEL), and the CRF
+    versions that have the item."""
+
+    required: bool = False
+    min: str = ""
+    max: str = ""
+    section: str = ""
+    help: str = ""
+    show_if: str = ""
+    calculation: str = ""
+    identifier: bool = False
+    versions: str = ""  # "1, 2"
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     label: str
@@ -69,6 +86,7 @@ class Column:
     codes: tuple[tuple[Any, str], ...] = ()
     precision: int | None = None
     source: str = ""  # where the value comes from ("DEMOG.sex", "participant.status"), for the dictionary
+    item: ItemInfo | None = None  # a CRF item's column: its checks and branching, for the dictionary
 
 
 @dataclass
@@ -380,7 +398,44 @@ class ItemColumns:
     options: tuple[Any, ...] = ()  # multiple choice: the option code of each column
 
 
-def _item_columns(crf_code: str, item: Item, taken: set[str]) -> ItemColumns | None:
+def field_sources(fields: list[dict]) -> dict[str, dict]:
+    """A CRF file's fields by name (repeating-group children too): show_if and calculation as written."""
+    found: dict[str, dict] = {}
+    for field_ in fields or []:
+        found.setdefault(field_.get("name"), field_)
+        found.update({k: v for k, v in field_sources(field_.get("fields") or []).items() if k not in found})
+    return found
+
+
+def _calculation_text(calculation: dict | None) -> str:
+    """A calculated item's method as the dictionary writes it: the CEL, or score(inputs)."""
+    if not calculation:
+        return ""
+    if calculation.get("cel"):
+        return str(calculation["cel"])
+    score = calculation.get("score", "")
+    inputs = ", ".join(f"{k}={v}" for k, v in sorted((calculation.get("inputs") or {}).items()))
+    return f"{score}({inputs})"
+
+
+def _item_infos(versions: list[CrfDefinition], items: list[Item]) -> dict[str, ItemInfo]:
+    """The dictionary's facts of each item: from the newest version that has it (`items`, as
+    _crf_items chose them), and the versions that have it."""
+    sources = [(crf.version, field_sources((crf.definition or {}).get("fields") or [])) for crf in versions]
+    infos = {}
+    for item in items:
+        found = [(version, fields[item.name]) for version, fields in sources if item.name in fields]
+        source = found[0][1] if found else {}
+        infos[item.name] = ItemInfo(
+            required=item.required, min="" if item.min is None else f"{item.min}", max="" if item.max is None else f"{item.max}",
+            section=item.section, help=str(item.help or ""), show_if=str(source.get("show_if") or ""),
+            calculation=_calculation_text(source.get("calculation")) if item.type == "calculated" else "",
+            identifier=item.identifier, versions=", ".join(str(v) for v in sorted(v for v, _f in found)),
+        )
+    return infos
+
+
+def _item_columns(crf_code: str, item: Item, taken: set[str], info: ItemInfo | None = None) -> ItemColumns | None:
     source = f"{crf_code}.{item.name}"
 
     def unique(name: str) -> str:
@@ -393,7 +448,7 @@ def _item_columns(crf_code: str, item: Item, taken: set[str]) -> ItemColumns | N
     if item.type == "multiple_choice":
         columns = tuple(
             Column(unique(f"{item.name}_{_code_suffix(code)}"), f"{item.label}: {label}", BOOLEAN, codes=BOOLEAN_CODES,
-                   source=f"{source} = {code}")
+                   source=f"{source} = {code}", item=info)
             for code, label in item.choices
         )
         return ItemColumns(item.name, columns, tuple(code for code, _label in item.choices))
@@ -403,7 +458,8 @@ def _item_columns(crf_code: str, item: Item, taken: set[str]) -> ItemColumns | N
     if kind is None:
         return None
     codes = tuple((c, str(label)) for c, label in item.choices) or (BOOLEAN_CODES if kind == BOOLEAN else ())
-    column = Column(unique(item.name), item.label, kind, unit=item.unit, codes=codes, precision=item.precision, source=source)
+    column = Column(unique(item.name), item.label, kind, unit=item.unit, codes=codes, precision=item.precision, source=source,
+                    item=info)
     return ItemColumns(item.name, (column,))
 
 
@@ -476,9 +532,11 @@ def crf_table(spec: ExportSpec, crf_code: str, versions: list[CrfDefinition] | N
         Column("last_saved", _("Last saved"), DATETIME, source="crf_entry.updated_at"),
     )
     taken = {c.name for c in keys}
+    items = _crf_items(crf_code, versions, None, spec.identifiers)
+    infos = _item_infos(versions, items)
     item_columns = [
-        ic for item in _crf_items(crf_code, versions, None, spec.identifiers)
-        if item.type != "repeating_group" and (ic := _item_columns(crf_code, item, taken)) is not None
+        ic for item in items
+        if item.type != "repeating_group" and (ic := _item_columns(crf_code, item, taken, infos[item.name])) is not None
     ]
     extract = _extractor(item_columns)
     rows = selectors.export_entries(spec, crf_code)
@@ -632,9 +690,11 @@ def group_table(spec: ExportSpec, crf_code: str, group: str, label: str, version
         Column("row_id", _("Row identity (stable across saves)"), TEXT, source=f"{crf_code}.{group}.{ROW_ID}"),
     )
     taken = {c.name for c in keys}
+    items = _crf_items(crf_code, versions, group, spec.identifiers)
+    infos = _item_infos(versions, items)
     item_columns = [
-        ic for item in _crf_items(crf_code, versions, group, spec.identifiers)
-        if (ic := _item_columns(f"{crf_code}.{group}", item, taken)) is not None
+        ic for item in items
+        if (ic := _item_columns(f"{crf_code}.{group}", item, taken, infos[item.name])) is not None
     ]
     extract = _extractor(item_columns)
     rows = selectors.export_entries(spec, crf_code)
@@ -709,6 +769,17 @@ def dictionary_table(tables: list[Table]) -> Table:
         Column("type", _("Type"), TEXT, codes=tuple((t, t) for t in TYPES)),
         Column("unit", _("Unit"), TEXT),
         Column("codes", _("Codes (code=label; …)"), TEXT),
+        Column("codes_json", _("Codes as JSON ([[code, label], …]: unambiguous)"), TEXT),
+        Column("precision", _("Decimal places"), INTEGER),
+        Column("required", _("Required"), BOOLEAN, codes=BOOLEAN_CODES),
+        Column("min", _("Minimum"), TEXT),
+        Column("max", _("Maximum"), TEXT),
+        Column("section", _("Section"), TEXT),
+        Column("help", _("Help text"), TEXT),
+        Column("branching", _("Asked only when (CEL)"), TEXT),
+        Column("calculation", _("Calculation (CEL or score)"), TEXT),
+        Column("identifier", _("Identifying item"), BOOLEAN, codes=BOOLEAN_CODES),
+        Column("crf_versions", _("CRF versions with the item"), TEXT),
         Column("source", _("Source"), TEXT),
         Column("note", _("Note"), TEXT),
     )
@@ -718,8 +789,14 @@ def dictionary_table(tables: list[Table]) -> Table:
         for table in tables:
             for column in table.columns:
                 codes = "; ".join(f"{text(code)}={label}" for code, label in column.codes)
-                yield (table.name, column.name, column.label, column.type, column.unit or None, codes or None,
-                       column.source or None, note if column.type == TEXT else None)
+                codes_json = json.dumps([[code, str(label)] for code, label in column.codes], ensure_ascii=False) if column.codes else None
+                info = column.item
+                item = (
+                    info.required, info.min or None, info.max or None, info.section or None, info.help or None,
+                    info.show_if or None, info.calculation or None, info.identifier, info.versions or None,
+                ) if info else (None,) * 9
+                yield (table.name, column.name, column.label, column.type, column.unit or None, codes or None, codes_json,
+                       column.precision, *item, column.source or None, note if column.type == TEXT else None)
 
     return Table(DICTIONARY, _("Data dictionary"), DICTIONARY, columns, generate,
                  lambda: sum(len(t.columns) for t in tables))
@@ -741,7 +818,7 @@ def masked(table: Table, mask: Callable[[str], str]) -> Table:
     masked trial: no arm code or label in any text, see selectors.arm_mask)."""
     columns = tuple(
         Column(c.name, mask(c.label), c.type, c.unit, tuple((code, mask(label)) for code, label in c.codes), c.precision,
-               mask(c.source))
+               mask(c.source), c.item)
         for c in table.columns
     )
     texts = [i for i, c in enumerate(columns) if c.type == TEXT]
