@@ -626,3 +626,17 @@ def test_audit_records_name_who_changed_each_form_when_and_why(trial_data):
     login = document.findtext(f".//odm:AdminData/odm:User[@OID='{user_oid}']/odm:LoginName", namespaces=NS)
     assert login == "coordinator.madrid"
     assert record.find("odm:LocationRef", NS).get("LocationOID") == subject.find("odm:SiteRef", NS).get("LocationOID")
+
+
+def test_granularity_says_how_much_of_the_trial_the_file_holds(trial_data):
+    """ODM 1.3.2 §2.1 (ODM element, Granularity): "All" the entire study; "SingleSite" the clinical
+    data of one site; a subset of forms has no value of its own, so the optional attribute is left
+    out rather than claiming "All"."""
+    whole = parse_valid(export_bytes(odm, spec_for("datamanager", "ASC-DU"))[0]).getroot()
+    assert whole.get("Granularity") == "All"
+    one_site = spec_for("datamanager", "ASC-DU")
+    one_site = ExportSpec(user_id=one_site.user_id, trial_id=one_site.trial_id, site_ids=one_site.site_ids[:1])
+    assert Site.objects.filter(trial__code="ASC-DU").count() > 1
+    assert parse_valid(export_bytes(odm, one_site)[0]).getroot().get("Granularity") == "SingleSite"
+    forms = parse_valid(export_bytes(odm, spec_for("datamanager", "ASC-DU", crf_codes=("VITALS",)))[0]).getroot()
+    assert "Granularity" not in forms.attrib

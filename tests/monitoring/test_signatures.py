@@ -4,10 +4,11 @@ history; wrong passwords are recorded and, repeated, block signing for a while."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
+from lxml import etree
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
@@ -280,3 +281,36 @@ def test_the_first_signing_of_a_session_asks_for_the_user_name_and_later_ones_th
     client.logout()
     client.force_login(user("investigator.toulouse"))
     assert set(client.get(casebook_url).context["form"].fields) == {"username", "password"}
+
+
+def test_odm_carries_each_valid_signature_with_its_definition(participant):
+    """ODM 1.3.2 §3.1.3: a signed visit's StudyEventData carries a Signature (UserRef, LocationRef,
+    SignatureRef, DateTimeStamp, in that order; checked against the official XSD by parse_valid),
+    whose SignatureRef names a SignatureDef in AdminData (Methodology "Electronic", the Meaning
+    signed and a LegalReason); the signer is a User of AdminData. A broken signature is not
+    exported as valid."""
+    from tests.exports.test_odm import NS, export_bytes, parse_valid, spec_for
+    from trials.exports import odm
+
+    visit = signable(participant)
+    signature = sign(participant, visit)
+    spec = spec_for("datamanager", participant.trial.code)
+    document = parse_valid(export_bytes(odm, spec)[0])
+    found = document.findall(".//odm:Signature", NS)
+    assert len(found) == 1
+    event = found[0].getparent()
+    assert event.tag == f"{{{odm.NS}}}StudyEventData" and event.get("StudyEventOID") == f"SE.{visit.definition.code}"
+    assert event.getparent().get("SubjectKey") == participant.screening_number
+    assert [etree.QName(child).localname for child in found[0]] == ["UserRef", "LocationRef", "SignatureRef", "DateTimeStamp"]
+    assert datetime.fromisoformat(found[0].findtext("odm:DateTimeStamp", namespaces=NS)) == signature.signed_at
+    user_oid = found[0].find("odm:UserRef", NS).get("UserOID")
+    assert document.findtext(f".//odm:AdminData/odm:User[@OID='{user_oid}']/odm:LoginName", namespaces=NS) == "investigator.toulouse"
+    definition = document.find(f".//odm:AdminData/odm:SignatureDef[@OID='{found[0].find('odm:SignatureRef', NS).get('SignatureOID')}']", NS)
+    assert definition.get("Methodology") == "Electronic"
+    assert definition.findtext("odm:Meaning", namespaces=NS) == "I have reviewed and approve these data."
+    assert "21 CFR Part 11" in definition.findtext("odm:LegalReason", namespaces=NS)
+    assert found[0].find("odm:LocationRef", NS).get("LocationOID") == event.getparent().find("odm:SiteRef", NS).get("LocationOID")
+
+    save_vitals(visit, user("coordinator.toulouse"), revision=1, reason="Transcription error", heart_rate="72")
+    document = parse_valid(export_bytes(odm, spec)[0])
+    assert document.findall(".//odm:Signature", NS) == []

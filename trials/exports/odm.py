@@ -49,6 +49,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from lxml import etree
 
 from trials.exports import sdtm_terms, selectors, tables
@@ -203,6 +204,7 @@ class StudyMetadata:
     with_adverse_events: bool
     with_allocation: bool
     mask: Callable[[str], str] = lambda text: text  # arm names masked in a blinded export (arm_mask)
+    signature_defs: dict[str, str] = field(default_factory=dict)  # a signature's meaning -> its SignatureDef OID
 
     def text(self, value: Any) -> str:
         """A human-readable text of the file: arm names masked, only characters XML can hold."""
@@ -728,7 +730,31 @@ def admin_element(meta: StudyMetadata, users: list[tuple[int, str, str]] | None 
     for site in meta.sites:
         location = _e("Location", {"OID": _location_oid(meta.trial, site.code), "Name": meta.text(site.name), "LocationType": "Site"}, admin)
         _e("MetaDataVersionRef", {"StudyOID": meta.study_oid, "MetaDataVersionOID": meta.mdv_oid, "EffectiveDate": effective.isoformat()}, location)
+    for meaning, oid in (meta.signature_defs or {}).items():
+        definition = _e("SignatureDef", {"OID": oid, "Methodology": "Electronic"}, admin)
+        _e("Meaning", parent=definition, text=meta.text(meaning))
+        _e("LegalReason", parent=definition, text=meta.text(str(SIGNATURE_LEGAL_REASON)))
     return admin
+
+
+# ODM 1.3.2 §3.1.3 SignatureDef/LegalReason: why the signature binds (the EDC's e-signature: printed
+# name, date-time and meaning, the password re-entered; trials.records.models.Signature).
+SIGNATURE_LEGAL_REASON = gettext_lazy(
+    "Electronic signature under 21 CFR Part 11 (11.50, 11.200): the signer re-entered her password; "
+    "a later change to the signed data breaks it."
+)
+
+
+def _signature(parent: etree._Element, row: Any, meta: StudyMetadata, location_oid: str) -> None:
+    """An investigator's signature as ODM: who, where, what it means (SignatureDef) and when;
+    placed after the element's AuditRecord, as §3.1.3 orders them."""
+    element = etree.Element(f"{{{NS}}}Signature")
+    _e("UserRef", {"UserOID": _user_oid(row.signer_id)}, element)
+    _e("LocationRef", {"LocationOID": location_oid}, element)
+    _e("SignatureRef", {"SignatureOID": meta.signature_defs[row.meaning]}, element)
+    _e("DateTimeStamp", parent=element, text=row.signed_at.isoformat())
+    first = parent[0] if len(parent) else None
+    parent.insert(1 if first is not None and first.tag == f"{{{NS}}}AuditRecord" else 0, element)
 
 
 def _location_oid(trial: Trial, site_code: str) -> str:
@@ -868,6 +894,11 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
     visit_form = meta.forms["F.VISIT"]
     last_change = {change.entry_id: change for change in streams.get("audit", [])}  # time order: the last wins
     location = _location_oid(meta.trial, participant.site_code)
+    signatures: dict[int | None, Any] = {}
+    for row in streams.get("signatures", []):  # newest first: ODM has one Signature per element
+        signatures.setdefault(row.visit_id, row)
+    if None in signatures:  # the whole casebook
+        _signature(subject, signatures[None], meta, location)
     for visit in visits:
         entries = entries_by_visit.get(visit.id, [])
         if getattr(visit, "kind", None) == "log":
@@ -885,6 +916,8 @@ def subject_element(meta: StudyMetadata, participant: Any, streams: dict[str, li
         if event_oid == UNSCHEDULED:
             attrs["StudyEventRepeatKey"] = visit.sequence
         event = _e("StudyEventData", attrs, subject)
+        if visit.id in signatures:
+            _signature(event, signatures[visit.id], meta, location)
         _form_data(event, visit_form, visit, meta.mask)
         for entry in entries:
             form = _form_data(event, meta.forms[meta.form_by_crf[entry.crf_id]], entry.answers or {}, meta.mask, entry.missing or None)
@@ -943,6 +976,7 @@ def _streams(spec: ExportSpec, trial: Trial, meta: StudyMetadata) -> dict[str, s
         "entries": selectors.Rows(entries.queryset.filter(participant__trial=trial), entries.transform),
         "visits": selectors.export_visits(spec),
         "audit": selectors.export_entry_audit(spec),
+        "signatures": selectors.export_signatures(spec),
     }
     if meta.with_adverse_events:
         streams["adverse_events"] = selectors.export_adverse_events(spec)
@@ -959,19 +993,39 @@ def count(spec: ExportSpec) -> int:
     return total
 
 
+def _granularity(spec: ExportSpec, trials: list[Trial]) -> str | None:
+    """ODM 1.3.2 §2.1 Granularity, the breadth of the file: "All" for a whole trial (every site,
+    every CRF), "SingleSite" for every CRF of one site of a trial that has several; none of its
+    values describes a subset of CRFs, of several sites or a pooled file, so it is then left out
+    (the attribute is optional)."""
+    if spec.trial_id is None or spec.crf_codes or len(trials) != 1:
+        return None
+    exported = len(selectors.export_site_ids(spec))
+    total = Site.objects.filter(trial=trials[0]).count()
+    if exported == total:
+        return "All"
+    return "SingleSite" if exported == 1 else None
+
+
 def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     """Write the ODM file of the export into `out`, a participant at a time."""
     trials = list(selectors.export_trials(spec))
     if spec.trial_id is not None and not trials:
         raise PermissionDenied(_("You no longer have access to this trial."))
     metas = [study_metadata(spec, trial) for trial in trials]
+    signatures = selectors.export_signatures(spec)
+    for meta in metas:
+        meanings = sorted(set(signatures.queryset.filter(participant__trial=meta.trial).values_list("meaning", flat=True)))
+        meta.signature_defs = {meaning: f"SD.{oid_part(meta.trial.code)}.{n}" for n, meaning in enumerate(meanings, 1)}
     now = timezone.now().replace(microsecond=0)
     scope = trials[0].code if spec.trial_id is not None and trials else f"POOLED.{spec.pooled_crf}"
     attrs = {
-        "FileType": "Snapshot", "Granularity": "All", "FileOID": f"EDC.{oid_part(scope)}.{now:%Y%m%dT%H%M%S}",
+        "FileType": "Snapshot", "FileOID": f"EDC.{oid_part(scope)}.{now:%Y%m%dT%H%M%S}",
         "CreationDateTime": now.isoformat(), "ODMVersion": ODM_VERSION, "Originator": "EDC",
         "SourceSystem": "EDC", "SourceSystemVersion": _software_version(),
     }
+    if (granularity := _granularity(spec, trials)) is not None:
+        attrs["Granularity"] = granularity
     if spec.cutoff is not None:
         attrs["AsOfDateTime"] = selectors.cutoff_end(spec).isoformat()
     participants = selectors.export_participants(spec)

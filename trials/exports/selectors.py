@@ -47,6 +47,7 @@ from trials.monitoring.models import Query
 from trials.participants.models import Allocation, EligibilityAnswer, Participant
 from trials.protocol.models import Arm, CrfDefinition, FieldDefinition, FieldType, Role, Site, Trial, TrialCrf, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
+from trials.records.models import Signature, SignatureState
 from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, Visit
 
@@ -523,14 +524,36 @@ def export_entry_audit(spec: ExportSpec) -> Rows:
     return Rows(queryset, lambda row: EntryAuditRow(*row))
 
 
+class SignatureRow(NamedTuple):
+    participant_id: int
+    visit_id: int | None  # None: the whole casebook
+    signer_id: int
+    signed_at: datetime
+    meaning: str
+
+
+def export_signatures(spec: ExportSpec) -> Rows:
+    """The investigators' signatures of the export's participants that are valid (as of the
+    cut-off: signed before it and not broken by then), newest first per participant: the ODM
+    Signatures."""
+    queryset = (
+        _source(Signature, _participant_scope(spec, "participant__"), cutoff_end(spec))
+        .filter(state=SignatureState.VALID)
+        .order_by("participant_id", "-signed_at", "-id")
+        .values_list("participant_id", "visit_id", "signer_id", "signed_at", "meaning")
+    )
+    return Rows(queryset, lambda row: SignatureRow(*row))
+
+
 def export_audit_users(spec: ExportSpec) -> list[tuple[int, str, str]]:
-    """(id, username, full name) of the users who changed the export's CRF entries."""
+    """(id, username, full name) of the users who changed the export's CRF entries or signed."""
     historical = CrfEntry.history.model
     queryset = historical.objects.filter(participant__site_id__in=export_site_ids(spec), history_user__isnull=False)
     end = cutoff_end(spec)
     if end is not None:
         queryset = queryset.filter(history_date__lt=end)
     ids = set(queryset.values_list("history_user_id", flat=True).distinct())
+    ids |= {row.signer_id for row in export_signatures(spec)}
     users = get_user_model().objects.filter(pk__in=ids).order_by("pk")
     return [(user.pk, user.get_username(), user.get_full_name()) for user in users]
 
