@@ -496,3 +496,33 @@ def test_define_xml_reads_in_odmlib_with_every_oid_resolved():
     assert checker.check_oid_refs()
     unused = {oid: kind for oid, kind in checker.check_unreferenced_oids().items() if kind != "leafID"}
     assert unused == {}
+
+
+def test_define_xml_value_level_metadata_describes_each_test_result():
+    """Define-XML 2.1 §5.3.6–5.3.7: --ORRES of a findings dataset has a def:ValueListRef to a
+    def:ValueListDef with one ItemRef per test code present, each applied by a def:WhereClauseDef
+    (RangeCheck --TESTCD EQ the code) and described by a value-level ItemDef whose Length is the
+    longest result of that test in the .xpt (read back with pyreadstat, not from the writer)."""
+    from trials.exports import define
+
+    content = export_bytes(sdtm, spec_for("datamanager", "ASC-DU"))[0]
+    document = etree.parse(io.BytesIO(package(content)["define.xml"]))
+    assert define.define_schema().validate(document), define.define_schema().error_log.filter_from_errors()[:5]
+    ns = {"odm": define.ODM_NS, "def": define.DEF_NS}
+    data, _meta = read_datasets(content)["VS"]
+    tests = sorted(set(data["VSTESTCD"]) - {""})
+    assert tests
+    orres = document.find(".//odm:ItemDef[@OID='IT.VS.VSORRES']", ns)
+    value_list = document.find(f".//def:ValueListDef[@OID='{orres.find('def:ValueListRef', ns).get('ValueListOID')}']", ns)
+    refs = value_list.findall("odm:ItemRef", ns)
+    clauses = {}
+    for ref in refs:
+        clause = document.find(f".//def:WhereClauseDef[@OID='{ref.find('def:WhereClauseRef', ns).get('WhereClauseOID')}']", ns)
+        check = clause.find("odm:RangeCheck", ns)
+        assert (check.get("Comparator"), check.get(f"{{{define.DEF_NS}}}ItemOID")) == ("EQ", "IT.VS.VSTESTCD")
+        clauses[check.findtext("odm:CheckValue", namespaces=ns)] = document.find(f".//odm:ItemDef[@OID='{ref.get('ItemOID')}']", ns)
+    assert sorted(clauses) == tests
+    for code, item in clauses.items():
+        results = data.loc[data["VSTESTCD"] == code, "VSORRES"]
+        assert int(item.get("Length")) == max(1, results.str.len().max()), code
+        assert item.get("Name") == "VSORRES"

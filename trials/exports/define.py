@@ -110,6 +110,44 @@ def method_of(name: str, domain: str) -> tuple[str, str] | None:
     return METHODS.get(suffix)
 
 
+def _value_lists(mdv: etree._Element, datasets: list[Dataset]) -> dict[tuple[str, str], list[etree._Element]]:
+    """Value-level metadata (Define-XML 2.1 §5.3.6 def:ValueListDef, §5.3.7 def:WhereClauseDef) for
+    the --ORRES of each findings dataset: one value-level ItemDef per test code in the data, its
+    data type and length from that test's results, applied where --TESTCD EQ the code. The lists
+    and where clauses are added to `mdv` (they come before the ItemGroupDefs); the value-level
+    ItemDefs are returned, by (dataset, variable), to follow the variables' ItemDefs."""
+    found: dict[tuple[str, str], list[etree._Element]] = {}
+    for dataset in datasets:
+        levels = dataset.value_levels()
+        if not levels:
+            continue
+        orres, testcd = f"{dataset.domain}ORRES", f"{dataset.domain}TESTCD"
+        value_list = etree.SubElement(mdv, _d("ValueListDef"), {"OID": f"VL.{dataset.name}.{orres}"})
+        items = []
+        for order, (code, (label, width, numeric, places)) in enumerate(sorted(levels.items()), 1):
+            oid = f"IT.{dataset.name}.{orres}.{code}"
+            where = f"WC.{dataset.name}.{testcd}.{code}"
+            ref = etree.SubElement(value_list, _o("ItemRef"), {"ItemOID": oid, "OrderNumber": str(order), "Mandatory": "No"})
+            etree.SubElement(ref, _d("WhereClauseRef"), {"WhereClauseOID": where})
+            clause = etree.Element(_d("WhereClauseDef"), {"OID": where})
+            check = etree.SubElement(clause, _o("RangeCheck"), {
+                "Comparator": "EQ", "SoftHard": "Soft", _d("ItemOID"): f"IT.{dataset.name}.{testcd}"})
+            etree.SubElement(check, _o("CheckValue")).text = code
+            found.setdefault(("", ""), []).append(clause)  # placed after every ValueListDef below
+            kind = ("float" if places else "integer") if numeric and width else "text"
+            item = etree.Element(_o("ItemDef"), {
+                "OID": oid, "Name": orres, "DataType": kind, "Length": str(max(1, width)), "SASFieldName": orres})
+            if kind == "float":
+                item.set("SignificantDigits", str(places))
+            _description(item, f"{label or code} ({code}): result as collected")
+            etree.SubElement(item, _d("Origin"), {"Type": "Collected", "Source": "Investigator"})
+            items.append(item)
+        found[(dataset.name, orres)] = items
+    for clause in found.pop(("", ""), []):
+        mdv.append(clause)
+    return found
+
+
 def define_xml(spec: ExportSpec, datasets: list[Dataset]) -> bytes:
     """The define.xml of the package whose datasets are `datasets` (as written)."""
     trial = Trial.objects.get(pk=spec.trial_id)
@@ -137,6 +175,7 @@ def define_xml(spec: ExportSpec, datasets: list[Dataset]) -> bytes:
         "OID": STANDARD_CT, "Name": "CDISC/NCI", "Type": "CT", "PublishingSet": "SDTM", "Version": sdtm_terms.CT_VERSION,
         "Status": "Final"})
 
+    value_lists = _value_lists(mdv, datasets)
     item_defs: list[etree._Element] = []
     values: dict[str, set[str]] = {}
     methods: dict[str, str] = {}
@@ -181,6 +220,8 @@ def define_xml(spec: ExportSpec, datasets: list[Dataset]) -> bytes:
                 values.setdefault(codelist, set()).update(dataset.categories(var.name))
             origin = var.origin
             etree.SubElement(item, _d("Origin"), {"Type": origin, **({"Source": "Investigator"} if origin == "Collected" else {})})
+            if (dataset.name, var.name) in value_lists:
+                etree.SubElement(item, _d("ValueListRef"), {"ValueListOID": f"VL.{dataset.name}.{var.name}"})
             item_defs.append(item)
         if split:
             comments.setdefault(f"COM.SPLIT.{dataset.domain}", f"{dataset.domain} is split by CRF (one dataset per CRF); "
@@ -196,6 +237,9 @@ def define_xml(spec: ExportSpec, datasets: list[Dataset]) -> bytes:
     values = {name: found for name, found in values.items() if found or name in EXTERNAL}
     for item in item_defs:
         mdv.append(item)
+    for items in value_lists.values():
+        for item in items:
+            mdv.append(item)
     for name in sorted(values):
         if name in EXTERNAL:
             dictionary, version = EXTERNAL[name]

@@ -285,6 +285,7 @@ class Dataset:
         self._columns: list[tuple] | None = None
         self._number_columns: list[tuple] = []
         self.widths: dict[str, int] = {}  # longest value per character variable (define.xml Length)
+        self._value_levels: dict[str, tuple[str, int, bool, int]] | None = None
 
     def add(self, **values: Any) -> None:
         get, mask = values.get, self.mask
@@ -350,9 +351,36 @@ class Dataset:
         """The distinct values of a character variable (for a code list)."""
         return list(self._categories.get(name, {}))
 
+    def value_levels(self) -> dict[str, tuple[str, int, bool, int]]:
+        """A findings dataset's results per test, for define.xml's value-level metadata: test code
+        -> (test name, longest --ORRES, whether every --ORRES is a number, most decimal places). Empty when the
+        dataset has no --TESTCD/--ORRES; kept when the cells are released."""
+        if self._value_levels is not None:
+            return self._value_levels
+        testcd, test, orres = f"{self.domain}TESTCD", f"{self.domain}TEST", f"{self.domain}ORRES"
+        if testcd not in self._codes or orres not in self._codes:
+            return {}
+        names = {name: list(self._categories[name]) for name in (testcd, orres, test) if name in self._categories}
+        found: dict[str, tuple[str, int, bool, int]] = {}
+        test_codes = self._codes.get(test)
+        for row, (code, result) in enumerate(zip(self._codes[testcd], self._codes[orres], strict=True)):
+            if code < 0:
+                continue
+            test_code = names[testcd][code]
+            value = names[orres][result] if result >= 0 else ""
+            label, width, numeric, places = found.get(test_code, ("", 0, True, 0))
+            if not label and test_codes is not None and test_codes[row] >= 0:
+                label = names[test][test_codes[row]]
+            number = bool(value) and _is_number(value)
+            if number and "." in value:
+                places = max(places, len(value.split(".", 1)[1]))
+            found[test_code] = (label, max(width, len(value)), numeric and (not value or number), places)
+        return found
+
     def release(self) -> None:
         """Drop the cells once written (the metadata stays for define.xml): memory holds one
         dataset's cells at a time, and the distinct values only of the variables with a code list."""
+        self._value_levels = self.value_levels()
         self._codes, self._numbers = {}, {}
         self._categories = {v.name: self._categories[v.name] for v in self.variables if v.type == CHAR and v.codelist}
 
@@ -360,6 +388,14 @@ class Dataset:
         """The length of each variable as written: the longest value (at least 1) of a character
         variable, 8 for a number (SAS)."""
         return {v.name: (max(1, self.widths.get(v.name, 0)) if v.type == CHAR else 8) for v in self.variables}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_xpt(dataset: Dataset, path: Path) -> None:
