@@ -201,10 +201,10 @@ def test_cdash_example_types_code_lists_and_repeating_groups(db, tmp_path):
     dm = _read(out / "crfs" / "dm.yaml")
     by_name = {f["name"]: f for f in dm["fields"]}
     # <ItemDef ... Name="Sex" OID="ODM.IT.DM.SEX"> with CodeListRef CL.SEX (the file's own slip for
-    # ODM.CL.SEX, whose items are F, M, U, UN): a single choice, and the slip is reported.
+    # ODM.CL.SEX, whose items are F (FEMALE) and M (MALE)): a single choice, and the slip is reported.
     sex = by_name["sex"]
     assert sex["type"] == "single_choice"
-    assert [c["code"] for c in sex["choices"]] == ["F", "M", "U", "UN"]
+    assert [(c["code"], c["label"]) for c in sex["choices"]] == [("F", "FEMALE"), ("M", "MALE")]
     assert any('CodeListOID="CL.SEX"' in line and "ODM.CL.SEX" in line for line in result.report)
     # The Vital Signs measurements group is Repeating="Yes" in the file.
     vs = _read(out / "crfs" / "vs.yaml")
@@ -303,7 +303,7 @@ def test_malformed_xml_is_refused_with_its_line(db, tmp_path):
 
 def test_wrong_namespace_is_refused(db, tmp_path):
     _refused(tmp_path, SMALL.replace("http://www.cdisc.org/ns/odm/v1.3", "http://www.cdisc.org/ns/odm/v2.0", 1),
-             "bad.xml:2:", "not ODM in the namespace")
+             "bad.xml:", "odm/v2.0}ODM, not ODM in the namespace http://www.cdisc.org/ns/odm/v1.3")
 
 
 def test_unknown_data_type_is_refused_by_the_schema(db, tmp_path):

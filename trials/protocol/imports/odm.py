@@ -99,6 +99,9 @@ def parse_odm(path: Path, label: str) -> etree._ElementTree:
         raise ImportFailed([ImportProblem(
             label, f"the root element is {root.tag}, not ODM in the namespace {NS}", root.sourceline
         )])
+    count = sum(1 for _ in root.iter(_q("ItemDef")))
+    if count > MAX_ITEMS:
+        raise ImportFailed([ImportProblem(label, f"{count:,} ItemDefs; imports are limited to {MAX_ITEMS:,} items")])
     version = root.get("ODMVersion", "")
     if version == "1.3.2":
         schema = odm_schema()
@@ -109,9 +112,6 @@ def parse_odm(path: Path, label: str) -> etree._ElementTree:
             ])
     elif version not in {"1.3.1", "1.3", "1.3.0"}:
         raise ImportFailed([ImportProblem(label, f"ODMVersion '{version}' is not read (use ODM 1.3.2)", root.sourceline)])
-    count = sum(1 for _ in root.iter(_q("ItemDef")))
-    if count > MAX_ITEMS:
-        raise ImportFailed([ImportProblem(label, f"{count:,} ItemDefs; imports are limited to {MAX_ITEMS:,} items")])
     return document
 
 
