@@ -135,9 +135,32 @@ def _degrees(text: str) -> float:
     return sign * value
 
 
-def time_zone(country: str, geo: dict | None) -> tuple[str | None, str]:
-    """(zone, how it was chosen) for a site: the country's only zone, or the zone of that country
-    whose reference city is nearest the site's coordinates."""
+# The zone most of each US state keeps (a few states span two: the exceptions are left to the TODO).
+US_STATES = {
+    "America/New_York": "Connecticut Delaware Georgia Maine Maryland Massachusetts New Hampshire New Jersey New York "
+                        "North Carolina Ohio Pennsylvania Rhode Island South Carolina Vermont Virginia West Virginia "
+                        "District of Columbia Florida Kentucky",
+    "America/Detroit": "Michigan",
+    "America/Indiana/Indianapolis": "Indiana",
+    "America/Chicago": "Alabama Arkansas Illinois Iowa Kansas Louisiana Minnesota Mississippi Missouri Nebraska "
+                       "North Dakota Oklahoma South Dakota Tennessee Texas Wisconsin",
+    "America/Denver": "Colorado Montana New Mexico Utah Wyoming Idaho",
+    "America/Phoenix": "Arizona",
+    "America/Los_Angeles": "California Nevada Oregon Washington",
+    "America/Anchorage": "Alaska",
+    "Pacific/Honolulu": "Hawaii",
+}
+_STATE_ZONE = {}
+for _zone, _names in US_STATES.items():
+    for _state in re.findall(r"District of Columbia|(?:New|North|South|West|Rhode) \w+|\w+", _names):
+        _STATE_ZONE[_state] = _zone
+
+
+def time_zone(country: str, geo: dict | None, state: str | None = None) -> tuple[str | None, str]:
+    """(zone, how it was chosen) for a site: the country's only zone, a US state's main zone, or the
+    zone of that country whose reference city is nearest the site's coordinates."""
+    if country == "US" and state in _STATE_ZONE:
+        return _STATE_ZONE[state], f"the main time zone of {state}"
     try:
         import pytz
 
@@ -427,7 +450,7 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
             record.problems.append(ImportProblem(record.label, f"country '{location.get('country')}' is not an ISO 3166 country",
                                                  where=where + ".country"))
             continue
-        zone, how = time_zone(country, location.get("geoPoint"))
+        zone, how = time_zone(country, location.get("geoPoint"), location.get("state"))
         city = location.get("city") or "TODO"
         name = location.get("facility") or f"{city} site"
         site_code = unique(as_code(city, "SITE")[:30], taken, 30)
