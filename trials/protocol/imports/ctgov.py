@@ -53,10 +53,10 @@ ARM_TYPES = {"EXPERIMENTAL": "experimental", "ACTIVE_COMPARATOR": "active_compar
 STATUSES = {"NOT_YET_RECRUITING", "RECRUITING", "ENROLLING_BY_INVITATION", "ACTIVE_NOT_RECRUITING", "SUSPENDED",
             "TERMINATED", "COMPLETED", "WITHDRAWN"}
 UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
-TIME_POINT = re.compile(r"\b(day|week|month|year)s?\s*(\d+(?:\s*(?:,|and|to|-|–)\s*\d+)*)", re.I)
-NUMBER_UNIT = re.compile(r"\b(\d+)\s*(day|week|month|year)s?\b", re.I)
-BULLET = re.compile(r"^(?:[*\-•]|\d+[.)]|[ivxlc]+[.)])\s+", re.I)
-AGE = re.compile(r"^\s*(\d+)\s*(year|month|week|day)s?\s*$", re.I)
+TIME_POINT = re.compile(r"\b(day|week|month|year)s?\s*(\d+(?:\s*(?:,|and|to|-|–)\s*\d+)*)", re.IGNORECASE)
+NUMBER_UNIT = re.compile(r"\b(\d+)\s*(day|week|month|year)s?\b", re.IGNORECASE)
+BULLET = re.compile(r"^(?:[*\-•]|\d+[.)]|[ivxlc]+[.)])\s+", re.IGNORECASE)
+AGE = re.compile(r"^\s*(\d+)\s*(year|month|week|day)s?\s*$", re.IGNORECASE)
 
 
 class _Record:
@@ -215,7 +215,7 @@ def split_criteria(text: str) -> tuple[list[str], list[str], list[str]]:
         stripped = line.strip()
         if not stripped:
             continue
-        heading = re.match(r"^(?:key\s+)?(inclusion|exclusion)\s+criteria\b", stripped, re.I)
+        heading = re.match(r"^(?:key\s+)?(inclusion|exclusion)\s+criteria\b", stripped, re.IGNORECASE)
         if heading and not BULLET.match(stripped):
             current, top_indent = heading[1].lower(), None
             continue
@@ -232,9 +232,8 @@ def split_criteria(text: str) -> tuple[list[str], list[str], list[str]]:
             if lists[current]:
                 lists[current][-1] += "; " + BULLET.sub("", stripped, count=1)
                 continue
-        if lists[current] and indent > (top_indent or 0):
-            lists[current][-1] += " " + stripped
-        elif lists[current] and not lists[current][-1].endswith((".", ";")) and top_indent is None:
+        last = lists[current][-1] if lists[current] else None
+        if last is not None and (indent > (top_indent or 0) or (top_indent is None and not last.endswith((".", ";")))):
             lists[current][-1] += " " + stripped
         elif top_indent is None:
             lists[current].append(stripped)  # criteria written as plain lines, one per line
@@ -363,8 +362,8 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
         data["design"] = "randomized"
     else:
         data["design"] = "open_label"
-        comments["design"] = [f"Assumption: a non-randomized study ({allocation or 'allocation not given'}) is open label here; "
-                              "TODO: a dose escalation needs its escalation block (rule, DLT window), see docs/seed-format.md."]
+        comments["design"] = [(f"Assumption: a non-randomized study ({allocation or 'allocation not given'}) is open label here; "
+                              "TODO: a dose escalation needs its escalation block (rule, DLT window), see docs/seed-format.md.")]
         if masking_word != "NONE":
             comments["design"].append(f"TODO: the record says masking {masking_word} ({', '.join(roles)}) without "
                                       "randomization; an open-label design has no masking here: decide.")
@@ -434,8 +433,8 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
 
     elig_code = as_code(f"{code}_ELIG")
     data["eligibility"] = {"crfs": [elig_code]}
-    comments["eligibility"] = [f"TODO: {elig_code} holds only age and sex, for the structured criteria; replace it with "
-                               "the trial's screening CRFs and write an expression for each criterion that allows one."]
+    comments["eligibility"] = [(f"TODO: {elig_code} holds only age and sex, for the structured criteria; replace it with "
+                               "the trial's screening CRFs and write an expression for each criterion that allows one.")]
 
     # Sites.
     sites, taken = [], set()
@@ -493,8 +492,8 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
         comments["arms"] = ["Assumption: arm codes are made from the record's arm labels."]
     if data["design"] == "randomized":
         data["randomization"] = {"block_sizes": [2 * len(arms)], "stratify_by_site": True}
-        comments["randomization"] = [f"Assumption: equal allocation in permuted blocks of {2 * len(arms)}, stratified by site; "
-                                     "TODO: the record gives neither block sizes nor strata."]
+        comments["randomization"] = [(f"Assumption: equal allocation in permuted blocks of {2 * len(arms)}, stratified by site; "
+                                     "TODO: the record gives neither block sizes nor strata.")]
 
     # Criteria.
     criteria = []
@@ -514,8 +513,8 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
             criteria.append({"code": f"{prefix}{number:02d}", "kind": kind, "text": item})
     if criteria:
         data["criteria"] = criteria
-        comments["criteria"] = [f"Checklist from the record: {len(inclusion)} inclusion and {len(exclusion)} exclusion "
-                                "criteria (one per top-level item; nested items kept with their parent)."]
+        comments["criteria"] = [(f"Checklist from the record: {len(inclusion)} inclusion and {len(exclusion)} exclusion "
+                                "criteria (one per top-level item; nested items kept with their parent).")]
         comments["criteria"].append("TODO: add an expression where a criterion can be computed from the screening CRFs.")
     if leftover:
         comments["criteria"] = comments.get("criteria", []) + ["Not a criterion (text outside the lists): " + _short(p) for p in leftover]

@@ -61,7 +61,7 @@ NO_WORDS = {"no", "non", "nein", "não", "nao", "n"}
 REFUSED_TYPES = {"hexBinary", "base64Binary", "hexFloat", "base64Float"}
 TEXT_TYPES = {"text", "string", "URI", "durationDatetime", "intervalDatetime", "time", "partialTime", "incompleteTime"}
 OUR_FORM = re.compile(r"^F\.(?P<code>[A-Z0-9][A-Z0-9_-]{0,39})\.V(?P<version>\d+)$")
-SCORE_CALL = re.compile(r"^(?P<score>[a-z][a-z0-9_]*)\((?P<args>.*)\)$", re.S)
+SCORE_CALL = re.compile(r"^(?P<score>[a-z][a-z0-9_]*)\((?P<args>.*)\)$", re.DOTALL)
 COMPARATORS = {"LT": "<", "LE": "<=", "GT": ">", "GE": ">=", "EQ": "==", "NE": "!="}
 
 
@@ -516,7 +516,7 @@ def _multiple_choices(items: list[dict], taken: set[str]) -> list[dict]:
     while index < len(items):
         field = items[index]
         raw = field["_raw_name"]
-        base, _dot, code = raw.rpartition(".")
+        base, _dot, _code = raw.rpartition(".")
         run = []
         if base and field["type"] == "yes_no" and re.fullmatch(r"[a-z][a-z0-9_]*", base):
             while index + len(run) < len(items):
