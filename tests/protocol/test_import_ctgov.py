@@ -145,3 +145,35 @@ def test_command_prints_the_report_and_writes_only_when_valid(db, tmp_path):
     with pytest.raises(CommandError, match="nothing was written"):
         call_command("import_ctgov", str(bad), "--out", str(tmp_path / "out2"), stdout=StringIO(), stderr=StringIO())
     assert not (tmp_path / "out2").exists()
+
+
+# --- The legacy XML (clinical_study) -----------------------------------------------------------
+# tests/fixtures/ctgov/NCT02210780-legacy.xml is NCT02210780 written in the legacy download format
+# (values of the API v2 record above, two of its locations): start_date "August 5, 2014", phase
+# "Phase 2", masking "Triple (Participant, Investigator, Outcomes Assessor)", gender "All".
+
+
+def test_legacy_xml_record(db, tmp_path):
+    out = tmp_path / "legacy"
+    ctgov.import_ctgov([FIXTURES / "NCT02210780-legacy.xml"], out)
+    trial = yaml.safe_load((out / "nct02210780.yaml").read_text(encoding="utf-8"))
+    assert trial["registry_ids"] == {"nct": "NCT02210780", "org_study_id": "R668-AD-1314"}
+    assert (trial["phase"], trial["design"], trial["status"], trial["start_date"]) == ("2", "randomized", "completed", date(2014, 8, 5))
+    assert trial["masking"] == {"level": "triple", "masked": ["participant", "investigator", "outcomes_assessor"]}
+    assert [(a["label"], a["intervention"]) for a in trial["arms"]] == [("Placebo qw", "Placebo"), ("Dupilumab 300 mg qw", "Dupilumab")]
+    kinds = [c["kind"] for c in trial["criteria"] if not c["code"].startswith("I-")]
+    assert (kinds.count("inclusion"), kinds.count("exclusion")) == (5, 7)
+    assert [(s["city"], s["time_zone"]) for s in trial["sites"]] == [("Birmingham", "America/Chicago"), ("Boston", "America/New_York")]
+    assert protocol_check([out]).trials.keys() == {"NCT02210780"}
+
+
+def test_legacy_xml_problem_names_its_line(db, tmp_path):
+    text = (FIXTURES / "NCT02210780-legacy.xml").read_text(encoding="utf-8").replace(
+        "<country>United States</country>\n      </address>\n    </facility>\n  </location>\n</clinical_study>",
+        "<country>Atlantis</country>\n      </address>\n    </facility>\n  </location>\n</clinical_study>")
+    line = text[: text.index("<country>Atlantis")].count("\n") + 1
+    source = tmp_path / "bad.xml"
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(ImportFailed, match=rf"bad.xml:{line}: .*country 'Atlantis'"):
+        ctgov.import_ctgov([source], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

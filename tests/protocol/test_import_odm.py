@@ -372,3 +372,18 @@ def test_the_vendored_schema_is_the_official_one():
     if shared.exists():
         for xsd in odm.SCHEMA_DIR.glob("*.xsd"):
             assert xsd.read_bytes() == (shared / xsd.name).read_bytes()
+
+
+def test_redcap_project_xml_is_read_leniently(db, tmp_path):
+    # tests/fixtures/odm/redcap-project-1.3.1.xml: ODMVersion="1.3.1", SourceSystem="REDCap", one
+    # instrument (Form.demographics) with record_id, age (soft range 18-120), sex (0 Female, 1 Male),
+    # pregnant (yes/no, redcap:BranchingLogic="[sex] = '0'") and the form-status item.
+    out = tmp_path / "redcap"
+    result = odm.import_odm([FIXTURES / "redcap-project-1.3.1.xml"], out)
+    crf = _read(out / "crfs" / "demographics.yaml")
+    assert [f["name"] for f in crf["fields"]] == ["age", "sex", "pregnant"]
+    age, sex, pregnant = crf["fields"]
+    assert [c["severity"] for c in age["checks"]] == ["soft", "soft"] and "min" not in age
+    assert [(c["code"], c["label"]) for c in sex["choices"]] == [("0", "Female"), ("1", "Male")]
+    assert pregnant["type"] == "yes_no"
+    assert any("BranchingLogic of pregnant ([sex] = '0')" in line and "not translated" in line for line in result.report)

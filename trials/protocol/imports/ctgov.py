@@ -292,11 +292,15 @@ def import_ctgov(paths: list[Path | str], out: Path | str | None = None) -> Impo
     for path in map(Path, paths):
         label = str(path)
         try:
-            data, base = load_record(path, label)
+            lines: dict[str, int] = {}
+            if path.suffix.lower() == ".xml":
+                data, base, lines = load_legacy_xml(path, label)
+            else:
+                data, base = load_record(path, label)
             record = _Record(data, label, base)
             _skeleton(record, path, result)
             if record.problems:
-                raise ImportFailed(record.problems)
+                raise ImportFailed([_with_line(p, base, lines) for p in record.problems])
         except ImportFailed as exc:
             problems += exc.problems
     if problems:
@@ -561,6 +565,138 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
              "choices": [{"code": "F", "label": "Female"}, {"code": "M", "label": "Male"}]},
         ],
     }, header=[f"Eligibility CRF proposed for {nct}.", "TODO: replace it with the trial's demography/screening CRFs."])
+
+
+# --- The legacy XML (clinical_study, the pre-2023 download format) ---------------------------
+
+LEGACY_PHASES = {"Early Phase 1": ["EARLY_PHASE1"], "Phase 1": ["PHASE1"], "Phase 1/Phase 2": ["PHASE1", "PHASE2"],
+                 "Phase 2": ["PHASE2"], "Phase 2/Phase 3": ["PHASE2", "PHASE3"], "Phase 3": ["PHASE3"],
+                 "Phase 4": ["PHASE4"], "N/A": []}
+LEGACY_MODELS = {"Single Group Assignment": "SINGLE_GROUP", "Parallel Assignment": "PARALLEL",
+                 "Crossover Assignment": "CROSSOVER", "Factorial Assignment": "FACTORIAL",
+                 "Sequential Assignment": "SEQUENTIAL"}
+
+
+def _upper(text: str | None) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", (text or "").upper()).strip("_")
+
+
+def _legacy_date(text: str | None) -> str | None:
+    from datetime import datetime
+
+    if not text:
+        return None
+    for pattern, iso in (("%B %d, %Y", "%Y-%m-%d"), ("%B %Y", "%Y-%m"), ("%Y-%m-%d", "%Y-%m-%d")):
+        try:
+            return datetime.strptime(text.strip(), pattern).strftime(iso)
+        except ValueError:
+            continue
+    return text
+
+
+def load_legacy_xml(path: Path, label: str) -> tuple[dict, str, dict[str, int]]:
+    """A legacy `clinical_study` XML record as the API v2 structure (so one mapping serves both),
+    with the XML line of each value by its v2 path, for messages."""
+    from lxml import etree
+
+    content = check_size(path, label, MAX_JSON_BYTES)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+    try:
+        root = etree.fromstring(content, parser)
+    except etree.XMLSyntaxError as exc:
+        raise ImportFailed([ImportProblem(label, f"not well-formed XML: {exc.msg}", exc.lineno or None)]) from None
+    if root.getroottree().docinfo.doctype:
+        raise ImportFailed([ImportProblem(label, "a DOCTYPE (DTD or entities) is not allowed", 1)])
+    if root.tag != "clinical_study":
+        raise ImportFailed([ImportProblem(label, f"the root element is {root.tag}, not clinical_study", root.sourceline)])
+    lines: dict[str, int] = {}
+
+    def text(xpath: str, v2: str | None = None) -> str | None:
+        found = root.find(xpath)
+        if found is None:
+            return None
+        if v2:
+            lines[v2] = found.sourceline
+        return " ".join((found.text or "").split()) or None
+
+    ps = "protocolSection"
+    masking = text("study_design_info/masking", f"{ps}.designModule.designInfo.maskingInfo") or "None (Open Label)"
+    who = re.search(r"\((.*)\)", masking)
+    roles = [_upper(r) for r in who[1].split(",")] if who and "Open Label" not in masking else []
+    phase = text("phase", f"{ps}.designModule.phases")
+    locations = []
+    for index, site in enumerate(root.findall("location")):
+        lines[f"{ps}.contactsLocationsModule.locations[{index}]"] = site.sourceline
+        country = site.find("facility/address/country")
+        if country is not None:
+            lines[f"{ps}.contactsLocationsModule.locations[{index}].country"] = country.sourceline
+        locations.append({
+            "facility": site.findtext("facility/name"), "city": site.findtext("facility/address/city"),
+            "state": site.findtext("facility/address/state"), "country": site.findtext("facility/address/country"),
+            "status": _upper(site.findtext("status")) or None,
+        })
+    arms = [{"label": g.findtext("arm_group_label"), "type": _upper(g.findtext("arm_group_type")),
+             "description": " ".join((g.findtext("description") or "").split())} for g in root.findall("arm_group")]
+    interventions = [{"name": i.findtext("intervention_name"), "type": _upper(i.findtext("intervention_type")),
+                      "armGroupLabels": [a.text for a in i.findall("arm_group_label")]} for i in root.findall("intervention")]
+    enrollment = root.find("enrollment")
+    data = {ps: {
+        "identificationModule": {
+            "nctId": text("id_info/nct_id", f"{ps}.identificationModule.nctId"),
+            "orgStudyIdInfo": {"id": text("id_info/org_study_id")},
+            "secondaryIdInfos": [{"id": e.text} for e in root.findall("id_info/secondary_id") if e.text],
+            "briefTitle": text("brief_title"), "officialTitle": text("official_title"), "acronym": text("acronym") or "",
+        },
+        "statusModule": {
+            "overallStatus": _upper(text("overall_status")),
+            "startDateStruct": {"date": _legacy_date(text("start_date", f"{ps}.statusModule.startDateStruct"))},
+            "completionDateStruct": {"date": _legacy_date(text("completion_date", f"{ps}.statusModule.completionDateStruct"))},
+        },
+        "sponsorCollaboratorsModule": {"leadSponsor": {"name": text("sponsors/lead_sponsor/agency")}},
+        "descriptionModule": {"briefSummary": text("brief_summary/textblock") or ""},
+        "conditionsModule": {"conditions": [c.text for c in root.findall("condition") if c.text]},
+        "designModule": {
+            "studyType": _upper(text("study_type")),
+            "phases": LEGACY_PHASES.get(phase or "N/A", [phase]),
+            "designInfo": {
+                "allocation": _upper(text("study_design_info/allocation")),
+                "interventionModel": LEGACY_MODELS.get(text("study_design_info/intervention_model") or "", ""),
+                "primaryPurpose": _upper(text("study_design_info/primary_purpose")),
+                "maskingInfo": {"masking": _upper(masking.split("(")[0]) or "NONE", "whoMasked": roles},
+            },
+            "enrollmentInfo": {"count": int(enrollment.text) if enrollment is not None and (enrollment.text or "").strip().isdigit() else None,
+                               "type": _upper(enrollment.get("type")) if enrollment is not None else ""},
+        },
+        "armsInterventionsModule": {"armGroups": arms, "interventions": interventions},
+        "outcomesModule": {
+            f"{kind}Outcomes": [{"timeFrame": o.findtext("time_frame") or ""} for o in root.findall(f"{kind}_outcome")]
+            for kind in ("primary", "secondary", "other")
+        },
+        "eligibilityModule": {
+            "eligibilityCriteria": root.findtext("eligibility/criteria/textblock") or "",
+            "sex": _upper(text("eligibility/gender")) or "ALL",
+            "minimumAge": None if (text("eligibility/minimum_age") or "N/A") == "N/A" else text("eligibility/minimum_age"),
+            "maximumAge": None if (text("eligibility/maximum_age") or "N/A") == "N/A" else text("eligibility/maximum_age"),
+            "healthyVolunteers": (text("eligibility/healthy_volunteers") or "").lower().startswith("accepts"),
+        },
+        "contactsLocationsModule": {
+            "overallOfficials": [{"name": o.findtext("last_name"), "role": _upper(o.findtext("role"))}
+                                 for o in root.findall("overall_official")],
+            "locations": locations,
+        },
+    }}
+    return data, "clinical_study", lines
+
+
+def _with_line(problem: ImportProblem, base: str, lines: dict[str, int]) -> ImportProblem:
+    """A problem of a legacy XML record with the XML line of its value (the nearest path known)."""
+    if not lines or problem.line:
+        return problem
+    path = problem.where.removeprefix(base + ".")
+    best = max((p for p in lines if path == p or path.startswith((p + ".", p + "["))), key=len, default=None)
+    if best is None:
+        return problem
+    return ImportProblem(problem.file, problem.message, lines[best], problem.where)
 
 
 def _visit_code(offset: int) -> str:

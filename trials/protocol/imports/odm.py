@@ -144,6 +144,7 @@ class _Reader:
         self.label = label
         self.root = document.getroot()
         self.ours = self.root.get("SourceSystem") == "EDC"
+        self.redcap = self.root.get("SourceSystem") == "REDCap"
         self.problems: list[ImportProblem] = []
         self.report: list[str] = []
         self.result = ImportResult()
@@ -168,6 +169,17 @@ class _Reader:
         self.translations: dict[str, int] = {}
         self.untranslated: list[str] = []
         self._check_references()
+        self._vendor_extensions()
+
+    def _vendor_extensions(self) -> None:
+        """REDCap's branching logic and calculations ride on `redcap:` attributes: not ODM, not read
+        here (import_redcap translates them), but listed so that none is lost silently."""
+        for element in self.mdv.iter(_q("ItemDef")):
+            for attribute, value in element.attrib.items():
+                name = etree.QName(attribute).localname
+                if "redcap" in (etree.QName(attribute).namespace or "") and name in {"BranchingLogic", "Calculation"} and value:
+                    self.untranslated.append(f"{self.label}:{element.sourceline}: REDCap {name} of {element.get('OID')} "
+                                             f"({value}): not translated here; use import_redcap with the data dictionary")
 
     # -- References --------------------------------------------------------------------
 
@@ -411,7 +423,8 @@ class _Reader:
                     self.report.append(f"CRF {code}: version {version} imported; version {previous[0]} left out")
                 codes[code] = (version, oid)
             else:
-                code = unique(as_code(re.sub(r"^(.*\.)?F\.", "", oid) or form.get("Name", ""), "CRF"), taken)
+                bare = re.sub(r"^Form\.", "", oid) if self.redcap else re.sub(r"^(.*\.)?F\.", "", oid)
+                code = unique(as_code(bare or form.get("Name", ""), "CRF"), taken)
             title = re.sub(r" \(v\d+\)$", "", form.get("Name") or code) if match else (form.get("Name") or code)
             crfs[oid] = (code, self.crf(form, code, title), form.sourceline)
         return crfs
@@ -421,10 +434,20 @@ class _Reader:
         fields: list[dict] = []
         sections: list[str] = []
         refs = form.findall(_q("ItemGroupRef"))
+        record_id = self.mdv.get("{https://projectredcap.org}RecordIdField") if self.redcap else None
+
+        def kept(ref: etree._Element) -> list[etree._Element]:
+            item_refs = self.defs["ItemGroupDef"][ref.get("ItemGroupOID")].findall(_q("ItemRef"))
+            if self.redcap:  # REDCap's record id and form-status items are the EDC's own business here
+                item_refs = [r for r in item_refs if r.get("ItemOID") != record_id and not r.get("ItemOID", "").endswith("_complete")]
+            return item_refs
+
+        refs = [r for r in refs if kept(r)]
         plain_groups = [r for r in refs if self.defs["ItemGroupDef"][r.get("ItemGroupOID")].get("Repeating") != "Yes"]
         for ref in refs:
             group = self.defs["ItemGroupDef"][ref.get("ItemGroupOID")]
-            items = [f for f in (self.item(r, taken) for r in group.findall(_q("ItemRef"))) if f is not None]
+            item_refs = kept(ref)
+            items = [f for f in (self.item(r, taken) for r in item_refs) if f is not None]
             group_name = self.text(group, "Description", group.get("OID")) or group.get("Name") or group.get("OID")
             if group.get("Repeating") == "Yes":
                 row_ids = [f for f in items if f["_raw_name"].endswith("._row_id")]
