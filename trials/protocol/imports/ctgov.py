@@ -553,7 +553,7 @@ def _skeleton(record: _Record, path: Path, result: ImportResult) -> None:
               "Values taken from the record as written; '# Assumption:' marks a value derived by a stated rule,",
               "'# TODO:' what needs a person before the trial is loaded."]
     result.files[relpath] = dump_yaml(data, {k: v for k, v in comments.items() if v}, header)
-    result.origin(relpath, "", record.label, 1)
+
     result.files[f"crfs/{elig_code.lower()}.yaml"] = dump_yaml({
         "code": elig_code,
         "title": "Eligibility: age and sex",
