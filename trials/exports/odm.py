@@ -62,7 +62,9 @@ from trials.visits.models import CALENDAR_STATES, VisitStatus
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-SCHEMA_DIR = Path(__file__).parent / "schemas" / "odm-1.3.2"
+# The ODM schema the importer validates with too (protocol is the lower layer); schemas/odm-1.3.2 here
+# stays for define-2.1's relative imports.
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "protocol" / "imports" / "schemas" / "odm-1.3.2"
 ODM_VERSION = "1.3.2"
 # Participants whose rows are read together: one query per stream per batch, memory per batch.
 BATCH_SIZE = 100
