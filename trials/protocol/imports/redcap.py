@@ -195,7 +195,7 @@ def read_table(path: Path, problems: list[Problem]) -> Table | None:
 
 def _kind_of(table: Table) -> str:
     columns = set(table.columns)
-    if {"field_name", "form_name", "field_type"} <= columns:
+    if {"field_name", "form_name"} <= columns:
         return "dictionary"
     if {"unique_event_name", "form"} <= columns:
         return "mapping"
@@ -415,7 +415,7 @@ def _limits(spec: Spec, label: str, problems: list[Problem]) -> None:
                     raise ValueError(f"'{text}' is not a whole number")
                 limits[key] = f"{number:f}"
             else:
-                order = (_DATE.match(validation) or _DATETIME.match(validation))[-1]
+                order = (_DATE.match(validation) or _DATETIME.match(validation)).groups()[-1]
                 limits[key] = parse_date_limit(text, order, item["type"] == "datetime")
         except ValueError as exc:
             problems.append(Problem(label, spec.name, f"text validation {key}: {exc}", spec.line))
@@ -460,8 +460,10 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
-def build_crfs(table: Table, result: ImportResult, prefix: str) -> tuple[dict[str, dict], dict[str, list[int]], list[str]]:
-    """CRF documents by code, the dictionary line of each CRF item (by index), and the forms in order."""
+def build_crfs(
+    table: Table, result: ImportResult, prefix: str
+) -> tuple[dict[str, dict], dict[str, list[tuple[int, str]]], list[str]]:
+    """CRF documents by code, the dictionary line and field of each CRF item (by index), the CRF codes in order."""
     label = table.label
     problems = result.problems
     specs: list[Spec] = []
@@ -533,8 +535,7 @@ def build_crfs(table: Table, result: ImportResult, prefix: str) -> tuple[dict[st
     _translate(kept, codes, skipped, label, result)
 
     crfs: dict[str, dict] = {}
-    lines: dict[str, list[int]] = {}
-    sections: dict[str, list[dict]] = {}
+    lines: dict[str, list[tuple[int, str]]] = {}
     state: dict[str, dict] = {}
     for spec in kept:
         if spec.item is None:
@@ -547,10 +548,9 @@ def build_crfs(table: Table, result: ImportResult, prefix: str) -> tuple[dict[st
         })
         _place_in_section(spec, crf, state.setdefault(code, {"taken": set(), "section": None, "group": ""}))
         crf["fields"].append(spec.item)
-        lines.setdefault(code, []).append(spec.line)
+        lines.setdefault(code, []).append((spec.line, spec.redcap_name))
         if spec.item["type"] != "descriptive":
             result.fields_imported += 1
-    del sections
     forms: list[str] = []
     for spec in specs:
         code = codes.get(spec.form) or _crf_code(spec.form, prefix)
@@ -843,7 +843,7 @@ def import_redcap(
     visits, visit_lines = build_visits(tables.get("events"), tables.get("mapping"), crf_codes, forms_to_codes, result)
     if result.problems:
         return result
-    sources = ", ".join(t.label for t in tables.values())
+    sources = ", ".join(tables[k].label for k in ("dictionary", "arms", "events", "mapping") if k in tables)
     files = {f"crfs/{c.lower()}.yaml": crf_yaml(crf) for c, crf in crfs.items()}
     trial_name = f"{code.lower()}.yaml"
     files[trial_name] = trial_yaml(code, title or f"{code} (imported from REDCap)", arms, visits, sources)
@@ -856,7 +856,7 @@ def import_redcap(
 
 
 def _validate(
-    files: dict[str, str], item_lines: dict[str, list[int]], visit_lines: dict[int, int], dictionary: str,
+    files: dict[str, str], item_lines: dict[str, list[tuple[int, str]]], visit_lines: dict[int, int], dictionary: str,
     events: Table | None, trial_name: str, result: ImportResult,
 ) -> None:
     """The loader's validation of the generated files; its messages are put back on the CSV rows."""
@@ -876,7 +876,8 @@ def _validate(
                 item = _ITEM_PATH.match(problem.path or "")
                 visit = _VISIT_PATH.match(problem.path or "")
                 if relative != trial_name and item and code in item_lines:
-                    result.problems.append(Problem(dictionary, "", problem.message + where, item_lines[code][int(item[1])]))
+                    line, name = item_lines[code][int(item[1])]
+                    result.problems.append(Problem(dictionary, name, problem.message + where, line))
                 elif relative == trial_name and visit and events is not None and int(visit[1]) in visit_lines:
                     result.problems.append(Problem(events.label, "", problem.message + where, visit_lines[int(visit[1])]))
                 else:
