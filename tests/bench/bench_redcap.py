@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchenv  # noqa: E402 - the project root on sys.path, Django set up
-
-from django.db import connection  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+import benchenv  # noqa: F401 - the project root on sys.path, Django set up
+from django.db import connection
+from django.test.utils import setup_test_environment
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 BUDGET_S = 10.0

@@ -79,7 +79,7 @@ def test_validation_types_example_imports_into_a_loadable_trial(tmp_path):
     protocol_load([write(result, tmp_path)], user=system_user())
     definition = CrfDefinition.objects.get(code="FORM_1")
     outcome = validate_answers(schema_for(definition), {"v_number_2dp": Decimal("1.005")}, context={"today": "2026-01-01"})
-    assert Decimal(outcome.answers["f_calculated"]) == Decimal("7")  # 3 + 4
+    assert Decimal(outcome.answers["f_calculated"]) == Decimal(7)  # 3 + 4
     assert outcome.answers["v_number_2dp"] == "1.01"  # 2 decimals (number_2dp), half away from zero
 
 
@@ -195,9 +195,9 @@ def test_branching_and_calculations_run_in_the_engine(all_types):
     # truefalse: [agree] = '0' shows "why not" for False.
     assert "agree_why" not in hidden({"agree": 0})
     # BMI 70 kg / 1.75 m^2 = 22.857 -> 22.9 (round(…, 1)); mood total 2 + 1 with q2 blank = 3.
-    outcome = validate_answers(schema, {"weight": Decimal("70"), "height": Decimal("175"), "q1": 2, "q3": 1}, context=context)
+    outcome = validate_answers(schema, {"weight": Decimal(70), "height": Decimal(175), "q1": 2, "q3": 1}, context=context)
     assert outcome.answers["bmi"] == "22.9"
-    assert Decimal(outcome.answers["mood_total"]) == Decimal("3")
+    assert Decimal(outcome.answers["mood_total"]) == Decimal(3)
     # The untranslated rules are listed and their fields always shown.
     assert [(f.line, f.field) for f in all_types.untranslated] == [
         (27, "root_height"), (31, "stdev_calc"), (28, "root_note"), (29, "cross_event"), (30, "smart_var"),
@@ -210,9 +210,9 @@ def test_followup_calculations_and_cross_instrument_logic(all_types):
     answers = {"fu_start": date(2024, 1, 1), "fu_end": date(2024, 3, 1), "fu_age": 70, "fu_status": 2}
     outcome = validate_answers(schema, answers, context={"today": "2024-03-15", "crfs": {"visit": {"SCREENING": {"sex": 2}}}})
     # 2024-01-01 -> 2024-03-01: 31 + 29 days (leap year); years = 60 / 365.2425 rounded down = 0.
-    assert Decimal(outcome.answers["fu_days"]) == Decimal("60")
-    assert Decimal(outcome.answers["fu_years_abs"]) == Decimal("0")
-    assert Decimal(outcome.answers["age_group"]) == Decimal("2")  # if([fu_age] >= 65, 2, 1)
+    assert Decimal(outcome.answers["fu_days"]) == Decimal(60)
+    assert Decimal(outcome.answers["fu_years_abs"]) == Decimal(0)
+    assert Decimal(outcome.answers["age_group"]) == Decimal(2)  # if([fu_age] >= 65, 2, 1)
     # [fu_status] <> '1' and not([fu_status] = '1'): shown for "Dead"; [fu_status] = '': hidden.
     assert {"fu_not_alive", "fu_not_alive2"} - outcome.hidden == {"fu_not_alive", "fu_not_alive2"}
     assert "fu_blank" in outcome.hidden
@@ -327,8 +327,10 @@ def test_loader_errors_are_reported_on_the_dictionary_row(tmp_path):
 def test_command_writes_nothing_on_error_and_everything_on_success(tmp_path):
     out = tmp_path / "out"
     bad = _dictionary(tmp_path, [["a", "f", "", "texte", "A", "", "", "", "", ""]])
+    stderr = io.StringIO()
     with pytest.raises(CommandError, match="1 problem"):
-        call_command("import_redcap", str(bad), "--out", str(out), stdout=io.StringIO(), stderr=io.StringIO())
+        call_command("import_redcap", str(bad), "--out", str(out), stdout=io.StringIO(), stderr=stderr)
+    assert stderr.getvalue().startswith("bad.csv:3: a: unknown field type 'texte'")
     assert not out.exists()
     stdout = io.StringIO()
     call_command("import_redcap", *[str(p) for p in ALL_TYPES], "--out", str(out), stdout=stdout)

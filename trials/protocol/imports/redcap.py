@@ -125,10 +125,10 @@ class ImportResult:
         return not self.problems
 
 
-class ImportRefused(Exception):
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+def describe(problem: Problem) -> str:
+    """`file:line: field: problem`, the line being the CSV row's (the loader's format, for a CSV)."""
+    where = f"{problem.file}:{problem.line}" if problem.line else problem.file
+    return f"{where}: {problem.path}: {problem.message}" if problem.path else f"{where}: {problem.message}"
 
 
 # --- CSV --------------------------------------------------------------------------------------

@@ -339,9 +339,9 @@ class Emitter:
             literal = self._literal_for(info, name, right)
             if literal == "null" and op not in {"==", "!="}:
                 raise Untranslatable(f"[{name}] {op} \"\" has no meaning")
-            if info.kind in {"date", "datetime"} and right[0] == "str" and literal != "null":
-                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?", right[1]):
-                    raise Untranslatable(f"[{name}] is compared with '{right[1]}', not a Y-M-D date")
+            is_date = info.kind in {"date", "datetime"} and right[0] == "str" and literal != "null"
+            if is_date and not re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?", right[1]):
+                raise Untranslatable(f"[{name}] is compared with '{right[1]}', not a Y-M-D date")
             return f"{info.cel_name} {op} {literal}"
         if left[0] == "ref" and right[0] == "ref" and left[2] is None and right[2] is None:
             return f"{self.field(left[1]).cel_name} {op} {self.field(right[1]).cel_name}"

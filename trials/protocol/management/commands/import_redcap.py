@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trials.protocol.imports.redcap import import_redcap
+from trials.protocol.imports.redcap import describe, import_redcap
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         )
         if result.problems:
             for problem in result.problems:
-                self.stderr.write(str(problem))
+                self.stderr.write(describe(problem))
             raise CommandError(f"{len(result.problems)} problem(s) found; nothing was written")
         out = Path(options["out"])
         (out / "crfs").mkdir(parents=True, exist_ok=True)
