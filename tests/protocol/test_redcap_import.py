@@ -352,3 +352,74 @@ def test_a_large_dictionary_imports_whole(tmp_path):
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
     protocol_load([write(result, tmp_path / "out")], user=system_user())
     assert CrfDefinition.objects.filter(code__startswith="FORM_").count() == 12
+
+
+# --- REDCap project XML (ODM 1.3.1 with redcap: attributes) ---------------------------------------
+
+
+def test_project_xml_imports_like_the_csv_files(tmp_path):
+    # project.xml follows the layout REDCap writes (as in REDCap-ETL's test data): select = dropdown,
+    # textarea = notes, int/float = integer/number, min/max as soft RangeChecks, checkboxes as one
+    # boolean ItemDef per option, the form status item, events with their FormRefs.
+    result = import_redcap([FIXTURES / "project.xml"])
+    assert result.problems == []
+    demographics = crf(result, "DEMOGRAPHICS")
+    assert demographics["title"] == "Basic Demography Form"  # the instrument's label (FormDef Name)
+    assert [f["name"] for f in demographics["fields"]] == [
+        "first_name", "dob", "age", "sex", "pregnant", "race", "height", "weight", "bmi", "comments",
+    ]  # no record ID, no file upload, no demographics_complete
+    assert item(result, "DEMOGRAPHICS", "race")["choices"] == [{"code": 1, "label": "Asian"}, {"code": 2, "label": "White"}]
+    assert item(result, "DEMOGRAPHICS", "sex")["required"] is True
+    assert item(result, "DEMOGRAPHICS", "pregnant")["show_if"] == "sex == 0 && age < 55.0"
+    assert item(result, "DEMOGRAPHICS", "comments")["type"] == "long_text"
+    assert item(result, "DEMOGRAPHICS", "weight")["checks"][0]["expression"] == "weight >= 35"
+    assert [(f.line, f.field) for f in result.not_imported] == [(52, "record_id"), (104, "consent_file")]
+    assert [(f.line, f.field) for f in result.untranslated] == [(111, "visit_note")]
+    assert (result.rules_translated, result.rules_total) == (3, 4)
+    assert yaml.safe_load(result.files["project.yaml"])["visits"][1] == {
+        "code": "WEEK_4", "label": "Week 4", "kind": "follow_up", "day_offset": 28,
+        "window_before_days": 3, "window_after_days": 3, "crfs": ["VISIT"],
+    }
+    protocol_load([write(result, tmp_path)], user=system_user())
+    schema = schema_for(CrfDefinition.objects.get(code="DEMOGRAPHICS"))
+    # age = rounddown(datediff([dob], 'today', 'y')): born 1990-06-15, on 2026-06-14 -> 35 years.
+    outcome = validate_answers(schema, {"dob": date(1990, 6, 15), "sex": 0}, context={"today": "2026-06-14"})
+    assert Decimal(outcome.answers["age"]) == Decimal(35)
+    assert "pregnant" not in outcome.hidden
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        (b'<?xml version="1.0"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3">\n<Study>\n</ODM>\n', 4, "not well-formed XML"),
+        (b'<?xml version="1.0"?>\n<root/>\n', 2, "not a REDCap project XML"),
+        (
+            b'<?xml version="1.0"?>\n<!DOCTYPE ODM [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+            b'<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3"><Study><MetaDataVersion>\n'
+            b'<FormDef OID="Form.f" Name="F"><ItemGroupRef ItemGroupOID="missing"/></FormDef>\n'
+            b"</MetaDataVersion></Study></ODM>&x;\n",
+            5, "not well-formed XML",
+        ),
+    ],
+)
+def test_malformed_project_xml_is_refused(tmp_path, content, line, message):
+    path = tmp_path / "project.xml"
+    path.write_bytes(content)
+    result = import_redcap([path])
+    assert result.files == {}
+    assert [p.line for p in result.problems] == [line], result.problems
+    assert message in result.problems[0].message
+
+
+def test_too_large_files_are_refused(tmp_path):
+    from trials.protocol.imports.redcap import MAX_BYTES, MAX_FIELDS
+
+    big = tmp_path / "big.csv"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_BYTES + 1)
+    result = import_redcap([big])
+    assert [(p.line, "at most 20 MB" in p.message) for p in result.problems] == [(1, True)]
+    many = tmp_path / "many.csv"
+    many.write_text("field_name,form_name,field_type,field_label\n" + "".join(f"f{i},f,text,F\n" for i in range(MAX_FIELDS + 1)))
+    result = import_redcap([many])
+    assert [(p.line, p.message) for p in result.problems] == [(MAX_FIELDS + 2, f"more than {MAX_FIELDS} rows: too large to import")]

@@ -139,6 +139,7 @@ class Table:
     label: str
     columns: list[str]
     rows: list[tuple[int, dict[str, str]]]  # (line of the row's start, column -> cell)
+    form_titles: dict[str, str] = field(default_factory=dict)  # instrument labels (project XML only)
 
 
 def _normal_column(name: str) -> str:
@@ -544,7 +545,7 @@ def build_crfs(
             continue
         code = codes[spec.form]
         crf = crfs.setdefault(code, {
-            "code": code, "title": _title(spec.form),
+            "code": code, "title": plain_text(table.form_titles.get(spec.form, "")) or _title(spec.form),
             "source": f"REDCap data dictionary {label}, instrument '{spec.form}'",
             "sections": [], "fields": [],
         })
@@ -809,12 +810,18 @@ def import_redcap(
     """Read the REDCap files, build the trial and CRF YAML, validate it with the loader (read-only)."""
     result = ImportResult()
     tables: dict[str, Table] = {}
+    from trials.protocol.imports.redcap_xml import read_project_xml  # it builds this module's Tables
+
+    found: list[tuple[str, Table]] = []
     for raw in paths:
         path = Path(raw)
-        table = read_table(path, result.problems)
-        if table is None:
+        if path.suffix.lower() == ".xml":
+            found += read_project_xml(path, result.problems)
             continue
-        kind = _kind_of(table)
+        table = read_table(path, result.problems)
+        if table is not None:
+            found.append((_kind_of(table), table))
+    for kind, table in found:
         if kind == "unknown":
             result.problems.append(
                 Problem(table.label, "", "not a REDCap data dictionary, arms, events or instrument-event mapping CSV (unknown columns)", 1)
