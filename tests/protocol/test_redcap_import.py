@@ -394,11 +394,12 @@ def test_project_xml_imports_like_the_csv_files(tmp_path):
         (b'<?xml version="1.0"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3">\n<Study>\n</ODM>\n', 4, "not well-formed XML"),
         (b'<?xml version="1.0"?>\n<root/>\n', 2, "not a REDCap project XML"),
         (
-            b'<?xml version="1.0"?>\n<!DOCTYPE ODM [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-            b'<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3"><Study><MetaDataVersion>\n'
-            b'<FormDef OID="Form.f" Name="F"><ItemGroupRef ItemGroupOID="missing"/></FormDef>\n'
-            b"</MetaDataVersion></Study></ODM>&x;\n",
-            5, "not well-formed XML",
+            (
+                b'<?xml version="1.0"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3"><Study><MetaDataVersion>\n'
+                b'\n<FormDef OID="Form.f" Name="F"><ItemGroupRef ItemGroupOID="missing"/></FormDef>\n'
+                b"</MetaDataVersion></Study></ODM>\n"
+            ),
+            4, "unknown ItemGroupOID 'missing'",  # line 4: the FormDef's line
         ),
     ],
 )
@@ -409,6 +410,19 @@ def test_malformed_project_xml_is_refused(tmp_path, content, line, message):
     assert result.files == {}
     assert [p.line for p in result.problems] == [line], result.problems
     assert message in result.problems[0].message
+
+
+def test_project_xml_external_entities_are_not_read(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-CONTENT", encoding="utf-8")
+    text = (FIXTURES / "project.xml").read_text(encoding="utf-8")
+    text = text.replace("<ODM ", f'<!DOCTYPE ODM [<!ENTITY x SYSTEM "file://{secret}">]>\n<ODM ', 1)
+    text = text.replace("<TranslatedText>First Name</TranslatedText>", "<TranslatedText>First &x; Name</TranslatedText>")
+    path = tmp_path / "project.xml"
+    path.write_text(text, encoding="utf-8")
+    result = import_redcap([path])
+    assert result.problems == []
+    assert not any("SECRET" in content for content in result.files.values())
 
 
 def test_too_large_files_are_refused(tmp_path):
