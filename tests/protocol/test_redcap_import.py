@@ -437,3 +437,23 @@ def test_too_large_files_are_refused(tmp_path):
     many.write_text("field_name,form_name,field_type,field_label\n" + "".join(f"f{i},f,text,F\n" for i in range(MAX_FIELDS + 1)))
     result = import_redcap([many])
     assert [(p.line, p.message) for p in result.problems] == [(MAX_FIELDS + 2, f"more than {MAX_FIELDS} rows: too large to import")]
+
+
+def test_every_rule_is_translated_or_listed(tmp_path):
+    # A calculation that cannot be translated takes its own branching logic with it: both are listed.
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["field_name", "form_name", "field_type", "field_label", "select_choices_or_calculations", "branching_logic"])
+    writer.writerows([
+        ["record_id", "f", "text", "ID", "", ""],
+        ["a", "f", "text", "A", "", ""],
+        ["root", "f", "calc", "Root", "[a]^0.5", "[a] <> ''"],
+        ["b", "f", "text", "B", "", "[a] <> ''"],
+    ])
+    path = tmp_path / "rules.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    result = import_redcap([path])
+    assert result.problems == []
+    assert (result.rules_translated, result.rules_total) == (1, 3)
+    assert [(f.line, f.field) for f in result.untranslated] == [(4, "root"), (4, "root")]
+    assert result.rules_translated + len(result.untranslated) == result.rules_total

@@ -625,6 +625,10 @@ def _translate(specs: list[Spec], codes: dict[str, str], skipped: dict[str, str]
                 result.untranslated.append(Finding(label, spec.line, spec.redcap_name, reason))
                 result.not_imported.append(Finding(label, spec.line, spec.redcap_name, "a calculated field whose calculation could not be translated"))
                 skipped[spec.redcap_name] = "its calculation could not be translated"
+                if spec.logic:
+                    result.untranslated.append(
+                        Finding(label, spec.line, spec.redcap_name, f"branching logic '{spec.logic}' not used: the field is not imported")
+                    )
                 infos.pop(spec.redcap_name, None)
                 spec.item = None  # type: ignore[assignment]
                 pending.remove(spec)
