@@ -412,6 +412,8 @@ class Emitter:
             places = args[1] if len(args) == 2 else ("num", "0")
             if places[0] not in {"num", "str"} or _int_text(places[1]) is None:
                 raise Untranslatable(f"{name}(): the number of decimals must be a whole number")
+            if int(places[1]) == 0:  # whole numbers: no scaling
+                return _ROUNDERS[name](f"({self.number(args[0])})")
             factor = _number_text(str(10 ** int(places[1])))
             scaled = f"({self.number(args[0])}) * {factor}"
             return f"{_ROUNDERS[name](scaled)} / {factor}"
