@@ -640,3 +640,13 @@ def test_granularity_says_how_much_of_the_trial_the_file_holds(trial_data):
     assert parse_valid(export_bytes(odm, one_site)[0]).getroot().get("Granularity") == "SingleSite"
     forms = parse_valid(export_bytes(odm, spec_for("datamanager", "ASC-DU", crf_codes=("VITALS",)))[0]).getroot()
     assert "Granularity" not in forms.attrib
+
+
+def test_an_unblinded_export_of_a_trial_without_arms_is_valid(trial_data):
+    """ODM 1.3.2: a CodeList has one or more CodeListItems (or an ExternalCodeList); the registry
+    has no arms, so its unblinded export has no arm code list rather than an empty one (found by
+    the ODM import's round trip)."""
+    assert not Arm.objects.filter(trial__code="SSC-FATGRAFT-REG").exists()
+    document = parse_valid(export_bytes(odm, spec_for("datamanager", "SSC-FATGRAFT-REG", blinded=False))[0])
+    assert document.find(".//odm:CodeList[@OID='CL.ARM']", NS) is None
+    assert document.find(".//odm:ItemDef[@OID='IT.ALLOCATION.arm_code']", NS) is not None

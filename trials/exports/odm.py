@@ -465,9 +465,12 @@ class _Builder:
             items.append(self.simple("SUBJECT", "date_of_birth", _("Date of birth"), "date"))
         groups = [GroupSpec("IG.SUBJECT", _("Participant"), False, items)]
         if with_allocation:  # never in a blinded export
-            arm_list = self.codelist("CL.ARM", "Arm", [(arm.code, arm.label) for arm in arms])
+            # A trial without arms (a registry) has no arm code list: ODM requires a CodeList to
+            # have at least one item, so the arm code is then plain text (always empty).
+            arm_list = self.codelist("CL.ARM", "Arm", [(arm.code, arm.label) for arm in arms]) if arms else None
             allocation = [
-                self.simple("ALLOCATION", "arm_code", _("Arm / cohort"), "text", kind="choice", codelist=arm_list, length=40),
+                self.simple("ALLOCATION", "arm_code", _("Arm / cohort"), "text", kind="choice" if arm_list else "text",
+                            codelist=arm_list, length=40),
                 self.simple("ALLOCATION", "method", _("Allocation method"), "text", kind="choice",
                             codelist=self.choices("CL.ALLOCATION_METHOD", "Allocation method", AllocationMethod), length=20),
                 self.simple("ALLOCATION", "kit_code", _("Kit / treatment code"), "text", length=20),
