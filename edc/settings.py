@@ -294,9 +294,18 @@ EXPORT_EXPIRY_DAYS = env_int("EXPORT_EXPIRY_DAYS", 7)
 # A running export writes a heartbeat with its progress (at least every few seconds); one silent this
 # long lost its worker: it is marked failed, its partial file deleted, and its requester may retry.
 EXPORT_HEARTBEAT_TIMEOUT_MINUTES = env_int("EXPORT_HEARTBEAT_TIMEOUT_MINUTES", 5)
+# Files of CRF `file` items (trials.visits.files): never under MEDIA_URL, only sent by the scoped
+# download view. CRF_FILES_STORAGE_BACKEND may name any Django storage class (e.g. django-storages'
+# S3 backend, configured by its own AWS_* settings: docs/deployment.md); the default keeps them
+# under MEDIA_ROOT/crf-files (or CRF_FILES_ROOT).
+CRF_FILES_ROOT = Path(env_str("CRF_FILES_ROOT") or MEDIA_ROOT / "crf-files")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "exports": EXPORT_STORAGE,
+    "crf_files": {
+        "BACKEND": env_str("CRF_FILES_STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(CRF_FILES_ROOT)} if not env_str("CRF_FILES_STORAGE_BACKEND") else {},
+    },
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"

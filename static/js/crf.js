@@ -144,3 +144,11 @@ document.addEventListener("htmx:oobAfterSwap", () => {
     restore.submit();
   });
 })();
+
+// A CRF with file items posts multipart; its live re-evaluations (htmx, on every change) leave the
+// chosen files out: they are uploaded once, by the save, never on each change. Drafts keep only text.
+document.addEventListener("htmx:configRequest", (event) => {
+  const data = event.detail.formData;
+  if (!data || !(event.detail.elt instanceof HTMLFormElement)) return;
+  [...data.entries()].filter(([, value]) => value instanceof File).forEach(([name]) => data.delete(name));
+});

@@ -80,7 +80,7 @@ def test_csv_read_back_equals_the_database(du, export) -> None:  # noqa: ANN001
         exported = by_key[(entry_id, number)]
         assert exported["row_id"] == row["_row_id"]
         for name, value in row.items():
-            if name != "_row_id":
+            if name not in {"_row_id", "photo"}:  # a file item's file is in files/, listed in attachments.csv
                 assert exported[name] == tables.text(value), name
 
     visits = read_csv(files["visits.csv"])

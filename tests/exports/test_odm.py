@@ -74,6 +74,8 @@ def _answer(item: Item, rng: random.Random, first: date, last: date, zone: ZoneI
         return first + timedelta(days=rng.randint(0, max(0, (last - first).days)))
     if kind == "datetime":
         return datetime.combine(last, time(10, rng.randint(0, 59)), tzinfo=zone)
+    if kind == "file":
+        return None  # files are uploaded on the CRF page, never imported
     if item.name == "ulcer_id":
         return f"U{rng.randint(1, 9)}"
     if item.name == "initials":

@@ -291,6 +291,8 @@ def _value(item: Item, rng: random.Random, first_day: date, last_day: date) -> A
         return rng.random() < 0.5
     if kind == "date":
         return _day_between(rng, first_day, last_day)
+    if kind == "file":
+        return None  # files are uploaded on the CRF page; synthetic data has none
     return rng.choice(TEXTS)
 
 

@@ -25,7 +25,7 @@ from typing import BinaryIO
 from django.db import connection
 
 from edc.spreadsheet import FORMULA_TRIGGERS, text_cell
-from trials.exports import manifest, tables
+from trials.exports import attachments, manifest, tables
 from trials.exports.selectors import CHUNK_SIZE
 from trials.exports.spec import ExportSpec, Progress
 
@@ -124,4 +124,5 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                 hashing = manifest.HashingWriter(member)
                 rows = table_write(table, hashing, progress)
             files.append({"name": name, "table": table.label, "rows": rows, "bytes": hashing.size, "sha256": hashing.sha256()})
+        files += attachments.write(spec, archive)  # files of CRF file items, with attachments.csv
         archive.writestr(manifest.zip_member(archive, manifest.MANIFEST_NAME), manifest.manifest_bytes(header, files))

@@ -53,6 +53,7 @@ from django.utils.translation import gettext_lazy
 from lxml import etree
 
 from trials.exports import sdtm_terms, selectors, tables
+from trials.exports.attachments import attachment_value
 from trials.exports.spec import ExportSpec, Progress
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import Arm, CrfDefinition, Site, Trial, VisitCrf, VisitDefinition
@@ -369,7 +370,7 @@ class _Builder:
         elif item.type == "yes_no":
             codelist = self.yes_no()
         numeric = data_type in {"integer", "float"} and item.type not in {"yes_no", "single_choice"}
-        kind = {"yes_no": "yes_no", "single_choice": "choice"}.get(item.type, data_type)
+        kind = {"yes_no": "yes_no", "single_choice": "choice", "file": "file"}.get(item.type, data_type)
         return [self.item(ItemSpec(
             oid=base, name=item.name, data_type=data_type, question=item.label, kind=kind, source=item.name,
             length=length, digits=digits, unit_oid=unit, minimum=item.min if numeric else None,
@@ -781,6 +782,8 @@ def odm_value(item: ItemSpec, value: Any) -> str | None:
     if value is None or value == "" or (isinstance(value, list) and item.kind != "option"):
         return None
     kind = item.kind
+    if kind == "file":  # the file's name in the CSV package and its checksum (ODM 1.3.2 carries no files)
+        return attachment_value(value) if isinstance(value, dict) else None
     if kind == "option":
         if not isinstance(value, list):
             return None

@@ -1021,8 +1021,8 @@ def findings_plan(crf_code: str, versions: list, taken: set[str], identifiers: b
         tests: list[Test] = []
 
         def add(item: Item, group: Item | None, tests: list[Test]) -> None:
-            if item.type in {"descriptive", "repeating_group"} or (item.identifier and not identifiers):
-                return
+            if item.type in {"descriptive", "repeating_group", "file"} or (item.identifier and not identifiers):
+                return  # files travel in the CSV package (trials.exports.attachments), not in SDTM
             if group is None and item.name in elsewhere and not (item.identifier and identifiers and item.name != "date_of_birth"):
                 return
             scat = ascii_text(group.label if group else item.section)

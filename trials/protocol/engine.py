@@ -67,7 +67,11 @@ BUILTIN_FUNCTIONS = frozenset({
     "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours",
     "getMinutes", "getSeconds", "getMilliseconds",
 })
-INPUT_TYPES = {"text", "long_text", "integer", "decimal", "date", "datetime", "single_choice", "multiple_choice", "yes_no", "scale"}
+INPUT_TYPES = {
+    "text", "long_text", "integer", "decimal", "date", "datetime", "single_choice", "multiple_choice", "yes_no", "scale", "file",
+}
+# A stored `file` answer is a reference (trials.visits.files): the file itself is in the storage.
+FILE_REFERENCE_KEYS = frozenset({"file_id", "name", "size", "sha256", "content_type"})
 
 
 # --- Schema ---------------------------------------------------------------------------------
@@ -110,6 +114,8 @@ class Item:
     max_rows: int | None = None
     carry_forward: tuple[str, ...] = ()
     lab_test: str | None = None  # CTCAE-graded laboratory result (trials.protocol.ctcae)
+    accept: tuple[str, ...] = ()  # a file item: the kinds accepted (image, jpeg, png, pdf)
+    max_size_kb: int | None = None  # a file item: the largest upload
 
     @property
     def is_input(self) -> bool:
@@ -242,6 +248,8 @@ def _item(spec: dict, codelists: dict) -> Item:
         max_rows=spec.get("max_rows"),
         carry_forward=tuple(spec.get("carry_forward") or ()),
         lab_test=spec.get("lab_test"),
+        accept=tuple(spec.get("accept") or ()),
+        max_size_kb=spec.get("max_size_kb"),
     )
 
 
@@ -343,6 +351,8 @@ def to_cel(item: Item, stored: Any) -> Any:
     """A stored answer as CEL sees it: decimals as doubles, dates as ISO strings, null if unanswered."""
     if stored is None:
         return None
+    if item.type == "file":  # expressions see the file's original name (or null): `photo != null`
+        return stored.get("name") if isinstance(stored, dict) else None
     if item.type in {"decimal", "calculated"} and isinstance(stored, str):
         try:
             return float(Decimal(stored))
@@ -457,6 +467,8 @@ def _check_value(item: Item, stored: Any, context: dict, report) -> None:  # noq
         report(_("Choose one of the listed answers."))
     if item.type == "multiple_choice" and item.choices and any(v not in item.choice_labels for v in stored):
         report(_("Choose among the listed answers."))
+    if item.type == "file" and not (isinstance(stored, dict) and FILE_REFERENCE_KEYS <= stored.keys()):
+        report(_("This is not a stored file: upload the file on the CRF page."))
 
 
 def _with_unit(value: Any, unit: str) -> str:

@@ -39,10 +39,14 @@ FIELD_TYPES = (
     "calculated",
     "repeating_group",
     "descriptive",
+    "file",
 )
 FieldType = Literal[FIELD_TYPES]  # type: ignore[valid-type]
 CHOICE_TYPES = {"single_choice", "multiple_choice"}
 NUMERIC_TYPES = {"integer", "decimal", "scale"}
+# What a `file` item may accept: a kind is checked against the bytes (trials.visits.files), never the name.
+FILE_KINDS = ("image", "jpeg", "png", "pdf")
+MAX_FILE_SIZE_KB = 50 * 1024  # 50 MB: above this an upload belongs in another system (imaging, TMF)
 WIDGET_TYPES = {
     "radio": {"single_choice", "yes_no", "scale"},
     "inline_radio": {"single_choice", "yes_no", "scale"},
@@ -125,10 +129,21 @@ class CrfField(Strict):
     # A laboratory result graded by CTCAE v5.0 against the site's normal range (trials.protocol.ctcae):
     # the CDISC test code; the item's unit must be the unit the grading table is written in.
     lab_test: LabTestCode | None = None
+    # A `file` item: the kinds accepted (image = JPEG or PNG) and the largest size, in kilobytes.
+    accept: list[Literal[FILE_KINDS]] | None = None  # type: ignore[valid-type]
+    max_size_kb: Annotated[int, Field(ge=1, le=MAX_FILE_SIZE_KB)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CrfField:
         kind = self.type
+        if (kind == "file") != (self.accept is not None):
+            raise ValueError("'accept' is required on, and only allowed on, a file field (e.g. accept: [image, pdf])")
+        if kind == "file" and not self.accept:
+            raise ValueError("'accept' lists at least one kind: " + ", ".join(FILE_KINDS))
+        if kind == "file" and self.max_size_kb is None:
+            raise ValueError("a file field needs 'max_size_kb' (the largest upload, in kilobytes)")
+        if self.max_size_kb is not None and kind != "file":
+            raise ValueError("'max_size_kb' only applies to a file field")
         if self.lab_test is not None:
             if kind not in {"decimal", "integer"}:
                 raise ValueError("'lab_test' belongs to a decimal or integer item")

@@ -13,6 +13,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from trials.protocol.engine import ROW_ID, CrfSchema, Item, Outcome, plain, validate_answers
+from trials.visits import files as file_items
 
 _FORM_CLASSES: dict[tuple[int, int], type[forms.Form]] = {}
 _ROW_FORMSETS: dict[tuple[int, str], type[forms.BaseFormSet]] = {}
@@ -96,6 +97,11 @@ def form_field(item: Item) -> forms.Field | None:
         points = [(str(n), str(n)) for n in range(int(item.min or 0), int(item.max or 10) + 1)]
         return forms.TypedChoiceField(
             choices=points, coerce=int, empty_value=None, widget=forms.RadioSelect(attrs={"class": "edc-inline"}), **common
+        )
+    if kind == "file":
+        # Parsing only: the kind and size are checked from the bytes in CrfSubmission.validate.
+        return forms.FileField(
+            widget=forms.FileInput(attrs={"accept": file_items.accept_attribute(item)}), allow_empty_file=True, **common,
         )
     return None
 
@@ -189,8 +195,8 @@ def _initial_values(items: tuple[Item, ...], answers: dict) -> dict:
     out = {}
     for item in items:
         value = answers.get(item.name)
-        if value is None or not item.is_input:
-            continue
+        if value is None or not item.is_input or item.type == "file":
+            continue  # a file input starts empty: the current file is shown beside it
         if item.type == "yes_no":
             value = "true" if value else "false"
         elif item.type in {"single_choice", "scale"}:
@@ -217,15 +223,18 @@ class CrfSubmission:
 
     def __init__(
         self, schema: CrfSchema, *, data=None, answers: dict | None = None, missing: dict | None = None,  # noqa: ANN001
-        context: dict | None = None, known_row_ids: set[str] | None = None,
+        context: dict | None = None, known_row_ids: set[str] | None = None, files=None, stored: dict | None = None,  # noqa: ANN001
     ):
         self.schema = schema
         self.context = context or {}
         self.known_row_ids = known_row_ids
+        # `files`: the request's uploads; `stored`: the entry's saved answers, whose files an item
+        # keeps when nothing new is uploaded (a file input never posts the current file back).
+        self.stored_files = file_items.file_answers(schema, stored or {})
         initial, rows = initial_from(schema, answers or {}, missing or {})
-        self.form = form_class_for(schema)(data=data, initial=initial, prefix="crf")
+        self.form = form_class_for(schema)(data=data, files=files, initial=initial, prefix="crf")
         self.formsets = {
-            group.name: row_formset_for(schema, group)(data=data, initial=rows.get(group.name), prefix=group.name)
+            group.name: row_formset_for(schema, group)(data=data, files=files, initial=rows.get(group.name), prefix=group.name)
             for group in schema.groups
         }
         self.outcome: Outcome | None = None
@@ -250,6 +259,7 @@ class CrfSubmission:
         parsed_ok = self.form.is_valid()
         cleaned = getattr(self.form, "cleaned_data", {})
         raw = {name: cleaned.get(name) for name in self.form.fields}
+        self._file_values(self.form, self.schema.items, raw, "", "")
         missing = _missing_from(self.form, self.schema.items)
         formsets_ok = True
         for group in self.schema.groups:
@@ -262,7 +272,9 @@ class CrfSubmission:
                 if data.get("DELETE"):
                     continue
                 row_missing[len(rows)] = _missing_from(form, group.children)
-                rows.append({**{c.name: data.get(c.name) for c in group.children}, ROW_ID: data.get(ROW_ID)})
+                row = {**{c.name: data.get(c.name) for c in group.children}, ROW_ID: data.get(ROW_ID)}
+                self._file_values(form, group.children, row, group.name, str(data.get(ROW_ID) or ""))
+                rows.append(row)
             raw[group.name] = rows
             missing[group.name] = row_missing
         outcome = validate_answers(
@@ -297,6 +309,24 @@ class CrfSubmission:
             outcome.errors.setdefault("__parse__", [str(_("Some answers could not be read; see the marked items."))])
         self.outcome = outcome
         return outcome
+
+    def _file_values(self, form: forms.Form, items: tuple[Item, ...], values: dict, group: str, row_id: str) -> None:
+        """A file item's value: a new upload that passes the item's checks (kind from the bytes,
+        size), else the file already saved; a refused upload is a message on the field and the
+        saved file is kept."""
+        for item in items:
+            if item.type != "file":
+                continue
+            uploaded = values.get(item.name)
+            current = self.stored_files.get((group, row_id, item.name))
+            values[item.name] = current
+            if uploaded is None or form.errors.get(item.name):
+                continue
+            upload, problem = file_items.check_upload(item, uploaded)
+            if problem:
+                form.add_error(item.name, problem)
+            else:
+                values[item.name] = upload.pending_answer()
 
     def clear_messages(self) -> None:
         """Forget messages on fields (a page re-shown while typing is not a judgement yet)."""

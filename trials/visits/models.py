@@ -5,6 +5,8 @@ with (docs/architecture.md, "CRF data"). Scheduling (planned dates, windows, sta
 Visit by the scheduling issue.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -152,3 +154,35 @@ class CalendarFeed(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feed")
     token = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class StoredFile(models.Model):
+    """One uploaded file of a CRF `file` item (a photograph, a scanned report), kept for good.
+
+    The entry's answer is a reference to this row (file id, original name, size, SHA-256, content
+    type); a replacement is a new row and a new answer in the entry's audited history, so the old
+    file stays retrievable. The id is random (UUID4) and the storage name another random value:
+    neither reveals or follows from the participant, the item or the original name. Rows are
+    written once and never changed or deleted (no update path in the code)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="stored_files", verbose_name=_("participant"))
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="stored_files", verbose_name=_("visit"))
+    crf_code = models.CharField(_("CRF code"), max_length=40)
+    item = models.CharField(_("item"), max_length=200, help_text=_("The item's name; in a repeating group group[row id].item."))
+    original_name = models.CharField(_("original name"), max_length=255)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    content_type = models.CharField(_("content type (from the bytes)"), max_length=100)
+    storage_name = models.CharField(_("storage name"), max_length=255, unique=True)
+    thumbnail_name = models.CharField(_("thumbnail storage name"), max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("uploaded by"))
+    uploaded_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["uploaded_at"]
+        verbose_name = _("stored file")
+        verbose_name_plural = _("stored files")
+
+    def __str__(self) -> str:
+        return f"{self.crf_code}.{self.item}: {self.original_name}"

@@ -21,6 +21,7 @@ from trials.protocol.ctcae import CTCAE_VERSION, LabGrade
 from trials.protocol.labs import grade_answers
 from trials.protocol.selectors import lab_ranges_for_site
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
+from trials.visits import files as file_items
 from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit, VisitStatus
@@ -317,8 +318,12 @@ def crf_entry_save(
     complete: bool,
     confirm_warnings: bool = False,
     reason: str = "",
+    files=None,  # noqa: ANN001 - the request's uploads (request.FILES)
 ) -> SaveResult:
-    """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing."""
+    """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing.
+
+    Uploads of `file` items are checked with the other answers and stored only when the save is
+    made; an item with no new upload keeps the file saved before."""
     participant = visit.participant
     if expected_revision == 0:
         # A first save: no entry lookup, the unique (visit, CRF) constraint catches a concurrent one.
@@ -343,7 +348,9 @@ def crf_entry_save(
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
     schema = schema_for(entry.crf)
-    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema), known_row_ids=known_rows)
+    submission = CrfSubmission(
+        schema, data=data, context=entry_context(visit, schema), known_row_ids=known_rows, files=files, stored=entry.answers,
+    )
     outcome = submission.validate()
     if outcome.is_valid:
         outcome.warnings += lab_grade_warnings(schema, entry_lab_grades(visit, schema, outcome.answers))
@@ -364,6 +371,9 @@ def crf_entry_save(
         outcome.errors.setdefault("__all__", []).append(_("This entry is complete: give a reason for the change."))
         return result
     previous_warnings = entry.warnings
+    # New uploads go to the storage now; the answer becomes their reference (the old one stays in
+    # the entry's history, and its file in the storage).
+    stored_files = file_items.store_pending(outcome.answers, schema=schema, user=user, visit=visit, crf_code=crf_code)
     entry.answers = outcome.answers
     entry.missing = outcome.missing
     entry.warnings = [{**w, "confirmed_by": user.username} for w in outcome.warnings]
@@ -371,6 +381,9 @@ def crf_entry_save(
     entry.revision += 1
     entry.score_library_version = scores.SCORE_LIBRARY_VERSION
     entry_reason = reason or (_("Data entry") if entry.revision == 1 else _("Data entry (in progress)"))
+    if stored_files:
+        entry_reason = f"{entry_reason} – " + _("file(s) uploaded: %(files)s") % {
+            "files": ", ".join(f"{f.item} {f.original_name} (sha256 {f.sha256[:12]}…)" for f in stored_files)}
     try:
         audited_save(entry, user=user, reason=entry_reason)
     except IntegrityError:
@@ -407,6 +420,9 @@ def crf_entry_save_answers(
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
+    if file_items.file_answers(schema, answers) != file_items.file_answers(schema, entry.answers):
+        # A reference could name a file that was never checked, or another participant's.
+        raise ValidationError(_("Files are uploaded on the CRF page; an import cannot set or change a file item."))
     outcome = validate_answers(
         schema, answers, missing=missing, context=entry_context(visit, schema), known_row_ids=_row_ids(entry.answers),
     )

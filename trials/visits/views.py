@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,10 +23,11 @@ from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.records.locks import lock_covering, lock_message
 from trials.records.models import Signature, SignatureState
+from trials.visits import files as file_items
 from trials.visits import hooks, schedule, selectors
 from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
-from trials.visits.models import CalendarFeed, CrfEntry, Visit, VisitStatus
+from trials.visits.models import CalendarFeed, CrfEntry, StoredFile, Visit, VisitStatus
 from trials.visits.services import (
     CrfEntryConflict,
     crf_entry_carried_forward,
@@ -129,7 +130,8 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
     enters = user_enters_data_at(request.user, visit.participant)
     review = crf_review_context(visit, entry)  # a lock or freeze makes the page read-only, with its reason
     can_enter = enters and not blocked and review["lock"] is None
-    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked, **review}
+    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked, **review,
+               "has_files": any(i.type == "file" for i in (*schema.items, *(c for g in schema.groups for c in g.children)))}
     if request.method == "POST":
         if not can_enter:
             raise PermissionDenied((enters and (blocked or review["lock_message"])) or _("You do not enter data at this site."))
@@ -148,6 +150,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
                 user=request.user, visit=visit, crf_code=crf_code, data=request.POST, expected_revision=expected,
                 complete=request.POST.get("action") in {"complete", "complete_next"},
                 confirm_warnings=request.POST.get("confirm_warnings") == "on", reason=request.POST.get("reason", ""),
+                files=request.FILES,
             )
         except ValidationError as error:  # locked since the page was opened: nothing was saved
             raise PermissionDenied(" ".join(error.messages)) from None
@@ -179,7 +182,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         status = 200
     else:
         answers = entry.answers if entry.pk else crf_entry_carried_forward(entry)
-        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit, schema))
+        submission = CrfSubmission(schema, answers=answers, missing=entry.missing, context=entry_context(visit, schema), stored=answers)
         submission.evaluate_stored(answers, entry.missing)  # branching and scores as stored
         status = 200
     outcome = submission.outcome
@@ -207,7 +210,8 @@ def _live(request: HttpRequest, schema, visit, entry, context: dict) -> HttpResp
             data[total] = str(int(data.get(total, "0")) + 1)
         except ValueError:
             data[total] = "1"
-    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema))
+    # Uploads are not read here (a live re-evaluation saves nothing): the files saved before are shown.
+    submission = CrfSubmission(schema, data=data, context=entry_context(visit, schema), stored=entry.answers)
     submission.validate()
     if request.headers.get("HX-Request") != "true":
         submission.clear_messages()
@@ -384,3 +388,44 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
         event.add("dtstamp", timezone.now())
         calendar.add_component(event)
     return HttpResponse(calendar.to_ical(), content_type="text/calendar; charset=utf-8")
+
+
+# --- Files of CRF `file` items --------------------------------------------------------------
+
+
+def _stored_file_for(request: HttpRequest, file_id):  # noqa: ANN001, ANN202
+    """A stored file of a participant the user may see (the same scoping as the data), else 404:
+    a file id of another site's participant is as unknown as one that does not exist."""
+    stored = StoredFile.objects.filter(pk=file_id, participant__in=participants_for_user(request.user)).first()
+    if stored is None:
+        raise Http404(_("No such file in your sites."))
+    return stored
+
+
+def _file_response(stored_name: str, *, content_type: str, filename: str, attachment: bool) -> FileResponse:
+    try:
+        handle = file_items.storage().open(stored_name, "rb")
+    except (FileNotFoundError, OSError):
+        raise Http404(_("This file is missing from the storage; tell the data manager.")) from None
+    response = FileResponse(handle, content_type=content_type, as_attachment=attachment, filename=filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@login_required
+def crf_file(request: HttpRequest, file_id) -> FileResponse:  # noqa: ANN001
+    """Download an uploaded file, always as an attachment with the content type read from its
+    bytes at upload (never rendered by the browser from this site's origin)."""
+    stored = _stored_file_for(request, file_id)
+    return _file_response(stored.storage_name, content_type=stored.content_type, filename=stored.original_name, attachment=True)
+
+
+@login_required
+def crf_file_thumbnail(request: HttpRequest, file_id) -> FileResponse:  # noqa: ANN001
+    """The thumbnail of an uploaded image: a PNG made by Pillow at upload (not the uploaded bytes)."""
+    stored = _stored_file_for(request, file_id)
+    if not stored.thumbnail_name:
+        raise Http404(_("This file has no thumbnail."))
+    return _file_response(stored.thumbnail_name, content_type="image/png", filename="thumbnail.png", attachment=False)

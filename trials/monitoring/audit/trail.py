@@ -244,6 +244,9 @@ def _field_text(model_field: models.Field, value: object, fks: _ForeignKeys) -> 
 
 def _answer_text(item: Item | None, value: object) -> str:
     """A stored CRF answer as text: choice labels with their code, yes/no, numbers as stored."""
+    if item is not None and item.type == "file" and isinstance(value, dict):
+        # The file's name, size and checksum, and its id (the old file stays downloadable: /files/<id>/).
+        return f"{value.get('name')} ({value.get('size')} bytes, sha256 {value.get('sha256')}, file {value.get('file_id')})"
     if item is not None and item.choices and value not in (None, ""):
         labels = {str(code): label for code, label in item.choices}
         values = value if isinstance(value, list) else [value]

@@ -62,3 +62,24 @@ def matrix_choice(choice, section_no: int, html_name: str, column: int) -> str: 
     labelled_by = f"section-{section_no} label-{html_name} section-{section_no}-col-{column}"
     attrs = {**choice.data["attrs"], "aria-labelledby": labelled_by}
     return BoundWidget(choice.parent_widget, {**choice.data, "attrs": attrs}, choice.renderer).tag()
+
+
+@register.simple_tag(takes_context=True)
+def file_answer(context, item, prefix: str = "", row_id=None):  # noqa: ANN001, ANN201
+    """The saved file (its reference) of a file item on the page: top level, or the row `row_id`
+    (a bound hidden field) of the group whose rows are prefixed `<group>-<n>-`."""
+    submission = context.get("submission")
+    if submission is None:
+        return None
+    group = prefix.split("-")[0] if prefix else ""
+    if hasattr(row_id, "value"):
+        row_id = row_id.value()
+    return submission.stored_files.get((group, str(row_id or "") if group else "", item.name))
+
+
+@register.simple_tag
+def file_limits(item) -> dict:  # noqa: ANN001
+    from trials.visits.files import describe_accept
+
+    size = item.max_size_kb or 0
+    return {"accepted": describe_accept(item), "size": f"{size / 1024:g} MB" if size >= 1024 else f"{size} kB"}
