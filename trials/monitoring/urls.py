@@ -8,4 +8,6 @@ urlpatterns = [
     path("", include("trials.monitoring.locks.urls")),
     path("", include("trials.monitoring.audit.urls")),
     path("", include("trials.monitoring.casebook.urls")),
+    path("", include("trials.monitoring.status.urls")),
+    path("", include("trials.monitoring.review.urls")),
 ]
