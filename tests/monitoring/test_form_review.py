@@ -97,7 +97,7 @@ def test_review_page_plan_ticks_verified_and_queries(entries, client):
     assert response.status_code == 302
     query = Query.objects.get(entry=entry)
     assert (query.item, query.state, query.raised_by, query.text) == ("weight_kg", QueryState.OPEN, user("monitor.du"), "The source says 60 kg.")
-    assert query.messages.count() == 1 and query.history.get().history_reason
+    assert query.messages.count() == 1 and query.history.get().history_change_reason == "Query raised"
     # An empty question: the field says so, nothing written.
     response = client.post(url, {"action": "query", "item": "heart_rate", "text": "  "})
     assert response.status_code == 400 and "Write the message." in response.content.decode()
