@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import BinaryIO
 
 from django.core.exceptions import PermissionDenied
@@ -25,7 +26,7 @@ from django.utils.translation import gettext as _
 from trials.exports import selectors
 from trials.exports.spec import ExportSpec, Progress
 from trials.monitoring.audit.trail import CSV_HEADER, csv_rows, participant_trail
-from trials.participants.models import Participant
+from trials.participants.models import AllocationSlot, Participant
 from trials.protocol.models import FieldDefinition
 
 # Allocation fields a blinded file never carries (the arm itself is already withheld by the trail).
@@ -40,6 +41,21 @@ def _participants(spec: ExportSpec):  # noqa: ANN202
     )
 
 
+def _mask(spec: ExportSpec):  # noqa: ANN202
+    """Arm codes and labels (`selectors.arm_mask`) and, in a blinded file, every kit code of the
+    trial's lists (reasons such as "Randomized (kit KA4W7RX)"): a kit code leads to the list's arm.
+    Every code of the lists is masked, allocated or not, so the masking itself says nothing."""
+    arms = selectors.arm_mask(spec) or (lambda text: text)
+    if not spec.blinded:
+        return arms
+    kits = sorted(set(AllocationSlot.objects.filter(allocation_list__trial_id=spec.trial_id).values_list("kit_code", flat=True)) - {""},
+                  key=len, reverse=True)
+    if not kits:
+        return arms
+    pattern = re.compile("|".join(re.escape(k) for k in kits), re.IGNORECASE)
+    return lambda text: pattern.sub(selectors.BLINDED_WORD, arms(text)) if text else text
+
+
 def count(spec: ExportSpec) -> int:
     """Progress counts participants (their trails are read one at a time)."""
     return _participants(spec).count()
@@ -49,7 +65,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     if spec.trial_id is None or not selectors.export_trials(spec).exists():
         raise PermissionDenied(_("You no longer have access to this trial."))
     user = selectors.export_user(spec)
-    mask = selectors.arm_mask(spec) or (lambda text: text)
+    mask = _mask(spec)
     end = selectors.cutoff_end(spec)
     withheld = set(BLINDED_FIELDS) if spec.blinded else set()
     if not spec.identifiers:

@@ -97,7 +97,8 @@ def form_review(request: HttpRequest, pk: int) -> HttpResponse:
             except (ValidationError, PermissionDenied) as error:
                 query_errors[item] = list(getattr(error, "messages", None) or [str(error)])
             else:
-                messages.success(request, _("Query raised on %(item)s.") % {"item": item})
+                label = next((i.label for i in schema.items if i.name == query.item), query.item)
+                messages.success(request, _("Query raised on %(item)s.") % {"item": label})
                 return redirect(here + f"#query-{query.pk}")
         else:
             sdv_errors = [_("Unknown action.")]

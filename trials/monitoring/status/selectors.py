@@ -46,7 +46,7 @@ STATES: tuple[tuple[str, str, object], ...] = (
     (OPEN_QUERY, "?", _("Open query")),
     (SDV_DONE, "✓", _("SDV done")),
     (SIGNED, "✍", _("Signed")),
-    (LOCKED, "🔒", _("Locked")),
+    (LOCKED, "▣", _("Locked")),
 )
 STATE_CODES = frozenset(code for code, _icon, _label in STATES)
 STATE_INFO = {code: (icon, label) for code, icon, label in STATES}
