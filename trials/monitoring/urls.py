@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("trials.monitoring.casebook.urls")),
     path("", include("trials.monitoring.status.urls")),
     path("", include("trials.monitoring.review.urls")),
+    path("", include("trials.monitoring.reports.urls")),
 ]
