@@ -88,7 +88,11 @@ class Cell:
     @property
     def text(self) -> str:
         """The cell's states in words (its accessible name and tooltip)."""
-        return ", ".join(str(STATE_INFO[code][1]) for code in self.states)
+        words = []
+        for code in self.states:
+            label = str(STATE_INFO[code][1])
+            words.append(f"{label} ({self.open_queries})" if code == OPEN_QUERY and self.open_queries > 1 else label)
+        return ", ".join(words)
 
 
 @dataclass
