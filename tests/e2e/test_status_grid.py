@@ -26,7 +26,7 @@ from trials.visits.services import crf_entry_save_answers
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/grid")
-VITALS = {"height_cm": Decimal("165"), "weight_kg": Decimal("60"), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
+VITALS = {"height_cm": Decimal(165), "weight_kg": Decimal(60), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
 
 
 def shot(page, name: str) -> None:  # noqa: ANN001

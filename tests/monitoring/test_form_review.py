@@ -26,7 +26,7 @@ from trials.visits.services import crf_entry_save_answers
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
-VITALS = {"height_cm": Decimal("165"), "weight_kg": Decimal("60"), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
+VITALS = {"height_cm": Decimal(165), "weight_kg": Decimal(60), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
 
 
 def user(username: str):  # noqa: ANN201
@@ -72,7 +72,7 @@ def test_review_page_plan_ticks_verified_and_queries(entries, client):
     assert 'data-testid="sdv-tick-systolic_bp"' in html and 'data-testid="sdv-tick-diastolic_bp"' in html
     assert 'data-testid="sdv-tick-weight_kg"' not in html and 'data-testid="sdv-tick-heart_rate"' not in html
     # the item's history from the audit trail: old → new with who and why
-    history = re.search(r'data-testid="history-weight_kg".*?</details>', html, re.S).group(0)
+    history = re.search(r'data-testid="history-weight_kg".*?</details>', html, re.DOTALL).group(0)
     assert "60" in history and "61.5" in history and "Transcription error" in history
 
     # One tick of two: refused, nothing written.

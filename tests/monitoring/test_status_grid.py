@@ -35,7 +35,7 @@ from trials.visits.services import crf_entry_save_answers
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # 11:00 in Toulouse and Grenoble: the same date as UTC
-VITALS = {"height_cm": Decimal("165"), "weight_kg": Decimal("60"), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
+VITALS = {"height_cm": Decimal(165), "weight_kg": Decimal(60), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
 
 
 def user(username: str):  # noqa: ANN201

@@ -21,8 +21,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
 from trials.monitoring.audit.dashboard import monitor_dashboard
+from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
 from trials.monitoring.queries.selectors import reviewer_trials
 from trials.participants.models import Participant
 from trials.visits.models import CrfEntry
