@@ -73,6 +73,10 @@ register(ExportFormat(
     "trials.exports.stats.write_sav", "trials.exports.stats.count",
 ))
 register(ExportFormat(
+    "audit", _("Audit trail, whole trial (CSV)"), "csv", "text/csv",
+    "trials.exports.audit.write", "trials.exports.audit.count", pooled=False,
+))
+register(ExportFormat(
     "dta", _("Stata (a zip of .dta)"), "zip", "application/zip",
     "trials.exports.stats.write_dta", "trials.exports.stats.count",
 ))

@@ -8,4 +8,7 @@ urlpatterns = [
     path("", include("trials.monitoring.locks.urls")),
     path("", include("trials.monitoring.audit.urls")),
     path("", include("trials.monitoring.casebook.urls")),
+    path("", include("trials.monitoring.status.urls")),
+    path("", include("trials.monitoring.review.urls")),
+    path("", include("trials.monitoring.reports.urls")),
 ]

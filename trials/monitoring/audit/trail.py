@@ -420,10 +420,12 @@ def _trail(filters: list[tuple[Source, Q]], ctx: _Context) -> list[AuditRow]:
     return trail
 
 
-def participant_trail(user, participant: Participant) -> list[AuditRow]:  # noqa: ANN001
+def participant_trail(user, participant: Participant, *, blinded: bool = False) -> list[AuditRow]:  # noqa: ANN001
     """Every audited change to the participant's data, oldest first, as this user may see it
-    (the caller has checked that the participant is in the user's scope)."""
-    ctx = _Context(ZoneInfo(participant.site.time_zone), user_sees_allocation(user, participant.trial), participant.pk)
+    (the caller has checked that the participant is in the user's scope). `blinded`: as a blinded
+    user would, whatever the user's own rights (a blinded export asked by an unblinded person)."""
+    sees = not blinded and user_sees_allocation(user, participant.trial)
+    ctx = _Context(ZoneInfo(participant.site.time_zone), sees, participant.pk)
     return _trail([(s, s.for_participant(participant)) for s in _sources(ctx.sees_allocation)], ctx)
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from datetime import date
 
 from django.contrib import admin
 from django.contrib.admin.options import ModelAdmin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
@@ -19,8 +21,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
 from trials.monitoring.audit.dashboard import monitor_dashboard
+from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
 from trials.monitoring.queries.selectors import reviewer_trials
 from trials.participants.models import Participant
 from trials.visits.models import CrfEntry
@@ -72,11 +74,55 @@ def _csv_response(trail: list[AuditRow], time_zone: str, name: str) -> Streaming
     return response
 
 
+AUDIT_PAGE_SIZE = 50
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def audit_filter(trail: list[AuditRow], params) -> tuple[list[AuditRow], dict]:  # noqa: ANN001
+    """The saves of `trail` matching the page's filters: record kind, CRF (its code in the record's
+    name), item (a changed field or CRF item of that name, also inside a repeating group), user,
+    local date range (the site's dates, inclusive) and words of the reason. Returns the rows and the
+    filter values as understood (a malformed date is ignored, and shown empty)."""
+    kinds = sorted({row.kind for row in trail})
+    users = sorted({row.user for row in trail if row.user})
+    kind = params.get("kind", "") if params.get("kind", "") in kinds else ""
+    user = params.get("user", "") if params.get("user", "") in users else ""
+    crf = (params.get("crf", "") or "").strip().upper()
+    item = (params.get("item", "") or "").strip()
+    reason = (params.get("reason", "") or "").strip().lower()
+    start, end = _date(params.get("from", "") or ""), _date(params.get("to", "") or "")
+    rows = []
+    for row in trail:
+        if kind and row.kind != kind or user and row.user != user:
+            continue
+        if crf and crf not in row.record.upper():
+            continue
+        if item and not any(c.field == item or c.field.endswith(f".{item}") for c in row.changes):
+            continue
+        if reason and reason not in (row.reason or "").lower():
+            continue
+        day = row.local.date()
+        if start and day < start or end and day > end:
+            continue
+        rows.append(row)
+    values = {"kind": kind, "user": user, "crf": crf, "item": item, "reason": params.get("reason", "").strip(),
+              "from": start.isoformat() if start else "", "to": end.isoformat() if end else ""}
+    return rows, {"kinds": kinds, "users": users, "values": values}
+
+
 def _page(request: HttpRequest, model_admin: ModelAdmin, *, obj, participant: Participant, trail: list[AuditRow],
           title: str, csv_url: str) -> TemplateResponse:
-    kinds = sorted({row.kind for row in trail})
-    kind = request.GET.get("kind", "")
-    shown = [row for row in trail if row.kind == kind] if kind in kinds else trail
+    shown, filters = audit_filter(trail, request.GET)
+    kinds, kind = filters["kinds"], filters["values"]["kind"]
+    page = Paginator(list(reversed(shown)), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     urls = _record_urls(trail)
     context = {
         **admin.site.each_context(request),
@@ -85,10 +131,14 @@ def _page(request: HttpRequest, model_admin: ModelAdmin, *, obj, participant: Pa
         "opts": model_admin.model._meta,
         "original": obj,
         "participant": participant,
-        "rows": [(row, urls.get(row.model, "").format(row.object_id) if row.model in urls else "") for row in reversed(shown)],
+        "rows": [(row, urls.get(row.model, "").format(row.object_id) if row.model in urls else "") for row in page.object_list],
         "count": len(shown),
+        "page": page,
+        "page_query": query.urlencode(),
         "kinds": kinds,
-        "kind": kind if kind in kinds else "",
+        "kind": kind,
+        "users": filters["users"],
+        "filters": filters["values"],
         "time_zone": participant.site.time_zone,
         "csv_url": csv_url,
         "hides_allocation": hides_allocation(request.user, participant.trial),

@@ -69,6 +69,33 @@ def sdv_verify(*, entry: CrfEntry, user, items=()) -> SdvMark:  # noqa: ANN001
 
 
 
+def sdv_planned_items(entry: CrfEntry, plan: SdvPlan | None = None, *, shown: set[str] | None = None) -> list[str]:
+    """The items a monitor ticks one by one on the form-view review: the plan's critical items of
+    this CRF when it names some (a partial SDV plan, e.g. critical items only), else every required
+    input item of the CRF at the top level (full SDV). `shown` leaves out the items hidden by
+    branching (nothing to compare with the source)."""
+    critical = sdv_critical_items(entry, plan)
+    if critical:
+        return critical
+    schema = schema_for(entry.crf)
+    return [i.name for i in schema.items if i.is_input and i.required and i.type != "repeating_group" and (shown is None or i.name in shown)]
+
+
+@transaction.atomic
+def sdv_verify_items(*, entry: CrfEntry, user, items, plan: SdvPlan | None = None, shown: set[str] | None = None) -> SdvMark:  # noqa: ANN001
+    """Verify an entry from the form-view review: every planned item (`sdv_planned_items`) must be
+    ticked; then the same audited mark as `sdv_verify`, with the ticked items recorded."""
+    ticked = list(dict.fromkeys(str(i) for i in items or ()))
+    planned = sdv_planned_items(entry, plan, shown=shown)
+    untickable = [name for name in ticked if name not in planned]
+    if untickable:
+        raise ValidationError({"items": _("Not items of the SDV plan for this CRF: %(items)s.") % {"items": ", ".join(untickable)}})
+    missing = [name for name in planned if name not in ticked]
+    if missing:
+        raise ValidationError({"items": _("Tick every planned item against the source before recording: %(items)s.") % {"items": ", ".join(missing)}})
+    return sdv_verify(entry=entry, user=user, items=ticked)
+
+
 def sdv_status_text(mark: SdvMark | None, entry: CrfEntry | None = None) -> str:
     """What the CRF page and the admin say about an entry's verification."""
     if mark is None:
