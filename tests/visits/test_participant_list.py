@@ -29,7 +29,7 @@ def site_with(participants: int, code: str):  # noqa: ANN201
 
 def rows(page: str) -> list[str]:
     """The screening numbers of the page's rows, in order."""
-    return re.findall(r'<tr><td><a href="/participants/\d+/">([^<]+)</a>', page)
+    return re.findall(r'<tr><td class="text-nowrap"><a href="/participants/\d+/">([^<]+)</a>', page)
 
 
 def list_queries(client, site, user) -> int:  # noqa: ANN001
