@@ -58,3 +58,4 @@ bench: install
 	$(PY) tests/bench/bench_schedule.py
 	$(PY) tests/bench/bench_safety.py
 	$(PY) tests/bench/bench_export.py
+	$(PY) tests/bench/bench_flow.py
