@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from edc.audit import SYSTEM_USERNAME
 from trials.participants.models import Allocation, AllocationList, Participant, ParticipantStatus, Unblinding
 from trials.protocol.models import Role, Trial
-from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_holds_role, user_role_grants, user_sees_allocation, user_sees_cohort_placebo
+from trials.protocol.selectors import sites_for_user, user_holds_role, user_role_grants, user_sees_allocation, user_sees_cohort_placebo
 
 DATA_ENTRY_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
