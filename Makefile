@@ -59,3 +59,4 @@ bench: install
 	$(PY) tests/bench/bench_safety.py
 	$(PY) tests/bench/bench_export.py
 	$(PY) tests/bench/bench_redcap.py
+	$(PY) tests/bench/bench_flow.py

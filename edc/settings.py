@@ -113,6 +113,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    "edc.request_memo.RequestMemoMiddleware",  # issue 22: the user's roles read once per request
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -210,6 +211,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Issue 22: exports and safety summaries (long, CPU-heavy) on their own queue, so a sponsor's
+# export never holds the worker slots the coordinators' work needs (schedules, reminders, clock
+# alerts). Every worker command names the queues it consumes: docs/deployment.md, .ci/run.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_REPORTS_QUEUE = "reports"
+CELERY_TASK_ROUTES = {
+    "trials.exports.tasks.export_run_task": {"queue": CELERY_REPORTS_QUEUE},
+    "trials.safety.tasks.safety_summary_refresh": {"queue": CELERY_REPORTS_QUEUE},
+    "trials.safety.tasks.safety_summaries_nightly": {"queue": CELERY_REPORTS_QUEUE},
+}
 
 # --- Auth ---------------------------------------------------------------------------------
 

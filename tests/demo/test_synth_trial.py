@@ -167,3 +167,19 @@ def test_open_label_trial_and_the_command(seeds, django_user_model):
         call_command("synth_trial", "--code", "SYN-D", "--participants", "5", "--grant", "nobody:sponsor", stdout=StringIO())
     # The seed trials' CRF library is untouched: synthetic CRFs have codes of their own.
     assert not CrfEntry.objects.exclude(crf_code__startswith="SYN-").exists()
+
+
+def test_the_tables_filled_are_analysed_on_postgresql():
+    """issue 22: right after the load the planner knows the tables' sizes (pg_class.reltuples is
+    set by ANALYZE; a table never analysed has -1, one analysed before the load about 0)."""
+    from django.db import connection
+
+    result = synth_trial_generate(SynthParams(code="SYN-AN", participants=40, visits=3, crfs=2, items=4, sites=2, aes_per_participant=0))
+    if connection.vendor != "postgresql":
+        assert result.analyzed == []  # SQLite: nothing to do
+        return
+    assert {"visits_visit", "visits_crfentry", "participants_participant", "visits_historicalcrfentry"} <= set(result.analyzed)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'visits_visit'")
+        (estimate,) = cursor.fetchone()
+    assert estimate >= Visit.objects.count() == 40 * 3

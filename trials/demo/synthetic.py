@@ -41,6 +41,7 @@ from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from edc.audit import audited_bulk_create, audited_save, system_user
+from edc.db import analyze
 from trials.participants.models import (
     Allocation,
     AllocationList,
@@ -147,6 +148,7 @@ class SynthResult:
     created: bool
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    analyzed: list[str] = field(default_factory=list)  # the tables ANALYZEd after the load (PostgreSQL)
 
 
 # --- The protocol, as the loader reads it ---------------------------------------------------
@@ -346,12 +348,14 @@ class _Writer:
         self.dates = trial_dates(params, today)
         self.slots: dict[tuple[str, int], AllocationSlot] = {}
         self.counts: dict[str, int] = {}
+        self.models: dict[str, type] = {}  # the models written, to ANALYZE after the load
 
     def rng(self, *parts: object) -> random.Random:
         return random.Random("/".join(map(str, (self.params.seed, self.params.code, *parts))))
 
     def create(self, model: type, rows: list, batch_size: int = 1000) -> list:
         self.counts[model.__name__] = self.counts.get(model.__name__, 0) + len(rows)
+        self.models.setdefault(model.__name__, model)
         return audited_bulk_create(model, rows, user=self.user, reason=REASON, batch_size=batch_size)
 
     def allocation_list(self) -> None:
@@ -565,5 +569,7 @@ def synth_trial_generate(
                 if progress:
                     progress(done, params.participants)
             writer.number_sequences()
-    return SynthResult(trial=trial, created=True, counts=writer.counts, seconds=time.perf_counter() - started)
+        # The planner's statistics for the tables just filled (PostgreSQL; nothing on SQLite).
+        analyzed = analyze(*writer.models.values())
+    return SynthResult(trial=trial, created=True, counts=writer.counts, seconds=time.perf_counter() - started, analyzed=analyzed)
 

@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from edc.audit import SYSTEM_USERNAME
 from trials.participants.models import Allocation, AllocationList, Participant, ParticipantStatus, Unblinding
 from trials.protocol.models import Role, Trial
-from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_sees_allocation, user_sees_cohort_placebo
+from trials.protocol.selectors import sites_for_user, user_holds_role, user_role_grants, user_sees_allocation, user_sees_cohort_placebo
 
 DATA_ENTRY_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
@@ -23,9 +23,7 @@ def user_enters_data_at(user, participant: Participant) -> bool:  # noqa: ANN001
     so does the system user (imports, synthetic demo data), audited as itself."""
     if user.username == SYSTEM_USERNAME:
         return True
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role__in=DATA_ENTRY_ROLES
-    ).exists()
+    return user_holds_role(user, trial_id=participant.trial_id, site_id=participant.site_id, roles=DATA_ENTRY_ROLES)
 
 
 def data_entry_annotations(user, participant: Participant) -> dict:  # noqa: ANN001
@@ -144,9 +142,10 @@ def participant_summary(user, participant: Participant, *, next_visit) -> dict: 
     if user.username == SYSTEM_USERNAME:
         site_roles = set(DATA_ENTRY_ROLES)
     else:
-        site_roles = set(study_roles_for_user(user).filter(
-            Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id
-        ).values_list("role", flat=True))
+        site_roles = {  # from the request's memo of her roles (protocol.selectors.user_role_grants)
+            grant.role for grant in user_role_grants(user)
+            if grant.trial_id == participant.trial_id and grant.site_id in (None, participant.site_id)
+        }
     acts = bool(site_roles & DATA_ENTRY_ROLES)
     investigator = Role.INVESTIGATOR in site_roles
     allocation = allocation_for_user(user, participant)

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -49,7 +49,7 @@ from trials.participants.models import (
 )
 from trials.protocol.allocation_rules import allocation_ratio, block_size_message, uneven_block_sizes
 from trials.protocol.models import STAFF_MASKED_ROLES, UNBLINDED_ROLES, Arm, ConsentDocument, CriterionLevel, Role, Site, Trial, VisitKind
-from trials.protocol.selectors import study_roles_for_user
+from trials.protocol.selectors import study_roles_for_user, user_holds_role
 
 S = ParticipantStatus
 SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
@@ -70,9 +70,7 @@ def user_acts_at(user, site: Site, roles: Iterable[str] = SITE_ROLES) -> bool:  
     The system user (Celery tasks, load_demo) acts everywhere; its writes are audited as its own."""
     if user.username == SYSTEM_USERNAME:
         return True
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=site.pk), trial=site.trial_id, role__in=list(roles)
-    ).exists()
+    return user_holds_role(user, trial_id=site.trial_id, site_id=site.pk, roles=roles)
 
 
 def _require(user, site: Site, roles: Iterable[str] = SITE_ROLES) -> None:  # noqa: ANN001

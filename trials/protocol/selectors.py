@@ -1,6 +1,11 @@
 """Reads of the protocol, always from the acting user's study roles (site scoping lives here)."""
 
+from collections.abc import Iterable
+from typing import NamedTuple
+
 from django.db.models import Q, QuerySet
+
+from edc.request_memo import memoized
 
 from trials.protocol.models import (
     STAFF_MASKED_ROLES,
@@ -22,6 +27,34 @@ def study_roles_for_user(user) -> QuerySet[StudyRole]:  # noqa: ANN001
     return StudyRole.objects.filter(
         Q(site__isnull=True) | Q(site__is_active=True), user=user, is_active=True
     ).select_related("trial", "site")
+
+
+class RoleGrant(NamedTuple):
+    """One active study role of a user: the trial, the site (None: all sites) and the role."""
+
+    trial_id: int
+    site_id: int | None
+    role: str
+
+
+def user_role_grants(user) -> tuple[RoleGrant, ...]:  # noqa: ANN001
+    """The user's active roles (study_roles_for_user's rows) as tuples, read once per request
+    (edc.request_memo) and reused by every access check of that request (issue 22)."""
+    if not user.is_authenticated:
+        return ()
+    return memoized(("study-roles", user.pk), lambda: tuple(
+        RoleGrant(*row) for row in study_roles_for_user(user).values_list("trial_id", "site_id", "role")
+    ))
+
+
+def user_holds_role(user, *, trial_id: int, roles: Iterable[str], site_id: int | None = None, any_site: bool = False) -> bool:  # noqa: ANN001
+    """Whether the user holds one of `roles` in the trial: at `site_id` (or at all its sites),
+    or, with `any_site`, at any site of it. Reads the request's memo of user_role_grants."""
+    wanted = set(roles)
+    return any(
+        grant.trial_id == trial_id and grant.role in wanted and (any_site or grant.site_id is None or grant.site_id == site_id)
+        for grant in user_role_grants(user)
+    )
 
 
 def trials_for_user(user) -> QuerySet[Trial]:  # noqa: ANN001
@@ -61,7 +94,7 @@ def user_sees_allocation(user, trial: Trial) -> bool:  # noqa: ANN001
     """Whether the user may see allocated arms in this trial (never for a blinded role)."""
     if not trial.is_blinded:
         return True
-    return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
+    return user_holds_role(user, trial_id=trial.pk, roles=UNBLINDED_ROLES, any_site=True)
 
 
 def user_sees_cohort_placebo(user, trial: Trial) -> bool:  # noqa: ANN001

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from edc.audit import SYSTEM_USERNAME, audited_save
+from edc.request_memo import forget
 from trials.protocol.models import (
     STAFF_ROLES,
     LabNormalRange,
@@ -124,6 +125,7 @@ def study_role_grant(*, user, trial: Trial, role: str, site: Site | None = None,
             user.save(update_fields=["is_staff"])
     if changed and role_sees_arms_of_blinded_trial(trial, role):
         _unblinded_access_record(study_role, action=UnblindedAccessAction.GRANTED, actor=granted_by, reason=reason)
+    forget(("study-roles", user.pk))  # this request's memo of her roles (edc.request_memo)
     return study_role
 
 
@@ -146,6 +148,7 @@ def study_role_revoke(*, study_role: StudyRole, revoked_by, reason: str) -> Stud
             _unblinded_access_record(current, action=UnblindedAccessAction.REVOKED, actor=revoked_by, reason=reason)
     study_role.is_active = current.is_active
     _staff_access_sync(current.user)
+    forget(("study-roles", current.user_id))  # this request's memo of her roles (edc.request_memo)
     return current
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from edc.db import analyze
 from trials.safety.models import CodingTerm
 
 COLUMNS = ("llt_code", "llt", "pt_code", "pt", "soc_code", "soc")
@@ -56,4 +57,9 @@ def coding_dictionary_load(path: Path | str, *, dictionary: str, version: str) -
         existing = set(CodingTerm.objects.filter(dictionary=dictionary, version=version).values_list("llt_code", flat=True))
         new = [term for code, term in rows.items() if code not in existing]
         CodingTerm.objects.bulk_create(new, batch_size=2000)
+    if len(new) >= ANALYZE_AFTER:
+        analyze(CodingTerm)  # a dictionary load is tens of thousands of terms: the planner's statistics now
     return len(new)
+
+
+ANALYZE_AFTER = 1000  # rows written by one load

@@ -177,9 +177,14 @@ def _iso_date(value: object) -> date | None:
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
     """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for."""
     try:
-        return CrfEntry.objects.select_related("crf").defer("crf__definition").get(visit=visit, crf_code=crf_code)
+        entry = CrfEntry.objects.select_related("crf").defer("crf__definition").get(visit=visit, crf_code=crf_code)
     except CrfEntry.DoesNotExist:
         return _new_entry(visit, crf_code)
+    # The visit and participant already read: the page's checks reuse them, not a query each.
+    entry.visit = visit
+    if entry.participant_id == visit.participant_id and "participant" in visit._state.fields_cache:
+        entry.participant = visit.participant
+    return entry
 
 
 def _unplanned_crf(visit: Visit, crf_code: str) -> CrfDefinition:

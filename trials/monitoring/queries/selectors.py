@@ -17,7 +17,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryState
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial
-from trials.protocol.selectors import sites_for_user, study_roles_for_user
+from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_holds_role
 
 REVIEWER_ROLES = frozenset({Role.MONITOR, Role.DATA_MANAGER})
 AGE_BUCKETS = ((0, 7), (8, 30), (31, None))  # days since the query was raised
@@ -26,25 +26,19 @@ AGE_BUCKETS = ((0, 7), (8, 30), (31, None))  # days since the query was raised
 def user_reviews_at(user, participant: Participant) -> bool:  # noqa: ANN001
     """Monitors and data managers of the participant's site (or of all sites of the trial) review
     its data: they raise, close, re-open and cancel queries."""
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role__in=REVIEWER_ROLES
-    ).exists()
+    return user_holds_role(user, trial_id=participant.trial_id, site_id=participant.site_id, roles=REVIEWER_ROLES)
 
 
 def user_verifies_at(user, participant: Participant) -> bool:  # noqa: ANN001
     """Monitors of the participant's site verify source data."""
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=participant.site_id), trial=participant.trial_id, role=Role.MONITOR
-    ).exists()
+    return user_holds_role(user, trial_id=participant.trial_id, site_id=participant.site_id, roles={Role.MONITOR})
 
 
 def user_answers_at_site(user, site) -> bool:  # noqa: ANN001
     """Coordinators and investigators of the site answer its queries."""
     from trials.participants.selectors import DATA_ENTRY_ROLES
 
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=site.pk), trial=site.trial_id, role__in=DATA_ENTRY_ROLES
-    ).exists()
+    return user_holds_role(user, trial_id=site.trial_id, site_id=site.pk, roles=DATA_ENTRY_ROLES)
 
 
 def reviewer_trials(user) -> QuerySet[Trial]:  # noqa: ANN001
