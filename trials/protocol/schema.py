@@ -43,6 +43,7 @@ FIELD_TYPES = (
 FieldType = Literal[FIELD_TYPES]  # type: ignore[valid-type]
 CHOICE_TYPES = {"single_choice", "multiple_choice"}
 NUMERIC_TYPES = {"integer", "decimal", "scale"}
+INPUT_FIELD_TYPES = set(FIELD_TYPES) - {"calculated", "repeating_group", "descriptive"}
 WIDGET_TYPES = {
     "radio": {"single_choice", "yes_no", "scale"},
     "inline_radio": {"single_choice", "yes_no", "scale"},
@@ -125,10 +126,15 @@ class CrfField(Strict):
     # A laboratory result graded by CTCAE v5.0 against the site's normal range (trials.protocol.ctcae):
     # the CDISC test code; the item's unit must be the unit the grading table is written in.
     lab_test: LabTestCode | None = None
+    # The participant may answer "I prefer not to answer" (participant-reported CRFs only, where the
+    # instrument allows an item to be left unanswered): stored as the missing-data code "declined".
+    prefer_not_to_answer: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CrfField:
         kind = self.type
+        if self.prefer_not_to_answer and kind not in INPUT_FIELD_TYPES:
+            raise ValueError(f"'prefer_not_to_answer' does not apply to a {kind} field")
         if self.lab_test is not None:
             if kind not in {"decimal", "integer"}:
                 raise ValueError("'lab_test' belongs to a decimal or integer item")
@@ -189,6 +195,22 @@ class CrfFile(Strict):
     sections: list[Section] = Field(default_factory=list)
     fields: list[CrfField] = Field(min_length=1)
     checks: list[Check] = Field(default_factory=list)
+    # Who answers the CRF: "participant" (patient-reported: participant mode or a personal link,
+    # trials.epro) or "staff" (keyed by the site).
+    respondent: Literal["participant", "staff"] = "staff"
+
+    @model_validator(mode="after")
+    def _respondent_is_coherent(self) -> CrfFile:
+        if self.respondent == "participant":
+            if any(f.type == "repeating_group" for f in self.fields):
+                raise ValueError("a participant-reported CRF (respondent: participant) cannot have a repeating_group")
+        else:
+            declines = [f.name for f in self.fields if f.prefer_not_to_answer]
+            if declines:
+                raise ValueError(
+                    "'prefer_not_to_answer' is for participant-reported CRFs (respondent: participant): " + ", ".join(declines)
+                )
+        return self
 
 
 # --- Trials -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import date
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_writable, covering_lock_annotation, lock_covering, raise_for_lock_id
@@ -24,6 +25,13 @@ from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, 
 from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit, VisitStatus
+
+
+# An entry the participant answered herself (trials.epro): staff read it, never change it.
+PARTICIPANT_SOURCED = gettext_lazy(
+    "The participant answered this questionnaire herself: it cannot be changed here. A correction is a query "
+    "to the participant or a new administration of the questionnaire."
+)
 
 
 class CrfEntryConflict(Exception):
@@ -339,6 +347,8 @@ def crf_entry_save(
     if entry is None:
         raise CrfEntryConflict(None, visit=visit, crf_code=crf_code)
     raise_for_lock_id(entry.lock_id)  # locked or frozen data: nothing is saved
+    if entry.pk and hooks.entry_respondent(entry):  # trials.epro: the participant's own answers
+        raise PermissionDenied(PARTICIPANT_SOURCED)
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
@@ -391,6 +401,7 @@ def crf_entry_save(
 @transaction.atomic
 def crf_entry_save_answers(
     *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
+    participant_source: bool = False,
 ) -> CrfEntry:
     """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
     name -> {code, reason} for items answered with a missing-data code) without a form:
@@ -404,6 +415,10 @@ def crf_entry_save_answers(
     entry = CrfEntry.objects.select_for_update().select_related("crf").filter(visit=visit, crf_code=crf_code).first()
     entry = entry or _new_entry(visit, crf_code)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
+    # The participant's own answers are not changed by anyone else (ALCOA); trials.epro saves a new
+    # administration with participant_source=True.
+    if not participant_source and entry.pk and hooks.entry_respondent(entry):
+        raise PermissionDenied(PARTICIPANT_SOURCED)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
