@@ -1,8 +1,8 @@
 """The participant's questionnaire, a few questions per screen: steps, parsing, answers kept in the session.
 
 Both ways in (participant mode on the site's tablet, a personal link on her phone) run the same
-steps: one step per section of the CRF (a section of a participant-reported CRF is a short screen:
-HAQ-DI's categories hold 2-3 questions), items outside sections one per step, calculated items never
+steps: one step per section of the CRF, a long section cut into screens of three questions (HAQ-DI's
+categories hold 2-3 questions), items outside sections one per step, calculated items never
 shown. Answers are kept as typed in the session until the last step, then parsed and saved through
 the CRF's own validator (`services.pro_submit`); nothing is written to trial data before that.
 """
@@ -19,6 +19,7 @@ from trials.protocol.engine import DECLINED, CrfSchema, Item, validate_answers
 from trials.visits.forms import form_field
 
 DECLINE_VALUE = "__declined__"  # "I prefer not to answer", posted as the item's value
+SCREEN_QUESTIONS = 3  # HAQ-DI's categories (2-3 questions) stay whole
 
 
 @dataclass
@@ -60,7 +61,7 @@ def steps_for(schema: CrfSchema) -> list[list[Item]]:
         if not shown:
             continue
         if section is not None:
-            steps.append(shown)
+            steps.extend(_chunks(shown))
             continue
         pending: list[Item] = []
         for item in shown:
@@ -71,6 +72,17 @@ def steps_for(schema: CrfSchema) -> list[list[Item]]:
         if pending:
             steps.append(pending)
     return steps
+
+
+def _chunks(items: list[Item]) -> list[list[Item]]:
+    """A long section in screens of at most SCREEN_QUESTIONS questions (COCHIN's eight kitchen
+    items would be a long scroll on a phone); its instructions stay on the first screen."""
+    screens: list[list[Item]] = [[]]
+    for item in items:
+        if item.type != "descriptive" and sum(i.type != "descriptive" for i in screens[-1]) == SCREEN_QUESTIONS:
+            screens.append([])
+        screens[-1].append(item)
+    return [screen for screen in screens if screen]
 
 
 def _parse(item: Item, raw: Any) -> tuple[Any, str]:  # noqa: ANN401
