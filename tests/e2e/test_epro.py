@@ -120,6 +120,14 @@ def test_cochin_on_a_phone_through_a_personal_link(browser, live_server, w8):
     mobile.goto(url)
     shot(mobile, "phone-cochin-start")
     no_overflow(mobile)
+    # Back keeps what was answered.
+    go(mobile, "[data-testid=next]")
+    for item in ("cochin_01", "cochin_02", "cochin_03"):
+        mobile.click(f"label[for='{item}-2']")
+    go(mobile, "[data-testid=next]")
+    expect(mobile.locator("[data-testid=progress-text]")).to_have_text("Page 3 of 9")
+    go(mobile, "[data-testid=back]")
+    expect(mobile.locator("#cochin_01-2")).to_be_checked()
     answer_screens(mobile, COCHIN, "phone-cochin")
     expect(mobile.locator("[data-testid=thanks]")).to_be_visible()
     shot(mobile, "phone-cochin-thanks")
