@@ -136,6 +136,11 @@ def test_a_link_expires_with_the_visits_window_from_the_trial_file(demo_users, c
         assert client.get(url).status_code == 410
         traveller.move_to(opens)
         assert client.get(url).status_code == 200
+        # Open, unanswered after the planned day: "late" for the coordinator.
+        traveller.move_to(datetime.combine(planned + timedelta(days=1), time(12, 0), tzinfo=paris))
+        client.force_login(coordinator)
+        assert 'data-state="late"' in client.get(reverse("epro_visit", args=[visit.pk])).content.decode()
+        client.logout()
         traveller.move_to(closes - timedelta(seconds=1))  # 23:59:59 on the window's last day, in Toulouse
         assert client.get(url).status_code == 200
         traveller.move_to(closes)

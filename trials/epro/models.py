@@ -17,8 +17,8 @@ from trials.visits.models import CrfEntry, Visit
 
 
 class Mode(models.TextChoices):
-    TABLET = "tablet", _("Participant mode (site tablet)")
-    LINK = "link", _("Personal link")
+    TABLET = "tablet", _("participant mode on the site tablet")
+    LINK = "link", _("personal link")
 
 
 class ProLink(AuditedModel):

@@ -127,8 +127,11 @@ def link_create(*, user, visit: Visit, crf_code: str, email: str = "", base_url:
             subject=_("Your questionnaire: %(title)s") % {"title": found.schema.title},
             message=_(
                 "Please answer the questionnaire \"%(title)s\" for your study visit.\n\n%(url)s\n\n"
-                "This personal link works once, until %(until)s. Do not share it."
-            ) % {"title": found.schema.title, "url": url, "until": timezone.localtime(expires_at, expires_at.tzinfo).strftime("%Y-%m-%d %H:%M")},
+                "This personal link works once, until %(until)s (%(zone)s time). Do not share it."
+            ) % {
+                "title": found.schema.title, "url": url, "zone": visit.participant.site.time_zone,
+                "until": (expires_at - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M"),
+            },
             from_email=None, recipient_list=[email],
         )
         link.emailed_at = timezone.now()
