@@ -121,7 +121,7 @@ def tablet_exit(request: HttpRequest) -> HttpResponse:
         if services.rate_limited(key):
             error = _("Too many attempts. Wait a few minutes and try again.")
         elif services.tablet_exit_allowed(request.user, request.POST.get("password", "")):
-            for name in [k for k in request.session if k.startswith("epro:")]:
+            for name in [k for k in request.session.keys() if k.startswith("epro:")]:  # noqa: SIM118 - a session is not iterable
                 del request.session[name]
             del request.session[TABLET]
             return redirect("epro_visit", visit.pk)
