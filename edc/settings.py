@@ -122,6 +122,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "trials.accounts.middleware.SessionRulesMiddleware",
+    # While a participant holds the tablet, only her questionnaires answer (trials.epro).
+    "trials.epro.middleware.ParticipantModeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: answers a locked-out login with the lockout page.

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from edc.hooks import Hook
+from trials.epro import services as epro
 from trials.monitoring.deviations import services as deviations
 from trials.monitoring.queries import selectors as query_selectors
 from trials.monitoring.queries import services as queries
@@ -28,6 +29,7 @@ PROVIDERS = [
     (visits_hooks.checks_overridden, queries.edit_check_queries_raise),
     (visits_hooks.visit_dated, deviations.deviation_propose_window),
     (visits_hooks.crf_page_queries, query_views.crf_query_context),
+    (visits_hooks.entry_respondent, epro.entry_source),
     (safety_hooks.ae_queries, query_selectors.ae_queries),
     (safety_hooks.ae_open_query_counts, query_selectors.ae_open_query_counts),
 ]

@@ -6,3 +6,10 @@ class EproConfig(AppConfig):
     name = "trials.epro"
     label = "epro"
     verbose_name = _("Participant-reported outcomes")
+
+    def ready(self) -> None:
+        # The CRF page and the staff save ask whether the participant answered an entry herself.
+        from trials.epro import services
+        from trials.visits import hooks
+
+        hooks.entry_respondent.register(services.entry_source)

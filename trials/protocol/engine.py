@@ -35,6 +35,9 @@ MISSING_CODES = (
     ("unknown", gettext_lazy("Unknown")),
     ("not_applicable", gettext_lazy("Not applicable")),
 )
+# "I prefer not to answer": a participant's answer on the items that allow it (`prefer_not_to_answer`
+# in a participant-reported CRF); not offered to staff, so not one of MISSING_CODES.
+DECLINED = "declined"
 ROW_ID = "_row_id"
 MAX_REASON = 500
 # Other CRFs of the participant an expression may read, as `<namespace>.<CRF code>.<item>`:
@@ -116,6 +119,7 @@ class Item:
     lab_test: str | None = None  # CTCAE-graded laboratory result (trials.protocol.ctcae)
     accept: tuple[str, ...] = ()  # a file item: the kinds accepted (image, jpeg, png, pdf)
     max_size_kb: int | None = None  # a file item: the largest upload
+    prefer_not_to_answer: bool = False  # the participant may decline (stored as the missing code DECLINED)
 
     @property
     def is_input(self) -> bool:
@@ -147,6 +151,8 @@ class CrfSchema:
     references: dict[str, frozenset[str]] = field(default_factory=dict)
     # Whether an expression reads ALLOCATION_CONTEXT_NAMES (the service then reads the allocation).
     reads_allocation: bool = False
+    # "participant" (patient-reported, answered in trials.epro) or "staff".
+    respondent: str = "staff"
 
     def item(self, name: str) -> Item:
         for item in self.items:
@@ -250,6 +256,7 @@ def _item(spec: dict, codelists: dict) -> Item:
         lab_test=spec.get("lab_test"),
         accept=tuple(spec.get("accept") or ()),
         max_size_kb=spec.get("max_size_kb"),
+        prefer_not_to_answer=spec.get("prefer_not_to_answer", False),
     )
 
 
@@ -313,6 +320,7 @@ def schema_for(crf: CrfDefinition) -> CrfSchema:
             rules=_rules(definition.get("checks", [])),
             references=_references(definition),
             reads_allocation=_reads_allocation(definition),
+            respondent=definition.get("respondent", "staff"),
         )
         _SCHEMAS[key] = schema
     return schema
@@ -558,7 +566,9 @@ def _validate_items(
             continue
         value = to_storage(item, raw.get(item.name))
         code = (missing_in.get(item.name) or {}).get("code")
-        if value is None and code:
+        if value is None and code == DECLINED and item.prefer_not_to_answer:
+            missing_out[item.name] = {"code": DECLINED, "reason": str(_("The participant preferred not to answer."))}
+        elif value is None and code:
             reason = ((missing_in.get(item.name) or {}).get("reason") or "").strip()
             if code not in dict(MISSING_CODES):
                 report(item.name, _("Unknown missing-data code."))

@@ -47,6 +47,7 @@ NUMERIC_TYPES = {"integer", "decimal", "scale"}
 # What a `file` item may accept: a kind is checked against the bytes (trials.visits.files), never the name.
 FILE_KINDS = ("image", "jpeg", "png", "pdf")
 MAX_FILE_SIZE_KB = 50 * 1024  # 50 MB: above this an upload belongs in another system (imaging, TMF)
+INPUT_FIELD_TYPES = set(FIELD_TYPES) - {"calculated", "repeating_group", "descriptive"}
 WIDGET_TYPES = {
     "radio": {"single_choice", "yes_no", "scale"},
     "inline_radio": {"single_choice", "yes_no", "scale"},
@@ -132,6 +133,9 @@ class CrfField(Strict):
     # A `file` item: the kinds accepted (image = JPEG or PNG) and the largest size, in kilobytes.
     accept: list[Literal[FILE_KINDS]] | None = None  # type: ignore[valid-type]
     max_size_kb: Annotated[int, Field(ge=1, le=MAX_FILE_SIZE_KB)] | None = None
+    # The participant may answer "I prefer not to answer" (participant-reported CRFs only, where the
+    # instrument allows an item to be left unanswered): stored as the missing-data code "declined".
+    prefer_not_to_answer: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CrfField:
@@ -144,6 +148,8 @@ class CrfField(Strict):
             raise ValueError("a file field needs 'max_size_kb' (the largest upload, in kilobytes)")
         if self.max_size_kb is not None and kind != "file":
             raise ValueError("'max_size_kb' only applies to a file field")
+        if self.prefer_not_to_answer and kind not in INPUT_FIELD_TYPES:
+            raise ValueError(f"'prefer_not_to_answer' does not apply to a {kind} field")
         if self.lab_test is not None:
             if kind not in {"decimal", "integer"}:
                 raise ValueError("'lab_test' belongs to a decimal or integer item")
@@ -204,6 +210,22 @@ class CrfFile(Strict):
     sections: list[Section] = Field(default_factory=list)
     fields: list[CrfField] = Field(min_length=1)
     checks: list[Check] = Field(default_factory=list)
+    # Who answers the CRF: "participant" (patient-reported: participant mode or a personal link,
+    # trials.epro) or "staff" (keyed by the site).
+    respondent: Literal["participant", "staff"] = "staff"
+
+    @model_validator(mode="after")
+    def _respondent_is_coherent(self) -> CrfFile:
+        if self.respondent == "participant":
+            if any(f.type == "repeating_group" for f in self.fields):
+                raise ValueError("a participant-reported CRF (respondent: participant) cannot have a repeating_group")
+        else:
+            declines = [f.name for f in self.fields if f.prefer_not_to_answer]
+            if declines:
+                raise ValueError(
+                    "'prefer_not_to_answer' is for participant-reported CRFs (respondent: participant): " + ", ".join(declines)
+                )
+        return self
 
 
 # --- Trials -------------------------------------------------------------------------------

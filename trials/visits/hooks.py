@@ -19,3 +19,8 @@ visit_dated = Hook("visits.visit_dated", provided_by="trials.monitoring")
 # crf_page_queries(user, entry, *, hidden) -> dict: the template context of the CRF page's query
 # threads and SDV status (trials.monitoring.queries.views.crf_query_context).
 crf_page_queries = Hook("visits.crf_page_queries", provided_by="trials.monitoring")
+
+# entry_respondent(entry) -> dict or None: for an entry answered by the participant herself
+# (participant mode or a personal link), {"mode", "completed_at"}; None for a staff entry. The
+# CRF page is then read-only and crf_entry_save refuses a staff change (trials.epro.services.entry_source).
+entry_respondent = Hook("visits.entry_respondent", provided_by="trials.epro")

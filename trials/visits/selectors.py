@@ -57,13 +57,15 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
         entries = {e.crf_code: e for e in visit.crf_entries.all()}
         if visit.definition is None and unscheduled_links is None:
             unscheduled_links = list(
-                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True).order_by("order")
+                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True).select_related("crf").order_by("order")
             )
         links = visit.definition.visit_crfs.all() if visit.definition else unscheduled_links
         rows.append(
             {
                 "visit": visit,
                 "cells": [{"link": link, "entry": entries.get(link.crf_code)} for link in links],
+                # Questionnaires the participant answers herself (trials.epro's visit page).
+                "participant_reported": any(link.crf.definition.get("respondent") == "participant" for link in links),
             }
         )
     return rows

@@ -8,6 +8,7 @@ from datetime import date
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_writable, covering_lock_annotation, lock_covering, raise_for_lock_id
@@ -25,6 +26,13 @@ from trials.visits import files as file_items
 from trials.visits import hooks
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus, RecordKind, Visit, VisitStatus
+
+
+# An entry the participant answered herself (trials.epro): staff read it, never change it.
+PARTICIPANT_SOURCED = gettext_lazy(
+    "The participant answered this questionnaire herself: it cannot be changed here. A correction is a query "
+    "to the participant or a new administration of the questionnaire."
+)
 
 
 class CrfEntryConflict(Exception):
@@ -349,6 +357,8 @@ def crf_entry_save(
     if entry is None:
         raise CrfEntryConflict(None, visit=visit, crf_code=crf_code)
     raise_for_lock_id(entry.lock_id)  # locked or frozen data: nothing is saved
+    if entry.pk and hooks.entry_respondent(entry):  # trials.epro: the participant's own answers
+        raise PermissionDenied(PARTICIPANT_SOURCED)
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
@@ -409,6 +419,7 @@ def crf_entry_save(
 @transaction.atomic
 def crf_entry_save_answers(
     *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
+    participant_source: bool = False,
 ) -> CrfEntry:
     """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
     name -> {code, reason} for items answered with a missing-data code) without a form:
@@ -422,6 +433,10 @@ def crf_entry_save_answers(
     entry = CrfEntry.objects.select_for_update().select_related("crf").filter(visit=visit, crf_code=crf_code).first()
     entry = entry or _new_entry(visit, crf_code)
     assert_writable(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
+    # The participant's own answers are not changed by anyone else (ALCOA); trials.epro saves a new
+    # administration with participant_source=True.
+    if not participant_source and entry.pk and hooks.entry_respondent(entry):
+        raise PermissionDenied(PARTICIPANT_SOURCED)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)

@@ -31,6 +31,7 @@ from trials.protocol.engine import schema_for
 from trials.visits.forms import CrfSubmission
 from trials.visits.models import CalendarFeed, CrfEntry, StoredFile, Visit, VisitStatus
 from trials.visits.services import (
+    PARTICIPANT_SOURCED,
     CrfEntryConflict,
     crf_entry_carried_forward,
     crf_entry_for,
@@ -138,11 +139,18 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
     blocked = consent_problem(visit.participant)
     enters = user_enters_data_at(request.user, visit.participant)
     review = crf_review_context(visit, entry)  # a lock or freeze makes the page read-only, with its reason
-    can_enter = enters and not blocked and review["lock"] is None
-    context = {"visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked, **review,
-               "has_files": any(i.type == "file" for i in (*schema.items, *(c for g in schema.groups for c in g.children)))}
+    # Answered by the participant herself (trials.epro): read-only for staff, with why (ALCOA).
+    respondent = hooks.entry_respondent(entry) if entry.pk else None
+    can_enter = enters and not blocked and review["lock"] is None and respondent is None
+    context = {
+        "visit": visit, "participant": visit.participant, "entry": entry, "schema": schema, "can_enter": can_enter, "blocked": blocked,
+        "respondent": respondent, **review,
+        "has_files": any(i.type == "file" for i in (*schema.items, *(c for g in schema.groups for c in g.children))),
+    }
     if request.method == "POST":
         if not can_enter:
+            if enters and respondent:
+                raise PermissionDenied(PARTICIPANT_SOURCED)
             raise PermissionDenied((enters and (blocked or review["lock_message"])) or _("You do not enter data at this site."))
         # Every htmx request is a live re-evaluation: htmx adds the last clicked button to its
         # requests, so a background request queued before "Save" may carry an action; saves are
