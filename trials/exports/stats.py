@@ -12,11 +12,12 @@ decimals are doubles, a missing text is an empty string (neither package has a m
 
 Missing-data codes (an item answered "not done", "unknown" or "not applicable") are kept in the
 number and code columns as the packages mean them, each labelled with its meaning:
-- SPSS: user-defined missing values -97 not done, -98 unknown, -99 not applicable (declared as the
+- SPSS: user-defined missing values -97 not done, -98 unknown, -99 not applicable, -96 prefers not
+  to answer (a participant's answer, trials.epro) (declared as the
   variable's missing values, so SPSS leaves them out of every statistic); a column whose real
   values include one of these numbers keeps its codes as system-missing instead (the missing-data
   table still gives them);
-- Stata: extended missing values .a not done, .b unknown, .c not applicable.
+- Stata: extended missing values .a not done, .b unknown, .c not applicable, .d prefers not to answer.
 Text and date columns stay empty (SPSS allows string missing values of 8 bytes at most, Stata none;
 dates in either are numbers with their own formats); the missing_data table gives every code.
 Integers get an integer display format (SPSS F.0, Stata %.0f) and decimals their precision; SPSS
@@ -48,12 +49,13 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 import pyreadstat
+from django.utils.translation import gettext_lazy
 
 from trials.exports import manifest, tables
 from trials.exports.sdtm import zip_file_member
 from trials.exports.selectors import CHUNK_SIZE
 from trials.exports.spec import ExportSpec, Progress
-from trials.protocol.engine import MISSING_CODES
+from trials.protocol.engine import DECLINED, MISSING_CODES
 
 STATA_RESERVED = frozenset({
     "_all", "_b", "byte", "_coef", "_cons", "double", "float", "if", "in", "int", "long", "_n", "_pi", "_pred", "_rc",
@@ -77,11 +79,12 @@ class Package:
 
 
 SPSS = Package("sav", "sav", 64, 256, 64, SPSS_RESERVED, pyreadstat.write_sav,
-               {"not_done": -97.0, "unknown": -98.0, "not_applicable": -99.0})
+               {"not_done": -97.0, "unknown": -98.0, "not_applicable": -99.0, DECLINED: -96.0})
 # Format 118 (Stata 14 and later; pyreadstat's default, 119, needs Stata 15).
 STATA = Package("dta", "dta", 32, 80, 80, STATA_RESERVED, partial(pyreadstat.write_dta, version=14),
-                {"not_done": "a", "unknown": "b", "not_applicable": "c"})
-MISSING_LABELS = dict(MISSING_CODES)
+                {"not_done": "a", "unknown": "b", "not_applicable": "c", DECLINED: "d"})
+# A participant's "I prefer not to answer" (trials.epro) is a missing-data code of her own.
+MISSING_LABELS = {**dict(MISSING_CODES), DECLINED: gettext_lazy("Prefers not to answer")}
 
 
 def variable_name(name: str, taken: set[str], package: Package, *, labelled: bool = False) -> str:
@@ -253,7 +256,11 @@ def table_write(table: tables.Table, path: Path, package: Package, progress: Pro
     formats = {p.name: f for p in plans if (f := _display(p, package))}
     options: dict[str, Any] = {}
     if package is SPSS:
-        options["missing_ranges"] = {name: [package.missing[code] for code in sorted(codes)] for name, codes in frame.missing.items()}
+        # SPSS holds at most three discrete missing values: four codes become the range -99 … -96.
+        options["missing_ranges"] = {
+            name: [package.missing[code] for code in sorted(codes)] if len(codes) <= 3 else [{"lo": -99.0, "hi": -96.0}]
+            for name, codes in frame.missing.items()
+        }
         options["variable_measure"] = {p.name: "scale" if p.kind in {"number", "date", "datetime"} else "nominal" for p in plans}
     else:
         options["missing_user_values"] = {name: [package.missing[code] for code in sorted(codes)] for name, codes in frame.missing.items()}
