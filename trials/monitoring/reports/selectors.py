@@ -53,7 +53,7 @@ def enrolment(user, trial: Trial) -> Report:  # noqa: ANN001
     rows.append({"site": _("All your sites"), "enrolled": total,
                  "share_of_target": round(100 * total / trial.target_enrolment, 1) if trial.target_enrolment else None})
     return Report("enrolment", _("Enrolment against target"), [
-        ("site", _("Site")), ("enrolled", _("Enrolled")), ("share_of_target", _("% of the trial's target"))], rows,
+        ("site", _("Site")), ("enrolled", _("Enrolled")), ("share_of_target", _("Share of the trial's target (%)"))], rows,
         _("Target enrolment of the trial: %(n)s.") % {"n": trial.target_enrolment})
 
 
@@ -143,7 +143,7 @@ def sdv_progress(user, trial: Trial) -> Report:  # noqa: ANN001
         r["percent_done"] = round(100 * r["verified"] / planned, 1) if planned else None
     return Report("sdv_progress", _("SDV progress"), [
         ("site", _("Site")), ("complete", _("Complete entries")), ("verified", _("Verified")),
-        ("backlog", _("Backlog (per the SDV plan)")), ("percent_done", _("% of the planned done"))], rows)
+        ("backlog", _("Backlog (per the SDV plan)")), ("percent_done", _("Share of the planned done (%)"))], rows)
 
 
 def completion_lag(user, trial: Trial) -> Report:  # noqa: ANN001
