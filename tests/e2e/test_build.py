@@ -54,3 +54,9 @@ def test_the_data_manager_previews_and_applies_an_amendment(page, live_server, d
     w2 = c.visits.get(definition__code="W2")
     assert (w2.window_start, w2.window_end) == (planned - timedelta(days=5), planned + timedelta(days=5))
     assert page.console_errors == []
+    # The annotated CRF of the new version, beside the items: names, types, codes, branching, checks.
+    page.goto(f"{live_server.url}/trials/ASC-DU/crfs/DU_ASSESS/v2/?annotated=1")
+    expect(page.locator("[data-testid=crf-print]")).to_contain_text("finger · single_choice")
+    expect(page.locator("[data-testid=crf-print]")).not_to_contain_text("Palm")
+    screenshot(page, "build-annotated-crf")
+    assert page.console_errors == []
