@@ -153,3 +153,27 @@ def test_blank_and_annotated_crfs(client, demo_users):
     assert client.get("/trials/ASC-DU/crfs/DU_ASSESS/v9/").status_code == 404
     client_for(client, "coordinator.mexico")
     assert client.get("/trials/ASC-DU/crfs/DU_ASSESS/v1/").status_code == 404
+
+
+def test_apply_needs_a_version_a_reason_and_an_effective_date_not_in_the_future(client, demo_users):
+    client_for(client, "datamanager")
+    preview = upload(client, "/build/ASC-DU/", amended_files())
+    form = preview.context["form"]
+    before = row_counts()
+    base = {"payload": form["payload"].value(), "previewed": form["previewed"].value()}
+    missing = client.post("/build/ASC-DU/apply/", {**base, "version": "", "effective_date": "", "reason": ""})
+    assert missing.status_code == 400
+    assert set(missing.context["form"].errors) == {"version", "effective_date", "reason"}
+    future = client.post("/build/ASC-DU/apply/", {**base, "version": "2.0", "effective_date": "2999-01-01", "reason": "Amendment 1"})
+    assert future.status_code == 400
+    assert "not before" in str(future.context["form"].errors["effective_date"])
+    assert row_counts() == before
+    ok = client.post("/build/ASC-DU/apply/", {**base, "version": "2.0", "effective_date": "2020-01-01", "reason": "Amendment 1"})
+    assert ok.status_code == 302
+    # The same version twice is refused.
+    again = client.post("/build/ASC-DU/apply/", {**base, "version": "2.0", "effective_date": "2020-01-01", "reason": "Again"})
+    assert again.status_code == 400
+    history = client.get("/build/ASC-DU/amendments/")
+    assert history.status_code == 200 and b"Amendment 1" in history.content
+    assert client.get("/build/ASC-DU/amendments/1.json").json()["trial"] == "ASC-DU"
+    assert client.get("/build/ASC-DU/amendments/1.pdf").status_code == 404
