@@ -166,13 +166,13 @@ def _visits(trial_code: str) -> dict[int, dict]:
             "code": v.definition.code if v.definition_id else "", "status": v.status,
             "planned": v.planned_date, "start": v.window_start, "end": v.window_end,
         }
-        for v in Visit.objects.filter(participant__trial__code=trial_code).select_related("participant__site", "definition")
+        for v in Visit.objects.filter(participant__trial__code=trial_code).select_related("participant__site", "definition").order_by("participant__screening_number", "order", "sequence", "pk")
     }
 
 
 def _eligibility(trial_code: str) -> dict[int, tuple[bool | None, str]]:
     out = {}
-    for participant in Participant.objects.filter(trial__code=trial_code, status__in=ELIGIBILITY_STATUSES).select_related("trial", "site"):
+    for participant in Participant.objects.filter(trial__code=trial_code, status__in=ELIGIBILITY_STATUSES).select_related("trial", "site").order_by("screening_number"):
         assessment = eligibility.assess(participant)
         out[participant.pk] = (assessment.eligible, assessment.summary())
     return out
@@ -221,7 +221,7 @@ def amendment_run(trial_code: str, paths: Sequence[Path], *, user: Any, reason: 
 
     # Visits: re-plan those not done (schedule_recompute leaves done, missed and not-done visits
     # alone), then create the visits of new definitions, as the schedule does at enrolment.
-    for participant in Participant.objects.filter(trial=trial, status__in=SCHEDULED_STATUSES).select_related("trial", "site"):
+    for participant in Participant.objects.filter(trial=trial, status__in=SCHEDULED_STATUSES).select_related("trial", "site").order_by("pk"):
         schedule_recompute(participant, user=user, reason=reason)
         kinds = {VisitKind.SCREENING} if participant.status == ParticipantStatus.SCREENING else None
         schedule_generate(participant, user=user, reason=reason, kinds=kinds)
@@ -271,12 +271,12 @@ def amendment_run(trial_code: str, paths: Sequence[Path], *, user: Any, reason: 
     queries = [
         {"participant": _participant_label(q.participant), "crf": q.entry.crf_code, "item": q.item or "", "state": q.state,
          "text": q.text[:120]}
-        for q in Query.objects.filter(entry_id__in=entry_ids, state__in=OPEN_QUERY_STATES).select_related("participant", "entry")
+        for q in Query.objects.filter(entry_id__in=entry_ids, state__in=OPEN_QUERY_STATES).select_related("participant", "entry").order_by("pk")
         if not q.item or (q.entry.crf_code, q.item) in changed_items
     ]
     sdv = [
         {"participant": _participant_label(m.entry.participant), "visit": m.entry.visit.label, "crf": m.entry.crf_code}
-        for m in SdvMark.objects.filter(entry_id__in=entry_ids, state=SdvState.VERIFIED).select_related("entry__participant", "entry__visit")
+        for m in SdvMark.objects.filter(entry_id__in=entry_ids, state=SdvState.VERIFIED).select_related("entry__participant", "entry__visit").order_by("pk")
     ]
     visit_ids = {e.visit_id for e in touched_entries}
     participant_ids = {e.participant_id for e in touched_entries}
@@ -284,7 +284,7 @@ def amendment_run(trial_code: str, paths: Sequence[Path], *, user: Any, reason: 
         {"participant": _participant_label(s.participant), "visit": s.visit.label if s.visit_id else "", "signed_at": _iso(s.signed_at)}
         for s in Signature.objects.filter(state=SignatureState.VALID).filter(
             Q(visit_id__in=visit_ids) | Q(visit__isnull=True, participant_id__in=participant_ids)
-        ).select_related("participant", "visit")
+        ).select_related("participant", "visit").order_by("pk")
     ]
 
     # Criteria and eligibility.
@@ -323,7 +323,7 @@ def amendment_run(trial_code: str, paths: Sequence[Path], *, user: Any, reason: 
     new_consents = sorted(set(ConsentDocument.objects.filter(trial=trial).values_list("version", flat=True)) - consent_before)
     reconsent = []
     if new_consents and existing is not None:
-        for participant in Participant.objects.filter(trial=trial, status__in=SCHEDULED_STATUSES).select_related("consent_document", "site"):
+        for participant in Participant.objects.filter(trial=trial, status__in=SCHEDULED_STATUSES).select_related("consent_document", "site").order_by("screening_number"):
             version = participant.consent_document.version if participant.consent_document_id else ""
             reconsent.append({"participant": _participant_label(participant), "site": participant.site.code,
                               "consented_to": version, "new_versions": new_consents})
