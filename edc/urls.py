@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("trials.monitoring.urls")),
     path("", include("trials.exports.urls")),
     path("", include("trials.epro.urls")),
+    path("", include("trials.build.urls")),
 ]

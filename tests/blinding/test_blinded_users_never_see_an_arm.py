@@ -73,7 +73,10 @@ ADMIN_SHAPE_LIMIT = 10  # e.g. /admin/visits/visit/<n>/change/
 ADMIN_VERSION_LIMIT = 4  # pages of one historical version: /admin/…/<n>/history/<n>/
 # The shared protocol library in the admin (hundreds of CRF fields) holds no participant data.
 LIBRARY_SHAPE_LIMIT = 3
-LIBRARY = re.compile(r"^/admin/protocol/(crfdefinition|fielddefinition|visitcrf|visitdefinition|criterion|site|studyrole|consentdocument)/.")
+LIBRARY = re.compile(
+    r"^/admin/protocol/(crfdefinition|fielddefinition|visitcrf|visitdefinition|criterion|site|studyrole|consentdocument)/."
+    r"|^/trials/[^/]+/crfs/."  # the printable CRFs (trials/build): definitions, no participant data
+)
 
 SKIP = re.compile(
     r"^/(static|media)/|^/i18n/|^/accounts/logout/|^/admin/logout/|^/healthz"
@@ -122,6 +125,7 @@ class Crawl:
 
 
 def _shape(path: str) -> str:
+    path = re.sub(r"/crfs/[^/]+/v\d+/", "/crfs/<crf>/v<n>/", path)  # one shape for a trial's printable CRFs
     return re.sub(r"\d+", "<n>", path)
 
 
