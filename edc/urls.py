@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("trials.safety.urls")),
     path("", include("trials.monitoring.urls")),
     path("", include("trials.exports.urls")),
+    path("", include("trials.api.urls")),
 ]
