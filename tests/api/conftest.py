@@ -18,7 +18,7 @@ ROLE_USERS = {
 }
 
 
-def register(trial: str, site: str):  # noqa: ANN201
+def register(trial: str, site: str):
     today = timezone.localdate()
     return participant_register(
         site=Site.objects.get(trial__code=trial, code=site), consent_date=today - timedelta(days=20),
@@ -43,7 +43,7 @@ def token_for(user_of):
 
 @pytest.fixture
 def client_for(token_for):
-    def make(role: str, **kwargs) -> APIClient:  # noqa: ANN003
+    def make(role: str, **kwargs) -> APIClient:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(role, **kwargs)}")
         return client

@@ -5,12 +5,11 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-
 SEED = yaml.safe_load((Path(settings.BASE_DIR) / "seeds" / "001_nct04356755_du.yaml").read_text())
 ARM_WORDS = {a["code"] for a in SEED["arms"]} | {a["label"] for a in SEED["arms"]}  # ADMSC/AdMSC, PLACEBO/Placebo
 
 
-def _ids(participant):  # noqa: ANN001, ANN202
+def _ids(participant):
     visit = participant.visits.order_by("order").first()
     entry = participant.crf_entries.first()
     ids = {"participants": participant.pk, "visits": visit.pk}

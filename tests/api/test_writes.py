@@ -12,11 +12,11 @@ from trials.visits.models import CrfEntry
 VITALS = {"height_cm": 170, "weight_kg": "70.0", "systolic_bp": 120, "diastolic_bp": 80, "heart_rate": 70}
 
 
-def screening(participant):  # noqa: ANN001, ANN201
+def screening(participant):
     return participant.visits.get(definition__code="SCREEN")  # seeds/001: SCREEN collects VITALS
 
 
-def body(visit, revision: int, **answers) -> dict:  # noqa: ANN001, ANN003
+def body(visit, revision: int, **answers) -> dict:
     return {"visit": visit.pk, "crf_code": "VITALS", "expected_revision": revision, "answers": {**VITALS, **answers}}
 
 
@@ -27,7 +27,7 @@ def test_save_update_conflict_and_reason(client_for, tls):
     assert created.status_code == 201, created.json()
     entry = created.json()
     # BMI = weight (kg) / height (m)² (WHO): 70 / 1.70² = 24.22 → 24.2 at the CRF's one decimal.
-    bmi = (Decimal("70") / Decimal("1.70") ** 2).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    bmi = (Decimal(70) / Decimal("1.70") ** 2).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
     assert entry["answers"]["bmi"] == str(bmi) and entry["revision"] == 1 and entry["status"] == "complete"
     assert entry["crf_version"] == 1 and entry["subject"] == "TLS-001"
     url = f"/api/v1/entries/{entry['id']}/"
@@ -86,7 +86,7 @@ def test_two_writers_with_the_same_revision_one_409_no_lost_update(client_for, t
     barrier = threading.Barrier(2)
     results: dict[int, tuple[int, dict]] = {}
 
-    def write(client, heart_rate: int) -> None:  # noqa: ANN001
+    def write(client, heart_rate: int) -> None:
         try:
             barrier.wait()
             answer = client.put(

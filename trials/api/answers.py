@@ -22,14 +22,14 @@ class Unparseable(ValueError):
     pass
 
 
-def _code(item: Item, value: Any) -> Any:  # noqa: ANN401
+def _code(item: Item, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Unparseable(_("Give one of the listed codes."))
     codes = {str(code): code for code, _label in item.choices}
     return codes.get(str(value), str(value))
 
 
-def _value(item: Item, value: Any) -> Any:  # noqa: ANN401, C901, PLR0911
+def _value(item: Item, value: Any) -> Any:
     if value is None or value == "":
         return None
     kind = item.type

@@ -13,7 +13,7 @@ from trials.api.services import token_from_header
 class TokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -28,7 +28,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Unknown, expired or revoked token."))
         return token.user, token
 
-    def authenticate_header(self, request) -> str:  # noqa: ANN001
+    def authenticate_header(self, request) -> str:
         return self.keyword  # so an unauthenticated call answers 401 (not 403)
 
 
@@ -38,7 +38,7 @@ class ScopePermission(permissions.BasePermission):
 
     message = _("This token may only read.")
 
-    def has_permission(self, request, view) -> bool:  # noqa: ANN001
+    def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         if request.method in permissions.SAFE_METHODS:
@@ -55,7 +55,7 @@ class TokenRateThrottle(throttling.SimpleRateThrottle):
     def get_rate(self) -> str:
         return settings.EDC_API_RATE
 
-    def get_cache_key(self, request, view) -> str | None:  # noqa: ANN001
+    def get_cache_key(self, request, view) -> str | None:
         if isinstance(request.auth, ApiToken):
             ident = f"token-{request.auth.pk}"
         elif request.user and request.user.is_authenticated:
@@ -69,5 +69,5 @@ class TokenScheme(OpenApiAuthenticationExtension):
     target_class = TokenAuthentication
     name = "token"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+    def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A personal token from My account → API tokens (edc_…)."}

@@ -11,7 +11,7 @@ class TokenCreateForm(forms.Form):
     trials = forms.ModelMultipleChoiceField(label=_("Trials"), queryset=None, widget=forms.CheckboxSelectMultiple)
     days = forms.IntegerField(label=_("Valid for (days)"), min_value=1, max_value=MAX_DAYS, initial=90)
 
-    def __init__(self, *args, trials, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def __init__(self, *args, trials, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["trials"].queryset = trials
         self.fields["trials"].label_from_instance = lambda t: f"{t.code} – {t.short_title or t.title}"

@@ -40,13 +40,13 @@ def rows_from_csv(text: str) -> list[dict]:
     return rows
 
 
-def _csv_typed(schema, row: dict) -> dict:  # noqa: ANN001
+def _csv_typed(schema, row: dict) -> dict:
     """CSV cells are text: yes/no items become booleans (the JSON import sends them as such)."""
     kinds = {item.name: item.type for item in schema.items}
     return {k: (v.strip().lower() in TRUE if kinds.get(k) == "yes_no" and isinstance(v, str) else v) for k, v in row.items()}
 
 
-def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason: str, confirm_warnings: bool) -> tuple[bool, list[dict]]:  # noqa: ANN001, C901
+def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason: str, confirm_warnings: bool) -> tuple[bool, list[dict]]:
     """(imported, per-row report). `participants`: the participants the caller may see (the API's
     scoped queryset); a subject outside it is reported as unknown, as if it did not exist."""
     if not rows:
@@ -75,7 +75,7 @@ def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason:
     return not failed, report
 
 
-def _save_row(user, participants, row: dict, line: dict, *, from_csv: bool, reason: str, confirm_warnings: bool) -> dict | None:  # noqa: ANN001
+def _save_row(user, participants, row: dict, line: dict, *, from_csv: bool, reason: str, confirm_warnings: bool) -> dict | None:
     subject, visit_code = str(row.get("subject", "")).strip(), str(row.get("visit", "")).strip()
     participant = participants.filter(subject_number=subject).first() or participants.filter(screening_number=subject).first()
     if not subject or participant is None:

@@ -21,7 +21,7 @@ from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, Visit
 
 
-def api_trials(user, token: ApiToken | None) -> QuerySet[Trial]:  # noqa: ANN001
+def api_trials(user, token: ApiToken | None) -> QuerySet[Trial]:
     """The user's trials (trials_for_user), only those the token names."""
     trials = trials_for_user(user)
     if token is not None:
@@ -29,15 +29,15 @@ def api_trials(user, token: ApiToken | None) -> QuerySet[Trial]:  # noqa: ANN001
     return trials
 
 
-def api_sites(user, token: ApiToken | None) -> QuerySet[Site]:  # noqa: ANN001
+def api_sites(user, token: ApiToken | None) -> QuerySet[Site]:
     return sites_for_user(user).filter(trial__in=api_trials(user, token))
 
 
-def api_visit_definitions(user, token: ApiToken | None) -> QuerySet[VisitDefinition]:  # noqa: ANN001
+def api_visit_definitions(user, token: ApiToken | None) -> QuerySet[VisitDefinition]:
     return VisitDefinition.objects.filter(trial__in=api_trials(user, token), is_active=True).select_related("trial")
 
 
-def api_crfs(user, token: ApiToken | None) -> QuerySet[CrfDefinition]:  # noqa: ANN001
+def api_crfs(user, token: ApiToken | None) -> QuerySet[CrfDefinition]:
     """Every version of the CRFs the user's trials use (at a visit, as a log or unscheduled)."""
     trials = api_trials(user, token)
     return CrfDefinition.objects.filter(
@@ -46,33 +46,33 @@ def api_crfs(user, token: ApiToken | None) -> QuerySet[CrfDefinition]:  # noqa: 
     )
 
 
-def api_participants(user, token: ApiToken | None) -> QuerySet[Participant]:  # noqa: ANN001
+def api_participants(user, token: ApiToken | None) -> QuerySet[Participant]:
     return participants_for_user(user).filter(trial__in=api_trials(user, token))
 
 
-def api_visits(user, token: ApiToken | None) -> QuerySet[Visit]:  # noqa: ANN001
+def api_visits(user, token: ApiToken | None) -> QuerySet[Visit]:
     return Visit.objects.filter(participant__in=api_participants(user, token)).select_related(
         "participant__trial", "participant__site", "definition"
     )
 
 
-def api_entries(user, token: ApiToken | None) -> QuerySet[CrfEntry]:  # noqa: ANN001
+def api_entries(user, token: ApiToken | None) -> QuerySet[CrfEntry]:
     return CrfEntry.objects.filter(participant__in=api_participants(user, token)).select_related(
         "participant__trial", "participant__site", "visit__definition", "crf"
     ).defer("crf__definition")
 
 
-def api_adverse_events(user, token: ApiToken | None) -> QuerySet[AdverseEvent]:  # noqa: ANN001
+def api_adverse_events(user, token: ApiToken | None) -> QuerySet[AdverseEvent]:
     return AdverseEvent.objects.filter(participant__in=api_participants(user, token)).select_related(
         "participant__trial", "participant__site", "coded_term"
     )
 
 
-def api_queries(user, token: ApiToken | None) -> QuerySet[Query]:  # noqa: ANN001
+def api_queries(user, token: ApiToken | None) -> QuerySet[Query]:
     return queries_for_user(user).filter(trial__in=api_trials(user, token))
 
 
-def arm_masks(user, trials: QuerySet[Trial] | list[Trial]) -> dict[int, Callable[[str], str]]:  # noqa: ANN001
+def arm_masks(user, trials: QuerySet[Trial] | list[Trial]) -> dict[int, Callable[[str], str]]:
     """Trial id -> a function replacing every arm code and label in a text by "[blinded]", for the
     masked trials whose arms this user may not see: the exports' rule (protocol texts name the arms,
     free text written after an emergency unblinding could name one)."""
@@ -89,7 +89,7 @@ def arm_masks(user, trials: QuerySet[Trial] | list[Trial]) -> dict[int, Callable
     return masks
 
 
-def masked(value, mask: Callable[[str], str] | None):  # noqa: ANN001, ANN201
+def masked(value, mask: Callable[[str], str] | None):
     """`value` (a JSON-like structure) with every string passed through `mask`."""
     if mask is None:
         return value

@@ -21,7 +21,7 @@ class MaskedSerializer(serializers.ModelSerializer):
 
     trial_path = "participant.trial_id"
 
-    def to_representation(self, instance):  # noqa: ANN001, ANN201
+    def to_representation(self, instance):
         data = super().to_representation(instance)
         masks = self.context.get("masks") or {}
         if not masks:

@@ -30,7 +30,7 @@ class NewToken:
 
 
 @transaction.atomic
-def token_create(*, user, name: str, scope: str, trials, days: int) -> NewToken:  # noqa: ANN001
+def token_create(*, user, name: str, scope: str, trials, days: int) -> NewToken:
     """A new personal token: `edc_<prefix>_<secret>`, of which only the prefix and the SHA-256 of
     the whole are kept. Scoped to trials the user holds a role in (a token never widens her rights)."""
     if scope not in TokenScope.values:
@@ -56,7 +56,7 @@ def token_create(*, user, name: str, scope: str, trials, days: int) -> NewToken:
     return NewToken(token, raw)
 
 
-def token_revoke(*, user, token: ApiToken) -> None:  # noqa: ANN001
+def token_revoke(*, user, token: ApiToken) -> None:
     """Revoke one of the user's own tokens (idempotent: the first revocation time stays)."""
     if token.user_id != user.pk:
         raise PermissionDenied(_("This is not your token."))
@@ -82,7 +82,7 @@ def token_from_header(raw: str) -> ApiToken | None:
     return token
 
 
-def call_log(*, user, token: ApiToken | None, method: str, path: str, query: str, status: int) -> None:  # noqa: ANN001
+def call_log(*, user, token: ApiToken | None, method: str, path: str, query: str, status: int) -> None:
     ApiCall.objects.create(
         user=user if user is not None and user.is_authenticated else None, token=token,
         method=method[:10], path=path[:500], query=query[:1000], status=status,

@@ -24,8 +24,8 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trials.api import serializers as s
 from trials.api import selectors
+from trials.api import serializers as s
 from trials.api.answers import parse_answers
 from trials.api.labs import ImportRefused, labs_import, rows_from_csv
 from trials.api.models import ApiToken
@@ -47,7 +47,7 @@ class Cursor(CursorPagination):
 class LoggedMixin:
     """One ApiCall row per request (who, token, method, path, status), 401s and 429s included."""
 
-    def finalize_response(self, request, response, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         token = getattr(request, "_auth", None)
         call_log(
@@ -72,7 +72,7 @@ class ApiView(LoggedMixin, APIView):
         return {"request": self.request, "view": self, "masks": self.masks()}
 
 
-def _int(request, name: str) -> int | None:  # noqa: ANN001
+def _int(request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
@@ -92,7 +92,7 @@ class ReadViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     trial_field = "participant__trial__code"
     site_field = "participant__site__code"
 
-    def filtered(self, qs):  # noqa: ANN001, ANN201
+    def filtered(self, qs):
         params = self.request.query_params
         if params.get("trial") and self.trial_field:
             qs = qs.filter(**{self.trial_field: params["trial"]})
@@ -107,7 +107,7 @@ class TrialViewSet(ReadViewSet):
 
     serializer_class = s.TrialSerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         return selectors.api_trials(self.request.user, self.token).order_by("id")
 
 
@@ -116,7 +116,7 @@ class SiteViewSet(ReadViewSet):
     serializer_class = s.SiteSerializer
     trial_field, site_field = "trial__code", None
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         return self.filtered(selectors.api_sites(self.request.user, self.token)).order_by("id")
 
 
@@ -127,7 +127,7 @@ class VisitDefinitionViewSet(ReadViewSet):
     serializer_class = s.VisitDefinitionSerializer
     trial_field, site_field = "trial__code", None
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         links = VisitCrf.objects.select_related("crf").defer("crf__definition")
         return self.filtered(selectors.api_visit_definitions(self.request.user, self.token)).prefetch_related(
             Prefetch("visit_crfs", queryset=links)
@@ -141,7 +141,7 @@ class CrfDefinitionViewSet(ReadViewSet):
     serializer_class = s.CrfDefinitionSerializer
     trial_field = site_field = None
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         qs = selectors.api_crfs(self.request.user, self.token)
         if self.request.query_params.get("code"):
             qs = qs.filter(code=self.request.query_params["code"])
@@ -155,7 +155,7 @@ class ParticipantViewSet(ReadViewSet):
     serializer_class = s.ParticipantSerializer
     trial_field, site_field = "trial__code", "site__code"
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         qs = self.filtered(selectors.api_participants(self.request.user, self.token))
         if self.request.query_params.get("status"):
             qs = qs.filter(status=self.request.query_params["status"])
@@ -163,13 +163,13 @@ class ParticipantViewSet(ReadViewSet):
 
     @extend_schema(responses=s.AuditRowSerializer(many=True), parameters=[])
     @action(detail=True, methods=["get"], pagination_class=None)
-    def audit(self, request, pk=None):  # noqa: ANN001, ANN201
+    def audit(self, request, pk=None):
         """The audit trail of the participant's data, as the audit page shows it to this user."""
         participant = self.get_object()
         return Response(_masked_trail(self, participant.trial_id, participant_trail(request.user, participant)))
 
 
-def _masked_trail(view, trial_id: int, trail: list) -> list:  # noqa: ANN001
+def _masked_trail(view, trial_id: int, trail: list) -> list:
     mask = view.masks().get(trial_id)
     return [selectors.masked(s.AuditRowSerializer(row).data, mask) for row in trail]
 
@@ -178,7 +178,7 @@ def _masked_trail(view, trial_id: int, trail: list) -> list:  # noqa: ANN001
 class VisitViewSet(ReadViewSet):
     serializer_class = s.VisitSerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         qs = self.filtered(selectors.api_visits(self.request.user, self.token))
         participant = _int(self.request, "participant")
         if participant is not None:
@@ -209,7 +209,7 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
     lookup_value_converter = "int"
     serializer_class = s.CrfEntrySerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         params = self.request.query_params
         qs = selectors.api_entries(self.request.user, self.token)
         if params.get("trial"):
@@ -234,7 +234,7 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         parameters=[], request=s.CrfEntryWriteSerializer,
         responses={200: s.CrfEntrySerializer, 201: s.CrfEntrySerializer, 400: FIELD_ERRORS, 403: OpenApiResponse(OpenApiTypes.OBJECT), 404: OpenApiResponse(OpenApiTypes.OBJECT), 409: CONFLICT},
     )
-    def create(self, request):  # noqa: ANN001, ANN201
+    def create(self, request):
         """Save a CRF entry (first save: expected_revision 0; later saves: the revision you read),
         with the page's validation, checks, locks, consent gating and reasons."""
         payload = s.CrfEntryWriteSerializer(data=request.data)
@@ -249,7 +249,7 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         parameters=[], request=s.CrfEntryWriteSerializer,
         responses={200: s.CrfEntrySerializer, 400: FIELD_ERRORS, 403: OpenApiResponse(OpenApiTypes.OBJECT), 404: OpenApiResponse(OpenApiTypes.OBJECT), 409: CONFLICT},
     )
-    def update(self, request, pk=None):  # noqa: ANN001, ANN201
+    def update(self, request, pk=None):
         """Save this entry again (visit and crf_code are the entry's)."""
         entry = self.get_object()
         if not isinstance(request.data, dict):
@@ -260,13 +260,13 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     @extend_schema(responses=s.AuditRowSerializer(many=True), parameters=[])
     @action(detail=True, methods=["get"], pagination_class=None)
-    def audit(self, request, pk=None):  # noqa: ANN001, ANN201
+    def audit(self, request, pk=None):
         """The audit trail of this entry (its saves item by item, queries, SDV, signatures, locks)."""
         entry = self.get_object()
         return Response(_masked_trail(self, entry.participant.trial_id, entry_trail(request.user, entry)))
 
 
-def _save(view, request, visit, data: dict) -> Response:  # noqa: ANN001
+def _save(view, request, visit, data: dict) -> Response:
     crf_code = data["crf_code"]
     entry = CrfEntry.objects.filter(visit=visit, crf_code=crf_code).select_related("crf").first()
     if entry is not None:
@@ -322,7 +322,7 @@ def _conflict(current: CrfEntry | None) -> Response:
 class AdverseEventViewSet(ReadViewSet):
     serializer_class = s.AdverseEventSerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         qs = self.filtered(selectors.api_adverse_events(self.request.user, self.token))
         participant = _int(self.request, "participant")
         if participant is not None:
@@ -335,7 +335,7 @@ class QueryViewSet(ReadViewSet):
     serializer_class = s.QuerySerializer
     trial_field, site_field = "trial__code", "site__code"
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         qs = self.filtered(selectors.api_queries(self.request.user, self.token)).prefetch_related("messages__author")
         if self.request.query_params.get("state"):
             qs = qs.filter(state=self.request.query_params["state"])
@@ -345,7 +345,7 @@ class QueryViewSet(ReadViewSet):
 class CsvParser(BaseParser):
     media_type = "text/csv"
 
-    def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
+    def parse(self, stream, media_type=None, parser_context=None):
         try:
             return stream.read().decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -372,7 +372,7 @@ class LabImportView(ApiView):
         parameters=[OpenApiParameter("trial", str, description="Trial code (CSV)"), OpenApiParameter("reason", str), OpenApiParameter("confirm_warnings", bool)],
         responses={200: LAB_REPORT, 400: LAB_REPORT, 403: OpenApiResponse(OpenApiTypes.OBJECT)},
     )
-    def post(self, request):  # noqa: ANN001, ANN201
+    def post(self, request):
         params = request.query_params
         if isinstance(request.data, str):
             from_csv, body = True, {}
