@@ -25,6 +25,8 @@ class Unparseable(ValueError):
 def _code(item: Item, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Unparseable(_("Give one of the listed codes."))
+    if isinstance(value, str) and "\x00" in value:
+        raise Unparseable(_("This value contains a character that cannot be stored."))
     codes = {str(code): code for code, _label in item.choices}
     return codes.get(str(value), str(value))
 
@@ -32,6 +34,8 @@ def _code(item: Item, value: Any) -> Any:
 def _value(item: Item, value: Any) -> Any:
     if value is None or value == "":
         return None
+    if isinstance(value, str) and "\x00" in value:
+        raise Unparseable(_("This value contains a character that cannot be stored."))
     kind = item.type
     if kind in {"text", "long_text"}:
         if not isinstance(value, str):

@@ -149,10 +149,10 @@ class CrfEntrySerializer(MaskedSerializer):
 class CrfEntryWriteSerializer(serializers.Serializer):
     """A save of a CRF entry: the page's form as JSON."""
 
-    visit = serializers.IntegerField(help_text="The visit id (GET /api/v1/visits/).")
+    visit = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The visit id (GET /api/v1/visits/).")
     crf_code = serializers.CharField(max_length=40)
     expected_revision = serializers.IntegerField(
-        min_value=0, help_text="The revision you read (0 for a first save); another save since answers 409 with the current revision."
+        min_value=0, max_value=2**31 - 1, help_text="The revision you read (0 for a first save); another save since answers 409 with the current revision."
     )
     answers = serializers.DictField(child=serializers.JSONField(), help_text="Item name -> value (dates ISO 8601, decimals as numbers or strings).")
     missing = serializers.DictField(

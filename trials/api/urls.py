@@ -1,5 +1,5 @@
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from trials.api import pages, views
@@ -21,7 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", pages.docs_page, name="api_docs"),
     path("api/docs/swagger/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_swagger"),
-    path("api/docs/redoc/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_redoc"),
     path("accounts/api-tokens/", pages.tokens_page, name="api_tokens"),
     path("accounts/api-tokens/<int:pk>/revoke/", pages.token_revoke_view, name="api_token_revoke"),
+    re_path(r"^api/v1/", views.NotFoundView.as_view()),  # any other API path: a JSON 404, logged
 ]

@@ -7,6 +7,7 @@ scope, a rate per token, and one `ApiCall` row per request, whatever its answer.
 from __future__ import annotations
 
 import csv
+from datetime import UTC
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -72,32 +73,60 @@ class ApiView(LoggedMixin, APIView):
         return {"request": self.request, "view": self, "masks": self.masks()}
 
 
+MAX_ID = 2**63 - 1  # a bigint: a larger number is no object (and would be a database error)
+
+
 def _int(request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValidationError({name: [_("Give a whole number.")]}) from None
+    if not 0 <= number <= MAX_ID:
+        raise ValidationError({name: [_("No such object.")]})
+    return number
+
+
+def _text(request, name: str) -> str | None:
+    """A text filter; a NUL character (which no stored text holds) is a 400, not a database error."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if "\x00" in value:
+        raise ValidationError({name: [_("This value contains a character that cannot be stored.")]})
+    return value
+
+
+class BoundedLookup:
+    """An id in the path beyond a bigint answers 404 (the router's int converter takes any length)."""
+
+    def get_object(self):
+        if int(self.kwargs.get(self.lookup_field, 0)) > MAX_ID:
+            raise NotFound
+        return super().get_object()
 
 
 TRIAL = OpenApiParameter("trial", str, description="Trial code")
 SITE = OpenApiParameter("site", str, description="Site code")
 
 
-class ReadViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ReadViewSet(BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     pagination_class = Cursor
     lookup_value_converter = "int"
     trial_field = "participant__trial__code"
     site_field = "participant__site__code"
 
-    def filtered(self, qs):
-        params = self.request.query_params
-        if params.get("trial") and self.trial_field:
-            qs = qs.filter(**{self.trial_field: params["trial"]})
-        if params.get("site") and self.site_field:
-            qs = qs.filter(**{self.site_field: params["site"]})
+    def filtered(self, qs):  # noqa: ANN001, ANN201
+        """The list's filters (a detail, its audit or a save ignore them)."""
+        if self.action != "list":
+            return qs
+        trial, site = _text(self.request, "trial"), _text(self.request, "site")
+        if trial and self.trial_field:
+            qs = qs.filter(**{self.trial_field: trial})
+        if site and self.site_field:
+            qs = qs.filter(**{self.site_field: site})
         return qs
 
 
@@ -143,8 +172,9 @@ class CrfDefinitionViewSet(ReadViewSet):
 
     def get_queryset(self):
         qs = selectors.api_crfs(self.request.user, self.token)
-        if self.request.query_params.get("code"):
-            qs = qs.filter(code=self.request.query_params["code"])
+        code = _text(self.request, "code") if self.action == "list" else None
+        if code:
+            qs = qs.filter(code=code)
         return qs.order_by("id")
 
 
@@ -157,8 +187,9 @@ class ParticipantViewSet(ReadViewSet):
 
     def get_queryset(self):
         qs = self.filtered(selectors.api_participants(self.request.user, self.token))
-        if self.request.query_params.get("status"):
-            qs = qs.filter(status=self.request.query_params["status"])
+        state = _text(self.request, "status") if self.action == "list" else None
+        if state:
+            qs = qs.filter(status=state)
         return qs.order_by("id")
 
     @extend_schema(responses=s.AuditRowSerializer(many=True), parameters=[])
@@ -180,7 +211,7 @@ class VisitViewSet(ReadViewSet):
 
     def get_queryset(self):
         qs = self.filtered(selectors.api_visits(self.request.user, self.token))
-        participant = _int(self.request, "participant")
+        participant = _int(self.request, "participant") if self.action == "list" else None
         if participant is not None:
             qs = qs.filter(participant_id=participant)
         return qs.order_by("id")
@@ -202,7 +233,7 @@ FIELD_ERRORS = OpenApiResponse(OpenApiTypes.OBJECT, description="Field name -> l
 
 
 @extend_schema(parameters=ENTRY_FILTERS)
-class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class CrfEntryViewSet(BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """CRF entries: answers by item name, status, revision, CRF version."""
 
     pagination_class = Cursor
@@ -210,21 +241,19 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
     serializer_class = s.CrfEntrySerializer
 
     def get_queryset(self):
-        params = self.request.query_params
         qs = selectors.api_entries(self.request.user, self.token)
-        if params.get("trial"):
-            qs = qs.filter(participant__trial__code=params["trial"])
-        if params.get("site"):
-            qs = qs.filter(participant__site__code=params["site"])
-        if params.get("crf"):
-            qs = qs.filter(crf_code=params["crf"])
-        if params.get("visit"):
-            qs = qs.filter(visit__definition__code=params["visit"])
+        if self.action != "list":
+            return qs.order_by("id")
+        for param, lookup in (("trial", "participant__trial__code"), ("site", "participant__site__code"), ("crf", "crf_code"), ("visit", "visit__definition__code")):
+            value = _text(self.request, param)
+            if value:
+                qs = qs.filter(**{lookup: value})
         participant = _int(self.request, "participant")
         if participant is not None:
             qs = qs.filter(participant_id=participant)
-        if params.get("changed_since"):
-            since = parse_datetime(params["changed_since"].replace(" ", "+"))
+        since_text = _text(self.request, "changed_since")
+        if since_text:
+            since = _moment(since_text.replace(" ", "+"))
             if since is None:
                 raise ValidationError({"changed_since": [_("Give a date and time in ISO 8601, e.g. 2026-01-31T00:00:00Z.")]})
             qs = qs.filter(updated_at__gte=since)
@@ -264,6 +293,20 @@ class CrfEntryViewSet(LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         """The audit trail of this entry (its saves item by item, queries, SDV, signatures, locks)."""
         entry = self.get_object()
         return Response(_masked_trail(self, entry.participant.trial_id, entry_trail(request.user, entry)))
+
+
+def _moment(text: str):
+    """An ISO 8601 moment in UTC (a naive one is UTC), or None if it is not one the database holds."""
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _save(view, request, visit, data: dict) -> Response:
@@ -324,7 +367,7 @@ class AdverseEventViewSet(ReadViewSet):
 
     def get_queryset(self):
         qs = self.filtered(selectors.api_adverse_events(self.request.user, self.token))
-        participant = _int(self.request, "participant")
+        participant = _int(self.request, "participant") if self.action == "list" else None
         if participant is not None:
             qs = qs.filter(participant_id=participant)
         return qs.order_by("id")
@@ -337,8 +380,9 @@ class QueryViewSet(ReadViewSet):
 
     def get_queryset(self):
         qs = self.filtered(selectors.api_queries(self.request.user, self.token)).prefetch_related("messages__author")
-        if self.request.query_params.get("state"):
-            qs = qs.filter(state=self.request.query_params["state"])
+        state = _text(self.request, "state") if self.action == "list" else None
+        if state:
+            qs = qs.filter(state=state)
         return qs.order_by("id")
 
 
@@ -370,7 +414,7 @@ class LabImportView(ApiView):
     @extend_schema(
         request={"application/json": LAB_ROWS, "text/csv": OpenApiTypes.STR},
         parameters=[OpenApiParameter("trial", str, description="Trial code (CSV)"), OpenApiParameter("reason", str), OpenApiParameter("confirm_warnings", bool)],
-        responses={200: LAB_REPORT, 400: LAB_REPORT, 403: OpenApiResponse(OpenApiTypes.OBJECT)},
+        responses={200: LAB_REPORT, 400: OpenApiResponse(OpenApiTypes.OBJECT, description="The per-row report (imported false), or a detail for an unusable file"), 403: OpenApiResponse(OpenApiTypes.OBJECT), 404: OpenApiResponse(OpenApiTypes.OBJECT)},
     )
     def post(self, request):
         params = request.query_params
@@ -387,6 +431,9 @@ class LabImportView(ApiView):
         else:
             return Response({"detail": _("Send {trial, rows: [...]} as JSON, or a CSV.")}, status=status.HTTP_400_BAD_REQUEST)
         trial_code = str(body.get("trial") or params.get("trial") or "")
+        reason = str(body.get("reason") or params.get("reason") or "")
+        if "\x00" in trial_code + reason:
+            return Response({"detail": _("The trial or the reason contains a character that cannot be stored.")}, status=status.HTTP_400_BAD_REQUEST)
         trial = selectors.api_trials(request.user, self.token).filter(code=trial_code).first()
         if trial is None:
             raise NotFound(_("No such trial."))
@@ -395,8 +442,20 @@ class LabImportView(ApiView):
         try:
             imported, report = labs_import(
                 user=request.user, participants=selectors.api_participants(request.user, self.token).filter(trial=trial),
-                rows=rows, from_csv=from_csv, reason=str(body.get("reason") or params.get("reason") or ""), confirm_warnings=confirm,
+                rows=rows, from_csv=from_csv, reason=reason, confirm_warnings=confirm,
             )
         except ImportRefused as refused:
             return Response({"detail": str(refused)}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"imported": imported, "rows": report}, status=status.HTTP_200_OK if imported else status.HTTP_400_BAD_REQUEST)
+
+
+@extend_schema(exclude=True)
+class NotFoundView(ApiView):
+    """Any path under /api/v1/ that names no endpoint (an id that is not a number, a typo)."""
+
+    permission_classes = ()
+
+    def get(self, request, *args, **kwargs):
+        raise NotFound
+
+    post = put = patch = delete = get
