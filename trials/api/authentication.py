@@ -57,7 +57,7 @@ class TokenRateThrottle(throttling.SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str | None:
         if isinstance(request.auth, ApiToken):
-            ident = f"token-{request.auth.pk}"
+            ident = f"token-{request.auth.prefix}"
         elif request.user and request.user.is_authenticated:
             ident = f"user-{request.user.pk}"
         else:
