@@ -106,6 +106,9 @@ INSTALLED_APPS = [
     "trials.monitoring",
     "trials.build",
     "trials.exports",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "trials.api",
     "trials.demo",
 ]
@@ -398,3 +401,36 @@ EDC_DEMO_USERS_FILE = BASE_DIR / "fixtures" / "demo_users.yaml"
 from django.contrib.messages import constants as _message_levels  # noqa: E402
 
 MESSAGE_TAGS = {_message_levels.ERROR: "danger"}
+
+# --- REST API (trials.api, docs/api.md) ----------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "trials.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["trials.api.authentication.ScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["trials.api.authentication.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+EDC_API_RATE = env_str("API_RATE", "600/min")  # requests per token
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EDC API",
+    "DESCRIPTION": "Trials, sites, visit plan, CRFs, participants, visits, CRF entries, AEs, queries, audit trails; "
+    "CRF entry saves and lab imports. Authenticate with a personal token: Authorization: Bearer edc_…",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CausalityEnum": "trials.safety.models.Causality",
+        "RecruitmentStatusEnum": "trials.protocol.models.RecruitmentStatus",
+    },
+}

@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("trials.exports.urls")),
     path("", include("trials.epro.urls")),
     path("", include("trials.build.urls")),
+    path("", include("trials.api.urls")),
 ]

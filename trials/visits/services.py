@@ -51,6 +51,14 @@ class CrfEntryConflict(Exception):
         return self.entry or CrfEntry.objects.filter(visit=self.visit, crf_code=self.crf_code).first()
 
 
+class UnconfirmedWarnings(Exception):
+    """Soft edit checks fired and the caller did not confirm them; nothing was written."""
+
+    def __init__(self, warnings: list[dict]):
+        self.warnings = warnings
+        super().__init__(f"{len(warnings)} warning(s) to confirm")
+
+
 @dataclass
 class SaveResult:
     entry: CrfEntry
@@ -420,11 +428,14 @@ def crf_entry_save(
 def crf_entry_save_answers(
     *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
     participant_source: bool = False,
+    expected_revision: int | None = None, confirm_warnings: bool = True,
 ) -> CrfEntry:
     """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
     name -> {code, reason} for items answered with a missing-data code) without a form:
-    for imports and synthetic data. The same rules apply; any error or unconfirmed warning raises
-    ValidationError naming the items, and nothing is written."""
+    for imports, the API and synthetic data. The same rules apply; any error raises
+    ValidationError naming the items, and nothing is written. `expected_revision` (the API's
+    optimistic locking): another revision raises CrfEntryConflict. `confirm_warnings=False`: soft
+    warnings raise UnconfirmedWarnings instead of being saved as confirmed (an import confirms)."""
     if not user_enters_data_at(user, visit.participant):
         raise PermissionDenied(_("You do not enter data at this site."))
     problem = consent_problem(visit.participant)
@@ -437,6 +448,8 @@ def crf_entry_save_answers(
     # administration with participant_source=True.
     if not participant_source and entry.pk and hooks.entry_respondent(entry):
         raise PermissionDenied(PARTICIPANT_SOURCED)
+    if expected_revision is not None and entry.revision != expected_revision:
+        raise CrfEntryConflict(entry if entry.pk else None, visit=visit, crf_code=crf_code)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
     schema = schema_for(entry.crf)
@@ -456,6 +469,8 @@ def crf_entry_save_answers(
                 for name, messages in items.items():
                     errors[f"{group}[{index + 1}].{name}"] = [str(m) for m in messages]
         raise ValidationError(errors)
+    if outcome.warnings and not confirm_warnings:
+        raise UnconfirmedWarnings(outcome.warnings)
     entry.answers = outcome.answers
     entry.missing = outcome.missing
     entry.warnings = [{**w, "confirmed_by": user.username} for w in outcome.warnings]

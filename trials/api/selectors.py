@@ -1,0 +1,103 @@
+"""What an API call may read: the pages' selectors (sites, participants, queries), narrowed to
+the trials the token names. Nothing here widens a page's scope: an object outside it is absent,
+so the API answers 404 as the pages do."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.db.models import Q, QuerySet
+
+from trials.api.models import ApiToken
+from trials.exports.selectors import BLINDED_WORD
+from trials.monitoring.models import Query
+from trials.monitoring.queries.selectors import queries_for_user
+from trials.participants.models import Participant
+from trials.participants.selectors import participants_for_user
+from trials.protocol.models import Arm, CrfDefinition, Site, Trial, TrialCrf, VisitCrf, VisitDefinition
+from trials.protocol.selectors import sites_for_user, trials_for_user, user_sees_allocation
+from trials.safety.models import AdverseEvent
+from trials.visits.models import CrfEntry, Visit
+
+
+def api_trials(user, token: ApiToken | None) -> QuerySet[Trial]:
+    """The user's trials (trials_for_user), only those the token names."""
+    trials = trials_for_user(user)
+    if token is not None:
+        trials = trials.filter(pk__in=token.trials.values("pk"))
+    return trials
+
+
+def api_sites(user, token: ApiToken | None) -> QuerySet[Site]:
+    return sites_for_user(user).filter(trial__in=api_trials(user, token))
+
+
+def api_visit_definitions(user, token: ApiToken | None) -> QuerySet[VisitDefinition]:
+    return VisitDefinition.objects.filter(trial__in=api_trials(user, token), is_active=True).select_related("trial")
+
+
+def api_crfs(user, token: ApiToken | None) -> QuerySet[CrfDefinition]:
+    """Every version of the CRFs the user's trials use (at a visit, as a log or unscheduled)."""
+    trials = api_trials(user, token)
+    return CrfDefinition.objects.filter(
+        Q(code__in=VisitCrf.objects.filter(visit_definition__trial__in=trials).values("crf_code"))
+        | Q(code__in=TrialCrf.objects.filter(trial__in=trials).values("crf_code"))
+    )
+
+
+def api_participants(user, token: ApiToken | None) -> QuerySet[Participant]:
+    return participants_for_user(user).filter(trial__in=api_trials(user, token))
+
+
+def api_visits(user, token: ApiToken | None) -> QuerySet[Visit]:
+    return Visit.objects.filter(participant__in=api_participants(user, token)).select_related(
+        "participant__trial", "participant__site", "definition"
+    )
+
+
+def api_entries(user, token: ApiToken | None) -> QuerySet[CrfEntry]:
+    return CrfEntry.objects.filter(participant__in=api_participants(user, token)).select_related(
+        "participant__trial", "participant__site", "visit__definition", "crf"
+    ).defer("crf__definition")
+
+
+def api_adverse_events(user, token: ApiToken | None) -> QuerySet[AdverseEvent]:
+    return AdverseEvent.objects.filter(participant__in=api_participants(user, token)).select_related(
+        "participant__trial", "participant__site", "coded_term"
+    )
+
+
+def api_queries(user, token: ApiToken | None) -> QuerySet[Query]:
+    return queries_for_user(user).filter(trial__in=api_trials(user, token))
+
+
+def arm_masks(user, trials: QuerySet[Trial] | list[Trial]) -> dict[int, Callable[[str], str]]:
+    """Trial id -> a function replacing every arm code and label in a text by "[blinded]", for the
+    masked trials whose arms this user may not see: the exports' rule (protocol texts name the arms,
+    free text written after an emergency unblinding could name one)."""
+    masks: dict[int, Callable[[str], str]] = {}
+    for trial in trials:
+        if not trial.is_blinded or user_sees_allocation(user, trial):
+            continue
+        words = {w.strip() for pair in Arm.objects.filter(trial=trial).values_list("code", "label") for w in pair}
+        words = sorted((w for w in words if w), key=len, reverse=True)
+        if not words:
+            continue
+        pattern = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in words) + r")(?![\w])", re.IGNORECASE)
+        masks[trial.pk] = lambda text, p=pattern: p.sub(BLINDED_WORD, text) if text else text
+    return masks
+
+
+def masked(value, mask: Callable[[str], str] | None):
+    """`value` (a JSON-like structure) with every string passed through `mask`."""
+    if mask is None:
+        return value
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [masked(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {k: masked(v, mask) for k, v in value.items()}
+    return value
+

@@ -1,0 +1,227 @@
+"""JSON shapes of the API. Read serializers name items as the CRF files do; a blinded user's
+payload passes through the trial's arm mask (selectors.arm_masks) and never reads an arm."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from trials.api.selectors import masked
+from trials.monitoring.models import Query
+from trials.participants.models import Participant
+from trials.participants.selectors import allocation_for_user
+from trials.protocol.models import CrfDefinition, Site, Trial, VisitDefinition
+from trials.safety.models import AdverseEvent
+from trials.visits.models import CrfEntry, Visit
+
+
+class MaskedSerializer(serializers.ModelSerializer):
+    """Strings of an object of a masked trial pass through its arm mask (context["masks"])."""
+
+    trial_path = "participant.trial_id"
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        masks = self.context.get("masks") or {}
+        if not masks:
+            return data
+        trial_id = instance
+        for part in self.trial_path.split("."):
+            trial_id = getattr(trial_id, part)
+        return masked(data, masks.get(trial_id))
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trial
+        fields = [
+            "id", "code", "title", "short_title", "acronym", "nct_id", "phase", "study_type", "design", "masking",
+            "target_enrolment", "status", "start_date", "completion_date", "sponsor",
+        ]
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    trial = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Site
+        fields = ["id", "trial", "code", "name", "city", "country", "time_zone", "recruitment_status", "is_active"]
+
+
+class VisitCrfLinkSerializer(serializers.Serializer):
+    crf_code = serializers.CharField()
+    crf_version = serializers.IntegerField(source="crf.version")
+    required = serializers.BooleanField()
+
+
+class VisitDefinitionSerializer(MaskedSerializer):
+    trial_path = "trial_id"
+    trial = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    crfs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VisitDefinition
+        fields = ["id", "trial", "code", "label", "kind", "anchor", "day_offset", "window_before_days", "window_after_days", "order", "crfs"]
+
+    @extend_schema_field(VisitCrfLinkSerializer(many=True))
+    def get_crfs(self, obj: VisitDefinition) -> list[dict]:
+        links = [link for link in obj.visit_crfs.all() if link.is_active]
+        return VisitCrfLinkSerializer(sorted(links, key=lambda link: link.order), many=True).data
+
+
+class CrfDefinitionSerializer(serializers.ModelSerializer):
+    definition = serializers.JSONField(help_text="The CRF file as loaded (items, types, units, choices, checks).")
+
+    class Meta:
+        model = CrfDefinition
+        fields = ["id", "code", "version", "title", "description", "source", "created_at", "definition"]
+
+
+class ParticipantSerializer(MaskedSerializer):
+    trial = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    allocation = serializers.SerializerMethodField(
+        help_text="The allocation as the pages show it to this user: the arm only to who may see it, else the kit code or 'Allocated (blinded)'."
+    )
+
+    class Meta:
+        model = Participant
+        fields = [
+            "id", "trial", "site", "screening_number", "subject_number", "status", "status_date", "screening_date",
+            "consent_date", "enrolment_date", "first_treatment_date", "allocation",
+        ]
+
+    trial_path = "trial_id"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_allocation(self, obj: Participant) -> str | None:
+        view = allocation_for_user(self.context["request"].user, obj)  # the pages' blinding rule
+        return view.text if view.allocated else None
+
+
+class VisitSerializer(MaskedSerializer):
+    participant = serializers.PrimaryKeyRelatedField(read_only=True)
+    subject = serializers.SerializerMethodField()
+    site = serializers.CharField(source="participant.site.code", read_only=True)
+    visit_code = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Visit
+        fields = [
+            "id", "participant", "subject", "site", "visit_code", "record_kind", "log_crf_code", "sequence", "label",
+            "planned_date", "window_start", "window_end", "visit_date", "status", "out_of_window",
+        ]
+
+    def get_subject(self, obj: Visit) -> str:
+        return obj.participant.subject_number or obj.participant.screening_number
+
+    def get_visit_code(self, obj: Visit) -> str | None:
+        return obj.definition.code if obj.definition else None
+
+
+class CrfEntrySerializer(MaskedSerializer):
+    participant = serializers.PrimaryKeyRelatedField(read_only=True)
+    subject = serializers.SerializerMethodField()
+    trial = serializers.CharField(source="participant.trial.code", read_only=True)
+    site = serializers.CharField(source="participant.site.code", read_only=True)
+    visit = serializers.PrimaryKeyRelatedField(read_only=True)
+    visit_code = serializers.SerializerMethodField()
+    crf_version = serializers.IntegerField(source="crf.version", read_only=True)
+    answers = serializers.JSONField(read_only=True, help_text="Item name -> stored value; a repeating group -> list of rows.")
+    missing = serializers.JSONField(read_only=True, help_text="Item name -> {code, reason} for items answered as missing.")
+    warnings = serializers.JSONField(read_only=True, help_text="Soft checks confirmed at the save.")
+
+    class Meta:
+        model = CrfEntry
+        fields = [
+            "id", "participant", "subject", "trial", "site", "visit", "visit_code", "crf_code", "crf_version", "status",
+            "revision", "answers", "missing", "warnings", "updated_at",
+        ]
+
+    def get_subject(self, obj: CrfEntry) -> str:
+        return obj.participant.subject_number or obj.participant.screening_number
+
+    def get_visit_code(self, obj: CrfEntry) -> str | None:
+        return obj.visit.definition.code if obj.visit.definition else None
+
+
+class CrfEntryWriteSerializer(serializers.Serializer):
+    """A save of a CRF entry: the page's form as JSON."""
+
+    visit = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The visit id (GET /api/v1/visits/).")
+    crf_code = serializers.CharField(max_length=40)
+    expected_revision = serializers.IntegerField(
+        min_value=0, max_value=2**31 - 1, help_text="The revision you read (0 for a first save); another save since answers 409 with the current revision."
+    )
+    answers = serializers.DictField(child=serializers.JSONField(), help_text="Item name -> value (dates ISO 8601, decimals as numbers or strings).")
+    missing = serializers.DictField(
+        child=serializers.DictField(child=serializers.CharField(allow_blank=True)), required=False,
+        help_text="Item name -> {code, reason}: items answered with a missing-data code.",
+    )
+    complete = serializers.BooleanField(default=True)
+    confirm_warnings = serializers.BooleanField(default=False, help_text="Confirm the soft warnings the previous attempt returned.")
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="", help_text="Reason for the change (required once complete).")
+
+
+class AdverseEventSerializer(MaskedSerializer):
+    participant = serializers.PrimaryKeyRelatedField(read_only=True)
+    subject = serializers.SerializerMethodField()
+    site = serializers.CharField(source="participant.site.code", read_only=True)
+    coded_term = serializers.StringRelatedField()
+
+    class Meta:
+        model = AdverseEvent
+        fields = [
+            "id", "participant", "subject", "site", "number", "verbatim_term", "coded_term", "onset_date", "end_date", "ongoing",
+            "grade", "serious", "seriousness", "related_product", "procedure", "related_procedure", "expected", "action_taken",
+            "outcome", "is_dlt", "leads_to_withdrawal", "aware_at", "created_at",
+        ]
+
+    def get_subject(self, obj: AdverseEvent) -> str:
+        return obj.participant.subject_number or obj.participant.screening_number
+
+
+class QueryMessageSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    at = serializers.DateTimeField()
+    author = serializers.CharField(source="author.username")
+    text = serializers.CharField()
+
+
+class QuerySerializer(MaskedSerializer):
+    site = serializers.CharField(source="site.code", read_only=True)
+    trial = serializers.CharField(source="trial.code", read_only=True)
+    raised_by = serializers.CharField(source="raised_by.username", read_only=True)
+    messages = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Query
+        fields = [
+            "id", "trial", "site", "participant", "entry", "item", "row_id", "adverse_event", "state", "origin", "text",
+            "raised_by", "raised_at", "closed_at", "messages",
+        ]
+
+    @extend_schema_field(QueryMessageSerializer(many=True))
+    def get_messages(self, obj: Query) -> list[dict]:
+        return QueryMessageSerializer(obj.messages.all(), many=True).data
+
+
+class AuditChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    label = serializers.CharField()
+    row = serializers.CharField()
+    old = serializers.CharField()
+    new = serializers.CharField()
+
+
+class AuditRowSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    user = serializers.CharField()
+    action = serializers.CharField()
+    kind = serializers.CharField()
+    model = serializers.CharField()
+    object_id = serializers.IntegerField()
+    record = serializers.CharField()
+    reason = serializers.CharField()
+    changes = AuditChangeSerializer(many=True)
