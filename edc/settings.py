@@ -117,6 +117,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "edc.request_memo.RequestMemoMiddleware",  # issue 22: the user's roles read once per request
+    "edc.cookies.MalformedSessionCookieMiddleware",  # a forged session cookie is no session, not a 500
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

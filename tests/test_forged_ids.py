@@ -78,3 +78,15 @@ def _export(client, url, forged):  # noqa: ANN001, ANN202
     response = client.post(url, {"format": "csv", "sites": [forged], "reason": "forged id test", "cutoff": ""})
     assert response.status_code == 200
     assert "is not a valid value" in response.content.decode() or "Select a valid choice" in response.content.decode()
+
+
+@pytest.mark.parametrize("cookie", ["abcdefghij\x00klmnopqrstuvwxyz0123", "x" * 41, "ABCDEFGH/..", "éééééééééé"])
+def test_a_forged_session_cookie_is_no_session_not_a_500(client, cookie):  # noqa: ANN001
+    """Django's session keys are [a-z0-9] (django.contrib.sessions.backends.base.VALID_KEY_CHARS);
+    a NUL byte made PostgreSQL refuse the session lookup and every page answered 500 (found by
+    schemathesis). Such a cookie is treated as no session: the login page, then a fresh session."""
+    from django.conf import settings
+
+    home = client.get("/", HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={cookie}")
+    assert home.status_code == 302 and "/accounts/login/" in home["Location"]
+    assert client.get("/accounts/login/").status_code == 200
