@@ -177,3 +177,35 @@ def test_apply_needs_a_version_a_reason_and_an_effective_date_not_in_the_future(
     assert history.status_code == 200 and b"Amendment 1" in history.content
     assert client.get("/build/ASC-DU/amendments/1.json").json()["trial"] == "ASC-DU"
     assert client.get("/build/ASC-DU/amendments/1.pdf").status_code == 404
+
+
+FIXTURES = SEEDS.parent / "tests" / "fixtures"
+
+
+@pytest.mark.parametrize("files", [
+    ("redcap/longitudinal.dictionary.csv", "redcap/longitudinal.arm.csv", "redcap/longitudinal.event.csv"),
+    ("ctgov/NCT02210780.json",),
+    ("odm/cdash-odm-test.xml",),
+], ids=["redcap", "ctgov", "odm"])
+def test_a_study_builder_imports_a_redcap_ctgov_or_odm_study_through_the_same_preview(client, demo_users, files):
+    """Issue 18: the imports of trials.protocol.imports plug into the study-build upload: the
+    imported study is validated by the loader, previewed (nothing written) and applied like a
+    trial file; a file an importer refuses gets its `file: problem` message and writes nothing."""
+    manager = User.objects.get(username="datamanager")
+    admin = User.objects.create_superuser("root.import", "root@example.org", "x")
+    study_builder_grant(user=manager, granted_by=admin, reason="Imports the team's studies")
+    client_for(client, "datamanager")
+    before = Trial.objects.count()
+    preview = upload(client, "/build/new/", {path.rsplit("/", 1)[1]: (FIXTURES / path).read_bytes() for path in files})
+    assert preview.status_code == 200, preview.context and preview.context.get("problems")
+    assert preview.context["impact"]["new_trial"] is True
+    assert Trial.objects.count() == before
+    form = preview.context["form"]
+    applied = client.post("/build/new/apply/", {"payload": form["payload"].value(), "previewed": form["previewed"].value(),
+                                                "version": "1.0", "effective_date": "2026-01-01", "reason": "Imported"})
+    assert applied.status_code == 302
+    assert Trial.objects.count() == before + 1
+
+    broken = upload(client, "/build/new/", {"broken.dictionary.csv": b"not,a,redcap\n1,2,3\n"})
+    assert broken.status_code == 400 and any(p.startswith("broken.dictionary.csv") for p in broken.context["problems"])
+    assert Trial.objects.count() == before + 1

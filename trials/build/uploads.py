@@ -1,19 +1,21 @@
 """What a data manager uploads, turned into the trial/CRF YAML files the loader reads.
 
 `upload_to_yaml` is the one place where importers plug in: a converter per file extension takes
-the uploaded bytes and returns YAML files (name → bytes). Today: YAML as is, and a zip of YAML
-files. The REDCap, ODM and ClinicalTrials.gov importers (issue 18) register theirs in
-`CONVERTERS` (e.g. `.csv` → REDCap dictionary → CRF YAML) and get the same validation, preview
-and apply as a hand-written file.
+the uploaded bytes and returns YAML files (name → bytes): YAML as is, a zip of YAML files, an ODM
+metadata file or a ClinicalTrials.gov record (.xml, .json), and the .csv files of a REDCap project
+read together (trials.protocol.imports). Imported files get the same validation, preview and apply
+as a hand-written file.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from functools import partial
+from pathlib import Path, PurePosixPath
 
 from django.utils.translation import gettext as _
 
@@ -69,8 +71,69 @@ def _zip(name: str, data: bytes) -> dict[str, bytes]:
     return files
 
 
-# Extension → converter. Importers add theirs here (see the module's docstring).
-CONVERTERS: dict[str, Callable[[str, bytes], dict[str, bytes]]] = {".yaml": _yaml, ".yml": _yaml, ".zip": _zip}
+def _imported(run: Callable[[list[Path]], object], uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """The trial/CRF YAML an importer of trials.protocol.imports makes of the uploaded files (it
+    validates them with the loader itself); its problems, `file:line: problem`, name the uploaded
+    files, never the scratch folder."""
+    from trials.protocol.imports.common import ImportFailed
+    from trials.protocol.imports.redcap import describe
+
+    with tempfile.TemporaryDirectory(prefix="edc-build-import-") as scratch:
+        paths = []
+        for name, data in uploads:
+            path = Path(scratch) / safe_relative(name).name
+            path.write_bytes(data)
+            paths.append(path)
+
+        def named(text: str) -> str:
+            return text.replace(str(Path(scratch).resolve()) + "/", "").replace(scratch + "/", "")
+
+        try:
+            result = run(paths)
+        except ImportFailed as failed:
+            raise UploadError([named(str(problem)) for problem in failed.problems]) from None
+        problems = getattr(result, "problems", None) or []
+        if problems:
+            raise UploadError([named(describe(problem)) for problem in problems])
+        return {relpath: text.encode() for relpath, text in result.files.items()}
+
+
+def _odm_or_ctgov(name: str, data: bytes) -> dict[str, bytes]:
+    """An .xml: CDISC ODM metadata (REDCap's project XML is ODM with redcap: attributes), or a
+    ClinicalTrials.gov record in its legacy XML."""
+    from trials.protocol.imports.ctgov import import_ctgov
+    from trials.protocol.imports.odm import import_odm
+    from trials.protocol.imports.redcap import import_redcap
+
+    head = data[:4096]
+    if b"<clinical_study" in head:
+        return _imported(import_ctgov, [(name, data)])
+    if b"redcap" in head.lower():
+        return _imported(import_redcap, [(name, data)])
+    return _imported(import_odm, [(name, data)])
+
+
+def _ctgov(name: str, data: bytes) -> dict[str, bytes]:
+    """A .json: a ClinicalTrials.gov API v2 record."""
+    from trials.protocol.imports.ctgov import import_ctgov
+
+    return _imported(import_ctgov, [(name, data)])
+
+
+def _redcap(uploads: list[UploadedFile]) -> dict[str, bytes]:
+    """The .csv files together: a REDCap data dictionary with its optional arms, events and
+    instrument-event mapping files."""
+    from trials.protocol.imports.redcap import import_redcap
+
+    return _imported(import_redcap, [(upload.name, upload.data) for upload in uploads])
+
+
+# Extension → converter. Importers add theirs here (see the module's docstring); the .csv files of
+# an upload are read together (REDCap: dictionary, arms, events, mapping), in `upload_to_yaml`.
+CONVERTERS: dict[str, Callable[[str, bytes], dict[str, bytes]]] = {
+    ".yaml": _yaml, ".yml": _yaml, ".zip": _zip, ".xml": _odm_or_ctgov, ".json": _ctgov,
+}
+GROUPED = {".csv": _redcap}
 
 
 def upload_to_yaml(uploads: list[UploadedFile]) -> dict[str, bytes]:
@@ -80,17 +143,26 @@ def upload_to_yaml(uploads: list[UploadedFile]) -> dict[str, bytes]:
         raise UploadError([_("Choose the trial file (YAML), its CRF files, or a zip of them.")])
     problems: list[str] = []
     files: dict[str, bytes] = {}
+    grouped: dict[str, list[UploadedFile]] = {}
+    conversions: list[Callable[[], dict[str, bytes]]] = []
     for upload in uploads:
         if len(upload.data) > MAX_UPLOAD_BYTES:
             problems.append(too_large_message(upload.name, len(upload.data)))
             continue
-        converter = CONVERTERS.get(PurePosixPath(upload.name).suffix.lower())
+        suffix = PurePosixPath(upload.name).suffix.lower()
+        if suffix in GROUPED:
+            grouped.setdefault(suffix, []).append(upload)
+            continue
+        converter = CONVERTERS.get(suffix)
         if converter is None:
             problems.append(_("%(file)s: not a file the study build reads (%(kinds)s)") % {
-                "file": upload.name, "kinds": ", ".join(sorted(CONVERTERS))})
+                "file": upload.name, "kinds": ", ".join(sorted({*CONVERTERS, *GROUPED}))})
             continue
+        conversions.append(partial(converter, upload.name, upload.data))
+    conversions += [partial(GROUPED[suffix], group) for suffix, group in grouped.items()]
+    for conversion in conversions:
         try:
-            converted = converter(upload.name, upload.data)
+            converted = conversion()
         except UploadError as error:
             problems += error.messages
             continue
