@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("trials.monitoring.locks.urls")),
     path("", include("trials.monitoring.audit.urls")),
     path("", include("trials.monitoring.casebook.urls")),
+    path("", include("trials.monitoring.quality.urls")),
 ]
