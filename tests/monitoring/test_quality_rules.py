@@ -16,13 +16,13 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from edc.audit import SYSTEM_USERNAME, system_user
+from edc.audit import SYSTEM_USERNAME, audited_save, system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
 from tests.visits.test_engine import VITALS
 from trials.demo.participants import participant_register
 from trials.monitoring.models import QualityRunState, Query, QueryMessageKind, QueryOrigin, QueryState
+from trials.monitoring.quality.services import quality_rules_run, quality_run_request
 from trials.monitoring.queries import services as q
-from trials.monitoring.quality.services import quality_run_request, quality_rules_run
 from trials.monitoring.tasks import quality_rules_nightly, quality_rules_task
 from trials.protocol.loader import ProtocolLoadError, protocol_check
 from trials.protocol.models import Site, Trial
@@ -119,6 +119,19 @@ def test_a_correction_of_an_earlier_visit_is_caught_and_the_query_closes_when_co
     assert quality_rules_run(trial).closed == 0  # closed once
 
 
+def test_a_rule_removed_by_an_amendment_has_its_open_queries_closed_at_the_next_run(trial, participant):
+    first, second = vitals_visits(participant)[:2]
+    save_weight(first, "70")
+    save_weight(second, "80")
+    quality_rules_run(trial)
+    assert rule_queries(trial).get().state == QueryState.OPEN
+    # What the loader stores when the amended trial file no longer declares the rule.
+    trial.quality_rules = [r for r in trial.quality_rules if r["code"] != RULE]
+    audited_save(trial, user=system_user(), reason="Amendment: rule withdrawn")
+    assert quality_rules_run(trial).closed == 1
+    assert rule_queries(trial).get().state == QueryState.CLOSED
+
+
 def test_a_value_a_reviewer_accepted_is_not_queried_again(trial, participant):
     first, second, *_ = vitals_visits(participant)
     save_weight(first, "70")
@@ -168,6 +181,7 @@ def test_the_data_manager_runs_the_rules_and_sees_the_hits_scoped_to_her_trial(c
     assert page.status_code == 200
     assert page.context["rows"][1].rule.code == RULE and page.context["rows"][1].open == 1
     assert client.post(reverse("quality_run", args=["ASC-DU"])).status_code == 302
+    assert b'data-testid="quality-link"' in client.get(reverse("monitoring_dashboard")).content
     client.force_login(user("coordinator.toulouse"))
     assert client.get(reverse("quality_report", args=["ASC-DU"])).status_code == 403
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 
 from trials.monitoring.models import OPEN_QUERY_STATES, QualityRunState, Query, QueryOrigin, QueryState
-from trials.monitoring.queries.selectors import queries_for_user
 from trials.monitoring.quality.rules import QualityRule, trial_rules
+from trials.monitoring.queries.selectors import queries_for_user
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from trials.monitoring.models import OPEN_QUERY_STATES, QualityRunState, Query, QueryOrigin
-from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
 from trials.monitoring.quality.rules import rule_hits, trial_rules
+from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
 from trials.protocol.models import Trial
 
 
