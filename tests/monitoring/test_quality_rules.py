@@ -79,7 +79,8 @@ def test_a_weight_change_over_ten_percent_raises_one_query_on_the_item_once(tria
     (query,) = rule_queries(trial)
     assert (query.entry_id, query.item, query.rule_code, query.state) == (over.pk, "weight_kg", RULE, QueryState.OPEN)
     assert query.raised_by.username == SYSTEM_USERNAME
-    assert query.value_at_raise == {"value": "80.0", "missing": None}  # weight_kg has one decimal (seeds/crfs/vitals.yaml)
+    # weight_kg has one decimal (seeds/crfs/vitals.yaml): stored as "80.0"
+    assert query.value_at_raise == {"value": "80.0", "missing": None}
     assert query.history.get().history_change_reason == f"Query raised: data-quality rule {RULE}"
 
     again = quality_rules_run(trial)  # a second run: the same hit, no second query
@@ -211,7 +212,8 @@ def test_the_loader_refuses_a_malformed_rule_with_file_and_line(tmp_path: Path, 
     with pytest.raises(ProtocolLoadError) as refused:
         protocol_check([bad, Path(settings.BASE_DIR) / "seeds" / "crfs"])
     problems = [str(p) for p in refused.value.problems]
-    assert any(f"trial.yaml:{expression_line}" in p and "unknown field name(s): weight_kilos" in p for p in problems), problems
+    unknown_name = "unknown field name(s): weight_kilos"
+    assert any(f"trial.yaml:{expression_line}" in p and unknown_name in p for p in problems), problems
     assert any(f"trial.yaml:{crf_line}" in p and "unknown CRF 'NOPE'" in p for p in problems), problems
 
 

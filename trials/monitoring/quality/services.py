@@ -141,7 +141,9 @@ def quality_run_execute(trial_id: int) -> bool:
         state.queued = again
         state.runs += 1
         state.last_finished_at = timezone.now()
-        state.last_hits = {"hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked}
+        state.last_hits = {
+            "hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked,
+        }
         state.save(update_fields=["queued", "runs", "last_finished_at", "last_hits"])
         if again:
             state.queued_at = timezone.now()
