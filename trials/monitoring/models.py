@@ -34,6 +34,7 @@ OPEN_QUERY_STATES = frozenset({QueryState.OPEN, QueryState.ANSWERED})
 class QueryOrigin(models.TextChoices):
     MANUAL = "manual", _("Raised by a reviewer")
     EDIT_CHECK = "edit_check", _("Soft edit check overridden")
+    QUALITY_RULE = "quality_rule", _("Data-quality rule")
 
 
 class Query(AuditedModel):
@@ -60,6 +61,8 @@ class Query(AuditedModel):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("closed by")
     )
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    # The trial file's `quality_rules:` code of the rule that raised it (origin quality_rule).
+    rule_code = models.CharField(_("data-quality rule"), max_length=40, blank=True)
 
     class Meta:
         ordering = ["-raised_at"]
@@ -201,3 +204,18 @@ class ProtocolDeviation(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.participant}: {self.get_category_display()} ({self.get_severity_display()})"
+
+
+class QualityRunState(models.Model):
+    """Coalescing of data-quality runs (trials.monitoring.quality): one row per trial. `queued` while a
+    run is pending or running, so a second request (a click during the nightly run) enqueues nothing;
+    `dirty` when one came during a run, which then runs once more. The last run's hits per rule are
+    kept for the report page."""
+
+    trial = models.OneToOneField(Trial, on_delete=models.CASCADE, related_name="+")
+    queued = models.BooleanField(default=False)
+    dirty = models.BooleanField(default=False)
+    runs = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_hits = models.JSONField(default=dict, blank=True)

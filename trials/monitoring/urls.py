@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("trials.monitoring.status.urls")),
     path("", include("trials.monitoring.review.urls")),
     path("", include("trials.monitoring.reports.urls")),
+    path("", include("trials.monitoring.quality.urls")),
 ]

@@ -401,6 +401,12 @@ def _number(value: Any) -> Decimal | None:
 _PROGRAM_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
+def evaluate(program: cel.Program, context: dict) -> tuple[bool, Any]:
+    """Run a compiled expression over a context built like `validate_answers` builds it (for the
+    data-quality rules over stored data): (False, None) when it cannot be evaluated."""
+    return _evaluate(program, context)
+
+
 def _evaluate(program: cel.Program, context: dict) -> tuple[bool, Any]:
     """Run a CEL program; (False, None) when it cannot be evaluated (e.g. arithmetic on a null, or
     a CRF of another visit that is not entered).

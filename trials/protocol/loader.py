@@ -448,6 +448,7 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
             if code in seen_codes:
                 problems.append(source.problem(loc, f"CRF '{code}' is listed twice"))
             seen_codes.add(code)
+    check_quality_rules(source, trial, library, problems)
     # Criteria may read the medication log (`meds`, at `screening_date`) when the trial keeps one.
     medication_names = set(CRITERION_NAMES) if MEDICATION_LOG in trial.logs else set()
     for index, criterion in enumerate(trial.criteria):
@@ -464,6 +465,26 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
             check_expression(source, loc + ("expression",), criterion.expression, scope, problems)
         if criterion.applies_when:
             check_expression(source, loc + ("applies_when",), criterion.applies_when, scope, problems)
+
+
+def check_quality_rules(source: SourceFile, trial: TrialFile, library: dict[str, CrfFields], problems: list[Problem]) -> None:
+    """`quality_rules:`: unique codes, a known CRF and item, an expression over that CRF's items and
+    the other CRFs its checks may read (the runner evaluates it with the CRF checks' context)."""
+    seen: set[str] = set()
+    references: list[CrfReference] = []
+    for index, rule in enumerate(trial.quality_rules):
+        loc = ("quality_rules", index)
+        if rule.code in seen:
+            problems.append(source.problem(loc + ("code",), f"duplicate code '{rule.code}' in quality_rules"))
+        seen.add(rule.code)
+        fields = library.get(rule.crf)
+        if fields is None:
+            problems.append(source.problem(loc + ("crf",), f"quality rule '{rule.code}' targets unknown CRF '{rule.crf}'"))
+            continue
+        if rule.item and rule.item not in fields.top and rule.item not in fields.groups:
+            problems.append(source.problem(loc + ("item",), f"CRF '{rule.crf}' has no item '{rule.item}'"))
+        check_expression(source, loc + ("expression",), rule.expression, set(fields.top), problems, references, rule.crf)
+    check_references(references, library, problems)
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -612,6 +633,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             "safety_reporting": spec.safety_reporting.model_dump(mode="json"),
             "eligibility": spec.eligibility.model_dump(mode="json"),
             "score_settings": spec.score_settings.model_dump(mode="json", exclude_none=True),
+            "quality_rules": [rule.model_dump(mode="json") for rule in spec.quality_rules],
             "source_file": source.label,
             "source_sha256": digest,
         },

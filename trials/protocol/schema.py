@@ -460,6 +460,20 @@ class SafetyReporting(Strict):
         return self
 
 
+class QualityRuleSpec(Strict):
+    """A data-quality rule over stored data (trials.monitoring.quality): `expression` must hold for
+    every entry of `crf`, evaluated with the context of the CRF's own edit checks (its answers,
+    `visit.`/`previous.`/`baseline.<CRF>.<item>`, `visit_date`, `consent_date`); each entry where it
+    is false gets a query on `item` (or on the whole entry)."""
+
+    code: Code
+    message: Text
+    crf: Code
+    item: Name | None = None
+    expression: Text
+    severity: Literal["major", "minor"] = "major"
+
+
 class TrialFile(Strict):
     code: Code
     title: Text
@@ -499,6 +513,7 @@ class TrialFile(Strict):
     visits: list[VisitSpec] = Field(min_length=1)
     logs: list[Code] = Field(default_factory=list)
     unscheduled: Unscheduled = Field(default_factory=Unscheduled)
+    quality_rules: list[QualityRuleSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _design_is_coherent(self) -> TrialFile:

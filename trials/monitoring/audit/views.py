@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 
 from trials.monitoring.audit.dashboard import monitor_dashboard
 from trials.monitoring.audit.trail import AuditRow, csv_rows, entry_trail, hides_allocation, participant_trail
+from trials.monitoring.quality.selectors import quality_trials
 from trials.monitoring.queries.selectors import reviewer_trials
 from trials.participants.models import Participant
 from trials.visits.models import CrfEntry
@@ -189,4 +190,6 @@ def monitoring_dashboard(request: HttpRequest) -> HttpResponse:
     """The monitor's dashboard (monitors and data managers): what waits for review, per site."""
     if not (request.user.is_superuser or reviewer_trials(request.user).exists()):
         raise PermissionDenied(_("The monitoring dashboard is for monitors and data managers."))
-    return render(request, "monitoring/dashboard_monitor.html", {"panels": monitor_dashboard(request.user)})
+    return render(request, "monitoring/dashboard_monitor.html", {
+        "panels": monitor_dashboard(request.user), "runs_quality_rules": quality_trials(request.user).exists(),
+    })

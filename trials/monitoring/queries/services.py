@@ -337,3 +337,33 @@ def edit_check_queries_raise(*, entry: CrfEntry, previous_warnings: list[dict]) 
         open_queries.add((item, text))
         raised.append(query)
     return raised
+
+
+def rule_query_raise(*, entry: CrfEntry, item: str, text: str, rule_code: str, user) -> Query:  # noqa: ANN001
+    """Raise the query of a data-quality rule hit (trials.monitoring.quality), under the system user.
+    The caller decides that it is not a duplicate; a lock on the data refuses it (ValidationError)."""
+    now = timezone.now()
+    query = Query(
+        trial_id=entry.participant.trial_id, site_id=entry.participant.site_id, participant_id=entry.participant_id,
+        entry=entry, item=item, origin=QueryOrigin.QUALITY_RULE, rule_code=rule_code, text=text, raised_by=user,
+        raised_at=now, value_at_raise=_entry_value(entry, item, ""),
+    )
+    _assert_queries_allowed(query)
+    audited_save(query, user=user, reason=_("Query raised: data-quality rule %(code)s") % {"code": rule_code})
+    _message(query, kind=QueryMessageKind.RAISE, user=user, text=text, at=now)
+    return query
+
+
+def rule_query_close(*, query: Query, user) -> Query:  # noqa: ANN001
+    """Close a data-quality rule's query because the data no longer hit the rule (audited, with the
+    reason in the thread). A lock on the data refuses it (ValidationError): it closes at a later run."""
+    query = _locked(query)
+    if query.state not in OPEN_QUERY_STATES:
+        return query
+    _assert_queries_allowed(query)
+    now = timezone.now()
+    reason = _("Closed automatically: the data no longer hit data-quality rule %(code)s.") % {"code": query.rule_code}
+    query.state, query.closed_by, query.closed_at = QueryState.CLOSED, user, now
+    audited_save(query, user=user, reason=reason)
+    _message(query, kind=QueryMessageKind.CLOSE, user=user, text=reason, at=now)
+    return query
