@@ -68,7 +68,7 @@ def dsmb_package(request: HttpRequest, code: str) -> HttpResponse:
     trial = _dsmb_trial(request, code)
     cutoff, error = _cutoff(request)
     return render(request, "exports/dsmb.html", {
-        "trial": trial, "cutoff": cutoff, "error": error, "closed_allowed": dsmb.may_see_closed(request.user, trial),
+        "trial": trial, "cutoff": cutoff, "raw_cutoff": request.GET.get("cutoff", ""), "error": error, "closed_allowed": dsmb.may_see_closed(request.user, trial),
     })
 
 
