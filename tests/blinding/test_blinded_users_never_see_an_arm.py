@@ -51,8 +51,8 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.exports.pdftools import pdf_text
-from trials.participants import services
 from trials.demo.participants import participant_register
+from trials.participants import services
 from trials.participants.models import Allocation, Participant
 from trials.protocol.models import Arm, Criterion, Role, Site, Trial, VisitDefinition
 from trials.protocol.services import study_role_grant

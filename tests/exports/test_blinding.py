@@ -13,9 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.exports.pdftools import pdf_text
-
 from tests.exports.conftest import CANARY_BIRTH, CANARY_INITIALS, days_ago, enter, job_bytes
+from tests.exports.pdftools import pdf_text
 from trials.exports.formats import FORMATS
 from trials.exports.models import ExportState
 from trials.participants.models import Allocation

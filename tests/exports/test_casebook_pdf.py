@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from edc.audit import audited_save, system_user
-from tests.exports.conftest import enter, screening_visit, user
+from tests.exports.conftest import screening_visit, user
 from tests.exports.pdftools import first_page_png, ink_fraction, page_count, pdf_text
 from tests.exports.test_blinding import arm_words, unblinded_free_text
 from tests.monitoring.test_signatures import PASSWORD, sign, signable
@@ -27,19 +27,19 @@ from trials.visits.services import crf_entry_save_answers
 pytestmark = pytest.mark.django_db
 
 
-def casebook(client, username: str, participant) -> object:  # noqa: ANN001
+def casebook(client, username: str, participant) -> object:
     client.force_login(user(username))
     return client.get(f"/participants/{participant.pk}/casebook.pdf")
 
 
 @pytest.fixture
-def documented(du):  # noqa: ANN001, ANN201
+def documented(du):
     """The first participant with a missing-data reason entered over a value, a signed visit, the
     data manager's query (from `du`) and an AE."""
     participant = du["participants"][0]
     crf_entry_save_answers(
         user=system_user(), visit=screening_visit(participant), crf_code="VITALS", complete=True, reason="Scale broken",
-        answers={"height_cm": Decimal("165"), "systolic_bp": 121, "diastolic_bp": 79, "heart_rate": 68},
+        answers={"height_cm": Decimal(165), "systolic_bp": 121, "diastolic_bp": 79, "heart_rate": 68},
         missing={"weight_kg": {"code": "not_done", "reason": "Scale broken on the day"}},
     )
     visit = signable(participant)
@@ -47,7 +47,7 @@ def documented(du):  # noqa: ANN001, ANN201
     return {**du, "participant": participant, "signature": signature}
 
 
-def test_the_casebook_prints_crfs_missing_reasons_queries_signatures_and_the_audit_trail(documented, client) -> None:  # noqa: ANN001
+def test_the_casebook_prints_crfs_missing_reasons_queries_signatures_and_the_audit_trail(documented, client) -> None:
     participant = documented["participant"]
     response = casebook(client, "monitor.du", participant)
     assert response.status_code == 200
@@ -77,14 +77,14 @@ def test_the_casebook_prints_crfs_missing_reasons_queries_signatures_and_the_aud
     assert 0.01 < ink_fraction(png) < 0.6  # text on the page, not blank, not a black box
 
 
-def test_a_default_casebook_keeps_the_identifiers_for_the_site(documented, client) -> None:  # noqa: ANN001
+def test_a_default_casebook_keeps_the_identifiers_for_the_site(documented, client) -> None:
     from tests.exports.conftest import CANARY_INITIALS
 
     text = pdf_text(casebook(client, "datamanager", documented["participant"]).content)
     assert CANARY_INITIALS in text  # the site's archive keeps what the site holds
 
 
-def test_the_casebook_is_for_the_sites_monitors_and_data_managers_only(du, client) -> None:  # noqa: ANN001
+def test_the_casebook_is_for_the_sites_monitors_and_data_managers_only(du, client) -> None:
     toulouse, grenoble = du["participants"][0], du["participants"][2]
     assert grenoble.site.code == "GRE"
     # A monitor of Toulouse alone.
@@ -99,7 +99,7 @@ def test_the_casebook_is_for_the_sites_monitors_and_data_managers_only(du, clien
     assert client.get(f"/participants/{toulouse.pk}/casebook.pdf").status_code == 302  # to the login page
 
 
-def test_the_dashboard_links_the_casebook_for_its_monitor_only(du, client) -> None:  # noqa: ANN001
+def test_the_dashboard_links_the_casebook_for_its_monitor_only(du, client) -> None:
     participant = du["participants"][0]
     client.force_login(user("monitor.du"))
     assert b'data-testid="casebook-pdf"' in client.get(f"/participants/{participant.pk}/").content
@@ -107,7 +107,7 @@ def test_the_dashboard_links_the_casebook_for_its_monitor_only(du, client) -> No
     assert b'data-testid="casebook-pdf"' not in client.get(f"/participants/{participant.pk}/").content
 
 
-def test_a_monitors_casebook_of_the_blinded_trial_names_no_arm(du, client) -> None:  # noqa: ANN001
+def test_a_monitors_casebook_of_the_blinded_trial_names_no_arm(du, client) -> None:
     participant = du["participants"][0]
     unblinded_free_text(participant)
     text = pdf_text(casebook(client, "monitor.du", participant).content).lower()
@@ -117,7 +117,7 @@ def test_a_monitors_casebook_of_the_blinded_trial_names_no_arm(du, client) -> No
     assert participant.allocation.kit_code.lower() not in text
 
 
-def test_the_trials_casebooks_are_a_zip_export_job_with_progress(du, export) -> None:  # noqa: ANN001
+def test_the_trials_casebooks_are_a_zip_export_job_with_progress(du, export) -> None:
     from tests.exports.conftest import CANARY_INITIALS, job_bytes
 
     job = export("datamanager", "ASC-DU", format="casebooks")
@@ -134,6 +134,6 @@ def test_the_trials_casebooks_are_a_zip_export_job_with_progress(du, export) -> 
     assert "Please check the weight." in texts[f"TLS/{du['participants'][0]}.pdf"]
 
 
-def test_a_monitor_cannot_request_the_casebook_export(du, client) -> None:  # noqa: ANN001, ARG001
+def test_a_monitor_cannot_request_the_casebook_export(du, client) -> None:
     client.force_login(user("monitor.du"))
     assert client.get("/trials/ASC-DU/exports/").status_code == 404

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 BLINDED_ROLES = ("sponsor.toulouse", "datamanager", "monitor.du", "coordinator.toulouse", "investigator.toulouse")
 
 
-def get(client, username: str, path: str):  # noqa: ANN001, ANN201
+def get(client, username: str, path: str):
     client.force_login(user(username))
     return client.get(path)
 
@@ -31,7 +31,7 @@ def today() -> str:
     return timezone.localdate().isoformat()
 
 
-def test_the_open_report_is_pooled_and_names_no_arm(du, client) -> None:  # noqa: ANN001
+def test_the_open_report_is_pooled_and_names_no_arm(du, client) -> None:
     unblinded_free_text(du["participants"][0])  # free text naming an arm: masked in the open report
     for username in ("sponsor.toulouse", "datamanager", "dsmb.statistician"):
         response = get(client, username, f"/trials/ASC-DU/dsmb/open.pdf?cutoff={today()}")
@@ -54,7 +54,7 @@ def test_the_open_report_is_pooled_and_names_no_arm(du, client) -> None:  # noqa
     assert 0.005 < ink_fraction(png) < 0.6
 
 
-def test_the_open_report_counts_the_participants_enrolled_by_the_cutoff(du, client) -> None:  # noqa: ANN001
+def test_the_open_report_counts_the_participants_enrolled_by_the_cutoff(du, client) -> None:
     client.force_login(user("sponsor.toulouse"))
     now = client.get(f"/trials/ASC-DU/dsmb/open.csv?cutoff={today()}").content.decode().splitlines()
     assert "All sites,3,3" in now  # 3 screened, 3 enrolled (conftest du)
@@ -64,7 +64,7 @@ def test_the_open_report_counts_the_participants_enrolled_by_the_cutoff(du, clie
     assert "headache" not in before.lower()  # its onset (3 days ago) is after that cut-off
 
 
-def test_the_closed_report_is_by_arm_for_the_dsmb(du, client) -> None:  # noqa: ANN001
+def test_the_closed_report_is_by_arm_for_the_dsmb(du, client) -> None:
     response = get(client, "dsmb.statistician", f"/trials/ASC-DU/dsmb/closed.pdf?cutoff={today()}")
     assert response.status_code == 200
     text = pdf_text(response.content)
@@ -82,7 +82,7 @@ def test_the_closed_report_is_by_arm_for_the_dsmb(du, client) -> None:  # noqa: 
 
 
 @pytest.mark.parametrize("username", BLINDED_ROLES)
-def test_the_closed_report_is_refused_to_the_sponsor_and_every_blinded_role(du, client, username: str) -> None:  # noqa: ANN001, ARG001
+def test_the_closed_report_is_refused_to_the_sponsor_and_every_blinded_role(du, client, username: str) -> None:
     for kind in ("pdf", "csv"):
         assert get(client, username, f"/trials/ASC-DU/dsmb/closed.{kind}?cutoff={today()}").status_code == 404, (username, kind)
     page = get(client, username, "/trials/ASC-DU/dsmb/")
@@ -90,7 +90,7 @@ def test_the_closed_report_is_refused_to_the_sponsor_and_every_blinded_role(du, 
     assert b"closed.pdf" not in page.content and b"closed.csv" not in page.content
 
 
-def test_a_bad_cutoff_is_a_clear_400(du, client) -> None:  # noqa: ANN001, ARG001
+def test_a_bad_cutoff_is_a_clear_400(du, client) -> None:
     client.force_login(user("sponsor.toulouse"))
     future = client.get("/trials/ASC-DU/dsmb/open.pdf?cutoff=2999-01-01")
     assert future.status_code == 400 and b"future" in future.content

@@ -49,7 +49,7 @@ CASEBOOK_ROLES = frozenset({Role.MONITOR, Role.DATA_MANAGER})
 # --- Scope ------------------------------------------------------------------------------------
 
 
-def casebook_sites(user) -> QuerySet[Site]:  # noqa: ANN001
+def casebook_sites(user) -> QuerySet[Site]:
     """Sites whose casebooks the user may download: every site of a trial for an all-sites monitor
     or data manager, else the sites of her site-bound roles."""
     if user.is_authenticated and user.is_superuser:
@@ -60,7 +60,7 @@ def casebook_sites(user) -> QuerySet[Site]:  # noqa: ANN001
     ) | Site.objects.filter(trial_id__in=[r.trial_id for r in roles if r.site_id is None])
 
 
-def casebook_participant(user, pk: int) -> Participant | None:  # noqa: ANN001
+def casebook_participant(user, pk: int) -> Participant | None:
     """The participant, if the user may download her casebook (None: the page answers 404)."""
     return (
         Participant.objects.filter(pk=pk, site__in=casebook_sites(user))
@@ -89,7 +89,7 @@ def trial_arm_mask(trial: Trial) -> Callable[[str], str] | None:
 # --- Content ----------------------------------------------------------------------------------
 
 
-def _value(item, answers: dict, missing: dict) -> tuple[str, str]:  # noqa: ANN001
+def _value(item, answers: dict, missing: dict) -> tuple[str, str]:
     """(value, missing-data reason) of one item."""
     value = answers.get(item.name)
     if value not in (None, "", []):
@@ -185,7 +185,7 @@ def casebook_pdf(participant: Participant, *, sees_allocation: bool, identifiers
     return render_pdf(TEMPLATE, context, mask=mask if blinded else None)
 
 
-def participant_casebook_pdf(user, participant: Participant) -> bytes:  # noqa: ANN001
+def participant_casebook_pdf(user, participant: Participant) -> bytes:
     """The casebook a monitor or data manager downloads for her site (identifiers kept: the site
     holds them), blinded unless her roles see the trial's arms."""
     sees = user_sees_allocation(user, participant.trial)
@@ -207,7 +207,7 @@ def count(spec: ExportSpec) -> int:
     return _participants(spec).count() if spec.trial_id else 0
 
 
-def write(spec: ExportSpec, out, progress: Progress) -> None:  # noqa: ANN001
+def write(spec: ExportSpec, out, progress: Progress) -> None:
     """A zip of one PDF per participant (<site>/<subject>.pdf) of the export's sites."""
     if spec.trial_id is None:
         raise ValueError("Casebooks are exported per trial.")

@@ -49,12 +49,12 @@ class ClosedReportRefused(Exception):
     """The user may not see the closed (by-arm) report of this trial."""
 
 
-def dsmb_trials(user):  # noqa: ANN001, ANN201
+def dsmb_trials(user):
     """Trials whose open DSMB report the user may produce: those she may export."""
     return exportable_trials(user)
 
 
-def may_see_closed(user, trial: Trial) -> bool:  # noqa: ANN001
+def may_see_closed(user, trial: Trial) -> bool:
     """Only the trial's DSMB / unblinded statistician (never the sponsor, never a blinded role)."""
     return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
 
@@ -64,7 +64,7 @@ def cutoff_end(cutoff: date) -> datetime:
     return timezone.make_aware(datetime.combine(cutoff, time(23, 59, 59)))
 
 
-def _enrolled(trial: Trial, cutoff: date):  # noqa: ANN202
+def _enrolled(trial: Trial, cutoff: date):
     return Participant.objects.filter(trial=trial, enrolment_date__lte=cutoff).exclude(status__in=NOT_ENROLLED)
 
 
@@ -73,7 +73,7 @@ def _arm_groups(trial: Trial) -> list[tuple[str, str]]:
     return arms + [(NO_ARM, _("Not allocated"))]
 
 
-def _by(rows, closed: bool, key: str, groups: list[tuple[str, str]]) -> dict[str, dict[str, int]]:  # noqa: ANN001
+def _by(rows, closed: bool, key: str, groups: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
     """{row key: {group code: n}} from .values(key, 'arm').annotate(n)."""
     table: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -186,18 +186,18 @@ def dsmb_report(trial: Trial, *, cutoff: date, closed: bool) -> dict[str, Any]:
     }
 
 
-def _mask(trial: Trial, closed: bool):  # noqa: ANN202
+def _mask(trial: Trial, closed: bool):
     return None if closed else trial_arm_mask(trial)
 
 
-def dsmb_pdf(user, trial: Trial, *, cutoff: date, closed: bool) -> bytes:  # noqa: ANN001
+def dsmb_pdf(user, trial: Trial, *, cutoff: date, closed: bool) -> bytes:
     """The report as PDF; the closed one only for `may_see_closed`."""
     if closed and not may_see_closed(user, trial):
         raise ClosedReportRefused
     return render_pdf(TEMPLATE, dsmb_report(trial, cutoff=cutoff, closed=closed), mask=_mask(trial, closed))
 
 
-def dsmb_csv(user, trial: Trial, *, cutoff: date, closed: bool) -> str:  # noqa: ANN001
+def dsmb_csv(user, trial: Trial, *, cutoff: date, closed: bool) -> str:
     """The same tables as one CSV: a `# table` line before each table's header and rows."""
     if closed and not may_see_closed(user, trial):
         raise ClosedReportRefused

@@ -39,7 +39,7 @@ def participant_casebook(request: HttpRequest, pk: int) -> HttpResponse:
     return _attachment(data, "application/pdf", f"{participant.trial.code}_{participant.site.code}_{participant}_casebook.pdf")
 
 
-def _dsmb_trial(request: HttpRequest, code: str):  # noqa: ANN202
+def _dsmb_trial(request: HttpRequest, code: str):
     trial = dsmb.dsmb_trials(request.user).filter(code=code).first()
     if trial is None:
         raise Http404(_("No such trial among those whose DSMB reports you may produce."))

@@ -17,7 +17,7 @@ from trials.protocol.selectors import study_roles_for_user
 from trials.visits import selectors
 
 
-def _casebook_pdf_allowed(user, participant) -> bool:  # noqa: ANN001
+def _casebook_pdf_allowed(user, participant) -> bool:
     """Whether the casebook PDF link shows: a monitor or data manager of her site (the download,
     in trials.exports.casebook_pdf, checks the same roles)."""
     if user.is_superuser:
