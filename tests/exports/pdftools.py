@@ -3,6 +3,7 @@ the text pdftotext extracts, and page 1 rendered to PNG by pdftoppm."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -11,8 +12,10 @@ from PIL import Image
 
 
 def pdf_text(data: bytes) -> str:
-    """The PDF's text in reading order (pdftotext -layout would split table cells: raw order)."""
-    return subprocess.run(["pdftotext", "-enc", "UTF-8", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    """The PDF's text in reading order, each run of white space (a line wrapped in a table cell)
+    made one space."""
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    return re.sub(r"\s+", " ", text)
 
 
 def first_page_png(data: bytes, keep_as: str | None = None) -> Path:

@@ -115,7 +115,9 @@ def entry_items(schema: CrfSchema, answers: dict, missing: dict, hidden: dict[st
             table = []
             for position, row in enumerate(answers.get(item.name) or [], start=1):
                 row_missing = (group_missing or {}).get(str(row.get(ROW_ID)), {}) or {}
-                table.append({"n": position, "cells": [_value(c, row, row_missing) for c in children]})
+                cells = [_value(c, row, row_missing) for c in children]
+                # One small label/value table per row: a group's many columns would not fit across A4.
+                table.append({"n": position, "pairs": [(c.label, *cell) for c, cell in zip(children, cells, strict=True)]})
             rows.append({"group": True, "label": item.label, "section": item.section,
                          "columns": [c.label for c in children], "rows": table})
             continue
