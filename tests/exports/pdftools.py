@@ -19,7 +19,7 @@ def pdf_text(data: bytes) -> str:
 
 
 def first_page_png(data: bytes, keep_as: str | None = None) -> Path:
-    """Page 1 rendered to PNG at 60 dpi; `keep_as` also copies it under /tmp/pdfs/ to look at."""
+    """Page 1 rendered to PNG at 60 dpi; `keep_as` also copies it (and the PDF) under /tmp/pdfs/ to look at."""
     folder = Path(tempfile.mkdtemp(prefix="pdf-png-"))
     (folder / "in.pdf").write_bytes(data)
     subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(folder / "in.pdf"), str(folder / "page")],
@@ -28,6 +28,7 @@ def first_page_png(data: bytes, keep_as: str | None = None) -> Path:
     if keep_as:
         Path("/tmp/pdfs").mkdir(exist_ok=True)
         (Path("/tmp/pdfs") / keep_as).write_bytes(png.read_bytes())
+        (Path("/tmp/pdfs") / keep_as).with_suffix(".pdf").write_bytes(data)
     return png
 
 
