@@ -50,8 +50,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from edc.audit import system_user
-from trials.participants import services
+from tests.exports.pdftools import pdf_text
 from trials.demo.participants import participant_register
+from trials.participants import services
 from trials.participants.models import Allocation, Participant
 from trials.protocol.models import Arm, Criterion, Role, Site, Trial, VisitDefinition
 from trials.protocol.services import study_role_grant
@@ -194,6 +195,11 @@ def crawl(client, *, limit: int = PAGE_LIMIT, extra: tuple[str, ...] = ()) -> Cr
             push(response["Location"], base=f"http://testserver{url}")
             continue
         content_type = response.get("Content-Type", "")
+        if response.status_code == 200 and content_type.startswith("application/pdf"):  # casebooks, DSMB reports
+            page = _Html()
+            page.text.append(pdf_text(response.content))
+            result.pages[url] = page
+            continue
         if response.status_code != 200 or not content_type.startswith(("text/", "application/json")):
             continue
         page = _Html()

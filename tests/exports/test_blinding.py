@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 
 from tests.exports.conftest import CANARY_BIRTH, CANARY_INITIALS, days_ago, enter, job_bytes
+from tests.exports.pdftools import pdf_text
 from trials.exports.formats import FORMATS
 from trials.exports.models import ExportState
 from trials.participants.models import Allocation
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.django_db
 
 
 def contents(data: bytes) -> bytes:
-    """The file's bytes; for a zip (CSV export, xlsx workbook) its members' bytes, recursively."""
+    """The file's bytes; for a zip (CSV export, xlsx workbook) its members' bytes, recursively; for
+    a PDF (casebooks) its text as pdftotext (poppler) extracts it."""
+    if data[:5] == b"%PDF-":
+        return pdf_text(data).encode()
     if not zipfile.is_zipfile(io.BytesIO(data)):
         return data
     with zipfile.ZipFile(io.BytesIO(data)) as archive:

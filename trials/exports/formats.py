@@ -80,3 +80,7 @@ register(ExportFormat(
     "dta", _("Stata (a zip of .dta)"), "zip", "application/zip",
     "trials.exports.stats.write_dta", "trials.exports.stats.count",
 ))
+register(ExportFormat(
+    "casebooks", _("Participant casebooks (a zip of PDFs)"), "zip", "application/zip",
+    "trials.exports.casebook_pdf.write", "trials.exports.casebook_pdf.count", pooled=False,
+))

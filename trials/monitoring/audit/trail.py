@@ -429,6 +429,13 @@ def participant_trail(user, participant: Participant, *, blinded: bool = False) 
     return _trail([(s, s.for_participant(participant)) for s in _sources(ctx.sees_allocation)], ctx)
 
 
+def participant_trail_as(participant: Participant, *, sees_allocation: bool) -> list[AuditRow]:
+    """The participant's trail for an output whose blinding is decided by its request, not by one
+    user's roles (a blinded casebook export asked for by a DSMB member leaves allocation out)."""
+    ctx = _Context(ZoneInfo(participant.site.time_zone), sees_allocation, participant.pk)
+    return _trail([(s, s.for_participant(participant)) for s in _sources(sees_allocation)], ctx)
+
+
 def entry_trail(user, entry: CrfEntry) -> list[AuditRow]:  # noqa: ANN001
     """Every audited change to one CRF entry, its queries, SDV mark, and the signatures and locks
     that cover it, oldest first."""

@@ -12,7 +12,19 @@ from trials.monitoring.models import OPEN_QUERY_STATES
 from trials.monitoring.queries.selectors import open_query_counts
 from trials.monitoring.locks.views import dashboard_review
 from trials.participants.selectors import participant_summary
+from trials.protocol.models import Role
+from trials.protocol.selectors import study_roles_for_user
 from trials.visits import selectors
+
+
+def _casebook_pdf_allowed(user, participant) -> bool:
+    """Whether the casebook PDF link shows: a monitor or data manager of her site (the download,
+    in trials.exports.casebook_pdf, checks the same roles)."""
+    if user.is_superuser:
+        return True
+    return study_roles_for_user(user).filter(
+        Q(site__isnull=True) | Q(site=participant.site), trial=participant.trial, role__in=[Role.MONITOR, Role.DATA_MANAGER]
+    ).exists()
 
 
 @login_required
@@ -36,5 +48,6 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
             "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
             "logs": selectors.participant_logs(participant),
+            "casebook_pdf": _casebook_pdf_allowed(request.user, participant),
         },
     )
