@@ -21,6 +21,7 @@ ISO string: `typed(column, value)` gives the Python value, `text(value)` the CSV
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -418,18 +419,29 @@ def _calculation_text(calculation: dict | None) -> str:
     return f"{score}({inputs})"
 
 
-def _item_infos(versions: list[CrfDefinition], items: list[Item]) -> dict[str, ItemInfo]:
+def _item_infos(versions: list[CrfDefinition], items: list[Item], identifiers: bool) -> dict[str, ItemInfo]:
     """The dictionary's facts of each item: from the newest version that has it (`items`, as
-    _crf_items chose them), and the versions that have it."""
+    _crf_items chose them), and the versions that have it. Without identifiers, an expression
+    naming an identifying item (an age computed from the date of birth) names "[identifier]"
+    instead, as in the ODM export: the export leaves those items out, their names included."""
     sources = [(crf.version, field_sources((crf.definition or {}).get("fields") or [])) for crf in versions]
+    hidden = set() if identifiers else {
+        name for _version, fields in sources for name, spec in fields.items() if spec.get("identifier")}
+
+    def unnamed(text: str) -> str:
+        for name in hidden:
+            if name in text:
+                text = re.sub(rf"\b{re.escape(name)}\b", "[identifier]", text)
+        return text
+
     infos = {}
     for item in items:
         found = [(version, fields[item.name]) for version, fields in sources if item.name in fields]
         source = found[0][1] if found else {}
         infos[item.name] = ItemInfo(
             required=item.required, min="" if item.min is None else f"{item.min}", max="" if item.max is None else f"{item.max}",
-            section=item.section, help=str(item.help or ""), show_if=str(source.get("show_if") or ""),
-            calculation=_calculation_text(source.get("calculation")) if item.type == "calculated" else "",
+            section=item.section, help=str(item.help or ""), show_if=unnamed(str(source.get("show_if") or "")),
+            calculation=unnamed(_calculation_text(source.get("calculation"))) if item.type == "calculated" else "",
             identifier=item.identifier, versions=", ".join(str(v) for v in sorted(v for v, _f in found)),
         )
     return infos
@@ -533,7 +545,7 @@ def crf_table(spec: ExportSpec, crf_code: str, versions: list[CrfDefinition] | N
     )
     taken = {c.name for c in keys}
     items = _crf_items(crf_code, versions, None, spec.identifiers)
-    infos = _item_infos(versions, items)
+    infos = _item_infos(versions, items, spec.identifiers)
     item_columns = [
         ic for item in items
         if item.type != "repeating_group" and (ic := _item_columns(crf_code, item, taken, infos[item.name])) is not None
@@ -691,7 +703,7 @@ def group_table(spec: ExportSpec, crf_code: str, group: str, label: str, version
     )
     taken = {c.name for c in keys}
     items = _crf_items(crf_code, versions, group, spec.identifiers)
-    infos = _item_infos(versions, items)
+    infos = _item_infos(versions, items, spec.identifiers)
     item_columns = [
         ic for item in items
         if (ic := _item_columns(f"{crf_code}.{group}", item, taken, infos[item.name])) is not None
