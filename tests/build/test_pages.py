@@ -151,8 +151,21 @@ def test_blank_and_annotated_crfs(client, demo_users):
     assert "location == null || location in [&#x27;distal_to_pip&#x27;" in annotated
     assert "Please give the finger for an ulcer located on a finger." in annotated
     assert client.get("/trials/ASC-DU/crfs/DU_ASSESS/v9/").status_code == 404
+    # The same pages as PDF (WeasyPrint, print CSS): the annotated one carries the item names and
+    # checks as text (pdftotext), the blank one not; page 1 renders with ink (pdftoppm).
+    from tests.exports.pdftools import first_page_png, ink_fraction, pdf_text
+
+    pdf = client.get("/trials/ASC-DU/crfs/DU_ASSESS/v1/?annotated=1&format=pdf")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF-")
+    assert 'filename="DU_ASSESS-v1-annotated.pdf"' in pdf["Content-Disposition"]
+    text = " ".join(pdf_text(pdf.content).split())
+    assert "finger · single_choice" in text and "Please give the finger for an ulcer located on a finger." in text
+    assert ink_fraction(first_page_png(pdf.content)) > 0.001
+    blank = client.get("/trials/ASC-DU/crfs/DU_ASSESS/v1/?format=pdf")
+    assert "Periungual" in " ".join(pdf_text(blank.content).split()) and "single_choice" not in pdf_text(blank.content)
     client_for(client, "coordinator.mexico")
     assert client.get("/trials/ASC-DU/crfs/DU_ASSESS/v1/").status_code == 404
+    assert client.get("/trials/ASC-DU/crfs/DU_ASSESS/v1/?format=pdf").status_code == 404
 
 
 def test_apply_needs_a_version_a_reason_and_an_effective_date_not_in_the_future(client, demo_users):

@@ -14,9 +14,11 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from edc.pdf import html_to_pdf
 from trials.build import selectors
 from trials.build.forms import ApplyForm
 from trials.build.impact import impact_rows
@@ -200,8 +202,16 @@ def crf_print(request: HttpRequest, code: str, crf: str, version: int) -> HttpRe
     if definition is None:
         raise Http404(_("No such CRF version in this trial."))
     spec = definition.definition
-    return render(request, "build/crf_print.html", {
-        "trial": trial, "crf": definition, "annotated": request.GET.get("annotated") == "1",
+    annotated = request.GET.get("annotated") == "1"
+    context = {
+        "trial": trial, "crf": definition, "annotated": annotated,
         "rows": _rows(spec.get("fields") or [], spec.get("codelists") or {}), "checks": spec.get("checks") or [],
         "versions": CrfDefinition.objects.filter(code=crf, pk__in=selectors.crf_versions_for_user(request.user, trial)).order_by("version"),
-    })
+    }
+    if request.GET.get("format") == "pdf":  # the same page, printed by WeasyPrint (print CSS)
+        kind = "annotated" if annotated else "blank"
+        pdf = html_to_pdf(render_to_string("build/crf_print.html", context, request=request))
+        response = HttpResponse(pdf, content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{definition.code}-v{definition.version}-{kind}.pdf"'
+        return response
+    return render(request, "build/crf_print.html", context)

@@ -12,18 +12,10 @@ PDF from any value, free text or audit line (the templates name no arm themselve
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-from django.conf import settings
 from django.template.loader import render_to_string
 
-STATIC_DIR = Path(settings.BASE_DIR) / "static"
-
-
-def html_to_pdf(html: str) -> bytes:
-    from weasyprint import HTML  # imported when used: it loads Pango/cairo libraries
-
-    return HTML(string=html, base_url=str(STATIC_DIR) + "/").write_pdf()
+from edc.pdf import html_to_pdf
 
 
 def render_pdf(template: str, context: dict, *, mask: Callable[[str], str] | None = None) -> bytes:
