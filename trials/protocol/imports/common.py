@@ -177,3 +177,33 @@ def validate_and_write(result: ImportResult, out: Path | None) -> None:
             shutil.move(str(staging / relpath), str(out / relpath))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class ImportCommand:
+    """What `manage.py import_odm` and `import_ctgov` share: FILE… --out DIR, the problems on
+    stderr and nothing written, else the report and the files written. A command class mixes it
+    with BaseCommand and names its importer and its files."""
+
+    files_help = "files to import"
+
+    @staticmethod
+    def importer(paths: list[Path], out: Path | None) -> ImportResult:  # pragma: no cover - set by each command
+        raise NotImplementedError
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("files", nargs="+", help=self.files_help)
+        parser.add_argument("--out", help="directory for the YAML (crfs/<code>.yaml, <trial>.yaml); without it, only check")
+
+    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+        from django.core.management.base import CommandError
+
+        try:
+            result = self.importer([Path(f) for f in options["files"]], Path(options["out"]) if options["out"] else None)
+        except ImportFailed as exc:
+            for problem in exc.problems:
+                self.stderr.write(str(problem))
+            raise CommandError(f"{len(exc.problems)} problem(s) found; nothing was written") from None
+        for line in result.report:
+            self.stdout.write(line)
+        where = f"written under {options['out']}" if options["out"] else "checked, nothing written (no --out)"
+        self.stdout.write(self.style.SUCCESS(f"{len(result.files)} file(s) {where}: " + ", ".join(sorted(result.files))))
