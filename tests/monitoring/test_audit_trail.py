@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from edc.audit import AuditedModel, system_user
 from tests.blinding.test_blinded_users_never_see_an_arm import _Html, arm_vocabulary, scan
@@ -330,6 +331,8 @@ CREATED_ONLY = {
     "monitoring.signaturefailure": "a refused attempt, recorded once",
     "exports.exportdownload": "a download is an event, recorded once",
     "protocol.unblindedaccessevent": "an entry of the unblinded-access log, recorded once",
+    "build.amendment": "an applied amendment is a record; the next amendment is a new row",
+    "epro.proresponse": "how and when the participant completed a questionnaire, written when she sends it",
 }
 
 
@@ -427,6 +430,25 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     _job, handle = export_download(job_id=job.pk, user=manager)
     handle.close()
 
+    # ePRO: a personal link made (and e-mailed) by the coordinator, answered by the participant.
+    from trials.epro.services import link_create, link_window, pro_submit, visit_questionnaires
+
+    visit = next(v for v in world.tls.visits.filter(visit_date__isnull=True).order_by("window_start")
+                 if timezone.now() < link_window(v)[1] and any(q.crf_code == "PAIN_VAS" for q in visit_questionnaires(v)))
+    link, _token = link_create(user=user("coordinator.toulouse"), visit=visit, crf_code="PAIN_VAS", email="participant@example.org")
+    pro_submit(visit=visit, crf_code="PAIN_VAS", answers={"pain_vas": 40}, mode="link", link=link)
+
+    # Study build: a study builder granted and ended by a superuser; an amendment previewed and applied.
+    from tests.build.amended import amended_files
+    from trials.build.services import amendment_apply, build_preview, impact_digest, study_builder_end, study_builder_grant
+
+    root = get_user_model().objects.create_superuser("root.audit", "root@example.org", "Xk39-very-long-secret")
+    builder = study_builder_grant(user=user("sponsor.toulouse"), granted_by=root, reason="Builds the next registry")
+    study_builder_end(builder=builder, ended_by=root, reason="The registry was built")
+    du = Trial.objects.get(code="ASC-DU")
+    _code, impact = build_preview(amended_files(), user=manager, trial=du)
+    amendment_apply(amended_files(), user=manager, trial=du, version="2.0", effective_date=timezone.localdate(),
+                    reason="Protocol amendment 2", previewed=impact_digest(impact))
     lab_range = LabNormalRange.objects.get(site=world.lil.site)
     lab_range.is_active = False  # a range is never edited, only deactivated when a new version replaces it
     lab_range_save(lab_range=lab_range, user=manager, reason="The laboratory changed its analyser")

@@ -248,10 +248,12 @@ def pro_submit(
     )
     response = ProResponse.objects.filter(entry=entry).first() or ProResponse(entry=entry)
     response.mode, response.link, response.handed_over_by, response.completed_at = mode, link, handed_over_by, completed_at
-    audited_save(response, user=handed_over_by, reason=reason)
+    # Who: the participant has no account; the system user stands for her (as on the entry), the
+    # staff member who handed the tablet over is recorded on the response.
+    audited_save(response, user=handed_over_by or system_user(), reason=reason)
     if link is not None:
         link.used_at = completed_at
-        audited_save(link, user=None, reason=reason)
+        audited_save(link, user=system_user(), reason=reason)
     return entry
 
 

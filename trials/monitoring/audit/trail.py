@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from edc.spreadsheet import text_cell
 from trials.monitoring.models import ProtocolDeviation, Query, QueryMessage, SignatureFailure
+from trials.epro.models import ProLink, ProResponse
 from trials.records.models import Lock, SdvMark, Signature
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant, Unblinding
 from trials.protocol.models import Trial
@@ -150,6 +151,11 @@ SOURCES: tuple[Source, ...] = (
            lambda r, fk: f"{r.get_kind_display()}: {r.get_level_display()}"),
     Source(ProtocolDeviation, lambda p: Q(participant_id=p.pk), None,
            lambda r, fk: _("deviation: %(category)s") % {"category": r.get_category_display()}),
+    # ePRO (trials.epro): the participant's personal links and how she completed a questionnaire.
+    Source(ProLink, lambda p: Q(participant_id=p.pk), lambda e: Q(visit_id=e.visit_id, crf_code=e.crf_code),
+           lambda r, fk: _("questionnaire link: %(crf)s") % {"crf": r.crf_code}),
+    Source(ProResponse, lambda p: Q(entry_id__in=_entries_of(p)), lambda e: Q(entry_id=e.pk),
+           lambda r, fk: _("completed by the participant: %(entry)s") % {"entry": fk("entry", r)}),
 )
 
 
