@@ -64,7 +64,7 @@ BLINDED = ["coordinator.toulouse", "investigator.toulouse", "investigator2.toulo
 UNBLINDER = "investigator.toulouse"
 UNBLINDER_PASSWORD = "demo-Invest-Toulouse-26"
 
-PAGE_LIMIT = 300  # pages per user
+PAGE_LIMIT = 400  # pages per user (the data manager of four trials: study build, reports, quality, DSMB pages)
 QUERY_URLS_PER_PATH = 2  # e.g. /?stay=1, an admin filter or two; not every sort order and filter combination
 # URLs of one shape (numbers replaced by <n>) crawled at most: every participant's study pages,
 # a sample of the rest. Each kind of page is still reached, for each kind of record.
@@ -78,6 +78,8 @@ LIBRARY = re.compile(
     r"^/admin/protocol/(crfdefinition|fielddefinition|visitcrf|visitdefinition|criterion|site|studyrole|consentdocument)/."
     r"|^/trials/[^/]+/crfs/."  # the printable CRFs (trials/build): definitions, no participant data
 )
+
+REVIEW_OR_PDF = re.compile(r"^/monitoring/entries/\d+/review/|\.pdf$")
 
 SKIP = re.compile(
     r"^/(static|media)/|^/i18n/|^/accounts/logout/|^/admin/logout/|^/healthz"
@@ -137,7 +139,10 @@ def _shape_limit(path: str) -> int:
         return ADMIN_VERSION_LIMIT
     if path.startswith("/admin/"):
         return ADMIN_SHAPE_LIMIT
-    return CRF_SHAPE_LIMIT if "/crf/" in path else STUDY_SHAPE_LIMIT
+    # CRF pages, their monitor review (the same rendering) and the casebook PDFs (every CRF of a
+    # participant, slow to render) show answers: a few of each, so that the budget still reaches
+    # the admin's participant pages.
+    return CRF_SHAPE_LIMIT if "/crf/" in path or REVIEW_OR_PDF.search(path) else STUDY_SHAPE_LIMIT
 
 
 def _rank(path: str) -> int:
