@@ -352,6 +352,8 @@ class _Builder:
         condition = _unnamed(source.get("show_if") or None, hidden)
         method = _method(item.name, source.get("calculation"), hidden) if item.type == "calculated" else None
         aliases = _sdtm_aliases(crf.code, item.name)
+        if item.type == "file":  # ODM 1.3.2 has no file type: the item's kinds and size limit, for an import
+            aliases += (("EDC", f"file accept={','.join(item.accept)} max_size_kb={item.max_size_kb}"),)
         if item.type == "multiple_choice":
             yes_no = self.yes_no()
             return [

@@ -281,6 +281,21 @@ class _Reader:
                                  f"of item {item_name}: not translated; the item is entered, not calculated")
         return None
 
+    @staticmethod
+    def edc_file(element: etree._Element) -> dict | None:
+        """A file item as this EDC's ODM export writes it: text data with
+        Alias Context="EDC" Name="file accept=image,pdf max_size_kb=10240"."""
+        for alias in element.iterfind(_q("Alias")):
+            name = alias.get("Name") or ""
+            if alias.get("Context") == "EDC" and name.startswith("file "):
+                options = dict(part.split("=", 1) for part in name.split()[1:] if "=" in part)
+                try:
+                    return {"type": "file", "accept": [k for k in options.get("accept", "").split(",") if k],
+                            "max_size_kb": int(options.get("max_size_kb", ""))}
+                except ValueError:
+                    return None
+        return None
+
     def item(self, ref: etree._Element, taken: set[str]) -> dict | None:
         element = self.defs["ItemDef"][ref.get("ItemOID")]
         oid = element.get("OID")
@@ -337,6 +352,8 @@ class _Reader:
             field["type"] = "datetime"
             if data_type != "datetime":
                 self.report.append(f"{self.label}:{element.sourceline}: item {oid} is a {data_type}: imported as a full date and time")
+        elif (edc_file := self.edc_file(element)) is not None:  # our export's file item (see trials/exports/odm.py)
+            field.update(edc_file)
         elif data_type in TEXT_TYPES:
             length = int(element.get("Length") or 0)
             field["type"] = "long_text" if length > 2000 else "text"
