@@ -13,7 +13,7 @@ from trials.monitoring.queries.selectors import open_query_counts
 from trials.monitoring.locks.views import dashboard_review
 from trials.participants.selectors import participant_summary
 from trials.protocol.models import Role
-from trials.protocol.selectors import study_roles_for_user
+from trials.protocol.selectors import user_holds_role
 from trials.visits import selectors
 
 
@@ -22,9 +22,8 @@ def _casebook_pdf_allowed(user, participant) -> bool:
     in trials.exports.casebook_pdf, checks the same roles)."""
     if user.is_superuser:
         return True
-    return study_roles_for_user(user).filter(
-        Q(site__isnull=True) | Q(site=participant.site), trial=participant.trial, role__in=[Role.MONITOR, Role.DATA_MANAGER]
-    ).exists()
+    # The request's one read of the user's roles (edc.request_memo, issue 22).
+    return user_holds_role(user, trial_id=participant.trial_id, roles=(Role.MONITOR, Role.DATA_MANAGER), site_id=participant.site_id)
 
 
 @login_required
