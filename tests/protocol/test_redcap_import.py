@@ -53,12 +53,13 @@ def item(result, code: str, name: str) -> dict:
 def test_longitudinal_example_imports_into_a_loadable_trial(tmp_path):
     result = import_redcap(LONGITUDINAL)
     assert result.problems == []
-    # 9 instruments; the file upload and the record ID listed, not dropped.
+    # 9 instruments; the record ID listed, not dropped; the file upload is a file item.
     assert result.crfs == [
         "DEMOGRAPHICS", "CONTACT_INFO", "BASELINE_DATA", "VISIT_LAB_DATA", "PATIENT_MORALE_QUESTIONNAIRE",
         "VISIT_BLOOD_WORKUP", "VISIT_OBSERVED_BEHAVIOR", "COMPLETION_DATA", "COMPLETION_PROJECT_QUESTIONNAIRE",
     ]
-    assert {(f.line, f.field) for f in result.not_imported} == {(2, "study_id"), (4, "patient_document")}
+    assert {(f.line, f.field) for f in result.not_imported} == {(2, "study_id")}
+    assert item(result, "DEMOGRAPHICS", "patient_document")["type"] == "file"
     # Every rule translated: 2 branching rules (given_birth, num_children) and 2 BMI calculations.
     assert (result.rules_translated, result.rules_total, result.untranslated) == (4, 4, [])
     assert item(result, "DEMOGRAPHICS", "num_children")["show_if"] == "sex == 0 && given_birth == true"
@@ -74,7 +75,10 @@ def test_longitudinal_example_imports_into_a_loadable_trial(tmp_path):
 def test_validation_types_example_imports_into_a_loadable_trial(tmp_path):
     result = import_redcap([FIXTURES / "validation-types.dictionary.csv"], trial_code="RC-VALTYPES")
     assert result.problems == []
-    assert {f.field for f in result.not_imported} == {"record_id", "f_file_upload", "f_signature", "f_sql"}
+    assert {f.field for f in result.not_imported} == {"record_id", "f_sql"}
+    # REDCap's file upload and signature (the PNG it draws) land on file items.
+    assert (item(result, "FORM_1", "f_file_upload")["type"], item(result, "FORM_1", "f_file_upload")["accept"]) == ("file", ["image", "pdf"])
+    assert (item(result, "FORM_1", "f_signature")["type"], item(result, "FORM_1", "f_signature")["accept"]) == ("file", ["png"])
     assert (result.rules_translated, result.rules_total) == (1, 1)  # the calc "3+4"
     protocol_load([write(result, tmp_path)], user=system_user())
     definition = CrfDefinition.objects.get(code="FORM_1")
@@ -108,11 +112,13 @@ def test_field_types_map_to_the_engine_types(all_types):
     # Custom alignment RH = radios side by side; string codes stay strings.
     assert item(all_types, "SCREENING", "sex")["widget"] == "inline_radio"
     assert [c["code"] for c in item(all_types, "SCREENING", "severity")["choices"]] == ["mild", "mod", "sev"]
-    # Not imported, each with its line and why (the record ID, file, signature, SQL, two calculations).
+    # Not imported, each with its line and why (the record ID, SQL, two calculations); the file upload
+    # and the signature become file items, each said in a note.
     assert [(f.line, f.field) for f in all_types.not_imported] == [
-        (2, "record_id"), (20, "photo"), (21, "sig"), (22, "lookup"), (27, "root_height"), (31, "stdev_calc"),
+        (2, "record_id"), (22, "lookup"), (27, "root_height"), (31, "stdev_calc"),
     ]
-    assert "signature" in all_types.not_imported[2].message
+    assert (types["photo"], types["sig"]) == ("file", "file")
+    assert any(f.field == "sig" and "signature" in f.message for f in all_types.notes)
 
 
 def test_labels_notes_sections_matrix_required_identifier(all_types):
@@ -367,13 +373,15 @@ def test_project_xml_imports_like_the_csv_files(tmp_path):
     assert demographics["title"] == "Basic Demography Form"  # the instrument's label (FormDef Name)
     assert [f["name"] for f in demographics["fields"]] == [
         "first_name", "dob", "age", "sex", "pregnant", "race", "height", "weight", "bmi", "comments",
-    ]  # no record ID, no file upload, no demographics_complete
+        "consent_file",
+    ]  # no record ID, no demographics_complete; the file upload is a file item
     assert item(result, "DEMOGRAPHICS", "race")["choices"] == [{"code": 1, "label": "Asian"}, {"code": 2, "label": "White"}]
     assert item(result, "DEMOGRAPHICS", "sex")["required"] is True
     assert item(result, "DEMOGRAPHICS", "pregnant")["show_if"] == "sex == 0 && age < 55.0"
     assert item(result, "DEMOGRAPHICS", "comments")["type"] == "long_text"
     assert item(result, "DEMOGRAPHICS", "weight")["checks"][0]["expression"] == "weight >= 35"
-    assert [(f.line, f.field) for f in result.not_imported] == [(52, "record_id"), (104, "consent_file")]
+    assert [(f.line, f.field) for f in result.not_imported] == [(52, "record_id")]
+    assert item(result, "DEMOGRAPHICS", "consent_file")["type"] == "file"
     assert [(f.line, f.field) for f in result.untranslated] == [(111, "visit_note")]
     assert (result.rules_translated, result.rules_total) == (3, 4)
     assert yaml.safe_load(result.files["project.yaml"])["visits"][1] == {

@@ -9,7 +9,8 @@ output folder: the management command writes the files only when `result.problem
 Three kinds of findings, each with the dictionary's file and line:
 - problems: the files cannot be imported (malformed CSV, unknown field type, bad min/max, a loader
   error on the generated YAML) - nothing is written;
-- not imported: fields the CRF engine cannot hold (file upload, signature, SQL, the record ID);
+- file uploads and signatures become file items (images and PDFs; a signature a PNG), said as a note;
+- not imported: fields the CRF engine cannot hold (SQL, the record ID);
 - untranslated: branching logic or calculations CEL cannot express (translated by redcap_logic).
 
 REDCap's meaning of each column: REDCap Help & FAQ, "Data Dictionary" (column names, field types,
@@ -123,6 +124,24 @@ class ImportResult:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+# REDCap's file upload takes any file up to the server's limit; a file item here takes images and
+# PDFs, checked from their bytes (trials.visits.files): the import says so for each. A signature is
+# the PNG REDCap draws.
+FILE_UPLOAD = {"accept": ["image", "pdf"], "max_size_kb": 10 * 1024}
+SIGNATURE = {"accept": ["png"], "max_size_kb": 1024}
+
+
+def _file_item(spec: Spec, result: ImportResult, label: str) -> dict:
+    """A REDCap file upload or signature as a file item (images and PDFs; a signature a PNG)."""
+    signature = spec.row.get("text_validation_type_or_show_slider_number", "").strip().lower() == "signature"
+    limits = SIGNATURE if signature else FILE_UPLOAD
+    result.notes.append(Finding(label, spec.line, spec.redcap_name, (
+        "a signature: a file item taking the PNG image REDCap draws" if signature else
+        "a file upload: a file item taking images (JPEG, PNG) and PDFs up to 10 MB; other kinds of file are refused")))
+    return {"name": spec.name, "label": plain_text(spec.row.get("field_label", "")) or spec.name, "type": "file",
+            "accept": list(limits["accept"]), "max_size_kb": limits["max_size_kb"]}
 
 
 def describe(problem: Problem) -> str:
@@ -505,14 +524,15 @@ def build_crfs(
     skipped: dict[str, str] = {}
     for spec in specs:
         ftype = spec.row.get("field_type", "").strip().lower()
-        if ftype in {"file", "sql"}:
-            signature = spec.row.get("text_validation_type_or_show_slider_number", "").strip().lower() == "signature"
-            what = "a signature" if signature else ("a dynamic SQL field" if ftype == "sql" else "a file upload")
-            reason = f"{what}: the CRF engine has no item type for it"
+        if ftype == "sql":
+            reason = "a dynamic SQL field: the CRF engine has no item type for it"
             result.not_imported.append(Finding(label, spec.line, spec.redcap_name, reason))
             skipped[spec.redcap_name] = reason
             continue
-        item = _typed_item(spec, label, problems, result)
+        if ftype == "file":
+            item = _file_item(spec, result, label)
+        else:
+            item = _typed_item(spec, label, problems, result)
         if item is None:
             continue
         spec.item = item
@@ -785,7 +805,7 @@ def trial_yaml(code: str, title: str, arms: list[dict], visits: list[dict], sour
 
 ITEM_KEYS = (
     "name", "label", "type", "widget", "required", "identifier", "may_precede_consent", "section", "help",
-    "min", "max", "precision", "choices", "calculation", "show_if", "checks",
+    "min", "max", "precision", "choices", "accept", "max_size_kb", "calculation", "show_if", "checks",
 )
 
 
