@@ -91,7 +91,7 @@ def test_a_medication_is_added_to_the_log_and_changed_with_an_audited_reason(par
         answers=nifedipine(ongoing=False, stop_date=date(2026, 3, 1), stop_reason="dose_change"), complete=True,
         reason="Dose doubled on 1 March: a new record follows",
     )
-    history = list(CrfEntry.history.filter(id=entry.pk).order_by("history_date"))
+    history = list(CrfEntry.history.filter(id=entry.pk).order_by("history_date", "history_id"))  # ties: the save order
     assert [h.history_change_reason for h in history] == ["Data entry", "Dose doubled on 1 March: a new record follows"]
     assert [h.history_user.username for h in history] == ["coordinator.toulouse"] * 2
     assert Visit.history.filter(id=record.pk).first().history_change_reason == "Prior and concomitant medications record 1 added"
