@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from trials.api.selectors import masked
@@ -12,7 +13,7 @@ from trials.monitoring.models import Query
 from trials.participants.models import Participant
 from trials.participants.selectors import allocation_for_user
 from trials.protocol.models import CrfDefinition, Site, Trial, VisitDefinition
-from trials.safety.models import AdverseEvent
+from trials.safety.models import ActionTaken, AdverseEvent, Causality, Outcome, Procedure, Seriousness
 from trials.visits.models import CrfEntry, Visit
 
 
@@ -225,3 +226,65 @@ class AuditRowSerializer(serializers.Serializer):
     record = serializers.CharField()
     reason = serializers.CharField()
     changes = AuditChangeSerializer(many=True)
+
+
+YEAR_RANGE = (1900, 2100)
+
+
+def _plausible(value):
+    """Dates and times between 1900 and 2100: outside, a time-zone shift or a window's arithmetic
+    would leave the calendar (a 500), and no trial data lives there."""
+    if value is not None and not YEAR_RANGE[0] <= value.year <= YEAR_RANGE[1]:
+        raise serializers.ValidationError(_("Give a date between %(a)s and %(b)s.") % {"a": YEAR_RANGE[0], "b": YEAR_RANGE[1]})
+    return value
+
+
+class AdverseEventWriteSerializer(serializers.Serializer):
+    """An AE as the AE form takes it. Times without a UTC offset are the site's local time (as
+    typed on the form). On a change (PUT/PATCH) `reason` is required; PATCH sends only what changes."""
+
+    participant = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The participant id (create only).")
+    verbatim_term = serializers.CharField(max_length=300)
+    coded_term = serializers.CharField(max_length=20, required=False, allow_blank=True, allow_null=True, help_text="LLT code of the loaded dictionary.")
+    onset_date = serializers.DateField(validators=[_plausible])
+    end_date = serializers.DateField(required=False, allow_null=True, validators=[_plausible])
+    ongoing = serializers.BooleanField(required=False, default=True)
+    grade = serializers.ChoiceField(choices=[1, 2, 3, 4, 5])
+    seriousness = serializers.ListField(child=serializers.ChoiceField(choices=Seriousness.choices), required=False, default=list)
+    related_product = serializers.ChoiceField(choices=Causality.choices)
+    procedure = serializers.ChoiceField(choices=Procedure.choices)
+    related_procedure = serializers.ChoiceField(choices=Causality.choices)
+    action_taken = serializers.ChoiceField(choices=ActionTaken.choices)
+    outcome = serializers.ChoiceField(choices=Outcome.choices)
+    treatment_given = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    aware_at = serializers.DateTimeField(validators=[_plausible], help_text="When the site first learned of the AE (no offset: the site's local time).")
+    serious_aware_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_plausible])
+    is_dlt = serializers.BooleanField(required=False, default=False)
+    leads_to_withdrawal = serializers.BooleanField(required=False, default=False)
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="", help_text="Reason for the change (required on PUT/PATCH).")
+
+    def validate_coded_term(self, value):
+        if not value:
+            return None
+        from trials.safety.forms import current_terms
+
+        term = current_terms().filter(llt_code=value).first()
+        if term is None:
+            raise serializers.ValidationError(_("No term with this code in the loaded dictionary."))
+        return term
+
+
+class QueryAnswerSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=4000, allow_blank=True, help_text="The site's answer.")
+
+
+class QueryCloseSerializer(serializers.Serializer):
+    justification = serializers.CharField(
+        max_length=4000, required=False, allow_blank=True, default="",
+        help_text="Why the query closes although the value did not change (required then).",
+    )
+
+
+class VisitDateSerializer(serializers.Serializer):
+    visit_date = serializers.DateField(validators=[_plausible])
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="", help_text="Required when a recorded date changes.")

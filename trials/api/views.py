@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import Prefetch
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -32,9 +34,14 @@ from trials.api.labs import ImportRefused, labs_import, rows_from_csv
 from trials.api.models import ApiToken
 from trials.api.services import call_log
 from trials.monitoring.audit.trail import entry_trail, participant_trail
+from trials.monitoring.queries.services import query_answer, query_close
+from trials.participants.services import user_acts_at
 from trials.protocol.engine import schema_for
 from trials.protocol.models import VisitCrf
+from trials.safety.models import AdverseEvent
+from trials.safety.services import ae_save
 from trials.visits.models import CrfEntry
+from trials.visits.schedule import visit_record_date
 from trials.visits.services import CrfEntryConflict, UnconfirmedWarnings, crf_entry_save_answers
 
 
@@ -106,6 +113,49 @@ class BoundedLookup:
         if int(self.kwargs.get(self.lookup_field, 0)) > MAX_ID:
             raise NotFound
         return super().get_object()
+
+
+class ServiceRefused(Exception):
+    """A service's refusal, as the API answers it."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _service(call):
+    """Run a write service; its refusals become answers: PermissionDenied 403, a lock or freeze
+    409 (code "locked"), a ValidationError 400 naming the fields ("__all__" as non_field_errors)."""
+    try:
+        return call()
+    except DjangoPermissionDenied as denied:
+        raise ServiceRefused(Response({"detail": str(denied)}, status=status.HTTP_403_FORBIDDEN)) from None
+    except DjangoValidationError as invalid:
+        if getattr(invalid, "code", None) == "locked":
+            raise ServiceRefused(Response({"detail": " ".join(invalid.messages), "code": "locked"}, status=status.HTTP_409_CONFLICT)) from None
+        if hasattr(invalid, "error_dict"):
+            body = {("non_field_errors" if k == "__all__" else k): v for k, v in invalid.message_dict.items()}
+        else:
+            body = {"non_field_errors": invalid.messages}
+        raise ServiceRefused(Response(body, status=status.HTTP_400_BAD_REQUEST)) from None
+
+
+class RefusalMixin:
+    def handle_exception(self, exc):
+        if isinstance(exc, ServiceRefused):
+            return exc.response
+        return super().handle_exception(exc)
+
+
+FIELD_ERRORS = OpenApiResponse(OpenApiTypes.OBJECT, description="Field name -> list of messages; `warnings` when soft checks need confirm_warnings.")
+LOCKED = OpenApiResponse(OpenApiTypes.OBJECT, description="A lock or freeze covers the data (code: locked); nothing was written.")
+REFUSED = OpenApiResponse(OpenApiTypes.OBJECT, description="Your role may not do this here (or the participant has not consented).")
+ABSENT = OpenApiResponse(OpenApiTypes.OBJECT, description="No such object in your sites and trials.")
+
+
+def _object_body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ValidationError({"non_field_errors": [_("Send a JSON object.")]})
+    return request.data
 
 
 TRIAL = OpenApiParameter("trial", str, description="Trial code")
@@ -206,7 +256,7 @@ def _masked_trail(view, trial_id: int, trail: list) -> list:
 
 
 @extend_schema(parameters=[TRIAL, SITE, OpenApiParameter("participant", int)])
-class VisitViewSet(ReadViewSet):
+class VisitViewSet(RefusalMixin, ReadViewSet):
     serializer_class = s.VisitSerializer
 
     def get_queryset(self):
@@ -215,6 +265,21 @@ class VisitViewSet(ReadViewSet):
         if participant is not None:
             qs = qs.filter(participant_id=participant)
         return qs.order_by("id")
+
+    @extend_schema(parameters=[], request=s.VisitDateSerializer, responses={200: s.VisitSerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    @action(detail=True, methods=["post"], url_path="date", pagination_class=None)
+    def record_date(self, request, pk=None):
+        """Record (or, with a reason, correct) the date the visit took place: the visit page's
+        service (done, out-of-window flag and deviation, locks, signatures breaking, audit)."""
+        visit = self.get_object()
+        if not user_acts_at(request.user, visit.participant.site):
+            return Response({"detail": _("You do not enter data at this site.")}, status=status.HTTP_403_FORBIDDEN)
+        payload = s.VisitDateSerializer(data=_object_body(request))
+        payload.is_valid(raise_exception=True)
+        values = payload.validated_data
+        _service(lambda: visit_record_date(visit, user=request.user, visit_date=values["visit_date"], reason=values["reason"]))
+        fresh = selectors.api_visits(request.user, self.token).get(pk=visit.pk)
+        return Response(s.VisitSerializer(fresh, context=self.get_serializer_context()).data)
 
 
 ENTRY_FILTERS = [
@@ -229,7 +294,6 @@ CONFLICT = OpenApiResponse(
     inline_serializer("Conflict", {"detail": serializers.CharField(), "current_revision": serializers.IntegerField(allow_null=True)}),
     description="Someone saved the entry since the revision you read; nothing was written.",
 )
-FIELD_ERRORS = OpenApiResponse(OpenApiTypes.OBJECT, description="Field name -> list of messages; `warnings` when soft checks need confirm_warnings.")
 
 
 @extend_schema(parameters=ENTRY_FILTERS)
@@ -361,8 +425,17 @@ def _conflict(current: CrfEntry | None) -> Response:
     )
 
 
+AE_FIELDS = (
+    "verbatim_term", "coded_term", "onset_date", "end_date", "ongoing", "grade", "seriousness", "related_product", "procedure",
+    "related_procedure", "action_taken", "outcome", "treatment_given", "aware_at", "serious_aware_at", "is_dlt", "leads_to_withdrawal",
+)
+
+
 @extend_schema(parameters=[TRIAL, SITE, OpenApiParameter("participant", int)])
-class AdverseEventViewSet(ReadViewSet):
+class AdverseEventViewSet(RefusalMixin, ReadViewSet):
+    """Adverse events; record one (POST) or follow it up (PUT/PATCH, with a reason) through the AE
+    form's service: its rules, reporting clocks, locks, the casebook signature breaking, audit."""
+
     serializer_class = s.AdverseEventSerializer
 
     def get_queryset(self):
@@ -372,9 +445,63 @@ class AdverseEventViewSet(ReadViewSet):
             qs = qs.filter(participant_id=participant)
         return qs.order_by("id")
 
+    @extend_schema(parameters=[], request=s.AdverseEventWriteSerializer, responses={201: s.AdverseEventSerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    def create(self, request):
+        """Record a new AE of a participant (coordinators and investigators of her site)."""
+        data = _object_body(request)
+        participant_id = _int_value(data.get("participant"), "participant")
+        participant = selectors.api_participants(request.user, self.token).select_related("site", "trial").filter(pk=participant_id).first()
+        if participant is None:
+            raise NotFound(_("No such participant."))
+        ae = AdverseEvent(participant=participant)
+        return self._save(request, ae, data, partial=False, created=True)
+
+    @extend_schema(parameters=[], request=s.AdverseEventWriteSerializer, responses={200: s.AdverseEventSerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    def update(self, request, pk=None):
+        """Follow up an AE: every field again, and the reason for the change."""
+        return self._save(request, self.get_object(), _object_body(request), partial=False, created=False)
+
+    @extend_schema(parameters=[], request=s.AdverseEventWriteSerializer(partial=True), responses={200: s.AdverseEventSerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    def partial_update(self, request, pk=None):
+        """Follow up an AE: the fields that change, and the reason for the change."""
+        return self._save(request, self.get_object(), _object_body(request), partial=True, created=False)
+
+    def _save(self, request, ae: AdverseEvent, data: dict, *, partial: bool, created: bool) -> Response:
+        participant = ae.participant
+        if not user_acts_at(request.user, participant.site):  # before reading the body: the page's 403
+            return Response({"detail": _("You do not enter data at this site.")}, status=status.HTTP_403_FORBIDDEN)
+        if participant.consent_date is None:
+            return Response({"detail": _("%(number)s has not consented: no AE can be recorded.") % {"number": participant.number}}, status=status.HTTP_403_FORBIDDEN)
+        if not created:
+            data = {**data, "participant": participant.pk}
+            if not partial:
+                data.setdefault("coded_term", ae.coded_term.llt_code if ae.coded_term_id else None)
+        with timezone.override(ZoneInfo(participant.site.time_zone)):  # naive times are the site's, as on the form
+            payload = s.AdverseEventWriteSerializer(data=data, partial=partial)
+            payload.is_valid(raise_exception=True)
+        values = payload.validated_data
+        for field in AE_FIELDS:
+            if field in values:
+                setattr(ae, field, values[field])
+        _service(lambda: ae_save(ae, user=request.user, reason=values.get("reason", "")))
+        saved = selectors.api_adverse_events(request.user, self.token).get(pk=ae.pk)
+        return Response(
+            s.AdverseEventSerializer(saved, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+def _int_value(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or not 1 <= int(value) <= MAX_ID:
+        raise ValidationError({name: [_("Give the id (a whole number).")]})
+    return int(value)
+
 
 @extend_schema(parameters=[TRIAL, SITE, OpenApiParameter("state", str)])
-class QueryViewSet(ReadViewSet):
+class QueryViewSet(RefusalMixin, ReadViewSet):
+    """Queries; the site answers an open one, a monitor or data manager closes it (the query
+    services: roles, locks, the value-changed rule, audit)."""
+
     serializer_class = s.QuerySerializer
     trial_field, site_field = "trial__code", "site__code"
 
@@ -384,6 +511,30 @@ class QueryViewSet(ReadViewSet):
         if state:
             qs = qs.filter(state=state)
         return qs.order_by("id")
+
+    def _answer(self, query) -> Response:
+        fresh = self.get_queryset().get(pk=query.pk)
+        return Response(s.QuerySerializer(fresh, context=self.get_serializer_context()).data)
+
+    @extend_schema(parameters=[], request=s.QueryAnswerSerializer, responses={200: s.QuerySerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    @action(detail=True, methods=["post"], pagination_class=None)
+    def answer(self, request, pk=None):
+        """The site's answer to an open query (coordinators and investigators of the site)."""
+        query = self.get_object()
+        payload = s.QueryAnswerSerializer(data=_object_body(request))
+        payload.is_valid(raise_exception=True)
+        _service(lambda: query_answer(query=query, user=request.user, text=payload.validated_data["text"]))
+        return self._answer(query)
+
+    @extend_schema(parameters=[], request=s.QueryCloseSerializer, responses={200: s.QuerySerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT, 409: LOCKED})
+    @action(detail=True, methods=["post"], pagination_class=None)
+    def close(self, request, pk=None):
+        """Close a query (monitors and data managers): the value changed, or a justification."""
+        query = self.get_object()
+        payload = s.QueryCloseSerializer(data=_object_body(request))
+        payload.is_valid(raise_exception=True)
+        _service(lambda: query_close(query=query, user=request.user, justification=payload.validated_data["justification"]))
+        return self._answer(query)
 
 
 class CsvParser(BaseParser):
