@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from trials.api.selectors import masked
+from trials.exports.models import ExportJob, ExportState
 from trials.monitoring.models import Query
 from trials.participants.models import Participant
 from trials.participants.selectors import allocation_for_user
@@ -288,3 +289,45 @@ class QueryCloseSerializer(serializers.Serializer):
 class VisitDateSerializer(serializers.Serializer):
     visit_date = serializers.DateField(validators=[_plausible])
     reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="", help_text="Required when a recorded date changes.")
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    trial = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    percent = serializers.IntegerField(read_only=True)
+    download = serializers.SerializerMethodField(help_text="The file's URL once the export is ready, else null.")
+
+    class Meta:
+        model = ExportJob
+        fields = [
+            "id", "trial", "pooled_crf", "format", "blinded", "identifiers", "state", "percent", "rows_done", "rows_total",
+            "error", "created_at", "started_at", "finished_at", "expires_at", "size", "sha256", "download",
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_download(self, obj: ExportJob) -> str | None:
+        if obj.state != ExportState.DONE:
+            return None
+        request = self.context.get("request")
+        path = f"/api/v1/exports/{obj.pk}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    """An export as the exports page asks for it: of one trial, or of one CRF pooled across the
+    trials you may export. The page's rules hold (blinded roles export blinded only; identifying
+    items for the trial's data manager only; a reason for either)."""
+
+    format = serializers.CharField(max_length=20, help_text="csv, xlsx, odm, xpt, sav, audit, … (the exports page's formats)")
+    trial = serializers.CharField(max_length=40, required=False, allow_blank=True, default="", help_text="Trial code (or pooled_crf).")
+    pooled_crf = serializers.CharField(max_length=40, required=False, allow_blank=True, default="", help_text="A CRF code pooled across your trials.")
+    sites = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list, help_text="Site codes (default: every site you may export).")
+    crfs = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list, help_text="CRF codes (default: all).")
+    cutoff = serializers.DateField(required=False, allow_null=True, default=None, validators=[_plausible])
+    blinded = serializers.BooleanField(required=False, default=True)
+    identifiers = serializers.BooleanField(required=False, default=False)
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if bool(attrs["trial"]) == bool(attrs["pooled_crf"]):
+            raise serializers.ValidationError({"trial": [_("Give a trial, or a pooled_crf, not both.")]})
+        return attrs

@@ -14,6 +14,7 @@ router.register("visits", views.VisitViewSet, basename="api-visit")
 router.register("entries", views.CrfEntryViewSet, basename="api-entry")
 router.register("adverse-events", views.AdverseEventViewSet, basename="api-ae")
 router.register("queries", views.QueryViewSet, basename="api-query")
+router.register("exports", views.ExportViewSet, basename="api-export")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

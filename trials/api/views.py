@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
+from django.http import FileResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -33,11 +34,15 @@ from trials.api.answers import parse_answers
 from trials.api.labs import ImportRefused, labs_import, rows_from_csv
 from trials.api.models import ApiToken
 from trials.api.services import call_log
+from trials.exports.formats import FORMATS, format_get
+from trials.exports.models import ExportJob, ExportState
+from trials.exports.selectors import exportable_trials, jobs_for_user
+from trials.exports.services import export_download, export_request, exports_dead_fail
 from trials.monitoring.audit.trail import entry_trail, participant_trail
 from trials.monitoring.queries.services import query_answer, query_close
 from trials.participants.services import user_acts_at
 from trials.protocol.engine import schema_for
-from trials.protocol.models import VisitCrf
+from trials.protocol.models import Site, VisitCrf
 from trials.safety.models import AdverseEvent
 from trials.safety.services import ae_save
 from trials.visits.models import CrfEntry
@@ -535,6 +540,92 @@ class QueryViewSet(RefusalMixin, ReadViewSet):
         payload.is_valid(raise_exception=True)
         _service(lambda: query_close(query=query, user=request.user, justification=payload.validated_data["justification"]))
         return self._answer(query)
+
+
+DOWNLOAD_TYPES = sorted({f.content_type for f in FORMATS.values()})
+
+
+class ExportViewSet(RefusalMixin, BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your export jobs: request one (the exports page's service and rules), poll its progress,
+    download its file when ready (requester only, every download recorded)."""
+
+    pagination_class = Cursor
+    lookup_value_converter = "int"
+    serializer_class = s.ExportJobSerializer
+
+    def get_queryset(self):
+        trials = selectors.api_trials(self.request.user, self.token)
+        jobs = jobs_for_user(self.request.user)
+        if self.token is not None:  # a token's jobs: of its trials (a pooled job: every trial it spans)
+            jobs = jobs.filter(Q(trial__in=trials) | Q(trial__isnull=True))
+        return jobs.order_by("id")
+
+    def get_object(self):
+        job = super().get_object()
+        if self.token is not None and job.trial_id is None:  # a pooled job: the token names every trial it spans
+            spanned = set(Site.objects.filter(pk__in=job.spec.get("site_ids") or ()).values_list("trial_id", flat=True))
+            if spanned - set(selectors.api_trials(self.request.user, self.token).values_list("pk", flat=True)):
+                raise NotFound
+        return job
+
+    @extend_schema(request=s.ExportRequestSerializer, responses={202: s.ExportJobSerializer, 400: FIELD_ERRORS, 403: REFUSED, 404: ABSENT})
+    def create(self, request):
+        """Request an export; it runs in the background (202): poll GET /api/v1/exports/{id}/."""
+        payload = s.ExportRequestSerializer(data=_object_body(request))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        mine = selectors.api_trials(request.user, self.token)
+        trial = None
+        if data["trial"]:
+            trial = mine.filter(code=data["trial"]).first()
+            if trial is None:
+                raise NotFound(_("No such trial."))
+            sites = list(Site.objects.filter(trial=trial, code__in=data["sites"]))
+            if len(sites) != len(set(data["sites"])):
+                raise ValidationError({"sites": [_("No such site in this trial.")]})
+        else:
+            sites = []
+            if data["sites"] or data["crfs"]:
+                raise ValidationError({"pooled_crf": [_("A pooled export takes no sites or CRFs.")]})
+            spanned = exportable_trials(request.user).filter(visit_definitions__visit_crfs__crf_code=data["pooled_crf"])
+            if self.token is not None and spanned.exclude(pk__in=mine.values("pk")).exists():
+                return Response({"detail": _("This token does not name every trial this pooled export spans.")}, status=status.HTTP_403_FORBIDDEN)
+        job = _service(lambda: export_request(
+            user=request.user, format=data["format"], trial=trial, pooled_crf=data["pooled_crf"], sites=sites or None,
+            crf_codes=data["crfs"] or None, cutoff=data["cutoff"], blinded=data["blinded"], identifiers=data["identifiers"],
+            reason=data["reason"],
+        ))
+        job = ExportJob.objects.select_related("trial").get(pk=job.pk)
+        return Response(s.ExportJobSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED)
+
+    def retrieve(self, request, *args, **kwargs):
+        """An export's state and progress (a job whose worker was lost shows failed)."""
+        job = self.get_object()
+        if job.is_active and exports_dead_fail():
+            job.refresh_from_db()
+        return Response(self.get_serializer(job).data)
+
+    @extend_schema(
+        responses={**{(200, ct): OpenApiTypes.BINARY for ct in DOWNLOAD_TYPES}, 404: ABSENT,
+                   409: OpenApiResponse(OpenApiTypes.OBJECT, description="Not ready yet (state queued or running), or failed.")},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def download(self, request, pk=None):
+        """The file of a ready export (its requester only, while she still holds the rights it needed)."""
+        job = self.get_object()
+        if job.state in {ExportState.QUEUED, ExportState.RUNNING, ExportState.FAILED}:
+            return Response({"detail": _("This export is not ready."), "state": job.state}, status=status.HTTP_409_CONFLICT)
+        try:
+            job, handle = export_download(job_id=job.pk, user=request.user)
+        except ExportJob.DoesNotExist:
+            raise NotFound(_("No such export.")) from None
+        export_format = format_get(job.format)
+        response = FileResponse(
+            handle, as_attachment=True, filename=job.download_name,
+            content_type=export_format.content_type if export_format else "application/octet-stream",
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class CsvParser(BaseParser):
