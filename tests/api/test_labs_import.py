@@ -4,7 +4,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from edc.audit import system_user
 from tests.api.conftest import register
+from trials.demo.participants import participant_register
+from trials.protocol.models import Site
 from trials.api.models import ApiCall
 from trials.visits.models import CrfEntry
 
@@ -66,3 +69,44 @@ def test_json_import_and_bad_files(client_for, tls):
     assert done.status_code == 200 and done.json()["rows"][0]["status"] == "created"
     again = writer.post("/api/v1/labs/import/", {"trial": "ASC-DU", "rows": [row], "reason": "Corrected by the lab"}, format="json")
     assert again.json()["rows"][0]["status"] == "updated" and again.json()["rows"][0]["revision"] == 2
+
+
+def screened(site: str):
+    """Consented, in screening (the allocation list of a site is short): the screening visit's labs."""
+    today = timezone.localdate()
+    return participant_register(
+        site=Site.objects.get(trial__code="ASC-DU", code=site), consent_date=today - timedelta(days=20), anchor_date=None, user=system_user(),
+    )
+
+
+def test_a_lab_file_for_50_participants_is_imported_with_a_report_per_row(client_for, demo_users):
+    """The issue's done-when: a central lab's CSV for 50 participants, one row each, all saved, and
+    a report line per row; then the same file with one value out of range imports nothing."""
+    participants = [screened("TLS") for _ in range(50)]
+    subjects = [f"TLS-S{n:03d}" for n in range(1, 51)]  # the site's default screening numbers, "{site}-S{seq:03d}"
+    assert [p.screening_number for p in participants] == subjects
+    # Haemoglobin 11.0, 11.1, … 15.9 g/dL; platelets 200 … 249 (within labs.yaml's ranges).
+    values = {s: (f"{11 + n // 10}.{n % 10}", str(200 + n)) for n, s in enumerate(subjects)}
+    day = (timezone.localdate() - timedelta(days=15)).isoformat()
+    lines = [f"{s},SCREEN,{day},{hb},6.50,{plt},80,20,22" for s, (hb, plt) in values.items()]
+    client = client_for("coordinator", scope="write")
+    answer = client.post("/api/v1/labs/import/?trial=ASC-DU&reason=Batch%2050", "\n".join([HEADER, *lines]) + "\n", content_type="text/csv")
+    assert answer.status_code == 200, answer.json()
+    expected = [{"row": n, "subject": s, "visit": "SCREEN", "status": "created", "revision": 1} for n, s in enumerate(subjects, start=1)]
+    report = answer.json()["rows"]
+    assert [{k: r[k] for k in ("row", "subject", "visit", "status", "revision")} for r in report] == expected
+    stored = {
+        e.participant.screening_number: (e.answers["haemoglobin_g_dl"], str(e.answers["platelets_10e9_l"]))
+        for e in CrfEntry.objects.filter(crf_code="LABS").select_related("participant")
+    }
+    assert stored == values
+    assert {r["entry"] for r in report} == set(CrfEntry.objects.filter(crf_code="LABS").values_list("pk", flat=True))
+    # A second batch where row 37 has a haemoglobin of 30 g/dL (labs.yaml: at most 25): nothing is saved.
+    second = list(lines)
+    second[36] = f"{subjects[36]},SCREEN,{day},30.0,6.50,200,80,20,22"
+    refused = client.post("/api/v1/labs/import/?trial=ASC-DU&reason=Batch%2051", "\n".join([HEADER, *second]) + "\n", content_type="text/csv")
+    assert refused.status_code == 400
+    rows = refused.json()["rows"]
+    assert [r["status"] for r in rows] == ["rolled_back"] * 36 + ["error"] + ["rolled_back"] * 13
+    assert list(rows[36]["errors"]) == ["haemoglobin_g_dl"]
+    assert all(e.revision == 1 for e in CrfEntry.objects.filter(crf_code="LABS"))
