@@ -10,7 +10,6 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from edc.audit import audited_save, system_user
-from tests.api.conftest import register
 from trials.monitoring.models import Query
 from trials.monitoring.queries.services import query_raise
 from trials.participants.services import participant_screen
