@@ -62,3 +62,16 @@ def test_blinded_tokens_never_receive_an_arm(client_for, tls):
             lowered = body.lower()
             assert '"arm' not in lowered, role
             assert not any(f'{w.lower()}' in lowered for w in ARM_WORDS if len(w) > 3), (role, [w for w in ARM_WORDS if w.lower() in lowered])
+
+
+def test_the_entry_list_gives_each_entry_as_its_detail_does(client_for, tls):
+    """The list reads rows (trials/api/views.py, for speed), the detail a serializer: the same JSON."""
+    from tests.api.test_writes import VITALS, screening
+
+    writer = client_for("coordinator", scope="write")
+    writer.post("/api/v1/entries/", {"visit": screening(tls).pk, "crf_code": "VITALS", "expected_revision": 0, "answers": VITALS}, format="json")
+    for role in ("coordinator", "sponsor", "dsmb"):
+        client = client_for(role)
+        listed = client.get(f"/api/v1/entries/?participant={tls.pk}").json()["results"]
+        assert len(listed) >= 2, role  # DU_ASSESS (registration) and VITALS
+        assert listed == [client.get(f"/api/v1/entries/{row['id']}/").json() for row in listed], role
