@@ -114,3 +114,30 @@ def test_the_cutoff_day_is_the_trials_not_the_servers(du, client) -> None:
         assert client.get("/trials/ASC-DU/dsmb/open.csv?cutoff=2026-03-12").status_code == 400
         page = client.get("/trials/ASC-DU/dsmb/").content.decode()
         assert 'value="2026-03-11"' in page  # the default cut-off: the trial's today
+
+
+def test_the_casebook_export_reads_the_data_as_of_its_cutoff(du) -> None:
+    """The weight entered at setup (61.5, conftest `vitals`) corrected to 70 two days later: a
+    casebook cut the day before the correction prints 61.5 and no trace of the correction."""
+    from trials.exports import selectors
+    from trials.exports.casebook_pdf import casebook_context
+    from trials.exports.spec import ExportSpec
+    from tests.exports.conftest import enter, vitals
+
+    participant = du["participants"][0]
+    setup_day = timezone.localdate()
+    with time_machine.travel(timezone.now() + timedelta(days=2), tick=False):
+        enter(participant, "VITALS", vitals("70"))
+
+        def weight(context) -> str:  # noqa: ANN001
+            items = [i for v in context["visits"] for e in v["entries"] if e["entry"].crf_code == "VITALS" for i in e["items"]]
+            return next(i["value"] for i in items if i.get("name") == "weight_kg")
+
+        now = casebook_context(participant, sees_allocation=False, identifiers=False)
+        assert weight(now).startswith("70")
+        spec = ExportSpec(user_id=user("datamanager").pk, trial_id=participant.trial_id, site_ids=(participant.site_id,), cutoff=setup_day)
+        as_of = selectors.cutoff_end(spec)
+        then = casebook_context(participant, sees_allocation=False, identifiers=False, as_of=as_of)
+        assert weight(then).startswith("61.5")
+        assert all(row["row"].at < as_of for row in then["trail"])
+        assert len(then["trail"]) < len(now["trail"])
