@@ -26,6 +26,7 @@ from trials.visits.services import crf_entry_save_answers
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/grid")
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 VITALS = {"height_cm": Decimal(165), "weight_kg": Decimal(60), "systolic_bp": 120, "diastolic_bp": 75, "heart_rate": 70}
 
 
@@ -67,12 +68,18 @@ def test_monitor_from_grid_to_overdue_cell_sdv_and_query(page, live_server, demo
     page.locator("[data-testid=history-weight_kg] summary").click()
     expect(page.locator("[data-testid=history-weight_kg] table")).to_contain_text("60")
     shot(page, "review-desktop")
+    # Each tick is saved the moment it is ticked (htmx), no button to press.
     page.check("[data-testid=sdv-tick-systolic_bp]")
+    expect(page.locator("[data-testid=sdv-count]")).to_have_text("1 of 2 ticked.")
+    expect(page.locator("[data-testid=sdv-who-systolic_bp]")).to_contain_text("ticked by")
     page.check("[data-testid=sdv-tick-diastolic_bp]")
-    go(page, "[data-testid=sdv-record]")
     expect(page.locator("[data-testid=form-verified]")).to_be_visible()
     mark = SdvMark.objects.get(entry=entry)
     assert mark.state == SdvState.VERIFIED and sorted(mark.items) == ["diastolic_bp", "systolic_bp"]
+    page.reload()  # the ticks survive a reload
+    expect(page.locator("[data-testid=sdv-tick-systolic_bp]")).to_be_checked()
+    expect(page.locator("[data-testid=sdv-tick-diastolic_bp]")).to_be_checked()
+    expect(page.locator("[data-testid=form-verified]")).to_be_visible()
 
     page.locator("[data-testid=query-open-weight_kg]").click()
     page.fill("#query-text-weight_kg", "The source document says 62 kg.")
@@ -82,6 +89,7 @@ def test_monitor_from_grid_to_overdue_cell_sdv_and_query(page, live_server, demo
     assert (query.item, query.raised_by.username) == ("weight_kg", "monitor.du")
     assert "/admin/" not in page.url
     shot(page, "review-after-desktop")
+    page.locator("[data-testid=review-form]").screenshot(path=str(DOCS_IMG / "monitor-review-sdv.png"))
 
     # The same pages on a tablet.
     page.set_viewport_size({"width": 768, "height": 1024})
@@ -90,3 +98,41 @@ def test_monitor_from_grid_to_overdue_cell_sdv_and_query(page, live_server, demo
     page.goto(f"{live_server.url}/monitoring/entries/{entry.pk}/review/")
     shot(page, "review-tablet")
     assert page.console_errors == []
+
+
+def test_reports_chart_and_the_dsmb_pair_with_the_closed_one_refused_to_the_sponsor(page, live_server, demo_users):
+    """The reports page's enrolment chart (an inline SVG), then the DSMB open/closed pair of ASC-DU:
+    produced by the DSMB statistician, listed as stored; the sponsor gets the open one and a 404
+    for the closed one (the page does not even link it)."""
+    tls = Site.objects.select_related("trial").get(trial__code="ASC-DU", code="TLS")
+    today = tls.today()
+    for days in (40, 20, 8):
+        participant_register(site=tls, user=system_user(), consent_date=today - timedelta(days=days + 2), anchor_date=today - timedelta(days=days))
+    log_in(page, live_server, "monitor.du")
+    page.goto(f"{live_server.url}/trials/ASC-DU/reports/")
+    chart = page.locator("[data-testid=enrolment-chart] svg")
+    expect(chart).to_be_visible()
+    expect(chart.locator("title")).to_contain_text("Cumulative enrolment")
+    page.locator("[data-testid=report-enrolment_by_month]").screenshot(path=str(DOCS_IMG / "monitor-reports-chart.png"))
+
+    page.context.clear_cookies()
+    log_in(page, live_server, "dsmb.statistician")
+    page.goto(f"{live_server.url}/trials/ASC-DU/dsmb/")
+    for kind in ("open", "closed"):
+        with page.expect_download() as download:
+            page.click(f"[data-testid=dsmb-{kind}-pdf]")
+        assert download.value.suggested_filename == f"ASC-DU_dsmb_{kind}_{today.isoformat()}.pdf"
+    page.reload()
+    expect(page.locator(f"[data-testid=dsmb-stored-closed-pdf-{today.isoformat()}]")).to_be_visible()
+    shot(page, "dsmb-statistician")
+
+    page.context.clear_cookies()
+    log_in(page, live_server, "sponsor.toulouse")
+    page.goto(f"{live_server.url}/trials/ASC-DU/dsmb/")
+    expect(page.locator("[data-testid=dsmb-open-pdf]")).to_be_visible()
+    expect(page.locator("[data-testid=dsmb-closed-pdf]")).to_have_count(0)
+    expect(page.locator(f"[data-testid=dsmb-stored-closed-pdf-{today.isoformat()}]")).to_have_count(0)
+    response = page.request.get(f"{live_server.url}/trials/ASC-DU/dsmb/closed.pdf?cutoff={today.isoformat()}")
+    assert response.status == 404
+    response = page.request.get(f"{live_server.url}/trials/ASC-DU/dsmb/open.pdf?cutoff={today.isoformat()}")
+    assert response.status == 200 and response.body()[:5] == b"%PDF-"

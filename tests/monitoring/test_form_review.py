@@ -19,7 +19,7 @@ from trials.demo.participants import participant_register
 from trials.monitoring.models import Query, QueryState
 from trials.monitoring.sdv.services import sdv_plan_save
 from trials.protocol.models import Site, Trial
-from trials.records.models import SdvMark, SdvState
+from trials.records.models import SdvItemTick, SdvMark, SdvState
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save_answers
 
@@ -75,22 +75,26 @@ def test_review_page_plan_ticks_verified_and_queries(entries, client):
     history = re.search(r'data-testid="history-weight_kg".*?</details>', html, re.DOTALL).group(0)
     assert "60" in history and "61.5" in history and "Transcription error" in history
 
-    # One tick of two: refused, nothing written.
-    response = client.post(url, {"action": "sdv", "sdv_item": ["systolic_bp"]})
-    assert response.status_code == 400
-    assert "diastolic_bp" in response.content.decode()
+    # One tick of two, posted as a plain form (no JavaScript): saved at once, audited, not yet verified.
+    response = client.post(url, {"action": "tick", "item": "systolic_bp", "ticked": ["0", "1"]})
+    assert response.status_code == 302 and response["Location"].endswith("#sdv-systolic_bp")
+    tick = SdvItemTick.objects.get(entry=entry, item="systolic_bp")
+    assert tick.ticked and tick.ticked_by == user("monitor.du") and tick.history.get().history_user == user("monitor.du")
     assert not SdvMark.objects.filter(entry=entry).exists()
-    # A tick on an item outside the plan: refused.
-    response = client.post(url, {"action": "sdv", "sdv_item": ["systolic_bp", "diastolic_bp", "weight_kg"]})
-    assert response.status_code == 400 and not SdvMark.objects.filter(entry=entry).exists()
-    # Both planned items ticked: verified at the entry's revision, audited as the monitor.
-    response = client.post(url, {"action": "sdv", "sdv_item": ["systolic_bp", "diastolic_bp"]})
-    assert response.status_code == 302
+    # A tick on an item outside the plan: refused, nothing written.
+    response = client.post(url, {"action": "tick", "item": "weight_kg", "ticked": "1"})
+    assert response.status_code == 400 and not SdvItemTick.objects.filter(item="weight_kg").exists()
+    # The second planned item ticked (htmx): the fragment comes back, the form is verified at its revision.
+    response = client.post(url, {"action": "tick", "item": "diastolic_bp", "ticked": ["0", "1"]}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-testid="sdv-tick-diastolic_bp"' in body and "checked" in body and 'data-testid="form-verified"' in body
     mark = SdvMark.objects.get(entry=entry)
     assert (mark.state, mark.entry_revision, sorted(mark.items)) == (SdvState.VERIFIED, entry.revision, ["diastolic_bp", "systolic_bp"])
     assert mark.history.get().history_user == user("monitor.du")
     html = client.get(url).content.decode()
     assert 'data-testid="form-verified"' in html
+    assert re.search(r'data-testid="sdv-tick-systolic_bp" checked', html)  # still ticked after a reload
 
     # A query on a third item, through the query service (audited, with its thread).
     response = client.post(url, {"action": "query", "item": "weight_kg", "text": "The source says 60 kg."})

@@ -7,6 +7,7 @@ Lille `d` (not monitor.du's site)."""
 from __future__ import annotations
 
 import csv
+import re
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -95,3 +96,36 @@ def test_reports_follow_the_scenario(demo_users, client):
         assert rows[1]["enrolled"] == "2"
         assert client.get(reverse("trial_report_csv", args=["ASC-DU", "nope"])).status_code == 404
         assert client.get(reverse("trial_reports", args=["EASC-RA"])).status_code == 404
+
+
+def test_enrolment_chart_points_are_the_cumulative_counts(demo_users, client):
+    """Enrolled at Toulouse on 10 and 20 January and 5 March 2026, at Grenoble on 3 February (each
+    registered on its day, enrolment = the anchor date). Cumulative by month, by hand:
+    TLS 2, 2, 3; GRE 0, 1, 1; all 2, 3, 4 (January, February, March); target 32 (the trial file)."""
+    from trials.monitoring.reports import chart as geometry
+
+    for when, code in [("2026-01-10", "TLS"), ("2026-01-20", "TLS"), ("2026-02-03", "GRE"), ("2026-03-05", "TLS")]:
+        with time_machine.travel(datetime.fromisoformat(when + "T09:00:00+00:00"), tick=False):
+            register(code, 3, 0)
+    with time_machine.travel(NOW, tick=False):
+        client.force_login(user("monitor.du"))
+        html = client.get(reverse("trial_reports", args=["ASC-DU"])).content.decode()
+    expected = {"TLS": [2, 2, 3], "GRE": [0, 1, 1], "All your sites": [2, 3, 4]}
+    y_max = 32  # the target is above every count
+    for label, counts in expected.items():
+        block = re.search(rf'data-testid="chart-series-{label}"><polyline[^>]*points="([^"]+)"', html)
+        assert block, label
+        points = [tuple(float(v) for v in p.split(",")) for p in block.group(1).split()]
+        # x: January at the left edge, March at the right one, February midway
+        left, right = geometry.LEFT, geometry.WIDTH - geometry.RIGHT
+        assert [x for x, _y in points] == [left, (left + right) / 2, right]
+        # y: a count v sits at TOP + plot height × (1 − v / 32)
+        assert [y for _x, y in points] == [round(geometry.TOP + geometry.PLOT_H * (1 - v / y_max), 1) for v in counts]
+    assert '<title id="enrolment-chart-title">' in html and '<desc id="enrolment-chart-desc">' in html
+    assert 'role="img"' in html and 'aria-labelledby="enrolment-chart-title enrolment-chart-desc"' in html
+    # the text alternative: the table gives the same cumulative counts
+    table = re.search(r'data-testid="report-enrolment_by_month".*?</table>', html, re.DOTALL).group(0)
+    rows = re.findall(r"<tr><th scope=\"row\">(2026-0\d)</th>(.*?)</tr>", table)
+    cells = {month: re.findall(r'<td class="text-end">([^<]*)</td>', rest) for month, rest in rows}
+    # columns: enrolled, cumulative, cumulative per site (GRE, LIL?, ... in code order), target
+    assert [cells[m][1] for m in ("2026-01", "2026-02", "2026-03")] == ["2", "3", "4"]

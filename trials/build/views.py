@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from edc.pdf import html_to_pdf
-from trials.build import selectors
+from trials.build import hooks, selectors
 from trials.build.forms import ApplyForm
 from trials.build.impact import impact_rows
 from trials.build.services import BuildError, amendment_apply, build_preview, impact_digest
@@ -211,7 +211,9 @@ def crf_print(request: HttpRequest, code: str, crf: str, version: int) -> HttpRe
     if request.GET.get("format") == "pdf":  # the same page, printed by WeasyPrint (print CSS)
         kind = "annotated" if annotated else "blank"
         pdf = html_to_pdf(render_to_string("build/crf_print.html", context, request=request))
+        name = f"{definition.code}-v{definition.version}-{kind}.pdf"
+        hooks.document_downloaded(user=request.user, kind="crf_print", document=f"{trial.code}/{name}", content=pdf, trial=trial)
         response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{definition.code}-v{definition.version}-{kind}.pdf"'
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
     return render(request, "build/crf_print.html", context)

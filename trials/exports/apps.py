@@ -6,3 +6,9 @@ class ExportsConfig(AppConfig):
     name = "trials.exports"
     label = "exports"
     verbose_name = _("Exports")
+
+    def ready(self) -> None:
+        from trials.build import hooks as build_hooks
+        from trials.exports import services
+
+        build_hooks.document_downloaded.register(services.document_download_record)

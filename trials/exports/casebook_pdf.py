@@ -25,7 +25,9 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from datetime import datetime
+
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from trials.exports import selectors
@@ -38,6 +40,7 @@ from trials.protocol.engine import ROW_ID, CrfSchema, schema_for
 from trials.protocol.models import Arm, Role, Site, Trial
 from trials.protocol.selectors import study_roles_for_user, user_sees_allocation
 from trials.records.models import Signature
+from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, Visit
 
 TEMPLATE = "exports/pdf/casebook.html"
@@ -128,10 +131,14 @@ def entry_items(schema: CrfSchema, answers: dict, missing: dict, hidden: dict[st
 
 
 def casebook_context(participant: Participant, *, sees_allocation: bool, identifiers: bool,
-                     crf_codes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Everything the casebook prints, read in a fixed number of queries per participant."""
+                     crf_codes: tuple[str, ...] = (), as_of: datetime | None = None) -> dict[str, Any]:
+    """Everything the casebook prints, read in a fixed number of queries per participant.
+    `as_of` (the end of an export's cut-off day): the CRF entries, visits, adverse events and
+    signatures as recorded then (each row's last historical version before it), the queries
+    raised and the messages and audit-trail rows written before it; None: the data as they stand."""
+    mine = Q(participant_id=participant.pk)
     entries = (
-        CrfEntry.objects.filter(participant=participant).select_related("crf", "visit")
+        selectors._source(CrfEntry, mine, as_of).select_related("crf", "visit")
         .order_by("visit__order", "visit__sequence", "crf_code")
     )
     if crf_codes:
@@ -147,17 +154,21 @@ def casebook_context(participant: Participant, *, sees_allocation: bool, identif
         })
     visits = [
         {"visit": visit, "entries": by_visit.get(visit.pk, [])}
-        for visit in Visit.objects.filter(participant=participant).order_by("order", "sequence")
+        for visit in selectors._source(Visit, mine, as_of).order_by("order", "sequence")
         if visit.pk in by_visit or visit.visit_date
     ]
     queries = list(
         Query.objects.filter(participant=participant).select_related("entry__visit", "raised_by", "closed_by")
-        .prefetch_related(Prefetch("messages", queryset=QueryMessage.objects.select_related("author").order_by("at", "pk")))
+        .filter(**({"raised_at__lt": as_of} if as_of else {}))
+        .prefetch_related(Prefetch("messages", queryset=QueryMessage.objects.filter(**({"at__lt": as_of} if as_of else {}))
+                                   .select_related("author").order_by("at", "pk")))
         .order_by("raised_at", "pk")
     )
-    signatures = list(Signature.objects.filter(participant=participant).select_related("visit", "signer").order_by("signed_at", "pk"))
+    signatures = list(selectors._source(Signature, mine, as_of).select_related("visit", "signer").order_by("signed_at", "pk"))
     hidden_names = {name for crf in hidden_by_crf.values() for names in crf.values() for name in names}
     trail = participant_trail_as(participant, sees_allocation=sees_allocation)
+    if as_of is not None:
+        trail = [row for row in trail if row.at < as_of]
     if not sees_allocation:
         # The trail shows a blinded user the allocation record without its arm (the kit code, the
         # stratum); a blinded casebook, like every blinded export, carries no kit code either.
@@ -171,16 +182,17 @@ def casebook_context(participant: Participant, *, sees_allocation: bool, identif
         trail = [{"row": row, "changes": list(row.changes)} for row in trail]
     return {
         "participant": participant, "trial": participant.trial, "site": participant.site,
-        "visits": visits, "adverse_events": list(participant.adverse_events.select_related("coded_term").order_by("number")),
+        "visits": visits, "adverse_events": list(selectors._source(AdverseEvent, mine, as_of).select_related("coded_term").order_by("number")),
         "queries": queries, "signatures": signatures, "trail": trail,
-        "identifiers": identifiers, "generated_at": timezone.now(),
+        "identifiers": identifiers, "generated_at": timezone.now(), "as_of": as_of,
     }
 
 
 def casebook_pdf(participant: Participant, *, sees_allocation: bool, identifiers: bool, blinded: bool,
-                 crf_codes: tuple[str, ...] = (), mask: Callable[[str], str] | None = None) -> bytes:
-    """One participant's casebook as PDF bytes; `blinded` masks arm words (see the module docstring)."""
-    context = casebook_context(participant, sees_allocation=sees_allocation, identifiers=identifiers, crf_codes=crf_codes)
+                 crf_codes: tuple[str, ...] = (), mask: Callable[[str], str] | None = None, as_of: datetime | None = None) -> bytes:
+    """One participant's casebook as PDF bytes; `blinded` masks arm words (see the module docstring);
+    `as_of`: the data as recorded then (see casebook_context)."""
+    context = casebook_context(participant, sees_allocation=sees_allocation, identifiers=identifiers, crf_codes=crf_codes, as_of=as_of)
     context["blinded"] = blinded
     if blinded and mask is None:
         mask = trial_arm_mask(participant.trial)
@@ -214,11 +226,12 @@ def write(spec: ExportSpec, out, progress: Progress) -> None:
     if spec.trial_id is None:
         raise ValueError("Casebooks are exported per trial.")
     mask = trial_arm_mask(Trial.objects.get(pk=spec.trial_id)) if spec.blinded else None
+    as_of = selectors.cutoff_end(spec)  # the export's cut-off: the data and audit trail as recorded by then
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for participant in _participants(spec).iterator(chunk_size=100):
             data = casebook_pdf(
                 participant, sees_allocation=not spec.blinded, identifiers=spec.identifiers, blinded=spec.blinded,
-                crf_codes=spec.crf_codes, mask=mask,
+                crf_codes=spec.crf_codes, mask=mask, as_of=as_of,
             )
             archive.writestr(f"{participant.site.code}/{participant}.pdf", data)
             progress(1)

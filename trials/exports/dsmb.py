@@ -15,23 +15,35 @@ Here:
   else gets `ClosedReportRefused` (the page answers 404: the closed report does not exist for a
   blinded role, as in the blinded crawl), even the sponsor and even in an open-label trial.
 
-Counts are as of the end of the cut-off day (dates on or before it), from the current records:
-enrolment by enrolment date, disposition by the status and its date (a participant whose end
-of study is dated after the cut-off is counted on study), AEs by onset date.
+Counts are as of the end of the cut-off day in the trial's time zone (the day ends when it has
+ended at every site of the trial; never the server's UTC date): enrolment by enrolment date,
+disposition by each participant's status *as recorded at that moment* in the audit history (a
+withdrawal entered after the cut-off, or dated after it, counts the participant on study), AEs by
+onset date.
+
+A report, once generated for a cut-off, is stored (`DsmbPackage`: the bytes, their SHA-256, who
+generated it and when); a later download for the same cut-off gives the identical file.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from datetime import date, datetime, time
 from typing import Any
 
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc.audit import audited_save
 from trials.exports.casebook_pdf import trial_arm_mask
+from trials.exports.models import DsmbPackage, DsmbReport
 from trials.exports.pdf import render_pdf
 from trials.exports.selectors import exportable_trials
 from trials.participants.models import Participant, ParticipantStatus
@@ -59,13 +71,40 @@ def may_see_closed(user, trial: Trial) -> bool:
     return study_roles_for_user(user).filter(trial=trial, role__in=UNBLINDED_ROLES).exists()
 
 
-def cutoff_end(cutoff: date) -> datetime:
-    """The end of the cut-off day in the server's time zone (the day the summary counts up to)."""
-    return timezone.make_aware(datetime.combine(cutoff, time(23, 59, 59)))
+def _zones(trial: Trial) -> list[ZoneInfo]:
+    zones = sorted(set(trial.sites.values_list("time_zone", flat=True))) or [settings.TIME_ZONE]
+    return [ZoneInfo(z) for z in zones]
 
 
-def _enrolled(trial: Trial, cutoff: date):
-    return Participant.objects.filter(trial=trial, enrolment_date__lte=cutoff).exclude(status__in=NOT_ENROLLED)
+def trial_today(trial: Trial) -> date:
+    """Today for the trial: the latest local date among its sites (a cut-off is in the future only
+    if no site has reached that day)."""
+    return max(timezone.localdate(timezone=zone) for zone in _zones(trial))
+
+
+def cutoff_end(cutoff: date, trial: Trial | None = None) -> datetime:
+    """The end of the cut-off day: its last second in the trial's site time zones (the latest of
+    them when the sites span several), not in the server's time zone."""
+    zones = _zones(trial) if trial is not None else [timezone.get_current_timezone()]
+    return max(datetime.combine(cutoff, time(23, 59, 59), tzinfo=zone) for zone in zones)
+
+
+def statuses_at(trial: Trial, end: datetime) -> dict[int, tuple[str, date | None]]:
+    """Participant id → (status, status date) as recorded at `end`, from the audit history (the
+    last historical row at or before it); a participant registered after `end` is absent."""
+    rows = (
+        Participant.history.filter(trial_id=trial.pk, history_date__lte=end)
+        .order_by("id", "-history_date", "-history_id").values_list("id", "status", "status_date")
+    )
+    found: dict[int, tuple[str, date | None]] = {}
+    for pk, status, status_date in rows.iterator():
+        found.setdefault(pk, (status, status_date))
+    return found
+
+
+def _enrolled(trial: Trial, cutoff: date, statuses: dict[int, tuple[str, date | None]]):
+    ids = [pk for pk, (status, _d) in statuses.items() if status not in NOT_ENROLLED]
+    return Participant.objects.filter(trial=trial, enrolment_date__lte=cutoff, pk__in=ids)
 
 
 def _arm_groups(trial: Trial) -> list[tuple[str, str]]:
@@ -99,10 +138,12 @@ def _fmt(n: int, pct: float | None = None, events: int | None = None) -> str:
 def dsmb_report(trial: Trial, *, cutoff: date, closed: bool) -> dict[str, Any]:
     """The report's content: a list of tables (title, column headers, rows of text cells), the same
     for the PDF and the CSV. `closed`: by arm (the caller has checked `may_see_closed`)."""
-    if cutoff > timezone.localdate():
+    if cutoff > trial_today(trial):
         raise ValueError(_("The cut-off date cannot be in the future."))
+    end = cutoff_end(cutoff, trial)
+    statuses = statuses_at(trial, end)
     groups = _arm_groups(trial) if closed else [("all", _("All participants"))]
-    enrolled = _enrolled(trial, cutoff)
+    enrolled = _enrolled(trial, cutoff, statuses)
     arm_field = {"arm": F("allocation__arm__code")} if closed else {}
     group_names = [label for _code, label in groups]
     total = [_("Total")] if closed else []
@@ -123,8 +164,15 @@ def dsmb_report(trial: Trial, *, cutoff: date, closed: bool) -> dict[str, Any]:
         g: sum(row.get(g, 0) for row in by_site.values()) for g, _label in groups})])
 
     # Disposition of the enrolled participants at the cut-off.
-    ended = enrolled.filter(status__in=ENDED, status_date__lte=cutoff)
-    by_status = _by(ended.values("status", **arm_field).annotate(n=Count("pk")).order_by(), closed, "status", groups)
+    ended_ids: dict[str, list[int]] = {}
+    for pk, (status, status_date) in statuses.items():
+        if status in ENDED and (status_date is None or status_date <= cutoff):
+            ended_ids.setdefault(status, []).append(pk)
+    ended = enrolled.filter(pk__in=[pk for ids in ended_ids.values() for pk in ids])
+    by_status: dict[str, dict[str, int]] = {}
+    for status, ids in ended_ids.items():
+        rows = enrolled.filter(pk__in=ids).values(**arm_field).annotate(n=Count("pk")).order_by() if closed else [{"n": enrolled.filter(pk__in=ids).count()}]
+        by_status[status] = _by([{**row, "status": status} for row in rows], closed, "status", groups).get(status, {})
     on_rows = enrolled.exclude(pk__in=ended.values("pk"))
     on = {}
     if closed:
@@ -142,7 +190,7 @@ def dsmb_report(trial: Trial, *, cutoff: date, closed: bool) -> dict[str, Any]:
         disposition.append([str(labels[status]), *cells(by_status.get(status, {}))])
 
     # Exposure and AE tables: the safety summary at the cut-off (pooled for the open report).
-    summary = compute_summary(trial, cutoff_at=cutoff_end(cutoff), blinded=not closed)
+    summary = compute_summary(trial, cutoff_at=end, blinded=not closed)
     view = _display(summary)
     ae_columns = [g["display"] for g in view["groups"]] + ([_("Total")] if view["show_total"] else [])
     overview = [[row["label"], *[_fmt(n, pct, ev) for n, pct, ev in row["cells"]]] for row in view["overview"]]
@@ -217,6 +265,36 @@ def dsmb_csv(user, trial: Trial, *, cutoff: date, closed: bool) -> str:
     text = out.getvalue()
     mask = _mask(trial, closed)
     return mask(text) if mask else text
+
+
+def dsmb_package_file(user, trial: Trial, *, cutoff: date, closed: bool, file_format: str) -> DsmbPackage:
+    """The stored report of this cut-off, generated and stored (audited: who, when, SHA-256) the
+    first time it is asked for; the closed one only for `may_see_closed`."""
+    if closed and not may_see_closed(user, trial):
+        raise ClosedReportRefused
+    report = DsmbReport.CLOSED if closed else DsmbReport.OPEN
+    stored = DsmbPackage.objects.filter(trial=trial, cutoff=cutoff, report=report, file_format=file_format).first()
+    if stored is not None:
+        return stored
+    content = dsmb_pdf(user, trial, cutoff=cutoff, closed=closed) if file_format == "pdf" else dsmb_csv(user, trial, cutoff=cutoff, closed=closed).encode("utf-8")
+    package = DsmbPackage(
+        trial=trial, cutoff=cutoff, report=report, file_format=file_format, content=content, size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(), generated_by=user, generated_at=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            audited_save(package, user=user, reason=f"DSMB {report} report generated for the cut-off {cutoff.isoformat()}")
+    except IntegrityError:  # generated at the same moment by another request: theirs is the stored one
+        return DsmbPackage.objects.get(trial=trial, cutoff=cutoff, report=report, file_format=file_format)
+    return package
+
+
+def dsmb_packages(user, trial: Trial):
+    """The stored reports of a trial the user may download (no closed one for a blinded role)."""
+    packages = DsmbPackage.objects.filter(trial=trial).select_related("generated_by").defer("content")
+    if not may_see_closed(user, trial):
+        packages = packages.exclude(report=DsmbReport.CLOSED)
+    return packages.order_by("-cutoff", "report", "file_format")
 
 
 def _csv_safe(value: Any) -> Any:

@@ -11,12 +11,13 @@ from datetime import date
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
 from trials.exports import dsmb
 from trials.exports.casebook_pdf import casebook_participant, participant_casebook_pdf
+from trials.exports.models import DownloadKind
+from trials.exports.services import document_download_record
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def participant_casebook(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404(_("No such participant in the sites whose casebooks you may download."))
     logger.info("Casebook of participant %s downloaded by %s", participant.pk, request.user.username)
     data = participant_casebook_pdf(request.user, participant)
-    return _attachment(data, "application/pdf", f"{participant.trial.code}_{participant.site.code}_{participant}_casebook.pdf")
+    name = f"{participant.trial.code}_{participant.site.code}_{participant}_casebook.pdf"
+    document_download_record(user=request.user, kind=DownloadKind.CASEBOOK, document=name, content=data, trial=participant.trial)
+    return _attachment(data, "application/pdf", name)
 
 
 def _dsmb_trial(request: HttpRequest, code: str):
@@ -46,18 +49,20 @@ def _dsmb_trial(request: HttpRequest, code: str):
     return trial
 
 
-def _cutoff(request: HttpRequest) -> tuple[date | None, str]:
-    """The cut-off of the query string (today when absent), or an error message."""
+def _cutoff(request: HttpRequest, trial) -> tuple[date | None, str]:  # noqa: ANN001
+    """The cut-off of the query string (the trial's today when absent, in its sites' time zone),
+    or an error message."""
     raw = (request.GET.get("cutoff") or "").strip()
+    today = dsmb.trial_today(trial)
     if not raw:
-        return timezone.localdate(), ""
+        return today, ""
     try:
         cutoff = parse_date(raw)
     except ValueError:
         cutoff = None
     if cutoff is None:
         return None, _("The cut-off must be a date (YYYY-MM-DD).")
-    if cutoff > timezone.localdate():
+    if cutoff > today:
         return None, _("The cut-off date cannot be in the future.")
     return cutoff, ""
 
@@ -66,9 +71,10 @@ def _cutoff(request: HttpRequest) -> tuple[date | None, str]:
 def dsmb_package(request: HttpRequest, code: str) -> HttpResponse:
     """Choose the cut-off; links to the open report, and to the closed one for the DSMB only."""
     trial = _dsmb_trial(request, code)
-    cutoff, error = _cutoff(request)
+    cutoff, error = _cutoff(request, trial)
     return render(request, "exports/dsmb.html", {
         "trial": trial, "cutoff": cutoff, "raw_cutoff": request.GET.get("cutoff", ""), "error": error, "closed_allowed": dsmb.may_see_closed(request.user, trial),
+        "packages": dsmb.dsmb_packages(request.user, trial),
     })
 
 
@@ -80,14 +86,16 @@ def dsmb_download(request: HttpRequest, code: str, report: str, fmt: str) -> Htt
     closed = report == "closed"
     if closed and not dsmb.may_see_closed(request.user, trial):
         raise Http404(_("No such report."))
-    cutoff, error = _cutoff(request)
+    cutoff, error = _cutoff(request, trial)
     if cutoff is None:
         return HttpResponseBadRequest(error)
     logger.info("DSMB %s report of %s at %s (%s) by %s", report, trial.code, cutoff, fmt, request.user.username)
-    name = f"{trial.code}_dsmb_{report}_{cutoff.isoformat()}.{fmt}"
     try:
-        if fmt == "pdf":
-            return _attachment(dsmb.dsmb_pdf(request.user, trial, cutoff=cutoff, closed=closed), "application/pdf", name)
-        return _attachment(dsmb.dsmb_csv(request.user, trial, cutoff=cutoff, closed=closed), "text/csv; charset=utf-8", name)
+        package = dsmb.dsmb_package_file(request.user, trial, cutoff=cutoff, closed=closed, file_format=fmt)
     except dsmb.ClosedReportRefused:
         raise Http404(_("No such report.")) from None
+    content = bytes(package.content)
+    document_download_record(user=request.user, kind=DownloadKind.DSMB, document=package.file_name, content=content, trial=trial)
+    response = _attachment(content, "application/pdf" if fmt == "pdf" else "text/csv; charset=utf-8", package.file_name)
+    response["X-Content-SHA256"] = package.sha256
+    return response

@@ -370,6 +370,15 @@ def _fail(job_id: int, error: Exception) -> ExportJob:
 # --- Download and expiry --------------------------------------------------------------------
 
 
+@transaction.atomic
+def document_download_record(*, user, kind: str, document: str, content: bytes | str, trial=None) -> ExportDownload:  # noqa: ANN001
+    """Record one download of a document made on request (a casebook PDF, a DSMB report, a blank or
+    annotated CRF PDF) in the export download log: who, when, which file, its SHA-256."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    row = ExportDownload(kind=kind, trial=trial, document=document, sha256=hashlib.sha256(data).hexdigest(), downloaded_by=user)
+    return audited_save(row, user=user, reason=f"Downloaded: {document}")
+
+
 def export_download(*, job_id: int, user):  # noqa: ANN001, ANN201
     """The file of a finished export, opened for its requester, with the download recorded (who,
     when). Anyone else, an unfinished or expired job, or a requester who no longer holds every

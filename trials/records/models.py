@@ -21,6 +21,7 @@ from trials.protocol.models import Trial
 class SdvState(models.TextChoices):
     VERIFIED = "verified", _("Verified")
     RESET = "reset", _("Reset by a later edit")
+    WITHDRAWN = "withdrawn", _("Withdrawn by the monitor (an item unticked)")
 
 
 class SdvMark(AuditedModel):
@@ -49,6 +50,48 @@ class SdvMark(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.entry}: {self.get_state_display()}"
+
+class SdvItemTick(AuditedModel):
+    """A monitor's tick of one item (of one row, for a repeating group) verified against the
+    source, saved the moment it is ticked: the value it verified, who and when. Unticking keeps the
+    row (ticked = False, audited); a later change of the item's value resets the tick, and says so."""
+
+    entry = models.ForeignKey("visits.CrfEntry", on_delete=models.PROTECT, related_name="sdv_ticks", verbose_name=_("CRF entry"))
+    item = models.CharField(_("item"), max_length=100)
+    row_id = models.CharField(_("row"), max_length=64, blank=True, default="", help_text=_("The row's identity, for an item of a repeating group."))
+    ticked = models.BooleanField(_("ticked"), default=True)
+    value = models.JSONField(_("value verified"), null=True, blank=True, help_text=_("The item's value and missing-data code when ticked."))
+    entry_revision = models.PositiveIntegerField(_("entry revision when ticked"))
+    ticked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("ticked or unticked by"))
+    ticked_at = models.DateTimeField(_("ticked or unticked at"))
+    reset_at = models.DateTimeField(_("reset at"), null=True, blank=True)
+    reset_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("reset by"), help_text=_("Who changed the item's value after the tick."),
+    )
+
+    class Meta:
+        verbose_name = _("SDV item tick")
+        verbose_name_plural = _("SDV item ticks")
+        constraints = [models.UniqueConstraint(fields=["entry", "item", "row_id"], name="sdv_tick_one_per_item_row")]
+
+    def __str__(self) -> str:
+        where = f"{self.item}[{self.row_id[:8]}]" if self.row_id else self.item
+        return f"{self.entry_id}:{where} {'✓' if self.ticked else '–'}"
+
+
+def item_value(answers: dict, missing: dict, item: str, row_id: str = "") -> dict:
+    """The stored value of one item (of one row) and its missing-data code: what a tick verifies."""
+    if not row_id:
+        return {"value": (answers or {}).get(item), "missing": (missing or {}).get(item)}
+    for group, rows in (answers or {}).items():
+        if isinstance(rows, list):
+            for row in rows:
+                if isinstance(row, dict) and row.get("_row_id") == row_id:
+                    gone = (((missing or {}).get(group) or {}).get(row_id) or {}).get(item)
+                    return {"value": row.get(item), "missing": gone}
+    return {"row_removed": True}
+
 
 SIGNATURE_MEANING = _("I have reviewed and approve these data.")
 

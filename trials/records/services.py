@@ -4,13 +4,16 @@ the signatures covering the data break, and the entry's source data verification
 
 from __future__ import annotations
 
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
-from trials.records.models import SdvMark, SdvState, Signature, SignatureState
+from trials.records.models import SdvItemTick, SdvMark, SdvState, Signature, SignatureState, item_value
 
 # The rows changed are a Participant, a Visit, a CrfEntry: typed as Model here, since records
 # never imports the code of the apps above it (docs/architecture.md, *Layers*).
@@ -70,20 +73,39 @@ def signatures_break(*, participant: Participant, visit: Visit | None = None, us
 @transaction.atomic
 def sdv_entry_changed(*, entry: CrfEntry, user) -> SdvMark | None:  # noqa: ANN001
     """After a save of `entry`: a mark verified at an older revision is reset, audited, and says
-    by whose change and when (returned). No mark, or a mark already reset: nothing to do (None)."""
+    by whose change and when (returned); so is every item tick whose value changed (the ticks of
+    unchanged items stay). No mark, or a mark already reset: nothing to do (None)."""
     if entry.revision <= 1:
         return None  # a first save: nothing was verified before it
+    now = timezone.now()
+    for tick in SdvItemTick.objects.select_for_update().filter(entry_id=entry.pk, ticked=True).exclude(entry_revision=entry.revision):
+        if _plain(item_value(entry.answers, entry.missing, tick.item, tick.row_id)) == tick.value:
+            continue
+        tick.ticked, tick.reset_at, tick.reset_by = False, now, user
+        audited_save(tick, user=user, reason=_("SDV tick of %(item)s reset by a change of its value (revision %(old)s → %(new)s)") % {
+            "item": tick.item, "old": tick.entry_revision, "new": entry.revision})
     mark = (
         SdvMark.objects.select_for_update().filter(entry_id=entry.pk, state=SdvState.VERIFIED)
         .exclude(entry_revision=entry.revision).first()
     )
     if mark is None:
         return None
-    mark.state, mark.reset_at, mark.reset_by = SdvState.RESET, timezone.now(), user
+    mark.state, mark.reset_at, mark.reset_by = SdvState.RESET, now, user
     return audited_save(
         mark, user=user,
         reason=_("SDV reset by a change of the entry (revision %(old)s → %(new)s)") % {"old": mark.entry_revision, "new": entry.revision},
     )
+
+
+def _plain(value):  # noqa: ANN001, ANN202
+    """A value as it reads back from a JSON column (a Decimal or a date in memory compares equal to
+    its stored form)."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def stored_value(entry: CrfEntry, item: str, row_id: str = "") -> dict:
+    """One item's value (in one row) and missing-data code as stored: what an SDV tick verifies."""
+    return _plain(item_value(entry.answers, entry.missing, item, row_id))
 
 
 def valid_signature_sql(*, participant_id: int, visit_id: int | None) -> tuple[str, list]:

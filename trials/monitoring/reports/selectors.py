@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from statistics import median
 
 from django.db.models import Count, Exists, F, Min, OuterRef, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trials.monitoring.queries.selectors import query_ageing
@@ -57,17 +58,41 @@ def enrolment(user, trial: Trial) -> Report:  # noqa: ANN001
         _("Target enrolment of the trial: %(n)s.") % {"n": trial.target_enrolment})
 
 
+def _month_range(first: str, last: str) -> list[str]:
+    """Every month from `first` to `last` ("YYYY-MM"), the empty ones included (a time axis)."""
+    year, month = (int(x) for x in first.split("-"))
+    months = []
+    while f"{year:04d}-{month:02d}" <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
 def enrolment_by_month(user, trial: Trial) -> Report:  # noqa: ANN001
+    """Enrolments per month and cumulative, for all the user's sites and per site (the chart's
+    data and its text alternative), from the first enrolment to the current month (empty months
+    included)."""
+    sites = _sites(user, trial)
+    per_site: dict[tuple[int, str], int] = defaultdict(int)
     months: dict[str, int] = defaultdict(int)
-    for day in _participants(user, trial).filter(enrolment_date__isnull=False).values_list("enrolment_date", flat=True):
+    for site_id, day in _participants(user, trial).filter(enrolment_date__isnull=False).values_list("site_id", "enrolment_date"):
         months[day.strftime("%Y-%m")] += 1
-    rows, running = [], 0
-    for month in sorted(months):
-        running += months[month]
-        rows.append({"month": month, "enrolled": months[month], "cumulative": running,
-                     "target": trial.target_enrolment})
-    return Report("enrolment_by_month", _("Enrolment over time"), [
-        ("month", _("Month")), ("enrolled", _("Enrolled")), ("cumulative", _("Cumulative")), ("target", _("Target"))], rows)
+        per_site[(site_id, day.strftime("%Y-%m"))] += 1
+    rows: list[dict] = []
+    if months:
+        today = max((s.today() for s in sites), default=timezone.localdate()).strftime("%Y-%m")
+        running, site_running = 0, {s.pk: 0 for s in sites}
+        for month in _month_range(min(months), max(max(months), today)):
+            running += months.get(month, 0)
+            row = {"month": month, "enrolled": months.get(month, 0), "cumulative": running, "target": trial.target_enrolment}
+            for site in sites:
+                site_running[site.pk] += per_site.get((site.pk, month), 0)
+                row[f"cumulative_{site.code}"] = site_running[site.pk]
+            rows.append(row)
+    columns = [("month", _("Month")), ("enrolled", _("Enrolled")), ("cumulative", _("Cumulative"))]
+    columns += [(f"cumulative_{s.code}", _("Cumulative at %(site)s") % {"site": s.code}) for s in sites]
+    columns.append(("target", _("Target")))
+    return Report("enrolment_by_month", _("Enrolment over time"), columns, rows)
 
 
 def screening_funnel(user, trial: Trial) -> Report:  # noqa: ANN001

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.spreadsheet import text_cell
+from trials.monitoring.reports.chart import enrolment_chart
 from trials.monitoring.reports.selectors import REPORTS, Report
 from trials.monitoring.status.selectors import grid_trials
 
@@ -29,7 +30,10 @@ def reports_page(request: HttpRequest, code: str) -> HttpResponse:
     reports = [build(request.user, trial) for build in REPORTS.values()]
     for report in reports:
         report.table = [[row.get(key) for key, _heading in report.columns] for row in report.rows]
-    return render(request, "monitoring/reports.html", {"trial": trial, "reports": reports})
+    over_time = next(r for r in reports if r.code == "enrolment_by_month")
+    sites = [key.removeprefix("cumulative_") for key, _heading in over_time.columns if key.startswith("cumulative_")]
+    chart = enrolment_chart(over_time.rows, sites, trial.target_enrolment, _("All your sites"))
+    return render(request, "monitoring/reports.html", {"trial": trial, "reports": reports, "chart": chart})
 
 
 class _Echo:

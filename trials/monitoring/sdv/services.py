@@ -9,6 +9,8 @@ visible, audited reset: "SDV reset by the change on <date> by <user>".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Q, QuerySet, Window
@@ -19,14 +21,17 @@ from django.utils.translation import gettext as _
 
 from edc.audit import audited_save
 from trials.monitoring.models import SdvPlan, SdvScope
-from trials.records.models import SdvMark, SdvState
+from trials.records.models import SdvItemTick, SdvMark, SdvState
+from trials.records.services import stored_value
 from trials.monitoring.queries.selectors import reviewer_trials, user_verifies_at
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
-from trials.protocol.engine import schema_for
+from trials.protocol.engine import ROW_ID, schema_for
+from trials.visits.forms import CrfSubmission
 from trials.visits.models import CrfEntry, EntryStatus
+from trials.visits.services import entry_context
 
 
 def sdv_critical_items(entry: CrfEntry, plan: SdvPlan | None = None) -> list[str]:
@@ -57,7 +62,8 @@ def sdv_verify(*, entry: CrfEntry, user, items=()) -> SdvMark:  # noqa: ANN001
             schema.item(name)
         except KeyError:
             raise ValidationError({"items": _("%(crf)s has no item “%(item)s”.") % {"crf": schema.code, "item": name}}) from None
-    missing = [name for name in sdv_critical_items(entry) if name not in items]
+    critical = set(sdv_critical_items(entry))
+    missing = [t.item for t in sdv_review_items(entry) if t.blocking and not t.row_id and t.item in critical and t.item not in items]
     if missing:
         raise ValidationError({"items": _("Verify the critical items of %(crf)s one by one: %(items)s.") % {
             "crf": schema.code, "items": ", ".join(missing)}})
@@ -69,37 +75,162 @@ def sdv_verify(*, entry: CrfEntry, user, items=()) -> SdvMark:  # noqa: ANN001
 
 
 
-def sdv_planned_items(entry: CrfEntry, plan: SdvPlan | None = None, *, shown: set[str] | None = None) -> list[str]:
+@dataclass(frozen=True)
+class PlannedTick:
+    """One tick the SDV plan asks for on an entry: an item, in one row for a repeating group.
+    `blocking`: shown by branching and answered, so the form is verified only once it is ticked
+    (an item hidden by branching, or left empty / answered with a missing-data code, has no value to
+    compare with the source and never blocks)."""
+
+    item: str
+    row_id: str
+    label: str
+    row_number: int | None
+    blocking: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.item}@{self.row_id}" if self.row_id else self.item
+
+
+def _answered(value: object) -> bool:
+    return value not in (None, "", [], {})
+
+
+def sdv_review_items(entry: CrfEntry, plan: SdvPlan | None = None) -> list[PlannedTick]:
     """The items a monitor ticks one by one on the form-view review: the plan's critical items of
-    this CRF when it names some (a partial SDV plan, e.g. critical items only), else every required
-    input item of the CRF at the top level (full SDV). `shown` leaves out the items hidden by
-    branching (nothing to compare with the source)."""
-    critical = sdv_critical_items(entry, plan)
-    if critical:
-        return critical
+    this CRF when it names some (a partial SDV plan, e.g. critical items only; a repeating group's
+    name stands for every input item of its rows), else every required input item, the items of
+    every row of a repeating group included (full SDV)."""
     schema = schema_for(entry.crf)
-    return [i.name for i in schema.items if i.is_input and i.required and i.type != "repeating_group" and (shown is None or i.name in shown)]
+    critical = set(sdv_critical_items(entry, plan))
+    answers, missing = entry.answers or {}, entry.missing or {}
+    outcome = CrfSubmission(schema, answers=answers, missing=missing, context=entry_context(entry.visit, schema)).evaluate_stored(answers, missing)
+    ticks: list[PlannedTick] = []
+    for item in schema.items:
+        if item.type == "repeating_group":
+            children = [c for c in item.children if c.is_input and (
+                item.name in critical or c.name in critical if critical else c.required)]
+            if not children:
+                continue
+            rows = answers.get(item.name) or []
+            hidden_rows = outcome.hidden_in_rows.get(item.name) or {}
+            for index, row in enumerate(rows):
+                for child in children:
+                    shown = item.name not in outcome.hidden and child.name not in hidden_rows.get(index, set())
+                    ticks.append(PlannedTick(child.name, row.get(ROW_ID, ""), child.label, index + 1, shown and _answered(row.get(child.name))))
+        elif item.is_input and (item.name in critical if critical else item.required):
+            shown = item.name not in outcome.hidden
+            ticks.append(PlannedTick(item.name, "", item.label, None, shown and _answered(answers.get(item.name))))
+    return ticks
+
+
+def sdv_planned_items(entry: CrfEntry, plan: SdvPlan | None = None, *, shown: set[str] | None = None) -> list[str]:
+    """The names of the top-level items that block the form's verification (see sdv_review_items)."""
+    return [t.item for t in sdv_review_items(entry, plan) if t.blocking and not t.row_id]
+
+
+def sdv_ticks(entry: CrfEntry) -> dict[str, SdvItemTick]:
+    """The entry's saved ticks by key (`item` or `item@row_id`), ticked or not."""
+    return {(f"{t.item}@{t.row_id}" if t.row_id else t.item): t for t in SdvItemTick.objects.filter(entry=entry).select_related("ticked_by", "reset_by")}
+
+
+def _locked_entry(entry: CrfEntry, user) -> CrfEntry:  # noqa: ANN001
+    entry = (
+        CrfEntry.objects.select_for_update(of=("self",))
+        .select_related("crf", "visit__definition", "participant__trial", "participant__site").get(pk=entry.pk)
+    )
+    if not user_verifies_at(user, entry.participant):
+        raise PermissionDenied(_("Only the monitors of this site verify source data."))
+    if entry.status != EntryStatus.COMPLETE:
+        raise ValidationError(_("Only a complete entry can be verified."))
+    return entry
 
 
 @transaction.atomic
-def sdv_verify_items(*, entry: CrfEntry, user, items, plan: SdvPlan | None = None, shown: set[str] | None = None) -> SdvMark:  # noqa: ANN001
-    """Verify an entry from the form-view review: every planned item (`sdv_planned_items`) must be
-    ticked; then the same audited mark as `sdv_verify`, with the ticked items recorded."""
-    ticked = list(dict.fromkeys(str(i) for i in items or ()))
-    planned = sdv_planned_items(entry, plan, shown=shown)
-    untickable = [name for name in ticked if name not in planned]
+def sdv_item_tick(*, entry: CrfEntry, user, item: str, row_id: str = "", ticked: bool = True, plan: SdvPlan | None = None) -> SdvItemTick:  # noqa: ANN001
+    """Tick (or untick) one item of the SDV plan against the source, saved at once and audited;
+    then the form is verified when every blocking item is ticked (`sdv_entry_sync`), and an
+    untick withdraws a verification of the current revision."""
+    entry = _locked_entry(entry, user)
+    item, row_id = (item or "").strip(), (row_id or "").strip()
+    planned = {t.key: t for t in sdv_review_items(entry, plan)}
+    key = f"{item}@{row_id}" if row_id else item
+    if key not in planned or not planned[key].blocking:
+        raise ValidationError({"item": _("“%(item)s” is not an item of the SDV plan with a value to verify on this form.") % {"item": item}})
+    tick = SdvItemTick.objects.select_for_update().filter(entry=entry, item=item, row_id=row_id).first()
+    if tick is not None and tick.ticked == ticked:
+        return tick  # a second click of the same state (a double post): nothing to record
+    if tick is None:
+        if not ticked:
+            raise ValidationError({"item": _("This item is not ticked.")})
+        tick = SdvItemTick(entry=entry, item=item, row_id=row_id)
+    tick.ticked, tick.ticked_by, tick.ticked_at, tick.entry_revision = ticked, user, timezone.now(), entry.revision
+    tick.value = stored_value(entry, item, row_id)
+    tick.reset_at = tick.reset_by = None
+    label = planned[key].label + (f" ({_('row %(n)s') % {'n': planned[key].row_number}})" if row_id else "")
+    reason = (_("SDV: %(item)s ticked against the source") if ticked else _("SDV: tick of %(item)s withdrawn")) % {"item": label}
+    audited_save(tick, user=user, reason=reason)
+    sdv_entry_sync(entry=entry, user=user, plan=plan, strict=False)
+    return tick
+
+
+@transaction.atomic
+def sdv_entry_sync(*, entry: CrfEntry, user, plan: SdvPlan | None = None, strict: bool = True) -> SdvMark | None:  # noqa: ANN001
+    """The form's verification from its ticks: every blocking planned item ticked → verified at the
+    current revision (audited); else a verification of the current revision is withdrawn.
+    `strict`: say which items are still to tick (ValidationError) instead of returning None."""
+    entry = _locked_entry(entry, user)
+    blocking = [t for t in sdv_review_items(entry, plan) if t.blocking]
+    ticks = sdv_ticks(entry)
+    unticked = [t for t in blocking if not (ticks.get(t.key) and ticks[t.key].ticked)]
+    mark = SdvMark.objects.select_for_update().filter(entry=entry).first()
+    current = mark is not None and mark.state == SdvState.VERIFIED and mark.entry_revision == entry.revision
+    if unticked:
+        if current:
+            mark.state, mark.reset_at, mark.reset_by = SdvState.WITHDRAWN, timezone.now(), user
+            audited_save(mark, user=user, reason=_("SDV withdrawn: %(items)s no longer ticked") % {"items": ", ".join(t.label for t in unticked)})
+        if strict:
+            raise ValidationError({"items": _("Tick every planned item against the source first: %(items)s.") % {
+                "items": ", ".join(t.label + (f" ({_('row %(n)s') % {'n': t.row_number}})" if t.row_id else "") for t in unticked)}})
+        return None
+    if current:
+        return mark
+    mark = mark or SdvMark(entry=entry)
+    mark.state, mark.items, mark.entry_revision = SdvState.VERIFIED, [t.key for t in blocking], entry.revision
+    mark.verified_by, mark.verified_at, mark.reset_at, mark.reset_by = user, timezone.now(), None, None
+    return audited_save(mark, user=user, reason=_("Source data verified: every planned item ticked (revision %(n)s)") % {"n": entry.revision})
+
+
+@transaction.atomic
+def sdv_verify_items(*, entry: CrfEntry, user, items, plan: SdvPlan | None = None) -> SdvMark:  # noqa: ANN001
+    """Tick several planned items at once and verify the form (the review page's "record" button
+    without JavaScript): all or nothing, every blocking item ticked now or before."""
+    entry = _locked_entry(entry, user)
+    keys = list(dict.fromkeys(str(i) for i in items or ()))
+    planned = {t.key: t for t in sdv_review_items(entry, plan) if t.blocking}
+    untickable = [k for k in keys if k not in planned]
     if untickable:
         raise ValidationError({"items": _("Not items of the SDV plan for this CRF: %(items)s.") % {"items": ", ".join(untickable)}})
-    missing = [name for name in planned if name not in ticked]
+    ticks = sdv_ticks(entry)
+    missing = [t for k, t in planned.items() if k not in keys and not (ticks.get(k) and ticks[k].ticked)]
     if missing:
-        raise ValidationError({"items": _("Tick every planned item against the source before recording: %(items)s.") % {"items": ", ".join(missing)}})
-    return sdv_verify(entry=entry, user=user, items=ticked)
+        raise ValidationError({"items": _("Tick every planned item against the source before recording: %(items)s.") % {
+            "items": ", ".join(t.key for t in missing)}})
+    for key in keys:
+        tick = planned[key]
+        sdv_item_tick(entry=entry, user=user, item=tick.item, row_id=tick.row_id, ticked=True, plan=plan)
+    return sdv_entry_sync(entry=entry, user=user, plan=plan)
 
 
 def sdv_status_text(mark: SdvMark | None, entry: CrfEntry | None = None) -> str:
     """What the CRF page and the admin say about an entry's verification."""
     if mark is None:
         return _("Not verified")
+    if mark.state == SdvState.WITHDRAWN:
+        who = mark.reset_by.get_full_name() or mark.reset_by.username if mark.reset_by else "?"
+        return _("SDV withdrawn on %(date)s by %(user)s (an item unticked)") % {
+            "date": date_format(timezone.localtime(mark.reset_at), "Y-m-d H:i"), "user": who}
     if mark.state == SdvState.RESET or (entry is not None and mark.entry_revision != entry.revision):
         if mark.reset_at is None:
             return _("Verified at revision %(n)s; changed since") % {"n": mark.entry_revision}
