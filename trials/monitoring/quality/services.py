@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from edc.audit import system_user
+from edc.coalesce import coalesced_request, coalesced_run
 from trials.monitoring.models import OPEN_QUERY_STATES, QualityRunState, Query, QueryOrigin
 from trials.monitoring.quality.rules import rule_hits, trial_rules
 from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
@@ -86,23 +87,13 @@ def quality_rules_run(trial: Trial) -> RunResult:
     return result
 
 
-# --- Coalescing (like trials.safety.summary) -----------------------------------------------------
-
-
-def _locked_state(trial_id: int) -> QualityRunState:
-    """The trial's QualityRunState row, created if missing, locked until the end of the transaction."""
-    try:
-        with transaction.atomic():
-            state, _ = QualityRunState.objects.select_for_update().get_or_create(trial_id=trial_id)
-    except IntegrityError:  # created by a concurrent transaction between our get and create
-        state = QualityRunState.objects.select_for_update().get(trial_id=trial_id)
-    return state
+# --- Coalescing (edc.coalesce, as the safety summaries) ------------------------------------------
 
 
 def _enqueue(trial_id: int) -> None:
     from trials.monitoring.tasks import quality_rules_task
 
-    transaction.on_commit(lambda: quality_rules_task.delay(trial_id))
+    quality_rules_task.delay(trial_id)
 
 
 # A run queued longer than this is taken as lost (a message dropped with its worker): the nightly
@@ -110,43 +101,24 @@ def _enqueue(trial_id: int) -> None:
 STALE_AFTER = timedelta(hours=12)
 
 
-@transaction.atomic
 def quality_run_request(trial_id: int) -> bool:
     """Ask for a run of the trial's rules: enqueue one unless one is pending or running (then the
     running one runs once more at its end). Returns whether a task was enqueued."""
-    state = _locked_state(trial_id)
-    now = timezone.now()
-    enqueue = not state.queued or state.queued_at is None or now - state.queued_at > STALE_AFTER
-    state.dirty, state.queued = True, True
-    if enqueue:
-        state.queued_at = now
-    state.save(update_fields=["dirty", "queued", "queued_at"])
-    if enqueue:
-        _enqueue(trial_id)
-    return enqueue
+    return coalesced_request(QualityRunState, trial_id, _enqueue, stale_after=STALE_AFTER)
 
 
 def quality_run_execute(trial_id: int) -> bool:
     """One coalesced run (the Celery task's body): run, store the hits per rule, then release the
     queue or enqueue the next run if another was requested meanwhile. Returns whether one follows."""
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        state.dirty = False
-        state.save(update_fields=["dirty"])
-    trial = Trial.objects.filter(pk=trial_id).first()
-    result = quality_rules_run(trial) if trial is not None else RunResult()
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        again = state.dirty and trial is not None
-        state.queued = again
-        state.runs += 1
+
+    def run() -> RunResult | None:
+        trial = Trial.objects.filter(pk=trial_id).first()
+        return quality_rules_run(trial) if trial is not None else None
+
+    def record(state: QualityRunState, result: RunResult | None) -> list[str]:
+        result = result or RunResult()
         state.last_finished_at = timezone.now()
-        state.last_hits = {
-            "hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked,
-        }
-        state.save(update_fields=["queued", "runs", "last_finished_at", "last_hits"])
-        if again:
-            state.queued_at = timezone.now()
-            state.save(update_fields=["queued_at"])
-            _enqueue(trial_id)
-    return again
+        state.last_hits = {"hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked}
+        return ["last_finished_at", "last_hits"]
+
+    return coalesced_run(QualityRunState, trial_id, run, _enqueue, record=record)
