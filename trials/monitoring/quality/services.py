@@ -25,6 +25,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, QualityRunState, Query, 
 from trials.monitoring.quality.rules import rule_hits, trial_rules
 from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
 from trials.protocol.models import Trial
+from trials.safety.models import AdverseEvent
 
 
 @dataclass
@@ -35,42 +36,53 @@ class RunResult:
     locked: int = 0  # raises or closes refused by a lock on the data (retried at the next run)
 
 
-def _latest_rule_queries(trial: Trial) -> dict[tuple[str, int], Query]:
-    """The latest query of each (rule, entry) of the trial."""
-    latest: dict[tuple[str, int], Query] = {}
+def _key(rule_code: str, entry_id: int | None, adverse_event_id: int | None) -> tuple[str, str, int]:
+    """A rule's query target: (rule code, "entry" or "ae", id)."""
+    return (rule_code, "entry", entry_id) if entry_id else (rule_code, "ae", adverse_event_id)
+
+
+def _latest_rule_queries(trial: Trial) -> dict[tuple[str, str, int], Query]:
+    """The latest query of each (rule, entry or adverse event) of the trial."""
+    latest: dict[tuple[str, str, int], Query] = {}
     queries = Query.objects.filter(trial=trial, origin=QueryOrigin.QUALITY_RULE).order_by("raised_at", "pk")
     for query in queries.select_related("entry__crf", "closed_by"):
-        latest[(query.rule_code, query.entry_id)] = query
+        latest[_key(query.rule_code, query.entry_id, query.adverse_event_id)] = query
     return latest
 
 
 def quality_rules_run(trial: Trial) -> RunResult:
-    """Evaluate every rule of the trial over all its stored entries and reconcile the queries."""
+    """Evaluate every rule of the trial over all its stored entries and adverse events and reconcile
+    the queries."""
     robot = system_user()
     rules = trial_rules(trial)
     latest = _latest_rule_queries(trial)
     # An open query of another origin on the same item (a reviewer's, an overridden soft check's)
     # already asks the site about it: the rule does not ask a second time.
-    asked = set(
-        Query.objects.filter(trial=trial, entry__isnull=False, state__in=OPEN_QUERY_STATES)
-        .exclude(origin=QueryOrigin.QUALITY_RULE).values_list("entry_id", "item")
-    )
+    asked = {
+        _key(item, entry_id, ae_id)
+        for entry_id, ae_id, item in Query.objects.filter(trial=trial, state__in=OPEN_QUERY_STATES)
+        .exclude(origin=QueryOrigin.QUALITY_RULE).values_list("entry_id", "adverse_event_id", "item")
+    }
     result = RunResult(hits={rule.code: 0 for rule in rules})
-    hit_keys: set[tuple[str, int]] = set()
-    for rule, entry in rule_hits(trial, rules):
-        key = (rule.code, entry.pk)
+    hit_keys: set[tuple[str, str, int]] = set()
+    for rule, target in rule_hits(trial, rules):
+        on_ae = isinstance(target, AdverseEvent)
+        key = _key(rule.code, None if on_ae else target.pk, target.pk if on_ae else None)
         hit_keys.add(key)
         result.hits[rule.code] += 1
         query = latest.get(key)
         if query is not None and query.state in OPEN_QUERY_STATES:
             continue
-        if (entry.pk, rule.item) in asked:
+        if _key(rule.item, None if on_ae else target.pk, target.pk if on_ae else None) in asked:
             continue
         if query is not None and query.closed_by_id != robot.pk and not query_value_changed(query):
             continue  # closed or cancelled by a reviewer, value unchanged: accepted
         try:
             with transaction.atomic():
-                rule_query_raise(entry=entry, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
+                if on_ae:
+                    rule_query_raise(adverse_event=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
+                else:
+                    rule_query_raise(entry=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
             result.raised += 1
         except ValidationError:
             result.locked += 1
