@@ -25,7 +25,10 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from edc.audit import audited_bulk_create, audited_save, changed_fields
+from trials.protocol import hooks
 from trials.protocol.allocation_rules import allocation_ratio, block_size_message
+from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
+from trials.protocol.medications import CRITERION_NAMES, MEDICATION_LOG
 from trials.protocol.models import (
     Arm,
     ConsentDocument,
@@ -39,10 +42,16 @@ from trials.protocol.models import (
     VisitCrf,
     VisitDefinition,
 )
+from trials.protocol.quality import (
+    AE_FIELDS,
+    AE_ITEMS,
+    AE_RULE_NAMES,
+    CRF_RULE_NAMES,
+    LAB_KEYS,
+    ae_member_names,
+    lab_references,
+)
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
-from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
-from trials.protocol.medications import CRITERION_NAMES, MEDICATION_LOG
-from trials.protocol.quality import AE_FIELDS, AE_ITEMS, AE_RULE_NAMES, CRF_RULE_NAMES, LAB_KEYS, ae_member_names, lab_references
 from trials.protocol.scores import SCORES, crf_input
 
 # Names every expression may use besides the CRF's own fields.
@@ -632,6 +641,7 @@ def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadRepor
 def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinition], *, user: Any, report: LoadReport) -> Trial:
     digest = content_sha256(spec)  # of the validated content: comments and layout are not changes
     reason = f"Loaded from {source.label}"
+    rules_before = Trial.objects.filter(code=spec.code).values_list("quality_rules", flat=True).first()
     trial = _upsert(
         Trial,
         {"code": spec.code},
@@ -791,6 +801,9 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             )
         _deactivate_missing(trial.trial_crfs.filter(use=use), set(codes), "crf_code", user=user, reason=reason, report=report)
     report.trials.append(trial.code)
+    if rules_before is not None and rules_before != trial.quality_rules:
+        # New, changed or removed rules run again over the stored data (a new trial has none).
+        hooks.quality_rules_changed(trial.pk)
     return trial
 
 
