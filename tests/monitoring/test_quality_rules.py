@@ -62,7 +62,9 @@ def rule_queries(trial):  # noqa: ANN001, ANN201
 
 
 def test_the_seed_trials_declare_rules_the_loader_stores(trial):
-    assert [r["code"] for r in trial.quality_rules] == ["DU_ASSESS_CHRONOLOGY", RULE]
+    assert [r["code"] for r in trial.quality_rules] == [
+        "DU_ASSESS_CHRONOLOGY", RULE, "AE_ONSET_AFTER_STUDY_END", "AE_ONSET_AFTER_DEATH", "LAB_GRADE3_WITHOUT_AE",
+    ]
     assert all(Trial.objects.get(code=code).quality_rules for code in Trial.objects.values_list("code", flat=True))
 
 

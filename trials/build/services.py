@@ -28,6 +28,7 @@ from trials.build import selectors
 from trials.build.impact import amendment_preview, amendment_run
 from trials.build.models import Amendment, StudyBuilder
 from trials.build.uploads import safe_relative
+from trials.monitoring.quality.services import quality_run_request
 from trials.protocol.loader import ProtocolLoadError, protocol_check
 from trials.protocol.models import Role, Trial
 from trials.protocol.services import study_role_grant
@@ -154,6 +155,10 @@ def amendment_apply(
         ),
         user=user, reason=reason,
     )
+    if not checked.new_trial and result.trial.quality_rules:
+        # Issue 21: the rules run again after an amendment (changed CRFs, visits or rules change
+        # what the stored data hit); coalesced with the loader's request when the rules changed.
+        quality_run_request(result.trial.pk)
     if checked.new_trial and not user.is_superuser:
         # The study builder who made the trial manages it (a blinded role: no arm is seen).
         study_role_grant(user=user, trial=result.trial, role=Role.DATA_MANAGER, granted_by=system_user(),

@@ -25,7 +25,10 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from edc.audit import audited_bulk_create, audited_save, changed_fields
+from trials.protocol import hooks
 from trials.protocol.allocation_rules import allocation_ratio, block_size_message
+from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
+from trials.protocol.medications import CRITERION_NAMES, MEDICATION_LOG
 from trials.protocol.models import (
     Arm,
     ConsentDocument,
@@ -39,9 +42,16 @@ from trials.protocol.models import (
     VisitCrf,
     VisitDefinition,
 )
+from trials.protocol.quality import (
+    AE_FIELDS,
+    AE_ITEMS,
+    AE_RULE_NAMES,
+    CRF_RULE_NAMES,
+    LAB_KEYS,
+    ae_member_names,
+    lab_references,
+)
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
-from trials.protocol.engine import ALLOCATION_CONTEXT_NAMES, CRF_NAMESPACES, crf_references, unknown_functions
-from trials.protocol.medications import CRITERION_NAMES, MEDICATION_LOG
 from trials.protocol.scores import SCORES, crf_input
 
 # Names every expression may use besides the CRF's own fields.
@@ -369,6 +379,7 @@ class CrfFields:
 
     top: frozenset[str]
     groups: dict[str, frozenset[str]]
+    labs: frozenset[str] = frozenset()  # items graded against the site's lab ranges (`lab_test`)
 
     @classmethod
     def from_definition(cls, definition: dict) -> CrfFields:
@@ -379,7 +390,7 @@ class CrfFields:
             for f in fields
             if f["type"] == "repeating_group"
         }
-        return cls(top, groups)
+        return cls(top, groups, frozenset(f["name"] for f in fields if f.get("lab_test")))
 
 
 def check_block_sizes(source: SourceFile, trial: TrialFile, problems: list[Problem]) -> None:
@@ -469,7 +480,10 @@ def validate_trial(source: SourceFile, trial: TrialFile, library: dict[str, CrfF
 
 def check_quality_rules(source: SourceFile, trial: TrialFile, library: dict[str, CrfFields], problems: list[Problem]) -> None:
     """`quality_rules:`: unique codes, a known CRF and item, an expression over that CRF's items and
-    the other CRFs its checks may read (the runner evaluates it with the CRF checks' context)."""
+    the other CRFs its checks may read (the runner evaluates it with the CRF checks' context), plus
+    the participant's AEs and graded lab values (trials.protocol.quality): `aes` members among the AE
+    fields, `lab.<item>` a lab item of the CRF and `lab.<item>.<key>` a key of a graded value. A rule
+    on the AE log (`subject: adverse_event`) reads the AE's fields by name."""
     seen: set[str] = set()
     references: list[CrfReference] = []
     for index, rule in enumerate(trial.quality_rules):
@@ -477,14 +491,44 @@ def check_quality_rules(source: SourceFile, trial: TrialFile, library: dict[str,
         if rule.code in seen:
             problems.append(source.problem(loc + ("code",), f"duplicate code '{rule.code}' in quality_rules"))
         seen.add(rule.code)
+        expression_loc = loc + ("expression",)
+        if rule.subject == "adverse_event":
+            if rule.item and rule.item not in AE_ITEMS:
+                problems.append(source.problem(loc + ("item",), f"an adverse event has no item '{rule.item}' (one of: {', '.join(AE_ITEMS)})"))
+            check_expression(source, expression_loc, rule.expression, set(AE_RULE_NAMES), problems)
+            _check_rule_members(source, expression_loc, rule.expression, frozenset(), problems)
+            continue
         fields = library.get(rule.crf)
         if fields is None:
             problems.append(source.problem(loc + ("crf",), f"quality rule '{rule.code}' targets unknown CRF '{rule.crf}'"))
             continue
         if rule.item and rule.item not in fields.top and rule.item not in fields.groups:
             problems.append(source.problem(loc + ("item",), f"CRF '{rule.crf}' has no item '{rule.item}'"))
-        check_expression(source, loc + ("expression",), rule.expression, set(fields.top), problems, references, rule.crf)
+        check_expression(source, expression_loc, rule.expression, set(fields.top) | set(CRF_RULE_NAMES), problems, references, rule.crf)
+        _check_rule_members(source, expression_loc, rule.expression, fields.labs, problems, crf=rule.crf)
     check_references(references, library, problems)
+
+
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+def _check_rule_members(
+    source: SourceFile, loc: tuple, expression: str, labs: frozenset[str], problems: list[Problem], *, crf: str = "",
+) -> None:
+    """The members a rule reads in the `aes` and `lab` namespaces must exist."""
+    unknown = sorted(set(ae_member_names(expression)) - set(AE_FIELDS))
+    if unknown:
+        problems.append(source.problem(loc, f"'aes' events have no field(s) {', '.join(unknown)} (fields: {', '.join(AE_FIELDS)})"))
+    for item, key in lab_references(expression):
+        if item in _MACROS:
+            continue
+        if not crf:
+            problems.append(source.problem(loc, "'lab' is read by a rule on a CRF with laboratory items, not on the AE log"))
+        elif item not in labs:
+            known = ", ".join(sorted(labs)) or "none"
+            problems.append(source.problem(loc, f"'lab.{item}': CRF '{crf}' has no laboratory item '{item}' (graded items: {known})"))
+        elif key is not None and key not in LAB_KEYS:
+            problems.append(source.problem(loc, f"'lab.{item}.{key}': a graded value has no '{key}' (keys: {', '.join(LAB_KEYS)})"))
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -597,6 +641,7 @@ def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadRepor
 def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinition], *, user: Any, report: LoadReport) -> Trial:
     digest = content_sha256(spec)  # of the validated content: comments and layout are not changes
     reason = f"Loaded from {source.label}"
+    rules_before = Trial.objects.filter(code=spec.code).values_list("quality_rules", flat=True).first()
     trial = _upsert(
         Trial,
         {"code": spec.code},
@@ -756,6 +801,9 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             )
         _deactivate_missing(trial.trial_crfs.filter(use=use), set(codes), "crf_code", user=user, reason=reason, report=report)
     report.trials.append(trial.code)
+    if rules_before is not None and rules_before != trial.quality_rules:
+        # New, changed or removed rules run again over the stored data (a new trial has none).
+        hooks.quality_rules_changed(trial.pk)
     return trial
 
 

@@ -463,15 +463,26 @@ class SafetyReporting(Strict):
 class QualityRuleSpec(Strict):
     """A data-quality rule over stored data (trials.monitoring.quality): `expression` must hold for
     every entry of `crf`, evaluated with the context of the CRF's own edit checks (its answers,
-    `visit.`/`previous.`/`baseline.<CRF>.<item>`, `visit_date`, `consent_date`); each entry where it
-    is false gets a query on `item` (or on the whole entry)."""
+    `visit.`/`previous.`/`baseline.<CRF>.<item>`, `visit_date`, `consent_date`) and the participant's
+    AEs and graded lab values (trials.protocol.quality); each entry where it is false gets a query on
+    `item` (or on the whole entry). With `subject: adverse_event` it holds for every adverse event
+    instead (no `crf`), and its query is on the AE."""
 
     code: Code
     message: Text
-    crf: Code
+    subject: Literal["crf", "adverse_event"] = "crf"
+    crf: Code | None = None
     item: Name | None = None
     expression: Text
     severity: Literal["major", "minor"] = "major"
+
+    @model_validator(mode="after")
+    def _subject_has_its_crf(self) -> QualityRuleSpec:
+        if self.subject == "crf" and not self.crf:
+            raise ValueError("a rule on a CRF names its 'crf' (or says 'subject: adverse_event')")
+        if self.subject == "adverse_event" and self.crf:
+            raise ValueError("a rule on the adverse events names no 'crf'")
+        return self
 
 
 class TrialFile(Strict):

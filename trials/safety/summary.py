@@ -41,12 +41,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, DateField, F, IntegerField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from edc.coalesce import coalesced_request, coalesced_run
 from trials.participants.models import Allocation, AllocationSlot, Participant, ParticipantStatus
 from trials.protocol.models import ArmType, Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
@@ -423,58 +424,33 @@ def latest_summary(trial: Trial, *, blinded: bool) -> SafetySummary | None:
     return SafetySummary.objects.filter(trial=trial, blinded=blinded, content__format=SUMMARY_FORMAT).order_by("-cutoff_at", "-pk").first()
 
 
-def _locked_state(trial_id: int) -> SummaryState:
-    """The trial's SummaryState row, created if missing, locked until the end of the transaction."""
-    try:
-        with transaction.atomic():
-            state, _ = SummaryState.objects.select_for_update().get_or_create(trial_id=trial_id)
-    except IntegrityError:  # created by a concurrent transaction between our get and create
-        state = SummaryState.objects.select_for_update().get(trial_id=trial_id)
-    return state
-
-
 def _enqueue_refresh(trial_id: int) -> None:
     from trials.safety.tasks import safety_summary_refresh
 
-    transaction.on_commit(lambda: safety_summary_refresh.delay(trial_id))
+    safety_summary_refresh.delay(trial_id)
 
 
-@transaction.atomic
 def summary_request_recompute(trial_id: int) -> bool:
     """Mark the trial's summary out of date and enqueue one refresh unless one is already pending.
 
     Returns whether a refresh was enqueued. Called by the AE service after each save; requests
     while a refresh is queued or running only set `dirty`, and the running refresh starts one more
-    run at its end (so an AE saved during a computation is never missed)."""
-    state = _locked_state(trial_id)
-    enqueue = not state.queued
-    state.dirty = True
-    state.queued = True
-    state.save(update_fields=["dirty", "queued"])
-    if enqueue:
-        _enqueue_refresh(trial_id)
-    return enqueue
+    run at its end (so an AE saved during a computation is never missed): edc.coalesce."""
+    return coalesced_request(SummaryState, trial_id, _enqueue_refresh)
 
 
 def summary_refresh(trial_id: int) -> bool:
     """One run of the coalesced recomputation: both versions at cut-off now, then either release the
     queue or (when AEs changed meanwhile) enqueue the next run. Returns whether another run follows."""
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        state.dirty = False
-        state.save(update_fields=["dirty"])
-    trial = Trial.objects.filter(pk=trial_id).first()
-    if trial is not None:
+
+    def run() -> bool | None:
+        trial = Trial.objects.filter(pk=trial_id).first()
+        if trial is None:
+            return None
         cutoff_at = timezone.now()
         with transaction.atomic():
             summary_store(trial, cutoff_at=cutoff_at, blinded=True)
             summary_store(trial, cutoff_at=cutoff_at, blinded=False)
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        again = state.dirty and trial is not None
-        state.queued = again
-        state.runs += 1
-        state.save(update_fields=["queued", "runs"])
-        if again:
-            _enqueue_refresh(trial_id)
-    return again
+        return True
+
+    return coalesced_run(SummaryState, trial_id, run, _enqueue_refresh)

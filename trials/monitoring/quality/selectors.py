@@ -37,8 +37,8 @@ def rule_report(user, trial: Trial, *, shown: int = 50) -> tuple[list[RuleRow], 
     rows = {rule.code: RuleRow(rule) for rule in trial_rules(trial)}
     queries = (
         queries_for_user(user).filter(trial=trial, origin=QueryOrigin.QUALITY_RULE, rule_code__in=rows)
-        .select_related("participant", "entry__visit")
-        .order_by("rule_code", "participant__screening_number", "entry__visit__order")
+        .select_related("participant", "entry__visit", "adverse_event")
+        .order_by("rule_code", "participant__screening_number", "entry__visit__order", "adverse_event__number")
     )
     for query in queries:
         row = rows[query.rule_code]

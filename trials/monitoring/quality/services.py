@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from edc.audit import system_user
+from edc.coalesce import coalesced_request, coalesced_run
 from trials.monitoring.models import OPEN_QUERY_STATES, QualityRunState, Query, QueryOrigin
 from trials.monitoring.quality.rules import rule_hits, trial_rules
 from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
 from trials.protocol.models import Trial
+from trials.safety.models import AdverseEvent
 
 
 @dataclass
@@ -34,42 +36,53 @@ class RunResult:
     locked: int = 0  # raises or closes refused by a lock on the data (retried at the next run)
 
 
-def _latest_rule_queries(trial: Trial) -> dict[tuple[str, int], Query]:
-    """The latest query of each (rule, entry) of the trial."""
-    latest: dict[tuple[str, int], Query] = {}
+def _key(rule_code: str, entry_id: int | None, adverse_event_id: int | None) -> tuple[str, str, int]:
+    """A rule's query target: (rule code, "entry" or "ae", id)."""
+    return (rule_code, "entry", entry_id) if entry_id else (rule_code, "ae", adverse_event_id)
+
+
+def _latest_rule_queries(trial: Trial) -> dict[tuple[str, str, int], Query]:
+    """The latest query of each (rule, entry or adverse event) of the trial."""
+    latest: dict[tuple[str, str, int], Query] = {}
     queries = Query.objects.filter(trial=trial, origin=QueryOrigin.QUALITY_RULE).order_by("raised_at", "pk")
     for query in queries.select_related("entry__crf", "closed_by"):
-        latest[(query.rule_code, query.entry_id)] = query
+        latest[_key(query.rule_code, query.entry_id, query.adverse_event_id)] = query
     return latest
 
 
 def quality_rules_run(trial: Trial) -> RunResult:
-    """Evaluate every rule of the trial over all its stored entries and reconcile the queries."""
+    """Evaluate every rule of the trial over all its stored entries and adverse events and reconcile
+    the queries."""
     robot = system_user()
     rules = trial_rules(trial)
     latest = _latest_rule_queries(trial)
     # An open query of another origin on the same item (a reviewer's, an overridden soft check's)
     # already asks the site about it: the rule does not ask a second time.
-    asked = set(
-        Query.objects.filter(trial=trial, entry__isnull=False, state__in=OPEN_QUERY_STATES)
-        .exclude(origin=QueryOrigin.QUALITY_RULE).values_list("entry_id", "item")
-    )
+    asked = {
+        _key(item, entry_id, ae_id)
+        for entry_id, ae_id, item in Query.objects.filter(trial=trial, state__in=OPEN_QUERY_STATES)
+        .exclude(origin=QueryOrigin.QUALITY_RULE).values_list("entry_id", "adverse_event_id", "item")
+    }
     result = RunResult(hits={rule.code: 0 for rule in rules})
-    hit_keys: set[tuple[str, int]] = set()
-    for rule, entry in rule_hits(trial, rules):
-        key = (rule.code, entry.pk)
+    hit_keys: set[tuple[str, str, int]] = set()
+    for rule, target in rule_hits(trial, rules):
+        on_ae = isinstance(target, AdverseEvent)
+        key = _key(rule.code, None if on_ae else target.pk, target.pk if on_ae else None)
         hit_keys.add(key)
         result.hits[rule.code] += 1
         query = latest.get(key)
         if query is not None and query.state in OPEN_QUERY_STATES:
             continue
-        if (entry.pk, rule.item) in asked:
+        if _key(rule.item, None if on_ae else target.pk, target.pk if on_ae else None) in asked:
             continue
         if query is not None and query.closed_by_id != robot.pk and not query_value_changed(query):
             continue  # closed or cancelled by a reviewer, value unchanged: accepted
         try:
             with transaction.atomic():
-                rule_query_raise(entry=entry, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
+                if on_ae:
+                    rule_query_raise(adverse_event=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
+                else:
+                    rule_query_raise(entry=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
             result.raised += 1
         except ValidationError:
             result.locked += 1
@@ -86,23 +99,13 @@ def quality_rules_run(trial: Trial) -> RunResult:
     return result
 
 
-# --- Coalescing (like trials.safety.summary) -----------------------------------------------------
-
-
-def _locked_state(trial_id: int) -> QualityRunState:
-    """The trial's QualityRunState row, created if missing, locked until the end of the transaction."""
-    try:
-        with transaction.atomic():
-            state, _ = QualityRunState.objects.select_for_update().get_or_create(trial_id=trial_id)
-    except IntegrityError:  # created by a concurrent transaction between our get and create
-        state = QualityRunState.objects.select_for_update().get(trial_id=trial_id)
-    return state
+# --- Coalescing (edc.coalesce, as the safety summaries) ------------------------------------------
 
 
 def _enqueue(trial_id: int) -> None:
     from trials.monitoring.tasks import quality_rules_task
 
-    transaction.on_commit(lambda: quality_rules_task.delay(trial_id))
+    quality_rules_task.delay(trial_id)
 
 
 # A run queued longer than this is taken as lost (a message dropped with its worker): the nightly
@@ -110,43 +113,24 @@ def _enqueue(trial_id: int) -> None:
 STALE_AFTER = timedelta(hours=12)
 
 
-@transaction.atomic
 def quality_run_request(trial_id: int) -> bool:
     """Ask for a run of the trial's rules: enqueue one unless one is pending or running (then the
     running one runs once more at its end). Returns whether a task was enqueued."""
-    state = _locked_state(trial_id)
-    now = timezone.now()
-    enqueue = not state.queued or state.queued_at is None or now - state.queued_at > STALE_AFTER
-    state.dirty, state.queued = True, True
-    if enqueue:
-        state.queued_at = now
-    state.save(update_fields=["dirty", "queued", "queued_at"])
-    if enqueue:
-        _enqueue(trial_id)
-    return enqueue
+    return coalesced_request(QualityRunState, trial_id, _enqueue, stale_after=STALE_AFTER)
 
 
 def quality_run_execute(trial_id: int) -> bool:
     """One coalesced run (the Celery task's body): run, store the hits per rule, then release the
     queue or enqueue the next run if another was requested meanwhile. Returns whether one follows."""
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        state.dirty = False
-        state.save(update_fields=["dirty"])
-    trial = Trial.objects.filter(pk=trial_id).first()
-    result = quality_rules_run(trial) if trial is not None else RunResult()
-    with transaction.atomic():
-        state = _locked_state(trial_id)
-        again = state.dirty and trial is not None
-        state.queued = again
-        state.runs += 1
+
+    def run() -> RunResult | None:
+        trial = Trial.objects.filter(pk=trial_id).first()
+        return quality_rules_run(trial) if trial is not None else None
+
+    def record(state: QualityRunState, result: RunResult | None) -> list[str]:
+        result = result or RunResult()
         state.last_finished_at = timezone.now()
-        state.last_hits = {
-            "hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked,
-        }
-        state.save(update_fields=["queued", "runs", "last_finished_at", "last_hits"])
-        if again:
-            state.queued_at = timezone.now()
-            state.save(update_fields=["queued_at"])
-            _enqueue(trial_id)
-    return again
+        state.last_hits = {"hits": result.hits, "raised": result.raised, "closed": result.closed, "locked": result.locked}
+        return ["last_finished_at", "last_hits"]
+
+    return coalesced_run(QualityRunState, trial_id, run, _enqueue, record=record)

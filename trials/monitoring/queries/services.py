@@ -339,14 +339,19 @@ def edit_check_queries_raise(*, entry: CrfEntry, previous_warnings: list[dict]) 
     return raised
 
 
-def rule_query_raise(*, entry: CrfEntry, item: str, text: str, rule_code: str, user) -> Query:  # noqa: ANN001
-    """Raise the query of a data-quality rule hit (trials.monitoring.quality), under the system user.
-    The caller decides that it is not a duplicate; a lock on the data refuses it (ValidationError)."""
+def rule_query_raise(
+    *, entry: CrfEntry | None = None, adverse_event: AdverseEvent | None = None, item: str, text: str, rule_code: str, user,  # noqa: ANN001
+) -> Query:
+    """Raise the query of a data-quality rule hit (trials.monitoring.quality) on a CRF entry or an
+    adverse event, under the system user. The caller decides that it is not a duplicate; a lock on
+    the data refuses it (ValidationError)."""
     now = timezone.now()
+    participant = entry.participant if entry is not None else adverse_event.participant
     query = Query(
-        trial_id=entry.participant.trial_id, site_id=entry.participant.site_id, participant_id=entry.participant_id,
-        entry=entry, item=item, origin=QueryOrigin.QUALITY_RULE, rule_code=rule_code, text=text, raised_by=user,
-        raised_at=now, value_at_raise=_entry_value(entry, item, ""),
+        trial_id=participant.trial_id, site_id=participant.site_id, participant_id=participant.pk,
+        entry=entry, adverse_event=adverse_event, item=item, origin=QueryOrigin.QUALITY_RULE, rule_code=rule_code,
+        text=text, raised_by=user, raised_at=now,
+        value_at_raise=_entry_value(entry, item, "") if entry is not None else _ae_value(adverse_event, item),
     )
     _assert_queries_allowed(query)
     audited_save(query, user=user, reason=_("Query raised: data-quality rule %(code)s") % {"code": rule_code})
