@@ -58,5 +58,6 @@ bench: install
 	$(PY) tests/bench/bench_schedule.py
 	$(PY) tests/bench/bench_safety.py
 	$(PY) tests/bench/bench_export.py
+	$(PY) tests/bench/bench_sdtm.py
 	$(PY) tests/bench/bench_redcap.py
 	$(PY) tests/bench/bench_flow.py

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from typing import BinaryIO
 
 from django.core.exceptions import PermissionDenied
@@ -41,7 +42,7 @@ def _participants(spec: ExportSpec):  # noqa: ANN202
     )
 
 
-def _mask(spec: ExportSpec):  # noqa: ANN202
+def text_mask(spec: ExportSpec) -> Callable[[str], str]:
     """Arm codes and labels (`selectors.arm_mask`) and, in a blinded file, every kit code of the
     trial's lists (reasons such as "Randomized (kit KA4W7RX)"): a kit code leads to the list's arm.
     Every code of the lists is masked, allocated or not, so the masking itself says nothing."""
@@ -65,7 +66,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     if spec.trial_id is None or not selectors.export_trials(spec).exists():
         raise PermissionDenied(_("You no longer have access to this trial."))
     user = selectors.export_user(spec)
-    mask = _mask(spec)
+    mask = text_mask(spec)
     end = selectors.cutoff_end(spec)
     withheld = set(BLINDED_FIELDS) if spec.blinded else set()
     if not spec.identifiers:

@@ -77,6 +77,10 @@ register(ExportFormat(
     "trials.exports.audit.write", "trials.exports.audit.count", pooled=False,
 ))
 register(ExportFormat(
+    "odm_audit", _("Audit trail, whole trial (ODM 1.3.2 transactions)"), "xml", "application/xml",
+    "trials.exports.odm_audit.write", "trials.exports.odm_audit.count", pooled=False,
+))
+register(ExportFormat(
     "dta", _("Stata (a zip of .dta)"), "zip", "application/zip",
     "trials.exports.stats.write_dta", "trials.exports.stats.count",
 ))

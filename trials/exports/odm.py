@@ -579,9 +579,10 @@ def _sdtm_aliases(crf_code: str, item_name: str) -> tuple[tuple[str, str], ...]:
 MISSING_CODELIST = "CL.MISSING"
 
 
-def study_metadata(spec: ExportSpec, trial: Trial) -> StudyMetadata:
+def study_metadata(spec: ExportSpec, trial: Trial, *, history_crf_ids: Iterable[int] = ()) -> StudyMetadata:
     """The trial's ODM metadata for this export: its visits, the CRF versions the schedule and the
-    exported data use, the built-in visit/participant/adverse-event forms."""
+    exported data use (and `history_crf_ids`, versions only the audit trail still names), the
+    built-in visit/participant/adverse-event forms."""
     builder = _Builder(trial, spec)
     pooled = spec.trial_id is None
     codes = selectors.export_crf_codes(spec)
@@ -594,7 +595,7 @@ def study_metadata(spec: ExportSpec, trial: Trial) -> StudyMetadata:
     used: set[tuple[str | None, int]] = set(exported.exclude(visit__record_kind="log").values_list("visit_code", "crf_id").distinct())
     # CRF versions of the participant's log records (concomitant medications, medical history).
     logged: set[int] = set(exported.filter(visit__record_kind="log").values_list("crf_id", flat=True).distinct())
-    crf_ids = {link.crf_id for link in links} | {crf_id for _visit, crf_id in used} | logged
+    crf_ids = {link.crf_id for link in links} | {crf_id for _visit, crf_id in used} | logged | set(history_crf_ids)
     crfs = {crf.pk: crf for crf in CrfDefinition.objects.filter(pk__in=crf_ids)}
     # Oldest versions first, so an unchanged item keeps the OID its first version gave it.
     ordered = sorted(crfs.values(), key=lambda c: (codes.index(c.code) if c.code in codes else len(codes), c.code, c.version))

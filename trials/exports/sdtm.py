@@ -22,9 +22,10 @@ allocated subject (ARMNRS says why an unallocated one has none), TA collapses th
 "BLINDED" arm, and EX names the treatment "BLINDED TREATMENT" with no dose; define.xml says so.
 Unblinded: the arm code and label, and in EX the dose administered (PLACEBO, dose 0, for a placebo).
 
-Memory: pyreadstat writes a whole dataset from a DataFrame, so one dataset is held in memory at a
-time, column-wise (character columns as category codes, 4 bytes a cell). The rows are read in
-chunks; the biggest dataset is one CRF's findings (rows = entries × items of that CRF).
+Memory: a dataset is built column-wise (character columns as category codes, 4 bytes a cell; one
+copy of each distinct value) and written by the streaming XPT writer (trials.exports.xpt) a chunk
+of sorted rows at a time, without a DataFrame; its cells are released once written. The rows are
+read in chunks; the biggest dataset is one CRF's findings (rows = entries × items of that CRF).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import pandas as pd
 import pycountry
 import pyreadstat
 
-from trials.exports import manifest, odm, sdtm_terms, selectors
+from trials.exports import manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
 from trials.exports.spec import ExportSpec, Progress
 from trials.protocol.models import Arm, Criterion, FieldDefinition, Trial, VisitCrf, VisitDefinition
@@ -58,6 +59,7 @@ from trials.protocol.engine import ROW_ID, Item, schema_for
 from trials.protocol.labs import grade_answers
 
 CHAR, NUM = "char", "num"
+XPT_CHUNK = 20_000  # rows per chunk of the streaming XPT writer
 UNMASKED = frozenset({"STUDYID", "DOMAIN", "RDOMAIN", "USUBJID", "SUBJID", "SITEID", "IDVAR", "IDVARVAL", "QNAM"})
 MAX_CHAR = 200  # XPT v5: character values of at most 200 bytes
 FINDINGS_LABELS = {
@@ -347,6 +349,47 @@ class Dataset:
     def labels(self) -> dict[str, str]:
         return {v.name: v.label[:40] for v in self.variables}
 
+    def order(self) -> np.ndarray:
+        """The rows in key order, as frame() sorts them (stable; a missing key first)."""
+        sort_keys = []
+        for key in self.keys:
+            if key in self._codes:
+                categories = list(self._categories[key])
+                rank = np.empty(len(categories) + 1, dtype=np.int64)
+                rank[0] = -1
+                for position, index in enumerate(sorted(range(len(categories)), key=categories.__getitem__)):
+                    rank[index + 1] = position
+                sort_keys.append(rank[np.frombuffer(self._codes[key], dtype=np.int32).astype(np.int64) + 1])
+            elif key in self._numbers:
+                sort_keys.append(np.nan_to_num(np.frombuffer(self._numbers[key], dtype=np.float64), nan=-np.inf))
+        if not sort_keys or not self.rows:
+            return np.arange(self.rows)
+        return np.lexsort(sort_keys[::-1])
+
+    def write_xpt(self, out: BinaryIO, chunk: int = XPT_CHUNK) -> None:
+        """The dataset as an XPT v5 file, written a chunk of rows at a time in key order
+        (trials.exports.xpt): no DataFrame of the whole dataset."""
+        lengths = self.lengths()
+        variables = [(v.name, ascii_text(v.label, 40), v.type, lengths[v.name]) for v in self.variables]
+        writer = xpt.XptWriter(out, self.name, ascii_text(self.label, 40), variables)
+        order = self.order()
+        texts = {}
+        for v in self.variables:
+            if v.type == CHAR:
+                width = lengths[v.name]
+                texts[v.name] = np.array([b""] + [t.encode("ascii", "replace") for t in self._categories[v.name]], dtype=f"S{width}")
+        for start in range(0, self.rows, chunk):
+            rows = order[start:start + chunk]
+            columns = {}
+            for v in self.variables:
+                if v.type == CHAR:
+                    codes = np.frombuffer(self._codes[v.name], dtype=np.int32)[rows].astype(np.int64) + 1
+                    columns[v.name] = texts[v.name][codes]
+                else:
+                    columns[v.name] = np.frombuffer(self._numbers[v.name], dtype=np.float64)[rows]
+            writer.write_rows(columns)
+        writer.close()
+
     def categories(self, name: str) -> list[str]:
         """The distinct values of a character variable (for a code list)."""
         return list(self._categories.get(name, {}))
@@ -399,7 +442,14 @@ def _is_number(text: str) -> bool:
 
 
 def write_xpt(dataset: Dataset, path: Path) -> None:
-    """One XPT v5 file (names ≤ 8 characters, labels ≤ 40)."""
+    """One XPT v5 file (names ≤ 8 characters, labels ≤ 40), streamed a chunk of rows at a time."""
+    with path.open("wb") as out:
+        dataset.write_xpt(out)
+
+
+def write_xpt_frame(dataset: Dataset, path: Path) -> None:
+    """The same file through a whole-dataset DataFrame and pyreadstat.write_xport (the writer
+    before the streaming one; tests/exports/test_xpt.py reads both back and compares them)."""
     pyreadstat.write_xport(
         dataset.frame(), str(path), file_label=ascii_text(dataset.label, 40), column_labels=dataset.labels(),
         table_name=dataset.name, file_format_version=5,
