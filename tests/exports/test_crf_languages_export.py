@@ -54,10 +54,10 @@ def test_odm_has_a_translated_text_per_language_validates_and_imports_back_with_
     path = export_metadata("ASC-DU", tmp_path)
     document = etree.parse(str(path))
     odm_export.odm_schema().assertValid(document)
-    question = document.find(".//odm:ItemDef[@OID='IT.COCHIN.COCHIN_01']/odm:Question", NS)
+    question = document.find(".//odm:ItemDef[@OID='IT.COCHIN.cochin_01']/odm:Question", NS)
     texts = {t.get(XML_LANG): t.text for t in question.findall("odm:TranslatedText", NS)}
     assert texts == {"en": "1. Can you hold a bowl?", "fr": "1. Pouvez-vous tenir un bol ?", "es": "1. ¿Puede sostener un tazón?"}
-    item_def = document.find(".//odm:ItemDef[@OID='IT.COCHIN.COCHIN_01']", NS)
+    item_def = document.find(".//odm:ItemDef[@OID='IT.COCHIN.cochin_01']", NS)
     codelist = document.find(f".//odm:CodeList[@OID='{item_def.find('odm:CodeListRef', NS).get('CodeListOID')}']", NS)
     impossible = codelist.find("odm:CodeListItem[@CodedValue='5']/odm:Decode", NS)
     assert {t.get(XML_LANG): t.text for t in impossible.findall("odm:TranslatedText", NS)} == {

@@ -453,9 +453,8 @@ def _item_infos(versions: list[CrfDefinition], items: list[Item], identifiers: b
                 (language, (translated := _item_in(schema_for(newest, language), item.name)).label, translated.choices)
                 for language in schema.languages
             )
-            statuses = "; ".join(
-                f"{language}: {status}" for language, status in ((newest.definition or {}).get("translation_status") or {}).items()
-            )
+            status_of = (newest.definition or {}).get("translation_status") or {}
+            statuses = "; ".join(f"{language}: {status_of[language]}" for language in schema.languages if language in status_of)
         infos[item.name] = ItemInfo(
             required=item.required, min="" if item.min is None else f"{item.min}", max="" if item.max is None else f"{item.max}",
             section=item.section, help=str(item.help or ""), show_if=unnamed(str(source.get("show_if") or "")),
@@ -864,7 +863,7 @@ def masked(table: Table, mask: Callable[[str], str]) -> Table:
     masked trial: no arm code or label in any text, see selectors.arm_mask)."""
     columns = tuple(
         Column(c.name, mask(c.label), c.type, c.unit, tuple((code, mask(label)) for code, label in c.codes), c.precision,
-               mask(c.source), c.item)
+               mask(c.source), c.item, tuple((language, mask(label)) for language, label in c.labels))
         for c in table.columns
     )
     texts = [i for i, c in enumerate(columns) if c.type == TEXT]

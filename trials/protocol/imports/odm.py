@@ -653,9 +653,13 @@ def _with_languages(crf: dict, reader: _Reader, result: ImportResult, label: str
     found = [table.get(str(obj.get(key) or "")) for obj, key in texts]
     translated = [f for (obj, key), f in zip(texts, found, strict=True) if f or key != "unit"]
     if not translated or not all(translated):
-        missing = sorted({lang for f in found if f for lang in f})
-        if missing:
-            result.report.append(f"{label}: CRF {crf['code']}: texts in {', '.join(missing)} not kept: not every text of the CRF has them")
+        counts: dict[str, int] = {}
+        for texts_ in filter(None, found):
+            for lang in list(texts_)[1:]:  # the first is the text's own (default) language
+                counts[lang] = counts.get(lang, 0) + 1
+        if counts:
+            listed = ", ".join(f"{lang} ({n})" for lang, n in sorted(counts.items()))
+            result.report.append(f"{label}: CRF {crf['code']}: texts in {listed} not kept: not every text of the CRF has them")
         return crf
     default = next(iter(translated[0]))
     languages = [default] + sorted(set.intersection(*(set(f) for f in translated)) - {default})
