@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from django.utils.translation import gettext as _
 from django.views.i18n import set_language
 
+from edc.ops import hooks as ops_hooks
 from edc.ops import services
 from edc.ops.models import WorkerHeartbeat
 
@@ -59,7 +60,8 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form) -> HttpResponse:  # noqa: ANN001
         response = super().form_valid(form)
-        language = services.user_language(form.get_user())
+        # Her own choice, else her site's language (trial file), else the browser's (no cookie).
+        language = services.user_language(form.get_user()) or ops_hooks.user_default_language(form.get_user())
         if language:
             response.set_cookie(
                 settings.LANGUAGE_COOKIE_NAME,

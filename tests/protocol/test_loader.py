@@ -114,7 +114,7 @@ def test_changed_crf_becomes_a_new_version(tmp_path, seeds):
     shutil.copytree(SEEDS, folder)
     path = folder / "crfs" / "pain_vas.yaml"
     data = yaml.safe_load(path.read_text())
-    data["fields"][-1]["help"] = "Ask about the last 7 days."
+    data["fields"][-1]["help"]["en"] = "Ask about the last 7 days."  # a multilingual text (issue 20): its English changed
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     report = protocol_load([folder], user=system_user())

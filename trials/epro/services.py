@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -64,7 +65,8 @@ def visit_questionnaires(visit: Visit) -> list[Questionnaire]:
         if link.crf.definition.get("respondent") != "participant":
             continue
         entry = crf_entry_for(visit, link.crf_code)
-        found.append(Questionnaire(link.crf_code, schema_for(entry.crf), entry))
+        # Texts in the page's language (the participant's: trials.epro.views), codes unchanged.
+        found.append(Questionnaire(link.crf_code, schema_for(entry.crf, get_language()), entry))
     return found
 
 

@@ -5,13 +5,14 @@ Participant pages show the questionnaire only: no participant number, no site, n
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
@@ -24,6 +25,17 @@ from trials.visits.services import entry_context
 # Participant mode: {"visit": pk, "user": pk} in the coordinator's session; the middleware keeps
 # every other page out of reach until she takes the tablet back with her password.
 TABLET = "epro_tablet"
+
+
+def _participant_language(request: HttpRequest, visit) -> None:  # noqa: ANN001
+    """Participant pages speak her language: the one picked on these pages (the language cookie),
+    else her site's (`language:` in the trial file), else her browser's (LocaleMiddleware)."""
+    if request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) in dict(settings.LANGUAGES):
+        return
+    language = visit.participant.site.language
+    if language:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
 
 
 def _client(request: HttpRequest) -> str:
@@ -93,6 +105,7 @@ def _tablet_visit(request: HttpRequest):  # noqa: ANN202
 def tablet_home(request: HttpRequest) -> HttpResponse:
     """The locked screen: only the questionnaires this participant still has to answer at this visit."""
     visit = _tablet_visit(request)
+    _participant_language(request, visit)
     return render(request, "epro/tablet_home.html", {"due": services.due_questionnaires(visit), "tablet": True})
 
 
@@ -159,6 +172,7 @@ def _run(
     request: HttpRequest, *, visit, crf_code: str, key: str, mode: str, here: str, tablet: bool,  # noqa: ANN001
     link: ProLink | None = None, handed_over_by=None,  # noqa: ANN001
 ) -> HttpResponse:
+    _participant_language(request, visit)
     found = services.questionnaire(visit, crf_code)
     schema = found.schema
     if found.done:

@@ -102,9 +102,15 @@ def _e(tag: str, attrib: dict | None = None, parent: etree._Element | None = Non
     return element
 
 
-def _translated(parent: etree._Element, tag: str, text: str) -> None:
+def _translated(parent: etree._Element, tag: str, text: str, translations: Iterable[tuple[str, str]] = ()) -> None:
+    """A text holder: one TranslatedText per language of a multilingual CRF (ODM 1.3.2 allows several,
+    each with its xml:lang), else the one text in the project's language."""
     holder = _e(tag, parent=parent)
-    _e("TranslatedText", {XML_LANG: settings.LANGUAGE_CODE}, holder, text)
+    translations = tuple(translations)
+    if not translations:
+        _e("TranslatedText", {XML_LANG: settings.LANGUAGE_CODE}, holder, text)
+    for language, translated in translations:
+        _e("TranslatedText", {XML_LANG: language}, holder, translated)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -142,6 +148,8 @@ class CodeListSpec:
     name: str
     data_type: str  # integer | text
     items: tuple[tuple[str, str], ...]  # (coded value, decode)
+    # A multilingual CRF's codelist: for each item, its decode in each language ((language, text), …).
+    decodes: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass
@@ -163,6 +171,7 @@ class ItemSpec:
     method: tuple[str, str, str] | None = None  # a calculated item: (description, context, expression)
     condition: str | None = None  # show_if (CEL): the item is collected only when it holds
     aliases: tuple[tuple[str, str], ...] = ()  # (context, name): the SDTM variable the item maps to
+    question_i18n: tuple[tuple[str, str], ...] = ()  # a multilingual CRF: (language, question) per language
 
 
 @dataclass
@@ -172,6 +181,7 @@ class GroupSpec:
     repeating: bool
     items: list[ItemSpec]
     source: str | None = None  # the repeating group's item name in the answers
+    name_i18n: tuple[tuple[str, str], ...] = ()  # a multilingual CRF's section: its title per language (Description)
 
 
 @dataclass
@@ -179,6 +189,7 @@ class FormSpec:
     oid: str
     name: str
     groups: list[GroupSpec]
+    title_i18n: tuple[tuple[str, str], ...] = ()  # a multilingual CRF: its title per language (FormDef Description)
 
 
 @dataclass
@@ -208,10 +219,20 @@ class StudyMetadata:
     with_allocation: bool
     mask: Callable[[str], str] = lambda text: text  # arm names masked in a blinded export (arm_mask)
     signature_defs: dict[str, str] = field(default_factory=dict)  # a signature's meaning -> its SignatureDef OID
+    unit_i18n: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # symbol -> per-language symbols
 
     def text(self, value: Any) -> str:
         """A human-readable text of the file: arm names masked, only characters XML can hold."""
         return _xml_text(self.mask(str(value)))
+
+
+def _localized_items(crf: CrfDefinition, name: str) -> list[tuple[str, Item]]:
+    """A multilingual CRF's item in each of its languages, the default one first; [] for one language."""
+    schema = schema_for(crf)
+    if len(schema.languages) < 2:
+        return []
+    languages = [schema.default_language] + [lang for lang in schema.languages if lang != schema.default_language]
+    return [(lang, schema_for(crf, lang).item(name)) for lang in languages]
 
 
 class _Registry:
@@ -296,12 +317,16 @@ class _Builder:
         self.codelists: dict[str, CodeListSpec] = {}
         self.units: dict[str, str] = {}
         self.unit_oids: dict[str, str] = {}
+        self.unit_i18n: dict[str, tuple[tuple[str, str], ...]] = {}  # symbol -> (language, symbol) of a multilingual CRF
 
     # Units and code lists
 
-    def unit(self, symbol: str) -> str | None:
+    def unit(self, symbol: str, translations: tuple[tuple[str, str], ...] = ()) -> str | None:
+        """A MeasurementUnit per symbol (a multilingual CRF's unit: its symbol in each language too)."""
         if not symbol:
             return None
+        if translations and any(text != symbol for _lang, text in translations):
+            self.unit_i18n.setdefault(symbol, translations)
         if symbol not in self.unit_oids:
             readable = symbol
             for sign, word in UNIT_WORDS.items():
@@ -314,12 +339,13 @@ class _Builder:
             self.units[oid] = symbol
         return self.unit_oids[symbol]
 
-    def codelist(self, base: str, name: str, choices: Iterable[tuple[Any, str]], version: int | None = None) -> str:
+    def codelist(self, base: str, name: str, choices: Iterable[tuple[Any, str]], version: int | None = None,
+                 decodes: tuple[tuple[tuple[str, str], ...], ...] = ()) -> str:
         choices = tuple((str(code), str(label)) for code, label in choices)
         data_type = "integer" if all(re.fullmatch(r"-?\d+", code) for code, _label in choices) else "text"
-        oid, new = self.registry.claim(base, ("CL", name, data_type, choices), version)
+        oid, new = self.registry.claim(base, ("CL", name, data_type, choices, decodes), version)
         if new:
-            self.codelists[oid] = CodeListSpec(oid, name, data_type, choices)
+            self.codelists[oid] = CodeListSpec(oid, name, data_type, choices, decodes)
         return oid
 
     def yes_no(self) -> str:
@@ -328,7 +354,7 @@ class _Builder:
     def item(self, spec: ItemSpec, version: int | None = None) -> ItemSpec:
         signature = (
             "IT", spec.name, spec.data_type, spec.question, spec.kind, spec.option, spec.length, spec.digits,
-            spec.unit_oid, spec.minimum, spec.maximum, spec.codelist_oid, spec.method, spec.aliases,
+            spec.unit_oid, spec.minimum, spec.maximum, spec.codelist_oid, spec.method, spec.aliases, spec.question_i18n,
         )
         oid, new = self.registry.claim(spec.oid, signature, version)
         spec.oid = oid
@@ -346,7 +372,9 @@ class _Builder:
         if item.identifier and not self.spec.identifiers:
             return []
         base = f"IT.{oid_part(crf.code)}.{oid_part(item.name)}"
-        unit = self.unit(item.unit)
+        # A multilingual CRF: the item in each of its languages (default first), for TranslatedText per xml:lang.
+        localized = _localized_items(crf, item.name)
+        unit = self.unit(item.unit, tuple((lang, other.unit) for lang, other in localized))
         source = (sources or {}).get(item.name, {})
         hidden = () if self.spec.identifiers else self.identifier_names
         condition = _unnamed(source.get("show_if") or None, hidden)
@@ -361,6 +389,7 @@ class _Builder:
                     oid=f"{base}.{oid_part(code)}", name=f"{item.name}.{code}", data_type="integer",
                     question=f"{item.label}: {label}", kind="option", source=item.name, option=code, length=1,
                     codelist_oid=yes_no, condition=condition,
+                    question_i18n=tuple((lang, f"{other.label}: {dict(other.choices).get(code, label)}") for lang, other in localized),
                 ), crf.version)
                 for code, label in item.choices
             ]
@@ -368,7 +397,10 @@ class _Builder:
         codelist = None
         if item.type == "single_choice":
             list_name = codelist_names.get(item.name, item.name)
-            codelist = self.codelist(f"CL.{oid_part(crf.code)}.{oid_part(list_name)}", list_name, item.choices, crf.version)
+            decodes = tuple(
+                tuple((lang, str(dict(other.choices).get(code, label))) for lang, other in localized) for code, label in item.choices
+            ) if localized else ()
+            codelist = self.codelist(f"CL.{oid_part(crf.code)}.{oid_part(list_name)}", list_name, item.choices, crf.version, decodes)
         elif item.type == "yes_no":
             codelist = self.yes_no()
         numeric = data_type in {"integer", "float"} and item.type not in {"yes_no", "single_choice"}
@@ -378,11 +410,13 @@ class _Builder:
             length=length, digits=digits, unit_oid=unit, minimum=item.min if numeric else None,
             maximum=item.max if numeric else None, codelist_oid=codelist,
             mandatory=item.required and item.type != "calculated", method=method, condition=condition, aliases=aliases,
+            question_i18n=tuple((lang, other.label) for lang, other in localized),
         ), crf.version)]
 
-    def group(self, base: str, name: str, repeating: bool, items: list[ItemSpec], source: str | None, version: int) -> GroupSpec:
-        oid, _new = self.registry.claim(base, ("IG", name, repeating, tuple(i.oid for i in items)), version)
-        return GroupSpec(oid, name, repeating, items, source)
+    def group(self, base: str, name: str, repeating: bool, items: list[ItemSpec], source: str | None, version: int,
+              name_i18n: tuple[tuple[str, str], ...] = ()) -> GroupSpec:
+        oid, _new = self.registry.claim(base, ("IG", name, repeating, tuple(i.oid for i in items), name_i18n), version)
+        return GroupSpec(oid, name, repeating, items, source, name_i18n)
 
     def crf_form(self, crf: CrfDefinition) -> FormSpec:
         """One FormDef per CRF version: an item group per section, one per repeating group."""
@@ -407,11 +441,18 @@ class _Builder:
                 sections[item.section] = []
                 order.append(("section", item.section))
             sections[item.section].extend(specs)
+        languages = [schema.default_language] + [lang for lang in schema.languages if lang != schema.default_language]
+        localized = [schema_for(crf, lang) for lang in languages] if len(languages) > 1 else []
+        headings = [{s.name: s.heading for s in other.sections} for other in localized]
         for kind, what in order:
             if kind == "section":
                 label = what or crf.title
                 base = f"IG.{code}.{oid_part(what.upper()) if what else 'MAIN'}"
-                groups.append(self.group(base, label, False, sections[what], None, crf.version))
+                name_i18n = tuple(
+                    (lang, (heads.get(what) or what) if what else other.title)
+                    for lang, heads, other in zip(languages, headings, localized, strict=True)
+                ) if localized else ()
+                groups.append(self.group(base, label, False, sections[what], None, crf.version, name_i18n))
             else:
                 row_id = self.item(ItemSpec(
                     oid=f"IT.{code}.{oid_part(what.name)}._row_id", name=f"{what.name}._row_id", data_type="text",
@@ -419,8 +460,11 @@ class _Builder:
                     length=32,
                 ), crf.version)
                 items = [row_id] + [s for child in what.children for s in self.crf_items(crf, child, names, sources)]
-                groups.append(self.group(f"IG.{code}.{oid_part(what.name.upper())}", what.label, True, items, what.name, crf.version))
-        return FormSpec(f"F.{code}.V{crf.version}", f"{crf.title} (v{crf.version})", groups)
+                groups.append(self.group(f"IG.{code}.{oid_part(what.name.upper())}", what.label, True, items, what.name, crf.version,
+                                         tuple((lang, other.item(what.name).label) for lang, other in zip(languages, localized, strict=False))
+                                         if localized else ()))
+        return FormSpec(f"F.{code}.V{crf.version}", f"{crf.title} (v{crf.version})", groups,
+                        tuple((lang, other.title) for lang, other in zip(languages, localized, strict=False)) if localized else ())
 
     # Built-in forms: visit, subject, adverse events
 
@@ -643,7 +687,7 @@ def study_metadata(spec: ExportSpec, trial: Trial, *, history_crf_ids: Iterable[
     code = oid_part(trial.code)
     return StudyMetadata(
         trial=trial, study_oid=f"ST.{code}", mdv_oid=f"MDV.{code}", events=events, forms=forms, items=builder.items,
-        codelists=builder.codelists, units=builder.units, sites=list(selectors.export_sites(spec).filter(trial=trial)),
+        codelists=builder.codelists, units=builder.units, unit_i18n=builder.unit_i18n, sites=list(selectors.export_sites(spec).filter(trial=trial)),
         form_by_crf=form_by_crf, event_by_visit=event_by_visit, with_adverse_events=not pooled,
         with_allocation=with_allocation, mask=arm_mask(spec),
     )
@@ -663,7 +707,7 @@ def study_element(meta: StudyMetadata) -> etree._Element:
         basic = _e("BasicDefinitions", parent=study)
         for oid, symbol in meta.units.items():
             unit = _e("MeasurementUnit", {"OID": oid, "Name": meta.text(symbol)}, basic)
-            _translated(unit, "Symbol", meta.text(symbol))
+            _translated(unit, "Symbol", meta.text(symbol), ((lang, meta.text(text)) for lang, text in meta.unit_i18n.get(symbol, ())))
     mdv = _e("MetaDataVersion", {"OID": meta.mdv_oid, "Name": meta.text(_("%(trial)s CRF versions") % {"trial": trial.code})}, study)
     protocol = _e("Protocol", parent=mdv)
     for number, event in enumerate(meta.events, 1):
@@ -674,6 +718,8 @@ def study_element(meta: StudyMetadata) -> etree._Element:
             _e("FormRef", {"FormOID": form_oid, "OrderNumber": number, "Mandatory": _yes_no(mandatory)}, element)
     for form in meta.forms.values():
         element = _e("FormDef", {"OID": form.oid, "Name": meta.text(form.name), "Repeating": "No"}, mdv)
+        if form.title_i18n:  # a multilingual CRF's title in each of its languages
+            _translated(element, "Description", "", ((lang, meta.text(text)) for lang, text in form.title_i18n))
         for number, group in enumerate(form.groups, 1):
             _e("ItemGroupRef", {"ItemGroupOID": group.oid, "OrderNumber": number, "Mandatory": "No"}, element)
     written = set()
@@ -685,6 +731,8 @@ def study_element(meta: StudyMetadata) -> etree._Element:
                 continue
             written.add(group.oid)
             element = _e("ItemGroupDef", {"OID": group.oid, "Name": meta.text(group.name), "Repeating": _yes_no(group.repeating)}, mdv)
+            if group.name_i18n:  # a multilingual CRF's section title in each of its languages
+                _translated(element, "Description", "", ((lang, meta.text(text)) for lang, text in group.name_i18n))
             for number, item in enumerate(group.items, 1):
                 attributes = {"ItemOID": item.oid, "OrderNumber": number, "Mandatory": _yes_no(item.mandatory)}
                 if item.condition:
@@ -697,7 +745,7 @@ def study_element(meta: StudyMetadata) -> etree._Element:
             "OID": item.oid, "Name": meta.text(item.name), "DataType": item.data_type, "Length": item.length,
             "SignificantDigits": item.digits,
         }, mdv)
-        _translated(element, "Question", meta.text(item.question))
+        _translated(element, "Question", meta.text(item.question), ((lang, meta.text(text)) for lang, text in item.question_i18n))
         if item.unit_oid:
             _e("MeasurementUnitRef", {"MeasurementUnitOID": item.unit_oid}, element)
         for comparator, bound in (("GE", item.minimum), ("LE", item.maximum)):
@@ -713,7 +761,8 @@ def study_element(meta: StudyMetadata) -> etree._Element:
         element = _e("CodeList", {"OID": codelist.oid, "Name": meta.text(codelist.name), "DataType": codelist.data_type}, mdv)
         for number, (value, label) in enumerate(codelist.items, 1):
             entry = _e("CodeListItem", {"CodedValue": _xml_text(value), "OrderNumber": number}, element)
-            _translated(entry, "Decode", meta.text(label))
+            decodes = codelist.decodes[number - 1] if codelist.decodes else ()
+            _translated(entry, "Decode", meta.text(label), ((lang, meta.text(text)) for lang, text in decodes))
     # Branching: an item with show_if is not collected when the condition fails (CollectionException).
     for text, oid in conditions.items():
         element = _e("ConditionDef", {"OID": oid, "Name": meta.text(text)[:200]}, mdv)

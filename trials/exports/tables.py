@@ -41,7 +41,8 @@ from trials.monitoring.models import QueryOrigin, QueryState
 from trials.participants.models import AllocationMethod, ParticipantStatus
 from trials.protocol.models import ArmType, CrfDefinition, VisitKind
 from trials.safety.models import ActionTaken, Causality, Outcome, Procedure, Seriousness
-from trials.protocol.engine import MISSING_CODES, ROW_ID, Item, schema_for
+from trials.protocol.engine import MISSING_CODES, ROW_ID, CrfSchema, Item, schema_for
+from trials.protocol.schema import CONTENT_LANGUAGES
 from trials.visits.models import EntryStatus, VisitStatus
 
 TEXT, INTEGER, DECIMAL, DATE, DATETIME, BOOLEAN = "text", "integer", "decimal", "date", "datetime", "boolean"
@@ -76,6 +77,10 @@ class ItemInfo:
     calculation: str = ""
     identifier: bool = False
     versions: str = ""  # "1, 2"
+    # The item in each language of its CRF (newest version with the item): (language, label, choices),
+    # and where each translation stands ("fr: to_be_validated; es: to_be_validated"; trials.protocol.content).
+    localized: tuple[tuple[str, str, tuple[tuple[Any, str], ...]], ...] = ()
+    translation_status: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Column:
     precision: int | None = None
     source: str = ""  # where the value comes from ("DEMOG.sex", "participant.status"), for the dictionary
     item: ItemInfo | None = None  # a CRF item's column: its checks and branching, for the dictionary
+    labels: tuple[tuple[str, str], ...] = ()  # a CRF item's column: its label in each language of the CRF
 
 
 @dataclass
@@ -434,17 +440,36 @@ def _item_infos(versions: list[CrfDefinition], items: list[Item], identifiers: b
                 text = re.sub(rf"\b{re.escape(name)}\b", "[identifier]", text)
         return text
 
+    by_version = {crf.version: crf for crf in versions}
     infos = {}
     for item in items:
         found = [(version, fields[item.name]) for version, fields in sources if item.name in fields]
         source = found[0][1] if found else {}
+        newest = by_version.get(found[0][0]) if found else None
+        localized, statuses = (), ""
+        if newest is not None:
+            schema = schema_for(newest)
+            localized = tuple(
+                (language, (translated := _item_in(schema_for(newest, language), item.name)).label, translated.choices)
+                for language in schema.languages
+            )
+            status_of = (newest.definition or {}).get("translation_status") or {}
+            statuses = "; ".join(f"{language}: {status_of[language]}" for language in schema.languages if language in status_of)
         infos[item.name] = ItemInfo(
             required=item.required, min="" if item.min is None else f"{item.min}", max="" if item.max is None else f"{item.max}",
             section=item.section, help=str(item.help or ""), show_if=unnamed(str(source.get("show_if") or "")),
             calculation=unnamed(_calculation_text(source.get("calculation"))) if item.type == "calculated" else "",
             identifier=item.identifier, versions=", ".join(str(v) for v in sorted(v for v, _f in found)),
+            localized=localized, translation_status=statuses,
         )
     return infos
+
+
+def _item_in(schema: CrfSchema, name: str) -> Item:
+    try:
+        return schema.item(name)
+    except KeyError:
+        return Item(name=name, label="", type="text")
 
 
 def _item_columns(crf_code: str, item: Item, taken: set[str], info: ItemInfo | None = None) -> ItemColumns | None:
@@ -457,10 +482,12 @@ def _item_columns(crf_code: str, item: Item, taken: set[str], info: ItemInfo | N
         taken.add(candidate)
         return candidate
 
+    localized = info.localized if info else ()
     if item.type == "multiple_choice":
         columns = tuple(
             Column(unique(f"{item.name}_{_code_suffix(code)}"), f"{item.label}: {label}", BOOLEAN, codes=BOOLEAN_CODES,
-                   source=f"{source} = {code}", item=info)
+                   source=f"{source} = {code}", item=info,
+                   labels=tuple((lang, f"{text_}: {dict(choices).get(code, label)}") for lang, text_, choices in localized))
             for code, label in item.choices
         )
         return ItemColumns(item.name, columns, tuple(code for code, _label in item.choices))
@@ -471,7 +498,7 @@ def _item_columns(crf_code: str, item: Item, taken: set[str], info: ItemInfo | N
         return None
     codes = tuple((c, str(label)) for c, label in item.choices) or (BOOLEAN_CODES if kind == BOOLEAN else ())
     column = Column(unique(item.name), item.label, kind, unit=item.unit, codes=codes, precision=item.precision, source=source,
-                    item=info)
+                    item=info, labels=tuple((lang, text_) for lang, text_, _choices in localized))
     return ItemColumns(item.name, (column,))
 
 
@@ -778,6 +805,10 @@ def dictionary_table(tables: list[Table]) -> Table:
         Column("table", _("Table"), TEXT),
         Column("variable", _("Variable"), TEXT),
         Column("label", _("Label"), TEXT),
+        # A CRF item's label in each language its CRF declares (empty where it has none); codes and
+        # variable names are the same in every language.
+        *(Column(f"label_{language}", _("Label (%(language)s)") % {"language": language}, TEXT) for language in CONTENT_LANGUAGES),
+        Column("translation_status", _("Translation status (per language)"), TEXT),
         Column("type", _("Type"), TEXT, codes=tuple((t, t) for t in TYPES)),
         Column("unit", _("Unit"), TEXT),
         Column("codes", _("Codes (code=label; …)"), TEXT),
@@ -807,7 +838,9 @@ def dictionary_table(tables: list[Table]) -> Table:
                     info.required, info.min or None, info.max or None, info.section or None, info.help or None,
                     info.show_if or None, info.calculation or None, info.identifier, info.versions or None,
                 ) if info else (None,) * 9
-                yield (table.name, column.name, column.label, column.type, column.unit or None, codes or None, codes_json,
+                labels = dict(column.labels)
+                translations = (*(labels.get(language) or None for language in CONTENT_LANGUAGES), (info.translation_status or None) if info else None)
+                yield (table.name, column.name, column.label, *translations, column.type, column.unit or None, codes or None, codes_json,
                        column.precision, *item, column.source or None, note if column.type == TEXT else None)
 
     return Table(DICTIONARY, _("Data dictionary"), DICTIONARY, columns, generate,
@@ -830,7 +863,7 @@ def masked(table: Table, mask: Callable[[str], str]) -> Table:
     masked trial: no arm code or label in any text, see selectors.arm_mask)."""
     columns = tuple(
         Column(c.name, mask(c.label), c.type, c.unit, tuple((code, mask(label)) for code, label in c.codes), c.precision,
-               mask(c.source), c.item)
+               mask(c.source), c.item, tuple((language, mask(label)) for language, label in c.labels))
         for c in table.columns
     )
     texts = [i for i, c in enumerate(columns) if c.type == TEXT]

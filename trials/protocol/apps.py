@@ -6,3 +6,9 @@ class ProtocolConfig(AppConfig):
     name = "trials.protocol"
     label = "protocol"
     verbose_name = _("Protocol")
+
+    def ready(self) -> None:
+        from edc.ops import hooks
+        from trials.protocol import selectors
+
+        hooks.user_default_language.register(selectors.user_site_language)

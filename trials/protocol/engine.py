@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from trials.protocol.content import localized
 from trials.protocol.models import CrfDefinition
 from trials.protocol import medications, scores
 
@@ -132,9 +133,14 @@ class Item:
 
 @dataclass(frozen=True)
 class Section:
-    name: str
+    name: str  # in the CRF's default language: what items name their section by
     layout: str = "stack"
     help: str = ""
+    title: str = ""  # the name in the schema's language
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.name
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,17 @@ class CrfSchema:
     reads_allocation: bool = False
     # "participant" (patient-reported, answered in trials.epro) or "staff".
     respondent: str = "staff"
+    # The language its texts are in (trials.protocol.content), the CRF's languages and default one,
+    # and the status of this language's translation ("", "original", "validated", "to_be_validated").
+    language: str = "en"
+    languages: tuple[str, ...] = ("en",)
+    default_language: str = "en"
+    translation_status: str = ""
+
+    @property
+    def translation_to_be_validated(self) -> bool:
+        """Staff pages mark a working translation of a published instrument (never shown to participants)."""
+        return self.translation_status == "to_be_validated"
 
     def item(self, name: str) -> Item:
         for item in self.items:
@@ -224,22 +241,22 @@ def _calculation_inputs(spec: dict) -> tuple[str, ...]:
     return tuple(inputs.get(argument, argument) for argument in score.inputs)
 
 
-def _item(spec: dict, codelists: dict) -> Item:
+def _item(spec: dict, codelists: dict, language: str | None = None) -> Item:
     choices = spec.get("choices")
     if isinstance(choices, str):
         choices = codelists[choices]
     calculation = spec.get("calculation")
     return Item(
         name=spec["name"],
-        label=spec["label"],
+        label=localized(spec, "label", language),
         type=spec["type"],
         required=spec.get("required", False),
-        help=spec.get("help", ""),
-        unit=spec.get("unit", ""),
+        help=localized(spec, "help", language),
+        unit=localized(spec, "unit", language),
         min=Decimal(str(spec["min"])) if spec.get("min") is not None else None,
         max=Decimal(str(spec["max"])) if spec.get("max") is not None else None,
         precision=spec.get("precision"),
-        choices=tuple((c["code"], c["label"]) for c in choices or ()),
+        choices=tuple((c["code"], localized(c, "label", language)) for c in choices or ()),
         widget=spec.get("widget"),
         show_if=cel.compile(spec["show_if"]) if spec.get("show_if") else None,
         rules=_rules(spec.get("checks", [])),
@@ -249,7 +266,7 @@ def _item(spec: dict, codelists: dict) -> Item:
         section=spec.get("section") or "",
         identifier=spec.get("identifier", False),
         may_precede_consent=spec.get("may_precede_consent", False),
-        children=tuple(_item(child, codelists) for child in spec.get("fields") or ()),
+        children=tuple(_item(child, codelists, language) for child in spec.get("fields") or ()),
         min_rows=spec.get("min_rows"),
         max_rows=spec.get("max_rows"),
         carry_forward=tuple(spec.get("carry_forward") or ()),
@@ -260,7 +277,7 @@ def _item(spec: dict, codelists: dict) -> Item:
     )
 
 
-_SCHEMAS: dict[tuple[int, str], CrfSchema] = {}
+_SCHEMAS: dict[tuple[int, str, str], CrfSchema] = {}
 
 
 def _score_input_references(fields: list[dict]) -> list[tuple[str, str, str]]:
@@ -301,21 +318,41 @@ def _references(definition: dict) -> dict[str, frozenset[str]]:
     return {namespace: frozenset(codes) for namespace, codes in found.items()}
 
 
-def schema_for(crf: CrfDefinition) -> CrfSchema:
-    """The compiled schema of a CRF version (versions never change, so it is cached for good)."""
-    key = (crf.pk, crf.content_sha256)
+def crf_language(crf: CrfDefinition, wanted: str | None) -> str:
+    """The language a CRF version is shown in: `wanted` if the CRF has it, else its default language."""
+    definition = crf.definition or {}
+    default = definition.get("default_language") or "en"
+    languages = definition.get("languages") or [default]
+    wanted = (wanted or "").split("-")[0].lower()  # a browser's "fr-FR" is French
+    return wanted if wanted in languages else default
+
+
+def schema_for(crf: CrfDefinition, language: str | None = None) -> CrfSchema:
+    """The compiled schema of a CRF version, its texts in `language` when the CRF has it (else in
+    its default language; codes and names are the same in every language). Versions never change,
+    so each is cached for good."""
+    language = crf_language(crf, language)
+    key = (crf.pk, crf.content_sha256, language)
     schema = _SCHEMAS.get(key)
     if schema is None:
         definition = crf.definition
         codelists = definition.get("codelists", {})
-        sections = tuple(Section(s["name"], s.get("layout", "stack"), s.get("help", "")) for s in definition.get("sections", []))
+        sections = tuple(
+            Section(s["name"], s.get("layout", "stack"), localized(s, "help", language), localized(s, "name", language))
+            for s in definition.get("sections", [])
+        )
+        default = definition.get("default_language") or "en"
         schema = CrfSchema(
             crf_id=crf.pk,
             code=crf.code,
             version=crf.version,
-            title=crf.title,
+            title=localized(definition, "title", language) or crf.title,
             description=crf.description,
-            items=tuple(_item(spec, codelists) for spec in definition["fields"]),
+            language=language,
+            languages=tuple(definition.get("languages") or [default]),
+            default_language=default,
+            translation_status=(definition.get("translation_status") or {}).get(language, ""),
+            items=tuple(_item(spec, codelists, language) for spec in definition["fields"]),
             sections=sections,
             rules=_rules(definition.get("checks", [])),
             references=_references(definition),

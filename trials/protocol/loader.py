@@ -51,6 +51,7 @@ from trials.protocol.quality import (
     ae_member_names,
     lab_references,
 )
+from trials.protocol.content import check_languages, default_text, split_localized
 from trials.protocol.schema import CrfField, CrfFile, TrialFile
 from trials.protocol.scores import SCORES, crf_input
 
@@ -296,7 +297,10 @@ def validate_crf(
         check_expression(source, loc, expression, scope, problems, references, crf.code)
 
     top = _field_names(crf.fields)
-    declared_sections = {s.name for s in crf.sections}
+    check_languages(
+        source.data, crf.content_languages, crf.default_language, lambda loc, message: problems.append(source.problem(loc, message))
+    )
+    declared_sections = {default_text(s.name, crf.default_language) for s in crf.sections}
     seen: dict[str, tuple] = {}
 
     def visit(fields: Sequence[CrfField], loc: tuple, scope: set[str]) -> None:
@@ -342,7 +346,7 @@ def validate_crf(
             if item.fields is not None:
                 visit(item.fields, here + ("fields",), scope | _field_names(item.fields))
 
-    section_names = [s.name for s in crf.sections]
+    section_names = [default_text(s.name, crf.default_language) for s in crf.sections]
     for index, name in enumerate(section_names):
         if name in section_names[:index]:
             problems.append(source.problem(("sections", index, "name"), f"duplicate section '{name}'"))
@@ -579,10 +583,11 @@ def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadRepor
     definition = CrfDefinition(
         code=crf.code,
         version=version,
-        title=crf.title,
+        title=default_text(crf.title, crf.default_language)[:200],
         description=crf.description,
         source=crf.source,
-        definition=crf.model_dump(mode="json"),
+        # Texts in the default language where they always were, their translations beside them.
+        definition=split_localized(crf.model_dump(mode="json"), crf.default_language),
         content_sha256=digest,
         source_file=source.label,
     )
@@ -595,23 +600,25 @@ def _write_crf(source: SourceFile, crf: CrfFile, *, user: Any, report: LoadRepor
     def build(fields: Sequence[CrfField], parent: FieldDefinition | None) -> list[FieldDefinition]:
         nonlocal order
         rows = []
+        default = crf.default_language
         for item in fields:
             order += 1
             choices = crf.codelists[item.choices] if isinstance(item.choices, str) else (item.choices or [])
+            choices = [{**c.model_dump(mode="json"), "label": default_text(c.label, default)} for c in choices]
             rows.append(
                 FieldDefinition(
                     crf=definition,
                     parent=parent,
                     name=item.name,
-                    label=item.label,
+                    label=default_text(item.label, default),
                     field_type=item.type,
                     required=item.required,
-                    help_text=item.help,
-                    unit=item.unit,
+                    help_text=default_text(item.help, default),
+                    unit=default_text(item.unit, default)[:40],
                     min_value=item.min,
                     max_value=item.max,
                     precision=item.precision,
-                    choices=[c.model_dump(mode="json") for c in choices],
+                    choices=choices,
                     widget=item.widget or "",
                     show_if=item.show_if or "",
                     checks=[c.model_dump(mode="json") for c in item.checks],
@@ -697,6 +704,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
                 "city": site.city,
                 "country": site.country,
                 "time_zone": site.time_zone,
+                "language": site.language or "",
                 "is_active": True,
             },
             user=user,

@@ -145,6 +145,10 @@ class Site(AuditedModel):
     time_zone = models.CharField(_("time zone"), max_length=64, help_text=_("IANA name, e.g. Europe/Paris"))
     recruitment_status = models.CharField(_("recruitment status"), max_length=30, choices=RecruitmentStatus.choices)
     principal_investigator = models.CharField(_("principal investigator"), max_length=200, blank=True)
+    language = models.CharField(
+        _("language"), max_length=5, blank=True, choices=settings.LANGUAGES,
+        help_text=_("Default language of the site's participant questionnaires and of its users who never chose one."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:

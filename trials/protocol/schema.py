@@ -25,6 +25,20 @@ ScoreInput = Annotated[
     str, StringConstraints(pattern=r"^([a-z][a-z0-9_]{0,62}|(visit|previous|baseline)\.[A-Z0-9][A-Z0-9_-]{0,39}\.[a-z][a-z0-9_]{0,62})$")
 ]
 
+# Languages a CRF's content may be written in (docs/seed-format.md, "Languages"): the interface's
+# languages (settings.LANGUAGES). A text is a string (the CRF's default language only) or a mapping
+# {en: …, fr: …, es: …}; codes and variable names never change with the language.
+CONTENT_LANGUAGES = ("en", "fr", "es")
+ContentLanguage = Literal[CONTENT_LANGUAGES]  # type: ignore[valid-type]
+# Where a translation of a published instrument stands, per language: "original" (the language the
+# instrument was developed and validated in), "validated" (the published, validated translation,
+# cited in `source`), "to_be_validated" (a working translation: staff pages and the data dictionary
+# say so; participants are not shown the marker).
+TRANSLATION_STATUSES = ("original", "validated", "to_be_validated")
+# A text in one or several languages; the loader checks the codes against the CRF's `languages`.
+Localized = Text | dict[str, Text]
+LocalizedOptional = str | dict[str, str]
+
 FIELD_TYPES = (
     "text",
     "long_text",
@@ -66,7 +80,7 @@ class Strict(BaseModel):
 
 class Choice(Strict):
     code: int | Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    label: Text
+    label: Localized
 
     @field_validator("code", mode="before")
     @classmethod
@@ -104,11 +118,11 @@ class Calculation(Strict):
 
 class CrfField(Strict):
     name: Name
-    label: Text
+    label: Localized
     type: FieldType
     required: bool = False
-    help: str = ""
-    unit: str = ""
+    help: LocalizedOptional = ""
+    unit: LocalizedOptional = ""
     min: Decimal | None = None
     max: Decimal | None = None
     precision: Annotated[int, Field(ge=0, le=10)] | None = None
@@ -154,7 +168,7 @@ class CrfField(Strict):
             if kind not in {"decimal", "integer"}:
                 raise ValueError("'lab_test' belongs to a decimal or integer item")
             expected = LAB_TESTS[self.lab_test].unit
-            if self.unit != expected:
+            if self.unit != expected:  # a graded unit is a UCUM-style symbol: one string in every language
                 raise ValueError(f"lab_test {self.lab_test} is graded in {expected}; the item's unit is '{self.unit}'")
         if kind in CHOICE_TYPES and self.choices is None:
             raise ValueError(f"a {kind} field needs 'choices' (a list or a codelist name)")
@@ -196,14 +210,19 @@ class CrfField(Strict):
 
 
 class Section(Strict):
-    name: Text
+    # The title shown; items name their section by its default-language text.
+    name: Localized
     layout: Literal["stack", "matrix"] = "stack"
-    help: str = ""
+    help: LocalizedOptional = ""
 
 
 class CrfFile(Strict):
     code: Code
-    title: Text
+    title: Localized
+    # The language of its plain strings, and every language its texts exist in (default: just that one).
+    default_language: ContentLanguage = "en"
+    languages: list[ContentLanguage] | None = None
+    translation_status: dict[ContentLanguage, Literal[TRANSLATION_STATUSES]] = Field(default_factory=dict)  # type: ignore[valid-type]
     description: str = ""
     source: str = ""
     codelists: dict[Name, list[Choice]] = Field(default_factory=dict)
@@ -213,6 +232,22 @@ class CrfFile(Strict):
     # Who answers the CRF: "participant" (patient-reported: participant mode or a personal link,
     # trials.epro) or "staff" (keyed by the site).
     respondent: Literal["participant", "staff"] = "staff"
+
+    @property
+    def content_languages(self) -> list[str]:
+        return list(self.languages) if self.languages else [self.default_language]
+
+    @model_validator(mode="after")
+    def _languages_are_coherent(self) -> CrfFile:
+        if self.languages is not None:
+            if len(set(self.languages)) != len(self.languages):
+                raise ValueError("a language is listed twice in 'languages'")
+            if self.default_language not in self.languages:
+                raise ValueError(f"'languages' must include the default language '{self.default_language}'")
+        undeclared = sorted(set(self.translation_status) - set(self.content_languages))
+        if undeclared:
+            raise ValueError(f"'translation_status' names language(s) the CRF does not declare: {', '.join(undeclared)}")
+        return self
 
     @model_validator(mode="after")
     def _respondent_is_coherent(self) -> CrfFile:
@@ -276,6 +311,8 @@ class SiteSpec(Strict):
     time_zone: Text
     recruitment_status: Literal[RECRUITMENT_STATUSES]  # type: ignore[valid-type]
     principal_investigator: str = ""
+    # The default language of the site's ePRO pages and of its users who never chose one.
+    language: ContentLanguage | None = None
 
     @field_validator("time_zone")
     @classmethod

@@ -183,3 +183,13 @@ def lab_range_sites_for_user(user) -> QuerySet[Site]:  # noqa: ANN001
     return Site.objects.filter(
         Q(trial__in=roles.filter(site__isnull=True).values("trial")) | Q(pk__in=roles.values("site")), is_active=True
     )
+
+
+def user_site_language(user) -> str:  # noqa: ANN001
+    """The default language of a user who never chose one: the `language` of the sites her
+    site-scoped roles name, when those that declare one agree (a trial-wide role spans sites: no default)."""
+    if not user.is_authenticated or user.is_superuser:
+        return ""
+    named = study_roles_for_user(user).filter(site__isnull=False).values("site_id")
+    languages = set(Site.objects.filter(pk__in=named, is_active=True).exclude(language="").values_list("language", flat=True))
+    return languages.pop() if len(languages) == 1 else ""

@@ -340,8 +340,12 @@ def crf_entry_save(
     confirm_warnings: bool = False,
     reason: str = "",
     files=None,  # noqa: ANN001 - the request's uploads (request.FILES)
+    language: str | None = None,
 ) -> SaveResult:
     """Validate and save a CRF submission; a stale revision raises CrfEntryConflict and writes nothing.
+
+    `language` is the page's: the form shown again and its messages use the CRF's texts in it
+    (the answers, codes and names are the same in every language).
 
     Uploads of `file` items are checked with the other answers and stored only when the save is
     made; an item with no new upload keeps the file saved before."""
@@ -370,7 +374,7 @@ def crf_entry_save(
     if entry.revision != expected_revision:
         raise CrfEntryConflict(entry, visit=visit, crf_code=crf_code)
     known_rows = _row_ids(entry.answers) | _row_ids(crf_entry_carried_forward(entry) if entry.pk is None else {})
-    schema = schema_for(entry.crf)
+    schema = schema_for(entry.crf, language)
     submission = CrfSubmission(
         schema, data=data, context=entry_context(visit, schema), known_row_ids=known_rows, files=files, stored=entry.answers,
     )

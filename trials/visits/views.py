@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from edc.forms import add_service_errors
@@ -135,7 +136,8 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         entry = crf_entry_for(visit, crf_code)
     except ValidationError:
         raise Http404(_("This CRF is not part of this visit.")) from None
-    schema = schema_for(entry.crf)
+    # The CRF's texts in the page's language when the CRF has it, else in its default language.
+    schema = schema_for(entry.crf, get_language())
     blocked = consent_problem(visit.participant)
     enters = user_enters_data_at(request.user, visit.participant)
     review = crf_review_context(visit, entry)  # a lock or freeze makes the page read-only, with its reason
@@ -167,7 +169,7 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
                 user=request.user, visit=visit, crf_code=crf_code, data=request.POST, expected_revision=expected,
                 complete=request.POST.get("action") in {"complete", "complete_next"},
                 confirm_warnings=request.POST.get("confirm_warnings") == "on", reason=request.POST.get("reason", ""),
-                files=request.FILES,
+                files=request.FILES, language=schema.language,
             )
         except ValidationError as error:  # locked since the page was opened: nothing was saved
             raise PermissionDenied(" ".join(error.messages)) from None

@@ -14,8 +14,10 @@ What maps to what (docs/guide-data-manager.md, "Importing from ODM / ClinicalTri
   silently (the item keeps its data type).
 - StudyEventDef -> visit definitions (Scheduled), the unscheduled visit's CRFs (Unscheduled), the
   participant logs (Common). ODM 1.3.2 carries no timing: day offsets and windows are `# TODO:`.
-- Translated text: the project's language, else English, else the untagged or first one; the other
-  languages are listed in the report (a CRF label has one language).
+- Translated text: the project's language, else English, else the untagged or first one is the CRF's
+  default language; the other languages (en, fr, es: trials.protocol.content) are kept as the CRF's
+  `languages` when every text of the CRF has them (labels, help, units, decodes, section and form
+  titles; our export writes them all), else left out and listed in the report.
 Our own export's built-in forms (F.VISIT, F.SUBJECT, F.AE: visit status, participant, adverse
 events) and its `SE.SUBJECT` event are not CRFs of the protocol and are skipped when the file says
 `SourceSystem="EDC"`.
@@ -37,6 +39,7 @@ from typing import Any
 from django.conf import settings
 from lxml import etree
 
+from trials.protocol.schema import CONTENT_LANGUAGES
 from trials.protocol.imports.common import (
     MAX_BYTES,
     MAX_ITEMS,
@@ -137,6 +140,19 @@ def translated(element: etree._Element | None, tag: str) -> tuple[str, dict[str,
     return texts[chosen], others
 
 
+def translated_language(element: etree._Element | None, tag: str) -> str:
+    """The language `translated` chose for a holder ("" when untagged or absent)."""
+    holder = element.find(_q(tag)) if element is not None else None
+    if holder is None:
+        return ""
+    tags = [(entry.get(XML_LANG) or "").lower() for entry in holder.findall(_q("TranslatedText"))]
+    language = settings.LANGUAGE_CODE.split("-")[0].lower()
+    for wanted in (settings.LANGUAGE_CODE.lower(), language, "en", ""):
+        if wanted in tags:
+            return wanted
+    return tags[0] if tags else ""
+
+
 class _Reader:
     """One MetaDataVersion read into CRF and trial dicts."""
 
@@ -167,6 +183,8 @@ class _Reader:
             self.defs[tag] = {e.get("OID"): e for e in self.mdv.findall(_q(tag))}
         self.units = {e.get("OID"): e for e in self.study.iter(_q("MeasurementUnit"))}
         self.translations: dict[str, int] = {}
+        # Text in the default language -> {language: text} for texts given in several languages.
+        self.texts_i18n: dict[str, dict[str, str]] = {}
         self.untranslated: list[str] = []
         self._check_references()
         self._vendor_extensions()
@@ -217,7 +235,19 @@ class _Reader:
 
     def text(self, element: etree._Element | None, tag: str, what: str) -> str:
         value, others = translated(element, tag)
-        for language in others:
+        kept = {lang: text for lang, text in others.items() if lang in CONTENT_LANGUAGES}
+        chosen = translated_language(element, tag).split("-")[0] or settings.LANGUAGE_CODE.split("-")[0]
+        if kept and value and chosen in CONTENT_LANGUAGES:
+            self.texts_i18n.setdefault(value, {chosen: value, **kept})
+            # Our export's multiple-choice option items read "item: option" in every language.
+            parts = [text.split(": ") for text in (value, *kept.values())]
+            if len({len(p) for p in parts}) == 1 and len(parts[0]) > 1:
+                for index in range(len(parts[0])):
+                    self.texts_i18n.setdefault(
+                        ": ".join(parts[0][:index + 1]) if index < len(parts[0]) - 1 else parts[0][index],
+                        dict(zip([chosen, *kept], [": ".join(p[:index + 1]) if index < len(parts[0]) - 1 else p[index] for p in parts], strict=True)),
+                    )
+        for language in set(others) - set(kept):
             self.translations[language] = self.translations.get(language, 0) + 1
         return value
 
@@ -484,7 +514,7 @@ class _Reader:
                 fields.append(field)
         crf: dict[str, Any] = {"code": code, "title": title}
         description = self.text(form, "Description", form.get("OID"))
-        if description:
+        if description and description != title:  # our export writes a multilingual CRF's title there
             crf["description"] = description
         crf["source"] = f"Imported from the ODM file {Path(self.label).name}, FormDef {form.get('OID')}"
         if sections:
@@ -604,6 +634,50 @@ def _clean(field: dict, result: ImportResult, relpath: str, loc: str, label: str
     return out
 
 
+def _with_languages(crf: dict, reader: _Reader, result: ImportResult, label: str) -> dict:
+    """The CRF in every language all its texts have (title, section titles, labels, help, units,
+    choices): each text becomes a {language: text} mapping and `languages` is declared; a language
+    some text lacks is left out, and said in the report."""
+    table = reader.texts_i18n
+    texts: list[tuple[dict, str]] = [(crf, "title")]
+    texts += [(section, "name") for section in crf.get("sections") or []]
+
+    def walk(fields: list[dict]) -> None:
+        for field in fields:
+            texts.extend((field, key) for key in ("label", "help", "unit") if field.get(key))
+            if isinstance(field.get("choices"), list):
+                texts.extend((choice, "label") for choice in field["choices"])
+            walk(field.get("fields") or [])
+
+    walk(crf["fields"])
+    found = [table.get(str(obj.get(key) or "")) for obj, key in texts]
+    translated = [f for (obj, key), f in zip(texts, found, strict=True) if f or key != "unit"]
+    if not translated or not all(translated):
+        counts: dict[str, int] = {}
+        for texts_ in filter(None, found):
+            for lang in list(texts_)[1:]:  # the first is the text's own (default) language
+                counts[lang] = counts.get(lang, 0) + 1
+        if counts:
+            listed = ", ".join(f"{lang} ({n})" for lang, n in sorted(counts.items()))
+            result.report.append(f"{label}: CRF {crf['code']}: texts in {listed} not kept: not every text of the CRF has them")
+        return crf
+    default = next(iter(translated[0]))
+    languages = [default] + sorted(set.intersection(*(set(f) for f in translated)) - {default})
+    dropped = sorted(set.union(*(set(f) for f in translated)) - set(languages))
+    if dropped:
+        result.report.append(f"{label}: CRF {crf['code']}: texts in {', '.join(dropped)} not kept: not every text of the CRF has them")
+    if len(languages) < 2:
+        return crf
+    for (obj, key), found_texts in zip(texts, found, strict=True):
+        if found_texts:
+            obj[key] = {lang: found_texts[lang] for lang in languages}
+    out = {"code": crf["code"], "title": crf["title"], "default_language": default, "languages": languages}
+    out.update({k: v for k, v in crf.items() if k not in out})
+    # The imported wording is the file's, not a validated translation: say where it stands.
+    out["translation_status"] = {lang: "to_be_validated" for lang in languages if lang != default}
+    return out
+
+
 def import_odm(paths: list[Path | str], out: Path | str | None = None) -> ImportResult:
     """Import the metadata of each ODM file as CRF (and, with study events, trial) YAML; validate it
     with the loader, then write it under `out` (`crfs/<code>.yaml`, `<trial>.yaml`). Raises
@@ -629,6 +703,7 @@ def import_odm(paths: list[Path | str], out: Path | str | None = None) -> Import
                 continue
             result.origin(relpath, "", label, line)
             crf["fields"] = [_clean(f, result, relpath, f"fields[{i}]", label) for i, f in enumerate(crf["fields"])]
+            crf = _with_languages(crf, reader, result, label)
             if not crf["fields"]:
                 problems.append(ImportProblem(label, f"FormDef {oid} has no item a CRF can hold", line, oid))
                 continue
@@ -644,7 +719,7 @@ def import_odm(paths: list[Path | str], out: Path | str | None = None) -> Import
         result.report += reader.untranslated
         if reader.translations:
             languages = ", ".join(f"{lang} ({n})" for lang, n in sorted(reader.translations.items()))
-            result.report.append(f"{label}: texts in other languages not kept (a CRF label has one language): {languages}")
+            result.report.append(f"{label}: texts in languages the EDC has no CRF content for, not kept: {languages}")
         result.report.append(f"{label}: {len(forms)} CRF(s), {len(visits)} visit(s); "
                              f"{len(reader.untranslated)} definition(s) not translated (listed above).")
     if problems:
