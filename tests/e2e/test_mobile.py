@@ -93,7 +93,7 @@ def coordinator_pages(study) -> list[str]:  # noqa: ANN001
 
 @pytest.mark.parametrize("size", sorted(SIZES))
 def test_no_coordinator_page_is_wider_than_the_screen(browser, live_server, study, size):
-    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone")
+    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone", bypass_csp=True)
     page = context.new_page()
     page.goto(f"{live_server.url}/accounts/login/")
     problems = [overflow(page)]
@@ -109,7 +109,7 @@ def test_no_coordinator_page_is_wider_than_the_screen(browser, live_server, stud
 
 @pytest.mark.parametrize("size", sorted(SIZES))
 def test_participant_mode_and_a_personal_link_fit_the_screen_and_pass_axe(browser, live_server, study, size):
-    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone")
+    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone", bypass_csp=True)
     page = context.new_page()
     log_in(page, live_server, "coordinator.toulouse")
     page.goto(f"{live_server.url}/epro/visits/{study['w8'].pk}/")
@@ -128,7 +128,7 @@ def test_participant_mode_and_a_personal_link_fit_the_screen_and_pass_axe(browse
 
     coordinator = get_user_model().objects.get(username="coordinator.toulouse")
     _, token = epro_services.link_create(user=coordinator, visit=study["w8"], crf_code="COCHIN")
-    phone = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone")
+    phone = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone", bypass_csp=True)
     mobile = phone.new_page()
     mobile.goto(f"{live_server.url}{epro_services.link_path(token)}")
     problems.append(overflow(mobile))
@@ -142,7 +142,9 @@ def test_participant_mode_and_a_personal_link_fit_the_screen_and_pass_axe(browse
     assert not violations, "\n".join(violations)
 
 
-def test_axe_finds_no_serious_violation_on_the_staff_pages(page, live_server, study):
+def test_axe_finds_no_serious_violation_on_the_staff_pages(browser, live_server, study):
+    # bypass_csp: the page's Content-Security-Policy (script-src 'self') would refuse the injected axe script.
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB", bypass_csp=True).new_page()
     page.goto(f"{live_server.url}/accounts/login/")
     violations = axe_serious(page)
     # The login form's error summary (a wrong password).
@@ -171,6 +173,7 @@ def test_axe_finds_no_serious_violation_on_the_staff_pages(page, live_server, st
         for path in paths:
             page.goto(f"{live_server.url}{path}")
             violations += axe_serious(page)
+    page.context.close()
     assert not violations, "\n".join(violations)
 
 
@@ -178,7 +181,7 @@ def test_axe_finds_no_serious_violation_on_the_staff_pages(page, live_server, st
 def test_screenshots_of_the_small_screens(browser, live_server, study, size):
     """Screenshots to look at (artifacts/e2e/mobile-*): the participant page, a matrix CRF, the SAE
     clocks, and the top bar collapsed then opened; the matrix radios are 44 px touch targets."""
-    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone")
+    context = browser.new_context(viewport=SIZES[size], locale="en-GB", has_touch=True, is_mobile=size == "phone", bypass_csp=True)
     page = context.new_page()
     log_in(page, live_server, "coordinator.toulouse")
     toggler = page.locator("nav .navbar-toggler")
