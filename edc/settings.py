@@ -155,6 +155,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "edc.context_processors.edc",
             ],
+            # The date-time filters every template uses (edc.timefmt): `edc` is not an app of its own.
+            "libraries": {"edc_time": "edc.templatetags.edc_time"},
         },
     },
 ]
@@ -290,6 +292,8 @@ LANGUAGE_COOKIE_AGE = 30 * 24 * 3600
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 USE_I18N = True
 TIME_ZONE = "UTC"  # stored in UTC; each Site shows its own local time
+# A date-time shown without edc_time's filters (an admin list) still says its zone (edc/formats/).
+FORMAT_MODULE_PATH = ["edc.formats"]
 USE_TZ = True
 
 # --- Static and media ---------------------------------------------------------------------

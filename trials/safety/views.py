@@ -138,7 +138,7 @@ def clock_dashboard(request: HttpRequest) -> HttpResponse:
         rows.append({"clock": clock, "overdue": clock.due_at <= now, "can_report": sites[site.pk]})
     recent = (
         ReportingClock.objects.filter(adverse_event__participant__in=participants_for_user(request.user), reported_at__isnull=False)
-        .select_related("adverse_event__participant", "reported_by").order_by("-reported_at")[:20]
+        .select_related("adverse_event__participant__site", "reported_by").order_by("-reported_at")[:20]
     )
     return render(request, "safety/clocks.html", {"rows": rows, "recent": recent})
 

@@ -8,6 +8,9 @@ historical record page would show it)."""
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from edc import timefmt
 
 from trials.participants.models import Allocation, CohortDecision, Consent, EligibilityAnswer, Unblinding
 from trials.protocol.models import UNBLINDED_ROLES, Role
@@ -17,10 +20,15 @@ from trials.monitoring.casebook.admin import RelatedOnly, ScopedReadOnlyAdmin
 
 @admin.register(Consent)
 class ConsentAdmin(ScopedReadOnlyAdmin):
-    list_display = ["participant", "document", "consented_at", "obtained_by", "recorded_at"]
+    list_display = ["participant", "document", "consented_at_site", "obtained_by", "recorded_at"]
     list_filter = [("participant__trial", RelatedOnly), ("participant__site", RelatedOnly)]
     search_fields = ["participant__screening_number", "participant__subject_number"]
-    list_select_related = ["participant", "document", "obtained_by"]
+    list_select_related = ["participant__site", "document", "obtained_by"]
+
+    @admin.display(description=_("consented at"), ordering="consented_at")
+    def consented_at_site(self, consent: Consent) -> str:
+        """The time the site typed, in the site's zone (a monitor abroad reads what the site wrote)."""
+        return timefmt.site_html(consent.consented_at, consent.participant.site)
 
 
 @admin.register(EligibilityAnswer)
