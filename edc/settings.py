@@ -280,6 +280,12 @@ OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "EDC")
 # wrong passwords within the window (21 CFR 11.300(d)).
 EDC_REENTRY_FAILURE_LIMIT = env_int("REENTRY_FAILURE_LIMIT", 3)
 EDC_REENTRY_WINDOW_MINUTES = env_int("REENTRY_WINDOW_MINUTES", 15)
+# Staff PIN (taking a tablet back from participant mode): wrong PINs in a row before it locks, and for how long.
+EDC_PIN_FAILURE_LIMIT = env_int("PIN_FAILURE_LIMIT", 5)
+EDC_PIN_LOCKOUT_MINUTES = env_int("PIN_LOCKOUT_MINUTES", 15)
+# An unanswered personal questionnaire link is listed in the coordinator's digest (once) when its
+# window closes within this many hours, or when it was created more than 24 hours ago.
+EDC_PRO_REMINDER_HOURS = env_int("PRO_REMINDER_HOURS", 24)
 
 # --- Internationalisation and time --------------------------------------------------------
 

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from edc.hooks import Hook
+from trials.epro import reminders as epro_reminders
 from trials.epro import services as epro
 from trials.monitoring.deviations import services as deviations
 from trials.monitoring.queries import selectors as query_selectors
@@ -30,6 +31,8 @@ PROVIDERS = [
     (visits_hooks.visit_dated, deviations.deviation_propose_window),
     (visits_hooks.crf_page_queries, query_views.crf_query_context),
     (visits_hooks.entry_respondent, epro.entry_source),
+    (visits_hooks.digest_link_recipients, epro_reminders.digest_recipients),
+    (visits_hooks.digest_pro_links, epro_reminders.digest_lines),
     (safety_hooks.ae_queries, query_selectors.ae_queries),
     (safety_hooks.ae_open_query_counts, query_selectors.ae_open_query_counts),
 ]

@@ -212,7 +212,7 @@ def test_participant_mode_cannot_reach_staff_pages(coordinator, w8, client):
         assert response.status_code == 302 and response["Location"] == reverse("epro_tablet"), page
     assert client.post(reverse("logout"))["Location"] == reverse("epro_tablet")
     wrong = client.post(reverse("epro_tablet_exit"), {"password": "guess"})
-    assert wrong.status_code == 403 and "not the password" in wrong.content.decode()
+    assert wrong.status_code == 403 and "not the PIN or the password" in wrong.content.decode()
     assert client.get(staff_pages[0])["Location"] == reverse("epro_tablet")
     client.post(reverse("epro_tablet_exit"), {"password": PASSWORD})
     assert client.get(staff_pages[0]).status_code == 200

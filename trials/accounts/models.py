@@ -11,6 +11,10 @@ class LoginEventKind(models.TextChoices):
     FAILED = "failed", _("Failed login")
     LOCKED_OUT = "locked_out", _("Locked out")
     UNLOCKED = "unlocked", _("Unlocked by an administrator")
+    PIN_SET = "pin_set", _("Staff PIN set")
+    PIN_REMOVED = "pin_removed", _("Staff PIN removed")
+    PIN_FAILED = "pin_failed", _("Wrong staff PIN")
+    PIN_LOCKED = "pin_locked", _("Staff PIN locked")
 
 
 class LoginEvent(models.Model):
@@ -69,6 +73,28 @@ class AccountState(models.Model):
     class Meta:
         verbose_name = _("account state")
         verbose_name_plural = _("account states")
+
+    def __str__(self) -> str:
+        return f"{self.user}"
+
+
+class StaffPin(models.Model):
+    """A staff member's short PIN (4-8 digits) to take a tablet back from participant mode.
+
+    Only its hash is kept (Django's password hashers, like the password). Wrong PINs are counted:
+    after settings.EDC_PIN_FAILURE_LIMIT in a row the PIN is locked for EDC_PIN_LOCKOUT_MINUTES
+    (the password still works). Setting, removing, wrong PINs and lockouts are written to the login
+    audit (LoginEvent)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_pin", verbose_name=_("user"))
+    pin_hash = models.CharField(_("PIN hash"), max_length=256)
+    set_at = models.DateTimeField(_("set at"))
+    failed_attempts = models.PositiveSmallIntegerField(_("wrong PINs in a row"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("staff PIN")
+        verbose_name_plural = _("staff PINs")
 
     def __str__(self) -> str:
         return f"{self.user}"

@@ -4,6 +4,7 @@ forced password changes and the sessions of a user."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trials.accounts.models import AccountState, LoginEvent, LoginEventKind, PasswordReentryFailure
+from trials.accounts.models import AccountState, LoginEvent, LoginEventKind, PasswordReentryFailure, StaffPin
 
 logger = logging.getLogger("edc.security")
 
@@ -52,7 +53,7 @@ def login_event_record(*, kind: str, request: HttpRequest | None, user=None, use
         detail=detail[:300],
     )
     event.save()
-    if kind in (LoginEventKind.FAILED, LoginEventKind.LOCKED_OUT):
+    if kind in (LoginEventKind.FAILED, LoginEventKind.LOCKED_OUT, LoginEventKind.PIN_FAILED, LoginEventKind.PIN_LOCKED):
         logger.warning("%s: username=%s ip=%s", kind, event.username, event.ip_address)
     return event
 
@@ -139,3 +140,79 @@ def session_start(*, request: HttpRequest, user) -> None:  # noqa: ANN001
     from trials.accounts.twofactor import second_factor_required
 
     request.session[NEEDS_SECOND_FACTOR] = second_factor_required(user)
+
+
+# --- Staff PIN --------------------------------------------------------------------------------
+
+PIN_PATTERN = re.compile(r"^[0-9]{4,8}$")
+
+
+def has_pin(user) -> bool:  # noqa: ANN001
+    """Whether the user has set a staff PIN."""
+    return StaffPin.objects.filter(user=user).exists()
+
+
+def pin_set(*, user, pin: str, password: str, request: HttpRequest | None = None) -> StaffPin:  # noqa: ANN001
+    """Set (or replace) the user's staff PIN, confirmed by her password; only its hash is kept, audited."""
+    password_reentry_check(user=user, password=password, purpose="staff_pin")  # wrong passwords counted and blocked
+    if not PIN_PATTERN.match(pin or ""):
+        raise ValidationError({"pin": _("A PIN is 4 to 8 digits.")})
+    if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
+        raise ValidationError({"pin": _("This PIN is too easy to guess (one digit repeated, or digits in a row).")})
+    from django.contrib.auth.hashers import make_password
+
+    with transaction.atomic():
+        staff_pin, _created = StaffPin.objects.update_or_create(
+            user=user, defaults={"pin_hash": make_password(pin), "set_at": timezone.now(), "failed_attempts": 0, "locked_until": None},
+        )
+        login_event_record(kind=LoginEventKind.PIN_SET, request=request, user=user)
+    return staff_pin
+
+
+def pin_remove(*, user, request: HttpRequest | None = None) -> None:  # noqa: ANN001
+    """Remove the user's staff PIN (audited); the tablet is then taken back with the password only."""
+    with transaction.atomic():
+        if StaffPin.objects.filter(user=user).delete()[0]:
+            login_event_record(kind=LoginEventKind.PIN_REMOVED, request=request, user=user)
+
+
+class PinLocked(Exception):
+    """Too many wrong PINs in a row: the PIN is refused until `until` (the password still works)."""
+
+    def __init__(self, until) -> None:  # noqa: ANN001
+        super().__init__(until)
+        self.until = until
+
+
+def pin_check(*, user, pin: str, request: HttpRequest | None = None) -> bool:  # noqa: ANN001
+    """Whether `pin` is the user's staff PIN. A wrong PIN is counted and audited; after
+    EDC_PIN_FAILURE_LIMIT in a row the PIN is locked (PinLocked) for EDC_PIN_LOCKOUT_MINUTES."""
+    from django.contrib.auth.hashers import check_password
+
+    with transaction.atomic():
+        staff_pin = StaffPin.objects.select_for_update().filter(user=user).first()
+        if staff_pin is None:
+            return False
+        now = timezone.now()
+        if staff_pin.locked_until and staff_pin.locked_until > now:
+            raise PinLocked(staff_pin.locked_until)
+        if check_password(pin or "", staff_pin.pin_hash):
+            if staff_pin.failed_attempts or staff_pin.locked_until:
+                staff_pin.failed_attempts, staff_pin.locked_until = 0, None
+                staff_pin.save(update_fields=["failed_attempts", "locked_until"])
+            return True
+        staff_pin.failed_attempts += 1
+        locked = staff_pin.failed_attempts >= settings.EDC_PIN_FAILURE_LIMIT
+        if locked:
+            staff_pin.locked_until = now + timedelta(minutes=settings.EDC_PIN_LOCKOUT_MINUTES)
+            staff_pin.failed_attempts = 0
+        staff_pin.save(update_fields=["failed_attempts", "locked_until"])
+        login_event_record(kind=LoginEventKind.PIN_FAILED, request=request, user=user)
+        if locked:
+            login_event_record(
+                kind=LoginEventKind.PIN_LOCKED, request=request, user=user,
+                detail=f"{settings.EDC_PIN_FAILURE_LIMIT} wrong PINs in a row",
+            )
+    if locked:
+        raise PinLocked(staff_pin.locked_until)
+    return False

@@ -5,6 +5,7 @@ from trials.accounts import views
 
 urlpatterns = [
     path("accounts/", views.sessions_page, name="account"),
+    path("accounts/pin/", views.pin_page, name="account_pin"),
     path("accounts/2fa/", views.second_factor, name="second_factor"),
     path("accounts/2fa/setup/", views.second_factor_setup, name="second_factor_setup"),
     path("accounts/session/keepalive/", views.session_keepalive, name="session_keepalive"),

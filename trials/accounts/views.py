@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -20,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from trials.accounts import twofactor
 from trials.accounts.services import MUST_CHANGE as SESSION_KEY
-from trials.accounts.services import password_changed, sessions_end_others
+from trials.accounts.services import has_pin, password_changed, pin_remove, pin_set, sessions_end_others
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
@@ -112,3 +113,42 @@ def second_factor_setup(request: HttpRequest) -> HttpResponse:
         "form": form, "next": _next(request), "otpauth_uri": uri, "qr_svg": mark_safe(image.to_string(encoding="unicode")),  # noqa: S308 - generated SVG, no user text
         "key": base64.b32encode(device.bin_key).decode(),
     })
+
+
+class PinForm(forms.Form):
+    pin = forms.CharField(
+        label=gettext_lazy("New PIN (4 to 8 digits)"), min_length=4, max_length=8,
+        widget=forms.PasswordInput(attrs={"inputmode": "numeric", "autocomplete": "off", "pattern": "[0-9]{4,8}"}),
+    )
+    pin_again = forms.CharField(
+        label=gettext_lazy("The same PIN again"), max_length=8,
+        widget=forms.PasswordInput(attrs={"inputmode": "numeric", "autocomplete": "off", "pattern": "[0-9]{4,8}"}),
+    )
+    password = forms.CharField(label=gettext_lazy("Your password"), widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+    def clean(self):  # noqa: ANN201
+        data = super().clean()
+        if data.get("pin") and data.get("pin_again") is not None and data["pin"] != data.get("pin_again"):
+            self.add_error("pin_again", _("The two PINs differ."))
+        return data
+
+
+@login_required
+def pin_page(request: HttpRequest) -> HttpResponse:
+    """Set, replace or remove one's staff PIN (to take a tablet back from participant mode)."""
+    form = PinForm(request.POST or None) if request.POST.get("action") != "remove" else PinForm()
+    if request.method == "POST":
+        if request.POST.get("action") == "remove":
+            pin_remove(user=request.user, request=request)
+            messages.success(request, _("Your PIN is removed: you take a tablet back with your password."))
+            return redirect("account")
+        if form.is_valid():
+            try:
+                pin_set(user=request.user, pin=form.cleaned_data["pin"], password=form.cleaned_data["password"], request=request)
+            except ValidationError as error:
+                for name, problems in error.message_dict.items():
+                    form.add_error(name if name in form.fields else None, problems)
+            else:
+                messages.success(request, _("Your PIN is set: you may take a tablet back from participant mode with it."))
+                return redirect("account")
+    return render(request, "registration/pin.html", {"form": form, "has_pin": has_pin(request.user)}, status=400 if form.errors else 200)

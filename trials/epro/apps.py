@@ -9,7 +9,10 @@ class EproConfig(AppConfig):
 
     def ready(self) -> None:
         # The CRF page and the staff save ask whether the participant answered an entry herself.
-        from trials.epro import services
+        from trials.epro import reminders, services
         from trials.visits import hooks
 
         hooks.entry_respondent.register(services.entry_source)
+        # The coordinator's daily digest lists unanswered personal links, once each.
+        hooks.digest_link_recipients.register(reminders.digest_recipients)
+        hooks.digest_pro_links.register(reminders.digest_lines)

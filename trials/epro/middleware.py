@@ -1,6 +1,6 @@
 """Participant mode locks the session: while the tablet is handed over, only the participant's
 pages answer; every other page (the dashboard, the admin, another participant, logout) sends her
-back to her questionnaires. The staff member ends it with her password (views.tablet_exit)."""
+back to her questionnaires. The staff member ends it with her PIN or password (views.tablet_exit)."""
 
 from collections.abc import Callable
 

@@ -36,6 +36,13 @@ class ProLink(AuditedModel):
     used_at = models.DateTimeField(_("answered"), null=True, blank=True)
     emailed_at = models.DateTimeField(_("e-mailed"), null=True, blank=True)
     revoked = models.BooleanField(_("revoked"), default=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("revoked by"),
+    )
+    revoked_reason = models.TextField(_("reason for revoking"), blank=True)
+    # Stamped when the link was listed in a coordinator's reminder digest: listed once, never again.
+    reminded_at = models.DateTimeField(_("reminder sent"), null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("created by"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

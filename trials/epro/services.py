@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from edc.audit import audited_save, system_user
+from trials.accounts.services import PIN_PATTERN, has_pin, pin_check
 from trials.epro.models import Mode, ProLink, ProResponse
 from trials.participants.selectors import user_enters_data_at
 from trials.protocol.engine import CrfSchema, schema_for
@@ -80,6 +81,19 @@ def questionnaire(visit: Visit, crf_code: str) -> Questionnaire:
         if found.crf_code == crf_code:
             return found
     raise ValidationError(_("%(code)s is not a participant questionnaire of this visit.") % {"code": crf_code})
+
+
+def participant_initials(participant) -> str:  # noqa: ANN001
+    """Her initials for her own questionnaire pages, only if the trial file allows it
+    (`epro: {show_initials: true}`): the `initials` answer of her CRFs (DEMOG), else nothing."""
+    if not (participant.trial.epro_settings or {}).get("show_initials"):
+        return ""
+    answers = (
+        CrfEntry.objects.filter(participant=participant, answers__has_key="initials")
+        .order_by("-pk").values_list("answers", flat=True).first()
+    )
+    value = (answers or {}).get("initials")
+    return value.strip() if isinstance(value, str) else ""
 
 
 # --- Personal links -------------------------------------------------------------------------
@@ -139,6 +153,23 @@ def link_create(*, user, visit: Visit, crf_code: str, email: str = "", base_url:
         link.emailed_at = timezone.now()
         audited_save(link, user=user, reason=_("Personal questionnaire link e-mailed"))
     return link, token
+
+
+@transaction.atomic
+def link_revoke(*, user, link: ProLink, reason: str) -> ProLink:  # noqa: ANN001
+    """Withdraw an unanswered personal link, with a reason (audited); it then answers 410 to the participant."""
+    _check_staff(user, link.visit)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(_("Say why the link is withdrawn."))
+    link = ProLink.objects.select_for_update().get(pk=link.pk)
+    if link.used_at is not None:
+        raise ValidationError(_("This link was answered: an answered questionnaire is not withdrawn (raise a query instead)."))
+    if link.revoked:
+        raise ValidationError(_("This link is already withdrawn."))
+    link.revoked, link.revoked_at, link.revoked_by, link.revoked_reason = True, timezone.now(), user, reason
+    audited_save(link, user=user, reason=_("Personal questionnaire link withdrawn: %(reason)s") % {"reason": reason})
+    return link
 
 
 def link_path(token: str) -> str:
@@ -237,6 +268,8 @@ def pro_submit(
         link = ProLink.objects.select_for_update().get(pk=link.pk)
         if link.used_at is not None:
             raise LinkGone(_("This questionnaire has already been answered. Thank you."))
+        if link.revoked:
+            raise LinkGone(_("This link has been withdrawn by the study team."))
         if timezone.now() >= link.expires_at:
             raise LinkGone(_("This link has expired. Please contact the study team."))
     completed_at = timezone.now()
@@ -267,9 +300,18 @@ def entry_source(entry: CrfEntry) -> dict | None:
     return {"mode": response.mode, "mode_label": response.get_mode_display(), "completed_at": response.completed_at}
 
 
-def tablet_exit_allowed(user, password: str) -> bool:  # noqa: ANN001
-    """The staff member who handed the tablet over takes it back with her own password."""
-    return bool(password) and user.is_authenticated and user.check_password(password)
+def tablet_exit_allowed(user, secret: str, *, request=None) -> bool:  # noqa: ANN001
+    """The staff member who handed the tablet over takes it back with her own PIN or password.
+
+    4-8 digits are tried as her staff PIN first (wrong PINs counted, PinLocked after too many),
+    then as her password; anything else is tried as her password only."""
+    if not secret or not user.is_authenticated:
+        return False
+    if PIN_PATTERN.match(secret) and has_pin(user):
+        if user.check_password(secret):  # a password of digits only (validators normally refuse it)
+            return True
+        return pin_check(user=user, pin=secret, request=request)
+    return user.check_password(secret)
 
 
 def qr_svg(url: str) -> str:

@@ -16,6 +16,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
+from trials.accounts.services import PinLocked, has_pin
 from trials.epro import runner, services
 from trials.epro.models import Mode, ProLink
 from trials.participants.selectors import user_enters_data_at
@@ -63,6 +64,18 @@ def visit_page(request: HttpRequest, visit_pk: int) -> HttpResponse:
                 return redirect("epro_visit", visit.pk)
             request.session[TABLET] = {"visit": visit.pk, "user": request.user.pk}
             return redirect("epro_tablet")
+        if action == "revoke":
+            link = ProLink.objects.filter(visit=visit, pk=request.POST.get("link") or 0).first() if str(request.POST.get("link", "")).isdigit() else None
+            if link is None:
+                messages.error(request, _("No such link at this visit."))
+                return redirect("epro_visit", visit.pk)
+            try:
+                services.link_revoke(user=request.user, link=link, reason=request.POST.get("reason", ""))
+            except ValidationError as error:
+                messages.error(request, " ".join(error.messages))
+            else:
+                messages.success(request, _("The link is withdrawn: it no longer opens the questionnaire."))
+            return redirect("epro_visit", visit.pk)
         if action == "link":
             try:
                 link, token = services.link_create(
@@ -76,7 +89,7 @@ def visit_page(request: HttpRequest, visit_pk: int) -> HttpResponse:
             # Shown once: only the token's hash is stored, so the page cannot show it again.
             new_link = {"link": link, "url": url, "qr": services.qr_svg(url)}
     questionnaires = services.visit_questionnaires(visit)
-    links = list(ProLink.objects.filter(visit=visit).select_related("participant__site", "visit", "created_by"))
+    links = list(ProLink.objects.filter(visit=visit).select_related("participant__site", "visit", "created_by", "revoked_by"))
     now = timezone.now()
     for link in links:
         link.state = services.link_state(link, now=now)
@@ -106,7 +119,9 @@ def tablet_home(request: HttpRequest) -> HttpResponse:
     """The locked screen: only the questionnaires this participant still has to answer at this visit."""
     visit = _tablet_visit(request)
     _participant_language(request, visit)
-    return render(request, "epro/tablet_home.html", {"due": services.due_questionnaires(visit), "tablet": True})
+    return render(request, "epro/tablet_home.html", {
+        "due": services.due_questionnaires(visit), "tablet": True, "initials": services.participant_initials(visit.participant),
+    })
 
 
 @never_cache
@@ -126,22 +141,31 @@ def tablet_answer(request: HttpRequest, crf_code: str) -> HttpResponse:
 @never_cache
 @login_required
 def tablet_exit(request: HttpRequest) -> HttpResponse:
-    """The staff member takes the tablet back: her own password ends participant mode."""
+    """The staff member takes the tablet back: her own PIN or password ends participant mode."""
     visit = _tablet_visit(request)
     error = ""
     key = f"exit:{request.user.pk}"
     if request.method == "POST":
         if services.rate_limited(key):
             error = _("Too many attempts. Wait a few minutes and try again.")
-        elif services.tablet_exit_allowed(request.user, request.POST.get("password", "")):
-            for name in [k for k in request.session.keys() if k.startswith("epro:")]:  # noqa: SIM118 - a session is not iterable
-                del request.session[name]
-            del request.session[TABLET]
-            return redirect("epro_visit", visit.pk)
         else:
+            try:
+                allowed = services.tablet_exit_allowed(request.user, request.POST.get("password", ""), request=request)
+            except PinLocked as locked:
+                allowed = False
+                error = _(
+                    "Too many wrong PINs: your PIN is locked until %(time)s UTC. Use your password instead."
+                ) % {"time": f"{locked.until:%H:%M}"}
+            if allowed:
+                for name in [k for k in request.session.keys() if k.startswith("epro:")]:  # noqa: SIM118 - a session is not iterable
+                    del request.session[name]
+                del request.session[TABLET]
+                return redirect("epro_visit", visit.pk)
             services._count_failure(key)
-            error = _("This is not the password of the staff member who handed the tablet over.")
-    return render(request, "epro/tablet_exit.html", {"error": error, "tablet": True}, status=403 if error else 200)
+            error = error or _("This is not the PIN or the password of the staff member who handed the tablet over.")
+    return render(request, "epro/tablet_exit.html", {
+        "error": error, "tablet": True, "has_pin": has_pin(request.user),
+    }, status=403 if error else 200)
 
 
 # --- Personal links -------------------------------------------------------------------------
@@ -221,12 +245,13 @@ def _run(
                 if tablet:
                     messages.success(request, _("Thank you. Your answers have been saved."))
                     return redirect("epro_tablet")
-                return render(request, "epro/thanks.html", {"title": schema.title})
+                return render(request, "epro/thanks.html", {"title": schema.title, "initials": services.participant_initials(visit.participant)})
     step = steps[index]
     return render(request, "epro/question.html", {
         "title": schema.title, "questions": runner.questions(step, stored, errors), "index": index, "count": len(steps),
         "number": index + 1, "percent": round(100 * index / len(steps)), "last": index == len(steps) - 1,
         "form_error": errors.get("__all__", ""), "tablet": tablet, "decline": runner.DECLINE_VALUE,
+        "initials": services.participant_initials(visit.participant),
     }, status=200)
 
 

@@ -686,6 +686,7 @@ def _write_trial(source: SourceFile, spec: TrialFile, crfs: dict[str, CrfDefinit
             "eligibility": spec.eligibility.model_dump(mode="json"),
             "score_settings": spec.score_settings.model_dump(mode="json", exclude_none=True),
             "quality_rules": [rule.model_dump(mode="json") for rule in spec.quality_rules],
+            "epro_settings": spec.epro.model_dump(mode="json"),
             "source_file": source.label,
             "source_sha256": digest,
         },

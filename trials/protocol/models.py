@@ -103,6 +103,8 @@ class Trial(AuditedModel):
     score_settings = models.JSONField(_("score settings"), default=dict, blank=True)
     # Data-quality rules over stored data (trial file `quality_rules:`, run by trials.monitoring.quality).
     quality_rules = models.JSONField(_("data-quality rules"), default=list, blank=True)
+    # Participant-reported outcomes (trial file `epro:`): e.g. {"show_initials": true}.
+    epro_settings = models.JSONField(_("ePRO settings"), default=dict, blank=True)
     source_file = models.CharField(_("loaded from"), max_length=300, blank=True)
     source_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True)
 

@@ -522,6 +522,14 @@ class QualityRuleSpec(Strict):
         return self
 
 
+class EproSettings(Strict):
+    """Participant-reported outcomes (trials.epro): what the participant's own pages may show."""
+
+    # Her initials (the `initials` item of her CRFs, e.g. DEMOG) greet her on her questionnaire
+    # pages; nothing else identifying is ever shown there. Off unless the trial allows it.
+    show_initials: bool = False
+
+
 class TrialFile(Strict):
     code: Code
     title: Text
@@ -562,6 +570,7 @@ class TrialFile(Strict):
     logs: list[Code] = Field(default_factory=list)
     unscheduled: Unscheduled = Field(default_factory=Unscheduled)
     quality_rules: list[QualityRuleSpec] = Field(default_factory=list)
+    epro: EproSettings = Field(default_factory=EproSettings)
 
     @model_validator(mode="after")
     def _design_is_coherent(self) -> TrialFile:

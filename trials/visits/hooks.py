@@ -24,3 +24,11 @@ crf_page_queries = Hook("visits.crf_page_queries", provided_by="trials.monitorin
 # (participant mode or a personal link), {"mode", "completed_at"}; None for a staff entry. The
 # CRF page is then read-only and crf_entry_save refuses a staff change (trials.epro.services.entry_source).
 entry_respondent = Hook("visits.entry_respondent", provided_by="trials.epro")
+
+# digest_link_recipients() -> list of user ids: staff members with unanswered personal
+# questionnaire links to hear about in their daily digest (trials.epro.reminders.digest_recipients).
+digest_link_recipients = Hook("visits.digest_link_recipients", provided_by="trials.epro")
+
+# digest_pro_links(*, user) -> list of lines: inside the digest's transaction, the user's unanswered
+# links due a reminder, as lines of the digest, each stamped so it is listed once (trials.epro.reminders.digest_lines).
+digest_pro_links = Hook("visits.digest_pro_links", provided_by="trials.epro")

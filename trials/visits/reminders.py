@@ -16,16 +16,18 @@ from django.utils.translation import gettext as _
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, VisitCrf
 from trials.protocol.selectors import study_roles_for_user
+from trials.visits import hooks
 from trials.visits.models import CrfEntry, EntryStatus, ReminderLog, ReminderReason, Visit, VisitStatus
 from trials.visits.schedule import SCHEDULED_STATUSES
 
 
 def coordinators_to_remind() -> list[int]:
-    """Active users with an active coordinator role."""
-    return list(
+    """Active users with an active coordinator role, and staff with unanswered personal links to hear about."""
+    ids = list(
         get_user_model().objects.filter(is_active=True, study_roles__role=Role.COORDINATOR, study_roles__is_active=True)
         .distinct().values_list("pk", flat=True)
     )
+    return ids + sorted(set(hooks.digest_link_recipients()) - set(ids))
 
 
 def reminder_items(user) -> list[tuple[Visit, str]]:  # noqa: ANN001
@@ -71,19 +73,21 @@ def reminder_digest_send(user_id: int) -> int:
                 ReminderLog.objects.filter(user=user, visit__in=[k[0] for k in keys]).values_list("visit_id", "reason", "day")
             )
             new = [(visit, reason) for visit, reason in items if (visit.pk, reason, visit.participant.site.today()) not in sent]
-            if not new:
+            # Unanswered personal questionnaire links (trials.epro), each listed once ever, stamped here.
+            link_lines = hooks.digest_pro_links(user=user)
+            if not new and not link_lines:
                 return 0
             ReminderLog.objects.bulk_create(
                 [ReminderLog(user=user, visit=visit, reason=reason, day=visit.participant.site.today()) for visit, reason in new]
             )
-            subject, body = _digest(user, new)
+            subject, body = _digest(user, new, link_lines)
             transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email]))
     except IntegrityError:
         return 0  # a concurrent run logged (and sends) these: never twice
-    return len(new)
+    return len(new) + len(link_lines)
 
 
-def _digest(user, items: list[tuple[Visit, str]]) -> tuple[str, str]:  # noqa: ANN001
+def _digest(user, items: list[tuple[Visit, str]], link_lines: list[str] = ()) -> tuple[str, str]:  # noqa: ANN001
     lines = [_("Hello %(name)s,") % {"name": user.get_full_name() or user.username}, ""]
     for reason in ReminderReason:
         chosen = [visit for visit, r in items if r == reason]
@@ -94,5 +98,8 @@ def _digest(user, items: list[tuple[Visit, str]]) -> tuple[str, str]:  # noqa: A
             window = f"{visit.window_start:%Y-%m-%d} – {visit.window_end:%Y-%m-%d}" if visit.window_start else "—"
             lines.append(f"  - {visit.participant.trial.code} {visit.participant.site.code} {visit.participant.number}: {visit.label} ({window})")
         lines.append("")
+    if link_lines:
+        lines.append(_("Questionnaire links not answered yet (each listed once)") + ":")
+        lines.extend([*(f"  - {line}" for line in link_lines), ""])
     lines.append(_("This digest is sent once a day, with each reminder at most once a day."))
-    return _("[EDC] %(n)s visit reminder(s)") % {"n": len(items)}, "\n".join(lines)
+    return _("[EDC] %(n)s visit reminder(s)") % {"n": len(items) + len(link_lines)}, "\n".join(lines)
