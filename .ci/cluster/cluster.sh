@@ -159,7 +159,7 @@ start_node() {
         --hostname "$1@%h" --loglevel=INFO ;;
     beat1) daemon beat1 worker1 "$PY" "$REPO/manage.py" beat_locked --loglevel=INFO ;;
     beat2) daemon beat2 worker2 "$PY" "$REPO/manage.py" beat_locked --loglevel=INFO ;;
-    proxy) daemon proxy proxy haproxy -db -f "$STATE/haproxy.cfg" ;;
+    proxy) proxy_config; daemon proxy proxy haproxy -db -f "$STATE/haproxy.cfg" ;;
     *) log "unknown node $1"; exit 2 ;;
   esac
 }
@@ -170,7 +170,7 @@ stop_node() {  # stop_node NAME [SIGNAL]
   local pid; pid=$(cat "$STATE/pids/$name.pid")
   kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true   # its process group (setsid)
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$STATE/pids/$name.pid"
 }
 
@@ -179,7 +179,7 @@ proxy_config() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$NET.10" -keyout "$STATE/proxy.key" -out "$STATE/proxy.crt" 2>/dev/null
     cat "$STATE/proxy.crt" "$STATE/proxy.key" > "$STATE/proxy.pem"
   }
-  sed -e "s#@STATE@#$STATE#g" -e "s#@NET@#$NET#g" "$REPO/docs/deploy/haproxy.cfg" > "$STATE/haproxy.cfg"
+  sed -e "s#@STATE@#$STATE#g" -e "s#@NET@#$NET#g" -e "s#@WEB_WORKERS@#$WEB_WORKERS#g" "$REPO/docs/deploy/haproxy.cfg" > "$STATE/haproxy.cfg"
 }
 
 app_setup() {  # migrations, static files, the load-test trial and users (once)

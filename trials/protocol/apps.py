@@ -6,3 +6,6 @@ class ProtocolConfig(AppConfig):
     name = "trials.protocol"
     label = "protocol"
     verbose_name = _("Protocol")
+
+    def ready(self) -> None:
+        from trials.protocol import trial_cache  # noqa: F401 - connects the cache's invalidation
