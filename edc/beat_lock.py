@@ -9,6 +9,7 @@ redis-py's Lock (a token under a key with an expiry, renewed only by its owner) 
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 
@@ -23,7 +24,8 @@ class BeatLock:
         self.client = redis.Redis.from_url(url)
         self.ttl = ttl
         self.key = key
-        self.token = f"{socket.gethostname()}:{uuid.uuid4().hex}"
+        # Who holds it, for operators: the node (EDC_NODE, else the host name), the process, a nonce.
+        self.token = f"{os.environ.get('EDC_NODE') or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = self.client.lock(key, timeout=ttl, thread_local=False)
 
     def acquire(self) -> bool:

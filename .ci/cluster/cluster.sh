@@ -58,6 +58,7 @@ MEDIA_ROOT=$STATE/media
 EDC_VAR_DIR=$STATE/var
 PYTHONPATH=$REPO
 LOG_LEVEL=WARNING
+EXPORT_HEARTBEAT_TIMEOUT_MINUTES=1
 ENV
 }
 
@@ -142,7 +143,7 @@ daemon() {
   alive "$name" && return 0
   mkdir -p "$STATE/pids" "$STATE/logs"
   # shellcheck disable=SC2046
-  ip netns exec "edc-$node" env -i PATH="$BIN:/usr/sbin:/usr/bin:/bin" HOME=/root $(app_env) \
+  ip netns exec "edc-$node" env -i PATH="$BIN:/usr/sbin:/usr/bin:/bin" HOME=/root $(app_env) EDC_NODE="$name" \
     setsid "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$STATE/pids/$name.pid"
 }

@@ -24,14 +24,15 @@ LOADTEST_USERS_FILE=$STATE/loadtest.json "$LOCUST" -f "$REPO/.ci/cluster/locustf
   -t "${SECONDS_}s" --stop-timeout 30 --host https://10.77.0.10 --csv "$OUT/$tag" --only-summary >"$OUT/$tag.log" 2>&1 || true
 sleep 2
 after=$(audit)
-python3 - "$OUT/${tag}_stats.csv" "$NODES" "$USERS" "$SECONDS_" "$((after - before))" <<'PY'
-import csv, sys
-path, nodes, users, secs, audit_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-rows = {r["Name"]: r for r in csv.DictReader(open(path))}
-saves = int(rows["5 save"]["Request Count"]) - int(rows["5 save"]["Failure Count"])
+python3 - "$REPO/.ci/cluster" "$OUT/$tag.log" "$NODES" "$USERS" "$SECONDS_" "$((after - before))" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from summary import table
+rows = table(sys.argv[2])
+nodes, users, secs, audit_rows = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+saves = rows["5 save"]["count"] - rows["5 save"]["fails"]
 total = rows["Aggregated"]
 print(f"nodes={nodes} users={users} seconds={secs} saves={saves} saves/s={saves/secs:.2f} "
-      f"requests={total['Request Count']} failures={total['Failure Count']} "
-      f"median_ms={total['Median Response Time']} p95_ms={total['95%']} audit_rows={audit_rows} "
-      f"audit_equals_saves={audit_rows == saves}")
+      f"requests={total['count']} failures={total['fails']} median_ms={total['median']} "
+      f"audit_rows={audit_rows} audit_equals_saves={audit_rows == saves}")
 PY
