@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo install messages setup test chromium e2e lint bench clean
+.PHONY: demo install messages setup test chromium e2e lint bench clean cluster cluster-down cluster-load cluster-faults
 
 ## demo: install everything, load the seed trials and demo users, serve http://127.0.0.1:8000
 demo: setup
@@ -61,3 +61,22 @@ bench: install
 	$(PY) tests/bench/bench_sdtm.py
 	$(PY) tests/bench/bench_redcap.py
 	$(PY) tests/bench/bench_flow.py
+
+## cluster: the multi-node lab of issue 22 on this machine (network namespaces as hosts: HAProxy, 2 web nodes,
+## 2 Celery workers, beat behind a Redis lock, PostgreSQL primary + streaming replica, Redis; needs root,
+## haproxy, redis-server, the PostgreSQL server). docs/deployment.md, "Several machines".
+cluster: install
+	$(SUDO) env PY=$(abspath $(PY)) .ci/cluster/cluster.sh up
+
+## cluster-down: stop everything the cluster started and remove its namespaces (CLUSTER_ARGS=--purge: its data too)
+cluster-down:
+	$(SUDO) env PY=$(abspath $(PY)) .ci/cluster/cluster.sh down $(CLUSTER_ARGS)
+
+## cluster-load: the locust runs of docs/benchmarks.md (1 web node, then 2; 8 users, 60 s each)
+cluster-load: install
+	$(SUDO) env PY=$(abspath $(PY)) LOCUST=$(abspath $(VENV))/bin/locust .ci/cluster/loadtest.sh 1 8 60
+	$(SUDO) env PY=$(abspath $(PY)) LOCUST=$(abspath $(VENV))/bin/locust .ci/cluster/loadtest.sh 2 8 60
+
+## cluster-faults: the fault drills (web node, worker node, Redis restart, beat failover)
+cluster-faults: install
+	$(SUDO) env PY=$(abspath $(PY)) LOCUST=$(abspath $(VENV))/bin/locust .ci/cluster/faults.sh all

@@ -188,6 +188,20 @@ else:
             "TEST": {"NAME": VAR_DIR / f"test-edc-{os.getpid()}.sqlite3"},
         }
     }
+# A streaming replica (issue 22, docs/deployment.md "Several machines"): reads that tolerate a few
+# seconds of lag (exports, safety summaries, reports: edc.db_router.replica_reads) go there while
+# its lag is within REPLICA_MAX_LAG_SECONDS; every write, and every other read, goes to the primary.
+# In the tests the alias mirrors the default database (Django's TEST MIRROR).
+REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
+REPLICA_MAX_LAG_SECONDS = env_int("REPLICA_MAX_LAG_SECONDS", 30)
+REPLICA_CHECK_SECONDS = env_int("REPLICA_CHECK_SECONDS", 5)
+if REPLICA_DATABASE_URL:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("REPLICA_DATABASE_URL needs DATABASE_URL (the primary)")
+    DATABASES["replica"] = dj_database_url.parse(REPLICA_DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["edc.db_router.ReplicaRouter"]
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

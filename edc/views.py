@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.i18n import set_language
 
 from edc.ops import hooks as ops_hooks
+from edc.db_router import replica_status
 from edc.ops import services
 from edc.ops.models import WorkerHeartbeat
 
@@ -37,6 +38,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
         # A load balancer needs the status code; the details (which part failed, when the worker
         # last answered) are for operators, not for anyone on the network.
         return JsonResponse({"status": "ok" if healthy else "error"}, status=200 if healthy else 503)
+    # The streaming replica (issue 22): whether replica-eligible reads use it now, and its lag.
+    checks["replica"] = replica_status()
     return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 

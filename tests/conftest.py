@@ -30,6 +30,16 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         pause.wait(interval)
 
 
+@pytest.fixture(autouse=True)
+def trial_cache_cleared():
+    """The trial cache (trials.protocol.trial_cache) keeps nothing from one test to the next: a
+    rolled-back trial's id is reused on SQLite."""
+    yield
+    from trials.protocol.trial_cache import trial_cache_clear
+
+    trial_cache_clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def travel_for_the_session():
     """EDC_TEST_NOW=<ISO date-time with offset> runs the whole suite at that moment (the clock ticks

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from edc.audit import audited_save, system_user
+from edc.db_router import reading_alias, replica_reads
 from trials.exports import selectors
 from trials.exports.formats import format_get
 from trials.exports.models import ExportDownload, ExportJob, ExportState
@@ -244,10 +245,15 @@ def _snapshot():  # noqa: ANN202
         return
     side = connections.create_connection(DEFAULT_DB_ALIAS)
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield side
+        # Issue 22: the export's reads go to the streaming replica while its lag is bounded
+        # (edc.db_router); the snapshot is then taken there (a hot standby serves REPEATABLE READ
+        # READ ONLY), and progress is still written to the primary through `side`.
+        with replica_reads():
+            alias = reading_alias()
+            with transaction.atomic(using=alias):
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield side
     finally:
         side.close()
 

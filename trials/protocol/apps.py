@@ -12,3 +12,4 @@ class ProtocolConfig(AppConfig):
         from trials.protocol import selectors
 
         hooks.user_default_language.register(selectors.user_site_language)
+        from trials.protocol import trial_cache  # noqa: F401 - connects the cache's invalidation

@@ -8,12 +8,16 @@ from trials.participants.selectors import participants_for_user
 from trials.protocol.engine import schema_for
 from trials.protocol.medications import MEDICATION_LOG
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
+from trials.protocol.selectors import sites_for_user
+from trials.protocol.trial_cache import attach_trial
 from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 
 
 def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
     """One participant, if the user may see them."""
-    return participants_for_user(user).select_related("consent_document").filter(pk=pk).first()
+    # The trial from the cache (trials.protocol.trial_cache), not joined: its settings change only on a load or amendment.
+    participant = Participant.objects.filter(pk=pk, site__in=sites_for_user(user)).select_related("site", "consent_document").first()
+    return attach_trial(participant)
 
 
 PARTICIPANT_ROW_FIELDS = ("pk", "screening_number", "subject_number", "status", "consent_date")
@@ -95,9 +99,12 @@ def next_visit(participant: Participant) -> Visit | None:
 
 def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     """A visit of a participant the user may see."""
-    return Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
-        "participant__trial", "participant__site", "participant__consent_document", "definition"
+    visit = Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
+        "participant__site", "participant__consent_document", "definition"
     ).first()
+    if visit is not None:
+        attach_trial(visit.participant)
+    return visit
 
 
 def participant_logs(participant: Participant) -> list[dict]:

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Fault drills on the running cluster (issue 22), each printing what it checked. Needs `make cluster`.
+#   .ci/cluster/faults.sh [web|worker|redis|beat|all]
+# web:    under load (locust, 8 users, 45 s) SIGKILL web1 at 15 s, start it again at 30 s: the proxy routes
+#         around it; requests in flight on web1 fail (counted); every saved entry has exactly one audit row
+#         per revision (no partial write) and the audit rows equal the saves answered 302.
+# worker: an ODM export; SIGKILL the worker node running it: the dead-job scan marks it failed (heartbeat
+#         timeout, 1 minute in the lab), Retry runs it to the end on the other worker.
+# redis:  workers stopped, an export requested, Redis restarted (no persistence: the message is lost); the
+#         housekeeping scan (hourly; run here as if 11 minutes had passed) enqueues it again; it finishes.
+# beat:   stop the beat that holds the lock: the standby on the other node takes it within its poll; a SIGKILLed
+#         holder's lock expires after its TTL (30 s) before the standby starts; one beat at any time.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+STATE=${STATE:-/var/tmp/edc-cluster}
+PY=${PY:-$REPO/.venv/bin/python}
+LOCUST=${LOCUST:-locust}
+C="$REPO/.ci/cluster/cluster.sh"
+OUT=${OUT:-$REPO/artifacts/cluster}; mkdir -p "$OUT"
+# shellcheck disable=SC2046
+drill() { env $(PY=$PY "$C" env) "$PY" "$REPO/.ci/cluster/drill.py" "$@"; }
+PSQL=(ip netns exec edc-pg1 runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/psql" -h 10.77.0.31 -U postgres -d edc -tA)
+audit() { "${PSQL[@]}" -c "SELECT count(*) FROM visits_historicalcrfentry WHERE history_change_reason = 'Load test'"; }
+say() { printf '[faults] %s\n' "$*"; }
+wait_job() {  # wait_job ID STATE SECONDS
+  for _ in $(seq "$3"); do s=$(drill job "$1"); [[ $s == "$2"* ]] && { say "job $1: $s"; return 0; }; sleep 1; done
+  say "job $1 not $2 after $3 s: $(drill job "$1")"; return 1
+}
+
+web() {
+  "$C" start web1; "$C" start web2; sleep 4
+  before=$(audit)
+  LOADTEST_USERS_FILE=$STATE/loadtest.json "$LOCUST" -f "$REPO/.ci/cluster/locustfile.py" --headless -u 8 -r 8 -t 45s \
+    --stop-timeout 30 --host https://10.77.0.10 --csv "$OUT/fault-web" --only-summary >"$OUT/fault-web.log" 2>&1 &
+  local locust=$!
+  sleep 15; say "SIGKILL web1"; "$C" kill web1
+  sleep 15; say "start web1"; "$C" start web1
+  wait $locust || true; sleep 2
+  after=$(audit)
+  python3 - "$REPO/.ci/cluster" "$OUT/fault-web.log" "$((after - before))" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from summary import table
+rows = table(sys.argv[2])
+ok = rows["5 save"]["count"] - rows["5 save"]["fails"]
+fails = {n: r["fails"] for n, r in rows.items() if r["fails"]}
+print(f"[faults] web: saves answered 302={ok} audit rows={sys.argv[3]} failed requests={fails or 0}")
+PY
+  grep -A8 "Error report" "$OUT/fault-web.log" | sed 's/^/[faults]   /' || true
+  say "entries whose revision differs from their audit rows (partial writes): $(drill integrity)"
+}
+
+worker() {
+  "$C" start worker1; "$C" start worker2; sleep 3
+  job=$(drill export); say "export job $job requested"
+  wait_job "$job" running 60 || return 1
+  victim=""
+  for w in worker1 worker2; do grep -q "export_run_task.*received" "$STATE/logs/$w.log" && victim=$w; done
+  # the node whose log last received an export: compare the last lines' times
+  victim=$(for w in worker1 worker2; do echo "$(grep "export_run_task.*received" "$STATE/logs/$w.log" | tail -1 | cut -c1-23) $w"; done | sort | tail -1 | awk '{print $NF}')
+  say "SIGKILL $victim (running the export)"; "$C" kill "$victim"
+  wait_job "$job" failed 150 || true
+  new=$(drill retry "$job"); say "retried as job $new"
+  wait_job "$new" done 180 || true
+  "$C" start "$victim"
+}
+
+redis() {
+  "$C" stop worker1; "$C" stop worker2
+  job=$(drill export); say "export job $job requested while no worker runs"
+  say "restart Redis (no persistence: queued messages lost)"; "$C" stop redis; "$C" start redis; sleep 2
+  "$C" start worker1; "$C" start worker2; sleep 8
+  say "after the restart: $(drill job "$job")"
+  say "housekeeping scan: $(drill scan 11)"
+  wait_job "$job" done 180 || true
+}
+
+beat() {
+  holder() { redis-cli -h 10.77.0.40 get edc:beat-lock; }
+  h=$(holder); say "lock held by $h"
+  node=${h%%:*}; other=$([[ $node == beat1 ]] && echo beat2 || echo beat1)
+  say "stop $node (SIGTERM: releases the lock)"; "$C" stop "$node"
+  for i in $(seq 30); do h2=$(holder); [[ $h2 == "$other"* ]] && break; sleep 1; done
+  say "after ${i} s the lock is held by $h2"
+  "$C" start "$node"; sleep 3
+  say "SIGKILL $other (the lock expires after its TTL)"; "$C" kill "$other"
+  for i in $(seq 60); do h3=$(holder); [[ $h3 == "$node"* ]] && break; sleep 1; done
+  say "after ${i} s the lock is held by $h3"
+  "$C" start "$other"; sleep 2
+  say "beat processes running beat: $(grep -l "beat lock taken" "$STATE"/logs/beat*.log | wc -l) logs took the lock over the drill; holder now $(holder)"
+}
+
+case ${1:-all} in
+  web) web ;; worker) worker ;; redis) redis ;; beat) beat ;;
+  all) web; worker; redis; beat ;;
+  *) echo "usage: $0 [web|worker|redis|beat|all]"; exit 2 ;;
+esac

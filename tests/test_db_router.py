@@ -1,0 +1,101 @@
+"""The replica router (edc.db_router, issue 22): replica-eligible reads go to the `replica` alias
+while its lag is within REPLICA_MAX_LAG_SECONDS, every write goes to the primary, and a lagging or
+unreachable replica sends the reads back to the primary. On PostgreSQL with REPLICA_DATABASE_URL set
+(.ci/run sets it to the primary's URL): the alias then mirrors the test database (TEST MIRROR), a
+second connection to the same data, so the reads through it see only committed rows (transactional
+tests)."""
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connections, router
+from django.test import override_settings
+
+from edc import db_router
+from edc.db_router import ReplicaRouter, replica_reads, replica_status
+
+pytestmark = pytest.mark.skipif(
+    "replica" not in settings.DATABASES,
+    reason="set REPLICA_DATABASE_URL (e.g. to DATABASE_URL: the test mirror) to test the replica router",
+)
+
+User = get_user_model()
+
+
+@pytest.fixture(autouse=True)
+def fresh_lag_check():
+    """Each test measures the lag itself (the router re-checks at most every REPLICA_CHECK_SECONDS)."""
+    db_router._Status.checked_at = 0.0
+    yield
+    db_router._Status.checked_at = 0.0
+
+
+def test_the_router_is_installed_and_the_replica_mirrors_the_primary_in_tests():
+    assert settings.DATABASE_ROUTERS == ["edc.db_router.ReplicaRouter"]
+    assert settings.DATABASES["replica"]["TEST"]["MIRROR"] == "default"
+    assert connections["replica"].settings_dict["NAME"] == connections["default"].settings_dict["NAME"]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_reads_in_the_block_go_to_the_replica_and_writes_to_the_primary():
+    User.objects.create_user("before-block", password="x")
+    assert User.objects.all().db == "default"  # outside the block: the primary
+    with replica_reads():
+        assert User.objects.all().db == "replica"
+        # Committed on the primary, read through the replica's connection.
+        read = User.objects.get(username="before-block")
+        assert read._state.db == "replica"
+        assert router.db_for_write(User) == "default"
+        written = User.objects.create_user("in-block", password="x")
+        assert written._state.db == "default"
+        # An object read from the replica is saved to the primary.
+        read.first_name = "Changed"
+        read.save()
+    assert User.objects.get(username="before-block").first_name == "Changed"
+    assert User.objects.filter(username="in-block").exists()
+    # After the block, reads are back on the primary, also for an object read from the replica.
+    assert router.db_for_read(User, instance=read) == "default"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_a_lagging_replica_sends_reads_back_to_the_primary():
+    # The test mirror is a primary (not in recovery): lag 0. A bound below 0 makes it "too far behind".
+    with override_settings(REPLICA_MAX_LAG_SECONDS=-1):
+        with replica_reads():
+            assert User.objects.all().db == "default"
+        status = replica_status()
+    assert status["configured"] is True and status["used"] is False and status["lag_seconds"] == 0
+    db_router._Status.checked_at = 0.0
+    with replica_reads():
+        assert User.objects.all().db == "replica"
+    assert replica_status() == {"configured": True, "used": True, "lag_seconds": 0, "max_lag_seconds": settings.REPLICA_MAX_LAG_SECONDS}
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_an_unreachable_replica_sends_reads_to_the_primary(monkeypatch):
+    def broken_cursor(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("replica down")
+
+    monkeypatch.setattr(connections["replica"], "cursor", broken_cursor)
+    with replica_reads():
+        assert User.objects.all().db == "default"
+    assert replica_status()["used"] is False
+    assert replica_status()["error"] == "OSError"
+
+
+def test_only_the_primary_is_migrated():
+    r = ReplicaRouter()
+    assert r.allow_migrate("default", "visits") is True
+    assert r.allow_migrate("replica", "visits") is False
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_healthz_shows_the_replica_lag_to_staff(client):
+    staff = User.objects.create_user("ops", password="x", is_staff=True)
+    anonymous = client.get("/healthz").json()
+    assert anonymous == {"status": "ok"}  # nothing about the topology to the network
+    client.force_login(staff)
+    body = client.get("/healthz").json()
+    assert body["replica"]["configured"] is True
+    assert body["replica"]["lag_seconds"] == 0
+    assert body["replica"]["used"] is True
