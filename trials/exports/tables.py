@@ -805,10 +805,6 @@ def dictionary_table(tables: list[Table]) -> Table:
         Column("table", _("Table"), TEXT),
         Column("variable", _("Variable"), TEXT),
         Column("label", _("Label"), TEXT),
-        # A CRF item's label in each language its CRF declares (empty where it has none); codes and
-        # variable names are the same in every language.
-        *(Column(f"label_{language}", _("Label (%(language)s)") % {"language": language}, TEXT) for language in CONTENT_LANGUAGES),
-        Column("translation_status", _("Translation status (per language)"), TEXT),
         Column("type", _("Type"), TEXT, codes=tuple((t, t) for t in TYPES)),
         Column("unit", _("Unit"), TEXT),
         Column("codes", _("Codes (code=label; …)"), TEXT),
@@ -825,6 +821,10 @@ def dictionary_table(tables: list[Table]) -> Table:
         Column("crf_versions", _("CRF versions with the item"), TEXT),
         Column("source", _("Source"), TEXT),
         Column("note", _("Note"), TEXT),
+        # A CRF item's label in each language its CRF declares (empty where it has none), last so that
+        # the columns above keep their places; codes and variable names are the same in every language.
+        *(Column(f"label_{language}", _("Label (%(language)s)") % {"language": language}, TEXT) for language in CONTENT_LANGUAGES),
+        Column("translation_status", _("Translation status (per language)"), TEXT),
     )
     note = str(TEXT_NOTE)
 
@@ -840,8 +840,8 @@ def dictionary_table(tables: list[Table]) -> Table:
                 ) if info else (None,) * 9
                 labels = dict(column.labels)
                 translations = (*(labels.get(language) or None for language in CONTENT_LANGUAGES), (info.translation_status or None) if info else None)
-                yield (table.name, column.name, column.label, *translations, column.type, column.unit or None, codes or None, codes_json,
-                       column.precision, *item, column.source or None, note if column.type == TEXT else None)
+                yield (table.name, column.name, column.label, column.type, column.unit or None, codes or None, codes_json,
+                       column.precision, *item, column.source or None, note if column.type == TEXT else None, *translations)
 
     return Table(DICTIONARY, _("Data dictionary"), DICTIONARY, columns, generate,
                  lambda: sum(len(t.columns) for t in tables))

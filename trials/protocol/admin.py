@@ -159,7 +159,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class SiteInline(ReadOnlyInline):
     model = Site
-    fields = ["code", "name", "city", "country", "time_zone", "recruitment_status", "is_active"]
+    fields = ["code", "name", "city", "country", "time_zone", "language", "recruitment_status", "is_active"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)
@@ -226,7 +226,7 @@ class TrialAdmin(AuditedAdmin):
 @admin.register(Site)
 class SiteAdmin(AuditedAdmin):
     editable_fields = ("recruitment_status", "principal_investigator")
-    list_display = ["code", "name", "trial", "city", "country", "time_zone", "recruitment_status", "is_active"]
+    list_display = ["code", "name", "trial", "city", "country", "time_zone", "language", "recruitment_status", "is_active"]
     list_filter = [("trial", RelatedOnly), "country", "recruitment_status", "is_active"]
     search_fields = ["code", "name", "city", "principal_investigator"]
     list_select_related = ["trial"]
