@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo install messages setup test chromium e2e lint bench clean cluster cluster-down cluster-load cluster-faults
+.PHONY: demo install messages setup test chromium poppler e2e lint bench clean cluster cluster-down cluster-load cluster-faults
 
 ## demo: install everything, load the seed trials and demo users, serve http://127.0.0.1:8000
 demo: setup
@@ -38,9 +38,15 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || $(SUDO) apt-get install -y chromium >/dev/null 2>&1 \
 	  || ($(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y chromium >/dev/null)
 
+## poppler: Debian's poppler-utils (pdftotext, pdftoppm): the tests read the PDFs WeasyPrint writes with an
+## independent reader
+poppler:
+	@command -v pdftotext >/dev/null 2>&1 || $(SUDO) apt-get install -y poppler-utils >/dev/null 2>&1 \
+	  || ($(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y poppler-utils >/dev/null)
+
 ## test: install, check the app layers (import-linter, contracts in pyproject.toml), run the whole suite
 ## (PostgreSQL/Redis/worker tests run when DATABASE_URL/REDIS_URL are set)
-test: install chromium
+test: install chromium poppler
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
