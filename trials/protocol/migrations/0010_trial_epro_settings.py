@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('protocol', '0008_historicaltrial_quality_rules_trial_quality_rules'),
+        ('protocol', '0009_site_language'),
     ]
 
     operations = [
