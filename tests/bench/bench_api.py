@@ -170,7 +170,7 @@ def profiled(fn):
         return fn()
     finally:
         profile.disable()
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
 
 
 def main() -> None:
