@@ -170,7 +170,7 @@ def profiled(fn):
         return fn()
     finally:
         profile.disable()
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
 
 
 def main() -> None:
@@ -206,6 +206,8 @@ def main() -> None:
         print(f"  ratio api/sql = {read_ratio:.2f}  (target <= {READ_TARGET})  {'OK' if read_ratio <= READ_TARGET else 'MISSED'}")
 
         rows = lab_rows(trial, visit_codes)
+        if not rows:
+            return
         day = timezone.localdate() - timedelta(days=1)
         loop_s, done = rolled_back(lambda: import_loop(user, trial, rows, day))
         if PROFILE == "import":
