@@ -153,9 +153,9 @@ def casebook_context(participant: Participant, *, sees_allocation: bool, identif
             "items": entry_items(schema, entry.answers, entry.missing, hidden_by_crf.get(entry.crf_id, {})),
         })
     visits = [
-        {"visit": visit, "entries": by_visit.get(visit.pk, [])}
+        {"visit": visit, "entries": by_visit.get(visit.id, [])}
         for visit in selectors._source(Visit, mine, as_of).order_by("order", "sequence")
-        if visit.pk in by_visit or visit.visit_date
+        if visit.id in by_visit or visit.visit_date
     ]
     queries = list(
         Query.objects.filter(participant=participant).select_related("entry__visit", "raised_by", "closed_by")

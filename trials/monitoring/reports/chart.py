@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 48, 120, 16, 40
+LEFT, RIGHT, TOP, BOTTOM = 48, 170, 16, 40
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 # Okabe–Ito colour-blind-safe palette (Okabe & Ito 2008), then dashes tell the lines apart too.
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
@@ -72,7 +72,8 @@ def enrolment_chart(rows: list[dict], site_codes: list[str], target: int | None,
         Series(code, [row.get(f"cumulative_{code}", 0) for row in rows], COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)])
         for i, code in enumerate(site_codes)
     ]
-    series.append(Series(str(all_label), [row["cumulative"] for row in rows], "#212529", "", 3))
+    # All sites first: drawn beneath, so a site line on the same values stays visible on top of it.
+    series.insert(0, Series(str(all_label), [row["cumulative"] for row in rows], "#6c757d", "", 4))
     y_max = max([target or 0, *[max(s.values) for s in series], 1])
     n = len(months)
     for i, s in enumerate(series):

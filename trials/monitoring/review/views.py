@@ -96,7 +96,7 @@ def form_review(request: HttpRequest, pk: int) -> HttpResponse:
                 if request.headers.get("HX-Request"):
                     entry.refresh_from_db()
                     return render(request, "monitoring/sdv_tick_response.html", _sdv_context(request, entry, plan, key=key))
-                return redirect(here + f"#sdv-{key}")
+                return redirect(here + "#sdv-" + key.replace("@", "--"))
         elif action == "sdv":
             try:
                 sdv_verify_items(entry=entry, user=request.user, items=request.POST.getlist("sdv_item"), plan=plan)

@@ -50,3 +50,9 @@ def row_value(row) -> str:  # noqa: ANN001
 def review_row_id(context) -> str:  # noqa: ANN001
     """The row identity of the item being rendered ("" at the top level, where no `row_id` is set)."""
     return row_value(context.get("row_id"))
+
+
+@register.filter
+def dom_id(key: str) -> str:
+    """An SDV key as an HTML id safe in a CSS selector (`item@row` → `item--row`)."""
+    return str(key).replace("@", "--")
