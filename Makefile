@@ -60,3 +60,4 @@ bench: install
 	$(PY) tests/bench/bench_export.py
 	$(PY) tests/bench/bench_redcap.py
 	$(PY) tests/bench/bench_flow.py
+	$(PY) tests/bench/bench_quality.py

@@ -245,7 +245,7 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[t
                     "visit_date": (visit.visit_date.isoformat() if visit.visit_date else today[participant.site_id]),
                 }
                 if entry.crf_code in lab_crfs:
-                    base["lab"] = _lab(entry, entries, ranges[participant.site_id], crfs)
+                    base["lab"] = _lab(entry, entries, ranges[participant.site_id])
                 for rule in targeted:
                     context = base
                     reads = plans[rule.code]
@@ -308,7 +308,7 @@ def _namespaces(plan, entry, visit_entries, latest, first, answers_of) -> dict: 
     return out
 
 
-def _lab(entry: CrfEntry, entries: list[CrfEntry], ranges: list[LabNormalRange], crfs: dict) -> dict:  # noqa: ARG001
+def _lab(entry: CrfEntry, entries: list[CrfEntry], ranges: list[LabNormalRange]) -> dict:
     """The entry's lab items graded as the CRF page grades them (trials.visits.services.entry_lab_grades):
     the range of the site for the participant's sex and age (DEMOG) on the sample date, the first
     earlier entry of the CRF as baseline."""
