@@ -68,6 +68,7 @@ bench: install
 	$(PY) tests/bench/bench_redcap.py
 	$(PY) tests/bench/bench_flow.py
 	$(PY) tests/bench/bench_api.py
+	$(PY) tests/bench/bench_quality.py
 
 ## cluster: the multi-node lab of issue 22 on this machine (network namespaces as hosts: HAProxy, 2 web nodes,
 ## 2 Celery workers, beat behind a Redis lock, PostgreSQL primary + streaming replica, Redis; needs root,

@@ -47,7 +47,7 @@ def frozen():  # noqa: ANN201
 
 
 @pytest.fixture
-def trial(demo):  # noqa: ANN001, ANN201, ARG001
+def trial(demo):  # noqa: ANN001, ANN201, ARG001, F811
     return Trial.objects.get(code="ASC-DU")
 
 
@@ -201,7 +201,7 @@ quality_rules:
 """
 
 
-def test_the_loader_checks_the_ae_and_lab_names_with_file_and_line(tmp_path: Path, demo):  # noqa: ARG001
+def test_the_loader_checks_the_ae_and_lab_names_with_file_and_line(tmp_path: Path, demo):  # noqa: ARG001, F811
     seed = Path(settings.BASE_DIR) / "seeds" / "001_nct04356755_du.yaml"
     text = seed.read_text().split("\nquality_rules:")[0].rsplit("\n# Data-quality rules", 1)[0]
     bad = tmp_path / "trial.yaml"
@@ -225,7 +225,7 @@ def test_the_loader_checks_the_ae_and_lab_names_with_file_and_line(tmp_path: Pat
     assert said("end_of_trial", "unknown field name(s): end_of_trial"), problems
 
 
-def test_the_loader_refuses_a_crf_on_a_rule_of_the_ae_log(tmp_path: Path, demo):  # noqa: ARG001
+def test_the_loader_refuses_a_crf_on_a_rule_of_the_ae_log(tmp_path: Path, demo):  # noqa: ARG001, F811
     seed = Path(settings.BASE_DIR) / "seeds" / "001_nct04356755_du.yaml"
     text = seed.read_text().split("\nquality_rules:")[0].rsplit("\n# Data-quality rules", 1)[0]
     bad = tmp_path / "trial.yaml"

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import groupby
 
+import re
+
 import cel
 
 from trials.participants.models import Participant, ParticipantStatus
-from trials.protocol.engine import CRF_NAMESPACES, cel_answers, crf_references, evaluate, schema_for
+from trials.protocol.engine import CRF_NAMESPACES, cel_answers, crf_references, evaluate, schema_for, to_cel
 from trials.protocol.labs import grade_answers
-from trials.protocol.models import LabNormalRange, Trial
+from trials.protocol.models import CrfDefinition, LabNormalRange, Site, Trial
+from trials.protocol.quality import AE_FIELDS, ae_member_names
 from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, EntryStatus
 
@@ -52,6 +55,7 @@ class QualityRule:
     reads: frozenset[str]  # other CRF codes the expression reads
     subject: str = "crf"  # or "adverse_event"
     names: frozenset[str] = frozenset()  # the names the expression reads
+    ae_fields: frozenset[str] | None = None  # the AE fields it reads in `aes` (None: it may read all)
 
     @classmethod
     def from_spec(cls, spec: dict) -> QualityRule:
@@ -61,8 +65,18 @@ class QualityRule:
             code=spec["code"], message=spec["message"], crf=spec.get("crf") or "", item=spec.get("item") or "",
             expression=expression, severity=spec.get("severity") or "major", program=program,
             reads=frozenset(code for _ns, code, _item in crf_references(expression) if code),
-            subject=spec.get("subject") or "crf", names=frozenset(program.variables()),
+            subject=spec.get("subject") or "crf", names=frozenset(program.variables()), ae_fields=_ae_fields(expression),
         )
+
+
+def _ae_fields(expression: str) -> frozenset[str] | None:
+    """The AE fields an expression reads through `aes.<macro>(a, a.<field> …)`; None when it also
+    reads `aes` another way (`aes[0]`, `aes.map(…)` results passed on): then every field is given.
+    Converting a value for CEL is most of an evaluation's time, so a rule gets only what it reads."""
+    if re.search(r"(?<![\w.])aes\s*\[", expression) or re.search(r"(?<![\w.])aes\s*(?:[^.\s]|$)", expression):
+        return None
+    fields = frozenset(ae_member_names(expression))
+    return fields if fields <= frozenset(AE_FIELDS) else None
 
 
 def trial_rules(trial: Trial) -> list[QualityRule]:
@@ -71,11 +85,19 @@ def trial_rules(trial: Trial) -> list[QualityRule]:
 
 
 def _entries(trial: Trial, codes: set[str]) -> Iterator[CrfEntry]:
+    """The trial's entries of `codes`, ordered by participant and visit, without their CRF version
+    (its schema is compiled once per version: `crfs` in `_crf_rule_hits`)."""
     return (
         CrfEntry.objects.filter(participant__trial=trial, crf_code__in=codes)
         .exclude(status=EntryStatus.NOT_STARTED)
-        .select_related("visit", "crf", "participant__site")
-        .order_by("participant_id", "visit__order", "visit__sequence", "pk")
+        .select_related("visit", "participant")
+        .only(
+            "id", "crf_code", "crf_id", "answers", "status", "visit_id", "participant_id",
+            "visit__order", "visit__sequence", "visit__visit_date", "visit__participant_id",
+            "participant__site_id", "participant__trial_id", "participant__status", "participant__status_date",
+            "participant__consent_date", "participant__enrolment_date",
+        )
+        .order_by("participant_id", "visit__order", "visit__sequence", "visit_id", "pk")
         .iterator(chunk_size=2000)
     )
 
@@ -127,11 +149,18 @@ def rule_hits(trial: Trial, rules: list[QualityRule]) -> Iterator[tuple[QualityR
     ae_rules = [rule for rule in rules if rule.subject == "adverse_event"]
     aes_by_participant = _adverse_events(trial) if ae_rules or any("aes" in r.names for r in crf_rules) else {}
     aes_cache: dict[int, list[dict]] = {}
+    aes_subsets: dict[tuple[int, frozenset[str]], list[dict]] = {}
 
-    def aes_of(participant_id: int) -> list[dict]:
+    def aes_of(participant_id: int, fields: frozenset[str] | None = None) -> list[dict]:
+        """The participant's AEs as maps (only `fields` of each when given)."""
         if participant_id not in aes_cache:
             aes_cache[participant_id] = [ae_map(ae) for ae in aes_by_participant.get(participant_id, ())]
-        return aes_cache[participant_id]
+        if fields is None:
+            return aes_cache[participant_id]
+        key = (participant_id, fields)
+        if key not in aes_subsets:
+            aes_subsets[key] = [{name: event[name] for name in fields} for event in aes_cache[participant_id]]
+        return aes_subsets[key]
 
     yield from _crf_rule_hits(trial, crf_rules, aes_of)
     for events in aes_by_participant.values() if ae_rules else ():
@@ -161,29 +190,122 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[t
         codes.add(DEMOG)
         for row in LabNormalRange.objects.filter(site__trial=trial, is_active=True):
             ranges[row.site_id].append(row)
-    answers_cache: dict[int, dict] = {}
-
-    def answers_of(entry: CrfEntry) -> dict:
-        if entry.pk not in answers_cache:
-            answers_cache[entry.pk] = cel_answers(schema_for(entry.crf), entry.answers)
-        return answers_cache[entry.pk]
+    crfs = {crf.pk: crf for crf in CrfDefinition.objects.filter(code__in=codes)}
+    sites = {site.pk: site for site in Site.objects.filter(trial=trial)}
+    today = {pk: site.today().isoformat() for pk, site in sites.items()}  # once per run, not per entry
+    plans = {rule.code: _plan(rule) for rule in rules}
+    # The items of each CRF the rules read (None: all): only those are converted for CEL.
+    needed: dict[str, set[str] | None] = {}
+    for rule in rules:
+        if rule.crf in needed and needed[rule.crf] is None:
+            pass
+        else:
+            needed.setdefault(rule.crf, set()).update(rule.names)
+        for crfs_read in plans[rule.code].values():
+            for code, items in crfs_read.items():
+                if items is None or needed.get(code, set()) is None:
+                    needed[code] = None
+                else:
+                    needed.setdefault(code, set()).update(items)
 
     for _participant, group in groupby(_entries(trial, codes), key=lambda e: e.participant_id):
         entries = list(group)
-        answers_cache.clear()
-        for entry in entries:
-            targeted = by_crf.get(entry.crf_code)
-            if not targeted:
+        answers: dict[int, dict] = {}
+
+        def answers_of(entry: CrfEntry) -> dict:
+            if entry.pk not in answers:
+                answers[entry.pk] = _cel_values(schema_for(crfs[entry.crf_id]), entry.answers, needed.get(entry.crf_code))
+            return answers[entry.pk]
+
+        participant = entries[0].participant
+        participant.site = sites[participant.site_id]
+        shared = {**participant_names(participant), "consent_date": _iso(participant.consent_date)}
+        # One pass over the visits in order: `previous` and `baseline` hold the entries of the
+        # visits before the current one (by order and sequence), `visit` the current visit's.
+        latest: dict[str, CrfEntry] = {}
+        first: dict[str, CrfEntry] = {}
+        pending: dict[str, CrfEntry] = {}  # entries of visits at the current (order, sequence)
+        here = None
+        for _visit_id, visit_group in groupby(entries, key=lambda e: e.visit_id):
+            visit_entries = list(visit_group)
+            visit = visit_entries[0].visit
+            if (visit.order, visit.sequence) != here:
+                for code, other in pending.items():
+                    latest[code] = other
+                    first.setdefault(code, other)
+                pending, here = {}, (visit.order, visit.sequence)
+            for entry in visit_entries:
+                entry.crf = crfs[entry.crf_id]
+                entry.participant = participant
+                targeted = by_crf.get(entry.crf_code)
+                if not targeted:
+                    continue
+                base = {
+                    **shared, **answers_of(entry), "today": today[participant.site_id],
+                    "visit_date": (visit.visit_date.isoformat() if visit.visit_date else today[participant.site_id]),
+                }
+                if entry.crf_code in lab_crfs:
+                    base["lab"] = _lab(entry, entries, ranges[participant.site_id])
+                for rule in targeted:
+                    context = base
+                    reads = plans[rule.code]
+                    if reads:
+                        context = {**base, **_namespaces(reads, entry, visit_entries, latest, first, answers_of)}
+                    if "aes" in rule.names:
+                        context = {**context, "aes": aes_of(entry.participant_id, rule.ae_fields)}
+                    ok, passed = evaluate(rule.program, context)
+                    if ok and passed is False:
+                        yield rule, entry
+            for entry in visit_entries:
+                pending[entry.crf_code] = entry
+
+
+def _cel_values(schema, stored: dict, names: set[str] | None) -> dict:  # noqa: ANN001
+    """`cel_answers` limited to `names` (all items when None)."""
+    if names is None:
+        return cel_answers(schema, stored)
+    out: dict = {}
+    for item in schema.items:
+        if item.name not in names or item.type == "descriptive":
+            continue
+        if item.type == "repeating_group":
+            out[item.name] = [
+                {child.name: to_cel(child, row.get(child.name)) for child in item.children}
+                for row in stored.get(item.name) or [] if isinstance(row, dict)
+            ]
+        else:
+            out[item.name] = to_cel(item, stored.get(item.name))
+    return out
+
+
+def _plan(rule: QualityRule) -> dict[str, dict[str, set[str] | None]]:
+    """namespace -> CRF code -> the items the rule reads there (None: the whole CRF), so that only
+    those values are handed to CEL (converting a context is most of an evaluation's time)."""
+    plan: dict[str, dict[str, set[str] | None]] = {}
+    for namespace, code, item in crf_references(rule.expression):
+        if not code:
+            continue
+        crfs = plan.setdefault(namespace, {})
+        if item is None or crfs.get(code, set()) is None:
+            crfs[code] = None
+        else:
+            crfs.setdefault(code, set()).add(item)
+    return plan
+
+
+def _namespaces(plan, entry, visit_entries, latest, first, answers_of) -> dict:  # noqa: ANN001
+    out: dict[str, dict] = {namespace: {} for namespace in CRF_NAMESPACES}
+    for namespace, crfs in plan.items():
+        for code, items in crfs.items():
+            if namespace == "visit":
+                other = next((e for e in visit_entries if e.crf_code == code and e.pk != entry.pk), None)
+            else:
+                other = (latest if namespace == "previous" else first).get(code)
+            if other is None:
                 continue
-            context = _context(entry, entries, answers_of)
-            if any("aes" in rule.names for rule in targeted):
-                context["aes"] = aes_of(entry.participant_id)
-            if entry.crf_code in lab_crfs:
-                context["lab"] = _lab(entry, entries, ranges[entry.participant.site_id])
-            for rule in targeted:
-                ok, passed = evaluate(rule.program, context)
-                if ok and passed is False:
-                    yield rule, entry
+            values = answers_of(other)
+            out[namespace][code] = values if items is None else {name: values.get(name) for name in items}
+    return out
 
 
 def _lab(entry: CrfEntry, entries: list[CrfEntry], ranges: list[LabNormalRange]) -> dict:
@@ -218,27 +340,3 @@ def _day(value: object) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def _context(entry: CrfEntry, entries: list[CrfEntry], answers_of) -> dict:  # noqa: ANN001
-    """The CRF checks' context for a stored entry (see the module docstring)."""
-    visit, participant = entry.visit, entry.participant
-    today = participant.site.today()
-    namespaces: dict[str, dict] = {namespace: {} for namespace in CRF_NAMESPACES}
-    here = (visit.order, visit.sequence)
-    for other in entries:
-        if other.pk == entry.pk:
-            continue
-        if other.visit_id == entry.visit_id:
-            namespaces["visit"][other.crf_code] = answers_of(other)
-        elif (other.visit.order, other.visit.sequence) < here:
-            namespaces["previous"][other.crf_code] = answers_of(other)  # later ones overwrite: the latest
-            namespaces["baseline"].setdefault(other.crf_code, answers_of(other))
-    return {
-        **participant_names(participant),  # a CRF item of the same name wins, as in its own checks
-        **answers_of(entry),
-        **namespaces,
-        "today": today.isoformat(),
-        "visit_date": (visit.visit_date or today).isoformat(),
-        "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
-    }

@@ -45,7 +45,9 @@ def _latest_rule_queries(trial: Trial) -> dict[tuple[str, str, int], Query]:
     """The latest query of each (rule, entry or adverse event) of the trial."""
     latest: dict[tuple[str, str, int], Query] = {}
     queries = Query.objects.filter(trial=trial, origin=QueryOrigin.QUALITY_RULE).order_by("raised_at", "pk")
-    for query in queries.select_related("entry__crf", "closed_by"):
+    # Only what the reconciliation reads (not the entry and its CRF version: a run has thousands).
+    fields = ("id", "rule_code", "entry_id", "adverse_event_id", "state", "closed_by_id", "value_at_raise", "item", "row_id")
+    for query in queries.only(*fields, "participant_id", "trial_id"):
         latest[_key(query.rule_code, query.entry_id, query.adverse_event_id)] = query
     return latest
 
