@@ -224,8 +224,10 @@ status() {
   done
   curl -ksf "https://$NET.10/healthz" && echo || echo "proxy: /healthz failed"
   ns pg2 runuser -u postgres -- "$PGBIN/psql" -h $NET.32 -U postgres -tAc \
-    "SELECT 'replica lag (s): ' || coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::text, 'n/a')" 2>/dev/null || true
-  echo "show servers state" | ns proxy socat - "UNIX-CONNECT:$STATE/haproxy.sock" 2>/dev/null | awk 'NR>1 && NF>5 {print "haproxy", $4, "state", $6}' || true
+    "SELECT 'replica lag (s): ' || CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN '0 (all received WAL replayed)'
+     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text, 'n/a') END" 2>/dev/null || true
+  echo "show servers state web" | ns proxy socat - "UNIX-CONNECT:$STATE/haproxy.sock" 2>/dev/null \
+    | awk 'NR>2 && NF>5 {print "haproxy:", $4, ($6 == 2 ? "UP" : "DOWN")}' || true
 }
 
 cmd=${1:-status}
