@@ -23,8 +23,7 @@ PSQL=(ip netns exec edc-pg1 runuser -u postgres -- "$(ls -d /usr/lib/postgresql/
 audit() { "${PSQL[@]}" -c "SELECT count(*) FROM visits_historicalcrfentry WHERE history_change_reason = 'Load test'"; }
 say() { printf '[faults] %s\n' "$*"; }
 wait_job() {  # wait_job ID STATE SECONDS
-  for _ in $(seq "$3"); do s=$(drill job "$1"); [[ $s == "$2"* ]] && { say "job $1: $s"; return 0; }; sleep 1; done
-  say "job $1 not $2 after $3 s: $(drill job "$1")"; return 1
+  local got; got=$(drill wait "$1" "$2" "$3"); say "job $1: $got"; [[ $got == "$2"* ]]
 }
 
 web() {
@@ -52,16 +51,22 @@ PY
 
 worker() {
   "$C" start worker1; "$C" start worker2; sleep 3
+  declare -A seen
+  for w in worker1 worker2; do seen[$w]=$(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true); done
   job=$(drill export); say "export job $job requested"
-  wait_job "$job" running 60 || return 1
   victim=""
-  for w in worker1 worker2; do grep -q "export_run_task.*received" "$STATE/logs/$w.log" && victim=$w; done
-  # the node whose log last received an export: compare the last lines' times
-  victim=$(for w in worker1 worker2; do echo "$(grep "export_run_task.*received" "$STATE/logs/$w.log" | tail -1 | cut -c1-23) $w"; done | sort | tail -1 | awk '{print $NF}')
-  say "SIGKILL $victim (running the export)"; "$C" kill "$victim"
-  wait_job "$job" failed 150 || true
+  for _ in $(seq 300); do   # the node whose log receives the export (polled every 0.1 s)
+    for w in worker1 worker2; do
+      [[ $(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true) -gt ${seen[$w]} ]] && victim=$w
+    done
+    [[ -n $victim ]] && break; sleep 0.1
+  done
+  say "SIGKILL $victim (it received the export)"; "$C" kill "$victim"
+  say "job $job right after the kill: $(drill job "$job")"
+  wait_job "$job" failed 180 || true   # the dead-job scan: heartbeat older than 1 minute (lab setting)
   new=$(drill retry "$job"); say "retried as job $new"
   wait_job "$new" done 180 || true
+  say "the other worker ran it: $(grep -h "export_run_task.*succeeded" "$STATE"/logs/worker*.log | tail -1 | cut -c1-23)"
   "$C" start "$victim"
 }
 
