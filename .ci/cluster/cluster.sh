@@ -35,6 +35,7 @@ REDIS="redis://$NET.40:6379/0"
 log() { printf '[cluster] %s\n' "$*" >&2; }
 ns() { local n=$1; shift; ip netns exec "edc-$n" "$@"; }
 alive() { [[ -f $STATE/pids/$1.pid ]] && kill -0 "$(cat "$STATE/pids/$1.pid")" 2>/dev/null; }
+# (`daemon` restarts a node whose pid file names a dead process)
 
 secret() {
   [[ -f $STATE/secret ]] || (head -c 64 /dev/urandom | base64 -w0 | tr -d '/+=' > "$STATE/secret")

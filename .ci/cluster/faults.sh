@@ -75,6 +75,9 @@ redis() {
   job=$(drill export); say "export job $job requested while no worker runs"
   say "restart Redis (no persistence: queued messages lost)"; "$C" stop redis; "$C" start redis; sleep 2
   "$C" start worker1; "$C" start worker2; sleep 8
+  for b in beat1 beat2; do   # the beat holding the lock could not renew it in the new Redis: it stopped
+    [[ -f $STATE/pids/$b.pid ]] && kill -0 "$(cat "$STATE/pids/$b.pid")" 2>/dev/null || { say "$b stopped (lock lost with Redis): restart it (systemd: Restart=always)"; "$C" start "$b"; }
+  done
   say "after the restart: $(drill job "$job")"
   say "housekeeping scan: $(drill scan 11)"
   wait_job "$job" done 180 || true
@@ -82,17 +85,18 @@ redis() {
 
 beat() {
   holder() { redis-cli -h 10.77.0.40 get edc:beat-lock; }
-  h=$(holder); say "lock held by $h"
+  "$C" start beat1; "$C" start beat2; sleep 5
+  h=$(holder); say "lock held by $h; the other beat_locked waits"
   node=${h%%:*}; other=$([[ $node == beat1 ]] && echo beat2 || echo beat1)
-  say "stop $node (SIGTERM: releases the lock)"; "$C" stop "$node"
-  for i in $(seq 30); do h2=$(holder); [[ $h2 == "$other"* ]] && break; sleep 1; done
+  say "stop $node (SIGTERM: beat stops, the lock is released)"; "$C" stop "$node"
+  for i in $(seq 40); do h2=$(holder); [[ $h2 == "$other"* ]] && break; sleep 1; done
   say "after ${i} s the lock is held by $h2"
-  "$C" start "$node"; sleep 3
-  say "SIGKILL $other (the lock expires after its TTL)"; "$C" kill "$other"
+  "$C" start "$node"; sleep 3; say "$node started again: it waits ($(tail -n 1 "$STATE/logs/$node.log" | cut -c25-))"
+  say "SIGKILL $other (the holder; its lock expires after its TTL, 30 s)"; "$C" kill "$other"
   for i in $(seq 60); do h3=$(holder); [[ $h3 == "$node"* ]] && break; sleep 1; done
   say "after ${i} s the lock is held by $h3"
-  "$C" start "$other"; sleep 2
-  say "beat processes running beat: $(grep -l "beat lock taken" "$STATE"/logs/beat*.log | wc -l) logs took the lock over the drill; holder now $(holder)"
+  "$C" start "$other"; sleep 3
+  say "holder now $(holder); beat_locked processes alive: $(for b in beat1 beat2; do [[ -f $STATE/pids/$b.pid ]] && kill -0 "$(cat "$STATE/pids/$b.pid")" 2>/dev/null && echo -n "$b "; done)"
 }
 
 case ${1:-all} in
