@@ -117,9 +117,13 @@ CONF
   ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='edc'" | grep -q 1 \
     || ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -qc "CREATE DATABASE edc OWNER edc"
   if [[ ! -f $STATE/pg/replica/PG_VERSION ]]; then
-    # A streaming replica: a base backup of the primary with -R (standby.signal + primary_conninfo).
-    ns pg2 runuser -u postgres -- "$PGBIN/pg_basebackup" -h $NET.31 -U postgres -D "$STATE/pg/replica" -R -X stream -c fast
+    # A streaming replica: a base backup of the primary with -R (standby.signal + primary_conninfo) and a
+    # replication slot (-C -S: the primary keeps the WAL the replica has not received, e.g. across a restart);
+    # the WAL archive as a fallback (restore_command).
+    ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -qc "SELECT pg_drop_replication_slot('edc_replica')" 2>/dev/null || true
+    ns pg2 runuser -u postgres -- "$PGBIN/pg_basebackup" -h $NET.31 -U postgres -D "$STATE/pg/replica" -R -C -S edc_replica -X stream -c fast
     sed -i "s/^listen_addresses = .*/listen_addresses = '$NET.32'/; s/^archive_mode = on/archive_mode = off/" "$STATE/pg/replica/postgresql.conf"
+    echo "restore_command = 'cp $STATE/wal-archive/%f %p'" >> "$STATE/pg/replica/postgresql.conf"
   fi
   if ! ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" status >/dev/null 2>&1; then
     ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" -l "$STATE/pg/replica.log" -w start >/dev/null
