@@ -82,8 +82,8 @@ network_up() {
 
 network_down() {
   for n in "${!ADDR[@]}"; do
-    ip netns list | grep -qw "edc-$n" && ip netns del "edc-$n"
-    ip link show "v-$n" >/dev/null 2>&1 && ip link del "v-$n"
+    ip netns list | grep -qw "edc-$n" && { ip netns del "edc-$n" || true; }
+    ip link show "v-$n" >/dev/null 2>&1 && { ip link del "v-$n" 2>/dev/null || true; }   # gone with its namespace
   done
   ip link show $BRIDGE >/dev/null 2>&1 && ip link del $BRIDGE
   return 0
