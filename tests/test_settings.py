@@ -22,7 +22,7 @@ PRODUCTION = {
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE", "REPLICA_DATABASE_URL"}}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
@@ -66,7 +66,7 @@ def test_embedded_default_is_sqlite_and_eager_when_nothing_is_set(tmp_path):
     )
     clean = {
         k: v for k, v in os.environ.items()
-        if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "EDC_VAR_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+        if k not in PRODUCTION and k not in {"DJANGO_DEBUG", "EDC_VAR_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE", "REPLICA_DATABASE_URL"}
     }
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -35,6 +35,7 @@ REDIS="redis://$NET.40:6379/0"
 log() { printf '[cluster] %s\n' "$*" >&2; }
 ns() { local n=$1; shift; ip netns exec "edc-$n" "$@"; }
 alive() { [[ -f $STATE/pids/$1.pid ]] && kill -0 "$(cat "$STATE/pids/$1.pid")" 2>/dev/null; }
+# (`daemon` restarts a node whose pid file names a dead process)
 
 secret() {
   [[ -f $STATE/secret ]] || (head -c 64 /dev/urandom | base64 -w0 | tr -d '/+=' > "$STATE/secret")
@@ -81,8 +82,8 @@ network_up() {
 
 network_down() {
   for n in "${!ADDR[@]}"; do
-    ip netns list | grep -qw "edc-$n" && ip netns del "edc-$n"
-    ip link show "v-$n" >/dev/null 2>&1 && ip link del "v-$n"
+    ip netns list | grep -qw "edc-$n" && { ip netns del "edc-$n" || true; }
+    ip link show "v-$n" >/dev/null 2>&1 && { ip link del "v-$n" 2>/dev/null || true; }   # gone with its namespace
   done
   ip link show $BRIDGE >/dev/null 2>&1 && ip link del $BRIDGE
   return 0
@@ -116,9 +117,13 @@ CONF
   ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='edc'" | grep -q 1 \
     || ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -qc "CREATE DATABASE edc OWNER edc"
   if [[ ! -f $STATE/pg/replica/PG_VERSION ]]; then
-    # A streaming replica: a base backup of the primary with -R (standby.signal + primary_conninfo).
-    ns pg2 runuser -u postgres -- "$PGBIN/pg_basebackup" -h $NET.31 -U postgres -D "$STATE/pg/replica" -R -X stream -c fast
+    # A streaming replica: a base backup of the primary with -R (standby.signal + primary_conninfo) and a
+    # replication slot (-C -S: the primary keeps the WAL the replica has not received, e.g. across a restart);
+    # the WAL archive as a fallback (restore_command).
+    ns pg1 runuser -u postgres -- "$PGBIN/psql" -h $NET.31 -U postgres -qc "SELECT pg_drop_replication_slot('edc_replica')" 2>/dev/null || true
+    ns pg2 runuser -u postgres -- "$PGBIN/pg_basebackup" -h $NET.31 -U postgres -D "$STATE/pg/replica" -R -C -S edc_replica -X stream -c fast
     sed -i "s/^listen_addresses = .*/listen_addresses = '$NET.32'/; s/^archive_mode = on/archive_mode = off/" "$STATE/pg/replica/postgresql.conf"
+    echo "restore_command = 'cp $STATE/wal-archive/%f %p'" >> "$STATE/pg/replica/postgresql.conf"
   fi
   if ! ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" status >/dev/null 2>&1; then
     ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" -l "$STATE/pg/replica.log" -w start >/dev/null
@@ -224,8 +229,10 @@ status() {
   done
   curl -ksf "https://$NET.10/healthz" && echo || echo "proxy: /healthz failed"
   ns pg2 runuser -u postgres -- "$PGBIN/psql" -h $NET.32 -U postgres -tAc \
-    "SELECT 'replica lag (s): ' || coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::text, 'n/a')" 2>/dev/null || true
-  echo "show servers state" | ns proxy socat - "UNIX-CONNECT:$STATE/haproxy.sock" 2>/dev/null | awk 'NR>1 && NF>5 {print "haproxy", $4, "state", $6}' || true
+    "SELECT 'replica lag (s): ' || CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN '0 (all received WAL replayed)'
+     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::text, 'n/a') END" 2>/dev/null || true
+  echo "show servers state web" | ns proxy socat - "UNIX-CONNECT:$STATE/haproxy.sock" 2>/dev/null \
+    | awk 'NR>2 && NF>5 {print "haproxy:", $4, ($6 == 2 ? "UP" : "DOWN")}' || true
 }
 
 cmd=${1:-status}

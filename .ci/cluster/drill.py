@@ -2,6 +2,7 @@
 
     drill.py export            request an ODM export of the load-test trial as its data manager; prints the job id
     drill.py job ID            the job's state
+    drill.py wait ID STATE S   wait up to S seconds for the job to reach STATE; prints the state
     drill.py retry ID          request it again (the export page's Retry)
     drill.py integrity         entries whose revision differs from their number of audit rows (0: no partial write)
     drill.py scan MINUTES      the hourly export housekeeping, run as if MINUTES had passed (re-enqueues lost messages)
@@ -40,6 +41,15 @@ def main(argv: list[str]) -> None:
         print(export_request(user=manager(), format="odm", trial=Trial.objects.get(code="CLU")).pk)
     elif command == "job":
         job = ExportJob.objects.get(pk=int(argv[1]))
+        print(job.state, job.rows_done, job.rows_total, (job.error or "")[:200])
+    elif command == "wait":
+        import time
+
+        deadline = time.monotonic() + int(argv[3])
+        job = ExportJob.objects.get(pk=int(argv[1]))
+        while job.state != argv[2] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job.refresh_from_db()
         print(job.state, job.rows_done, job.rows_total, (job.error or "")[:200])
     elif command == "retry":
         print(export_retry(job_id=int(argv[1]), user=manager()).pk)

@@ -23,8 +23,7 @@ PSQL=(ip netns exec edc-pg1 runuser -u postgres -- "$(ls -d /usr/lib/postgresql/
 audit() { "${PSQL[@]}" -c "SELECT count(*) FROM visits_historicalcrfentry WHERE history_change_reason = 'Load test'"; }
 say() { printf '[faults] %s\n' "$*"; }
 wait_job() {  # wait_job ID STATE SECONDS
-  for _ in $(seq "$3"); do s=$(drill job "$1"); [[ $s == "$2"* ]] && { say "job $1: $s"; return 0; }; sleep 1; done
-  say "job $1 not $2 after $3 s: $(drill job "$1")"; return 1
+  local got; got=$(drill wait "$1" "$2" "$3"); say "job $1: $got"; [[ $got == "$2"* ]]
 }
 
 web() {
@@ -52,16 +51,22 @@ PY
 
 worker() {
   "$C" start worker1; "$C" start worker2; sleep 3
+  declare -A seen
+  for w in worker1 worker2; do seen[$w]=$(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true); done
   job=$(drill export); say "export job $job requested"
-  wait_job "$job" running 60 || return 1
   victim=""
-  for w in worker1 worker2; do grep -q "export_run_task.*received" "$STATE/logs/$w.log" && victim=$w; done
-  # the node whose log last received an export: compare the last lines' times
-  victim=$(for w in worker1 worker2; do echo "$(grep "export_run_task.*received" "$STATE/logs/$w.log" | tail -1 | cut -c1-23) $w"; done | sort | tail -1 | awk '{print $NF}')
-  say "SIGKILL $victim (running the export)"; "$C" kill "$victim"
-  wait_job "$job" failed 150 || true
+  for _ in $(seq 300); do   # the node whose log receives the export (polled every 0.1 s)
+    for w in worker1 worker2; do
+      [[ $(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true) -gt ${seen[$w]} ]] && victim=$w
+    done
+    [[ -n $victim ]] && break; sleep 0.1
+  done
+  say "SIGKILL $victim (it received the export)"; "$C" kill "$victim"
+  say "job $job right after the kill: $(drill job "$job")"
+  wait_job "$job" failed 180 || true   # the dead-job scan: heartbeat older than 1 minute (lab setting)
   new=$(drill retry "$job"); say "retried as job $new"
   wait_job "$new" done 180 || true
+  say "the other worker ran it: $(grep -h "export_run_task.*succeeded" "$STATE"/logs/worker*.log | tail -1 | cut -c1-23)"
   "$C" start "$victim"
 }
 
@@ -70,6 +75,9 @@ redis() {
   job=$(drill export); say "export job $job requested while no worker runs"
   say "restart Redis (no persistence: queued messages lost)"; "$C" stop redis; "$C" start redis; sleep 2
   "$C" start worker1; "$C" start worker2; sleep 8
+  for b in beat1 beat2; do   # the beat holding the lock could not renew it in the new Redis: it stopped
+    [[ -f $STATE/pids/$b.pid ]] && kill -0 "$(cat "$STATE/pids/$b.pid")" 2>/dev/null || { say "$b stopped (lock lost with Redis): restart it (systemd: Restart=always)"; "$C" start "$b"; }
+  done
   say "after the restart: $(drill job "$job")"
   say "housekeeping scan: $(drill scan 11)"
   wait_job "$job" done 180 || true
@@ -77,17 +85,18 @@ redis() {
 
 beat() {
   holder() { redis-cli -h 10.77.0.40 get edc:beat-lock; }
-  h=$(holder); say "lock held by $h"
+  "$C" start beat1; "$C" start beat2; sleep 5
+  h=$(holder); say "lock held by $h; the other beat_locked waits"
   node=${h%%:*}; other=$([[ $node == beat1 ]] && echo beat2 || echo beat1)
-  say "stop $node (SIGTERM: releases the lock)"; "$C" stop "$node"
-  for i in $(seq 30); do h2=$(holder); [[ $h2 == "$other"* ]] && break; sleep 1; done
+  say "stop $node (SIGTERM: beat stops, the lock is released)"; "$C" stop "$node"
+  for i in $(seq 40); do h2=$(holder); [[ $h2 == "$other"* ]] && break; sleep 1; done
   say "after ${i} s the lock is held by $h2"
-  "$C" start "$node"; sleep 3
-  say "SIGKILL $other (the lock expires after its TTL)"; "$C" kill "$other"
+  "$C" start "$node"; sleep 3; say "$node started again: it waits ($(tail -n 1 "$STATE/logs/$node.log" | cut -c25-))"
+  say "SIGKILL $other (the holder; its lock expires after its TTL, 30 s)"; "$C" kill "$other"
   for i in $(seq 60); do h3=$(holder); [[ $h3 == "$node"* ]] && break; sleep 1; done
   say "after ${i} s the lock is held by $h3"
-  "$C" start "$other"; sleep 2
-  say "beat processes running beat: $(grep -l "beat lock taken" "$STATE"/logs/beat*.log | wc -l) logs took the lock over the drill; holder now $(holder)"
+  "$C" start "$other"; sleep 3
+  say "holder now $(holder); beat_locked processes alive: $(for b in beat1 beat2; do [[ -f $STATE/pids/$b.pid ]] && kill -0 "$(cat "$STATE/pids/$b.pid")" 2>/dev/null && echo -n "$b "; done)"
 }
 
 case ${1:-all} in
