@@ -373,18 +373,21 @@ class Dataset:
         variables = [(v.name, ascii_text(v.label, 40), v.type, lengths[v.name]) for v in self.variables]
         writer = xpt.XptWriter(out, self.name, ascii_text(self.label, 40), variables)
         order = self.order()
+        # Each distinct value once, as bytes in an object array (not a fixed-width array of every
+        # distinct value: a column of 200-byte results would take 200 bytes per distinct value).
         texts = {}
         for v in self.variables:
             if v.type == CHAR:
-                width = lengths[v.name]
-                texts[v.name] = np.array([b""] + [t.encode("ascii", "replace") for t in self._categories[v.name]], dtype=f"S{width}")
+                values = np.empty(len(self._categories[v.name]) + 1, dtype=object)
+                values[:] = [b"", *(t.encode("ascii", "replace") for t in self._categories[v.name])]
+                texts[v.name] = values
         for start in range(0, self.rows, chunk):
             rows = order[start:start + chunk]
             columns = {}
             for v in self.variables:
                 if v.type == CHAR:
                     codes = np.frombuffer(self._codes[v.name], dtype=np.int32)[rows].astype(np.int64) + 1
-                    columns[v.name] = texts[v.name][codes]
+                    columns[v.name] = texts[v.name][codes].astype(f"S{lengths[v.name]}")
                 else:
                     columns[v.name] = np.frombuffer(self._numbers[v.name], dtype=np.float64)[rows]
             writer.write_rows(columns)
