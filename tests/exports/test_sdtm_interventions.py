@@ -183,3 +183,35 @@ def test_a_blinded_ex_of_the_placebo_in_cohort_trial_never_says_placebo_or_names
         assert not [w for w in words if w in raw], username
     unblinded = xpt_bytes(export_bytes(sdtm, spec_for("dsmb.statistician", "EASC-RA", blinded=False))[0]).lower()
     assert any(w in unblinded for w in words)
+
+
+def test_medical_history_is_coded_against_the_trials_dictionary_and_conmeds_stay_uncoded():
+    """MH: a term that is exactly (case aside) a lowest-level term of the coding dictionary gets its
+    preferred term (MHDECOD) and system organ class (MHBODSYS): the demo dictionary
+    (fixtures/coding_demo.csv) has "Head pain" -> Headache, Nervous system disorders. A term it does
+    not hold stays uncoded (null), counted in the manifest's warnings. CM: CMDECOD is present and
+    null (WHODrug is licensed and not loaded), said in the warnings."""
+    import json
+
+    participant = Participant.objects.filter(trial__code="ASC-DU").first()
+    log(participant, "MEDHIST", {"condition": "head pain", "onset_date": date(2016, 1, 1), "ongoing": True})
+    log(participant, "MEDHIST", {"condition": "Digital ulcers of the left hand", "onset_date": date(2017, 1, 1), "ongoing": True})
+    log(participant, "CONMED", {"medication": "nifedipine", "drug_class": "calcium_channel_blocker", "indication": "Raynaud's phenomenon",
+                                "dose": "30", "dose_unit": "mg", "route": "oral", "frequency": "QD",
+                                "start_date": date(2025, 6, 1), "ongoing": True})
+    content = export_bytes(sdtm, spec_for("datamanager", "ASC-DU"))[0]
+    datasets = read_datasets(content)
+    mh = datasets["MH"][0]
+    mh = mh[mh["USUBJID"] == usubjid(participant)].set_index("MHTERM")
+    assert mh.loc["head pain", ["MHDECOD", "MHBODSYS"]].tolist() == ["Headache", "Nervous system disorders"]
+    assert mh.loc["Digital ulcers of the left hand", ["MHDECOD", "MHBODSYS"]].tolist() == ["", ""]
+    cm = datasets["CM"][0]
+    assert "CMDECOD" in cm.columns and set(cm["CMDECOD"]) == {""}
+    warnings = json.loads(package(content)["manifest.json"])["warnings"]
+    uncoded = [w for w in warnings if w.startswith("MH:")]
+    assert len(uncoded) == 1 and "EDC-DEMO 1" in uncoded[0]
+    assert int(uncoded[0].split()[1]) == int((mh["MHDECOD"] == "").sum()) + int(
+        (datasets["MH"][0][datasets["MH"][0]["USUBJID"] != usubjid(participant)]["MHDECOD"] == "").sum())
+    assert any(w.startswith("CM:") and "WHODrug" in w for w in warnings)
+    document = etree.parse(io.BytesIO(package(content)["define.xml"]))
+    assert define.define_schema().validate(document), define.define_schema().error_log.filter_from_errors()[:5]

@@ -228,3 +228,37 @@ def test_missing_data_codes_are_the_packages_own_missing_values():
     assert meta.missing_user_values["weight_kg"] == ["a"]
     assert meta.variable_value_labels["weight_kg"]["a"] == "Not done"
     assert meta.original_variable_types["heart_rate"] == "%12.0f"
+
+
+def test_missing_data_codes_of_repeating_group_rows_are_missing_values_too():
+    """The repeating-group tables carry the missing-data codes like the CRF tables: a row's item
+    answered "unknown" (the entry's `missing` holds it under the group and the row's id) is SPSS
+    user-missing -98 and Stata extended missing .b, labelled "Unknown", in that row only."""
+    entry = CrfEntry.objects.filter(participant__trial__code="ASC-DU", crf_code="DU_INJECTION").exclude(
+        answers__ulcers_injected=[]).select_related("visit").first()
+    rows = entry.answers["ulcers_injected"]
+    assert rows
+    first_id = rows[0]["_row_id"]
+    edited = [{k: v for k, v in rows[0].items() if k != "volume_ml"}, *rows[1:]]
+    crf_entry_save_answers(
+        user=system_user(), visit=entry.visit, crf_code="DU_INJECTION", complete=True, reason="Syringe label lost",
+        answers={**{k: v for k, v in entry.answers.items() if k != "ulcers_injected"}, "ulcers_injected": edited},
+        missing={"ulcers_injected": {0: {"volume_ml": {"code": "unknown", "reason": "Syringe label lost"}}}},  # input: by row index
+    )
+    entry.refresh_from_db()
+    assert entry.missing["ulcers_injected"][first_id]["volume_ml"]["code"] == "unknown"
+    spec = spec_for("datamanager", "ASC-DU")
+    table = "DU_INJECTION_ulcers_injected"
+
+    data, meta = _read_one(export_bytes(stats, spec, "write_sav")[0], "sav", table, user_missing=True)
+    mine = data[data["entry_id"] == entry.pk].sort_values("row_number")
+    assert mine["volume_ml"].iloc[0] == -98.0
+    assert all(v != -98.0 for v in mine["volume_ml"].iloc[1:])
+    assert meta.missing_ranges["volume_ml"] == [{"lo": -98.0, "hi": -98.0}]
+    assert meta.variable_value_labels["volume_ml"][-98.0] == "Unknown"
+
+    data, meta = _read_one(export_bytes(stats, spec, "write_dta")[0], "dta", table, user_missing=True)
+    mine = data[data["entry_id"] == entry.pk].sort_values("row_number")
+    assert mine["volume_ml"].iloc[0] == "b"
+    assert meta.missing_user_values["volume_ml"] == ["b"]
+    assert meta.variable_value_labels["volume_ml"]["b"] == "Unknown"

@@ -222,13 +222,11 @@ def subject_audit(meta: odm.StudyMetadata, participant: Any, rows: list, events:
         form = meta.forms.get(form_oid) if form_oid else None
         before = previous.get(row.id, (None, ({}, {})))[1]
         after = ({}, {}) if row.history_type == "-" or form is None else entry_state(form, row.answers, row.missing)
-        previous[row.id] = (row, after)
+        previous[row.id] = (row, after)  # a deleted entry ("-"): every item it had is removed
         changes = item_changes(before, after, order)
         event = events.get(row.visit_id)
         if not changes or event is None or event.oid is None:
             continue
-        if row.history_type == "-":  # a deleted entry: its items are removed from the form it had
-            form_oid = meta.form_by_crf.get(row.crf_id)
         attrs = {"StudyEventOID": event.oid, "TransactionType": "Context"}
         if event.repeat_key is not None:
             attrs["StudyEventRepeatKey"] = event.repeat_key

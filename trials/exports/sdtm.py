@@ -373,18 +373,21 @@ class Dataset:
         variables = [(v.name, ascii_text(v.label, 40), v.type, lengths[v.name]) for v in self.variables]
         writer = xpt.XptWriter(out, self.name, ascii_text(self.label, 40), variables)
         order = self.order()
+        # Each distinct value once, as bytes in an object array (not a fixed-width array of every
+        # distinct value: a column of 200-byte results would take 200 bytes per distinct value).
         texts = {}
         for v in self.variables:
             if v.type == CHAR:
-                width = lengths[v.name]
-                texts[v.name] = np.array([b""] + [t.encode("ascii", "replace") for t in self._categories[v.name]], dtype=f"S{width}")
+                values = np.empty(len(self._categories[v.name]) + 1, dtype=object)
+                values[:] = [b"", *(t.encode("ascii", "replace") for t in self._categories[v.name])]
+                texts[v.name] = values
         for start in range(0, self.rows, chunk):
             rows = order[start:start + chunk]
             columns = {}
             for v in self.variables:
                 if v.type == CHAR:
                     codes = np.frombuffer(self._codes[v.name], dtype=np.int32)[rows].astype(np.int64) + 1
-                    columns[v.name] = texts[v.name][codes]
+                    columns[v.name] = texts[v.name][codes].astype(f"S{lengths[v.name]}")
                 else:
                     columns[v.name] = np.frombuffer(self._numbers[v.name], dtype=np.float64)[rows]
             writer.write_rows(columns)
@@ -543,6 +546,8 @@ EX_VARIABLES = KEYS + [
 CM_VARIABLES = KEYS + [
     Var("CMSEQ", "Sequence Number", NUM), Var("CMSPID", "Sponsor-Defined Identifier", origin="Assigned"),
     Var("CMTRT", "Reported Name of Drug, Med, or Therapy", origin="Collected"),
+    # WHODrug is licensed and not loaded: CMDECOD is present (SDTMIG: Expected) and null.
+    Var("CMDECOD", "Standardized Medication Name", origin="Assigned"),
     Var("CMCLAS", "Medication Class", origin="Collected"), Var("CMINDC", "Indication", origin="Collected"),
     Var("CMDOSE", "Dose per Administration", NUM, origin="Collected"), Var("CMDOSU", "Dose Units", origin="Collected", codelist="UNIT"),
     Var("CMDOSFRQ", "Dosing Frequency per Interval", origin="Collected", codelist="FREQ"),
@@ -554,6 +559,8 @@ CM_VARIABLES = KEYS + [
 MH_VARIABLES = KEYS + [
     Var("MHSEQ", "Sequence Number", NUM), Var("MHSPID", "Sponsor-Defined Identifier", origin="Assigned"),
     Var("MHTERM", "Reported Term for the Medical History", origin="Collected"),
+    Var("MHDECOD", "Dictionary-Derived Term", origin="Assigned"),
+    Var("MHBODSYS", "Body System or Organ Class", origin="Assigned"),
     Var("MHSTDTC", "Start Date/Time of Medical History Event", origin="Collected"),
     Var("MHENDTC", "End Date/Time of Medical History Event", origin="Collected"),
     Var("MHENRTPT", "End Relative to Reference Time Point", codelist="STENRF"), Var("MHENTPT", "End Reference Time Point"),
@@ -744,6 +751,59 @@ class Supplements:
                          piece, origin="CRF")
 
 
+def coding_dictionary(trial_id: int) -> tuple[str, str] | None:
+    """The coding dictionary (name, version) of the trial's coded adverse events (the most used),
+    or the only one loaded; None when there is none or no way to choose."""
+    from django.db.models import Count
+
+    from trials.safety.models import AdverseEvent, CodingTerm
+
+    used = (
+        AdverseEvent.objects.filter(participant__trial_id=trial_id, coded_term__isnull=False)
+        .order_by().values_list("coded_term__dictionary", "coded_term__version").annotate(n=Count("id")).order_by("-n")
+    )
+    for dictionary, version, _count in used[:1]:
+        return dictionary, version
+    loaded = list(CodingTerm.objects.order_by().values_list("dictionary", "version").distinct()[:2])
+    return loaded[0] if len(loaded) == 1 else None
+
+
+def mh_code(dataset: Dataset, terms: list[tuple[int, str]], trial_id: int, warnings: list[str]) -> None:
+    """MHDECOD (preferred term) and MHBODSYS (system organ class) of each medical-history term
+    that is, letter for letter (case aside), a lowest-level term of the trial's coding dictionary
+    (the AEs' MedDRA version: trials.safety, CodingTerm), as a dictionary's autoencoder codes an
+    exact verbatim. Any other term stays uncoded (both variables null) and is counted in the
+    warnings: no term is guessed."""
+    if not terms:
+        return
+    chosen = coding_dictionary(trial_id)
+    found: dict[str, tuple[str, str]] = {}
+    if chosen is not None:
+        from django.db.models.functions import Lower
+
+        from trials.safety.models import CodingTerm
+
+        wanted = {term.strip().casefold() for _row, term in terms}
+        for llt, pt, soc in (
+            CodingTerm.objects.filter(dictionary=chosen[0], version=chosen[1]).annotate(key=Lower("llt"))
+            .filter(key__in=wanted).order_by("llt_code").values_list("llt", "pt", "soc")
+        ):
+            found.setdefault(llt.strip().casefold(), (pt, soc))
+    uncoded = 0
+    for row, term in terms:
+        coded = found.get(term.strip().casefold())
+        if coded is None:
+            uncoded += 1
+            continue
+        dataset.set(row, "MHDECOD", dataset.mask(ascii_text(coded[0])))
+        dataset.set(row, "MHBODSYS", dataset.mask(ascii_text(coded[1])))
+    if uncoded:
+        where = f"{chosen[0]} {chosen[1]}" if chosen else "no coding dictionary loaded for the trial"
+        warnings.append(
+            f"MH: {uncoded} medical-history term(s) not coded ({where}): MHDECOD and MHBODSYS are null for a term "
+            "that is not exactly a lowest-level term of the dictionary.")
+
+
 class _SubjectDatasets:
     """DM, DS, EX, SV and AE, filled a participant at a time."""
 
@@ -766,6 +826,7 @@ class _SubjectDatasets:
         self.criteria = criterion_test_codes(spec.trial_id)
         self.choices: dict[tuple[int, str], dict[str, str]] = {}
         self.uncoded = 0
+        self.mh_terms: list[tuple[int, str]] = []  # (MH row, verbatim term), coded once every row is read
         trial = Trial.objects.get(pk=spec.trial_id)
         self.randomized = trial.design == "randomized"
 
@@ -964,6 +1025,8 @@ class _SubjectDatasets:
         for seq, entry in enumerate(streams.get("crf:MEDHIST", []), 1):
             a = entry.answers or {}
             ongoing = a.get("ongoing") is True
+            if a.get("condition"):
+                self.mh_terms.append((self.mh.rows, str(a["condition"])))
             self.mh.add(
                 **keys, DOMAIN="MH", MHSEQ=seq, MHSPID=str(entry.visit_sequence), MHTERM=ascii_text(a.get("condition")),
                 MHSTDTC=iso(a.get("onset_date")), MHENDTC="" if ongoing else iso(a.get("end_date")),
@@ -1532,6 +1595,11 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
             for dataset in trial_design(spec, mask, subject_datasets.dm.rows, package.warnings):
                 emit(dataset)
             sd = subject_datasets
+            mh_code(sd.mh, sd.mh_terms, spec.trial_id, package.warnings)
+            if sd.cm.rows:
+                package.warnings.append(
+                    f"CM: {sd.cm.rows} medication record(s) with CMDECOD null: medications are coded with WHODrug, a "
+                    "licensed dictionary not loaded in the EDC, and no code is invented (CMCLAS is the class collected).")
             for dataset in (sd.dm, sd.ae, sd.ds, sd.ex, sd.cm, sd.mh, sd.pr, sd.ie, sd.sv):
                 emit(dataset)
             findings = Findings(spec, subject_datasets.subjects, visits, mask)

@@ -11,7 +11,8 @@ The data dictionary in the zip gives the codes. Dates are dates, date-times are 
 decimals are doubles, a missing text is an empty string (neither package has a missing string).
 
 Missing-data codes (an item answered "not done", "unknown" or "not applicable") are kept in the
-number and code columns as the packages mean them, each labelled with its meaning:
+number and code columns (of the CRF tables and of the repeating-group tables alike) as the packages
+mean them, each labelled with its meaning:
 - SPSS: user-defined missing values -97 not done, -98 unknown, -99 not applicable, -96 prefers not
   to answer (a participant's answer, trials.epro) (declared as the
   variable's missing values, so SPSS leaves them out of every statistic); a column whose real

@@ -738,14 +738,33 @@ def group_table(spec: ExportSpec, crf_code: str, group: str, label: str, version
     extract = _extractor(item_columns)
     rows = selectors.export_entries(spec, crf_code)
 
-    def generate() -> Iterator[tuple]:
+    # The columns of each child item (a multiple choice: all its option columns carry the code).
+    item_indexes: dict[str, tuple[int, ...]] = {}
+    index = len(keys)
+    for ic in item_columns:
+        item_indexes[ic.item] = tuple(range(index, index + len(ic.columns)))
+        index += len(ic.columns)
+
+    def generate_coded() -> Iterator[tuple[tuple, dict[int, str]]]:
+        """The rows with the missing-data code of each cell answered with one: the entry's
+        `missing` holds a group's codes as {group: {row id: {item: {code, reason}}}}."""
         for r in rows:
             group_rows = (r.answers or {}).get(group)
             if not isinstance(group_rows, list):
                 continue
             head = ((r.trial_code,) if pooled else ()) + (r.site_code, r.subject, r.visit_code, r.visit_sequence, r.id)
+            by_row = (r.missing or {}).get(group)
+            by_row = by_row if isinstance(by_row, dict) and "code" not in by_row else {}
             for number, row in enumerate(group_rows, start=1):
-                yield head + (number, row.get(ROW_ID)) + tuple(extract(row))
+                row_missing = by_row.get(str(row.get(ROW_ID))) or {}
+                codes = {
+                    i: value["code"] for item, value in row_missing.items()
+                    if isinstance(value, dict) and isinstance(value.get("code"), str) for i in item_indexes.get(item, ())
+                }
+                yield head + (number, row.get(ROW_ID)) + tuple(extract(row)), codes
+
+    def generate() -> Iterator[tuple]:
+        return (row for row, _codes in generate_coded())
 
     def count() -> int:
         queryset = rows.queryset.annotate(_rows=_JsonArrayLength(group)).order_by()
@@ -753,7 +772,7 @@ def group_table(spec: ExportSpec, crf_code: str, group: str, label: str, version
 
     columns = keys + tuple(c for ic in item_columns for c in ic.columns)
     return Table(f"{crf_code}_{group}", f"{versions[0].title if versions else crf_code}: {label}", GROUP, columns,
-                 generate, count, crf_code=crf_code, group=group)
+                 generate, count, crf_code=crf_code, group=group, coded_missing=generate_coded)
 
 
 def missing_table(spec: ExportSpec) -> Table:
