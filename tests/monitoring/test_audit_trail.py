@@ -333,6 +333,7 @@ CREATED_ONLY = {
     "protocol.unblindedaccessevent": "an entry of the unblinded-access log, recorded once",
     "build.amendment": "an applied amendment is a record; the next amendment is a new row",
     "epro.proresponse": "how and when the participant completed a questionnaire, written when she sends it",
+    "exports.dsmbpackage": "the stored report of a cut-off, generated once and never changed; a later cut-off is a new row",
 }
 
 
@@ -452,6 +453,18 @@ def test_every_model_holding_trial_data_records_who_and_why(db, client, tmp_path
     lab_range = LabNormalRange.objects.get(site=world.lil.site)
     lab_range.is_active = False  # a range is never edited, only deactivated when a new version replaces it
     lab_range_save(lab_range=lab_range, user=manager, reason="The laboratory changed its analyser")
+
+    # The monitor's per-item SDV: one planned item ticked against the source, then unticked.
+    from trials.monitoring.sdv.services import sdv_item_tick, sdv_review_items
+
+    ticked_entry = CrfEntry.objects.get(pk=world.tls_entry.pk)
+    planned = next(t for t in sdv_review_items(ticked_entry) if t.blocking)
+    sdv_item_tick(entry=ticked_entry, user=user("monitor.du"), item=planned.item, row_id=planned.row_id)
+    sdv_item_tick(entry=ticked_entry, user=user("monitor.du"), item=planned.item, row_id=planned.row_id, ticked=False)
+    # A DSMB open report stored for a cut-off (the CSV: the PDF's rendering adds nothing to the audit).
+    from trials.exports.dsmb import dsmb_package_file
+
+    dsmb_package_file(manager, du, cutoff=timezone.localdate(), closed=False, file_format="csv")
 
     assert SdvMark.objects.filter(entry=world.lil_entry, state="reset").exists()
     assert Signature.objects.filter(participant=world.lil, state="broken").exists()

@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from edc.spreadsheet import text_cell
 from trials.monitoring.models import ProtocolDeviation, Query, QueryMessage, SignatureFailure
 from trials.epro.models import ProLink, ProResponse
-from trials.records.models import Lock, SdvMark, Signature
+from trials.records.models import Lock, SdvItemTick, SdvMark, Signature
 from trials.participants.models import Allocation, Consent, EligibilityAnswer, Participant, Unblinding
 from trials.protocol.models import Trial
 from trials.protocol.selectors import user_sees_allocation
@@ -142,6 +142,8 @@ SOURCES: tuple[Source, ...] = (
            lambda r, fk: _("query #%(id)s: %(kind)s") % {"id": r.query_id, "kind": r.get_kind_display()}),
     Source(SdvMark, lambda p: Q(entry_id__in=_entries_of(p)), lambda e: Q(entry_id=e.pk),
            lambda r, fk: _("SDV of %(entry)s") % {"entry": fk("entry", r)}),
+    Source(SdvItemTick, lambda p: Q(entry_id__in=_entries_of(p)), lambda e: Q(entry_id=e.pk),
+           lambda r, fk: _("SDV tick of %(item)s in %(entry)s") % {"item": r.item, "entry": fk("entry", r)}),
     Source(Signature, lambda p: Q(participant_id=p.pk),
            lambda e: Q(participant_id=e.participant_id) & (Q(visit_id=e.visit_id) | Q(visit_id__isnull=True)),
            lambda r, fk: _("signature of %(what)s") % {"what": fk("visit", r) or _("the casebook")}),
