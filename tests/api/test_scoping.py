@@ -75,3 +75,16 @@ def test_the_entry_list_gives_each_entry_as_its_detail_does(client_for, tls):
         listed = client.get(f"/api/v1/entries/?participant={tls.pk}").json()["results"]
         assert len(listed) >= 2, role  # DU_ASSESS (registration) and VITALS
         assert listed == [client.get(f"/api/v1/entries/{row['id']}/").json() for row in listed], role
+
+
+def test_the_entry_list_filters_by_trial_and_site_code_within_the_scope(client_for, tls, other_trial):
+    """The list matches ?trial= and ?site= against the scope's sites (no join, trials/api/views.py):
+    the participant's own codes keep its entries, another code or one outside the scope gives none."""
+    client = client_for("coordinator")
+    own = client.get(f"/api/v1/entries/?participant={tls.pk}").json()["results"]
+    assert own
+    trial, site = tls.trial.code, tls.site.code
+    assert client.get(f"/api/v1/entries/?participant={tls.pk}&trial={trial}&site={site}").json()["results"] == own
+    assert all(row["trial"] == trial and row["site"] == site for row in own)
+    assert client.get(f"/api/v1/entries/?participant={tls.pk}&site=NO-SUCH-SITE").json()["results"] == []
+    assert client.get(f"/api/v1/entries/?trial={other_trial.trial.code}").json()["results"] == []

@@ -21,6 +21,8 @@ LABS is then added to the first BENCH_LAB_VISITS (default 5) visits: 2,000 x 5 =
          report). Target: api <= 3x loop.
 Uses a fresh SQLite file unless DATABASE_URL is set (then a fresh test database on that server).
 BENCH_PROFILE=read (or import) profiles the API side with cProfile.
+BENCH_KEEPDB=1 keeps the test database (and its trial) and reuses it on the next run: generate once,
+measure many times (drop it by hand afterwards, or run once more without BENCH_KEEPDB).
 """
 
 import cProfile
@@ -42,6 +44,7 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 LAB_VISITS = int(os.environ.get("BENCH_LAB_VISITS", "5"))
 LAB_ROWS = int(os.environ.get("BENCH_LAB_ROWS", "10000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "")
+KEEPDB = os.environ.get("BENCH_KEEPDB", "") == "1"
 READ_TARGET, IMPORT_TARGET = 2.0, 3.0
 CODE = "SYN-API"
 LAB_VALUES = {"haemoglobin_g_dl": "13.5", "wbc_10e9_l": "6.50", "platelets_10e9_l": "250", "creatinine_umol_l": "80", "alt_u_l": "20", "ast_u_l": "22"}
@@ -70,6 +73,23 @@ def setup():
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
     return trial, user, raw, [d.code for d in definitions], result.seconds
+
+
+def reused():
+    """With BENCH_KEEPDB: the trial of an earlier run, if it is there (a new token for its user)."""
+    from django.contrib.auth import get_user_model
+
+    from trials.api.services import token_create
+    from trials.protocol.models import Trial, VisitCrf
+
+    trial = Trial.objects.filter(code=CODE).first()
+    user = get_user_model().objects.filter(username="bench-coordinator").first()
+    if trial is None or user is None:
+        return None, None, None, None, 0.0
+    raw = token_create(user=user, name="bench", scope="write", trials=[trial], days=1).raw
+    codes = list(VisitCrf.objects.filter(visit_definition__trial=trial, crf_code="LABS")
+                 .order_by("visit_definition__order").values_list("visit_definition__code", flat=True))
+    return trial, user, raw, codes, 0.0
 
 
 # --- (a) paged read ----------------------------------------------------------------------------
@@ -181,10 +201,12 @@ def main() -> None:
 
     setup_test_environment()
     settings.EDC_API_RATE = "1000000/min"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=KEEPDB)
     try:
         started = time.perf_counter()
-        trial, user, raw, visit_codes, generated_s = setup()
+        trial, user, raw, visit_codes, generated_s = reused() if KEEPDB else (None, None, None, None, 0.0)
+        if trial is None:
+            trial, user, raw, visit_codes, generated_s = setup()
         print(f"setup: {PARTICIPANTS} participants generated in {generated_s:.1f} s, setup {time.perf_counter() - started:.1f} s ({connection.vendor})")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -220,7 +242,8 @@ def main() -> None:
         print(f"  api  {api_import_s:8.1f} s  ({1000 * api_import_s / len(rows):.2f} ms/row)")
         print(f"  ratio api/loop = {import_ratio:.2f}  (target <= {IMPORT_TARGET})  {'OK' if import_ratio <= IMPORT_TARGET else 'MISSED'}")
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        if not KEEPDB:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ scope, a rate per token, and one `ApiCall` row per request, whatever its answer.
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, TextField
+from django.db.models.functions import Cast
 from django.http import FileResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -24,6 +26,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.encoders import JSONEncoder as DrfJSONEncoder
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,6 +54,45 @@ from trials.visits.schedule import visit_record_date
 from trials.visits.services import CrfEntryConflict, UnconfirmedWarnings, crf_entry_save_answers
 
 
+class RawJSON(str):
+    """A response body already encoded as JSON text (JSONRenderer sends it as it is)."""
+
+
+class PassThroughJSONRenderer(JSONRenderer):
+    """DRF's JSON renderer; a RawJSON body is sent as it is (with the same escapes of U+2028 and
+    U+2029 as DRF's)."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, RawJSON):
+            return data.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+        return super().render(data, accepted_media_type, renderer_context)
+
+
+# DRF's JSONRenderer's encoding (compact, UTF-8 as is, no NaN), one encoder for every call.
+_ENCODER = DrfJSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _json(value) -> str:
+    return _ENCODER.encode(value)
+
+
+def _json_row(row: dict, keys, raw=()) -> str:
+    """The object `row` (its `keys` in order) as JSON text; the keys in `raw` hold JSON text
+    already (the database's) and are written as they are. One encoding per run of other keys."""
+    parts, run = [], {}
+    for key in keys:
+        if key in raw:
+            if run:
+                parts.append(_json(run)[1:-1])
+                run = {}
+            parts.append(f'"{key}":' + (row[key] or "null"))
+        else:
+            run[key] = row[key]
+    if run:
+        parts.append(_json(run)[1:-1])
+    return "{" + ",".join(parts) + "}"
+
+
 class Cursor(CursorPagination):
     page_size = 100
     max_page_size = 500
@@ -73,8 +116,16 @@ class LoggedMixin:
     def token(self) -> ApiToken | None:
         return self.request.auth if isinstance(self.request.auth, ApiToken) else None
 
+    def scope_trials(self) -> list:
+        """api_trials(user, token), read once per request: the scope and the arm masks share it."""
+        if getattr(self, "_scope_trials", None) is None:
+            self._scope_trials = list(selectors.api_trials(self.request.user, self.token))
+        return self._scope_trials
+
     def masks(self) -> dict:
-        return selectors.arm_masks(self.request.user, selectors.api_trials(self.request.user, self.token))
+        if getattr(self, "_masks", None) is None:
+            self._masks = selectors.arm_masks(self.request.user, self.scope_trials())
+        return self._masks
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "masks": self.masks()}
@@ -305,27 +356,52 @@ CONFLICT = OpenApiResponse(
 ENTRY_ROW = {
     "id": "id", "participant": "participant_id", "participant__subject_number": "participant__subject_number",
     "participant__screening_number": "participant__screening_number", "participant__trial_id": "participant__trial_id",
-    "trial": "participant__trial__code", "site": "participant__site__code", "visit": "visit_id", "visit_code": "visit__definition__code",
+    "trial": "participant__trial_id", "site": "participant__site_id", "visit": "visit_id", "visit_code": "visit__definition__code",
     "crf_code": "crf_code", "crf_version": "crf__version", "status": "status", "revision": "revision", "answers": "answers",
     "missing": "missing", "warnings": "warnings", "updated_at": "updated_at",
 }
 ENTRY_ROW_ONLY = frozenset({"participant__subject_number", "participant__screening_number", "participant__trial_id"})
 ENTRY_KEYS = s.CrfEntrySerializer.Meta.fields
+# The stored JSON columns read as the database's JSON text (jsonb::text on PostgreSQL).
+JSON_TEXT_KEYS = ("answers", "missing", "warnings")
+JSON_TEXT = {f"{key}_text": Cast(key, TextField()) for key in JSON_TEXT_KEYS}
+ENTRY_ROW.update({key: f"{key}_text" for key in JSON_TEXT_KEYS})
 
 
 @extend_schema(parameters=ENTRY_FILTERS)
 class CrfEntryViewSet(BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """CRF entries: answers by item name, status, revision, CRF version."""
 
+    renderer_classes = [PassThroughJSONRenderer]
+
+    def scope_sites(self) -> list:
+        """api_sites(user, token) with their trials, read once per request (one query)."""
+        if getattr(self, "_scope_sites", None) is None:
+            self._scope_sites = selectors.api_scope_sites(self.request.user, self.token)
+        return self._scope_sites
+
+    def scope_trials(self) -> list:
+        """The trials of the scope's sites: an entry is only ever read at one of these sites, so
+        their masks are the only ones its rows need (no second query for the trials)."""
+        return list({site.trial_id: site.trial for site in self.scope_sites()}.values())
+
     pagination_class = Cursor
     lookup_value_converter = "int"
     serializer_class = s.CrfEntrySerializer
 
     def get_queryset(self):
-        qs = selectors.api_entries(self.request.user, self.token)
+        qs = selectors.api_entries(self.request.user, self.token, self.scope_sites())
         if self.action != "list":
             return qs.order_by("id")
-        for param, lookup in (("trial", "participant__trial__code"), ("site", "participant__site__code"), ("crf", "crf_code"), ("visit", "visit__definition__code")):
+        # Trial and site codes are matched against the scope's sites already read (an entry is only
+        # ever at one of them): no join on the trial and site tables, whose planning cost PostgreSQL
+        # more than their reading on every page.
+        trial_code, site_code = _text(self.request, "trial"), _text(self.request, "site")
+        if trial_code:
+            qs = qs.filter(participant__trial_id__in=[t.pk for t in self.scope_trials() if t.code == trial_code])
+        if site_code:
+            qs = qs.filter(participant__site_id__in=[site.pk for site in self.scope_sites() if site.code == site_code])
+        for param, lookup in (("crf", "crf_code"), ("visit", "visit__definition__code")):
             value = _text(self.request, param)
             if value:
                 qs = qs.filter(**{lookup: value})
@@ -343,19 +419,33 @@ class CrfEntryViewSet(BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.
     def list(self, request, *args, **kwargs):
         """A page of entries read as rows, not model instances: building seven objects per entry
         (entry, participant, trial, site, visit, its definition, CRF) and sending their init
-        signals was most of a page's time (tests/bench/bench_api.py). The same JSON as the detail."""
-        page = self.paginate_queryset(self.get_queryset().values(*ENTRY_ROW.values()))
+        signals was most of a page's time (tests/bench/bench_api.py). The same JSON as the detail.
+
+        The stored answers, missing and warnings are read as the database's JSON text and written
+        into the page as they are (a RawJSON body), not decoded and encoded again; only the rows of
+        a trial whose arms the user may not see are decoded, so that their texts go through the
+        exports' arm mask."""
+        page = self.paginate_queryset(self.get_queryset().annotate(**JSON_TEXT).values(*dict.fromkeys(ENTRY_ROW.values())))
         masks = self.masks()
+        site_codes = {site.pk: site.code for site in self.scope_sites()}
+        trial_codes = {trial.pk: trial.code for trial in self.scope_trials()}
         when = serializers.DateTimeField()
         rows = []
         for values in page:
             row = {key: values[column] for key, column in ENTRY_ROW.items() if key not in ENTRY_ROW_ONLY}
             row["subject"] = values["participant__subject_number"] or values["participant__screening_number"]
+            row["trial"], row["site"] = trial_codes[row["trial"]], site_codes[row["site"]]
             row["updated_at"] = when.to_representation(values["updated_at"])
-            row = {key: row[key] for key in ENTRY_KEYS}
             mask = masks.get(values["participant__trial_id"])
-            rows.append(selectors.masked(row, mask) if mask else row)
-        return self.get_paginated_response(rows)
+            if mask:
+                for key in JSON_TEXT_KEYS:
+                    row[key] = selectors.masked(json.loads(row[key]), mask)
+                rows.append(_json_row(row, ENTRY_KEYS))
+            else:
+                rows.append(_json_row(row, ENTRY_KEYS, raw=JSON_TEXT_KEYS))
+        paginator = self.paginator
+        body = '{"next":%s,"previous":%s,"results":[%s]}' % (_json(paginator.get_next_link()), _json(paginator.get_previous_link()), ",".join(rows))
+        return Response(RawJSON(body))
 
     @extend_schema(
         parameters=[], request=s.CrfEntryWriteSerializer,
