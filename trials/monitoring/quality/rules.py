@@ -310,9 +310,17 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[t
                     reads = plans[rule.code]
                     if reads:
                         context = {**base, **_namespaces(reads, entry, visit_entries, latest, first, answers_of)}
+                    ok = False
                     if "aes" in rule.names:
-                        context = {**context, "aes": aes_of(entry.participant_id, rule.ae_fields)}
-                    ok, passed = evaluate(rule.program, context)
+                        # First without `aes`: converting the AE maps for CEL is the dearest part of
+                        # an evaluation, and most entries are decided by their items (`x < 4 || aes…`).
+                        # CEL reads an undefined name as an error, which `||`/`&&` absorb only when
+                        # the other side decides: a value without `aes` is the value with it.
+                        ok, passed = evaluate(rule.program, context)
+                        if not ok:
+                            context = {**context, "aes": aes_of(entry.participant_id, rule.ae_fields)}
+                    if not ok:
+                        ok, passed = evaluate(rule.program, context)
                     if ok and passed is False:
                         yield rule, entry
             for entry in visit_entries:
