@@ -26,6 +26,7 @@ from trials.monitoring.quality.rules import rule_hits, trial_rules
 from trials.monitoring.queries.services import query_value_changed, rule_query_close, rule_query_raise
 from trials.protocol.models import Trial
 from trials.safety.models import AdverseEvent
+from trials.visits.models import CrfEntry
 
 
 @dataclass
@@ -83,8 +84,9 @@ def quality_rules_run(trial: Trial) -> RunResult:
             with transaction.atomic():
                 if on_ae:
                     rule_query_raise(adverse_event=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
-                else:
-                    rule_query_raise(entry=target, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
+                else:  # the hit is a plain row (rules.StoredEntry): the model instance only to raise
+                    entry = CrfEntry.objects.select_related("participant", "visit").get(pk=target.pk)
+                    rule_query_raise(entry=entry, item=rule.item, text=rule.message, rule_code=rule.code, user=robot)
             result.raised += 1
         except ValidationError:
             result.locked += 1
