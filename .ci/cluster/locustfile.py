@@ -11,39 +11,18 @@ with the audit rows written."""
 import itertools
 import json
 import os
+import sys
+from pathlib import Path
 
 import urllib3
 from locust import HttpUser, between, task
-from lxml import html as lxml_html
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: the flow's form reader
+from tests.flow import form_data  # noqa: E402 - what a browser submits, as the query-count tests read it
 
 urllib3.disable_warnings()  # the lab proxy's self-signed certificate
 USERS = json.load(open(os.environ.get("LOADTEST_USERS_FILE", "/var/tmp/edc-cluster/loadtest.json")))
 _next = itertools.count()
-
-
-def form_data(page: bytes) -> dict[str, list[str]]:
-    """What a browser submits for the page's CRF form (as tests/flow.py)."""
-    tree = lxml_html.fromstring(page)
-    form = tree.xpath('//form[contains(concat(" ", @class, " "), " edc-crf ")]')[0]
-    data: dict[str, list[str]] = {}
-    for control in form.iter("input", "select", "textarea"):
-        name = control.get("name")
-        if not name or control.get("disabled") is not None:
-            continue
-        if control.tag == "input":
-            kind = (control.get("type") or "text").lower()
-            if kind in {"submit", "button", "file", "image", "reset"}:
-                continue
-            if kind in {"checkbox", "radio"} and control.get("checked") is None:
-                continue
-            value = control.get("value", "on" if kind in {"checkbox", "radio"} else "")
-        elif control.tag == "select":
-            chosen = [o.get("value", o.text_content()) for o in control.iter("option") if o.get("selected") is not None]
-            value = chosen[0] if chosen else ""
-        else:
-            value = control.text_content()
-        data.setdefault(name, []).append(value)
-    return data
 
 
 class Coordinator(HttpUser):
