@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import Prefetch, Q, TextField
 from django.db.models.functions import Cast
-from django.http import FileResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -38,10 +37,11 @@ from trials.api.answers import parse_answers
 from trials.api.labs import ImportRefused, labs_import, rows_from_csv
 from trials.api.models import ApiToken
 from trials.api.services import call_log
-from trials.exports.formats import FORMATS, format_get
+from trials.exports.formats import FORMATS
 from trials.exports.models import ExportJob, ExportState
 from trials.exports.selectors import exportable_trials, jobs_for_user
 from trials.exports.services import export_download, export_request, exports_dead_fail
+from trials.exports.views import export_file_response
 from trials.monitoring.audit.trail import entry_trail, participant_trail
 from trials.monitoring.queries.services import query_answer, query_close
 from trials.participants.services import user_acts_at
@@ -738,13 +738,7 @@ class ExportViewSet(RefusalMixin, BoundedLookup, LoggedMixin, mixins.ListModelMi
             job, handle = export_download(job_id=job.pk, user=request.user)
         except ExportJob.DoesNotExist:
             raise NotFound(_("No such export.")) from None
-        export_format = format_get(job.format)
-        response = FileResponse(
-            handle, as_attachment=True, filename=job.download_name,
-            content_type=export_format.content_type if export_format else "application/octet-stream",
-        )
-        response["Cache-Control"] = "no-store"
-        return response
+        return export_file_response(job, handle)
 
 
 class CsvParser(BaseParser):

@@ -556,6 +556,15 @@ def _extractor(item_columns: list[ItemColumns]) -> Callable[[dict], list]:
     return extract
 
 
+def _item_indexes(first: int, item_columns) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
+    """The row positions of each item's columns, the item columns starting at `first`."""
+    indexes: dict[str, tuple[int, ...]] = {}
+    for ic in item_columns:
+        indexes[ic.item] = tuple(range(first, first + len(ic.columns)))
+        first += len(ic.columns)
+    return indexes
+
+
 def crf_table(spec: ExportSpec, crf_code: str, versions: list[CrfDefinition] | None = None) -> Table:
     """One row per entry of the CRF, one column per item (repeating groups in their own tables)."""
     versions = versions if versions is not None else selectors.export_crf_versions(crf_code)
@@ -582,11 +591,7 @@ def crf_table(spec: ExportSpec, crf_code: str, versions: list[CrfDefinition] | N
 
     columns = keys + tuple(c for ic in item_columns for c in ic.columns)
     # The columns of each item (a multiple choice: all its option columns carry the item's code).
-    item_indexes: dict[str, tuple[int, ...]] = {}
-    index = len(keys)
-    for ic in item_columns:
-        item_indexes[ic.item] = tuple(range(index, index + len(ic.columns)))
-        index += len(ic.columns)
+    item_indexes = _item_indexes(len(keys), item_columns)
 
     def generate_coded() -> Iterator[tuple[tuple, dict[int, str]]]:
         for r in rows:
@@ -739,11 +744,7 @@ def group_table(spec: ExportSpec, crf_code: str, group: str, label: str, version
     rows = selectors.export_entries(spec, crf_code)
 
     # The columns of each child item (a multiple choice: all its option columns carry the code).
-    item_indexes: dict[str, tuple[int, ...]] = {}
-    index = len(keys)
-    for ic in item_columns:
-        item_indexes[ic.item] = tuple(range(index, index + len(ic.columns)))
-        index += len(ic.columns)
+    item_indexes = _item_indexes(len(keys), item_columns)
 
     def generate_coded() -> Iterator[tuple[tuple, dict[int, str]]]:
         """The rows with the missing-data code of each cell answered with one: the entry's

@@ -109,13 +109,8 @@ def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("export_home")
 
 
-@login_required
-def job_download(request: HttpRequest, pk: int) -> FileResponse:
-    """The file, for its requester only (anyone else: 404); every download is recorded."""
-    try:
-        job, handle = services.export_download(job_id=pk, user=request.user)
-    except ExportJob.DoesNotExist:
-        raise Http404(_("No such export.")) from None
+def export_file_response(job: ExportJob, handle) -> FileResponse:  # noqa: ANN001
+    """An export's file as a download, never cached (the page's and the API's download)."""
     export_format = format_get(job.format)
     response = FileResponse(
         handle, as_attachment=True, filename=job.download_name,
@@ -123,3 +118,13 @@ def job_download(request: HttpRequest, pk: int) -> FileResponse:
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+@login_required
+def job_download(request: HttpRequest, pk: int) -> FileResponse:
+    """The file, for its requester only (anyone else: 404); every download is recorded."""
+    try:
+        job, handle = services.export_download(job_id=pk, user=request.user)
+    except ExportJob.DoesNotExist:
+        raise Http404(_("No such export.")) from None
+    return export_file_response(job, handle)
