@@ -2,7 +2,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from edc.audit import system_user
@@ -19,9 +18,10 @@ ROLE_USERS = {
 
 
 def register(trial: str, site: str):
-    today = timezone.localdate()
+    site = Site.objects.get(trial__code=trial, code=site)
+    today = site.today()  # the site's date, which its windows and checks use (not the server's UTC date)
     return participant_register(
-        site=Site.objects.get(trial__code=trial, code=site), consent_date=today - timedelta(days=20),
+        site=site, consent_date=today - timedelta(days=20),
         anchor_date=today - timedelta(days=10), user=system_user(),
     )
 

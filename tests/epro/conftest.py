@@ -2,7 +2,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from edc.audit import system_user
 from trials.demo.participants import participant_register
@@ -20,7 +19,7 @@ def register(days_since_treatment: int = 56):  # noqa: ANN201
     """A consented participant at Toulouse (ASC-DU), first treated `days_since_treatment` days ago
     (56: today is the planned day of Week 8, whose CRFs include HAQDI, COCHIN, PAIN_VAS and RCS)."""
     site = Site.objects.get(trial__code="ASC-DU", code="TLS")
-    today = timezone.localdate()
+    today = site.today()  # the site's date: the visit windows and the links' validity are in site time
     treated = today - timedelta(days=days_since_treatment)
     return participant_register(
         site=site, consent_date=treated - timedelta(days=5), anchor_date=treated - timedelta(days=4),

@@ -9,7 +9,10 @@ Expected numbers are those entered here through the services: three participants
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from django.utils import timezone
 
 from tests.exports.conftest import days_ago, user
@@ -18,6 +21,14 @@ from tests.exports.test_blinding import arm_words, unblinded_free_text
 from trials.protocol.models import Arm
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def midday():
+    """A fixed midday (UTC and in the sites' zones the same date): the cut-off is a date, and the data
+    entered here must fall before the end of its day in the site's time zone, at any hour of the run."""
+    with time_machine.travel(datetime(2026, 11, 20, 11, 0, tzinfo=UTC), tick=True):
+        yield
 
 BLINDED_ROLES = ("sponsor.toulouse", "datamanager", "monitor.du", "coordinator.toulouse", "investigator.toulouse")
 
