@@ -90,8 +90,18 @@ def test_an_answered_link_is_not_withdrawn_and_other_sites_cannot(coordinator, w
 # --- Reminders through the digest ---------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def eager(monkeypatch):  # noqa: ANN001, ANN201
+    """The scan and the digests it enqueues run in this process, in the test's transaction (with
+    REDIS_URL set, as in CI, they would go to the worker, which cannot see the test's rows; the
+    worker's own path is tested in tests/test_schedule_worker.py)."""
+    from edc.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
 def scan(capture) -> list:  # noqa: ANN001
-    """The beat's daily scan, run as Celery runs it (eager in the tests unless REDIS_URL is set)."""
+    """The beat's daily scan, run as Celery runs it, in-process (the `eager` fixture)."""
     from django.core import mail
 
     before = len(mail.outbox)
