@@ -318,11 +318,24 @@ def _references(definition: dict) -> dict[str, frozenset[str]]:
     return {namespace: frozenset(codes) for namespace, codes in found.items()}
 
 
+_LANGUAGES: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {}
+
+
+def _crf_languages(crf: CrfDefinition) -> tuple[str, tuple[str, ...]]:
+    """A CRF version's default language and declared languages, read from its definition once per
+    version (the definition is a large JSON column that the hot paths defer)."""
+    key = (crf.pk, crf.content_sha256)
+    found = _LANGUAGES.get(key)
+    if found is None:
+        definition = crf.definition or {}
+        default = definition.get("default_language") or "en"
+        found = _LANGUAGES[key] = (default, tuple(definition.get("languages") or [default]))
+    return found
+
+
 def crf_language(crf: CrfDefinition, wanted: str | None) -> str:
     """The language a CRF version is shown in: `wanted` if the CRF has it, else its default language."""
-    definition = crf.definition or {}
-    default = definition.get("default_language") or "en"
-    languages = definition.get("languages") or [default]
+    default, languages = _crf_languages(crf)
     wanted = (wanted or "").split("-")[0].lower()  # a browser's "fr-FR" is French
     return wanted if wanted in languages else default
 
