@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 from django.utils.translation import gettext, override
 from playwright.sync_api import expect
 
@@ -73,7 +72,7 @@ def translated(language: str, message: str, **values) -> str:  # noqa: ANN003
 def d0_mexico(demo_users):
     """A participant of ADSVF-SSC-HANDS at INCMNSZ (Mexico City), enrolled today: D0 is today."""
     site = Site.objects.get(trial__code="ADSVF-SSC-HANDS", code="INCMNSZ")
-    today = timezone.localdate()
+    today = site.today()  # Mexico City's date, which the D0 window is in (not the server's UTC date)
     participant = participant_register(site=site, consent_date=today - timedelta(days=3), anchor_date=today, user=system_user())
     return participant.visits.get(definition__code="D0")
 
@@ -84,6 +83,7 @@ def test_mexico_in_spanish_hands_over_the_tablet_and_takes_it_back_with_her_pin(
     log_in(page, live_server, "coordinator.mexico")
     # Spanish set with the top bar's switcher (kept on her account).
     page.goto(f"{live_server.url}/accounts/")
+    page.get_by_test_id("topbar-toggler").click()  # on a tablet the top bar is collapsed behind its menu button
     go(page, "button[name=language][value=es]")
     assert page.get_attribute("html", "lang") == "es"
     expect(page.locator("h1")).to_have_text(translated("es", "My account"))
