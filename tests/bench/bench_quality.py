@@ -24,6 +24,7 @@ import statistics
 import time
 
 import benchenv  # noqa: F401 - the project root on sys.path, Django set up
+from benchenv import timed  # noqa: E402
 
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
@@ -94,12 +95,6 @@ def rules_hits(trial) -> dict[str, int]:  # noqa: ANN001
     for rule, _entry in rule_hits(trial, rules):
         hits[rule.code] += 1
     return hits
-
-
-def timed(fn) -> tuple[float, object]:  # noqa: ANN001
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import time
 from datetime import timedelta
 
 import benchenv  # noqa: E402, F401 - the project root on sys.path, Django set up
+from benchenv import timed  # noqa: E402
 
 from django.db import connection  # noqa: E402
 from django.db.models import QuerySet  # noqa: E402
@@ -176,12 +177,6 @@ def baseline_full(trial_id: int, cutoff) -> list:  # noqa: ANN001
             SELECT e.arm_id, e.onset_date, COUNT(*) FROM e WHERE e.serious GROUP BY 1, 2 ORDER BY 2""", {"trial": trial_id, "cut": cutoff})
         timeline = cursor.fetchall()
     return [core, terms, socs, timeline]
-
-
-def timed(fn) -> tuple[float, object]:  # noqa: ANN001
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ that server)."""
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,3 +21,10 @@ import django  # noqa: E402
 
 django.setup()
 
+
+
+def timed(fn) -> tuple[float, object]:  # noqa: ANN001
+    """Seconds taken by `fn()` and what it returned."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
