@@ -233,3 +233,35 @@ def test_the_loader_refuses_a_crf_on_a_rule_of_the_ae_log(tmp_path: Path, demo):
     with pytest.raises(ProtocolLoadError) as refused:
         protocol_check([bad, Path(settings.BASE_DIR) / "seeds" / "crfs"])
     assert any("trial.yaml:" in str(p) and "names no 'crf'" in str(p) for p in refused.value.problems)
+
+
+def test_the_loader_refuses_visit_date_on_a_rule_of_the_ae_log(tmp_path: Path, demo):  # noqa: ARG001, F811
+    """An adverse event has no visit: `visit_date` (or the allocation names of a CRF's context) in a
+    rule on the AE log is refused with the file, the line, the rule and the name, not accepted and
+    then never defined at run time."""
+    seed = Path(settings.BASE_DIR) / "seeds" / "001_nct04356755_du.yaml"
+    text = seed.read_text().split("\nquality_rules:")[0].rsplit("\n# Data-quality rules", 1)[0]
+    bad = tmp_path / "trial.yaml"
+    bad.write_text(
+        text + "\nquality_rules:\n"
+        "  - code: AE_AFTER_VISIT\n    message: m\n    subject: adverse_event\n    item: onset_date\n"
+        "    expression: \"onset_date >= visit_date\"\n"
+        "  - code: AE_DOSE\n    message: m\n    subject: adverse_event\n"
+        "    expression: \"planned_dose_per_kg == null || grade < 3\"\n"
+        "  - code: AE_TODAY\n    message: m\n    subject: adverse_event\n"
+        "    expression: \"onset_date <= today && onset_date >= consent_date\"\n"
+    )
+    lines = bad.read_text().splitlines()
+    with pytest.raises(ProtocolLoadError) as refused:
+        protocol_check([bad, Path(settings.BASE_DIR) / "seeds" / "crfs"])
+    problems = [str(p) for p in refused.value.problems]
+    visit_line = next(i for i, line in enumerate(lines, 1) if "onset_date >= visit_date" in line)
+    dose_line = next(i for i, line in enumerate(lines, 1) if "planned_dose_per_kg" in line)
+    assert any(
+        f"trial.yaml:{visit_line}" in p and "quality rule 'AE_AFTER_VISIT'" in p and "reads 'visit_date'" in p
+        for p in problems
+    ), problems
+    assert any(f"trial.yaml:{dose_line}" in p and "'AE_DOSE'" in p and "reads 'planned_dose_per_kg'" in p for p in problems), problems
+    # `today` and `consent_date` are in an AE's context: that rule is accepted.
+    assert not any("AE_TODAY" in p or "today'" in p for p in problems), problems
+    assert len(problems) == 2, problems

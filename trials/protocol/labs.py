@@ -7,7 +7,7 @@ and the exports share it (each reads the rows once).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -72,3 +72,32 @@ def grade_answers(
         before = _decimal((baseline or {}).get(item.name)) if item.lab_test in BASELINE_GRADED else None
         out[item.name] = grade(item.lab_test, value, lln=row.lln, uln=row.uln, baseline=before)
     return out
+
+
+def iso_date(value: object) -> date | None:
+    """A stored date answer (`YYYY-MM-DD`, or a datetime's ISO text) as a date; None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def grade_entry(
+    schema: CrfSchema,
+    answers: Mapping[str, Any],
+    *,
+    ranges: Iterable[LabNormalRange],
+    demog: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    visit_date: date | None,
+    today: Callable[[], date],
+) -> dict[str, LabGrade]:
+    """`grade_answers` for a CRF entry as the CRF page and the data-quality rules grade it: on the
+    sample date (the CRF's `sample_date`, else the visit date, else the site's today), for the sex
+    and the age on that day from the participant's DEMOG answers (`sex`, `date_of_birth`)."""
+    on = iso_date(answers.get("sample_date")) or visit_date or today()
+    born = iso_date(demog.get("date_of_birth"))
+    age = None if born is None else on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return grade_answers(schema, answers, ranges=ranges, sex=demog.get("sex"), age=age, on=on, baseline=baseline)

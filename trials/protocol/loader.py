@@ -499,6 +499,7 @@ def check_quality_rules(source: SourceFile, trial: TrialFile, library: dict[str,
         if rule.subject == "adverse_event":
             if rule.item and rule.item not in AE_ITEMS:
                 problems.append(source.problem(loc + ("item",), f"an adverse event has no item '{rule.item}' (one of: {', '.join(AE_ITEMS)})"))
+            _check_ae_rule_names(source, expression_loc, rule.code, rule.expression, problems)
             check_expression(source, expression_loc, rule.expression, set(AE_RULE_NAMES), problems)
             _check_rule_members(source, expression_loc, rule.expression, frozenset(), problems)
             continue
@@ -514,6 +515,21 @@ def check_quality_rules(source: SourceFile, trial: TrialFile, library: dict[str,
 
 
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+def _check_ae_rule_names(source: SourceFile, loc: tuple, code: str, expression: str, problems: list[Problem]) -> None:
+    """A rule on the AE log is evaluated per adverse event, which has no visit (nor an allocation
+    context): `visit_date` & co. are refused by name, rather than accepted and never defined (the
+    rule would then be silently never evaluated)."""
+    try:
+        names = set(cel.compile(expression).variables())
+    except (ValueError, RuntimeError):
+        return  # check_expression says it does not compile
+    for name in sorted((names & CONTEXT_NAMES) - set(AE_RULE_NAMES)):
+        problems.append(source.problem(
+            loc, f"quality rule '{code}' is on the AE log (subject: adverse_event) and reads '{name}', which an "
+            f"adverse event does not have (it has no visit); it may read: {', '.join(AE_RULE_NAMES)}",
+        ))
 
 
 def _check_rule_members(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -19,7 +18,7 @@ from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, TrialCrf, TrialCrfUse, VisitCrf
 from trials.protocol import scores
 from trials.protocol.ctcae import CTCAE_VERSION, LabGrade
-from trials.protocol.labs import grade_answers
+from trials.protocol.labs import grade_entry
 from trials.protocol.selectors import lab_ranges_for_site
 from trials.protocol.engine import CrfSchema, Outcome, cel_answers, schema_for, validate_answers
 from trials.visits import files as file_items
@@ -141,7 +140,6 @@ def entry_lab_grades(visit: Visit, schema: CrfSchema, answers: dict) -> dict[str
     if not any(item.lab_test for item in schema.items):
         return {}
     participant = visit.participant
-    on = _iso_date(answers.get("sample_date")) or visit.visit_date or participant.site.today()
     earlier = (
         CrfEntry.objects.filter(participant_id=participant.pk, crf_code__in=("DEMOG", schema.code))
         .exclude(visit_id=visit.pk).filter(visit__order__lte=visit.order)
@@ -156,11 +154,9 @@ def entry_lab_grades(visit: Visit, schema: CrfSchema, answers: dict) -> dict[str
             baseline = stored or {}
     if not demog:  # DEMOG entered at this very visit (screening labs)
         demog = CrfEntry.objects.filter(visit_id=visit.pk, crf_code="DEMOG").values_list("answers", flat=True).first() or {}
-    born = _iso_date(demog.get("date_of_birth"))
-    age = None if born is None else on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-    return grade_answers(
-        schema, answers, ranges=lab_ranges_for_site(participant.site_id), sex=demog.get("sex"), age=age, on=on,
-        baseline=baseline,
+    return grade_entry(
+        schema, answers, ranges=lab_ranges_for_site(participant.site_id), demog=demog, baseline=baseline,
+        visit_date=visit.visit_date, today=lambda: participant.site.today(),
     )
 
 
@@ -179,15 +175,6 @@ def lab_grade_warnings(schema: CrfSchema, grades: dict[str, LabGrade]) -> list[d
             "kind": "ctcae",
         })
     return warnings
-
-
-def _iso_date(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
 
 
 def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:

@@ -30,12 +30,14 @@ import re
 
 import cel
 from django.db import connection
+from django.db.models import Case, F, JSONField, When
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import JSONObject
 
+from trials.monitoring.quality.compiled import RuleSql, compile_rule, hits_sql, item_types
 from trials.participants.models import Participant, ParticipantStatus
 from trials.protocol.engine import CRF_NAMESPACES, crf_references, evaluate, schema_for, to_cel
-from trials.protocol.labs import grade_answers
+from trials.protocol.labs import grade_entry
 from trials.protocol.models import CrfDefinition, LabNormalRange, Site, Trial
 from trials.protocol.quality import AE_FIELDS, ae_member_names
 from trials.safety.models import AdverseEvent
@@ -113,17 +115,21 @@ class StoredEntry:
 MAX_SUBSET_KEYS = 40  # JSONB_BUILD_OBJECT takes at most 100 arguments (two per key)
 
 
-def _entries(trial: Trial, codes: set[str], keys: set[str] | None = None) -> Iterator[StoredEntry]:
+def _entries(trial: Trial, codes: set[str], keys: set[str] | None = None, whole: frozenset[str] = frozenset()) -> Iterator[StoredEntry]:
     """The trial's entries of `codes`, ordered by participant and visit, as plain rows (no model
     instances, no CRF version: its schema is compiled once per version, `crfs` in `_crf_rule_hits`).
     With `keys` on PostgreSQL, the answers hold only those items (an absent one as null, which CEL
     sees as an unanswered one): the rules read a few items of 30, and decoding the whole JSON
-    document in Python was a fifth of a run."""
+    document in Python was a fifth of a run. The entries of the `whole` CRFs (the lab grading reads
+    a lab CRF's and DEMOG's answers) come whole in the same query."""
     answers = "answers"
     queryset = CrfEntry.objects.filter(participant__trial=trial, crf_code__in=codes).exclude(status=EntryStatus.NOT_STARTED)
     if keys and len(keys) <= MAX_SUBSET_KEYS and connection.vendor == "postgresql":
         answers = "subset"
-        queryset = queryset.annotate(subset=JSONObject(**{key: KeyTransform(key, "answers") for key in sorted(keys)}))
+        subset = JSONObject(**{key: KeyTransform(key, "answers") for key in sorted(keys)})
+        if whole:
+            subset = Case(When(crf_code__in=sorted(whole), then=F("answers")), default=subset, output_field=JSONField())
+        queryset = queryset.annotate(subset=subset)
     rows = (
         queryset.order_by("participant_id", "visit__order", "visit__sequence", "visit_id", "pk")
         .values_list(
@@ -187,9 +193,13 @@ def _adverse_events(trial: Trial) -> dict[int, list[AdverseEvent]]:
     return by_participant
 
 
-def rule_hits(trial: Trial, rules: list[QualityRule]) -> Iterator[tuple[QualityRule, StoredEntry | AdverseEvent]]:
+def rule_hits(
+    trial: Trial, rules: list[QualityRule], *, compile_sql: bool = True,
+) -> Iterator[tuple[QualityRule, StoredEntry | AdverseEvent]]:
     """Every (rule, entry) — or (rule, adverse event) for a rule on the AE log — where the rule's
-    expression is false."""
+    expression is false. On PostgreSQL the simplest rule shapes on a CRF are evaluated by one SQL
+    statement (trials.monitoring.quality.compiled, which says why the hits are the same), CEL the
+    rest; `compile_sql=False` evaluates every rule with CEL (the tests compare both)."""
     if not rules:
         return
     crf_rules = [rule for rule in rules if rule.subject == "crf"]
@@ -209,7 +219,7 @@ def rule_hits(trial: Trial, rules: list[QualityRule]) -> Iterator[tuple[QualityR
             aes_subsets[key] = [{name: event[name] for name in fields} for event in aes_cache[participant_id]]
         return aes_subsets[key]
 
-    yield from _crf_rule_hits(trial, crf_rules, aes_of)
+    yield from _crf_rule_hits(trial, crf_rules, aes_of, compile_sql=compile_sql and connection.vendor == "postgresql")
     for events in aes_by_participant.values() if ae_rules else ():
         participant = events[0].participant
         shared = {
@@ -224,9 +234,60 @@ def rule_hits(trial: Trial, rules: list[QualityRule]) -> Iterator[tuple[QualityR
                     yield rule, ae
 
 
-def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[tuple[QualityRule, StoredEntry]]:  # noqa: ANN001
+def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of, *, compile_sql: bool) -> Iterator[tuple[QualityRule, StoredEntry]]:  # noqa: ANN001
     if not rules:
         return
+    only: dict[str, set[int]] | None = None
+    if compile_sql:
+        compiled_rules, only = yield from _compiled_rule_hits(trial, rules)
+        rules = [rule for rule in rules if rule.code not in compiled_rules or only.get(rule.code)]
+        if not rules:
+            return
+    yield from _cel_rule_hits(trial, rules, aes_of, only)
+
+
+def _compiled_rule_hits(trial: Trial, rules: list[QualityRule]):  # noqa: ANN202 - a generator returning a value
+    """The hits of the rules the SQL compiler takes (yielded); returns (their codes, rule code ->
+    the entries where SQL left one undecided, for CEL)."""
+    versions: dict[str, list] = defaultdict(list)
+    for crf in CrfDefinition.objects.filter(code__in={rule.crf for rule in rules}):
+        versions[crf.code].append(schema_for(crf))
+    types = {code: item_types(schemas) for code, schemas in versions.items()}
+    compiled: dict[str, tuple[str, RuleSql]] = {}
+    by_prefix: dict[str, QualityRule] = {}
+    for n, rule in enumerate(rules):
+        if rule.crf not in types:
+            continue
+        prefix = f"r{n}"
+        sql_rule = compile_rule(rule.expression, rule.crf, types[rule.crf], prefix)
+        if sql_rule is not None:
+            compiled[prefix], by_prefix[prefix] = (rule.crf, sql_rule), rule
+    undecided: dict[str, set[int]] = defaultdict(set)
+    if not compiled:
+        return set(), undecided
+    sql, params = hits_sql(trial.pk, compiled, EntryStatus.NOT_STARTED)
+    visits: dict[int, _Visit] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [column.name for column in cursor.description]
+        flags = [(columns.index(f"hit {prefix}"), columns.index(f"undecided {prefix}"), rule) for prefix, rule in by_prefix.items()]
+        for row in cursor.fetchall():
+            pk, crf_code, crf_id, visit_id, participant_id = row[:5]
+            entry = None
+            for hit_at, undecided_at, rule in flags:
+                if row[undecided_at]:
+                    undecided[rule.code].add(pk)
+                elif row[hit_at]:
+                    if entry is None:
+                        visit = visits.get(visit_id)
+                        entry = StoredEntry(pk, crf_code, crf_id, None, visit_id, visit, participant_id)
+                    yield rule, entry
+    return {rule.code for rule in by_prefix.values()}, undecided
+
+
+def _cel_rule_hits(trial: Trial, rules: list[QualityRule], aes_of, only: dict[str, set[int]] | None) -> Iterator[tuple[QualityRule, StoredEntry]]:  # noqa: ANN001
+    """The rules evaluated by CEL over the entries walked in order (`only`: rule code -> the entries
+    to evaluate it on, for a rule SQL evaluated elsewhere)."""
     by_crf: dict[str, list[QualityRule]] = {}
     for rule in rules:
         by_crf.setdefault(rule.crf, []).append(rule)
@@ -264,9 +325,15 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[t
             converters[crf_id] = _converter(schema_for(crf), needed.get(crf.code))
         return converters[crf_id]
 
-    # The items any rule reads (None: whole answers, for a rule reading a whole CRF or the lab grades).
-    keys = None if lab_crfs or any(needed.get(code) is None for code in codes) else set().union(*needed.values())
-    for participant_id, group in groupby(_entries(trial, codes, keys), key=lambda e: e.participant_id):
+    # The items any rule reads (None: whole answers, for a rule reading a whole CRF); the lab grading
+    # reads the whole answers of the lab CRFs and DEMOG, in the same query.
+    whole = frozenset(lab_crfs | {DEMOG}) if lab_crfs else frozenset()
+    subset_codes = codes - whole
+    keys = (
+        None if any(needed.get(code) is None for code in subset_codes)
+        else set().union(*(needed.get(code) or set() for code in subset_codes))
+    )
+    for participant_id, group in groupby(_entries(trial, codes, keys, whole), key=lambda e: e.participant_id):
         entries = list(group)
         answers: dict[int, dict] = {}
 
@@ -306,6 +373,8 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of) -> Iterator[t
                 if entry.crf_code in lab_crfs:
                     base["lab"] = _lab(entry, entries, ranges[participant.site_id])
                 for rule in targeted:
+                    if only is not None and rule.code in only and entry.pk not in only[rule.code]:
+                        continue
                     context = base
                     reads = plans[rule.code]
                     if reads:
@@ -382,9 +451,9 @@ def _namespaces(plan, entry, visit_entries, latest, first, answers_of) -> dict: 
 
 
 def _lab(entry: StoredEntry, entries: list[StoredEntry], ranges: list[LabNormalRange]) -> dict:
-    """The entry's lab items graded as the CRF page grades them (trials.visits.services.entry_lab_grades):
-    the range of the site for the participant's sex and age (DEMOG) on the sample date, the first
-    earlier entry of the CRF as baseline."""
+    """The entry's lab items graded as the CRF page grades them (trials.protocol.labs.grade_entry, as
+    trials.visits.services.entry_lab_grades): the range of the site for the participant's sex and
+    age (DEMOG) on the sample date, the first earlier entry of the CRF as baseline."""
     if not ranges:
         return {}
     visit = entry.visit
@@ -393,10 +462,10 @@ def _lab(entry: StoredEntry, entries: list[StoredEntry], ranges: list[LabNormalR
         (e.answers for e in entries if e.crf_code == entry.crf_code and e.pk != entry.pk
          and (e.visit.order, e.visit.sequence) < (visit.order, visit.sequence)), None,
     )
-    on = _day(entry.answers.get("sample_date")) or visit.visit_date or entry.participant.site.today()
-    born = _day(demog.get("date_of_birth"))
-    age = None if born is None else on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-    graded = grade_answers(schema_for(entry.crf), entry.answers, ranges=ranges, sex=demog.get("sex"), age=age, on=on, baseline=baseline)
+    graded = grade_entry(
+        schema_for(entry.crf), entry.answers, ranges=ranges, demog=demog, baseline=baseline,
+        visit_date=visit.visit_date, today=entry.participant.site.today,
+    )
     return {
         name: {
             "test": g.test, "value": float(entry.answers[name]), "lln": None if g.lln is None else float(g.lln),
@@ -404,12 +473,3 @@ def _lab(entry: StoredEntry, entries: list[StoredEntry], ranges: list[LabNormalR
         }
         for name, g in graded.items()
     }
-
-
-def _day(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
