@@ -209,17 +209,19 @@ class _Compiler:
                 raise Unsupported("equality other than with null")
             value = f"(CASE WHEN {right.error} THEN NULL ELSE {right.is_null} END)"
             return Compiled(value if op == "==" else f"(NOT {value})", undecided)
-        if "null" in {left.kind, right.kind}:
-            return Compiled("NULL::boolean", undecided)
-        numeric = f"{left.num} {op} {right.num}"
-        if "double" in {left.kind, right.kind} or "any" in {left.kind, right.kind}:
-            numeric = f"{left.num}::float8 {op} {right.num}::float8"  # exact: integers below 10^15
-        value = (
-            f"(CASE WHEN {left.error} OR {right.error} OR {left.is_null} OR {right.is_null} THEN NULL"
-            f" WHEN {left.num} IS NOT NULL AND {right.num} IS NOT NULL THEN {numeric}"
-            f" WHEN {left.text} IS NOT NULL AND {right.text} IS NOT NULL THEN {left.text} COLLATE \"C\" {op} {right.text}"
-            " ELSE NULL END)"
-        )
+        # A number column is NULL unless the value is a number (a string, a null, a missing previous
+        # entry: CEL errors here), a string column unless it is a string: the SQL comparison is
+        # then NULL as the CEL comparison is an error. Two items compare as numbers or as strings.
+        kinds = {left.kind, right.kind}
+        parts = []
+        if kinds <= {"any", "int", "double"}:
+            cast = "::float8" if "double" in kinds else ""  # exact: integers below 10^15
+            parts.append(f"{left.num}{cast} {op} {right.num}{cast}")
+        if kinds <= {"any", "str"}:
+            parts.append(f'{left.text} COLLATE "C" {op} {right.text}')
+        if not parts:
+            return Compiled("NULL::boolean", undecided)  # null, or a number against a string: an error
+        value = f"({parts[0]})" if len(parts) == 1 else f"COALESCE(({parts[0]}), ({parts[1]}))"
         return Compiled(value, undecided)
 
     def term(self) -> Operand:
@@ -335,23 +337,27 @@ def column(previous: bool, kind: str, role: str, name: str) -> str:
     return f'"{"prev " if previous else ""}{kind} {role} {name}"'
 
 
-def item_columns(json: str, previous: bool, kind: str, name: str) -> list[str]:
-    """The SELECT list deriving an item's columns from its stored JSON value (`json`, jsonb):
-    null if JSON null or absent; for "any" (CEL sees the stored value) a number if an integer of at
-    most 15 digits, a string if a string, else undecided; for "double" (a decimal string that CEL
-    sees as float(Decimal(s))) a number if a plain decimal of at most 15+15 digits, else undecided."""
-    kind_of, text = f"jsonb_typeof({json})", f"({json} #>> '{{}}')"
-    n, t, z, u = (column(previous, kind, role, name) for role in "ntzu")
-    null = f"({json} IS NULL OR {kind_of} = 'null')"
+def item_columns(name: str, kind: str) -> list[str]:
+    """The SELECT list typing an item as CEL sees it, from its stored JSON value's type and text
+    (`k <item>`: jsonb_typeof, NULL when absent; `s <item>`: `->>`), extracted once per row by the
+    `extracted` step; the previous entry's are these columns through LAG:
+    - null (`z`): absent or JSON null;
+    - "any" (CEL sees the stored value): a number (`n`) if a JSON number, a string (`t`) if a string;
+      undecided (`u`) if a number with a point (jsonb prints a number with its scale and never with
+      an exponent: one without a point is an integer, as Python reads it) or of more than 15
+      characters, or a boolean, list or map;
+    - "double" (a decimal string CEL sees as float(Decimal(s))): a number if a plain decimal of at
+      most 15+15 digits (float8 input is correctly rounded, as float(Decimal) is), else undecided."""
+    k, text = f'"k {name}"', f'"s {name}"'
+    n, t, z, u = (column(False, kind, role, name) for role in "ntzu")
+    null = f"({k} IS NULL OR {k} = 'null')"
     if kind == "double":
-        number = f"CASE WHEN {kind_of} = 'string' AND {text} ~ '{DECIMAL_TEXT}' THEN {text}::float8 END"
-        return [f"{number} AS {n}", f"{null} AS {z}", f"NOT ({null} OR ({kind_of} = 'string' AND {text} ~ '{DECIMAL_TEXT}')) AS {u}"]
-    # jsonb keeps a number's scale (12.0 stays 12.0, which Python reads as a float): an integer is
-    # a number of scale 0 (1e2 is stored as 100 and read as the int 100).
-    integer = f"({kind_of} = 'number' AND scale({json}::numeric) = 0 AND abs({json}::numeric) < 1e15)"
+        plain = f"({k} = 'string' AND {text} ~ '{DECIMAL_TEXT}')"
+        return [f"CASE WHEN {plain} THEN {text}::float8 END AS {n}", f"{null} AS {z}", f"NOT ({null} OR {plain}) AS {u}"]
     return [
-        f"CASE WHEN {integer} THEN {json}::numeric END AS {n}", f"CASE WHEN {kind_of} = 'string' THEN {text} END AS {t}",
-        f"{null} AS {z}", f"NOT ({null} OR {kind_of} = 'string' OR {integer}) AS {u}",
+        f"CASE WHEN {k} = 'number' THEN {text}::numeric END AS {n}", f"CASE WHEN {k} = 'string' THEN {text} END AS {t}",
+        f"{null} AS {z}",
+        f"CASE WHEN {k} = 'number' THEN strpos({text}, '.') > 0 OR length({text}) > 15 ELSE COALESCE({k} IN ('boolean', 'object', 'array'), FALSE) END AS {u}",
     ]
 
 
@@ -386,47 +392,69 @@ def hits_sql(trial_id: int, rules: dict[str, tuple[str, RuleSql]], not_started: 
     items = sorted(set().union(*(rule.items for _, rule in rules.values())))
     names = sorted({name for _, _, name in items})
     params.update({f"item_{n}": name for n, name in enumerate(names)})
-    extracted, lagged, typed = [], [], []
-    for n, name in enumerate(names):
-        extracted.append(f'ce.answers -> %(item_{n})s::text AS "j {name}"')
-        if any(previous and item == name for previous, _, item in items):
-            lagged.append(f'LAG("j {name}") OVER w AS "prev j {name}"')
-    for previous, kind, name in items:
-        typed += item_columns(f'"{"prev " if previous else ""}j {name}"', previous, kind, name)
-    joins, selected, wanted = [], [], []
+    extracted = [
+        column for n, name in enumerate(names) for column in (
+            f'jsonb_typeof(ce.answers -> %(item_{n})s::text) AS "k {name}"', f'ce.answers ->> %(item_{n})s::text AS "s {name}"',
+        )
+    ]
+    current = sorted({(kind, name) for _, kind, name in items})
+    typed = [c for kind, name in current for c in item_columns(name, kind)]
+    typed_names = [f"{column(False, kind, role, name)}" for kind, name in current for role in ("ntzu" if kind == "any" else "nzu")]
+    lagged = [
+        f"LAG({column(False, kind, role, name)}) OVER w AS {column(True, kind, role, name)}"
+        for previous, kind, name in items if previous for role in ("ntzu" if kind == "any" else "nzu")
+    ]
+    joins, selected, flags, wanted = [], [], [], []
+    ae_aliases: dict[tuple, str] = {}
     for prefix, (crf, rule) in rules.items():
         params.update(rule.params)
         params[f"{prefix}_crf"] = crf
+        value = rule.value
         for n, predicate in enumerate(rule.aes):
-            joins.append(
-                f" LEFT JOIN (SELECT DISTINCT ae.participant_id FROM safety_adverseevent ae"
-                f" JOIN participants_participant ap ON ap.id = ae.participant_id"
-                f" WHERE ap.trial_id = %(trial)s AND {predicate}) {prefix}_aes{n} ON {prefix}_aes{n}.participant_id = typed.participant_id"
-            )
-        on_crf = f"typed.crf_code = %({prefix}_crf)s"
-        selected.append(f'({on_crf} AND ({rule.value}) IS FALSE AND NOT {rule.undecided}) AS "hit {prefix}"')
-        selected.append(f'({on_crf} AND {rule.undecided}) AS "undecided {prefix}"')
-        wanted += [f'"hit {prefix}"', f'"undecided {prefix}"']
+            # The same predicate with the same literal (one per CRF, say) is joined once.
+            key = (predicate.replace(prefix, "{p}"), tuple(v for k, v in sorted(rule.params.items()) if f"%({k})s" in predicate))
+            alias = ae_aliases.setdefault(key, f"aes{len(ae_aliases)}")
+            if len(ae_aliases) > len(joins):
+                joins.append(
+                    f" LEFT JOIN (SELECT DISTINCT ae.participant_id FROM safety_adverseevent ae"
+                    f" JOIN participants_participant ap ON ap.id = ae.participant_id"
+                    f" WHERE ap.trial_id = %(trial)s AND {predicate}) {alias} ON {alias}.participant_id = win.participant_id"
+                )
+            value = value.replace(f"{prefix}_aes{n}.participant_id", f"{alias}.participant_id")
+        on_crf = f"win.crf_code = %({prefix}_crf)s"
+        selected.append(f'CASE WHEN {on_crf} THEN {value} END AS "value {prefix}"')
+        selected.append(f'CASE WHEN {on_crf} THEN {rule.undecided} ELSE FALSE END AS "undecided {prefix}"')
+        flags.append(f'"value {prefix}" IS FALSE AND NOT "undecided {prefix}" AS "hit {prefix}", "undecided {prefix}"')
+        wanted.append(f'"value {prefix}" IS FALSE OR "undecided {prefix}"')
+    reads = " ".join(rule.value + rule.undecided for _, rule in rules.values())
+    visit_date = "to_char(v.visit_date, 'YYYY-MM-DD')" if "visit_date_text" in reads else "NULL::text"
+    consent_date = "to_char(p.consent_date, 'YYYY-MM-DD')" if "consent_text" in reads else "NULL::text"
+    # Each step a subquery PostgreSQL does not merge into the next (OFFSET 0, the window): a column
+    # is computed once per row, not once per use.
     sql = f"""
-        WITH base AS MATERIALIZED (
+        WITH extracted AS (
             SELECT ce.id, ce.crf_code, ce.crf_id, ce.visit_id, ce.participant_id,
                    v."order" AS v_order, v.sequence AS v_sequence,
-                   to_char(v.visit_date, 'YYYY-MM-DD') AS visit_date_text,
-                   to_char(p.consent_date, 'YYYY-MM-DD') AS consent_text{"".join(", " + c for c in extracted)}
+                   {visit_date} AS visit_date_text, {consent_date} AS consent_text{"".join(", " + c for c in extracted)}
             FROM visits_crfentry ce JOIN visits_visit v ON v.id = ce.visit_id
             JOIN participants_participant p ON p.id = ce.participant_id
             WHERE p.trial_id = %(trial)s AND ce.crf_code = ANY(%(codes)s) AND ce.status <> %(not_started)s
-        ), j AS (
-            SELECT base.*, LAG(id) OVER w AS prev_id, LAG(v_order) OVER w AS prev_order,
-                   LAG(v_sequence) OVER w AS prev_sequence{"".join(", " + c for c in lagged)}
-            FROM base
+            OFFSET 0
+        ), typed AS (
+            SELECT id, crf_code, crf_id, visit_id, participant_id, v_order, v_sequence, visit_date_text,
+                   consent_text{"".join(", " + c for c in typed)}
+            FROM extracted OFFSET 0
+        ), win AS (
+            SELECT id, crf_code, crf_id, visit_id, participant_id, v_order, v_sequence, visit_date_text, consent_text,
+                   LAG(id) OVER w AS prev_id, LAG(v_order) OVER w AS prev_order,
+                   LAG(v_sequence) OVER w AS prev_sequence{"".join(", " + c for c in typed_names + lagged)}
+            FROM typed
             WINDOW w AS (PARTITION BY participant_id, crf_code ORDER BY v_order, v_sequence, visit_id, id)
-        ), typed AS MATERIALIZED (
-            SELECT j.*{"".join(", " + c for c in typed)} FROM j
         ), r AS MATERIALIZED (
-            SELECT typed.id, typed.crf_code, typed.crf_id, typed.visit_id, typed.participant_id, {", ".join(selected)}
-            FROM typed{"".join(joins)}
+            SELECT win.id, win.crf_code, win.crf_id, win.visit_id, win.participant_id, {", ".join(selected)}
+            FROM win{"".join(joins)}
         )
-        SELECT * FROM r WHERE {" OR ".join(wanted)}
+        SELECT id, crf_code, crf_id, visit_id, participant_id, {", ".join(flags)}
+        FROM r WHERE {" OR ".join(wanted)}
     """
     return sql, params
