@@ -204,14 +204,21 @@ def rule_hits(
         return
     crf_rules = [rule for rule in rules if rule.subject == "crf"]
     ae_rules = [rule for rule in rules if rule.subject == "adverse_event"]
-    aes_by_participant = _adverse_events(trial) if ae_rules or any("aes" in r.names for r in crf_rules) else {}
+    loaded: list[dict[int, list[AdverseEvent]]] = []
+
+    def aes_by_participant() -> dict[int, list[AdverseEvent]]:
+        """The trial's AEs, read when CEL first needs them (not when SQL evaluated every `aes` rule)."""
+        if not loaded:
+            loaded.append(_adverse_events(trial))
+        return loaded[0]
+
     aes_cache: dict[int, list[dict]] = {}
     aes_subsets: dict[tuple[int, frozenset[str]], list[dict]] = {}
 
     def aes_of(participant_id: int, fields: frozenset[str] | None = None) -> list[dict]:
         """The participant's AEs as maps (only `fields` of each when given)."""
         if participant_id not in aes_cache:
-            aes_cache[participant_id] = [ae_map(ae) for ae in aes_by_participant.get(participant_id, ())]
+            aes_cache[participant_id] = [ae_map(ae) for ae in aes_by_participant().get(participant_id, ())]
         if fields is None:
             return aes_cache[participant_id]
         key = (participant_id, fields)
@@ -220,7 +227,7 @@ def rule_hits(
         return aes_subsets[key]
 
     yield from _crf_rule_hits(trial, crf_rules, aes_of, compile_sql=compile_sql and connection.vendor == "postgresql")
-    for events in aes_by_participant.values() if ae_rules else ():
+    for events in aes_by_participant().values() if ae_rules else ():
         participant = events[0].participant
         shared = {
             "aes": aes_of(participant.pk), "today": participant.site.today().isoformat(),
