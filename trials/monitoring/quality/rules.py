@@ -273,27 +273,28 @@ def _compiled_rule_hits(trial: Trial, rules: list[QualityRule]):  # noqa: ANN202
     if not compiled:
         return set(), undecided
     sql, params = hits_sql(trial.pk, compiled, EntryStatus.NOT_STARTED)
-    visits: dict[int, _Visit] = {}
     with transaction.atomic(), connection.cursor() as cursor:
-        # JIT-compiling the statement's many expressions took longer than running them (0.4 s of 3).
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute("SET LOCAL work_mem = '64MB'")  # the window's sort in memory (100,000 entries: ~20 MB)
+        # JIT-compiling the statement's many expressions took longer than running them (0.4 s of
+        # 3), and the window's sort spilled to disk (100,000 entries: ~20 MB). Set for this
+        # statement only, then put back (an outer transaction, e.g. a test's, goes on after it).
+        cursor.execute("SELECT current_setting('jit'), current_setting('work_mem')")
+        jit, work_mem = cursor.fetchone()
+        cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
         cursor.execute(sql, params)
         columns = [column.name for column in cursor.description]
         rows = cursor.fetchall()
+        cursor.execute("SELECT set_config('jit', %s, true), set_config('work_mem', %s, true)", [jit, work_mem])
     flags = [(columns.index(f"hit {prefix}"), columns.index(f"undecided {prefix}"), rule) for prefix, rule in by_prefix.items()]
-    if True:
-        for row in rows:
-            pk, crf_code, crf_id, visit_id, participant_id = row[:5]
-            entry = None
-            for hit_at, undecided_at, rule in flags:
-                if row[undecided_at]:
-                    undecided[rule.code].add(pk)
-                elif row[hit_at]:
-                    if entry is None:
-                        visit = visits.get(visit_id)
-                        entry = StoredEntry(pk, crf_code, crf_id, None, visit_id, visit, participant_id)
-                    yield rule, entry
+    for row in rows:
+        pk, crf_code, crf_id, visit_id, participant_id = row[:5]
+        entry = None
+        for hit_at, undecided_at, rule in flags:
+            if row[undecided_at]:
+                undecided[rule.code].add(pk)
+            elif row[hit_at]:
+                if entry is None:  # the columns the run reads (the pk); no answers, visit or CRF version
+                    entry = StoredEntry(pk, crf_code, crf_id, None, visit_id, None, participant_id)
+                yield rule, entry
     return {rule.code for rule in by_prefix.values()}, undecided
 
 
