@@ -11,7 +11,9 @@ A 2,000-participant synthetic trial (trials.demo.synthetic, as `manage.py synth_
 Reports, in the same run on the same database:
   sql       - one hand-written SQL statement reading the same entries' data (a window function for
               the previous visit, a join to the participants with a grade >= 3 AE), hits per rule
-  rules     - trials.monitoring.quality.rules.rule_hits over the 20 rules (every hit enumerated)
+  rules     - trials.monitoring.quality.rules.rule_hits over the 20 rules (every hit enumerated; on
+              PostgreSQL the shapes trials.monitoring.quality.compiled takes run as one SQL
+              statement, the rest with CEL)
   run       - with BENCH_RUN=1 only: quality_rules_run, steady state (the hits already queried:
               evaluation plus the reconciliation reads; the first run, that raises the queries, is
               timed apart)
@@ -97,6 +99,23 @@ def rules_hits(trial) -> dict[str, int]:  # noqa: ANN001
     return hits
 
 
+def compiled_rules(trial) -> int:  # noqa: ANN001
+    """How many of the trial's rules the SQL compiler takes (on PostgreSQL; none on SQLite)."""
+    from trials.monitoring.quality.compiled import compile_rule, item_types
+    from trials.monitoring.quality.rules import trial_rules
+    from trials.protocol.engine import schema_for
+    from trials.protocol.models import CrfDefinition
+
+    if connection.vendor != "postgresql":
+        return 0
+    rules = trial_rules(trial)
+    types = {
+        code: item_types([schema_for(crf) for crf in CrfDefinition.objects.filter(code=code)])
+        for code in {rule.crf for rule in rules}
+    }
+    return sum(compile_rule(rule.expression, rule.crf, types[rule.crf], "r0") is not None for rule in rules)
+
+
 def main() -> None:
     from edc.audit import audited_save, system_user
     from trials.demo.synthetic import SynthParams, synth_trial_generate
@@ -143,11 +162,13 @@ def main() -> None:
             assert results["run"].raised == 0 and results["run"].hits == rules
 
         base = statistics.median(times["sql"])
+        compiled = compiled_rules(trial)
         print(f"database: {connection.vendor}, {PARTICIPANTS} participants, {n_entries} entries, 20 rules, "
               f"repeats: {REPEATS} (setup {setup_s:.1f} s)")
         print(f"hits: {sum(rules.values())} ({', '.join(f'{k} {v}' for k, v in sorted(rules.items()) if k.startswith('R1_'))} …)")
         if full_run:
             print(f"first run (raises {first.raised} queries): {first_s:.1f} s")
+        print(f"rules compiled to SQL: {compiled} of 20 (the others by CEL)")
         print(f"{'step':<8}{'median ms':>10}{'x sql':>8}")
         for name, values in times.items():
             print(f"{name:<8}{statistics.median(values) * 1000:>10.1f}{statistics.median(values) / base:>8.2f}")
