@@ -96,6 +96,8 @@ def test_the_compiler_takes_the_simple_shapes_and_leaves_the_rest_to_cel():
     assert not compiled("date_05 <= today")  # the site's today
     assert not compiled("size(choice_03) > 0")
     assert not compiled("int_01 == 3")
+    assert not compiled("!int_01 < 3")  # CEL reads (!int_01) < 3
+    assert compiled("!(int_01 < 3) && !aes.exists(a, a.grade > 4)")
     assert not compiled("lab.alt.grade < 3")
     assert not compiled("unknown_item <= 3")
 

@@ -155,7 +155,11 @@ class _Compiler:
 
     def unary(self) -> Compiled:
         if self.at("!"):
+            # CEL's `!` binds tighter than a comparison (`!x < 3` is `(!x) < 3`): only `!(…)` and
+            # `!aes.exists(…)` are taken.
             self.take("!")
+            if not (self.at("(") or self.at("!") or self.peek() == ("id", "aes")):
+                raise Unsupported("! of a comparison without parentheses")
             node = self.unary()
             return Compiled(f"(NOT {node.value})", node.undecided)
         if self.at("("):
