@@ -27,10 +27,7 @@ from trials.protocol.models import CrfDefinition, Trial
 from trials.safety.models import AdverseEvent
 from trials.visits.models import CrfEntry, Visit
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL compiler is PostgreSQL-only"),
-]
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL compiler is PostgreSQL-only")
 
 
 def hits(trial: Trial, rules: list[QualityRule], *, compile_sql: bool) -> set[tuple[str, str, int]]:
@@ -102,6 +99,8 @@ def test_the_compiler_takes_the_simple_shapes_and_leaves_the_rest_to_cel():
     assert not compiled("unknown_item <= 3")
 
 
+@postgresql_only
+@pytest.mark.django_db
 def test_the_seed_trials_rules_hit_the_same_entries_compiled_and_with_cel(demo):  # noqa: ARG001, F811
     trials = list(Trial.objects.exclude(quality_rules=[]))
     assert {t.code for t in trials} >= {"ASC-DU"}
@@ -156,6 +155,8 @@ def set_visit(visit: Visit, **values: object) -> None:
     audited_save(visit, user=system_user(), reason="Visit changed for the test")
 
 
+@postgresql_only
+@pytest.mark.django_db
 def test_synthetic_rules_with_odd_values_hit_the_same_entries_both_ways(synth):
     trial = synth
     entries = entries_of(trial)
@@ -180,6 +181,8 @@ def test_synthetic_rules_with_odd_values_hit_the_same_entries_both_ways(synth):
     assert ("RANGE", "entry", entries[2].pk) not in compiled  # "200": a string against a number, an error
 
 
+@postgresql_only
+@pytest.mark.django_db
 def test_hand_computed_hits(synth):
     """Values chosen on the first participant's four C01 entries; the expected hits follow from the
     rules' meaning."""
