@@ -15,9 +15,9 @@ Why the SQL gives the same hits as CEL (trials/monitoring/quality/rules.py build
   NULL (true || error = true, false || error = error, false && error = false), and a hit is a result
   `IS FALSE` as it is `passed is False` for CEL.
 - An operand is decided in SQL only in a domain where its CEL value is certain: a JSON null or absent
-  item (CEL null), an integral JSON number of at most 15 digits (CEL int, exact as a double too), a
-  JSON string (CEL string, compared by code point: `COLLATE "C"` compares UTF-8 bytes, the same
-  order), a decimal item's string of at most 15+15 digits (CEL double `float(Decimal(s))`; PostgreSQL's
+  item (CEL null), an integral JSON number of at most 15 characters (CEL int, exact as a double
+  too), a JSON string (CEL string, compared by code point: `COLLATE "C"` compares the bytes, the
+  same order in a UTF8 database, the only encoding compiled for), a decimal item's string of at most 15+15 digits (CEL double `float(Decimal(s))`; PostgreSQL's
   float8 input is correctly rounded too). Outside it (a float in an integer item, a boolean, a
   malformed decimal, a visit without a date, an unscheduled visit at the same position as the
   previous one) the rule is *undecided* for that entry and CEL evaluates it there.

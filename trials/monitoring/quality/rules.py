@@ -15,6 +15,10 @@ reads them (rather than one query per entry).
 
 A rule that cannot be evaluated for an entry (a null in arithmetic, a CRF not entered, a lab value
 without a range) is not a hit, as an edit check reading an unanswered item is not applied.
+
+On PostgreSQL the simplest rule shapes are evaluated by one SQL statement instead
+(trials.monitoring.quality.compiled says which and why the hits are the same); CEL here evaluates
+the other rules and the entries the SQL leaves undecided.
 """
 
 from __future__ import annotations
@@ -226,7 +230,7 @@ def rule_hits(
             aes_subsets[key] = [{name: event[name] for name in fields} for event in aes_cache[participant_id]]
         return aes_subsets[key]
 
-    yield from _crf_rule_hits(trial, crf_rules, aes_of, compile_sql=compile_sql and connection.vendor == "postgresql")
+    yield from _crf_rule_hits(trial, crf_rules, aes_of, compile_sql=compile_sql and _compilable())
     for events in aes_by_participant().values() if ae_rules else ():
         participant = events[0].participant
         shared = {
@@ -251,6 +255,15 @@ def _crf_rule_hits(trial: Trial, rules: list[QualityRule], aes_of, *, compile_sq
         if not rules:
             return
     yield from _cel_rule_hits(trial, rules, aes_of, only)
+
+
+def _compilable() -> bool:
+    """PostgreSQL with a UTF8 database: `COLLATE "C"` then orders strings by code point, as CEL."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('server_encoding')")
+        return cursor.fetchone()[0] == "UTF8"
 
 
 def _compiled_rule_hits(trial: Trial, rules: list[QualityRule]):  # noqa: ANN202 - a generator returning a value
