@@ -32,7 +32,7 @@ Why the SQL gives the same hits as CEL (trials/monitoring/quality/rules.py build
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trials.protocol.engine import CrfSchema
 
@@ -85,12 +85,11 @@ class Operand:
 class Compiled:
     value: str  # SQL boolean: TRUE/FALSE/NULL as CEL true/false/error
     undecided: str  # SQL boolean, never NULL
-    params: list = field(default_factory=list)
 
 
 @dataclass
 class RuleSql:
-    """A compiled rule over the columns of `hits_sql`'s entries (`e`)."""
+    """A compiled rule over the columns of `hits_sql`'s typed entries (`win`)."""
 
     value: str
     undecided: str
