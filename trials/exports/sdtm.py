@@ -31,6 +31,7 @@ read in chunks; the biggest dataset is one CRF's findings (rows = entries × ite
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 import re
 from contextvars import ContextVar
 import tempfile
@@ -51,7 +52,7 @@ import pandas as pd
 import pycountry
 import pyreadstat
 
-from trials.exports import manifest, odm, sdtm_terms, selectors, xpt
+from trials.exports import csvzip, manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
 from trials.exports.spec import ExportSpec, Progress
 from trials.protocol.models import Arm, Criterion, FieldDefinition, Trial, VisitCrf, VisitDefinition
@@ -471,6 +472,13 @@ class SpilledDataset:
         """A character variable's distinct values as written (masked, the first 200 characters),
         fixed-width bytes with b"" last (the index -1 of a missing cell), and the rest of each long value."""
         masked, mask = name in self._masked, self.mask
+        if not masked:
+            texts = np.array([*table, ""])
+            if texts.dtype.itemsize // 4 <= MAX_CHAR or not (np.char.str_len(texts) > MAX_CHAR).any():
+                try:
+                    return texts.astype(bytes), {}
+                except UnicodeEncodeError:  # a character outside ASCII: "?" as below
+                    pass
         encoded, long = [], {}
         for index, value in enumerate(table):
             if not value:
@@ -501,8 +509,9 @@ class SpilledDataset:
                 if index is None:
                     index = np.full(size, -1, dtype=np.int64)
                 texts, long = self.texts(var.name, table)
-                used = np.unique(index)
-                used = used[used >= 0]
+                seen = np.zeros(len(texts), dtype=bool)
+                seen[index] = True
+                used = np.nonzero(seen[:-1])[0]
                 if len(used):
                     self.widths[var.name] = max(self.widths.get(var.name, 0), int(np.char.str_len(texts[used]).max()))
                     if var.name in self._codelists:
@@ -531,12 +540,15 @@ class SpilledDataset:
         if result:
             result = self.mask(result) if f"{self.domain}ORRES" in self._masked else result
             result = split_text(result)[0] if len(result) > MAX_CHAR else result
-            found[1] = max(found[1], len(result))
-            if _is_number(result):
-                if "." in result:
+            if len(result) > found[1]:
+                found[1] = len(result)
+            dot = "." in result
+            if found[2] or dot:  # a number's decimal places count even once the test is known not numeric
+                number = _is_number(result)
+                if number and dot:
                     found[3] = max(found[3], len(result.split(".", 1)[1]))
-            else:
-                found[2] = False
+                if not number:
+                    found[2] = False
 
     def value_levels(self) -> dict[str, tuple[str, int, bool, int]]:
         return {code: (label, width, numeric, places) for code, (label, width, numeric, places, _first) in self._levels.items()}
@@ -1309,27 +1321,28 @@ def findings_plan(crf_code: str, versions: list, taken: set[str], identifiers: b
     return plans
 
 
-def finding(test: Test, value: Any) -> dict | None:
-    """ORRES / STRESC / STRESN of a stored answer (None: no record)."""
+def finding(test: Test, value: Any) -> tuple[str, str, float | None] | None:
+    """(ORRES, STRESC, STRESN) of a stored answer (None: no record)."""
     item = test.item
     if test.option is not None:
         if not isinstance(value, list):
             return None
         flag = "Y" if test.option in value or str(test.option) in map(str, value) else "N"
-        return {"ORRES": flag, "STRESC": flag, "STRESN": None}
+        return flag, flag, None
     if value is None or value == "" or isinstance(value, list):
         return None
-    if item.type == "yes_no":
+    kind = item.type
+    if kind in NUMERIC_ITEMS:
+        text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
+        return ascii_text(text), ascii_text(text), number(value)  # each spelling counted (TEXT_REPORT)
+    if kind == "yes_no":
         flag = "Y" if value else "N"
-        return {"ORRES": flag, "STRESC": flag, "STRESN": None}
-    if item.type == "single_choice":
+        return flag, flag, None
+    if kind == "single_choice":
         label = {str(code): text for code, text in item.choices}.get(str(value), str(value))
         numeric = number(value) if isinstance(value, int) else None
-        return {"ORRES": ascii_text(label), "STRESC": ascii_text(value), "STRESN": numeric}
-    if item.type in {"integer", "scale", "decimal", "calculated"}:
-        text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
-        return {"ORRES": ascii_text(text), "STRESC": ascii_text(text), "STRESN": number(value)}
-    return {"ORRES": ascii_text(value), "STRESC": ascii_text(value), "STRESN": None}
+        return ascii_text(label), ascii_text(value), numeric
+    return ascii_text(value), ascii_text(value), None
 
 
 def findings_datasets(spec: ExportSpec) -> list[tuple[str, str, str]]:
@@ -1382,6 +1395,10 @@ def _recount(delta: dict, times: int = 1) -> None:
             report[key] = report.get(key, 0) + found * times
 
 
+NUMERIC_ITEMS = frozenset({"integer", "scale", "decimal", "calculated"})
+PLAIN_TYPES = frozenset({int, float, bool, type(None), list})  # answers whose findings fold no character
+
+
 class _Chunk:
     """The rows of a findings dataset waiting to be written, column-wise by reference: each row
     points at its entry (the visit's columns), its test (TESTCD, TEST, SCAT) and its result
@@ -1389,19 +1406,18 @@ class _Chunk:
     (GRPID, --STAT/--REASND, the lab ranges, --LOBXFL) are kept sparse."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple] = []  # STUDYID, USUBJID, VISIT, EPOCH, DTC, VISITNUM, DY, subject ordinal
+        # STUDYID, USUBJID, VISIT, EPOCH, DTC, VISITNUM, DY, subject ordinal, first row, --SEQ before it
+        self.entries: list[tuple] = []
         self.results: list[tuple] = []  # ORRES, STRESC, STRESN, ORRESU, STRESU, numeric
         self.cache: dict[tuple, int] = {}  # (test, value, type) -> result (-1: no record)
         self.counted: dict[int, dict] = {}  # result -> the characters its texts changed (TEXT_REPORT), added per row
-        self.row_entry = array("i")
         self.row_test = array("i")
         self.row_result = array("i")
-        self.row_seq = array("d")
         self.sparse: dict[str, dict[int, Any]] = {}
         self.unsorted = False  # two subjects with one USUBJID (rows merged by --SEQ)
 
     def __len__(self) -> int:
-        return len(self.row_seq)
+        return len(self.row_test)
 
 
 class Findings:
@@ -1467,6 +1483,7 @@ class Findings:
         # CRF code, FAOBJ), counted once per entry in the manifest as when each entry spelled them.
         _, per_entry = _counted(lambda: (ascii_text(crf_code), ascii_text(title) if domain == "FA" else ""))
         entry_counts: dict[int, dict] = {}
+        plain: list[bool] = []
         for crf_id, plan in plans.items():
             steps = []
             counts = dict(per_entry)
@@ -1476,7 +1493,11 @@ class Findings:
                 units.append(unit)
                 for key, found in changed.items():
                     counts[key] = counts.get(key, 0) + found
-                steps.append((len(tests) - 1, test, test.item.name, test.group, test.option))
+                steps.append((len(tests) - 1, test, test.item.name, test.group, test.option,
+                              test.group is None and test.option is None and domain != "LB"))
+                # No text of the test's own to fold (its choices' labels are ASCII): a result's characters to count come from the value only.
+                plain.append(test.item.type != "single_choice" or all(
+                    str(label).isascii() and str(label).isprintable() for _code, label in test.item.choices))
             compiled[crf_id] = steps
             entry_counts[crf_id] = counts
         p = domain
@@ -1494,15 +1515,19 @@ class Findings:
         empty = ("", "", np.nan, "", "", False)
 
         def intern(t: int, test: Test, value: Any, key: tuple | None, first: tuple) -> int:
-            result, changed = _counted(finding, test, value)
+            if plain[t] and (value.__class__ in PLAIN_TYPES or (value.__class__ is str and value.isascii() and value.isprintable())):
+                result, changed = finding(test, value), None  # no text to fold: nothing to count
+            else:
+                result, changed = _counted(finding, test, value)
             if result is None:
                 index = -1
             else:
-                numeric = result["STRESN"] is not None
+                orres, stresc, stresn = result
+                numeric = stresn is not None
                 unit = units[t] if numeric else ""
-                chunk.results.append((result["ORRES"], result["STRESC"], result["STRESN"] if numeric else np.nan, unit, unit, numeric))
+                chunk.results.append((orres, stresc, stresn if numeric else np.nan, unit, unit, numeric))
                 index = len(chunk.results) - 1
-                dataset.level(test.testcd, test.test, result["ORRES"], first)
+                dataset.level(test.testcd, test.test, orres, first)
                 if changed:
                     chunk.counted[index] = changed
             if key is not None:
@@ -1525,10 +1550,13 @@ class Findings:
             seq = sequences.get(participant_id, 0)
             last_before: dict[str, int] = {}  # test -> row of the subject's last result before exposure
             cache, results, counted = chunk.cache, chunk.results, chunk.counted
-            row_test, row_result, row_seq = chunk.row_test, chunk.row_result, chunk.row_seq
+            cached = cache.get
+            row_test, row_result = chunk.row_test, chunk.row_result
+            add_test, add_result = row_test.append, row_result.append
             for entry in entries:
                 study_code = ascii_text(entry.trial_code)
                 answers = entry.answers or {}
+                get = answers.get
                 missing = entry.missing or {}
                 grades = grader.grades(entry) if grader is not None else {}
                 collected = answers.get(date_item) if date_item else None
@@ -1536,21 +1564,35 @@ class Findings:
                 visitnum = visits.by_id.get(entry.visit_id, visits.number.get(entry.visit_code, np.nan))
                 epoch = visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated)
                 visit_label = ascii_text(entry.visit_label)
+                start = len(row_test)
                 chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
-                                      study_day(when, reference), ordinal))
-                entry_index = len(chunk.entries) - 1
+                                      study_day(when, reference), ordinal, start, seq))
                 if entry_counts.get(entry.crf_id):
                     _recount(entry_counts[entry.crf_id])
-                start = len(row_seq)
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
-                for t, test, item_name, group, option in compiled.get(entry.crf_id, ()):
-                    if group is None:
-                        sources = ((None, None, answers.get(item_name)),)
+                for t, test, item_name, group, option, simple in compiled.get(entry.crf_id, ()):
+                    if simple:  # an item outside a group, not a lab test: most rows, the short way
+                        value = get(item_name)
+                        try:
+                            found = cached((t, value, value.__class__))
+                        except TypeError:
+                            found = None
+                        if found is not None and found >= 0:
+                            if counted and found in counted:
+                                _recount(counted[found])
+                            if before_exposure and results[found][0]:
+                                last_before[test.testcd] = len(row_test)
+                            add_test(t)
+                            add_result(found)
+                            continue
+                        sources = ((None, None, value),)
+                    elif group is None:
+                        sources = ((None, None, get(item_name)),)
                     else:
                         group_rows = answers.get(group) if isinstance(answers.get(group), list) else []
                         sources = [(f"{group}-{index}", row, row.get(item_name)) for index, row in enumerate(group_rows, 1)]
                     for group_id, row, value in sources:
-                        here = (position, len(row_seq))
+                        here = (position, len(row_test))
                         try:
                             key = (t, value, value.__class__)
                             found = cache.get(key)
@@ -1571,7 +1613,6 @@ class Findings:
                             text = ascii_text(code.get("reason"))
                             extra = {f"{p}STAT": "NOT DONE", f"{p}REASND": f"{reason}: {text}" if text else reason}
                             self.not_done += 1
-                        seq += 1
                         result = results[found]
                         if counted and found in counted:
                             _recount(counted[found])
@@ -1588,17 +1629,16 @@ class Findings:
                             if grader is not None and group is None:
                                 # The site's normal range in force and the CTCAE v5.0 grade, as the CRF page shows them.
                                 extra.update(_lb_grade(grades.get(item_name)))
-                        row_index = len(row_seq)
+                        row_index = len(row_test)
                         if group_id is not None:
                             extra[f"{p}GRPID"] = ascii_text(group_id)
                         for variable, cell in extra.items():
                             chunk.sparse.setdefault(variable, {})[row_index] = cell
-                        row_test.append(t)
-                        row_result.append(found)
-                        row_seq.append(seq)
+                        add_test(t)
+                        add_result(found)
                         if before_exposure and result[0] and group is None:
                             last_before[test.testcd] = row_index
-                chunk.row_entry.extend([entry_index] * (len(row_seq) - start))
+                seq += len(row_test) - start  # --SEQ: one per record, in order (SDTMIG 3.4 §4.1.7)
                 for item_name, (category, treatment, occurrence, end_item) in su_items.items():
                     value = answers.get(item_name)
                     code = _missing_of(missing, None, None, item_name)
@@ -1630,11 +1670,14 @@ class Findings:
         size = len(chunk)
         if not size:
             return
-        entry = np.frombuffer(chunk.row_entry, dtype=np.int32).astype(np.int64)
         test = np.frombuffer(chunk.row_test, dtype=np.int32).astype(np.int64)
         result = np.frombuffer(chunk.row_result, dtype=np.int32).astype(np.int64)
-        seq = np.frombuffer(chunk.row_seq, dtype=np.float64)
         entries = list(zip(*chunk.entries, strict=True))
+        first_row = np.array(entries[8], dtype=np.int64)
+        counts = np.diff(np.append(first_row, size))
+        entry = np.repeat(np.arange(len(first_row)), counts)
+        # --SEQ: the entry's first record follows the subject's last one, then one per record.
+        seq = (np.repeat(np.array(entries[9], dtype=np.int64) - first_row, counts) + np.arange(size) + 1).astype(np.float64)
         results = list(zip(*chunk.results, strict=True))
         zeros = np.zeros(size, dtype=np.int64)
         chars: dict[str, tuple[list[str], np.ndarray]] = {
@@ -1914,13 +1957,20 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
         mask = ascii_mask(spec)
         supplements = Supplements(mask)
         subject_datasets = _SubjectDatasets(spec, visits, mask, supplements, package.warnings)
+        # The zip's deflate runs in a thread of its own (zlib releases the GIL): a dataset's file is
+        # compressed while the next dataset is built; only that thread writes to the archive until
+        # the datasets are done.
         with tempfile.TemporaryDirectory(prefix="xpt-") as scratch, \
-                zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
+                zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=csvzip.COMPRESS_LEVEL) as archive, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpt-zip") as zipper:
             folder = Path(scratch)
+            zipped: list[Future] = []
 
-            def emit(dataset: Dataset) -> None:
+            def emit(dataset: Dataset | SpilledDataset) -> None:
                 supplements.overflow(ascii_text(header.get("trial") or ""), dataset, dataset.labels())
-                files.append(_dataset_zip(archive, folder, dataset))
+                path = folder / f"{dataset.name.lower()}.xpt"
+                write_xpt(dataset, path)
+                zipped.append(zipper.submit(zip_file_member, archive, path, path.name, dataset.rows, dataset.label))
                 dataset.release()
                 package.datasets.append(dataset)
 
@@ -1954,6 +2004,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                     f"{findings.not_done} finding(s) not done: a record with --STAT = NOT DONE and --REASND from the "
                     "missing-data code, no result.")
             package.warnings.extend(text_warnings(report))
+            files.extend(done.result() for done in zipped)  # every dataset in the zip before define.xml
             define_bytes = define.define_xml(spec, package.datasets)
             archive.writestr(manifest.zip_member(archive, define.DEFINE_NAME), define_bytes)
             files.append({"name": define.DEFINE_NAME, "table": "Define-XML 2.1", "rows": 0, "bytes": len(define_bytes),
@@ -1962,9 +2013,3 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                              manifest.manifest_bytes({**header, "warnings": package.warnings}, files))
     finally:
         TEXT_REPORT.reset(token)
-
-
-def _dataset_zip(archive: zipfile.ZipFile, folder: Path, dataset: Dataset) -> dict:
-    path = folder / f"{dataset.name.lower()}.xpt"
-    write_xpt(dataset, path)
-    return zip_file_member(archive, path, path.name, dataset.rows, dataset.label)

@@ -128,8 +128,9 @@ class XptWriter:
             column = columns[var_name]
             if kind == "num":
                 records[var_name] = ibm_double(column)
-            else:  # numpy pads fixed-width bytes with NUL: SAS wants blanks
-                records[var_name] = np.char.ljust(column.astype(f"S{length}"), length, b" ")
+            else:  # numpy pads fixed-width bytes with NUL: SAS wants blanks (a value holds no NUL)
+                cells = np.ascontiguousarray(column, dtype=f"S{length}").view(np.uint8).reshape(rows, length)
+                records[var_name] = np.where(cells == 0, np.uint8(32), cells).view(f"S{length}").reshape(rows)
         data = records.tobytes()
         self.data_bytes += len(data)
         self._write(data)
