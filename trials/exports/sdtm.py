@@ -467,6 +467,7 @@ class SpilledDataset:
         self._chunks = 0
         # --TESTCD -> [label, longest --ORRES, every --ORRES a number, most decimal places, first row]
         self._levels: dict[str, list] = {}
+        self._mask_test, self._mask_orres = f"{self.domain}TEST" in self._masked, f"{self.domain}ORRES" in self._masked
 
     def texts(self, name: str, table: list[str]) -> tuple[np.ndarray, dict[int, list[str]]]:
         """A character variable's distinct values as written (masked, the first 200 characters),
@@ -495,7 +496,9 @@ class SpilledDataset:
 
     def append_chunk(self, chars: dict[str, tuple[list[str], np.ndarray]], numbers: dict[str, np.ndarray]) -> None:
         """Rows in key order: per character variable its distinct values and each row's index in
-        them (-1: missing), per numeric variable its values (NaN: missing)."""
+        them (-1: missing), per numeric variable its values (NaN: missing). A character column is
+        spilled as its distinct values and the rows' indexes: widened to the final length once per
+        distinct value when written."""
         seq = numbers[self._seq]
         size = len(seq)
         if not size:
@@ -503,43 +506,49 @@ class SpilledDataset:
         subjects = None
         for var in self.variables:
             if var.type == NUM:
-                column = np.asarray(numbers.get(var.name, np.full(size, np.nan)), dtype=np.float64)
-            else:
-                table, index = chars.get(var.name, ([], None))
-                if index is None:
-                    index = np.full(size, -1, dtype=np.int64)
-                texts, long = self.texts(var.name, table)
-                seen = np.zeros(len(texts), dtype=bool)
-                seen[index] = True
-                used = np.nonzero(seen[:-1])[0]
-                if len(used):
-                    self.widths[var.name] = max(self.widths.get(var.name, 0), int(np.char.str_len(texts[used]).max()))
-                    if var.name in self._codelists:
-                        self._codelists[var.name].update(dict.fromkeys(t for t in texts[used].astype(str).tolist() if t))
-                for position, pieces in long.items():  # SUPP-- (SDTMIG 3.4 §4.5.3.2), QNAM <variable>1, 2 …
-                    if subjects is None:
-                        table_u, index_u = chars["USUBJID"]
-                        subjects = [table_u[i] for i in index_u.tolist()]
-                    for row in np.nonzero(index == position)[0].tolist():
-                        self.overflow.append((subjects[row], self._seq, str(int(seq[row])), var.name, pieces))
-                column = texts[index]
-            np.save(self._spill, column, allow_pickle=False)
+                np.save(self._spill, np.asarray(numbers.get(var.name, np.full(size, np.nan)), dtype=np.float64), allow_pickle=False)
+                continue
+            table, index = chars.get(var.name, ([], None))
+            if index is None:
+                index = np.full(size, -1, dtype=np.int64)
+            texts, long = self.texts(var.name, table)
+            index = np.where(index < 0, len(texts) - 1, index).astype(np.int32)  # the last value is b"" (missing)
+            seen = np.zeros(len(texts), dtype=bool)
+            seen[index] = True
+            used = np.nonzero(seen[:-1])[0]
+            if len(used):
+                self.widths[var.name] = max(self.widths.get(var.name, 0), int(np.char.str_len(texts[used]).max()))
+                if var.name in self._codelists:
+                    self._codelists[var.name].update(dict.fromkeys(t for t in texts[used].astype(str).tolist() if t))
+            for position, pieces in long.items():  # SUPP-- (SDTMIG 3.4 §4.5.3.2), QNAM <variable>1, 2 …
+                if subjects is None:
+                    table_u, index_u = chars["USUBJID"]
+                    subjects = [table_u[i] for i in index_u.tolist()]
+                for row in np.nonzero(index == position)[0].tolist():
+                    self.overflow.append((subjects[row], self._seq, str(int(seq[row])), var.name, pieces))
+            np.save(self._spill, texts, allow_pickle=False)
+            np.save(self._spill, index, allow_pickle=False)
         self.rows += size
         self._chunks += 1
 
-    def level(self, testcd: str, label: str, result: str, first: tuple) -> None:
-        """A result of a test, for value_levels (called once per distinct result of a chunk; `first`
-        orders the rows as the database reads them, to name the test by its first row)."""
+    def name_test(self, testcd: str, label: str, first: tuple) -> None:
+        """The test's name for value_levels: that of its first row in the database's order."""
         found = self._levels.get(testcd)
         if found is None:
             found = self._levels[testcd] = ["", 0, True, 0, None]
-        if label and f"{self.domain}TEST" in self._masked:
-            label = self.mask(label)
         if label and (not found[0] or first < found[4]):
-            found[0], found[4] = label, first
+            found[0], found[4] = (self.mask(label) if self._mask_test else label), first
+
+    def level(self, testcd: str, result: str) -> None:
+        """A result of a test, for value_levels (called once per distinct result of a chunk)."""
+        found = self._levels.get(testcd)
+        if found is None:
+            found = self._levels[testcd] = ["", 0, True, 0, None]
         if result:
-            result = self.mask(result) if f"{self.domain}ORRES" in self._masked else result
-            result = split_text(result)[0] if len(result) > MAX_CHAR else result
+            if self._mask_orres:
+                result = self.mask(result)
+            if len(result) > MAX_CHAR:
+                result = split_text(result)[0]
             if len(result) > found[1]:
                 found[1] = len(result)
             dot = "." in result
@@ -562,18 +571,30 @@ class SpilledDataset:
     def lengths(self) -> dict[str, int]:
         return {v.name: (max(1, self.widths.get(v.name, 0)) if v.type == CHAR else 8) for v in self.variables}
 
-    def _chunks_read(self):  # noqa: ANN202
+    def _chunks_read(self, lengths: dict[str, int] | None = None):  # noqa: ANN202
+        """The spilled chunks, a column per variable: characters as fixed-width bytes (blank-padded
+        to `lengths` when given, else NUL-padded), numbers as doubles."""
         self._spill.seek(0)
         for _chunk in range(self._chunks):
-            yield {v.name: np.load(self._spill, allow_pickle=False) for v in self.variables}
+            columns = {}
+            for v in self.variables:
+                if v.type == NUM:
+                    columns[v.name] = np.load(self._spill, allow_pickle=False)
+                    continue
+                texts = np.load(self._spill, allow_pickle=False)
+                index = np.load(self._spill, allow_pickle=False)
+                if lengths is not None:
+                    texts = xpt.blank_padded(texts, lengths[v.name])
+                columns[v.name] = texts[index]
+            yield columns
 
     def write_xpt(self, out: BinaryIO, chunk: int = XPT_CHUNK) -> None:
         """The header with the final lengths, then the spilled chunks as they were produced (already in key order)."""
         lengths = self.lengths()
         variables = [(v.name, ascii_text(v.label, 40), v.type, lengths[v.name]) for v in self.variables]
         writer = xpt.XptWriter(out, self.name, ascii_text(self.label, 40), variables)
-        for columns in self._chunks_read():
-            writer.write_rows(columns)
+        for columns in self._chunks_read(lengths):
+            writer.write_rows(columns, padded=True)
         writer.close()
 
     def frame(self) -> pd.DataFrame:
@@ -1406,7 +1427,8 @@ class _Chunk:
     (GRPID, --STAT/--REASND, the lab ranges, --LOBXFL) are kept sparse."""
 
     def __init__(self) -> None:
-        # STUDYID, USUBJID, VISIT, EPOCH, DTC, VISITNUM, DY, subject ordinal, first row, --SEQ before it
+        # STUDYID, USUBJID, VISIT, EPOCH, DTC, VISITNUM, DY, subject ordinal, first row, --SEQ before it,
+        # the subject's place in the database's order
         self.entries: list[tuple] = []
         self.results: list[tuple] = []  # ORRES, STRESC, STRESN, ORRESU, STRESU, numeric
         self.cache: dict[tuple, int] = {}  # (test, value, type) -> result (-1: no record)
@@ -1484,6 +1506,9 @@ class Findings:
         _, per_entry = _counted(lambda: (ascii_text(crf_code), ascii_text(title) if domain == "FA" else ""))
         entry_counts: dict[int, dict] = {}
         plain: list[bool] = []
+        whole: dict[int, tuple[list[int], list[str]]] = {}
+        # Items whose answer (a non-empty ASCII string) is its own ORRES and STRESC: texts, dates; numbers with STRESN too.
+        verbatim = {"yes_no": None, "single_choice": None}
         for crf_id, plan in plans.items():
             steps = []
             counts = dict(per_entry)
@@ -1500,6 +1525,8 @@ class Findings:
                     str(label).isascii() and str(label).isprintable() for _code, label in test.item.choices))
             compiled[crf_id] = steps
             entry_counts[crf_id] = counts
+            if steps and all(step[5] for step in steps):  # every test a plain item: an entry's rows by list
+                whole[crf_id] = ([step[0] for step in steps], [step[2] for step in steps])
         p = domain
         date_item = sdtm_terms.COLLECTION_DATE_ITEMS.get(crf_code)
         su_items = sdtm_terms.SU_ITEMS.get(crf_code, {})
@@ -1514,7 +1541,16 @@ class Findings:
         sequences = self.sequences.setdefault(domain, {})
         empty = ("", "", np.nan, "", "", False)
 
-        def intern(t: int, test: Test, value: Any, key: tuple | None, first: tuple) -> int:
+        def intern(t: int, test: Test, value: Any, key: tuple | None) -> int:
+            kind = test.item.type
+            if (value.__class__ is str and value and test.option is None and kind not in verbatim
+                    and value.isascii() and value.isprintable()):  # finding() without its branches: the value as is
+                numeric = kind in NUMERIC_ITEMS
+                unit = units[t] if numeric else ""
+                chunk.results.append((value, value, number(value) if numeric else np.nan, unit, unit, numeric))
+                index = chunk.cache[key] = len(chunk.results) - 1
+                dataset.level(test.testcd, value)
+                return index
             if plain[t] and (value.__class__ in PLAIN_TYPES or (value.__class__ is str and value.isascii() and value.isprintable())):
                 result, changed = finding(test, value), None  # no text to fold: nothing to count
             else:
@@ -1527,7 +1563,7 @@ class Findings:
                 unit = units[t] if numeric else ""
                 chunk.results.append((orres, stresc, stresn if numeric else np.nan, unit, unit, numeric))
                 index = len(chunk.results) - 1
-                dataset.level(test.testcd, test.test, orres, first)
+                dataset.level(test.testcd, orres)
                 if changed:
                     chunk.counted[index] = changed
             if key is not None:
@@ -1566,11 +1602,35 @@ class Findings:
                 visit_label = ascii_text(entry.visit_label)
                 start = len(row_test)
                 chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
-                                      study_day(when, reference), ordinal, start, seq))
+                                      study_day(when, reference), ordinal, start, seq, position))
+                entry_index = len(chunk.entries) - 1
                 if entry_counts.get(entry.crf_id):
                     _recount(entry_counts[entry.crf_id])
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
-                for t, test, item_name, group, option, simple in compiled.get(entry.crf_id, ()):
+                steps = compiled.get(entry.crf_id, ())
+                if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
+                    numbers, names = whole[entry.crf_id]
+                    values = [get(name) for name in names]
+                    try:
+                        found_all = [cached((t, value, value.__class__)) for t, value in zip(numbers, values, strict=True)]
+                    except TypeError:  # a list where an item has a single answer: row by row
+                        found_all = [-1]
+                    if None in found_all:
+                        for index in [index for index, found in enumerate(found_all) if found is None]:
+                            t, value = numbers[index], values[index]
+                            found_all[index] = intern(t, tests[t], value, (t, value, value.__class__))
+                    if -1 in found_all and not missing:  # unanswered items, none with a missing-data code: no record
+                        kept = [(t, found) for t, found in zip(numbers, found_all, strict=True) if found >= 0]
+                        numbers, found_all = [t for t, _found in kept], [found for _t, found in kept]
+                    if -1 not in found_all:
+                        if counted:
+                            for found in found_all:
+                                if found in counted:
+                                    _recount(counted[found])
+                        row_test.extend(numbers)
+                        row_result.extend(found_all)
+                        steps = ()
+                for t, test, item_name, group, option, simple in steps:
                     if simple:  # an item outside a group, not a lab test: most rows, the short way
                         value = get(item_name)
                         try:
@@ -1592,14 +1652,13 @@ class Findings:
                         group_rows = answers.get(group) if isinstance(answers.get(group), list) else []
                         sources = [(f"{group}-{index}", row, row.get(item_name)) for index, row in enumerate(group_rows, 1)]
                     for group_id, row, value in sources:
-                        here = (position, len(row_test))
                         try:
                             key = (t, value, value.__class__)
                             found = cache.get(key)
                         except TypeError:  # a list (a multiple choice): not kept
                             key, found = None, None
                         if found is None:
-                            found = intern(t, test, value, key, here)
+                            found = intern(t, test, value, key)
                         extra: dict[str, Any] = {}
                         if found < 0:
                             code = _missing_of(missing, group, row, item_name) if option is None else None
@@ -1608,7 +1667,6 @@ class Findings:
                             # Not done: a record with --STAT/--REASND and no result (SDTMIG 3.4 §4.5.1.2).
                             results.append(empty)
                             found = len(results) - 1
-                            dataset.level(test.testcd, test.test, "", here)
                             reason = sdtm_terms.NOT_DONE_REASONS.get(code["code"], "NOT DONE")
                             text = ascii_text(code.get("reason"))
                             extra = {f"{p}STAT": "NOT DONE", f"{p}REASND": f"{reason}: {text}" if text else reason}
@@ -1706,6 +1764,9 @@ class Findings:
                 index = np.full(size, -1, dtype=np.int64)
                 index[rows] = [table.setdefault(cell, len(table)) if cell else -1 for cell in cells.values()]
                 chars[variable] = (list(table), index)
+        tests_used, first_rows = np.unique(test, return_index=True)  # each test named by its first row (value levels)
+        for t, row in zip(tests_used.tolist(), first_rows.tolist(), strict=True):
+            dataset.name_test(tests[t].testcd, tests[t].test, (entries[10][entry[row]], int(entry[row])))
         if chunk.unsorted:  # rows of two subjects with one USUBJID: merged by --SEQ (a stable sort, as Dataset's)
             order = np.lexsort((seq, np.array(entries[7], dtype=np.int64)[entry]))
             chars = {name: (table, index[order]) for name, (table, index) in chars.items()}
