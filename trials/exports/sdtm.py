@@ -559,6 +559,22 @@ class SpilledDataset:
                 if not number:
                     found[2] = False
 
+    def numbers_level(self, testcd: str, values: list[str]) -> None:
+        """level() of many texts known to be numbers (float() reads each), unmasked: longest, most decimals."""
+        found = self._levels.get(testcd)
+        if found is None:
+            found = self._levels[testcd] = ["", 0, True, 0, None]
+        texts = np.array(values)
+        lengths = np.char.str_len(texts)
+        if self._mask_orres or (lengths > MAX_CHAR).any():
+            for value in values:
+                self.level(testcd, value)
+            return
+        found[1] = max(found[1], int(lengths.max()))
+        dots = np.char.find(texts, ".")
+        if (dots >= 0).any():
+            found[3] = max(found[3], int((lengths - dots - 1)[dots >= 0].max()))
+
     def value_levels(self) -> dict[str, tuple[str, int, bool, int]]:
         return {code: (label, width, numeric, places) for code, (label, width, numeric, places, _first) in self._levels.items()}
 
@@ -608,8 +624,10 @@ class SpilledDataset:
             if v.type == NUM:
                 data[v.name] = np.concatenate(parts[v.name]) if parts[v.name] else np.array([], dtype=np.float64)
             else:
-                values = [t.decode("ascii") or None for column in parts[v.name] for t in column.tolist()]
-                data[v.name] = pd.Categorical(values)
+                values = [t.decode("ascii") for column in parts[v.name] for t in column.tolist()]
+                categories = list(dict.fromkeys(value for value in values if value))
+                codes = {value: code for code, value in enumerate(categories)}
+                data[v.name] = pd.Categorical.from_codes([codes.get(value, -1) for value in values], categories=categories)
         return pd.DataFrame(data)
 
     def release(self) -> None:
@@ -1433,6 +1451,9 @@ class _Chunk:
         self.results: list[tuple] = []  # ORRES, STRESC, STRESN, ORRESU, STRESU, numeric
         self.cache: dict[tuple, int] = {}  # (test, value, type) -> result (-1: no record)
         self.counted: dict[int, dict] = {}  # result -> the characters its texts changed (TEXT_REPORT), added per row
+        # Answers that are their own ORRES/STRESC (ASCII text of a text, date or number item), one per row:
+        # a row's result -2 - i is verbatim[i] (numbers converted a chunk at a time).
+        self.verbatim: list[str] = []
         self.row_test = array("i")
         self.row_result = array("i")
         self.sparse: dict[str, dict[int, Any]] = {}
@@ -1506,7 +1527,10 @@ class Findings:
         _, per_entry = _counted(lambda: (ascii_text(crf_code), ascii_text(title) if domain == "FA" else ""))
         entry_counts: dict[int, dict] = {}
         plain: list[bool] = []
-        whole: dict[int, tuple[list[int], list[str]]] = {}
+        whole: dict[int, tuple[list[int], list[str], list[bool]]] = {}
+        as_is: list[bool] = []  # a plain item whose ASCII answer is its own result (see _Chunk.verbatim)
+        numeric_tests: list[bool] = []
+        masked_results = not getattr(self.mask, "identity", False)
         # Items whose answer (a non-empty ASCII string) is its own ORRES and STRESC: texts, dates; numbers with STRESN too.
         verbatim = {"yes_no": None, "single_choice": None}
         for crf_id, plan in plans.items():
@@ -1523,10 +1547,12 @@ class Findings:
                 # No text of the test's own to fold (its choices' labels are ASCII): a result's characters to count come from the value only.
                 plain.append(test.item.type != "single_choice" or all(
                     str(label).isascii() and str(label).isprintable() for _code, label in test.item.choices))
+                as_is.append(steps[-1][5] and test.item.type not in verbatim and not masked_results)
+                numeric_tests.append(test.item.type in NUMERIC_ITEMS)
             compiled[crf_id] = steps
             entry_counts[crf_id] = counts
             if steps and all(step[5] for step in steps):  # every test a plain item: an entry's rows by list
-                whole[crf_id] = ([step[0] for step in steps], [step[2] for step in steps])
+                whole[crf_id] = ([step[0] for step in steps], [step[2] for step in steps], [as_is[step[0]] for step in steps])
         p = domain
         date_item = sdtm_terms.COLLECTION_DATE_ITEMS.get(crf_code)
         su_items = sdtm_terms.SU_ITEMS.get(crf_code, {})
@@ -1540,6 +1566,10 @@ class Findings:
         ordinal, previous = 0, None
         sequences = self.sequences.setdefault(domain, {})
         empty = ("", "", np.nan, "", "", False)
+
+        def as_result(value: str) -> int:
+            chunk.verbatim.append(value)
+            return -1 - len(chunk.verbatim)
 
         def intern(t: int, test: Test, value: Any, key: tuple | None) -> int:
             kind = test.item.type
@@ -1573,7 +1603,7 @@ class Findings:
         for participant_id, subject_id, entries in self.entries_by_subject(crf_code):
             if subject_id != previous:
                 if len(chunk) >= XPT_CHUNK:
-                    self._flush(dataset, chunk, tests, domain, cat, faobj)
+                    self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
                     chunk = _Chunk()
                 ordinal += 1
                 previous = subject_id
@@ -1609,10 +1639,14 @@ class Findings:
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
                 steps = compiled.get(entry.crf_id, ())
                 if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
-                    numbers, names = whole[entry.crf_id]
+                    numbers, names, verbatim_tests = whole[entry.crf_id]
                     values = [get(name) for name in names]
                     try:
-                        found_all = [cached((t, value, value.__class__)) for t, value in zip(numbers, values, strict=True)]
+                        found_all = [
+                            as_result(value) if as_is_test and value.__class__ is str and value and value.isascii() and value.isprintable()
+                            else cached((t, value, value.__class__))
+                            for t, value, as_is_test in zip(numbers, values, verbatim_tests, strict=True)
+                        ]
                     except TypeError:  # a list where an item has a single answer: row by row
                         found_all = [-1]
                     if None in found_all:
@@ -1620,7 +1654,7 @@ class Findings:
                             t, value = numbers[index], values[index]
                             found_all[index] = intern(t, tests[t], value, (t, value, value.__class__))
                     if -1 in found_all and not missing:  # unanswered items, none with a missing-data code: no record
-                        kept = [(t, found) for t, found in zip(numbers, found_all, strict=True) if found >= 0]
+                        kept = [(t, found) for t, found in zip(numbers, found_all, strict=True) if found != -1]
                         numbers, found_all = [t for t, _found in kept], [found for _t, found in kept]
                     if -1 not in found_all:
                         if counted:
@@ -1633,6 +1667,12 @@ class Findings:
                 for t, test, item_name, group, option, simple in steps:
                     if simple:  # an item outside a group, not a lab test: most rows, the short way
                         value = get(item_name)
+                        if as_is[t] and value.__class__ is str and value and value.isascii() and value.isprintable():
+                            if before_exposure:
+                                last_before[test.testcd] = len(row_test)
+                            add_test(t)
+                            add_result(as_result(value))
+                            continue
                         try:
                             found = cached((t, value, value.__class__))
                         except TypeError:
@@ -1718,13 +1758,41 @@ class Findings:
                 flags = chunk.sparse.setdefault(f"{p}LOBXFL", {})
                 for row_index in last_before.values():
                     flags[row_index] = "Y"
-        self._flush(dataset, chunk, tests, domain, cat, faobj)
+        self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
         if pending:
             progress(pending)
         return dataset
 
     @staticmethod
-    def _flush(dataset: SpilledDataset, chunk: _Chunk, tests: list[Test], p: str, cat: str, faobj: str) -> None:
+    def _verbatim_levels(dataset: SpilledDataset, tests: list[Test], numeric_tests: list[bool], verbatim: list[str],
+                         at: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """STRESN of the verbatim answers of a chunk's rows (`at`: their index in `verbatim`, `test`: their
+        test), NaN for a text; their value levels, a test at a time. A number item's answers convert
+        to doubles at once (float() of the text is float(Decimal(text)): both correctly rounded)."""
+        stresn = np.full(len(at), np.nan)
+        order = np.argsort(test, kind="stable")
+        tests_used, starts = np.unique(test[order], return_index=True)
+        for t, rows in zip(tests_used.tolist(), np.split(order, starts[1:]), strict=True):
+            values = [verbatim[i] for i in at[rows].tolist()]
+            testcd = tests[t].testcd
+            if numeric_tests[t]:
+                try:
+                    converted = np.array(values, dtype=np.float64)
+                except ValueError:  # a text that is no number: one at a time, as finding() does
+                    converted = np.array([number(value) for value in values], dtype=np.float64)
+                    for value in dict.fromkeys(values):
+                        dataset.level(testcd, value)
+                else:
+                    dataset.numbers_level(testcd, values)
+                stresn[rows] = converted
+            else:
+                for value in dict.fromkeys(values):
+                    dataset.level(testcd, value)
+        return stresn
+
+    @staticmethod
+    def _flush(dataset: SpilledDataset, chunk: _Chunk, tests: list[Test], units: list[str], numeric_tests: list[bool],
+               p: str, cat: str, faobj: str) -> None:
         size = len(chunk)
         if not size:
             return
@@ -1736,20 +1804,33 @@ class Findings:
         entry = np.repeat(np.arange(len(first_row)), counts)
         # --SEQ: the entry's first record follows the subject's last one, then one per record.
         seq = (np.repeat(np.array(entries[9], dtype=np.int64) - first_row, counts) + np.arange(size) + 1).astype(np.float64)
-        results = list(zip(*chunk.results, strict=True))
+        results = list(zip(*chunk.results, strict=True)) or [()] * 6
+        stresn = np.array([*results[2], np.nan], dtype=np.float64)[np.where(result >= 0, result, -1)]
+        # The verbatim answers: after the results in the ORRES/STRESC tables, their unit that of the test.
+        as_is = result <= -2
+        verbatim = chunk.verbatim
+        if as_is.any():
+            known = len(results[0])
+            at = -2 - result[as_is]
+            stresn[as_is] = Findings._verbatim_levels(dataset, tests, numeric_tests, verbatim, at, test[as_is])
+            value_index = np.where(as_is, known - 2 - result, result)
+            unit_index = np.where(as_is, known + test, result)
+        else:
+            value_index = unit_index = result
+        verbatim_units = [units[t] if numeric else "" for t, numeric in enumerate(numeric_tests)]
         zeros = np.zeros(size, dtype=np.int64)
         chars: dict[str, tuple[list[str], np.ndarray]] = {
             "STUDYID": (list(entries[0]), entry), "DOMAIN": ([p], zeros), "USUBJID": (list(entries[1]), entry),
             f"{p}TESTCD": ([t.testcd for t in tests], test), f"{p}TEST": ([t.test for t in tests], test),
             f"{p}CAT": ([cat], zeros), f"{p}SCAT": ([t.scat for t in tests], test),
-            f"{p}ORRES": (list(results[0]), result), f"{p}ORRESU": (list(results[3]), result),
-            f"{p}STRESC": (list(results[1]), result), f"{p}STRESU": (list(results[4]), result),
+            f"{p}ORRES": ([*results[0], *verbatim], value_index), f"{p}ORRESU": ([*results[3], *verbatim_units], unit_index),
+            f"{p}STRESC": ([*results[1], *verbatim], value_index), f"{p}STRESU": ([*results[4], *verbatim_units], unit_index),
             "VISIT": (list(entries[2]), entry), "EPOCH": (list(entries[3]), entry), f"{p}DTC": (list(entries[4]), entry),
         }
         if p == "FA":
             chars["FAOBJ"] = ([faobj], zeros)
         numbers: dict[str, np.ndarray] = {
-            f"{p}SEQ": seq, f"{p}STRESN": np.array(results[2], dtype=np.float64)[result],
+            f"{p}SEQ": seq, f"{p}STRESN": stresn,
             "VISITNUM": np.array(entries[5], dtype=np.float64)[entry], f"{p}DY": np.array(entries[6], dtype=np.float64)[entry],
         }
         kinds = {v.name: v.type for v in findings_variables(p)}
