@@ -504,6 +504,7 @@ class SpilledDataset:
         if not size:
             return
         subjects = None
+        done: dict[tuple[int, bool], tuple[np.ndarray, dict]] = {}  # a table given for two variables (ORRES, STRESC) read once
         for var in self.variables:
             if var.type == NUM:
                 np.save(self._spill, np.asarray(numbers.get(var.name, np.full(size, np.nan)), dtype=np.float64), allow_pickle=False)
@@ -511,7 +512,10 @@ class SpilledDataset:
             table, index = chars.get(var.name, ([], None))
             if index is None:
                 index = np.full(size, -1, dtype=np.int64)
-            texts, long = self.texts(var.name, table)
+            key = (id(table), var.name in self._masked)
+            if key not in done:
+                done[key] = self.texts(var.name, table)
+            texts, long = done[key]
             index = np.where(index < 0, len(texts) - 1, index).astype(np.int32)  # the last value is b"" (missing)
             seen = np.zeros(len(texts), dtype=bool)
             seen[index] = True
@@ -1819,12 +1823,14 @@ class Findings:
             value_index = unit_index = result
         verbatim_units = [units[t] if numeric else "" for t, numeric in enumerate(numeric_tests)]
         zeros = np.zeros(size, dtype=np.int64)
+        orres, units_table = [*results[0], *verbatim], [*results[3], *verbatim_units]
         chars: dict[str, tuple[list[str], np.ndarray]] = {
             "STUDYID": (list(entries[0]), entry), "DOMAIN": ([p], zeros), "USUBJID": (list(entries[1]), entry),
             f"{p}TESTCD": ([t.testcd for t in tests], test), f"{p}TEST": ([t.test for t in tests], test),
             f"{p}CAT": ([cat], zeros), f"{p}SCAT": ([t.scat for t in tests], test),
-            f"{p}ORRES": ([*results[0], *verbatim], value_index), f"{p}ORRESU": ([*results[3], *verbatim_units], unit_index),
-            f"{p}STRESC": ([*results[1], *verbatim], value_index), f"{p}STRESU": ([*results[4], *verbatim_units], unit_index),
+            f"{p}ORRES": (orres, value_index), f"{p}ORRESU": (units_table, unit_index),
+            f"{p}STRESC": (orres if results[1] == results[0] else [*results[1], *verbatim], value_index),
+            f"{p}STRESU": (units_table if results[4] == results[3] else [*results[4], *verbatim_units], unit_index),
             "VISIT": (list(entries[2]), entry), "EPOCH": (list(entries[3]), entry), f"{p}DTC": (list(entries[4]), entry),
         }
         if p == "FA":
