@@ -22,10 +22,13 @@ allocated subject (ARMNRS says why an unallocated one has none), TA collapses th
 "BLINDED" arm, and EX names the treatment "BLINDED TREATMENT" with no dose; define.xml says so.
 Unblinded: the arm code and label, and in EX the dose administered (PLACEBO, dose 0, for a placebo).
 
-Memory: a dataset is built column-wise (character columns as category codes, 4 bytes a cell; one
-copy of each distinct value) and written by the streaming XPT writer (trials.exports.xpt) a chunk
-of sorted rows at a time, without a DataFrame; its cells are released once written. The rows are
-read in chunks; the biggest dataset is one CRF's findings (rows = entries × items of that CRF).
+Memory: a findings dataset (one row per answered item, the biggest) is produced in key order: a
+CRF's entries are read a batch of subjects at a time in USUBJID order, and its rows are spilled a
+chunk at a time (SpilledDataset) then written with the final lengths, so memory does not grow with
+the trial. The other datasets are built column-wise (character columns as category codes, 4 bytes
+a cell; one copy of each distinct value) and written by the streaming XPT writer
+(trials.exports.xpt) a chunk of sorted rows at a time, without a DataFrame; their cells are
+released once written.
 """
 
 from __future__ import annotations
