@@ -22,15 +22,19 @@ allocated subject (ARMNRS says why an unallocated one has none), TA collapses th
 "BLINDED" arm, and EX names the treatment "BLINDED TREATMENT" with no dose; define.xml says so.
 Unblinded: the arm code and label, and in EX the dose administered (PLACEBO, dose 0, for a placebo).
 
-Memory: a dataset is built column-wise (character columns as category codes, 4 bytes a cell; one
-copy of each distinct value) and written by the streaming XPT writer (trials.exports.xpt) a chunk
-of sorted rows at a time, without a DataFrame; its cells are released once written. The rows are
-read in chunks; the biggest dataset is one CRF's findings (rows = entries × items of that CRF).
+Memory: a findings dataset (one row per answered item, the biggest) is produced in key order: a
+CRF's entries are read a batch of subjects at a time in USUBJID order, and its rows are spilled a
+chunk at a time (SpilledDataset) then written with the final lengths, so memory does not grow with
+the trial. The other datasets are built column-wise (character columns as category codes, 4 bytes
+a cell; one copy of each distinct value) and written by the streaming XPT writer
+(trials.exports.xpt) a chunk of sorted rows at a time, without a DataFrame; their cells are
+released once written.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 import re
 from contextvars import ContextVar
 import tempfile
@@ -51,7 +55,7 @@ import pandas as pd
 import pycountry
 import pyreadstat
 
-from trials.exports import manifest, odm, sdtm_terms, selectors, xpt
+from trials.exports import csvzip, manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
 from trials.exports.spec import ExportSpec, Progress
 from trials.protocol.models import Arm, Criterion, FieldDefinition, Trial, VisitCrf, VisitDefinition
@@ -434,6 +438,207 @@ class Dataset:
         """The length of each variable as written: the longest value (at least 1) of a character
         variable, 8 for a number (SAS)."""
         return {v.name: (max(1, self.widths.get(v.name, 0)) if v.type == CHAR else 8) for v in self.variables}
+
+
+class SpilledDataset:
+    """A dataset produced in key order a chunk at a time (`append_chunk`) and spilled to a temporary
+    file, so memory holds one chunk whatever the size of the trial: a CRF's findings (one row per
+    answered item). The XPT header needs each character variable's length (its longest value)
+    before the rows, known only once every row is produced: the chunks wait on disk, each column at
+    the chunk's own width, and `write_xpt` writes the header then the chunks widened to the final
+    lengths. The rest of its interface is Dataset's (define.xml, the SUPP-- overflow, the zip)."""
+
+    def __init__(self, name: str, label: str, variables: Iterable[Var], mask: Callable[[str], str] | None = None,
+                 *, domain: str | None = None, keys: tuple[str, ...] = ("USUBJID",)) -> None:
+        self.name = name
+        self.domain = domain or name[:2]
+        self.mask = mask or (lambda text: text)
+        self.label = self.mask(label)
+        self.variables = list(variables)
+        self.keys = keys
+        identity = getattr(self.mask, "identity", False)
+        self._masked = {
+            v.name for v in self.variables
+            if v.type == CHAR and v.name not in UNMASKED and not v.name.endswith("TESTCD") and not identity
+        }
+        self.rows = 0
+        self.overflow: list[tuple[str, str, str, str, list[str]]] = []
+        self.widths: dict[str, int] = {}
+        self._codelists: dict[str, dict[str, None]] = {v.name: {} for v in self.variables if v.type == CHAR and v.codelist}
+        self._seq = f"{self.domain}SEQ"
+        self._spill: Any = tempfile.TemporaryFile(prefix="sdtm-")
+        self._chunks = 0
+        # --TESTCD -> [label, longest --ORRES, every --ORRES a number, most decimal places, first row]
+        self._levels: dict[str, list] = {}
+        self._mask_test, self._mask_orres = f"{self.domain}TEST" in self._masked, f"{self.domain}ORRES" in self._masked
+
+    def texts(self, name: str, table: list[str]) -> tuple[np.ndarray, dict[int, list[str]]]:
+        """A character variable's distinct values as written (masked, the first 200 characters),
+        fixed-width bytes with b"" last (the index -1 of a missing cell), and the rest of each long value."""
+        masked, mask = name in self._masked, self.mask
+        if not masked:
+            try:  # numpy encodes ASCII str straight to bytes (several times faster than through a str array)
+                texts = np.array([*table, ""], dtype="S")
+            except UnicodeEncodeError:  # a character outside ASCII: "?" as below
+                texts = None
+            if texts is not None and (texts.dtype.itemsize <= MAX_CHAR or not (np.char.str_len(texts) > MAX_CHAR).any()):
+                return texts, {}
+        encoded, long = [], {}
+        for index, value in enumerate(table):
+            if not value:
+                encoded.append(b"")
+                continue
+            if masked:
+                value = mask(value)
+            if len(value) > MAX_CHAR:
+                pieces = split_text(value)
+                value, long[index] = pieces[0], pieces[1:]
+            encoded.append(value.encode("ascii", "replace"))
+        encoded.append(b"")
+        return np.array(encoded, dtype=bytes), long
+
+    def append_chunk(self, chars: dict[str, tuple[list[str], np.ndarray]], numbers: dict[str, np.ndarray]) -> None:
+        """Rows in key order: per character variable its distinct values and each row's index in
+        them (-1: missing), per numeric variable its values (NaN: missing). A character column is
+        spilled as its distinct values and the rows' indexes: widened to the final length once per
+        distinct value when written."""
+        seq = numbers[self._seq]
+        size = len(seq)
+        if not size:
+            return
+        subjects = None
+        done: dict[tuple[int, bool], tuple[np.ndarray, dict]] = {}  # a table given for two variables (ORRES, STRESC) read once
+        for var in self.variables:
+            if var.type == NUM:
+                np.save(self._spill, np.asarray(numbers.get(var.name, np.full(size, np.nan)), dtype=np.float64), allow_pickle=False)
+                continue
+            table, index = chars.get(var.name, ([], None))
+            if index is None:
+                index = np.full(size, -1, dtype=np.int64)
+            key = (id(table), var.name in self._masked)
+            if key not in done:
+                done[key] = self.texts(var.name, table)
+            texts, long = done[key]
+            index = np.where(index < 0, len(texts) - 1, index).astype(np.int32)  # the last value is b"" (missing)
+            seen = np.zeros(len(texts), dtype=bool)
+            seen[index] = True
+            used = np.nonzero(seen[:-1])[0]
+            if len(used):
+                self.widths[var.name] = max(self.widths.get(var.name, 0), int(np.char.str_len(texts[used]).max()))
+                if var.name in self._codelists:
+                    self._codelists[var.name].update(dict.fromkeys(t for t in texts[used].astype(str).tolist() if t))
+            for position, pieces in long.items():  # SUPP-- (SDTMIG 3.4 §4.5.3.2), QNAM <variable>1, 2 …
+                if subjects is None:
+                    table_u, index_u = chars["USUBJID"]
+                    subjects = [table_u[i] for i in index_u.tolist()]
+                for row in np.nonzero(index == position)[0].tolist():
+                    self.overflow.append((subjects[row], self._seq, str(int(seq[row])), var.name, pieces))
+            np.save(self._spill, texts, allow_pickle=False)
+            np.save(self._spill, index, allow_pickle=False)
+        self.rows += size
+        self._chunks += 1
+
+    def name_test(self, testcd: str, label: str, first: tuple) -> None:
+        """The test's name for value_levels: that of its first row in the database's order."""
+        found = self._levels.get(testcd)
+        if found is None:
+            found = self._levels[testcd] = ["", 0, True, 0, None]
+        if label and (not found[0] or first < found[4]):
+            found[0], found[4] = (self.mask(label) if self._mask_test else label), first
+
+    def level(self, testcd: str, result: str) -> None:
+        """A result of a test, for value_levels (called once per distinct result of a chunk)."""
+        found = self._levels.get(testcd)
+        if found is None:
+            found = self._levels[testcd] = ["", 0, True, 0, None]
+        if result:
+            if self._mask_orres:
+                result = self.mask(result)
+            if len(result) > MAX_CHAR:
+                result = split_text(result)[0]
+            if len(result) > found[1]:
+                found[1] = len(result)
+            dot = "." in result
+            if found[2] or dot:  # a number's decimal places count even once the test is known not numeric
+                number = _is_number(result)
+                if number and dot:
+                    found[3] = max(found[3], len(result.split(".", 1)[1]))
+                if not number:
+                    found[2] = False
+
+    def numbers_level(self, testcd: str, values: list[str]) -> None:
+        """level() of many texts known to be numbers (float() reads each), unmasked: longest, most decimals."""
+        found = self._levels.get(testcd)
+        if found is None:
+            found = self._levels[testcd] = ["", 0, True, 0, None]
+        texts = np.array(values)
+        lengths = np.char.str_len(texts)
+        if self._mask_orres or (lengths > MAX_CHAR).any():
+            for value in values:
+                self.level(testcd, value)
+            return
+        found[1] = max(found[1], int(lengths.max()))
+        dots = np.char.find(texts, ".")
+        if (dots >= 0).any():
+            found[3] = max(found[3], int((lengths - dots - 1)[dots >= 0].max()))
+
+    def value_levels(self) -> dict[str, tuple[str, int, bool, int]]:
+        return {code: (label, width, numeric, places) for code, (label, width, numeric, places, _first) in self._levels.items()}
+
+    def categories(self, name: str) -> list[str]:
+        return list(self._codelists.get(name, {}))
+
+    def labels(self) -> dict[str, str]:
+        return {v.name: v.label[:40] for v in self.variables}
+
+    def lengths(self) -> dict[str, int]:
+        return {v.name: (max(1, self.widths.get(v.name, 0)) if v.type == CHAR else 8) for v in self.variables}
+
+    def _chunks_read(self, lengths: dict[str, int] | None = None):  # noqa: ANN202
+        """The spilled chunks, a column per variable: characters as fixed-width bytes (blank-padded
+        to `lengths` when given, else NUL-padded), numbers as doubles."""
+        self._spill.seek(0)
+        for _chunk in range(self._chunks):
+            columns = {}
+            for v in self.variables:
+                if v.type == NUM:
+                    columns[v.name] = np.load(self._spill, allow_pickle=False)
+                    continue
+                texts = np.load(self._spill, allow_pickle=False)
+                index = np.load(self._spill, allow_pickle=False)
+                if lengths is not None:
+                    texts = xpt.blank_padded(texts, lengths[v.name])
+                columns[v.name] = texts[index]
+            yield columns
+
+    def write_xpt(self, out: BinaryIO, chunk: int = XPT_CHUNK) -> None:
+        """The header with the final lengths, then the spilled chunks as they were produced (already in key order)."""
+        lengths = self.lengths()
+        variables = [(v.name, ascii_text(v.label, 40), v.type, lengths[v.name]) for v in self.variables]
+        writer = xpt.XptWriter(out, self.name, ascii_text(self.label, 40), variables)
+        for columns in self._chunks_read(lengths):
+            writer.write_rows(columns, padded=True)
+        writer.close()
+
+    def frame(self) -> pd.DataFrame:
+        """The whole dataset as a DataFrame (write_xpt_frame, the reference writer of the tests)."""
+        parts: dict[str, list] = {v.name: [] for v in self.variables}
+        for columns in self._chunks_read():
+            for name, column in columns.items():
+                parts[name].append(column)
+        data = {}
+        for v in self.variables:
+            if v.type == NUM:
+                data[v.name] = np.concatenate(parts[v.name]) if parts[v.name] else np.array([], dtype=np.float64)
+            else:
+                values = [t.decode("ascii") for column in parts[v.name] for t in column.tolist()]
+                categories = list(dict.fromkeys(value for value in values if value))
+                codes = {value: code for code, value in enumerate(categories)}
+                data[v.name] = pd.Categorical.from_codes([codes.get(value, -1) for value in values], categories=categories)
+        return pd.DataFrame(data)
+
+    def release(self) -> None:
+        self._spill.close()
 
 
 def _is_number(text: str) -> bool:
@@ -1162,27 +1367,28 @@ def findings_plan(crf_code: str, versions: list, taken: set[str], identifiers: b
     return plans
 
 
-def finding(test: Test, value: Any) -> dict | None:
-    """ORRES / STRESC / STRESN of a stored answer (None: no record)."""
+def finding(test: Test, value: Any) -> tuple[str, str, float | None] | None:
+    """(ORRES, STRESC, STRESN) of a stored answer (None: no record)."""
     item = test.item
     if test.option is not None:
         if not isinstance(value, list):
             return None
         flag = "Y" if test.option in value or str(test.option) in map(str, value) else "N"
-        return {"ORRES": flag, "STRESC": flag, "STRESN": None}
+        return flag, flag, None
     if value is None or value == "" or isinstance(value, list):
         return None
-    if item.type == "yes_no":
+    kind = item.type
+    if kind in NUMERIC_ITEMS:
+        text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
+        return ascii_text(text), ascii_text(text), number(value)  # each spelling counted (TEXT_REPORT)
+    if kind == "yes_no":
         flag = "Y" if value else "N"
-        return {"ORRES": flag, "STRESC": flag, "STRESN": None}
-    if item.type == "single_choice":
+        return flag, flag, None
+    if kind == "single_choice":
         label = {str(code): text for code, text in item.choices}.get(str(value), str(value))
         numeric = number(value) if isinstance(value, int) else None
-        return {"ORRES": ascii_text(label), "STRESC": ascii_text(value), "STRESN": numeric}
-    if item.type in {"integer", "scale", "decimal", "calculated"}:
-        text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
-        return {"ORRES": ascii_text(text), "STRESC": ascii_text(text), "STRESN": number(value)}
-    return {"ORRES": ascii_text(value), "STRESC": ascii_text(value), "STRESN": None}
+        return ascii_text(label), ascii_text(value), numeric
+    return ascii_text(value), ascii_text(value), None
 
 
 def findings_datasets(spec: ExportSpec) -> list[tuple[str, str, str]]:
@@ -1215,123 +1421,447 @@ def _missing_of(missing: dict, group: str | None, row: dict | None, name: str) -
     return found if isinstance(found, dict) and found.get("code") else None
 
 
+def _counted(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict]:
+    """fn(*args) and the characters it changed or dropped (TEXT_REPORT's counts), kept apart from
+    the export's report: a value computed once and used on many rows adds them once per row."""
+    report = TEXT_REPORT.get()
+    if report is None:
+        return fn(*args), {}
+    token = TEXT_REPORT.set({})
+    try:
+        return fn(*args), TEXT_REPORT.get()
+    finally:
+        TEXT_REPORT.reset(token)
+
+
+def _recount(delta: dict, times: int = 1) -> None:
+    report = TEXT_REPORT.get()
+    if report is not None:
+        for key, found in delta.items():
+            report[key] = report.get(key, 0) + found * times
+
+
+NUMERIC_ITEMS = frozenset({"integer", "scale", "decimal", "calculated"})
+PLAIN_TYPES = frozenset({int, float, bool, type(None), list})  # answers whose findings fold no character
+
+
+class _Chunk:
+    """The rows of a findings dataset waiting to be written, column-wise by reference: each row
+    points at its entry (the visit's columns), its test (TESTCD, TEST, SCAT) and its result
+    (ORRES … STRESU, one record per distinct answer of a test); the few cells of their own
+    (GRPID, --STAT/--REASND, the lab ranges, --LOBXFL) are kept sparse."""
+
+    def __init__(self) -> None:
+        # STUDYID, USUBJID, VISIT, EPOCH, DTC, VISITNUM, DY, subject ordinal, first row, --SEQ before it,
+        # the subject's place in the database's order
+        self.entries: list[tuple] = []
+        self.results: list[tuple] = []  # ORRES, STRESC, STRESN, ORRESU, STRESU, numeric
+        self.cache: dict[tuple, int] = {}  # (test, value, type) -> result (-1: no record)
+        self.counted: dict[int, dict] = {}  # result -> the characters its texts changed (TEXT_REPORT), added per row
+        # Answers that are their own ORRES/STRESC (ASCII text of a text, date or number item), one per row:
+        # a row's result -2 - i is verbatim[i] (numbers converted a chunk at a time).
+        self.verbatim: list[str] = []
+        self.row_test = array("i")
+        self.row_result = array("i")
+        self.sparse: dict[str, dict[int, Any]] = {}
+        self.unsorted = False  # two subjects with one USUBJID (rows merged by --SEQ)
+
+    def __len__(self) -> int:
+        return len(self.row_test)
+
+
 class Findings:
     """The findings datasets of an export: --SEQ runs per subject and domain across the datasets
-    of a split domain (SDTMIG 3.4 §4.1.7), SU gets the substance-use items of the CRFs that have some."""
+    of a split domain (SDTMIG 3.4 §4.1.7), SU gets the substance-use items of the CRFs that have some.
+
+    A CRF's entries are read a batch of subjects at a time in USUBJID order (each subject's in
+    visit order), so that its rows come in key order (USUBJID, --SEQ) and are spilled a chunk at a
+    time (SpilledDataset): memory holds a batch of entries and a chunk of rows, whatever the trial."""
+
+    BATCH = 250  # subjects whose entries are read by one query
 
     def __init__(self, spec: ExportSpec, subjects: dict[int, Subject], visits: _Visits, mask: Callable[[str], str]) -> None:
         self.spec, self.subjects, self.visits, self.mask = spec, subjects, visits, mask
         self.sequences: dict[str, dict[int, int]] = {}
         self.su = Dataset("SU", "Substance Use", SU_VARIABLES, mask, keys=("USUBJID", "SUSEQ"))
         self.not_done = 0
+        self.position = {pid: index for index, pid in enumerate(subjects)}  # the order the database reads subjects in
 
     def next_seq(self, domain: str, participant_id: int) -> int:
         by_subject = self.sequences.setdefault(domain, {})
         seq = by_subject[participant_id] = by_subject.get(participant_id, 0) + 1
         return seq
 
-    def write(self, name: str, domain: str, crf_code: str, progress: Progress) -> Dataset:
+    def entries_by_subject(self, crf_code: str):  # noqa: ANN201
+        """(participant id, USUBJID, entries in visit order) of the CRF, in USUBJID order (ties in
+        the database's order of subjects, as a stable sort of the rows would leave them)."""
+        entries = selectors.export_entries(self.spec, crf_code)
+        found = entries.queryset.order_by().values_list("participant_id", "trial_code", "subject").distinct()
+        people = []
+        for pid, trial_code, subject in found:
+            known = self.subjects.get(pid)
+            people.append((known.usubjid if known else usubjid(trial_code, subject), self.position.get(pid, len(self.position)), pid))
+        people.sort()
+        start = 0
+        while start < len(people):
+            end = min(start + self.BATCH, len(people))
+            while end < len(people) and people[end][0] == people[end - 1][0]:
+                end += 1  # one USUBJID in one batch
+            batch = people[start:end]
+            rows = selectors.Rows(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]), entries.transform)
+            by: dict[int, list] = {}
+            for row in rows:
+                by.setdefault(row.participant_id, []).append(row)
+            for subject_id, _position, pid in batch:
+                yield pid, subject_id, by.pop(pid, [])
+            start = end
+
+    def write(self, name: str, domain: str, crf_code: str, progress: Progress) -> SpilledDataset:
         """One CRF's entries as a findings dataset."""
         spec, visits = self.spec, self.visits
         versions = selectors.export_crf_versions(crf_code)
         title = versions[0].title if versions else crf_code
         label, _test = FINDINGS_LABELS[domain]
         # A split dataset is named after its CRF (the label has 40 characters: "QS - Cochin Hand Function Scale").
-        dataset = Dataset(name, ascii_text(f"{domain} - {title}" if domain in {"QS", "FA"} else label, 40),
-                          findings_variables(domain), self.mask, domain=domain, keys=("USUBJID", f"{domain}SEQ"))
+        dataset = SpilledDataset(name, ascii_text(f"{domain} - {title}" if domain in {"QS", "FA"} else label, 40),
+                                 findings_variables(domain), self.mask, domain=domain, keys=("USUBJID", f"{domain}SEQ"))
         plans = findings_plan(crf_code, versions, set(), spec.identifiers)
+        tests: list[Test] = []
+        units: list[str] = []
+        compiled: dict[int, list[tuple]] = {}
+        # The characters that the texts written once per entry change (the unit of each test, the
+        # CRF code, FAOBJ), counted once per entry in the manifest as when each entry spelled them.
+        _, per_entry = _counted(lambda: (ascii_text(crf_code), ascii_text(title) if domain == "FA" else ""))
+        entry_counts: dict[int, dict] = {}
+        plain: list[bool] = []
+        whole: dict[int, tuple[list[int], list[str], list[bool]]] = {}
+        as_is: list[bool] = []  # a plain item whose ASCII answer is its own result (see _Chunk.verbatim)
+        numeric_tests: list[bool] = []
+        masked_results = not getattr(self.mask, "identity", False)
+        # Items whose answer (a non-empty ASCII string) is its own ORRES and STRESC: texts, dates; numbers with STRESN too.
+        verbatim = {"yes_no": None, "single_choice": None}
+        for crf_id, plan in plans.items():
+            steps = []
+            counts = dict(per_entry)
+            for test in plan:
+                tests.append(test)
+                unit, changed = _counted(lambda test=test: test.term.unit if test.term and test.term.unit else ascii_text(test.item.unit))
+                units.append(unit)
+                for key, found in changed.items():
+                    counts[key] = counts.get(key, 0) + found
+                steps.append((len(tests) - 1, test, test.item.name, test.group, test.option,
+                              test.group is None and test.option is None and domain != "LB"))
+                # No text of the test's own to fold (its choices' labels are ASCII): a result's characters to count come from the value only.
+                plain.append(test.item.type != "single_choice" or all(
+                    str(label).isascii() and str(label).isprintable() for _code, label in test.item.choices))
+                as_is.append(steps[-1][5] and test.item.type not in verbatim and not masked_results)
+                numeric_tests.append(test.item.type in NUMERIC_ITEMS)
+            compiled[crf_id] = steps
+            entry_counts[crf_id] = counts
+            if steps and all(step[5] for step in steps):  # every test a plain item: an entry's rows by list
+                whole[crf_id] = ([step[0] for step in steps], [step[2] for step in steps], [as_is[step[0]] for step in steps])
         p = domain
         date_item = sdtm_terms.COLLECTION_DATE_ITEMS.get(crf_code)
         su_items = sdtm_terms.SU_ITEMS.get(crf_code, {})
         baseline = p in BASELINE_DOMAINS
-        grader = _LabGrader(spec, versions) if domain == "LB" else None
-        last_before: dict[tuple[int, str], int] = {}  # (subject, test) -> row of the last result before exposure
+        lab = p == "LB"
+        grader = _LabGrader(spec, versions) if lab else None
+        study_code = cat = ascii_text(crf_code)
+        faobj = ascii_text(title)
+        chunk = _Chunk()
         pending = 0
-        for entry in selectors.export_entries(spec, crf_code):
-            subject = self.subjects.get(entry.participant_id)
-            usubj = subject.usubjid if subject else usubjid(entry.trial_code, entry.subject)
+        ordinal, previous = 0, None
+        sequences = self.sequences.setdefault(domain, {})
+        empty = ("", "", np.nan, "", "", False)
+
+        def as_result(value: str) -> int:
+            chunk.verbatim.append(value)
+            return -1 - len(chunk.verbatim)
+
+        def intern(t: int, test: Test, value: Any, key: tuple | None) -> int:
+            kind = test.item.type
+            if (value.__class__ is str and value and test.option is None and kind not in verbatim
+                    and value.isascii() and value.isprintable()):  # finding() without its branches: the value as is
+                numeric = kind in NUMERIC_ITEMS
+                unit = units[t] if numeric else ""
+                chunk.results.append((value, value, number(value) if numeric else np.nan, unit, unit, numeric))
+                index = chunk.cache[key] = len(chunk.results) - 1
+                dataset.level(test.testcd, value)
+                return index
+            if plain[t] and (value.__class__ in PLAIN_TYPES or (value.__class__ is str and value.isascii() and value.isprintable())):
+                result, changed = finding(test, value), None  # no text to fold: nothing to count
+            else:
+                result, changed = _counted(finding, test, value)
+            if result is None:
+                index = -1
+            else:
+                orres, stresc, stresn = result
+                numeric = stresn is not None
+                unit = units[t] if numeric else ""
+                chunk.results.append((orres, stresc, stresn if numeric else np.nan, unit, unit, numeric))
+                index = len(chunk.results) - 1
+                dataset.level(test.testcd, orres)
+                if changed:
+                    chunk.counted[index] = changed
+            if key is not None:
+                chunk.cache[key] = index
+            return index
+
+        for participant_id, subject_id, entries in self.entries_by_subject(crf_code):
+            if subject_id != previous:
+                if len(chunk) >= XPT_CHUNK:
+                    self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
+                    chunk = _Chunk()
+                ordinal += 1
+                previous = subject_id
+            elif len(chunk):
+                chunk.unsorted = True
+            subject = self.subjects.get(participant_id)
             reference = subject.reference if subject else None
             treated = subject.treated if subject else None
-            answers = entry.answers or {}
-            missing = entry.missing or {}
-            grades = grader.grades(entry) if grader is not None else {}
-            collected = answers.get(date_item) if date_item else None
-            when = collected or entry.visit_date
-            visitnum = visits.by_id.get(entry.visit_id, visits.number.get(entry.visit_code, np.nan))
-            epoch = visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated)
-            common = {
-                "STUDYID": ascii_text(entry.trial_code), "DOMAIN": domain, "USUBJID": usubj, f"{p}CAT": ascii_text(crf_code),
-                "VISITNUM": visitnum, "VISIT": ascii_text(entry.visit_label), "EPOCH": epoch, f"{p}DTC": iso(when),
-                f"{p}DY": study_day(when, reference),
-            }
-            if p == "FA":
-                common["FAOBJ"] = ascii_text(title)
-            before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
-            for test in plans.get(entry.crf_id, []):
-                if test.group is None:
-                    sources = [(None, None, answers.get(test.item.name))]
-                else:
-                    rows = answers.get(test.group) if isinstance(answers.get(test.group), list) else []
-                    sources = [(f"{test.group}-{index}", row, row.get(test.item.name)) for index, row in enumerate(rows, 1)]
-                unit = test.term.unit if test.term and test.term.unit else ascii_text(test.item.unit)
-                for group_id, row, value in sources:
-                    result = finding(test, value)
-                    extra: dict[str, Any] = {}
-                    if result is None:
-                        code = _missing_of(missing, test.group, row, test.item.name) if test.option is None else None
-                        if code is None:
+            position = self.position.get(participant_id, len(self.position))
+            seq = sequences.get(participant_id, 0)
+            last_before: dict[str, int] = {}  # test -> row of the subject's last result before exposure
+            cache, results, counted = chunk.cache, chunk.results, chunk.counted
+            cached = cache.get
+            row_test, row_result = chunk.row_test, chunk.row_result
+            add_test, add_result = row_test.append, row_result.append
+            for entry in entries:
+                study_code = ascii_text(entry.trial_code)
+                answers = entry.answers or {}
+                get = answers.get
+                missing = entry.missing or {}
+                grades = grader.grades(entry) if grader is not None else {}
+                collected = answers.get(date_item) if date_item else None
+                when = collected or entry.visit_date
+                visitnum = visits.by_id.get(entry.visit_id, visits.number.get(entry.visit_code, np.nan))
+                epoch = visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated)
+                visit_label = ascii_text(entry.visit_label)
+                start = len(row_test)
+                chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
+                                      study_day(when, reference), ordinal, start, seq, position))
+                entry_index = len(chunk.entries) - 1
+                if entry_counts.get(entry.crf_id):
+                    _recount(entry_counts[entry.crf_id])
+                before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
+                steps = compiled.get(entry.crf_id, ())
+                if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
+                    numbers, names, verbatim_tests = whole[entry.crf_id]
+                    values = [get(name) for name in names]
+                    try:
+                        found_all = [
+                            as_result(value) if as_is_test and value.__class__ is str and value and value.isascii() and value.isprintable()
+                            else cached((t, value, value.__class__))
+                            for t, value, as_is_test in zip(numbers, values, verbatim_tests, strict=True)
+                        ]
+                    except TypeError:  # a list where an item has a single answer: row by row
+                        found_all = [-1]
+                    if None in found_all:
+                        for index in [index for index, found in enumerate(found_all) if found is None]:
+                            t, value = numbers[index], values[index]
+                            found_all[index] = intern(t, tests[t], value, (t, value, value.__class__))
+                    if -1 in found_all and not missing:  # unanswered items, none with a missing-data code: no record
+                        kept = [(t, found) for t, found in zip(numbers, found_all, strict=True) if found != -1]
+                        numbers, found_all = [t for t, _found in kept], [found for _t, found in kept]
+                    if -1 not in found_all:
+                        if counted:
+                            for found in found_all:
+                                if found in counted:
+                                    _recount(counted[found])
+                        row_test.extend(numbers)
+                        row_result.extend(found_all)
+                        steps = ()
+                for t, test, item_name, group, option, simple in steps:
+                    if simple:  # an item outside a group, not a lab test: most rows, the short way
+                        value = get(item_name)
+                        if as_is[t] and value.__class__ is str and value and value.isascii() and value.isprintable():
+                            if before_exposure:
+                                last_before[test.testcd] = len(row_test)
+                            add_test(t)
+                            add_result(as_result(value))
                             continue
-                        # Not done: a record with --STAT/--REASND and no result (SDTMIG 3.4 §4.5.1.2).
-                        result = {"ORRES": "", "STRESC": "", "STRESN": None}
-                        reason = sdtm_terms.NOT_DONE_REASONS.get(code["code"], "NOT DONE")
-                        text = ascii_text(code.get("reason"))
-                        extra = {f"{p}STAT": "NOT DONE", f"{p}REASND": f"{reason}: {text}" if text else reason}
-                        self.not_done += 1
-                    seq = self.next_seq(domain, entry.participant_id)
-                    numeric = result["STRESN"] is not None
-                    if p == "LB" and test.term:
-                        extra["LBSPEC"] = test.term.specimen
-                        if test.term.range_high_item:
-                            high = number(answers.get(test.term.range_high_item))
-                            if not np.isnan(high):
-                                extra.update(LBORNRHI=odm._plain(Decimal(str(answers[test.term.range_high_item]))),
-                                             LBSTNRHI=high)
-                                if numeric:
-                                    extra["LBNRIND"] = "HIGH" if result["STRESN"] > high else "NORMAL"
-                        if grader is not None and test.group is None:
-                            # The site's normal range in force and the CTCAE v5.0 grade, as the CRF page shows them.
-                            extra.update(_lb_grade(grades.get(test.item.name)))
-                    dataset.add(
-                        **common, **extra, **{
-                            f"{p}SEQ": seq, f"{p}GRPID": ascii_text(group_id), f"{p}TESTCD": test.testcd, f"{p}TEST": test.test,
-                            f"{p}SCAT": test.scat, f"{p}ORRES": result["ORRES"], f"{p}ORRESU": unit if numeric else "",
-                            f"{p}STRESC": result["STRESC"], f"{p}STRESN": result["STRESN"],
-                            f"{p}STRESU": unit if numeric else "",
-                        },
+                        try:
+                            found = cached((t, value, value.__class__))
+                        except TypeError:
+                            found = None
+                        if found is not None and found >= 0:
+                            if counted and found in counted:
+                                _recount(counted[found])
+                            if before_exposure and results[found][0]:
+                                last_before[test.testcd] = len(row_test)
+                            add_test(t)
+                            add_result(found)
+                            continue
+                        sources = ((None, None, value),)
+                    elif group is None:
+                        sources = ((None, None, get(item_name)),)
+                    else:
+                        group_rows = answers.get(group) if isinstance(answers.get(group), list) else []
+                        sources = [(f"{group}-{index}", row, row.get(item_name)) for index, row in enumerate(group_rows, 1)]
+                    for group_id, row, value in sources:
+                        try:
+                            key = (t, value, value.__class__)
+                            found = cache.get(key)
+                        except TypeError:  # a list (a multiple choice): not kept
+                            key, found = None, None
+                        if found is None:
+                            found = intern(t, test, value, key)
+                        extra: dict[str, Any] = {}
+                        if found < 0:
+                            code = _missing_of(missing, group, row, item_name) if option is None else None
+                            if code is None:
+                                continue
+                            # Not done: a record with --STAT/--REASND and no result (SDTMIG 3.4 §4.5.1.2).
+                            results.append(empty)
+                            found = len(results) - 1
+                            reason = sdtm_terms.NOT_DONE_REASONS.get(code["code"], "NOT DONE")
+                            text = ascii_text(code.get("reason"))
+                            extra = {f"{p}STAT": "NOT DONE", f"{p}REASND": f"{reason}: {text}" if text else reason}
+                            self.not_done += 1
+                        result = results[found]
+                        if counted and found in counted:
+                            _recount(counted[found])
+                        if lab and test.term:
+                            numeric = result[5]
+                            extra["LBSPEC"] = test.term.specimen
+                            if test.term.range_high_item:
+                                high = number(answers.get(test.term.range_high_item))
+                                if not np.isnan(high):
+                                    extra.update(LBORNRHI=odm._plain(Decimal(str(answers[test.term.range_high_item]))),
+                                                 LBSTNRHI=high)
+                                    if numeric:
+                                        extra["LBNRIND"] = "HIGH" if result[2] > high else "NORMAL"
+                            if grader is not None and group is None:
+                                # The site's normal range in force and the CTCAE v5.0 grade, as the CRF page shows them.
+                                extra.update(_lb_grade(grades.get(item_name)))
+                        row_index = len(row_test)
+                        if group_id is not None:
+                            extra[f"{p}GRPID"] = ascii_text(group_id)
+                        for variable, cell in extra.items():
+                            chunk.sparse.setdefault(variable, {})[row_index] = cell
+                        add_test(t)
+                        add_result(found)
+                        if before_exposure and result[0] and group is None:
+                            last_before[test.testcd] = row_index
+                seq += len(row_test) - start  # --SEQ: one per record, in order (SDTMIG 3.4 §4.1.7)
+                for item_name, (category, treatment, occurrence, end_item) in su_items.items():
+                    value = answers.get(item_name)
+                    code = _missing_of(missing, None, None, item_name)
+                    if value is None and code is None:
+                        continue
+                    self.su.add(
+                        STUDYID=study_code, DOMAIN="SU", USUBJID=subject_id, SUSEQ=self.next_seq("SU", participant_id),
+                        SUTRT=treatment, SUCAT=category, SUPRESP="Y", SUOCCUR=occurrence.get(value, "") if value is not None else "",
+                        SUSTAT="NOT DONE" if code else "", SUREASND=sdtm_terms.NOT_DONE_REASONS.get(code["code"], "") if code else "",
+                        VISITNUM=visitnum, VISIT=visit_label, EPOCH=epoch, SUDTC=iso(entry.visit_date),
+                        SUENDTC=iso(answers.get(end_item)) if end_item else "",
                     )
-                    if before_exposure and result["ORRES"] and test.group is None:
-                        last_before[(entry.participant_id, test.testcd)] = dataset.rows - 1
-            for item_name, (category, treatment, occurrence, end_item) in su_items.items():
-                value = answers.get(item_name)
-                code = _missing_of(missing, None, None, item_name)
-                if value is None and code is None:
-                    continue
-                self.su.add(
-                    STUDYID=common["STUDYID"], DOMAIN="SU", USUBJID=usubj, SUSEQ=self.next_seq("SU", entry.participant_id),
-                    SUTRT=treatment, SUCAT=category, SUPRESP="Y", SUOCCUR=occurrence.get(value, "") if value is not None else "",
-                    SUSTAT="NOT DONE" if code else "", SUREASND=sdtm_terms.NOT_DONE_REASONS.get(code["code"], "") if code else "",
-                    VISITNUM=visitnum, VISIT=common["VISIT"], EPOCH=epoch, SUDTC=iso(entry.visit_date),
-                    SUENDTC=iso(answers.get(end_item)) if end_item else "",
-                )
-            pending += 1
-            if pending >= selectors.CHUNK_SIZE:
-                progress(pending)
-                pending = 0
+                pending += 1
+                if pending >= selectors.CHUNK_SIZE:
+                    progress(pending)
+                    pending = 0
+            sequences[participant_id] = seq
+            if last_before:  # the last result of each test on or before the first exposure
+                flags = chunk.sparse.setdefault(f"{p}LOBXFL", {})
+                for row_index in last_before.values():
+                    flags[row_index] = "Y"
+        self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
         if pending:
             progress(pending)
-        for row in last_before.values():  # the last result of each test on or before the first exposure
-            dataset.set(row, f"{p}LOBXFL", "Y")
         return dataset
+
+    @staticmethod
+    def _verbatim_levels(dataset: SpilledDataset, tests: list[Test], numeric_tests: list[bool], verbatim: list[str],
+                         at: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """STRESN of the verbatim answers of a chunk's rows (`at`: their index in `verbatim`, `test`: their
+        test), NaN for a text; their value levels, a test at a time. A number item's answers convert
+        to doubles at once (float() of the text is float(Decimal(text)): both correctly rounded)."""
+        stresn = np.full(len(at), np.nan)
+        order = np.argsort(test, kind="stable")
+        tests_used, starts = np.unique(test[order], return_index=True)
+        for t, rows in zip(tests_used.tolist(), np.split(order, starts[1:]), strict=True):
+            values = [verbatim[i] for i in at[rows].tolist()]
+            testcd = tests[t].testcd
+            if numeric_tests[t]:
+                try:
+                    converted = np.array(values, dtype=np.float64)
+                except ValueError:  # a text that is no number: one at a time, as finding() does
+                    converted = np.array([number(value) for value in values], dtype=np.float64)
+                    for value in dict.fromkeys(values):
+                        dataset.level(testcd, value)
+                else:
+                    dataset.numbers_level(testcd, values)
+                stresn[rows] = converted
+            else:
+                for value in dict.fromkeys(values):
+                    dataset.level(testcd, value)
+        return stresn
+
+    @staticmethod
+    def _flush(dataset: SpilledDataset, chunk: _Chunk, tests: list[Test], units: list[str], numeric_tests: list[bool],
+               p: str, cat: str, faobj: str) -> None:
+        size = len(chunk)
+        if not size:
+            return
+        test = np.frombuffer(chunk.row_test, dtype=np.int32).astype(np.int64)
+        result = np.frombuffer(chunk.row_result, dtype=np.int32).astype(np.int64)
+        entries = list(zip(*chunk.entries, strict=True))
+        first_row = np.array(entries[8], dtype=np.int64)
+        counts = np.diff(np.append(first_row, size))
+        entry = np.repeat(np.arange(len(first_row)), counts)
+        # --SEQ: the entry's first record follows the subject's last one, then one per record.
+        seq = (np.repeat(np.array(entries[9], dtype=np.int64) - first_row, counts) + np.arange(size) + 1).astype(np.float64)
+        results = list(zip(*chunk.results, strict=True)) or [()] * 6
+        stresn = np.array([*results[2], np.nan], dtype=np.float64)[np.where(result >= 0, result, -1)]
+        # The verbatim answers: after the results in the ORRES/STRESC tables, their unit that of the test.
+        as_is = result <= -2
+        verbatim = chunk.verbatim
+        if as_is.any():
+            known = len(results[0])
+            at = -2 - result[as_is]
+            stresn[as_is] = Findings._verbatim_levels(dataset, tests, numeric_tests, verbatim, at, test[as_is])
+            value_index = np.where(as_is, known - 2 - result, result)
+            unit_index = np.where(as_is, known + test, result)
+        else:
+            value_index = unit_index = result
+        verbatim_units = [units[t] if numeric else "" for t, numeric in enumerate(numeric_tests)]
+        zeros = np.zeros(size, dtype=np.int64)
+        orres, units_table = [*results[0], *verbatim], [*results[3], *verbatim_units]
+        chars: dict[str, tuple[list[str], np.ndarray]] = {
+            "STUDYID": (list(entries[0]), entry), "DOMAIN": ([p], zeros), "USUBJID": (list(entries[1]), entry),
+            f"{p}TESTCD": ([t.testcd for t in tests], test), f"{p}TEST": ([t.test for t in tests], test),
+            f"{p}CAT": ([cat], zeros), f"{p}SCAT": ([t.scat for t in tests], test),
+            f"{p}ORRES": (orres, value_index), f"{p}ORRESU": (units_table, unit_index),
+            f"{p}STRESC": (orres if results[1] == results[0] else [*results[1], *verbatim], value_index),
+            f"{p}STRESU": (units_table if results[4] == results[3] else [*results[4], *verbatim_units], unit_index),
+            "VISIT": (list(entries[2]), entry), "EPOCH": (list(entries[3]), entry), f"{p}DTC": (list(entries[4]), entry),
+        }
+        if p == "FA":
+            chars["FAOBJ"] = ([faobj], zeros)
+        numbers: dict[str, np.ndarray] = {
+            f"{p}SEQ": seq, f"{p}STRESN": stresn,
+            "VISITNUM": np.array(entries[5], dtype=np.float64)[entry], f"{p}DY": np.array(entries[6], dtype=np.float64)[entry],
+        }
+        kinds = {v.name: v.type for v in findings_variables(p)}
+        for variable, cells in chunk.sparse.items():
+            rows = np.fromiter(cells.keys(), dtype=np.int64, count=len(cells))
+            if kinds[variable] == NUM:
+                column = np.full(size, np.nan)
+                column[rows] = [np.nan if cell is None else float(cell) for cell in cells.values()]
+                numbers[variable] = column
+            else:
+                table: dict[str, int] = {}
+                index = np.full(size, -1, dtype=np.int64)
+                index[rows] = [table.setdefault(cell, len(table)) if cell else -1 for cell in cells.values()]
+                chars[variable] = (list(table), index)
+        tests_used, first_rows = np.unique(test, return_index=True)  # each test named by its first row (value levels)
+        for t, row in zip(tests_used.tolist(), first_rows.tolist(), strict=True):
+            dataset.name_test(tests[t].testcd, tests[t].test, (entries[10][entry[row]], int(entry[row])))
+        if chunk.unsorted:  # rows of two subjects with one USUBJID: merged by --SEQ (a stable sort, as Dataset's)
+            order = np.lexsort((seq, np.array(entries[7], dtype=np.int64)[entry]))
+            chars = {name: (table, index[order]) for name, (table, index) in chars.items()}
+            numbers = {name: column[order] for name, column in numbers.items()}
+        dataset.append_chunk(chars, numbers)
 
 
 # --- Trial design: TS, TA, TE, TV, TI ----------------------------------------------------------
@@ -1578,13 +2108,20 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
         mask = ascii_mask(spec)
         supplements = Supplements(mask)
         subject_datasets = _SubjectDatasets(spec, visits, mask, supplements, package.warnings)
+        # The zip's deflate runs in a thread of its own (zlib releases the GIL): a dataset's file is
+        # compressed while the next dataset is built; only that thread writes to the archive until
+        # the datasets are done.
         with tempfile.TemporaryDirectory(prefix="xpt-") as scratch, \
-                zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
+                zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=csvzip.COMPRESS_LEVEL) as archive, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpt-zip") as zipper:
             folder = Path(scratch)
+            zipped: list[Future] = []
 
-            def emit(dataset: Dataset) -> None:
+            def emit(dataset: Dataset | SpilledDataset) -> None:
                 supplements.overflow(ascii_text(header.get("trial") or ""), dataset, dataset.labels())
-                files.append(_dataset_zip(archive, folder, dataset))
+                path = folder / f"{dataset.name.lower()}.xpt"
+                write_xpt(dataset, path)
+                zipped.append(zipper.submit(zip_file_member, archive, path, path.name, dataset.rows, dataset.label))
                 dataset.release()
                 package.datasets.append(dataset)
 
@@ -1618,6 +2155,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                     f"{findings.not_done} finding(s) not done: a record with --STAT = NOT DONE and --REASND from the "
                     "missing-data code, no result.")
             package.warnings.extend(text_warnings(report))
+            files.extend(done.result() for done in zipped)  # every dataset in the zip before define.xml
             define_bytes = define.define_xml(spec, package.datasets)
             archive.writestr(manifest.zip_member(archive, define.DEFINE_NAME), define_bytes)
             files.append({"name": define.DEFINE_NAME, "table": "Define-XML 2.1", "rows": 0, "bytes": len(define_bytes),
@@ -1626,9 +2164,3 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
                              manifest.manifest_bytes({**header, "warnings": package.warnings}, files))
     finally:
         TEXT_REPORT.reset(token)
-
-
-def _dataset_zip(archive: zipfile.ZipFile, folder: Path, dataset: Dataset) -> dict:
-    path = folder / f"{dataset.name.lower()}.xpt"
-    write_xpt(dataset, path)
-    return zip_file_member(archive, path, path.name, dataset.rows, dataset.label)

@@ -67,6 +67,16 @@ def ibm_double(values: np.ndarray) -> np.ndarray:
     return result.astype(">u8")
 
 
+def blank_padded(texts: np.ndarray, length: int) -> np.ndarray:
+    """Fixed-width bytes (NUL-padded, as numpy keeps them) as `S<length>` padded with blanks, as SAS
+    wants them; a value holds no NUL."""
+    cells = np.ascontiguousarray(texts, dtype=f"S{length}")
+    if not len(cells):
+        return cells
+    grid = cells.view(np.uint8).reshape(len(cells), length)
+    return np.where(grid == 0, np.uint8(32), grid).view(f"S{length}").reshape(len(cells))
+
+
 class XptWriter:
     """One dataset as an XPT v5 file: `XptWriter(out, name, label, variables)` writes the headers,
     `write_rows(columns)` a chunk of observations, `close()` the padding.
@@ -117,9 +127,9 @@ class XptWriter:
     def _padding(size: int, fill: bytes) -> bytes:
         return fill * (-size % RECORD)
 
-    def write_rows(self, columns: dict[str, np.ndarray]) -> None:
+    def write_rows(self, columns: dict[str, np.ndarray], padded: bool = False) -> None:
         """A chunk of observations: per variable, an array of fixed-width ASCII bytes (`S<length>`,
-        blank-padded here) or of floats (NaN: missing), all of one length."""
+        blank-padded here unless `padded` says they are) or of floats (NaN: missing), all of one length."""
         rows = len(next(iter(columns.values()))) if columns else 0
         if not rows:
             return
@@ -129,10 +139,10 @@ class XptWriter:
             if kind == "num":
                 records[var_name] = ibm_double(column)
             else:  # numpy pads fixed-width bytes with NUL: SAS wants blanks
-                records[var_name] = np.char.ljust(column.astype(f"S{length}"), length, b" ")
-        data = records.tobytes()
+                records[var_name] = column if padded else blank_padded(column, length)
+        data = records.view(np.uint8)
         self.data_bytes += len(data)
-        self._write(data)
+        self._write(data.data)
 
     def close(self) -> None:
         self._write(self._padding(self.data_bytes, b" "))
