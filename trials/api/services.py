@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -88,7 +87,7 @@ def call_log(*, user, token: ApiToken | None, method: str, path: str, query: str
 
     On PostgreSQL, when no transaction is open (the API's requests run in autocommit), the row is
     committed without waiting for its WAL flush (`SET LOCAL synchronous_commit TO OFF`, for this
-    one transaction only): the flush was most of the cost of a call (docs/benchmarks.md, the API).
+    one statement's transaction only): the flush was most of the cost of a call (docs/benchmarks.md, the API).
     The row is written and visible at once; only a crash of the database server itself within
     a fraction of a second (wal_writer_delay) could lose the last calls' rows, never corrupt
     anything. Inside an open transaction (a test, a caller's atomic block) the setting would
@@ -101,8 +100,9 @@ def call_log(*, user, token: ApiToken | None, method: str, path: str, query: str
     ]
     connection = connections[router.db_for_write(ApiCall)]
     sql = f"INSERT INTO {connection.ops.quote_name(calls.db_table)} ({', '.join(map(connection.ops.quote_name, columns))}) VALUES ({', '.join(['%s'] * len(values))})"
-    asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
-    with transaction.atomic(using=connection.alias) if asynchronous else nullcontext(), connection.cursor() as cursor:
-        if asynchronous:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    if connection.vendor == "postgresql" and not connection.in_atomic_block and not connection.settings_dict["OPTIONS"].get("server_side_binding"):
+        # One round trip: a query string of two statements is one implicit transaction, which the
+        # SET LOCAL covers (client-side binding, Django's default, sends it as one string).
+        sql = "SET LOCAL synchronous_commit TO OFF; " + sql
+    with connection.cursor() as cursor:
         cursor.execute(sql, values)
