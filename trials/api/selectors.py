@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
 from django.db.models import Q, QuerySet
 
@@ -35,7 +36,7 @@ def api_sites(user, token: ApiToken | None) -> QuerySet[Site]:
 
 
 SCOPE_COLUMNS = ("pk", "code", "trial_id", "trial__code", "trial__masked_roles")
-# (user id, superuser, token id) -> the scope query's SQL and parameters, compiled once per process.
+# (database alias, user id, superuser, token id) -> the scope query's SQL, parameters and column order.
 _scope_sql: dict[tuple, tuple[str, tuple, list[int]]] = {}
 SCOPE_SQL_KEPT = 1000
 
@@ -52,7 +53,8 @@ def api_scope_sites(user, token: ApiToken | None) -> list[Site]:
     running it on every API call (docs/benchmarks.md, the API). What is kept is SQL text whose
     parameters are that user's and token's ids, never a result: every call reads the roles,
     sites and token trials as they are now."""
-    key = (user.pk, user.is_superuser, token.pk if token is not None else None)
+    alias = router.db_for_read(Site)
+    key = (alias, user.pk, user.is_superuser, token.pk if token is not None else None)
     compiled = _scope_sql.get(key)
     if compiled is None:
         sites = sites_for_user(user)
@@ -60,14 +62,18 @@ def api_scope_sites(user, token: ApiToken | None) -> list[Site]:
             sites = sites.filter(trial__in=token.trials.values("pk"))
         query = sites.order_by("pk").values_list(*SCOPE_COLUMNS).query
         names = [*query.extra_select, *query.values_select, *query.annotation_select]  # the SELECT's order
-        compiled = (*query.sql_with_params(), [names.index(name) for name in SCOPE_COLUMNS])
+        try:
+            compiled = (*query.get_compiler(using=alias).as_sql(), [names.index(name) for name in SCOPE_COLUMNS])
+        except EmptyResultSet:  # a query Django knows to be empty (no user): no SQL to run
+            compiled = ("", (), [])
         if len(_scope_sql) >= SCOPE_SQL_KEPT:
             _scope_sql.clear()
         _scope_sql[key] = compiled
-    alias = router.db_for_read(Site)
     connection = connections[alias]
     masked_roles = Trial._meta.get_field("masked_roles")
     sql, params, order = compiled
+    if not sql:
+        return []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

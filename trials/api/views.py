@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connections, router
 from django.db.models import Prefetch, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -478,7 +478,7 @@ class EntryPageSql:
             f"JOIN {CrfDefinition._meta.db_table} c ON c.id = e.crf_id "
             f"WHERE {' AND '.join(where)} ORDER BY e.id {'DESC' if self.descending else 'ASC'} LIMIT %s OFFSET %s"
         )
-        with connection.cursor() as cursor:
+        with connections[router.db_for_read(CrfEntry)].cursor() as cursor:
             cursor.execute(sql, [trial_codes, site_codes, *params, stop - start, start])
             return [EntryRow(*row) for row in cursor.fetchall()]
 
@@ -536,7 +536,7 @@ class CrfEntryViewSet(BoundedLookup, LoggedMixin, mixins.ListModelMixin, mixins.
         return qs.order_by("id")
 
     def list(self, request, *args, **kwargs):
-        if connection.vendor == "postgresql" and timezone.get_current_timezone_name() == "UTC":
+        if connections[router.db_for_read(CrfEntry)].vendor == "postgresql" and timezone.get_current_timezone_name() == "UTC":
             return self._list_sql(request)
         return self._list_rows(request)
 
