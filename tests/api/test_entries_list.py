@@ -4,7 +4,9 @@ as JSON by the database, paged by DRF's cursor. It must give exactly what the ro
 its scope query is compiled once per user and token but read anew on every call; the call log row
 is written whatever the transaction state."""
 
+import base64
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -122,3 +124,16 @@ def test_the_call_log_row_inside_a_transaction_is_a_plain_insert(db):
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"
     assert isinstance(ApiCall.objects.get(path="/api/v1/labs/import/").at, datetime)
+
+
+@pytest.mark.parametrize(("position", "status", "count"), [("99999999999999999999999", 200, 0), ("-99999999999999999999999", 200, None), ("abc", 404, None)])
+def test_a_crafted_cursor_is_an_answer_not_an_error(client_for, tls, position, status, count):
+    """DRF's cursor is base64 of `p=<position>`: any client can send one. A position beyond a
+    bigint lists nothing after it (or everything after it, when negative), a position that is
+    no number is an invalid cursor (404, DRF's answer to one), never a database error."""
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    answer = client_for("dsmb").get(f"/api/v1/entries/?participant={tls.pk}&cursor={cursor}")
+    assert answer.status_code == status, answer.content
+    if status == 200:
+        listed = answer.json()["results"]
+        assert len(listed) == (count if count is not None else len(client_for("dsmb").get(f"/api/v1/entries/?participant={tls.pk}").json()["results"]))

@@ -101,6 +101,19 @@ class Cursor(CursorPagination):
     page_size_query_param = "page_size"
     ordering = "id"
 
+    def decode_cursor(self, request):
+        """DRF's cursor (base64 of `p=<position>`), whose position, an id, any client can craft: one
+        that is no whole number is an invalid cursor (404, DRF's answer), one beyond a bigint is
+        held at the bigint's bounds (what it selects is the same), never a database error."""
+        cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            position = int(cursor.position)
+        except (TypeError, ValueError):
+            raise NotFound(self.invalid_cursor_message) from None
+        return cursor._replace(position=str(min(max(position, -MAX_ID - 1), MAX_ID)))
+
 
 class LoggedMixin:
     """One ApiCall row per request (who, token, method, path, status), 401s and 429s included."""
@@ -443,10 +456,14 @@ class EntryPageSql:
 
     def filter(self, **lookup) -> EntryPageSql:
         ((name, value),) = lookup.items()
+        try:  # a cursor's position: a crafted cursor may hold any text or number
+            position = min(max(int(value), -MAX_ID - 1), MAX_ID)
+        except (TypeError, ValueError):
+            raise NotFound(Cursor.invalid_cursor_message) from None
         if name == "id__gt":
-            return self._copy(after=int(value))
+            return self._copy(after=position)
         if name == "id__lt":
-            return self._copy(before=int(value))
+            return self._copy(before=position)
         raise ValueError(f"EntryPageSql filters by id__gt / id__lt only, not {name}")
 
     def __getitem__(self, window: slice) -> list[EntryRow]:
