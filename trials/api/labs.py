@@ -11,10 +11,12 @@ import io
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from trials.api.answers import parse_answers
 from trials.protocol.engine import schema_for
+from trials.protocol.models import VisitCrf
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import CrfEntryConflict, UnconfirmedWarnings, crf_entry_save_answers
 
@@ -46,6 +48,48 @@ def _csv_typed(schema, row: dict) -> dict:
     return {k: (v.strip().lower() in TRUE if kinds.get(k) == "yes_no" and isinstance(v, str) else v) for k, v in row.items()}
 
 
+class _Targets:
+    """The participants, visits, LABS entries and LABS links a file names, read up front in four
+    queries (not four per row); the same choices as one lookup per row: a subject is a subject
+    number, else a screening number, of a participant in `participants`; a visit is her first
+    (lowest sequence) visit of that code. An entry saved by an earlier row of the file replaces
+    the one read up front (`saved`)."""
+
+    def __init__(self, participants, rows: list) -> None:  # noqa: ANN001
+        subjects = {str(row.get("subject", "")).strip() for row in rows if isinstance(row, dict)} - {""}
+        found = participants.filter(Q(subject_number__in=subjects) | Q(screening_number__in=subjects))
+        found = list(found if found.ordered else found.order_by("pk"))
+        self.by_subject: dict[str, object] = {}
+        self.by_screening: dict[str, object] = {}
+        for participant in found:
+            if participant.subject_number:
+                self.by_subject.setdefault(participant.subject_number, participant)
+            if participant.screening_number:
+                self.by_screening.setdefault(participant.screening_number, participant)
+        codes = {str(row.get("visit", "")).strip() for row in rows if isinstance(row, dict)}
+        visits = (
+            Visit.objects.filter(participant__in=[p.pk for p in found], definition__code__in=codes)
+            .select_related("participant__trial", "participant__site", "definition").order_by("sequence", "pk")
+        )
+        self.visits: dict[tuple[int, str], Visit] = {}
+        for visit in visits:
+            self.visits.setdefault((visit.participant_id, visit.definition.code), visit)
+        visit_ids = [visit.pk for visit in self.visits.values()]
+        self.entries = {e.visit_id: e for e in CrfEntry.objects.filter(visit__in=visit_ids, crf_code=LABS).select_related("crf")}
+        links = VisitCrf.objects.filter(
+            visit_definition__in={visit.definition_id for visit in self.visits.values()}, crf_code=LABS, is_active=True
+        ).select_related("crf")
+        self.links: dict[int, VisitCrf] = {}
+        for link in links if links.ordered else links.order_by("pk"):
+            self.links.setdefault(link.visit_definition_id, link)
+
+    def participant(self, subject: str):  # noqa: ANN201
+        return self.by_subject.get(subject) or self.by_screening.get(subject)
+
+    def saved(self, entry: CrfEntry) -> None:
+        self.entries[entry.visit_id] = entry
+
+
 def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason: str, confirm_warnings: bool) -> tuple[bool, list[dict]]:
     """(imported, per-row report). `participants`: the participants the caller may see (the API's
     scoped queryset); a subject outside it is reported as unknown, as if it did not exist."""
@@ -56,6 +100,7 @@ def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason:
     report: list[dict] = []
     failed = False
     with transaction.atomic():
+        targets = _Targets(participants, rows)
         for number, row in enumerate(rows, start=1):
             line = {"row": number, "subject": str(row.get("subject", "")), "visit": str(row.get("visit", ""))}
             report.append(line)
@@ -63,7 +108,7 @@ def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason:
                 line.update(status="error", errors={"row": [_("Give an object per row.")]})
                 failed = True
                 continue
-            errors = _save_row(user, participants, row, line, from_csv=from_csv, reason=reason, confirm_warnings=confirm_warnings)
+            errors = _save_row(user, targets, row, line, from_csv=from_csv, reason=reason, confirm_warnings=confirm_warnings)
             if errors:
                 line.update(status="error", errors=errors)
                 failed = True
@@ -75,21 +120,19 @@ def labs_import(*, user, participants, rows: list[dict], from_csv: bool, reason:
     return not failed, report
 
 
-def _save_row(user, participants, row: dict, line: dict, *, from_csv: bool, reason: str, confirm_warnings: bool) -> dict | None:
+def _save_row(user, targets: _Targets, row: dict, line: dict, *, from_csv: bool, reason: str, confirm_warnings: bool) -> dict | None:
     subject, visit_code = str(row.get("subject", "")).strip(), str(row.get("visit", "")).strip()
-    participant = participants.filter(subject_number=subject).first() or participants.filter(screening_number=subject).first()
-    if not subject or participant is None:
+    participant = targets.participant(subject) if subject else None
+    if participant is None:
         return {"subject": [_("No participant with this number at your sites.")]}
-    visit = Visit.objects.filter(participant=participant, definition__code=visit_code).select_related(
-        "participant__trial", "participant__site", "definition"
-    ).order_by("sequence").first()
+    visit = targets.visits.get((participant.pk, visit_code))
     if visit is None:
         return {"visit": [_("This participant has no visit %(code)s.") % {"code": visit_code}]}
-    entry = CrfEntry.objects.filter(visit=visit, crf_code=LABS).select_related("crf").first()
-    crf = entry.crf if entry else visit.definition.visit_crfs.filter(crf_code=LABS, is_active=True).select_related("crf").first()
+    entry = targets.entries.get(visit.pk)
+    link = None if entry else targets.links.get(visit.definition_id)
+    crf = entry.crf if entry else (link.crf if link else None)
     if crf is None:
         return {"visit": [_("LABS is not collected at visit %(code)s.") % {"code": visit_code}]}
-    crf = crf if entry else crf.crf
     schema = schema_for(crf)
     values = {k: v for k, v in row.items() if k not in ROW_KEYS}
     if from_csv:
@@ -113,5 +156,6 @@ def _save_row(user, participants, row: dict, line: dict, *, from_csv: bool, reas
         return invalid.message_dict if hasattr(invalid, "error_dict") else {"row": invalid.messages}
     except (CrfEntryConflict, IntegrityError):
         return {"row": [_("Someone saved this entry at the same time; import the file again.")]}
+    targets.saved(saved)
     line.update(status="created" if saved.revision == 1 else "updated", entry=saved.pk, revision=saved.revision)
     return None

@@ -235,9 +235,13 @@ def consent_problem(participant: Participant) -> str | None:
     if participant.consent_date is None:
         return _("%(number)s has not consented: no data can be entered before consent.") % {"number": participant.number}
     if participant.consent_document_id is not None:
+        # Her version's approval date inside the same query (one query, not two), unless already read.
+        if "consent_document" in participant._state.fields_cache:
+            approved_on = participant.consent_document.approved_on
+        else:
+            approved_on = ConsentDocument.objects.filter(pk=participant.consent_document_id).values("approved_on")[:1]
         newer = ConsentDocument.objects.filter(
-            trial=participant.trial_id, is_active=True, requires_reconsent=True,
-            approved_on__gt=participant.consent_document.approved_on,
+            trial=participant.trial_id, is_active=True, requires_reconsent=True, approved_on__gt=approved_on,
         ).order_by("-approved_on").first()
         if newer is not None:
             return _("%(number)s must re-consent to version %(version)s before further data entry.") % {

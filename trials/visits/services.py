@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -140,23 +141,25 @@ def entry_lab_grades(visit: Visit, schema: CrfSchema, answers: dict) -> dict[str
     if not any(item.lab_test for item in schema.items):
         return {}
     participant = visit.participant
+    # The earlier visits' DEMOG and entries of this CRF, and this visit's DEMOG, in one query.
     earlier = (
         CrfEntry.objects.filter(participant_id=participant.pk, crf_code__in=("DEMOG", schema.code))
-        .exclude(visit_id=visit.pk).filter(visit__order__lte=visit.order)
-        .order_by("visit__order", "visit__sequence").values_list("crf_code", "answers")
+        .filter(~Q(visit_id=visit.pk) | Q(crf_code="DEMOG")).filter(visit__order__lte=visit.order)
+        .order_by("visit__order", "visit__sequence").values_list("visit_id", "crf_code", "answers")
     )
     demog: dict = {}
+    demog_here: dict = {}
     baseline: dict | None = None
-    for code, stored in earlier:
-        if code == "DEMOG" and not demog:
+    for visit_id, code, stored in earlier:
+        if visit_id == visit.pk:  # DEMOG entered at this very visit (screening labs): if no earlier one
+            demog_here = demog_here or stored or {}
+        elif code == "DEMOG" and not demog:
             demog = stored or {}
         elif code == schema.code and baseline is None:
             baseline = stored or {}
-    if not demog:  # DEMOG entered at this very visit (screening labs)
-        demog = CrfEntry.objects.filter(visit_id=visit.pk, crf_code="DEMOG").values_list("answers", flat=True).first() or {}
     return grade_entry(
-        schema, answers, ranges=lab_ranges_for_site(participant.site_id), demog=demog, baseline=baseline,
-        visit_date=visit.visit_date, today=lambda: participant.site.today(),
+        schema, answers, ranges=lab_ranges_for_site(participant.site_id), demog=demog or demog_here,
+        baseline=baseline, visit_date=visit.visit_date, today=lambda: participant.site.today(),
     )
 
 
