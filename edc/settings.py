@@ -242,7 +242,11 @@ CELERY_TASK_ROUTES = {
     "trials.exports.tasks.export_run_task": {"queue": CELERY_REPORTS_QUEUE},
     "trials.safety.tasks.safety_summary_refresh": {"queue": CELERY_REPORTS_QUEUE},
     "trials.safety.tasks.safety_summaries_nightly": {"queue": CELERY_REPORTS_QUEUE},
+    "trials.safety.tasks.safety_summaries_stale_scan": {"queue": CELERY_REPORTS_QUEUE},
 }
+# A safety summary refresh queued this long lost its worker (a killed node) or its message: the
+# scan every 5 minutes (and the next AE save) enqueues it again (trials.safety.summary).
+SAFETY_SUMMARY_STALE_MINUTES = env_int("SAFETY_SUMMARY_STALE_MINUTES", 10)
 
 # --- Auth ---------------------------------------------------------------------------------
 
