@@ -264,16 +264,16 @@ def test_a_request_during_a_run_starts_one_more_run(hands, in_process, django_ca
     from trials.safety import summary
 
     trial = hands["trial"]
-    real_store = summary.summary_store
+    real_compute = summary.compute_summary
     saved_during_run = []
 
-    def store_and_meanwhile_an_ae_is_saved(trial, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def compute_and_meanwhile_an_ae_is_saved(trial, **kwargs):  # noqa: ANN001, ANN003, ANN202
         if not saved_during_run:
             saved_during_run.append(ae(hands["participants"][2], 1, grade=4))
             assert summary_request_recompute(trial.pk) is False  # a run is queued: only marked dirty
-        return real_store(trial, **kwargs)
+        return real_compute(trial, **kwargs)
 
-    monkeypatch.setattr(summary, "summary_store", store_and_meanwhile_an_ae_is_saved)
+    monkeypatch.setattr(summary, "compute_summary", compute_and_meanwhile_an_ae_is_saved)
     with django_capture_on_commit_callbacks(execute=True):
         summary_request_recompute(trial.pk)
     state = SummaryState.objects.get(trial=trial)

@@ -42,13 +42,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Case, Count, DateField, F, IntegerField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from edc.coalesce import coalesced_request, coalesced_run, locked_state
+from edc.db_router import reading_alias, replica_reads
 from trials.participants.models import Allocation, AllocationSlot, Participant, ParticipantStatus
 from trials.protocol.models import ArmType, Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
@@ -243,7 +244,7 @@ def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_en
         FROM r LEFT JOIN per ON per.participant_id = r.id
         GROUP BY r.grp, CASE WHEN r.start IS NULL THEN 0 ELSE 1 END, per.worst
     """
-    with connection.cursor() as cursor:
+    with connections[reading_alias()].cursor() as cursor:  # the replica inside summary_refresh's block
         cursor.execute(sql, {"trial": trial.pk, "cut": cutoff})
         return cursor.fetchall()
 
@@ -489,9 +490,14 @@ def summary_refresh(trial_id: int) -> bool:
         if trial is None:
             return None
         cutoff_at = timezone.now()
+        # Issue 22: the counts are read from the streaming replica once it has replayed every
+        # transaction committed before this point (so the AE whose save asked for this run is in
+        # it, as on the primary); both versions are then stored on the primary in one transaction.
+        with replica_reads(caught_up=True):
+            contents = {blinded: compute_summary(trial, cutoff_at=cutoff_at, blinded=blinded) for blinded in (True, False)}
         with transaction.atomic():
-            summary_store(trial, cutoff_at=cutoff_at, blinded=True)
-            summary_store(trial, cutoff_at=cutoff_at, blinded=False)
+            for blinded, content in contents.items():
+                SafetySummary.objects.create(trial=trial, blinded=blinded, cutoff_at=cutoff_at, content=content)
         return True
 
     return coalesced_run(SummaryState, trial_id, run, _enqueue_refresh)
