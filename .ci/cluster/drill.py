@@ -1,6 +1,6 @@
 """Helpers of the fault drills (.ci/cluster/faults.sh), run on the host with the cluster's settings.
 
-    drill.py export            request an ODM export of the load-test trial as its data manager; prints the job id
+    drill.py export [FORMAT]   request an export (ODM by default) of the load-test trial as its data manager; prints the job id
     drill.py job ID            the job's state
     drill.py wait ID STATE S   wait up to S seconds for the job to reach STATE; prints the state
     drill.py retry ID          request it again (the export page's Retry)
@@ -48,7 +48,7 @@ def manager():  # noqa: ANN201
 def main(argv: list[str]) -> None:
     command = argv[0]
     if command == "export":
-        print(export_request(user=manager(), format="odm", trial=Trial.objects.get(code="CLU")).pk)
+        print(export_request(user=manager(), format=argv[1] if len(argv) > 1 else "odm", trial=Trial.objects.get(code="CLU")).pk)
     elif command == "job":
         job = ExportJob.objects.get(pk=int(argv[1]))
         print(job.state, job.rows_done, job.rows_total, (job.error or "")[:200])
@@ -132,6 +132,10 @@ def schedule_drill(command: str, args: list[str]) -> None:
             for n in range(start, start + count)
         ]
         QuerySet.bulk_create(Participant.objects.all(), rows)  # lab rows, schedules missing on purpose
+        # The load-test coordinators get an address, so their digests are sent (and logged).
+        for coordinator in get_user_model().objects.filter(username__startswith="load", email=""):
+            coordinator.email = f"{coordinator.username}@lab.invalid"
+            coordinator.save(update_fields=["email"])
         from trials.safety.services import ae_save
 
         coordinator = get_user_model().objects.get(username="load000")
@@ -153,6 +157,13 @@ def schedule_drill(command: str, args: list[str]) -> None:
         reporting_clock_alerts.delay()
         safety_tasks.safety_summaries_nightly.delay()
         print(len(ids))
+    elif command == "sched-wait":  # sched-wait N: until N more drill participants have visits (polled in-process)
+        import time
+
+        start = drill_participants.filter(visits__isnull=False).distinct().count()
+        deadline = time.monotonic() + 120
+        while drill_participants.filter(visits__isnull=False).distinct().count() < start + int(args[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
     elif command == "sched-progress":
         done = drill_participants.filter(visits__isnull=False).distinct().count()
         print(done, drill_participants.count() - done)

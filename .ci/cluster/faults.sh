@@ -73,10 +73,10 @@ worker() {
   local out=$STATE/receiver.out
   receiver export_run_task >"$out" 2>/dev/null &
   local watcher=$!; sleep 0.5
-  job=$(drill export); say "export job $job requested"
-  wait $watcher; victim=$(cat "$out")
+  job=$(drill export casebooks); say "export job $job requested (casebooks: a PDF per participant, minutes)"
+  wait $watcher || true; victim=$(cat "$out")
   [[ -n $victim ]] || { say "no worker received the export"; return 1; }
-  for _ in $(seq 100); do [[ $(drill job "$job") == running* ]] && break; sleep 0.1; done
+  drill wait "$job" running 60 >/dev/null; sleep 5
   say "SIGKILL $victim (it runs the export: $(drill job "$job"))"; "$C" kill "$victim"
   local t0=$SECONDS
   wait_job "$job" done 240 || true   # the stale scan (beat, every minute): heartbeat older than 1 minute (lab setting)
@@ -93,9 +93,9 @@ schedule() {
   receiver schedule_batch >"$out" 2>/dev/null &
   local watcher=$!; sleep 0.5
   say "periodic work enqueued (schedule batch of $(drill sched-enqueue) participants, reminders, clock alerts, nightly summaries)"
-  wait $watcher; victim=$(cat "$out")
+  wait $watcher || true; victim=$(cat "$out")
   [[ -n $victim ]] || { say "no worker received the batch"; return 1; }
-  for _ in $(seq 600); do read -r done _left <<<"$(drill sched-progress)"; [[ $done -ge 30 ]] && break; sleep 0.1; done
+  drill sched-wait 40   # some schedules written, most not
   say "SIGKILL $victim mid-batch (participants with / without visits: $(drill sched-progress))"; "$C" kill "$victim"
   say "after the kill: $(drill sched-check)"
   say "the next ticks: $(drill sched-rescan 11)"

@@ -297,6 +297,9 @@ def test_after_the_last_attempt_the_job_fails_and_the_requester_retries(
                 django_capture_on_commit_callbacks(execute=False):  # (its new message is lost too)
             expected = {"requeued": 1, "failed": 0} if attempt == 1 else {"requeued": 0, "failed": 1}
             assert services.exports_stale_requeue() == expected
+        if attempt == 1:  # the requester sees why it is queued again
+            queued = login(client, "sponsor.toulouse").get(reverse("export_progress", args=[job.pk])).content.decode()
+            assert 'data-state="queued"' in queued and 'data-testid="export-restarted"' in queued
     job.refresh_from_db()
     assert job.state == ExportState.FAILED and job.error == services.DEAD_JOB_MESSAGE.format(attempts=2)
     assert job.history.first().history_change_reason == "Export failed: worker lost (no heartbeat)"

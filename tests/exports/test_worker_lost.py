@@ -36,7 +36,7 @@ pytestmark = [
 TASK = "trials.exports.tasks.export_run_task"
 
 
-def start_worker(queue: str, exports: Path, log: Path, **extra: str) -> subprocess.Popen:
+def start_worker(queue: str, exports: Path, log: Path, *, also: str = "", **extra: str) -> subprocess.Popen:
     """A worker node of our own on a private queue, writing into this test database and storage."""
     settings = connection.settings_dict
     url = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
@@ -45,7 +45,7 @@ def start_worker(queue: str, exports: Path, log: Path, **extra: str) -> subproce
         "EXPORT_ROOT": str(exports), "EXPORT_HEARTBEAT_SECONDS": "1", **extra,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "edc", "worker", "-Q", queue, "--pool=solo", "--loglevel=INFO",
+        [sys.executable, "-m", "celery", "-A", "edc", "worker", "-Q", ",".join(filter(None, [queue, also])), "--pool=solo", "--loglevel=INFO",
          "--hostname", f"{queue}-{len(extra)}@%h"],
         env=env, start_new_session=True, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )
@@ -142,3 +142,56 @@ def test_a_worker_killed_mid_export_is_replaced_and_nothing_is_done_twice(settin
     assert files == [job.file_name.rsplit("/", 1)[-1]]  # one file
     assert not list((exports / ".partial").glob(f"export-{job.pk}-*"))  # no partial file left
     assert services._sha256(str(exports / job.file_name)) == (job.sha256, job.size)
+
+
+def test_an_export_whose_database_connection_is_lost_is_queued_again_and_finishes_once(settings, tmp_path, private_route) -> None:  # noqa: ANN001
+    """The lab's drill: a hot standby ended a running export's snapshot connection (a recovery
+    conflict), and the export failed. Now the attempt is given up and the job queued again; the
+    next attempt writes the one file. Here the snapshot's backend is terminated for real
+    (pg_terminate_backend, as the standby does)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a database server (PostgreSQL)")
+    queue = private_route
+    exports = tmp_path / "exports"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(exports)}},
+    }
+    protocol_load([SEEDS], user=system_user())
+    call_command("load_demo", verbosity=0)
+    from django.conf import settings as django_settings
+
+    reports = django_settings.CELERY_REPORTS_QUEUE  # where the worker itself sends the job again (its routes)
+    with app.connection_for_write() as conn:
+        try:
+            conn.default_channel.queue_purge(reports)  # nothing left from another run of this test
+        except conn.channel_errors:
+            pass
+    worker = start_worker(queue, exports, tmp_path / "worker.log", also=reports)
+    try:
+        job = services.export_request(user=user("datamanager"), format="casebooks", trial=Trial.objects.get(code="ASC-DU"))
+        wait_for(lambda: ExportJob.objects.filter(pk=job.pk, state=ExportState.RUNNING).exists(), timeout=120, interval=0.02)
+
+        def snapshot_backends() -> list[int]:  # the worker's open read transaction (progress and heartbeat autocommit)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND xact_start IS NOT NULL AND backend_type = 'client backend'"
+                )
+                return [row[0] for row in cursor.fetchall()]
+
+        pids = wait_for(snapshot_backends, timeout=30, interval=0.02)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+        job = wait_for(lambda: ExportJob.objects.filter(pk=job.pk, state__in=[ExportState.DONE, ExportState.FAILED]).first(),
+                       timeout=240)
+    finally:
+        if worker.poll() is None:
+            kill(worker)
+    assert job.state == ExportState.DONE, job.error
+    reasons = list(job.history.order_by("history_id").values_list("history_change_reason", flat=True))
+    assert reasons[:2] == ["Export requested (blinded)", "Export started"]
+    assert reasons[2].startswith("Export queued again: database connection lost") and reasons[2].endswith("attempt 1 abandoned")
+    assert reasons[3:] == ["Export started (attempt 2)", "Export finished"] and job.attempts == 2
+    assert sorted(p.name for p in (exports / str(job.pk)).iterdir()) == [job.file_name.rsplit("/", 1)[-1]]
+    assert not list((exports / ".partial").glob(f"export-{job.pk}-*"))

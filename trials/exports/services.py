@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -403,6 +403,12 @@ def export_run(job_id: int) -> ExportJob | None:
     except ClaimLost:
         logger.warning("Export %s attempt %s: the job was given to another attempt; this one stops", job_id, attempt)
         return None
+    except OperationalError as error:
+        # The database connection was lost under the export: on a hot standby, a long snapshot is
+        # ended by a recovery conflict (the primary vacuumed rows it still saw: see hot_standby_feedback
+        # in docs/deployment.md), or a server restarted. Not the export's fault: another attempt.
+        logger.warning("Export %s attempt %s: database connection lost (%s); queued again", job_id, attempt, error)
+        return _requeue_after(job_id, attempt, error)
     except Exception as error:
         logger.exception("Export %s failed", job_id)
         return _fail(job_id, attempt, error)
@@ -438,6 +444,31 @@ def _finish(job_id: int, attempt: int, stored: str, size: int, sha256: str, rows
         job.finished_at = now
         job.expires_at = now + timedelta(days=settings.EXPORT_EXPIRY_DAYS)
         return audited_save(job, user=system_user(), reason="Export finished")
+
+
+def _requeue_after(job_id: int, attempt: int, error: Exception) -> ExportJob | None:
+    """Queue the job again after a transient failure of this attempt (audited, a new message at the
+    commit), or fail it once it has had settings.EXPORT_MAX_ATTEMPTS attempts. The connections the
+    failure broke are closed first (Django opens new ones); if the primary itself is unreachable
+    this raises, and the stale scan queues the job again once its heartbeat is old."""
+    for alias in connections:
+        if connections[alias].connection is not None and not connections[alias].is_usable():
+            connections[alias].close()
+    if connection.in_atomic_block:  # (never in a worker; a test's transaction)
+        return _fail(job_id, attempt, error)
+    if attempt >= settings.EXPORT_MAX_ATTEMPTS:
+        return _fail(job_id, attempt, error)
+    with transaction.atomic():
+        job = ExportJob.objects.select_for_update().get(pk=job_id)
+        if job.state != ExportState.RUNNING or job.attempts != attempt:
+            return None
+        job.state = ExportState.QUEUED
+        job.heartbeat_at = timezone.now()
+        job.rows_done = 0
+        reason = f"Export queued again: database connection lost ({type(error).__name__}), attempt {attempt} abandoned"
+        audited_save(job, user=system_user(), reason=reason)
+        transaction.on_commit(lambda: _enqueue(job_id))
+        return job
 
 
 def _fail(job_id: int, attempt: int, error: Exception) -> ExportJob | None:
