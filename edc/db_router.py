@@ -1,4 +1,4 @@
-"""Reads that can go to the streaming replica (issue 22): exports, safety summaries, reports.
+"""Reads that can go to the streaming replica (issue 22): exports, safety summaries, operational reports.
 
 With `REPLICA_DATABASE_URL` set, settings add a `replica` database alias and this router. Code that
 only reads, and tolerates data a few seconds old, wraps its reads in `replica_reads()`:
@@ -92,10 +92,51 @@ def replica_status() -> dict:
     }
 
 
+# The replica has replayed the primary's WAL up to a position (or is no replica: the test mirror).
+CAUGHT_UP_SQL = "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= %s::pg_lsn"
+CAUGHT_UP_POLL_SECONDS = 0.01
+
+
+def replica_caught_up(*, timeout: float | None = None) -> bool:
+    """Wait until the replica has replayed everything committed on the primary before this call
+    (the primary's WAL position now), at most `timeout` seconds (REPLICA_MAX_LAG_SECONDS by
+    default). True when it has: reads from the replica then see every transaction committed
+    before the call, as a read from the primary would. False when it is not usable or too slow."""
+    if not replica_usable():
+        return False
+    timeout = settings.REPLICA_MAX_LAG_SECONDS if timeout is None else timeout
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()")
+            (position,) = cursor.fetchone()
+        deadline = time.monotonic() + timeout
+        while True:
+            with connections[REPLICA].cursor() as cursor:
+                cursor.execute(CAUGHT_UP_SQL, [position])
+                if cursor.fetchone()[0]:
+                    return True
+            if time.monotonic() >= deadline:
+                log.warning("replica not caught up with %s within %s s: reads go to the primary", position, timeout)
+                return False
+            time.sleep(CAUGHT_UP_POLL_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - the primary then serves the reads
+        log.warning("replica catch-up check failed (%s): reads go to the primary", type(exc).__name__)
+        return False
+
+
 @contextmanager
-def replica_reads() -> Iterator[None]:
-    """Reads in this block may go to the replica (bounded lag); writes never do."""
-    token = _replica_wanted.set(True)
+def replica_reads(*, caught_up: bool = False) -> Iterator[None]:
+    """Reads in this block may go to the replica (bounded lag); writes never do.
+
+    With `caught_up`, only once the replica has replayed every transaction committed before the
+    block (`replica_caught_up`): the block's reads are then as fresh as the primary's at its start,
+    never older (the safety summaries, the operational reports: docs/architecture.md). A block
+    entered inside a transaction of the primary reads there (the transaction's own writes are on
+    no replica)."""
+    wanted = True
+    if caught_up:
+        wanted = not connections["default"].in_atomic_block and replica_caught_up()
+    token = _replica_wanted.set(wanted)
     try:
         yield
     finally:

@@ -242,7 +242,11 @@ CELERY_TASK_ROUTES = {
     "trials.exports.tasks.export_run_task": {"queue": CELERY_REPORTS_QUEUE},
     "trials.safety.tasks.safety_summary_refresh": {"queue": CELERY_REPORTS_QUEUE},
     "trials.safety.tasks.safety_summaries_nightly": {"queue": CELERY_REPORTS_QUEUE},
+    "trials.safety.tasks.safety_summaries_stale_scan": {"queue": CELERY_REPORTS_QUEUE},
 }
+# A safety summary refresh queued this long lost its worker (a killed node) or its message: the
+# scan every 5 minutes (and the next AE save) enqueues it again (trials.safety.summary).
+SAFETY_SUMMARY_STALE_MINUTES = env_int("SAFETY_SUMMARY_STALE_MINUTES", 10)
 
 # --- Auth ---------------------------------------------------------------------------------
 
@@ -332,9 +336,14 @@ EXPORT_STORAGE = {
     "OPTIONS": {"location": str(EXPORT_ROOT)} if not env_str("EXPORT_STORAGE_BACKEND") else {},
 }
 EXPORT_EXPIRY_DAYS = env_int("EXPORT_EXPIRY_DAYS", 7)
-# A running export writes a heartbeat with its progress (at least every few seconds); one silent this
-# long lost its worker: it is marked failed, its partial file deleted, and its requester may retry.
+# A running export writes a heartbeat with its progress, and a thread of it every
+# EXPORT_HEARTBEAT_SECONDS in between; one silent EXPORT_HEARTBEAT_TIMEOUT_MINUTES lost its worker (a
+# killed node): the scan every minute queues it again for another worker (its partial file deleted;
+# a late delivery of its old message does nothing), up to EXPORT_MAX_ATTEMPTS claims, then marks it
+# failed (its requester may Retry). Issue 22; docs/architecture.md, "Several machines".
+EXPORT_HEARTBEAT_SECONDS = env_int("EXPORT_HEARTBEAT_SECONDS", 20)
 EXPORT_HEARTBEAT_TIMEOUT_MINUTES = env_int("EXPORT_HEARTBEAT_TIMEOUT_MINUTES", 5)
+EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3)
 # Files of CRF `file` items (trials.visits.files): never under MEDIA_URL, only sent by the scoped
 # download view. CRF_FILES_STORAGE_BACKEND may name any Django storage class (e.g. django-storages'
 # S3 backend, configured by its own AWS_* settings: docs/deployment.md); the default keeps them

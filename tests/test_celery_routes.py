@@ -12,7 +12,7 @@ def queue_of(task: str) -> str:
 
 def test_exports_and_summaries_are_routed_to_the_reports_queue():
     for task in ("trials.exports.tasks.export_run_task", "trials.safety.tasks.safety_summary_refresh",
-                 "trials.safety.tasks.safety_summaries_nightly"):
+                 "trials.safety.tasks.safety_summaries_nightly", "trials.safety.tasks.safety_summaries_stale_scan"):
         assert queue_of(task) == "reports", task
 
 

@@ -99,3 +99,65 @@ def test_healthz_shows_the_replica_lag_to_staff(client):
     assert body["replica"]["configured"] is True
     assert body["replica"]["lag_seconds"] == 0
     assert body["replica"]["used"] is True
+
+
+# --- Reads that wait for the replica to catch up (safety summaries, operational reports) ---------
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_a_caught_up_block_reads_the_replica_and_a_block_inside_a_transaction_reads_the_primary():
+    from django.db import transaction
+
+    assert db_router.replica_caught_up() is True  # the test mirror is no standby: nothing to replay
+    with replica_reads(caught_up=True):
+        assert User.objects.all().db == "replica"
+    with transaction.atomic():
+        User.objects.create_user("uncommitted", password="x")
+        with replica_reads(caught_up=True):  # its own write is on no replica: read where it is
+            assert User.objects.all().db == "default"
+            assert User.objects.filter(username="uncommitted").exists()
+    with override_settings(REPLICA_MAX_LAG_SECONDS=-1):
+        db_router._Status.checked_at = 0.0
+        with replica_reads(caught_up=True):
+            assert User.objects.all().db == "default"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_the_safety_summary_is_computed_on_the_replica_and_stored_on_the_primary(seeds, monkeypatch):  # noqa: ANN001, ARG001
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from edc.celery import app
+    from trials.protocol.models import Trial
+    from trials.safety.models import SafetySummary
+    from trials.safety.summary import summary_request_recompute
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the replica is PostgreSQL's")
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    trial = Trial.objects.get(code="ASC-DU")
+    with CaptureQueriesContext(connections["replica"]) as on_replica, CaptureQueriesContext(connections["default"]) as on_primary:
+        assert summary_request_recompute(trial.pk) is True  # committed: the refresh runs at once (eager)
+    replica_sql = " ".join(q["sql"] for q in on_replica.captured_queries)
+    primary_sql = " ".join(q["sql"] for q in on_primary.captured_queries)
+    assert "safety_adverseevent" in replica_sql and "safety_adverseevent" not in primary_sql  # the counts
+    assert 'INSERT INTO "safety_safetysummary"' in primary_sql and "INSERT" not in replica_sql  # the writes
+    assert "pg_current_wal_lsn" in primary_sql  # the position the replica had to reach first
+    assert SafetySummary.objects.filter(trial=trial).count() == 2
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_the_operational_reports_are_read_from_the_replica_after_the_access_check(seeds, client):  # noqa: ANN001, ARG001
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(User.objects.create_superuser("reports-admin", password="x" * 12))
+    with CaptureQueriesContext(connections["replica"]) as on_replica, CaptureQueriesContext(connections["default"]) as on_primary:
+        page = client.get("/trials/ASC-DU/reports/")
+        csv = client.get("/trials/ASC-DU/reports/enrolment.csv")
+    assert page.status_code == 200 and csv.status_code == 200
+    replica_sql = " ".join(q["sql"] for q in on_replica.captured_queries)
+    primary_sql = " ".join(q["sql"] for q in on_primary.captured_queries)
+    assert "participants_participant" in replica_sql  # the reports' counts
+    assert "participants_participant" not in primary_sql
+    assert "protocol_trial" in primary_sql  # the access check (the user's trials)
+    assert client.get("/trials/NOPE/reports/").status_code == 404

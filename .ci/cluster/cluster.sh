@@ -124,6 +124,9 @@ CONF
     ns pg2 runuser -u postgres -- "$PGBIN/pg_basebackup" -h $NET.31 -U postgres -D "$STATE/pg/replica" -R -C -S edc_replica -X stream -c fast
     sed -i "s/^listen_addresses = .*/listen_addresses = '$NET.32'/; s/^archive_mode = on/archive_mode = off/" "$STATE/pg/replica/postgresql.conf"
     echo "restore_command = 'cp $STATE/wal-archive/%f %p'" >> "$STATE/pg/replica/postgresql.conf"
+    # An export's snapshot lasts minutes on the standby: without feedback the primary's vacuum removes rows it
+    # still sees and the standby ends the export's connection ("conflict with recovery"; drilled 2026-12-06).
+    echo "hot_standby_feedback = on" >> "$STATE/pg/replica/postgresql.conf"
   fi
   if ! ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" status >/dev/null 2>&1; then
     ns pg2 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$STATE/pg/replica" -l "$STATE/pg/replica.log" -w start >/dev/null

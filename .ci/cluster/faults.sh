@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Fault drills on the running cluster (issue 22), each printing what it checked. Needs `make cluster`.
-#   .ci/cluster/faults.sh [web|worker|redis|beat|all]
+#   .ci/cluster/faults.sh [web|worker|schedule|redis|beat|all]
 # web:    under load (locust, 8 users, 45 s) SIGKILL web1 at 15 s, start it again at 30 s: the proxy routes
 #         around it; requests in flight on web1 fail (counted); every saved entry has exactly one audit row
 #         per revision (no partial write) and the audit rows equal the saves answered 302.
-# worker: an ODM export; SIGKILL the worker node running it: the dead-job scan marks it failed (heartbeat
-#         timeout, 1 minute in the lab), Retry runs it to the end on the other worker.
+# worker: an ODM export; SIGKILL the worker node running it: the stale scan (every minute; heartbeat timeout
+#         1 minute in the lab) queues it again, the other worker runs it to the end; then the killed node's own
+#         message, delivered again when it restarts, does nothing: one file, one "Export finished".
+# schedule: 600 participants without visits, 3 SAE clocks past half time; the periodic work enqueued (schedule
+#         batch, reminders, clock alerts, nightly summaries); SIGKILL the worker node running the batch; the next
+#         scans (and the same nightly tick again) complete it on the other worker: visits, reminders, clock alerts
+#         and summaries exist once each.
 # redis:  workers stopped, an export requested, Redis restarted (no persistence: the message is lost); the
 #         housekeeping scan (hourly; run here as if 11 minutes had passed) enqueues it again; it finishes.
 # beat:   stop the beat that holds the lock: the standby on the other node takes it within its poll; a SIGKILLed
@@ -49,26 +54,59 @@ PY
   say "entries whose revision differs from their audit rows (partial writes): $(drill integrity)"
 }
 
-worker() {
-  "$C" start worker1; "$C" start worker2; sleep 3
+receiver() {  # receiver TASK: wait for the worker node whose log receives TASK next; print it
+  local task=$1 victim="" w
   declare -A seen
-  for w in worker1 worker2; do seen[$w]=$(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true); done
-  job=$(drill export); say "export job $job requested"
-  victim=""
-  for _ in $(seq 300); do   # the node whose log receives the export (polled every 0.1 s)
+  for w in worker1 worker2; do seen[$w]=$(grep -c "$task.*received" "$STATE/logs/$w.log" || true); done
+  echo "ready" >&2
+  for _ in $(seq 300); do   # polled every 0.1 s
     for w in worker1 worker2; do
-      [[ $(grep -c "export_run_task.*received" "$STATE/logs/$w.log" || true) -gt ${seen[$w]} ]] && victim=$w
+      [[ $(grep -c "$task.*received" "$STATE/logs/$w.log" || true) -gt ${seen[$w]} ]] && victim=$w
     done
     [[ -n $victim ]] && break; sleep 0.1
   done
-  say "SIGKILL $victim (it received the export)"; "$C" kill "$victim"
-  say "job $job right after the kill: $(drill job "$job")"
-  wait_job "$job" failed 180 || true   # the dead-job scan: heartbeat older than 1 minute (lab setting)
-  new=$(drill retry "$job"); say "retried as job $new"
-  wait_job "$new" done 180 || true
-  say "the other worker ran it: $(grep -h "export_run_task.*succeeded" "$STATE"/logs/worker*.log | tail -1 | cut -c1-23)"
+  echo "$victim"
+}
+
+worker() {
+  "$C" start worker1; "$C" start worker2; sleep 3
+  local out=$STATE/receiver.out
+  receiver export_run_task >"$out" 2>/dev/null &
+  local watcher=$!; sleep 0.5
+  job=$(drill export casebooks); say "export job $job requested (casebooks: a PDF per participant, minutes)"
+  wait $watcher || true; victim=$(cat "$out")
+  [[ -n $victim ]] || { say "no worker received the export"; return 1; }
+  drill wait "$job" running 60 >/dev/null; sleep 5
+  say "SIGKILL $victim (it runs the export: $(drill job "$job"))"; "$C" kill "$victim"
+  local t0=$SECONDS
+  wait_job "$job" done 240 || true   # the stale scan (beat, every minute): heartbeat older than 1 minute (lab setting)
+  say "done $((SECONDS - t0)) s after the kill; $(drill attempts "$job")"
+  say "the other worker ran it: $(grep -h "export_run_task.*succeeded" "$STATE"/logs/worker*.log | tail -1 | cut -c1-80)"
+  "$C" start "$victim"; sleep 15   # (Redis gives its unacknowledged message back after the visibility timeout)
+  say "after $victim restarted: $(drill attempts "$job")"
+}
+
+schedule() {
+  "$C" start worker1; "$C" start worker2; sleep 3
+  drill sched-prepare 600
+  local out=$STATE/receiver.out
+  receiver schedule_batch >"$out" 2>/dev/null &
+  local watcher=$!; sleep 0.5
+  say "periodic work enqueued (schedule batch of $(drill sched-enqueue) participants, reminders, clock alerts, nightly summaries)"
+  wait $watcher || true; victim=$(cat "$out")
+  [[ -n $victim ]] || { say "no worker received the batch"; return 1; }
+  drill sched-wait 40   # some schedules written, most not
+  say "SIGKILL $victim mid-batch (participants with / without visits: $(drill sched-progress))"; "$C" kill "$victim"
+  say "after the kill: $(drill sched-check)"
+  if [[ ${RESTART_VICTIM:-0} == 1 ]]; then "$C" start "$victim"; say "$victim started again (systemd: Restart=always)"; fi
+  say "the next ticks: $(drill sched-rescan 11)"
+  for _ in $(seq 240); do read -r _done left <<<"$(drill sched-progress)"; [[ $left == 0 ]] && break; sleep 1; done
+  sleep 10   # the reminders, alerts and summaries enqueued with them
+  say "after the scans: $(drill sched-check)"
   "$C" start "$victim"
 }
+# (RESTART_VICTIM=1: the killed node comes back before the next ticks, for when the other node is busy
+# with a long export: worker concurrency 1 in the lab.)
 
 redis() {
   "$C" stop worker1; "$C" stop worker2
@@ -100,7 +138,7 @@ beat() {
 }
 
 case ${1:-all} in
-  web) web ;; worker) worker ;; redis) redis ;; beat) beat ;;
-  all) web; worker; redis; beat ;;
-  *) echo "usage: $0 [web|worker|redis|beat|all]"; exit 2 ;;
+  web) web ;; worker) worker ;; schedule) schedule ;; redis) redis ;; beat) beat ;;
+  all) web; worker; schedule; redis; beat ;;
+  *) echo "usage: $0 [web|worker|schedule|redis|beat|all]"; exit 2 ;;
 esac

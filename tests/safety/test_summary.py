@@ -264,16 +264,16 @@ def test_a_request_during_a_run_starts_one_more_run(hands, in_process, django_ca
     from trials.safety import summary
 
     trial = hands["trial"]
-    real_store = summary.summary_store
+    real_compute = summary.compute_summary
     saved_during_run = []
 
-    def store_and_meanwhile_an_ae_is_saved(trial, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def compute_and_meanwhile_an_ae_is_saved(trial, **kwargs):  # noqa: ANN001, ANN003, ANN202
         if not saved_during_run:
             saved_during_run.append(ae(hands["participants"][2], 1, grade=4))
             assert summary_request_recompute(trial.pk) is False  # a run is queued: only marked dirty
-        return real_store(trial, **kwargs)
+        return real_compute(trial, **kwargs)
 
-    monkeypatch.setattr(summary, "summary_store", store_and_meanwhile_an_ae_is_saved)
+    monkeypatch.setattr(summary, "compute_summary", compute_and_meanwhile_an_ae_is_saved)
     with django_capture_on_commit_callbacks(execute=True):
         summary_request_recompute(trial.pk)
     state = SummaryState.objects.get(trial=trial)
@@ -289,6 +289,60 @@ def test_refresh_without_a_request_releases_the_queue(hands) -> None:  # noqa: A
     assert summary_refresh(trial.pk) is False
     state = SummaryState.objects.get(trial=trial)
     assert (state.queued, state.runs) == (False, 1)
+
+
+def test_a_nightly_tick_delivered_twice_refreshes_each_trial_once(hands, in_process, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    """At-least-once delivery: the nightly tick may run twice (its worker killed after it ran, the
+    message given again). Each trial gets one refresh that night: one blinded and one unblinded
+    summary at one cut-off. The next night refreshes again."""
+    from trials.safety.tasks import safety_summaries_nightly
+
+    trials = Trial.objects.count()
+    night = timezone.now().replace(hour=1, minute=30, second=0, microsecond=0)
+    with time_machine.travel(night, tick=False):
+        for _tick in range(2):
+            with django_capture_on_commit_callbacks(execute=True):
+                safety_summaries_nightly.apply()
+    assert SafetySummary.objects.count() == 2 * trials
+    assert set(SafetySummary.objects.values_list("cutoff_at", flat=True)) == {night}
+    assert sorted(SafetySummary.objects.values_list("trial_id", "blinded")) == sorted(
+        (pk, blinded) for pk in Trial.objects.values_list("pk", flat=True) for blinded in (False, True)
+    )
+    with time_machine.travel(night + timedelta(days=1), tick=False), django_capture_on_commit_callbacks(execute=True):
+        safety_summaries_nightly.apply()
+    assert SafetySummary.objects.count() == 4 * trials
+
+
+def test_a_refresh_whose_worker_was_killed_is_found_by_the_stale_scan_and_run_once(hands, in_process, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    """A worker killed mid-refresh leaves the trial's state queued (its message comes back only after
+    Redis's visibility timeout, 12 h). An AE save meanwhile only marks it dirty; after
+    SAFETY_SUMMARY_STALE_MINUTES (10) the scan enqueues it again; it runs once; a second scan (or
+    the old message delivered late, which finds the queue released) adds nothing."""
+    from trials.safety.summary import summaries_stale_requeue
+
+    trial = hands["trial"]
+    start = timezone.now()
+    with django_capture_on_commit_callbacks(execute=False):  # the refresh's message went to the killed worker
+        assert summary_request_recompute(trial.pk) is True
+    assert SummaryState.objects.get(trial=trial).queued_at == start
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            assert summary_request_recompute(trial.pk) is False  # an AE saved: queued (not stale yet), only dirty
+            assert summaries_stale_requeue() == 0
+        assert callbacks == []
+    with time_machine.travel(start + timedelta(minutes=10, seconds=1), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert summaries_stale_requeue() == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            assert summaries_stale_requeue() == 0
+    state = SummaryState.objects.get(trial=trial)
+    assert (state.queued, state.dirty, state.runs) == (False, False, 1)
+    assert SafetySummary.objects.filter(trial=trial).count() == 2
+    from trials.safety.tasks import safety_summary_refresh
+
+    with time_machine.travel(start + timedelta(hours=12, seconds=1), tick=False):
+        assert safety_summary_refresh.apply(args=[trial.pk]).get() is False  # the killed worker's message, late
+    assert SafetySummary.objects.filter(trial=trial).count() == 2 and SummaryState.objects.get(trial=trial).runs == 1
 
 
 # --- The page -----------------------------------------------------------------------------------

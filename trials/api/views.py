@@ -41,7 +41,7 @@ from trials.api.services import call_log
 from trials.exports.formats import FORMATS
 from trials.exports.models import ExportJob, ExportState
 from trials.exports.selectors import exportable_trials, jobs_for_user
-from trials.exports.services import export_download, export_request, exports_dead_fail
+from trials.exports.services import export_download, export_request, exports_stale_requeue
 from trials.exports.views import export_file_response
 from trials.monitoring.audit.trail import entry_trail, participant_trail
 from trials.monitoring.queries.services import query_answer, query_close
@@ -883,9 +883,9 @@ class ExportViewSet(RefusalMixin, BoundedLookup, LoggedMixin, mixins.ListModelMi
         return Response(s.ExportJobSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED)
 
     def retrieve(self, request, *args, **kwargs):
-        """An export's state and progress (a job whose worker was lost shows failed)."""
+        """An export's state and progress (a job whose worker was lost is queued again)."""
         job = self.get_object()
-        if job.is_active and exports_dead_fail():
+        if job.is_active and any(exports_stale_requeue().values()):
             job.refresh_from_db()
         return Response(self.get_serializer(job).data)
 

@@ -59,7 +59,17 @@ class ExportJob(AuditedModel):
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(
         _("last sign of life"), null=True, blank=True,
-        help_text=_("Written by the running export with its progress; a silent job lost its worker."),
+        help_text=_(
+            "Written by the running export with its progress; a silent job lost its worker and is queued again "
+            "(then: when it was queued again)."
+        ),
+    )
+    attempts = models.PositiveSmallIntegerField(
+        _("attempts"), default=0,
+        help_text=_(
+            "How many times a worker took the job. The running attempt's number is its claim: only it writes "
+            "the progress, the file and the end."
+        ),
     )
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -41,9 +42,11 @@ logger = logging.getLogger(__name__)
 STORAGE_ALIAS = "exports"
 # A job queued this long without starting lost its message (a Redis restart): enqueue it again.
 REQUEUE_AFTER = timedelta(minutes=10)
-# A running job writes a heartbeat with its progress; one silent for
-# settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES lost its worker (see `exports_dead_fail`).
-DEAD_JOB_MESSAGE = "The export stopped (its worker was lost). Request it again with Retry."
+# A running job writes a heartbeat with its progress (and a beat thread every
+# settings.EXPORT_HEARTBEAT_SECONDS); one silent for settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES lost its
+# worker: `exports_stale_requeue` queues it again for another worker, up to settings.EXPORT_MAX_ATTEMPTS
+# claims; after that it fails with this message.
+DEAD_JOB_MESSAGE = "The export stopped {attempts} times (its worker was lost each time). Request it again with Retry."
 PROGRESS_EVERY_ROWS = selectors.CHUNK_SIZE
 PROGRESS_EVERY_SECONDS = 1.0
 
@@ -200,38 +203,88 @@ def export_rights_hold(*, job: ExportJob, user) -> bool:  # noqa: ANN001
 # --- Run ------------------------------------------------------------------------------------
 
 
+class ClaimLost(RuntimeError):
+    """The job is no longer this attempt's (the stale scan queued it again and another worker took
+    it, or it was failed): this attempt stops and writes nothing more."""
+
+
+def _claimed_update(job_id: int, attempt: int, side, **values) -> bool:  # noqa: ANN001, ANN003
+    """One guarded UPDATE of derived fields (progress, heartbeat) of a running job, only while it is
+    still claimed by `attempt`; on the side connection (autocommit) when there is one. Returns
+    whether the claim holds."""
+    if side is None:
+        return bool(
+            ExportJob.objects.filter(pk=job_id, state=ExportState.RUNNING, attempts=attempt).derived_update(**values)
+        )
+    columns = ", ".join(f"{name} = %s" for name in values)
+    with side.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ExportJob._meta.db_table} SET {columns} WHERE id = %s AND state = %s AND attempts = %s",  # noqa: S608
+            [*values.values(), job_id, ExportState.RUNNING.value, attempt],
+        )
+        return cursor.rowcount == 1
+
+
 class _Progress:
     """The writers' progress callback: counts rows and writes the count at most every chunk or
-    second. Inside the export's snapshot transaction (PostgreSQL), the count goes through a
-    second connection, or nobody would see it before the end."""
+    second, with the heartbeat, through a guarded UPDATE that holds only while the job is still
+    this attempt's (`ClaimLost` otherwise: a stalled worker that was given up on stops there).
+    Inside the export's snapshot transaction (PostgreSQL), the count goes through a second
+    connection, or nobody would see it before the end."""
 
-    def __init__(self, job_id: int, side_connection=None) -> None:  # noqa: ANN001
+    def __init__(self, job_id: int, attempt: int, side_connection=None) -> None:  # noqa: ANN001
         self.job_id = job_id
+        self.attempt = attempt
         self.side = side_connection
         self.done = 0
         self.flushed = 0
         self.flushed_at = time.monotonic()
+        self.lost = threading.Event()  # set by the beat thread when the claim is gone
 
     def __call__(self, rows: int) -> None:
         self.done += rows
+        if self.lost.is_set():
+            raise ClaimLost(self.job_id)
         if self.done - self.flushed >= PROGRESS_EVERY_ROWS or time.monotonic() - self.flushed_at >= PROGRESS_EVERY_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Write the count and the job's heartbeat (the sign of life `exports_dead_fail` reads)."""
+        """Write the count and the job's heartbeat (the sign of life `exports_stale_requeue` reads)."""
         self.flushed, self.flushed_at = self.done, time.monotonic()
-        now = timezone.now()
-        if self.side is None:
-            ExportJob.objects.filter(pk=self.job_id, state=ExportState.RUNNING).derived_update(
-                rows_done=self.done, heartbeat_at=now
-            )
-            return
-        # The same guarded UPDATE as derived_update(), on the side connection (autocommit).
-        with self.side.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {ExportJob._meta.db_table} SET rows_done = %s, heartbeat_at = %s WHERE id = %s AND state = %s",  # noqa: S608
-                [self.done, now, self.job_id, ExportState.RUNNING.value],
-            )
+        if not _claimed_update(self.job_id, self.attempt, self.side, rows_done=self.done, heartbeat_at=timezone.now()):
+            self.lost.set()
+            raise ClaimLost(self.job_id)
+
+
+class _Beat(threading.Thread):
+    """The heartbeat between progress writes (a writer may compute for minutes before its first
+    row: a big count, a casebook's PDF): every settings.EXPORT_HEARTBEAT_SECONDS, on a connection
+    of its own, while the claim holds. It proves the process lives, so only a killed or frozen
+    worker goes silent."""
+
+    def __init__(self, progress: _Progress) -> None:
+        super().__init__(name=f"export-{progress.job_id}-beat", daemon=True)
+        self.progress = progress
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        conn = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            while not self.stopped.wait(settings.EXPORT_HEARTBEAT_SECONDS):
+                try:
+                    held = _claimed_update(self.progress.job_id, self.progress.attempt, conn, heartbeat_at=timezone.now())
+                except Exception:  # noqa: BLE001 - a lost connection: the progress writes will tell
+                    logger.warning("Export %s: heartbeat not written", self.progress.job_id, exc_info=True)
+                    continue
+                if not held:
+                    self.progress.lost.set()
+                    return
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
 
 
 @contextmanager
@@ -258,15 +311,22 @@ def _snapshot():  # noqa: ANN202
         side.close()
 
 
-def _start(job_id: int) -> ExportJob | None:
+def export_claim(job_id: int) -> ExportJob | None:
+    """Take a queued job for this worker: a compare-and-set under the row lock (queued -> running,
+    `attempts` + 1, audited). The new `attempts` is this run's claim token: progress, heartbeat,
+    finish and failure are written only while the job is still running under it. None when the
+    job is not queued: a second delivery of the message (the job ran, or runs elsewhere), or an
+    expired or failed job: nothing to do."""
     with transaction.atomic():
         job = ExportJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.state != ExportState.QUEUED:
-            return None  # a second delivery of the message, or an expired/failed job: nothing to do
+            return None
         job.state = ExportState.RUNNING
+        job.attempts += 1
         job.started_at = job.heartbeat_at = timezone.now()
         job.rows_done = 0
-        return audited_save(job, user=system_user(), reason="Export started")
+        reason = "Export started" if job.attempts == 1 else f"Export started (attempt {job.attempts})"
+        return audited_save(job, user=system_user(), reason=reason)
 
 
 class _MovableFile(File):
@@ -292,6 +352,12 @@ def _file_name(job: ExportJob, extension: str) -> str:
     return f"{job.pk}/{what}_{job.format}_{blinding}_{stamp}.{extension}"
 
 
+def _partial_prefix(job_id: int, attempt: int) -> str:
+    """Temporary files are named by job and attempt: the stale scan deletes a lost attempt's file,
+    never the one the next attempt is writing beside it."""
+    return f"export-{job_id}-a{attempt}-"
+
+
 def _sha256(path: str) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as handle:
@@ -303,56 +369,74 @@ def _sha256(path: str) -> tuple[str, int]:
 
 def export_run(job_id: int) -> ExportJob | None:
     """Write a queued export to the export storage, updating its progress; a failure is recorded on
-    the job with its message. Safe to run twice: only a queued job starts."""
-    job = _start(job_id)
+    the job with its message. Safe to run twice, and beside a stalled earlier attempt: only a
+    queued job is claimed, and only the attempt holding the claim writes progress, its file and
+    the job's end (`export_claim`)."""
+    job = export_claim(job_id)
     if job is None:
         return None
+    attempt = job.attempts
     handle = None
+    beat = None
+    progress = None
     try:
         export_format = format_get(job.format)
         if export_format is None:
             raise ValueError(f"unknown format {job.format!r}")
         spec = spec_for(job)
-        handle = tempfile.NamedTemporaryFile(prefix=f"export-{job.pk}-", dir=_partial_dir(), delete=False)  # noqa: SIM115
+        handle = tempfile.NamedTemporaryFile(prefix=_partial_prefix(job.pk, attempt), dir=_partial_dir(), delete=False)  # noqa: SIM115
         with _snapshot() as side:
-            progress = _Progress(job.pk, side)
-            _total_set(job.pk, export_format.count(spec), side)
+            progress = _Progress(job.pk, attempt, side)
+            if side is not None:  # committed rows only (not inside a test's transaction)
+                beat = _Beat(progress)
+                beat.start()
+            _total_set(job.pk, attempt, export_format.count(spec), side)
             export_format.write(spec, handle, progress)
+        if beat is not None:
+            beat.stop()
+        if progress.lost.is_set():
+            raise ClaimLost(job.pk)
         handle.close()
         sha256, size = _sha256(handle.name)
         with open(handle.name, "rb") as finished:
             stored = export_storage().save(_file_name(job, export_format.extension), _MovableFile(finished))
+    except ClaimLost:
+        logger.warning("Export %s attempt %s: the job was given to another attempt; this one stops", job_id, attempt)
+        return None
+    except OperationalError as error:
+        # The database connection was lost under the export: on a hot standby, a long snapshot is
+        # ended by a recovery conflict (the primary vacuumed rows it still saw: see hot_standby_feedback
+        # in docs/deployment.md), or a server restarted. Not the export's fault: another attempt.
+        logger.warning("Export %s attempt %s: database connection lost (%s); queued again", job_id, attempt, error)
+        return _requeue_after(job_id, attempt, error)
     except Exception as error:
         logger.exception("Export %s failed", job_id)
-        return _fail(job_id, error)
+        return _fail(job_id, attempt, error)
     finally:
+        if beat is not None:
+            beat.stop()
         if handle is not None:
             handle.close()
             if os.path.exists(handle.name):
                 os.unlink(handle.name)
-    return _finish(job_id, stored, size, sha256, progress.done)
+    return _finish(job_id, attempt, stored, size, sha256, progress.done)
 
 
-def _total_set(job_id: int, total: int, side) -> None:  # noqa: ANN001
+def _total_set(job_id: int, attempt: int, total: int, side) -> None:  # noqa: ANN001
     """The progress bar's total, written outside the history like the count (the finished job
     records the final count through an audited save)."""
-    now = timezone.now()
-    if side is None:
-        ExportJob.objects.filter(pk=job_id, state=ExportState.RUNNING).derived_update(rows_total=total, heartbeat_at=now)
-        return
-    with side.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {ExportJob._meta.db_table} SET rows_total = %s, heartbeat_at = %s WHERE id = %s AND state = %s",  # noqa: S608
-            [total, now, job_id, ExportState.RUNNING.value],
-        )
+    if not _claimed_update(job_id, attempt, side, rows_total=total, heartbeat_at=timezone.now()):
+        raise ClaimLost(job_id)
 
 
-def _finish(job_id: int, stored: str, size: int, sha256: str, rows: int) -> ExportJob:
+def _finish(job_id: int, attempt: int, stored: str, size: int, sha256: str, rows: int) -> ExportJob | None:
+    """The job done with this attempt's file, if the job is still this attempt's; otherwise (given
+    to another attempt, or failed, meanwhile) the file is deleted: one file per job, one end."""
     with transaction.atomic():
         job = ExportJob.objects.select_for_update().get(pk=job_id)
-        if job.state != ExportState.RUNNING:
-            export_storage().delete(stored)  # marked failed (stale) meanwhile: keep no orphan file
-            return job
+        if job.state != ExportState.RUNNING or job.attempts != attempt:
+            transaction.on_commit(lambda: export_storage().delete(stored))  # keep no orphan file
+            return None
         now = timezone.now()
         job.state = ExportState.DONE
         job.file_name, job.size, job.sha256 = stored, size, sha256
@@ -362,11 +446,36 @@ def _finish(job_id: int, stored: str, size: int, sha256: str, rows: int) -> Expo
         return audited_save(job, user=system_user(), reason="Export finished")
 
 
-def _fail(job_id: int, error: Exception) -> ExportJob:
+def _requeue_after(job_id: int, attempt: int, error: Exception) -> ExportJob | None:
+    """Queue the job again after a transient failure of this attempt (audited, a new message at the
+    commit), or fail it once it has had settings.EXPORT_MAX_ATTEMPTS attempts. The connections the
+    failure broke are closed first (Django opens new ones); if the primary itself is unreachable
+    this raises, and the stale scan queues the job again once its heartbeat is old."""
+    for alias in connections:
+        if connections[alias].connection is not None and not connections[alias].is_usable():
+            connections[alias].close()
+    if connection.in_atomic_block:  # (never in a worker; a test's transaction)
+        return _fail(job_id, attempt, error)
+    if attempt >= settings.EXPORT_MAX_ATTEMPTS:
+        return _fail(job_id, attempt, error)
     with transaction.atomic():
         job = ExportJob.objects.select_for_update().get(pk=job_id)
-        if job.state != ExportState.RUNNING:
-            return job  # already marked failed as dead (its partial file deleted under it): keep that message
+        if job.state != ExportState.RUNNING or job.attempts != attempt:
+            return None
+        job.state = ExportState.QUEUED
+        job.heartbeat_at = timezone.now()
+        job.rows_done = 0
+        reason = f"Export queued again: database connection lost ({type(error).__name__}), attempt {attempt} abandoned"
+        audited_save(job, user=system_user(), reason=reason)
+        transaction.on_commit(lambda: _enqueue(job_id))
+        return job
+
+
+def _fail(job_id: int, attempt: int, error: Exception) -> ExportJob | None:
+    with transaction.atomic():
+        job = ExportJob.objects.select_for_update().get(pk=job_id)
+        if job.state != ExportState.RUNNING or job.attempts != attempt:
+            return None  # another attempt's now, or already failed (its partial file deleted under it): keep that
         job.state = ExportState.FAILED
         job.finished_at = timezone.now()
         job.error = f"{type(error).__name__}: {error}"[:2000]
@@ -406,39 +515,63 @@ def _heartbeat_timeout() -> timedelta:
     return timedelta(minutes=settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES)
 
 
-def _partial_files_delete(job_id: int) -> None:
-    """The temporary files a dead export left under the storage's .partial folder."""
+def _partial_files_delete(job_id: int, attempt: int) -> None:
+    """The temporary file a lost attempt left under the storage's .partial folder (not the next
+    attempt's)."""
     location = getattr(export_storage(), "location", None)
     if not location:
         return
-    for path in (Path(location) / ".partial").glob(f"export-{job_id}-*"):
+    for path in (Path(location) / ".partial").glob(f"{_partial_prefix(job_id, attempt)}*"):
         path.unlink(missing_ok=True)
 
 
-def exports_dead_fail(*, now: datetime | None = None) -> int:
-    """Mark failed every running export whose heartbeat is older than
-    settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES (its worker was killed or lost), with a message its
-    requester sees on the export page, and delete its partial file. Cheap when nothing is dead
-    (one query): run every minute by Celery beat and whenever an export page opens. Returns the
-    number of jobs marked failed."""
+def _enqueue(job_id: int) -> None:
+    from trials.exports.tasks import export_run_task
+
+    export_run_task.delay(job_id)
+
+
+def exports_stale_requeue(*, now: datetime | None = None) -> dict[str, int]:
+    """Every running export whose heartbeat is older than settings.EXPORT_HEARTBEAT_TIMEOUT_MINUTES
+    lost its worker (killed, its node gone): queue it again for another worker (audited; its lost
+    attempt's partial file deleted), or, after settings.EXPORT_MAX_ATTEMPTS attempts, mark it
+    failed with a message its requester sees (she may Retry). The lost attempt's message is not
+    needed: the scan enqueues a new one, and if the old one is delivered again later (Redis's
+    visibility timeout) it finds the job claimed or finished and does nothing (`export_claim`).
+
+    Cheap when nothing is stale (one query): run every minute by Celery beat and whenever an
+    export page opens. Returns {"requeued": n, "failed": n}."""
     now = now or timezone.now()
     silent_since = now - _heartbeat_timeout()
-    dead = ExportJob.objects.filter(state=ExportState.RUNNING).filter(
+    stale = ExportJob.objects.filter(state=ExportState.RUNNING).filter(
         Q(heartbeat_at__lte=silent_since) | Q(heartbeat_at__isnull=True, started_at__lte=silent_since)
     )
-    count = 0
-    for job_id in dead.values_list("pk", flat=True):
+    counts = {"requeued": 0, "failed": 0}
+    for job_id in stale.values_list("pk", flat=True):
         with transaction.atomic():
             job = ExportJob.objects.select_for_update().get(pk=job_id)
-            if job.state != ExportState.RUNNING:
-                continue
-            job.state = ExportState.FAILED
-            job.finished_at = now
-            job.error = DEAD_JOB_MESSAGE
-            audited_save(job, user=system_user(), reason="Export failed: worker lost (no heartbeat)")
-            transaction.on_commit(lambda job_id=job_id: _partial_files_delete(job_id))
-            count += 1
-    return count
+            silent = job.heartbeat_at or job.started_at
+            if job.state != ExportState.RUNNING or (silent is not None and silent > silent_since):
+                continue  # finished, or beat again, since the list was read
+            lost = job.attempts
+            if job.attempts >= settings.EXPORT_MAX_ATTEMPTS:
+                job.state = ExportState.FAILED
+                job.finished_at = now
+                job.error = DEAD_JOB_MESSAGE.format(attempts=job.attempts)
+                audited_save(job, user=system_user(), reason="Export failed: worker lost (no heartbeat)")
+                counts["failed"] += 1
+            else:
+                job.state = ExportState.QUEUED
+                job.heartbeat_at = now  # queued again at (the lost-message scan counts from here)
+                job.rows_done = 0
+                audited_save(
+                    job, user=system_user(),
+                    reason=f"Export queued again: worker lost (no heartbeat), attempt {lost} abandoned",
+                )
+                transaction.on_commit(lambda job_id=job_id: _enqueue(job_id))
+                counts["requeued"] += 1
+            transaction.on_commit(lambda job_id=job_id, lost=lost: _partial_files_delete(job_id, lost))
+    return counts
 
 
 def export_retry(*, job_id: int, user) -> ExportJob:  # noqa: ANN001
@@ -460,8 +593,8 @@ def export_retry(*, job_id: int, user) -> ExportJob:  # noqa: ANN001
 
 def exports_scan(*, now: datetime | None = None) -> dict[str, int]:
     """The hourly housekeeping: delete the files of expired exports (the job stays, marked
-    expired), mark jobs whose worker was lost as failed, and enqueue again jobs whose message was
-    lost. Each job is handled in its own transaction under its row lock; a second run changes
+    expired), queue again jobs whose worker was lost (`exports_stale_requeue`), and enqueue again
+    jobs whose message was lost. Each job is handled in its own transaction under its row lock; a second run changes
     nothing."""
     now = now or timezone.now()
     system = system_user()
@@ -476,11 +609,14 @@ def exports_scan(*, now: datetime | None = None) -> dict[str, int]:
             job.state = ExportState.EXPIRED
             audited_save(job, user=system, reason="Export expired: file deleted")
             counts["expired"] += 1
-    counts["stale"] = exports_dead_fail(now=now)
-    from trials.exports.tasks import export_run_task
-
-    for job_id in ExportJob.objects.filter(state=ExportState.QUEUED, created_at__lte=now - REQUEUE_AFTER).values_list("pk", flat=True):
-        export_run_task.delay(job_id)
+    stale = exports_stale_requeue(now=now)
+    counts["stale"] = stale["requeued"] + stale["failed"]
+    # A queued job's message lost (a Redis restart): counted from its request, or from when the
+    # stale scan queued it again (heartbeat_at).
+    lost = ExportJob.objects.filter(state=ExportState.QUEUED, created_at__lte=now - REQUEUE_AFTER).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lte=now - REQUEUE_AFTER)
+    )
+    for job_id in lost.values_list("pk", flat=True):
+        _enqueue(job_id)
         counts["requeued"] += 1
     return counts
-

@@ -1,9 +1,10 @@
 """Celery tasks of the exports. Thin: they take ids and call the services, which make a second
 delivery harmless (only a queued job starts; housekeeping re-reads each job under its lock).
 
-Periodic: `exports_scan` (django-celery-beat, hourly) deletes expired files, fails jobs whose
+Periodic: `exports_scan` (django-celery-beat, hourly) deletes expired files, re-queues jobs whose
 worker was lost and re-enqueues jobs whose message was lost; `exports_dead_scan` (every minute)
-fails running jobs whose heartbeat stopped and deletes their partial files."""
+queues again running jobs whose heartbeat stopped (a killed worker node), so another worker
+finishes them (`services.exports_stale_requeue`)."""
 
 from celery import shared_task
 
@@ -23,6 +24,6 @@ def exports_scan() -> dict:
 
 
 @shared_task
-def exports_dead_scan() -> int:
-    """Fail running exports whose heartbeat stopped (a killed worker), within minutes."""
-    return services.exports_dead_fail()
+def exports_dead_scan() -> dict:
+    """Queue again running exports whose heartbeat stopped (a killed worker), within minutes."""
+    return services.exports_stale_requeue()

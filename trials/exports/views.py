@@ -48,7 +48,7 @@ def export_home(request: HttpRequest) -> HttpResponse:
     trials = list(selectors.exportable_trials(request.user).order_by("code"))
     if not trials:
         raise Http404(_("You have no role that exports data."))
-    services.exports_dead_fail()  # a killed worker's job shows failed at once, not at the next scan
+    services.exports_stale_requeue()  # a killed worker's job is queued again at once, not at the next scan
     form = PooledExportForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         if _requested(request, form, pooled_crf=form.cleaned_data["pooled_crf"]) is not None:
@@ -62,7 +62,7 @@ def export_home(request: HttpRequest) -> HttpResponse:
 def trial_exports(request: HttpRequest, code: str) -> HttpResponse:
     """Request an export of one trial; the user's exports of it."""
     trial = _trial(request, code)
-    services.exports_dead_fail()
+    services.exports_stale_requeue()
     form = TrialExportForm(request.POST or None, user=request.user, trial=trial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -85,7 +85,7 @@ def _own_job(request: HttpRequest, pk: int) -> ExportJob:
 def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """One job's row (htmx polls it every second while the job is queued or running)."""
     job = _own_job(request, pk)
-    if job.is_active and services.exports_dead_fail():
+    if job.is_active and any(services.exports_stale_requeue().values()):
         job.refresh_from_db()
     return render(request, "exports/_job_row.html", {"job": job})
 

@@ -216,9 +216,13 @@ class SafetySummary(models.Model):
 
 class SummaryState(models.Model):
     """Coalescing of summary recomputations: one per trial. `queued` while a run is pending or
-    running; `dirty` when AEs changed since the running computation read them."""
+    running (since `queued_at`: one queued much longer lost its worker, and the stale scan enqueues
+    it again); `dirty` when AEs changed since the running computation read them; `nightly_on` the
+    last night whose refresh was requested (a nightly tick delivered twice requests it once)."""
 
     trial = models.OneToOneField(Trial, on_delete=models.CASCADE, related_name="+")
     queued = models.BooleanField(default=False)
     dirty = models.BooleanField(default=False)
     runs = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    nightly_on = models.DateField(null=True, blank=True)

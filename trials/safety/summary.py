@@ -38,16 +38,18 @@ time lead to at most one running and one pending computation (see `summary_reque
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, DateField, F, IntegerField, Value, When
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.db.models import Case, Count, DateField, F, IntegerField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from edc.coalesce import coalesced_request, coalesced_run
+from edc.coalesce import coalesced_request, coalesced_run, locked_state
+from edc.db_router import reading_alias, replica_reads
 from trials.participants.models import Allocation, AllocationSlot, Participant, ParticipantStatus
 from trials.protocol.models import ArmType, Design, Trial
 from trials.safety.models import RELATED, AdverseEvent, Outcome, SafetySummary, SummaryState
@@ -242,7 +244,7 @@ def _participant_rows(trial: Trial, cutoff: date, pooled: bool, observed_from_en
         FROM r LEFT JOIN per ON per.participant_id = r.id
         GROUP BY r.grp, CASE WHEN r.start IS NULL THEN 0 ELSE 1 END, per.worst
     """
-    with connection.cursor() as cursor:
+    with connections[reading_alias()].cursor() as cursor:  # the replica inside summary_refresh's block
         cursor.execute(sql, {"trial": trial.pk, "cut": cutoff})
         return cursor.fetchall()
 
@@ -430,27 +432,72 @@ def _enqueue_refresh(trial_id: int) -> None:
     safety_summary_refresh.delay(trial_id)
 
 
+def _stale_after() -> timedelta:
+    return timedelta(minutes=settings.SAFETY_SUMMARY_STALE_MINUTES)
+
+
 def summary_request_recompute(trial_id: int) -> bool:
     """Mark the trial's summary out of date and enqueue one refresh unless one is already pending.
 
     Returns whether a refresh was enqueued. Called by the AE service after each save; requests
     while a refresh is queued or running only set `dirty`, and the running refresh starts one more
-    run at its end (so an AE saved during a computation is never missed): edc.coalesce."""
-    return coalesced_request(SummaryState, trial_id, _enqueue_refresh)
+    run at its end (so an AE saved during a computation is never missed): edc.coalesce. A refresh
+    queued longer than settings.SAFETY_SUMMARY_STALE_MINUTES lost its worker (a killed node: its
+    message comes back only after Redis's visibility timeout): the request enqueues a new one."""
+    return coalesced_request(SummaryState, trial_id, _enqueue_refresh, stale_after=_stale_after())
+
+
+@transaction.atomic
+def summary_request_nightly(trial_id: int, night: date) -> bool:
+    """The nightly refresh of one trial, requested once per night whatever the number of times the
+    nightly tick is delivered (at-least-once: a worker killed after the tick ran is given it
+    again). Returns whether this call requested it."""
+    state = locked_state(SummaryState, trial_id)
+    if state.nightly_on == night:
+        return False
+    state.nightly_on = night
+    state.save(update_fields=["nightly_on"])
+    summary_request_recompute(trial_id)
+    return True
+
+
+def summaries_stale_requeue(*, now: datetime | None = None) -> int:
+    """Enqueue again the refreshes queued longer than settings.SAFETY_SUMMARY_STALE_MINUTES (their
+    worker was killed mid-run, or their message lost with Redis): the scan beat runs every few
+    minutes, so a lost refresh is re-found without waiting for an AE save or the night. Each goes
+    through `summary_request_recompute` under the trial's state lock (a second scan finds it
+    queued afresh). Returns how many were enqueued."""
+    now = now or timezone.now()
+    stale = SummaryState.objects.filter(queued=True).filter(
+        Q(queued_at__isnull=True) | Q(queued_at__lte=now - _stale_after())
+    )
+    return sum(summary_request_recompute(trial_id) for trial_id in stale.values_list("trial_id", flat=True))
 
 
 def summary_refresh(trial_id: int) -> bool:
     """One run of the coalesced recomputation: both versions at cut-off now, then either release the
-    queue or (when AEs changed meanwhile) enqueue the next run. Returns whether another run follows."""
+    queue or (when AEs changed meanwhile) enqueue the next run. Returns whether another run follows.
+    A message delivered again after its run released the queue (Redis gives a killed worker's
+    message back after the visibility timeout, when the stale scan has long had it run) does
+    nothing: no second pair of summaries for one request."""
+    with transaction.atomic():
+        state = SummaryState.objects.select_for_update().filter(trial_id=trial_id).first()
+        if state is not None and not state.queued:
+            return False
 
     def run() -> bool | None:
         trial = Trial.objects.filter(pk=trial_id).first()
         if trial is None:
             return None
         cutoff_at = timezone.now()
+        # Issue 22: the counts are read from the streaming replica once it has replayed every
+        # transaction committed before this point (so the AE whose save asked for this run is in
+        # it, as on the primary); both versions are then stored on the primary in one transaction.
+        with replica_reads(caught_up=True):
+            contents = {blinded: compute_summary(trial, cutoff_at=cutoff_at, blinded=blinded) for blinded in (True, False)}
         with transaction.atomic():
-            summary_store(trial, cutoff_at=cutoff_at, blinded=True)
-            summary_store(trial, cutoff_at=cutoff_at, blinded=False)
+            for blinded, content in contents.items():
+                SafetySummary.objects.create(trial=trial, blinded=blinded, cutoff_at=cutoff_at, content=content)
         return True
 
     return coalesced_run(SummaryState, trial_id, run, _enqueue_refresh)

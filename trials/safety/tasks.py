@@ -2,10 +2,13 @@
 computes the summaries from the database at its own cut-off and adds them; the SummaryState row,
 not the message, decides whether another run follows.
 
-Periodic: `safety_summaries_nightly` (django-celery-beat, database scheduler) refreshes every
-trial once a night, which also releases a queue left marked by a lost message."""
+Periodic: `safety_summaries_nightly` (django-celery-beat, database scheduler) requests a refresh
+of every trial once a night (once per trial and night, however often the tick is delivered);
+`safety_summaries_stale_scan` (every 5 minutes) enqueues again a refresh whose worker was killed
+or whose message was lost (queued longer than SAFETY_SUMMARY_STALE_MINUTES)."""
 
 from celery import shared_task
+from django.utils import timezone
 
 from trials.protocol.models import Trial
 from trials.safety import summary
@@ -19,8 +22,13 @@ def safety_summary_refresh(trial_id: int) -> bool:
 
 @shared_task(acks_late=True)
 def safety_summaries_nightly() -> int:
-    """Enqueue a safety summary refresh for every trial (the nightly cut-off)."""
+    """Request a safety summary refresh of every trial (the nightly cut-off), once per night."""
+    night = timezone.localdate()
     ids = list(Trial.objects.order_by("pk").values_list("pk", flat=True))
-    for trial_id in ids:
-        safety_summary_refresh.delay(trial_id)
-    return len(ids)
+    return sum(summary.summary_request_nightly(trial_id, night) for trial_id in ids)
+
+
+@shared_task(acks_late=True)
+def safety_summaries_stale_scan() -> int:
+    """Enqueue again the refreshes whose worker or message was lost."""
+    return summary.summaries_stale_requeue()
