@@ -247,8 +247,12 @@ def _run(
                     return redirect("epro_tablet")
                 return render(request, "epro/thanks.html", {"title": schema.title, "initials": services.participant_initials(visit.participant)})
     step = steps[index]
+    # The screen's section (its title and help, "Are you able to:") in the participant's language:
+    # the schema is read in it (services.questionnaire); a long section keeps them on every screen.
+    sections = {s.name: s for s in schema.sections}
+    section = next((sections.get(i.section) for i in step if i.section), None)
     return render(request, "epro/question.html", {
-        "title": schema.title, "questions": runner.questions(step, stored, errors), "index": index, "count": len(steps),
+        "title": schema.title, "section": section, "questions": runner.questions(step, stored, errors), "index": index, "count": len(steps),
         "number": index + 1, "percent": round(100 * index / len(steps)), "last": index == len(steps) - 1,
         "form_error": errors.get("__all__", ""), "tablet": tablet, "decline": runner.DECLINE_VALUE,
         "initials": services.participant_initials(visit.participant),
