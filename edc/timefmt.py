@@ -21,7 +21,6 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 
-
 def _moment_text(value: datetime) -> str:
     """The date in the active language's DATE_FORMAT and a 24-hour time: "10 Mar 2026 09:15"."""
     return f"{formats.date_format(value, 'DATE_FORMAT')} {value.strftime('%H:%M')}"

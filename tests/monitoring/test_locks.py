@@ -22,6 +22,11 @@ from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save
 
+
+def english_date(day) -> str:  # noqa: ANN001
+    """The unambiguous English date the pages show (day, abbreviated month, year): "6 Dec 2026"."""
+    return f"{day.day} {('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')[day.month - 1]} {day.year}"
+
 pytestmark = pytest.mark.django_db
 
 REASON = "Database lock for the interim analysis"
@@ -136,7 +141,7 @@ def test_the_message_says_who_locked_what_when_and_why(participant):
     with pytest.raises(ValidationError) as refused:
         locks.assert_writable(trial=participant.trial_id, participant=participant, visit=visit)
     assert refused.value.messages == [
-        f"This visit is locked by Sophie Laurent on {timezone.now().date().isoformat()}: {REASON}"
+        f"This visit is locked by Sophie Laurent on {english_date(timezone.now().date())}: {REASON}"
     ]
 
 

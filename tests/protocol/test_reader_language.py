@@ -74,7 +74,7 @@ def test_the_staff_crf_page_gives_a_check_message_in_the_users_language(client, 
     client.force_login(user("coordinator.toulouse"))
     client.cookies["django_language"] = language
     response = client.post(reverse("crf_entry", args=[w8.pk, "RCS"]), {
-        "revision": "0", "action": "save", "raynaud_condition_score": "5", "raynaud_attacks_per_day": "3",
+        "revision": "0", "action": "save", "crf-raynaud_condition_score": "5", "crf-raynaud_attacks_per_day": "3",
     })
     page = text(response.content.decode())
     assert DURATION_CHECK[language] in page
@@ -95,7 +95,7 @@ def test_the_monitors_review_form_is_in_her_language(client, cochin_entry, langu
     assert response.status_code == 200
     page = text(response.content.decode())
     assert COCHIN_01[language] in page
-    assert 'name="cochin_01"' in page  # names unchanged
+    assert 'name="crf-cochin_01"' in page  # names unchanged
 
 
 def test_the_casebook_is_in_the_requesters_language(client, cochin_entry):
@@ -104,8 +104,12 @@ def test_the_casebook_is_in_the_requesters_language(client, cochin_entry):
     response = client.get(f"/participants/{cochin_entry.participant_id}/casebook.pdf")
     assert response.status_code == 200
     pdf = " ".join(pdf_text(response.content).split())  # pdftotext wraps long labels
-    assert " ".join(COCHIN_01["fr"].split()) in pdf
-    assert COCHIN_01["en"] not in pdf
+    with translation.override("fr"):
+        heading = translation.gettext("Audit trail")
+    crfs, found, _trail = pdf.partition(heading)  # the CRF pages, then the audit trail (labels as recorded)
+    assert found
+    assert " ".join(COCHIN_01["fr"].split()) in crfs
+    assert COCHIN_01["en"] not in crfs
 
 
 def test_the_printed_crf_is_in_the_requesters_language(client, w8):

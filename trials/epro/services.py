@@ -279,7 +279,7 @@ def pro_submit(
     }
     entry = crf_entry_save_answers(
         user=system_user(), visit=visit, crf_code=crf_code, answers=answers, missing=missing, complete=True,
-        reason=reason, participant_source=True,
+        reason=reason, participant_source=True, language=get_language(),  # her page's language, for any check's message
     )
     response = ProResponse.objects.filter(entry=entry).first() or ProResponse(entry=entry)
     response.mode, response.link, response.handed_over_by, response.completed_at = mode, link, handed_over_by, completed_at
