@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
+from tests.shown_dates import english_date
 from trials.records import locks
 from trials.records.models import Lock, LockKind, LockLevel
 from trials.monitoring.queries.services import query_raise
@@ -22,10 +23,6 @@ from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save
 
-
-def english_date(day) -> str:  # noqa: ANN001
-    """The unambiguous English date the pages show (day, abbreviated month, year): "6 Dec 2026"."""
-    return f"{day.day} {('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')[day.month - 1]} {day.year}"
 
 pytestmark = pytest.mark.django_db
 
