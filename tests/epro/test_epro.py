@@ -126,6 +126,7 @@ def test_a_link_is_used_once(coordinator, w8, client):
 
 
 def test_a_link_expires_with_the_visits_window_from_the_trial_file(demo_users, coordinator, client):
+    english(client)
     trial = yaml.safe_load((SEEDS / "001_nct04356755_du.yaml").read_text())
     w8_spec = next(v for v in trial["visits"] if v["code"] == "W8")
     paris = ZoneInfo("Europe/Paris")
@@ -149,6 +150,7 @@ def test_a_link_expires_with_the_visits_window_from_the_trial_file(demo_users, c
         client.force_login(coordinator)
         assert 'data-state="late"' in client.get(reverse("epro_visit", args=[visit.pk])).content.decode()
         client.logout()
+        english(client)  # a logout drops the cookies, her choice of English with them
         traveller.move_to(closes - timedelta(seconds=1))  # 23:59:59 on the window's last day, in Toulouse
         assert client.get(url).status_code == 200
         traveller.move_to(closes)

@@ -57,3 +57,18 @@ def test_participant_mode_shows_the_section_in_the_sites_language(coordinator, w
     dressing = _screen(client, reverse("epro_tablet_answer", args=["HAQDI"]), 1)
     assert f'data-testid="section-title">{DRESSING["name"]["fr"]}<' in dressing
     assert f'data-testid="section-help">{DRESSING["help"]["fr"]}<' in dressing
+
+
+def test_a_used_link_says_so_in_the_participants_language(coordinator, w8, client):
+    """The page of a used link speaks her language too (her site's), not the browser's."""
+    from django.utils.translation import gettext, override  # noqa: PLC0415
+
+    from tests.epro.test_epro import COCHIN, walk  # noqa: PLC0415
+    _link, token = new_link(coordinator, w8, "COCHIN")
+    url = reverse("epro_link", args=[token])
+    walk(client, url, COCHIN)
+    with override(_toulouse_language()):
+        expected = gettext("This questionnaire has already been answered. Thank you.")
+    gone = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
+    assert gone.status_code == 410
+    assert expected in html.unescape(gone.content.decode())

@@ -18,7 +18,7 @@ from django.utils.translation import gettext
 
 from edc.audit import system_user
 from tests.epro.conftest import register
-from tests.epro.test_epro import COCHIN, new_link, walk
+from tests.epro.test_epro import COCHIN, english, new_link, walk
 from trials.epro.models import ProLink
 from trials.protocol.loader import ProtocolLoadError, protocol_check, protocol_load
 from trials.protocol.models import Trial
@@ -44,6 +44,7 @@ def clear_rate_limits():
 
 
 def test_the_coordinator_withdraws_an_unanswered_link_with_a_reason(coordinator, w8, client):
+    english(client)  # the participant reads English (her Toulouse site is French)
     link, token = new_link(coordinator, w8, "COCHIN")
     url = reverse("epro_link", args=[token])
     assert client.get(url).status_code == 200

@@ -182,6 +182,8 @@ def link_answer(request: HttpRequest, token: str) -> HttpResponse:
     except services.LinkNotFound:
         return render(request, "epro/gone.html", {"message": _("This link is not valid. Please check it, or ask the study team for a new one.")}, status=404)
     except services.LinkGone as gone:
+        if gone.link is not None:
+            _participant_language(request, gone.link.visit)  # her language, as her questionnaire was
         return render(request, "epro/gone.html", {"message": gone.reason}, status=410)
     return _run(
         request, visit=link.visit, crf_code=link.crf_code, key=f"l{link.pk}", mode=Mode.LINK, link=link,
