@@ -6,19 +6,24 @@ naming the site's IANA zone: "2026-03-10 10:15 CET (site, Europe/Paris)"; any ot
 server event, a deadline computed in UTC) is shown as "2026-03-10 09:15 UTC". Never the viewer's
 time zone, never unlabeled: a monitor in another country reads the time the site wrote.
 
-Dates and times are written ISO 8601 (year-month-day, 24-hour clock): the one order that no reader
-of English, French or Spanish takes for another (03/10 is March 10 in en, 3 October in fr/es).
+The date is written in the reader's language with the month's name, day first ("10 Mar 2026",
+"10 mars 2026", "10 mar 2026": edc/formats' DATE_FORMAT), the time on a 24-hour clock: no reader of
+English, French or Spanish takes it for another day (03/10 is March 10 in en, 3 October in fr/es).
+The `datetime` attribute of the <time> element stays ISO 8601 UTC, and exports write ISO (not this).
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-DATETIME_FORMAT = "%Y-%m-%d %H:%M"
+
+def _moment_text(value: datetime) -> str:
+    """The date in the active language's DATE_FORMAT and a 24-hour time: "10 Mar 2026 09:15"."""
+    return f"{formats.date_format(value, 'DATE_FORMAT')} {value.strftime('%H:%M')}"
 
 
 def _zone(zone: object) -> ZoneInfo | None:
@@ -38,11 +43,23 @@ def _aware(value: datetime) -> datetime:
     return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
+def date_text(value: date | None) -> str:
+    """A date in the active language, unambiguous: "10 Mar 2026", "10 mars 2026", "10 mar 2026"."""
+    return formats.date_format(value, "DATE_FORMAT") if value is not None else ""
+
+
+def utc_moment(value: datetime | None) -> str:
+    """A moment in UTC without the label, for a sentence that names UTC itself ("... until {{ until }} UTC")."""
+    if value is None:
+        return ""
+    return _moment_text(_aware(value).astimezone(UTC))
+
+
 def utc_text(value: datetime | None) -> str:
     """A moment in UTC, labelled: "2026-03-10 09:15 UTC"."""
     if value is None:
         return ""
-    return _aware(value).astimezone(UTC).strftime(DATETIME_FORMAT) + " UTC"
+    return _moment_text(_aware(value).astimezone(UTC)) + " UTC"
 
 
 def site_text(value: datetime | None, zone: object) -> str:
@@ -55,7 +72,7 @@ def site_text(value: datetime | None, zone: object) -> str:
         return utc_text(value)
     local = _aware(value).astimezone(site_zone)
     return _("%(time)s %(abbreviation)s (site, %(zone)s)") % {
-        "time": local.strftime(DATETIME_FORMAT), "abbreviation": local.tzname(), "zone": site_zone.key,
+        "time": _moment_text(local), "abbreviation": local.tzname(), "zone": site_zone.key,
     }
 
 

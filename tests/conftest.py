@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import translation
 
 from edc.audit import system_user
 from trials.protocol.loader import protocol_load
@@ -28,6 +29,16 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         pause.wait(interval)
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """Each test starts in the default language: a request through the test client activates its
+    language in this thread (LocaleMiddleware, an ePRO page its participant's) and nothing
+    deactivates it, so a service called next would speak the previous test's language."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

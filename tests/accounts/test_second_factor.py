@@ -17,6 +17,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from edc.ops.services import user_language_set
 from trials.accounts.models import LoginEvent
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,9 @@ def unthrottle() -> None:
 
 
 def password_login(username: str) -> Client:
+    """A login through the page by a user who chose English (the seed sites' languages would give
+    investigator.toulouse French pages: these tests read English ones)."""
+    user_language_set(user=get_user_model().objects.get(username=username), language="en")
     client = Client()
     assert client.post("/accounts/login/", {"username": username, "password": DEMO[username]}).status_code == 302
     return client

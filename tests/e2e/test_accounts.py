@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from axes.models import AccessAttempt
+from django.contrib.auth import get_user_model
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
+from edc.ops.services import user_language_set
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_login import DEMO, go
 
@@ -19,6 +21,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def password_login(page, live_server, username: str, password: str | None = None) -> None:  # noqa: ANN001
+    """Through the login page, by a user who chose English (her seed site's language would give her
+    French or Spanish pages: these tests read English ones; see test_login.log_in)."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is not None:
+        user_language_set(user=user, language="en")
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password or DEMO[username]["password"])

@@ -24,7 +24,7 @@ def w8(demo_users):
 def test_french_crf_page_for_staff_and_spanish_epro_for_the_participant(browser, live_server, w8):
     staff = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
     page = staff.new_page()
-    log_in(page, live_server, "coordinator.toulouse")  # never chose a language: her site's, French
+    log_in(page, live_server, "coordinator.toulouse", language=None)  # never chose a language: her site's, French
     page.goto(f"{live_server.url}/visits/{w8.pk}/crf/COCHIN/")
     expect(page.locator("h1")).to_contain_text("Échelle fonctionnelle de la main de Cochin")
     expect(page.get_by_text("1. Pouvez-vous tenir un bol ?")).to_be_visible()

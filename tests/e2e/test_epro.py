@@ -5,6 +5,9 @@ computed HAQ-DI; a participant answers COCHIN through a personal link on a 390x8
 from pathlib import Path
 
 import pytest
+import yaml
+from django.conf import settings
+from django.utils.translation import gettext, override
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot
@@ -104,6 +107,12 @@ def test_tablet_handover_haq_di_and_pain_vas_then_taken_back(browser, live_serve
     context.close()
 
 
+def site_language(visit) -> str:  # noqa: ANN001
+    """The `language:` the trial file gives the visit's site."""
+    trial = yaml.safe_load((Path(settings.BASE_DIR) / "seeds" / "001_nct04356755_du.yaml").read_text(encoding="utf-8"))
+    return next(s for s in trial["sites"] if s["code"] == visit.participant.site.code)["language"]
+
+
 def test_cochin_on_a_phone_through_a_personal_link(browser, live_server, w8):
     staff = browser.new_context(viewport={"width": 768, "height": 1024}, locale="en-GB")
     page = staff.new_page()
@@ -115,17 +124,27 @@ def test_cochin_on_a_phone_through_a_personal_link(browser, live_server, w8):
     shot(page, "link-created")
     staff.close()
 
+    # The participant's phone (an English browser): her page opens in her site's language (Toulouse: `language:
+    # fr` in the trial file), the language of a French participant.
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-GB", has_touch=True, is_mobile=True)
     mobile = phone.new_page()
     mobile.goto(url)
+    assert mobile.get_attribute("html", "lang") == site_language(w8) == "fr"
     shot(mobile, "phone-cochin-start")
     no_overflow(mobile)
-    # Back keeps what was answered.
+    # Back keeps what was answered. The screen says which part of the scale it is, in her language.
     go(mobile, "[data-testid=next]")
+    cochin = yaml.safe_load((Path(settings.BASE_DIR) / "seeds" / "crfs" / "cochin.yaml").read_text(encoding="utf-8"))
+    kitchen = next(s for s in cochin["sections"] if s["name"]["en"] == "Kitchen")["name"]["fr"]
+    expect(mobile.locator("[data-testid=section-title]")).to_have_text(kitchen)
     for item in ("cochin_01", "cochin_02", "cochin_03"):
         mobile.click(f"label[for='{item}-2']")
     go(mobile, "[data-testid=next]")
-    expect(mobile.locator("[data-testid=progress-text]")).to_have_text("Page 3 of 9")
+    with override("fr"):
+        page_3 = gettext("Page %(number)s of %(count)s") % {"number": 3, "count": 9}
+        answered = gettext("This questionnaire has already been answered. Thank you.")
+    assert page_3 != "Page 3 of 9" and "already been answered" not in answered  # translated in the catalogue
+    expect(mobile.locator("[data-testid=progress-text]")).to_have_text(page_3)
     go(mobile, "[data-testid=back]")
     expect(mobile.locator("#cochin_01-2")).to_be_checked()
     answer_screens(mobile, COCHIN, "phone-cochin")
@@ -133,6 +152,6 @@ def test_cochin_on_a_phone_through_a_personal_link(browser, live_server, w8):
     shot(mobile, "phone-cochin-thanks")
     assert CrfEntry.objects.get(visit=w8, crf_code="COCHIN").answers["cochin_total"] == 45
     mobile.goto(url)
-    expect(mobile.locator("[data-testid=gone-message]")).to_contain_text("already been answered")
+    expect(mobile.locator("[data-testid=gone-message]")).to_contain_text(answered)
     shot(mobile, "phone-link-used")
     phone.close()

@@ -50,8 +50,10 @@ HAQ_ES = {
     **{f"haq_{c}_help": "false" for c in ("dressing", "eating", "walking", "hygiene", "reach", "grip", "activities")},
     "haq_arising_help": "true",
 }
-# (2 + 2 + 1 + 2 + 2 + 1 + 1 + 0) / 8 categories = 11 / 8 = 1.375
+# (2 + 2 + 1 + 2 + 2 + 1 + 1 + 0) / 8 categories = 11 / 8 = 1.375, stored "1.375"; a Spanish reader
+# sees it with her decimal comma (CLDR es: decimal separator ","): "1,375".
 HAQ_DI_ES_BY_HAND = "1.375"
+HAQ_DI_ES_SHOWN = "1,375"
 
 
 def shot(page, name: str) -> None:  # noqa: ANN001
@@ -137,7 +139,8 @@ def test_mexico_in_spanish_hands_over_the_tablet_and_takes_it_back_with_her_pin(
     assert page.url == f"{live_server.url}/epro/visits/{d0_mexico.pk}/"
     page.goto(f"{live_server.url}/visits/{d0_mexico.pk}/crf/HAQDI/")
     assert page.get_attribute("html", "lang") == "es"
-    expect(page.locator("[data-testid=calc-haq_di]")).to_have_text(HAQ_DI_ES_BY_HAND)
+    expect(page.locator("[data-testid=calc-haq_di]")).to_have_text(HAQ_DI_ES_SHOWN)
+    assert str(CrfEntry.objects.get(visit=d0_mexico, crf_code="HAQDI").answers["haq_di"]) == HAQ_DI_ES_BY_HAND
     expect(page.locator("[data-testid=participant-sourced]")).to_be_visible()
     shot(page, "es-haq-staff-view")
     assert CrfEntry.objects.get(visit=d0_mexico, crf_code="PAIN_VAS").answers["pain_vas"] == touched

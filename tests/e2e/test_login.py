@@ -1,8 +1,14 @@
 """Each demo role logs in through the real login page and lands on its home page."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext, override
+
+from edc.ops.services import user_language_set
 
 from tests.e2e.conftest import screenshot
 
@@ -28,7 +34,13 @@ def go(page, selector: str) -> None:  # noqa: ANN001
         page.click(selector)
 
 
-def log_in(page, live_server, username: str) -> None:  # noqa: ANN001
+def log_in(page, live_server, username: str, language: str | None = "en") -> None:  # noqa: ANN001
+    """Log in through the login page. The seed sites declare their language (French sites `fr`,
+    Mexican and Spanish ones `es`), which the login gives a user who never chose one; the browser
+    tests read English pages, so their user has chosen `language` (kept on her account, as the
+    language switcher keeps it). `language=None`: she never chose, and gets her sites' language."""
+    if language:
+        user_language_set(user=get_user_model().objects.get(username=username), language=language)
     page.goto(f"{live_server.url}/")
     assert "/accounts/login/" in page.url  # anonymous users are sent to the login page
     page.fill("input[name=username]", username)
@@ -84,3 +96,33 @@ def test_data_manager_changes_a_site_with_a_reason_and_sees_it_in_history(page, 
     body = page.inner_text("body")
     assert "Site initiation visit done" in body and "datamanager" in body
     screenshot(page, "admin-site-history")
+
+
+def _seed_site_languages() -> dict[tuple[str, str], str]:
+    """(trial code, site code) -> the `language:` the trial files give the site."""
+    found = {}
+    for path in sorted((Path(settings.BASE_DIR) / "seeds").glob("0*.yaml")):
+        trial = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for site in trial.get("sites") or []:
+            if site.get("language"):
+                found[(trial["code"], site["code"])] = site["language"]
+    return found
+
+
+def _expected_language(username: str) -> str:
+    """Worked out from the demo users file and the trial files: the one language the sites of her
+    site-scoped roles declare, else none (the browser's, English here)."""
+    sites = _seed_site_languages()
+    named = {sites.get((g["trial"], g["site"])) for g in DEMO[username].get("roles", []) if g.get("site")}
+    named.discard(None)
+    return named.pop() if len(named) == 1 else "en"
+
+
+@pytest.mark.parametrize("username", ["coordinator.toulouse", "coordinator.mexico", "coordinator.madrid", "sponsor.toulouse"])
+def test_a_user_who_never_chose_lands_in_her_sites_language(page, live_server, demo_users, username):
+    expected = _expected_language(username)
+    log_in(page, live_server, username, language=None)
+    assert page.get_attribute("html", "lang") == expected
+    with override(expected):
+        assert gettext("My studies") in page.inner_text("body")
+    screenshot(page, f"home-{username}-{expected}")

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 import yaml
+from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -54,6 +55,13 @@ def clear_rate_limits():
     cache.clear()
 
 
+def english(client):  # noqa: ANN001, ANN201
+    """The participant picked English on the page's language buttons (the language cookie): her
+    Toulouse site is French (seeds/001_nct04356755_du.yaml), and these tests read English pages."""
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    return client
+
+
 def walk(client, url: str, answers: dict, *, max_steps: int = 30):  # noqa: ANN001, ANN201
     """Answer a questionnaire screen by screen (posting every answer each time: a screen reads its own
     items only) until the last screen is sent; returns the last response."""
@@ -84,7 +92,7 @@ def test_token_is_random_hashed_at_rest_and_bound_to_its_questionnaire(coordinat
     # E-mailed through Django's backend; the address is not kept.
     assert len(mail.outbox) == 1 and token in mail.outbox[0].body and mail.outbox[0].to == ["participant@example.org"]
     assert not any("participant@example.org" in value for value in stored)
-    page = client.get(reverse("epro_link", args=[token])).content.decode()
+    page = english(client).get(reverse("epro_link", args=[token])).content.decode()
     assert "Cochin Hand Function Scale" in page and "Health Assessment" not in page
     # Nothing about the participant, her site or her arm.
     assert w8.participant.screening_number not in page and "Toulouse" not in page and "ADSVF" not in page.upper()
@@ -98,7 +106,7 @@ def test_token_is_random_hashed_at_rest_and_bound_to_its_questionnaire(coordinat
 def test_a_link_is_used_once(coordinator, w8, client):
     _link, token = new_link(coordinator, w8, "COCHIN")
     url = reverse("epro_link", args=[token])
-    response = walk(client, url, COCHIN)
+    response = walk(english(client), url, COCHIN)
     assert response.status_code == 200 and "Thank you" in response.content.decode()
     entry = CrfEntry.objects.get(visit=w8, crf_code="COCHIN")
     # Cochin total: the sum of the 18 items (Duruoz 1996): 1+2+3+4+5+0 three times = 45.
@@ -118,6 +126,7 @@ def test_a_link_is_used_once(coordinator, w8, client):
 
 
 def test_a_link_expires_with_the_visits_window_from_the_trial_file(demo_users, coordinator, client):
+    english(client)
     trial = yaml.safe_load((SEEDS / "001_nct04356755_du.yaml").read_text())
     w8_spec = next(v for v in trial["visits"] if v["code"] == "W8")
     paris = ZoneInfo("Europe/Paris")
@@ -141,6 +150,7 @@ def test_a_link_expires_with_the_visits_window_from_the_trial_file(demo_users, c
         client.force_login(coordinator)
         assert 'data-state="late"' in client.get(reverse("epro_visit", args=[visit.pk])).content.decode()
         client.logout()
+        english(client)  # a logout drops the cookies, her choice of English with them
         traveller.move_to(closes - timedelta(seconds=1))  # 23:59:59 on the window's last day, in Toulouse
         assert client.get(url).status_code == 200
         traveller.move_to(closes)
@@ -158,7 +168,7 @@ def test_wrong_tokens_are_404_then_rate_limited(client):
 
 
 def test_tablet_haq_di_is_scored_audited_with_the_participant_as_source_and_read_only_for_staff(coordinator, w8, client):
-    client.force_login(coordinator)
+    english(client).force_login(coordinator)
     response = client.post(reverse("epro_visit", args=[w8.pk]), {"action": "handover"})
     assert response["Location"] == reverse("epro_tablet")
     home = client.get(reverse("epro_tablet")).content.decode()

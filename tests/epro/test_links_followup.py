@@ -13,10 +13,12 @@ import time_machine
 import yaml
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 
 from edc.audit import system_user
 from tests.epro.conftest import register
-from tests.epro.test_epro import COCHIN, new_link, walk
+from tests.epro.test_epro import COCHIN, english, new_link, walk
 from trials.epro.models import ProLink
 from trials.protocol.loader import ProtocolLoadError, protocol_check, protocol_load
 from trials.protocol.models import Trial
@@ -42,6 +44,7 @@ def clear_rate_limits():
 
 
 def test_the_coordinator_withdraws_an_unanswered_link_with_a_reason(coordinator, w8, client):
+    english(client)  # the participant reads English (her Toulouse site is French)
     link, token = new_link(coordinator, w8, "COCHIN")
     url = reverse("epro_link", args=[token])
     assert client.get(url).status_code == 200
@@ -130,12 +133,17 @@ def test_an_unanswered_link_is_reminded_once_never_when_used_or_withdrawn(coordi
         body = mails[0].body
         line = next(line for line in body.splitlines() if "COCHIN" in line)
         assert visit.participant.number in line and "Week 8" in line
-        # Valid until the end of the window's last day, Toulouse time (W8 planned 2 March, + 7 days, 23:59).
-        assert "2026-03-09 23:59" in line
+        # Valid until the end of the window's last day, Toulouse time (W8 planned 2 March, + 7 days, 23:59),
+        # in the coordinator's language: she never chose one, and her site is French (`language: fr`
+        # for TLS in seeds/001_nct04356755_du.yaml); CLDR's French date: "9 mars 2026".
+        assert "9 mars 2026 23:59" in line
         assert "PAIN_VAS" not in body and "RCS" not in body
         waiting.refresh_from_db()
         assert waiting.reminded_at == start + timedelta(hours=24, minutes=1)
-        assert "reminder digest" in waiting.history.first().history_change_reason
+        with translation.override("fr"):
+            stamped = gettext("Listed once in %(user)s's reminder digest") % {"user": coordinator.get_username()}
+        assert "reminder digest" not in stamped  # the catalogue has it in French
+        assert waiting.history.first().history_change_reason == stamped
         traveller.move_to(start + timedelta(days=2))
         assert not any("COCHIN" in m.body for m in scan(django_capture_on_commit_callbacks))
     assert ProLink.objects.filter(reminded_at__isnull=False).count() == 1

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from edc.audit import system_user
 from tests.participants.conftest import _seeded, demo, user  # noqa: F401 - fixtures
+from tests.shown_dates import english_date
 from trials.records import locks
 from trials.records.models import Lock, LockKind, LockLevel
 from trials.monitoring.queries.services import query_raise
@@ -21,6 +22,7 @@ from trials.demo.participants import participant_register
 from trials.protocol.models import Site, Trial
 from trials.visits.models import CrfEntry, Visit
 from trials.visits.services import crf_entry_save
+
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +138,7 @@ def test_the_message_says_who_locked_what_when_and_why(participant):
     with pytest.raises(ValidationError) as refused:
         locks.assert_writable(trial=participant.trial_id, participant=participant, visit=visit)
     assert refused.value.messages == [
-        f"This visit is locked by Sophie Laurent on {timezone.now().date().isoformat()}: {REASON}"
+        f"This visit is locked by Sophie Laurent on {english_date(timezone.now().date())}: {REASON}"
     ]
 
 

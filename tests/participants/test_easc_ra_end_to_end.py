@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from tests.participants.conftest import make_eligible
+from tests.shown_dates import english_date
 from trials.demo.participants import participant_register
 from trials.participants import services
 from trials.participants.models import Allocation, AllocationSlot, Participant
@@ -165,7 +166,7 @@ def test_easc_ra_enrols_and_treats_53_in_three_cohorts_with_expansion_and_placeb
     late = make_eligible(participant_register(site=run.site, user=run.coordinator, consent_date=today() - timedelta(days=3), anchor_date=None))
     message = refused(lambda: services.participant_enrol(participant=late, user=run.coordinator,
                                                          enrolment_date=today() - timedelta(days=1)), "enrolment_date")
-    assert "signed on " + today().isoformat() in message
+    assert "signed on " + english_date(today()) in message
     services.participant_enrol(participant=late, user=run.coordinator, enrolment_date=today())
     late = services.participant_start_treatment(participant=Participant.objects.get(pk=late.pk), user=run.coordinator,
                                                 first_treatment_date=today())
@@ -290,7 +291,7 @@ def test_no_dose_or_enrolment_date_before_the_decision_that_opened_the_place(run
     before = opened - timedelta(days=1)
     message = refused(lambda: services.participant_anchor_change(
         participant=participant, user=run.coordinator, anchor="enrolment", new_date=before, reason="Typo"), "new_date")
-    assert f"signed on {opened.isoformat()}" in message
+    assert f"signed on {english_date(opened)}" in message
     refused(lambda: services.participant_anchor_change(
         participant=participant, user=run.coordinator, anchor="first_treatment", new_date=before, reason="Typo"), "new_date")
     # The sentinel places of the first cohort were opened by no decision: nothing to refuse there.

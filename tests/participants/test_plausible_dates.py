@@ -18,7 +18,7 @@ def test_a_screening_before_the_trial_start_is_refused(demo):  # noqa: ARG001
     for when in (date(1900, 1, 1), date(2020, 9, 21)):
         with pytest.raises(ValidationError) as refused:
             services.participant_screen(site=toulouse, user=user("coordinator.toulouse"), screening_date=when)
-        assert refused.value.message_dict["screening_date"] == ["This date is before the start of ASC-DU (2020-09-22)."]
+        assert refused.value.message_dict["screening_date"] == ["This date is before the start of ASC-DU (22 Sep 2020)."]
     assert not Participant.objects.exists()
     assert services.participant_screen(site=toulouse, user=user("coordinator.toulouse"), screening_date=date(2020, 9, 22))
 
@@ -47,8 +47,8 @@ def test_a_consent_before_the_trial_start_is_refused_on_its_field(demo, frozen):
 
     participant = screen(TLS)
     # ASC-DU's consent version 1.0 was approved on 2020-07-01, the trial started on 2020-09-22.
-    for when, message in ((date(1900, 1, 1), "Version 1.0 was approved on 2020-07-01, after this consent time."),
-                          (date(2020, 9, 21), "This date is before the start of ASC-DU (2020-09-22).")):
+    for when, message in ((date(1900, 1, 1), "Version 1.0 was approved on 1 Jul 2020, after this consent time."),
+                          (date(2020, 9, 21), "This date is before the start of ASC-DU (22 Sep 2020).")):
         with pytest.raises(ValidationError) as refused:
             services.participant_consent(
                 participant=participant, document=services.current_consent_document(participant.trial),
@@ -70,7 +70,7 @@ def test_a_screening_visit_on_1900_01_01_is_refused_and_a_visit_in_the_future_to
     coordinator = user("coordinator.toulouse")
     with pytest.raises(ValidationError) as refused:
         visit_record_date(visit, user=coordinator, visit_date=date(1900, 1, 1))
-    assert refused.value.message_dict["visit_date"] == ["This date is before the start of ASC-DU (2020-09-22)."]
+    assert refused.value.message_dict["visit_date"] == ["This date is before the start of ASC-DU (22 Sep 2020)."]
     with pytest.raises(ValidationError) as refused:
         visit_record_date(visit, user=coordinator, visit_date=date(2026, 3, 11))
     assert "in the future" in refused.value.message_dict["visit_date"][0]

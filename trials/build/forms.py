@@ -13,7 +13,7 @@ class ApplyForm(forms.Form):
     payload = forms.CharField(widget=forms.HiddenInput)
     previewed = forms.CharField(widget=forms.HiddenInput)
     version = forms.CharField(label=_("Protocol version"), max_length=40, help_text=_("As the approved protocol names it, e.g. 3.0."))
-    effective_date = forms.DateField(label=_("Effective date"), widget=forms.DateInput(attrs={"type": "date"}))
+    effective_date = forms.DateField(label=_("Effective date"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     reason = forms.CharField(label=_("Reason for the amendment"), widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003

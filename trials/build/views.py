@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -24,6 +25,8 @@ from trials.build.forms import ApplyForm
 from trials.build.impact import impact_rows
 from trials.build.services import BuildError, amendment_apply, build_preview, impact_digest
 from trials.build.uploads import MAX_UPLOAD_BYTES, UploadedFile, UploadError, too_large_message, upload_to_yaml
+from trials.protocol.content import localized_definition
+from trials.protocol.engine import crf_language
 from trials.protocol.models import CrfDefinition, Trial
 
 SALT = "trials.build.upload"
@@ -201,7 +204,9 @@ def crf_print(request: HttpRequest, code: str, crf: str, version: int) -> HttpRe
     definition = selectors.crf_versions_for_user(request.user, trial).filter(code=crf, version=version).first()
     if definition is None:
         raise Http404(_("No such CRF version in this trial."))
-    spec = definition.definition
+    # The printed form speaks the requester's language when the CRF has it (docs/architecture.md,
+    # "Languages of documents"); its codes and names are the same in every language.
+    spec = localized_definition(definition.definition, crf_language(definition, get_language()))
     annotated = request.GET.get("annotated") == "1"
     context = {
         "trial": trial, "crf": definition, "annotated": annotated,

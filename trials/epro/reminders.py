@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import audited_save, system_user
 from trials.epro.models import ProLink
 from trials.visits.models import CrfEntry, EntryStatus, VisitStatus
@@ -65,7 +66,7 @@ def digest_lines(*, user) -> list[str]:  # noqa: ANN001
         lines.append(
             f"{link.participant.trial.code} {link.participant.site.code} {link.participant.number}: {link.visit.label}, "
             f"{link.crf_code} "
-            + _("(valid until %(time)s, %(zone)s time)") % {"time": f"{closes:%Y-%m-%d %H:%M}", "zone": link.participant.site.time_zone}
+            + _("(valid until %(time)s, %(zone)s time)") % {"time": f"{timefmt.date_text(closes)} {closes:%H:%M}", "zone": link.participant.site.time_zone}
         )
         link.reminded_at = now
         audited_save(link, user=system_user(), reason=_("Listed once in %(user)s's reminder digest") % {"user": user.get_username()})

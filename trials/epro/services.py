@@ -185,9 +185,10 @@ class LinkNotFound(Exception):
 class LinkGone(Exception):
     """The link existed and may no longer be used (used, expired, revoked, not open yet): 410."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, link: ProLink | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason = reason  # lazy: read in the language of the page that shows it (the participant's)
+        self.link = link
 
 
 def rate_limited(key: str) -> bool:
@@ -215,13 +216,13 @@ def link_for_token(token: str, *, client: str = "") -> ProLink:
     now = timezone.now()
     answered = CrfEntry.objects.filter(visit=link.visit_id, crf_code=link.crf_code, status=EntryStatus.COMPLETE).exists()
     if link.used_at is not None or answered:
-        raise LinkGone(_("This questionnaire has already been answered. Thank you."))
+        raise LinkGone(gettext_lazy("This questionnaire has already been answered. Thank you."), link)
     if link.revoked or link.visit.status in CLOSED_VISITS:
-        raise LinkGone(_("This link has been withdrawn by the study team."))
+        raise LinkGone(gettext_lazy("This link has been withdrawn by the study team."), link)
     if now >= link.expires_at:
-        raise LinkGone(_("This link has expired. Please contact the study team."))
+        raise LinkGone(gettext_lazy("This link has expired. Please contact the study team."), link)
     if now < link.valid_from:
-        raise LinkGone(_("This link is not open yet. Please use it on the day of your visit."))
+        raise LinkGone(gettext_lazy("This link is not open yet. Please use it on the day of your visit."), link)
     return link
 
 
@@ -279,7 +280,7 @@ def pro_submit(
     }
     entry = crf_entry_save_answers(
         user=system_user(), visit=visit, crf_code=crf_code, answers=answers, missing=missing, complete=True,
-        reason=reason, participant_source=True,
+        reason=reason, participant_source=True, language=get_language(),  # her page's language, for any check's message
     )
     response = ProResponse.objects.filter(entry=entry).first() or ProResponse(entry=entry)
     response.mode, response.link, response.handed_over_by, response.completed_at = mode, link, handed_over_by, completed_at

@@ -182,6 +182,8 @@ def link_answer(request: HttpRequest, token: str) -> HttpResponse:
     except services.LinkNotFound:
         return render(request, "epro/gone.html", {"message": _("This link is not valid. Please check it, or ask the study team for a new one.")}, status=404)
     except services.LinkGone as gone:
+        if gone.link is not None:
+            _participant_language(request, gone.link.visit)  # her language, as her questionnaire was
         return render(request, "epro/gone.html", {"message": gone.reason}, status=410)
     return _run(
         request, visit=link.visit, crf_code=link.crf_code, key=f"l{link.pk}", mode=Mode.LINK, link=link,
@@ -247,8 +249,12 @@ def _run(
                     return redirect("epro_tablet")
                 return render(request, "epro/thanks.html", {"title": schema.title, "initials": services.participant_initials(visit.participant)})
     step = steps[index]
+    # The screen's section (its title and help, "Are you able to:") in the participant's language:
+    # the schema is read in it (services.questionnaire); a long section keeps them on every screen.
+    sections = {s.name: s for s in schema.sections}
+    section = next((sections.get(i.section) for i in step if i.section), None)
     return render(request, "epro/question.html", {
-        "title": schema.title, "questions": runner.questions(step, stored, errors), "index": index, "count": len(steps),
+        "title": schema.title, "section": section, "questions": runner.questions(step, stored, errors), "index": index, "count": len(steps),
         "number": index + 1, "percent": round(100 * index / len(steps)), "last": index == len(steps) - 1,
         "form_error": errors.get("__all__", ""), "tablet": tablet, "decline": runner.DECLINE_VALUE,
         "initials": services.participant_initials(visit.participant),

@@ -28,7 +28,9 @@ from typing import Any
 from datetime import datetime
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.translation import get_language
 
 from trials.exports import selectors
 from trials.exports.pdf import render_pdf
@@ -147,7 +149,7 @@ def casebook_context(participant: Participant, *, sees_allocation: bool, identif
     hidden_by_crf = {} if identifiers else selectors.identifier_items({e.crf_id for e in entries})
     by_visit: dict[int, list[dict[str, Any]]] = {}
     for entry in entries:
-        schema = schema_for(entry.crf)
+        schema = schema_for(entry.crf, get_language())  # the requester's language (docs/architecture.md)
         by_visit.setdefault(entry.visit_id, []).append({
             "entry": entry, "title": schema.title, "version": schema.version,
             "items": entry_items(schema, entry.answers, entry.missing, hidden_by_crf.get(entry.crf_id, {})),
@@ -227,7 +229,9 @@ def write(spec: ExportSpec, out, progress: Progress) -> None:
         raise ValueError("Casebooks are exported per trial.")
     mask = trial_arm_mask(Trial.objects.get(pk=spec.trial_id)) if spec.blinded else None
     as_of = selectors.cutoff_end(spec)  # the export's cut-off: the data and audit trail as recorded by then
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+    # In the requester's language (kept on the job when she asked), as her own download would be.
+    language = spec.options.get("language") or settings.LANGUAGE_CODE
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive, translation.override(language):
         for participant in _participants(spec).iterator(chunk_size=100):
             data = casebook_pdf(
                 participant, sees_allocation=not spec.blinded, identifiers=spec.identifiers, blinded=spec.blinded,

@@ -15,7 +15,7 @@ from trials.protocol.selectors import study_roles_for_user, user_sees_allocation
 
 class _ExportForm(forms.Form):
     cutoff = forms.DateField(
-        label=_("Data cut-off date"), required=False, widget=forms.DateInput(attrs={"type": "date"}),
+        label=_("Data cut-off date"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         help_text=_("Empty: the data as they are now. A date: the data as they stood at the end of that day (UTC)."),
     )
     blinded = forms.BooleanField(

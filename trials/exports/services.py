@@ -26,6 +26,7 @@ from django.core.files.storage import storages
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from edc.audit import audited_save, system_user
@@ -150,6 +151,7 @@ def export_request(
     spec = ExportSpec(
         user_id=user.pk, trial_id=trial.pk if trial else None, site_ids=tuple(sorted(site_ids)), crf_codes=tuple(codes),
         cutoff=cutoff, blinded=blinded, identifiers=identifiers, pooled_crf=pooled_crf or None,
+        options={"language": get_language() or settings.LANGUAGE_CODE},  # documents (casebooks) in the requester's language
     )
     job = ExportJob(
         requested_by=user, trial=trial, pooled_crf=pooled_crf or "", format=format, spec=_spec_json(spec),

@@ -26,6 +26,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import SYSTEM_USERNAME, audited_bulk_create, audited_save
 from trials.accounts.services import password_reentry_check
 from trials.participants import allocation_import, eligibility, hooks
@@ -110,7 +111,7 @@ def _changed(participant: Participant, *, user, reason: str) -> None:  # noqa: A
 def _not_future(value: date, site: Site, field: str) -> None:
     if value > site.today():
         raise ValidationError({field: _("This date is in the future (today at site %(site)s is %(today)s).") % {
-            "site": site.code, "today": site.today().isoformat()}})
+            "site": site.code, "today": timefmt.date_text(site.today())}})
 
 
 # Without a start date in its file, a trial screens no one more than this long ago (a typo in the year).
@@ -124,7 +125,7 @@ def _not_before_trial(value: date, site: Site, field: str) -> None:
     start = site.trial.start_date
     if start is not None and value < start:
         raise ValidationError({field: _("This date is before the start of %(trial)s (%(start)s).") % {
-            "trial": site.trial.code, "start": start.isoformat()}})
+            "trial": site.trial.code, "start": timefmt.date_text(start)}})
     today = site.today()
     floor = today.replace(year=today.year - SCREENING_LOOKBACK_YEARS, day=min(today.day, 28))
     if value < floor:
@@ -186,7 +187,7 @@ def participant_transition(*, participant: Participant, to: str, user, reason: s
         _not_future(on, participant.site, "on")
         if participant.enrolment_date and on < participant.enrolment_date:
             raise ValidationError({"on": _("This date is before the enrolment (%(date)s).") % {
-                "date": participant.enrolment_date.isoformat()}})
+                "date": timefmt.date_text(participant.enrolment_date)}})
     participant = _transition(participant, to, user=user, reason=reason or _("Status change"), on=on)
     _changed(participant, user=user, reason=reason or _("Status change"))
     return participant
@@ -265,7 +266,7 @@ def participant_consent(*, participant: Participant, document: ConsentDocument, 
         raise ValidationError({"consented_at": _("The consent time is in the future.")})
     if consented_at.date() < document.approved_on:
         raise ValidationError({"consented_at": _("Version %(version)s was approved on %(date)s, after this consent time.") % {
-            "version": document.version, "date": document.approved_on.isoformat()}})
+            "version": document.version, "date": timefmt.date_text(document.approved_on)}})
     _not_before_trial(timezone.localtime(consented_at, ZoneInfo(participant.site.time_zone)).date(), participant.site, "consented_at")
     if participant.consent_document_id and document.approved_on <= participant.consent_document.approved_on:
         raise ValidationError({"document": _("%(number)s already consented to version %(version)s.") % {
@@ -411,7 +412,7 @@ def participant_enrol(*, participant: Participant, user, enrolment_date: date | 
     enrolment_date = enrolment_date or participant.site.today()
     _not_future(enrolment_date, participant.site, "enrolment_date")
     if enrolment_date < participant.consent_date:
-        raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
+        raise ValidationError({"enrolment_date": _("Enrolment cannot precede consent (%(date)s).") % {"date": timefmt.date_text(participant.consent_date)}})
     cohort, opened_by, slot = None, None, None
     if trial.design == "dose_escalation":
         Trial.objects.select_for_update().filter(pk=trial.pk).exists()  # one cohort decision at a time
@@ -829,8 +830,8 @@ def _not_before_opening(decision: CohortDecision | None, site: Site, value: date
     if value < opened_on:
         raise ValidationError({field: _(
             "%(what)s cannot be dated %(date)s: %(cohort)s was opened for this place by the decision '%(decision)s' signed on %(opened)s."
-        ) % {"what": what, "date": value.isoformat(), "cohort": decision.cohort.label if decision.decision == CohortDecisionKind.EXPAND
-             else _("the next cohort"), "decision": CohortDecisionKind(decision.decision).label, "opened": opened_on.isoformat()}})
+        ) % {"what": what, "date": timefmt.date_text(value), "cohort": decision.cohort.label if decision.decision == CohortDecisionKind.EXPAND
+             else _("the next cohort"), "decision": CohortDecisionKind(decision.decision).label, "opened": timefmt.date_text(opened_on)}})
 
 
 def cohort_has_placebo(trial: Trial) -> bool:
@@ -960,7 +961,7 @@ def participant_anchor_change(*, participant: Participant, user, anchor: str, ne
         raise ValidationError({"anchor": _("This date is not recorded yet: record it first.")})
     _not_future(new_date, participant.site, "new_date")
     if participant.consent_date and new_date < participant.consent_date:
-        raise ValidationError({"new_date": _("The date cannot precede the consent (%(date)s).") % {"date": participant.consent_date.isoformat()}})
+        raise ValidationError({"new_date": _("The date cannot precede the consent (%(date)s).") % {"date": timefmt.date_text(participant.consent_date)}})
     if anchor == "first_treatment" and participant.enrolment_date and new_date < participant.enrolment_date:
         raise ValidationError({"new_date": _("The first treatment cannot precede enrolment.")})
     if anchor == "enrolment" and participant.first_treatment_date and new_date > participant.first_treatment_date:

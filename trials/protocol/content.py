@@ -1,6 +1,7 @@
 """CRF content in several languages: the texts of a CRF file, checked, stored and read per language.
 
-In a CRF file a label, help text, unit, choice label, section title or the CRF's title is a string
+In a CRF file a label, help text, unit, choice label, section title, edit-check message or the CRF's
+title is a string
 (in the CRF's `default_language`) or a mapping `{en: …, fr: …, es: …}` covering its `languages`.
 The stored definition (CrfDefinition.definition) keeps, for each such key, the default-language
 string under the key itself (what every reader of the definition has always read) and the mapping
@@ -65,8 +66,15 @@ def _texts(data: dict) -> Iterator[tuple[tuple, str, Any, str]]:
                 for c_index, choice in enumerate(item["choices"]):
                     if isinstance(choice, dict):
                         yield here + ("choices", c_index, "label"), "label", choice.get("label"), f"choice {choice.get('code')!r} of {what}"
+            yield from checks(item.get("checks"), here + ("checks",), f" on {what}")
             yield from fields(item.get("fields") or [], here + ("fields",))
 
+    def checks(rules: Any, loc: tuple, where: str = "") -> Iterator[tuple[tuple, str, Any, str]]:
+        for index, rule in enumerate(rules if isinstance(rules, list) else []):
+            if isinstance(rule, dict):
+                yield loc + (index, "message"), "message", rule.get("message"), f"check {rule.get('expression')!r}{where}"
+
+    yield from checks(data.get("checks"), ("checks",))
     yield from fields(data.get("fields") or [], ("fields",))
 
 
@@ -104,6 +112,8 @@ def split_localized(definition: dict, default_language: str) -> dict:
     def fields(items: list) -> None:
         for item in items or []:
             split(item, FIELD_TEXTS)
+            for rule in item.get("checks") or []:
+                split(rule, ("message",))
             if isinstance(item.get("choices"), list):
                 for choice in item["choices"]:
                     split(choice, ("label",))
@@ -115,5 +125,31 @@ def split_localized(definition: dict, default_language: str) -> dict:
             split(choice, ("label",))
     for section in out.get("sections") or []:
         split(section, ("name", "help"))
+    for rule in out.get("checks") or []:
+        split(rule, ("message",))
     fields(out.get("fields") or [])
+    return out
+
+
+def localized_definition(definition: dict, language: str | None) -> dict:
+    """A stored definition with each text in `language` where the CRF has it (else the default
+    language), for a page that reads the definition itself (the printed CRF): the reverse of
+    `split_localized`, one language at a time. Codes, names and expressions are untouched."""
+    out = copy.deepcopy(definition)
+    if not language:
+        return out
+
+    def read(obj: Any) -> None:
+        if isinstance(obj, dict):
+            for key in [k for k in obj if k.endswith(I18N)]:
+                text = (obj.get(key) or {}).get(language)
+                if text:
+                    obj[key[: -len(I18N)]] = text
+            for value in obj.values():
+                read(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                read(value)
+
+    read(out)
     return out

@@ -198,9 +198,10 @@ class CrfSchema:
         return blocks
 
 
-def _rules(checks: list[dict]) -> tuple[Rule, ...]:
+def _rules(checks: list[dict], language: str | None = None) -> tuple[Rule, ...]:
+    """The edit checks, their messages in `language` where the CRF gives one (else its default)."""
     return tuple(
-        Rule(cel.compile(c["expression"]), c["expression"], c["message"], c.get("severity", "hard"), c.get("field"))
+        Rule(cel.compile(c["expression"]), c["expression"], localized(c, "message", language), c.get("severity", "hard"), c.get("field"))
         for c in checks
     )
 
@@ -259,7 +260,7 @@ def _item(spec: dict, codelists: dict, language: str | None = None) -> Item:
         choices=tuple((c["code"], localized(c, "label", language)) for c in choices or ()),
         widget=spec.get("widget"),
         show_if=cel.compile(spec["show_if"]) if spec.get("show_if") else None,
-        rules=_rules(spec.get("checks", [])),
+        rules=_rules(spec.get("checks", []), language),
         calculation=calculation,
         calculation_program=cel.compile(calculation["cel"]) if calculation and calculation.get("cel") else None,
         calculation_inputs=_calculation_inputs(spec) if calculation else (),
@@ -367,7 +368,7 @@ def schema_for(crf: CrfDefinition, language: str | None = None) -> CrfSchema:
             translation_status=(definition.get("translation_status") or {}).get(language, ""),
             items=tuple(_item(spec, codelists, language) for spec in definition["fields"]),
             sections=sections,
-            rules=_rules(definition.get("checks", [])),
+            rules=_rules(definition.get("checks", []), language),
             references=_references(definition),
             reads_allocation=_reads_allocation(definition),
             respondent=definition.get("respondent", "staff"),

@@ -94,7 +94,7 @@ class Check(Strict):
     """An edit check: `expression` must be true, otherwise `message` is shown on `field`."""
 
     expression: Text
-    message: Text
+    message: Localized  # a text, or one per language of the CRF ({en: …, fr: …, es: …})
     severity: Literal["hard", "soft"] = "hard"
     field: Name | None = None
 

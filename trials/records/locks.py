@@ -16,6 +16,7 @@ from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, 
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import audited_save
 from trials.protocol.models import Role, Trial
 from trials.protocol.selectors import study_roles_for_user
@@ -82,9 +83,9 @@ def covering_locks(*, trial=None, participant=None, visit=None, entry=None, adve
 
 
 def lock_message(lock: Lock) -> str:
-    """ "This visit is locked by Sophie Laurent on 2026-05-02: final analysis." for the pages."""
+    """ "This visit is locked by Sophie Laurent on 2 May 2026: final analysis." for the pages."""
     who = lock.locked_by.get_full_name() or lock.locked_by.username
-    values = {"who": who, "date": lock.locked_at.date().isoformat(), "reason": lock.reason}
+    values = {"who": who, "date": timefmt.date_text(lock.locked_at.date()), "reason": lock.reason}
     lock_texts = {
         LockLevel.TRIAL: _("This trial is locked (database lock) by %(who)s on %(date)s: %(reason)s"),
         LockLevel.PARTICIPANT: _("This participant is locked by %(who)s on %(date)s: %(reason)s"),
@@ -294,7 +295,7 @@ def lock_release(*, lock: Lock, user, reason: str) -> Lock:  # noqa: ANN001
         raise PermissionDenied(_("Only a data manager of the trial releases a lock."))
     if lock.released_at is not None:
         raise ValidationError(
-            _("This lock was already released on %(date)s.") % {"date": lock.released_at.date().isoformat()}
+            _("This lock was already released on %(date)s.") % {"date": timefmt.date_text(lock.released_at.date())}
         )
     reason = (reason or "").strip()
     if not reason:

@@ -11,11 +11,14 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
+
+from edc.ops.services import user_language
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, VisitCrf
-from trials.protocol.selectors import study_roles_for_user
+from trials.protocol.selectors import study_roles_for_user, user_site_language
 from trials.visits import hooks
 from trials.visits.models import CrfEntry, EntryStatus, ReminderLog, ReminderReason, Visit, VisitStatus
 from trials.visits.schedule import SCHEDULED_STATUSES
@@ -65,6 +68,13 @@ def reminder_digest_send(user_id: int) -> int:
     user = get_user_model().objects.get(pk=user_id)
     if not user.email:
         return 0
+    # In the recipient's language (hers, else her sites'), whatever thread sends it: the e-mail and
+    # the audit reasons it stamps on her links.
+    with translation.override(user_language(user) or user_site_language(user) or settings.LANGUAGE_CODE):
+        return _digest_send(user)
+
+
+def _digest_send(user) -> int:  # noqa: ANN001
     try:
         with transaction.atomic():
             items = reminder_items(user)

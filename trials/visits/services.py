@@ -422,7 +422,7 @@ def crf_entry_save(
 def crf_entry_save_answers(
     *, user, visit: Visit, crf_code: str, answers: dict, complete: bool, reason: str, missing: dict | None = None,  # noqa: ANN001
     participant_source: bool = False,
-    expected_revision: int | None = None, confirm_warnings: bool = True,
+    expected_revision: int | None = None, confirm_warnings: bool = True, language: str | None = None,
 ) -> CrfEntry:
     """Save parsed answers (item name -> value, as `validate_answers` takes them; `missing`: item
     name -> {code, reason} for items answered with a missing-data code) without a form:
@@ -446,7 +446,7 @@ def crf_entry_save_answers(
         raise CrfEntryConflict(entry if entry.pk else None, visit=visit, crf_code=crf_code)
     if entry.status == EntryStatus.COMPLETE and not reason.strip():
         raise ValidationError(_("This entry is complete: give a reason for the change."))
-    schema = schema_for(entry.crf)
+    schema = schema_for(entry.crf, language)  # check messages in `language` (the ePRO page's) where the CRF has it
     if file_items.file_answers(schema, answers) != file_items.file_answers(schema, entry.answers):
         # A reference could name a file that was never checked, or another participant's.
         raise ValidationError(_("Files are uploaded on the CRF page; an import cannot set or change a file item."))

@@ -20,6 +20,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -346,7 +347,7 @@ class CrfEntryAdmin(ScopedReadOnlyAdmin):
     def answers_table(self, obj: CrfEntry) -> SafeString:
         """Each item with its answer, its open queries and a "Raise query" link; a repeating
         group row by row, with a link for the row and for each of its items."""
-        schema = schema_for(obj.crf)
+        schema = schema_for(obj.crf, get_language())  # labels in the reader's language (codes shown beside)
         queries: dict[tuple[str, str], list[Query]] = {}
         for query in Query.objects.filter(entry=obj, state__in=OPEN_QUERY_STATES).order_by("raised_at"):
             queries.setdefault((query.item, query.row_id), []).append(query)

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_queries_allowed
 from trials.monitoring.models import DeviationCategory, DeviationSeverity, DeviationState, ProtocolDeviation
@@ -81,12 +82,12 @@ def _validate(deviation: ProtocolDeviation) -> None:
     if deviation.occurred_on and deviation.occurred_on > today:
         add(
             "occurred_on",
-            _("This date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()},
+            _("This date is in the future (today at the site is %(today)s).") % {"today": timefmt.date_text(today)},
         )
     if deviation.identified_on and deviation.identified_on > today:
         add(
             "identified_on",
-            _("This date is in the future (today at the site is %(today)s).") % {"today": today.isoformat()},
+            _("This date is in the future (today at the site is %(today)s).") % {"today": timefmt.date_text(today)},
         )
     consent = participant.consent_date
     if deviation.occurred_on and consent and deviation.occurred_on < consent and deviation.category != DeviationCategory.CONSENT:
@@ -95,14 +96,14 @@ def _validate(deviation: ProtocolDeviation) -> None:
         add(
             "occurred_on",
             _("This date is before the consent (%(date)s): only an informed-consent deviation can precede it.")
-            % {"date": consent.isoformat()},
+            % {"date": timefmt.date_text(consent)},
         )
     first_contact = min(d for d in (participant.screening_date, consent, today) if d)
     if deviation.occurred_on and deviation.occurred_on < first_contact - PLAUSIBLE_BEFORE_SCREENING:
         add(
             "occurred_on",
             _("This date is more than %(days)s days before the screening (%(date)s): check the year.")
-            % {"days": PLAUSIBLE_BEFORE_SCREENING.days, "date": first_contact.isoformat()},
+            % {"days": PLAUSIBLE_BEFORE_SCREENING.days, "date": timefmt.date_text(first_contact)},
         )
     if deviation.occurred_on and deviation.identified_on and deviation.identified_on < deviation.occurred_on:
         add("identified_on", _("A deviation is identified on or after the day it happened."))

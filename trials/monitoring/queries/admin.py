@@ -32,6 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
+from edc import timefmt
 from edc.admin_mixins import ReadOnlyAdminMixin
 from edc.ids import id_or_none, ids_or_400
 from edc.forms import add_service_errors
@@ -227,14 +228,14 @@ class QueryAdmin(ReviewerScopedAdmin):
     @admin.display(description=_("raised"))
     def raised(self, obj: Query) -> str:
         who = obj.raised_by.get_full_name() or obj.raised_by.username
-        return f"{who} · {timezone.localtime(obj.raised_at):%Y-%m-%d %H:%M}"
+        return f"{who} · {timefmt.utc_text(obj.raised_at)}"
 
     @admin.display(description=_("closed"))
     def closed(self, obj: Query) -> str:
         if obj.closed_at is None:
             return "—"
         who = obj.closed_by.get_full_name() or obj.closed_by.username
-        return f"{obj.get_state_display()}: {who} · {timezone.localtime(obj.closed_at):%Y-%m-%d %H:%M}"
+        return f"{obj.get_state_display()}: {who} · {timefmt.utc_text(obj.closed_at)}"
 
     @admin.display(description=_("value when raised"))
     def value_then(self, obj: Query) -> str:

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from trials.monitoring.audit.trail import entry_answer_trail
@@ -77,7 +78,7 @@ def form_review(request: HttpRequest, pk: int) -> HttpResponse:
     verified) or action=query (`item`, `row_id`, `text`)."""
     entry = _entry_for_reviewer(request.user, pk)
     visit, participant = entry.visit, entry.participant
-    schema = schema_for(entry.crf)
+    schema = schema_for(entry.crf, get_language())  # the reviewer reads the form in her language where the CRF has it
     plan = SdvPlan.objects.filter(trial_id=participant.trial_id).first()
     here = reverse("form_review", args=[entry.pk])
     query_errors: dict[str, list[str]] = {}

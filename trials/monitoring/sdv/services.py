@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import audited_save
 from trials.monitoring.models import SdvPlan, SdvScope
 from trials.records.models import SdvItemTick, SdvMark, SdvState
@@ -230,16 +230,16 @@ def sdv_status_text(mark: SdvMark | None, entry: CrfEntry | None = None) -> str:
     if mark.state == SdvState.WITHDRAWN:
         who = mark.reset_by.get_full_name() or mark.reset_by.username if mark.reset_by else "?"
         return _("SDV withdrawn on %(date)s by %(user)s (an item unticked)") % {
-            "date": date_format(timezone.localtime(mark.reset_at), "Y-m-d H:i"), "user": who}
+            "date": timefmt.utc_text(mark.reset_at), "user": who}
     if mark.state == SdvState.RESET or (entry is not None and mark.entry_revision != entry.revision):
         if mark.reset_at is None:
             return _("Verified at revision %(n)s; changed since") % {"n": mark.entry_revision}
         who = mark.reset_by.get_full_name() or mark.reset_by.username if mark.reset_by else "?"
         return _("SDV reset by the change on %(date)s by %(user)s") % {
-            "date": date_format(timezone.localtime(mark.reset_at), "Y-m-d H:i"), "user": who}
+            "date": timefmt.utc_text(mark.reset_at), "user": who}
     who = mark.verified_by.get_full_name() or mark.verified_by.username
     return _("Source data verified on %(date)s by %(user)s (revision %(n)s)") % {
-        "date": date_format(timezone.localtime(mark.verified_at), "Y-m-d H:i"), "user": who, "n": mark.entry_revision}
+        "date": timefmt.utc_text(mark.verified_at), "user": who, "n": mark.entry_revision}
 
 
 def _plan_filter(trial_id: int, plan: SdvPlan | None) -> Q:

@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from edc import timefmt
 from edc.audit import SYSTEM_USERNAME, audited_save
 from trials.records.locks import assert_queries_allowed
 from trials.monitoring.models import SignatureFailure
@@ -164,7 +165,7 @@ def _sign(*, participant: Participant, visit: Visit | None, user) -> Signature: 
     if current is not None:
         raise ValidationError(
             _("Already signed by %(name)s on %(when)s UTC.")
-            % {"name": current.printed_name, "when": f"{current.signed_at:%Y-%m-%d %H:%M}"}
+            % {"name": current.printed_name, "when": timefmt.utc_moment(current.signed_at)}
         )
     signature = Signature(
         participant=participant,

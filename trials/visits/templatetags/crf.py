@@ -1,7 +1,11 @@
 """Template helpers for CRF pages."""
 
+import re
+from decimal import Decimal
+
 from django import template
 from django.forms.boundfield import BoundWidget
+from django.utils import formats
 
 from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
@@ -83,3 +87,20 @@ def file_limits(item) -> dict:  # noqa: ANN001
 
     size = item.max_size_kb or 0
     return {"accepted": describe_accept(item), "size": f"{size / 1024:g} MB" if size >= 1024 else f"{size} kB"}
+
+
+DECIMAL_TEXT = re.compile(r"^-?\d+\.\d+$")
+
+
+@register.filter
+def shown_number(value):  # noqa: ANN001, ANN201
+    """A stored number as the reader writes it: "1.714" is "1,714" in French and Spanish (the
+    locale's decimal separator, every stored decimal kept). Only for text shown, never for an
+    input's value or an export, which keep the stored "1.714"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and DECIMAL_TEXT.match(value):
+        value = Decimal(value)
+    if isinstance(value, (int, float, Decimal)):
+        return formats.number_format(value, use_l10n=True)
+    return value
