@@ -8,7 +8,7 @@ from trials.participants.selectors import participants_for_user
 from trials.protocol.engine import schema_for
 from trials.protocol.medications import MEDICATION_LOG
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
-from trials.protocol.selectors import sites_for_user
+from trials.protocol.selectors import site_visible_to, sites_for_user
 from trials.protocol.trial_cache import attach_trial
 from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 
@@ -99,11 +99,12 @@ def next_visit(participant: Participant) -> Visit | None:
 
 def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     """A visit of a participant the user may see."""
-    visit = Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
-        "participant__site", "participant__consent_document", "definition"
-    ).first()
-    if visit is not None:
-        attach_trial(visit.participant)
+    # Read by key, then checked against the user's roles read once per request (site_visible_to:
+    # participants_for_user's rule) rather than filtered by a subquery on the roles (issue 22).
+    visit = Visit.objects.filter(pk=pk).select_related("participant__site", "participant__consent_document", "definition").first()
+    if visit is None or not site_visible_to(user, visit.participant.site):
+        return None
+    attach_trial(visit.participant)
     return visit
 
 

@@ -46,7 +46,7 @@ def crf_query_context(user, entry, *, hidden: set[str] | frozenset = frozenset()
     by branching, an item or row no longer there) for the top of the page, and the SDV status."""
     if entry.pk is None:
         return {"queries_by_item": {}, "entry_queries": [], "open_query_count": 0, "can_answer": False, "sdv_text": ""}
-    queries = selectors.item_queries(user, entry)
+    queries = selectors.entry_page_queries(user, entry)
     schema = schema_for(entry.crf)
     names = {i.name for i in schema.items} | {c.name for g in schema.groups for c in g.children}
     rows = {r.get(ROW_ID) for g in schema.groups for r in entry.answers.get(g.name) or []}

@@ -2,9 +2,11 @@
 
 from django import template
 from django.forms.boundfield import BoundWidget
+from django.utils.safestring import mark_safe
 
 from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
+from trials.visits.item_html import item_html, missing_html
 
 register = template.Library()
 
@@ -83,3 +85,15 @@ def file_limits(item) -> dict:  # noqa: ANN001
 
     size = item.max_size_kb or 0
     return {"accepted": describe_accept(item), "size": f"{size / 1024:g} MB" if size >= 1024 else f"{size} kB"}
+
+
+@register.simple_tag(takes_context=True)
+def crf_item(context, item, form, answers=None, notes=None, prefix: str = "", hidden: bool = False, oob: bool = False, row_id=None):  # noqa: ANN001, ANN201, PLR0913
+    """One item of the CRF page, written by trials.visits.item_html (no template per item)."""
+    return item_html(context, item, form, answers=answers, notes=notes, prefix=prefix or "", hidden=bool(hidden), oob=bool(oob), row_id=row_id)
+
+
+@register.simple_tag(takes_context=True)
+def crf_missing(context, form, item):  # noqa: ANN001, ANN201
+    """A required item's missing-data control (or, on the review, the code given)."""
+    return mark_safe(missing_html(context, form, item))  # noqa: S308 - escaped by missing_html
