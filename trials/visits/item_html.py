@@ -86,16 +86,18 @@ def missing_html(context: Context, form, item) -> str:  # noqa: ANN001
     )
 
 
-def query_badge(queries: list, name: str, *, title: bool) -> str:
-    """The red badge counting an item's open (or answered) queries, if any."""
-    from trials.monitoring.models import OPEN_QUERY_STATES  # noqa: PLC0415 - the states only, read at render time
-
-    n = sum(1 for q in queries if q.state in OPEN_QUERY_STATES)
+def query_badge(context: Context, name: str, row_id=None) -> str:  # noqa: ANN001
+    """The red badge counting an item's open (or answered) queries, if any (counted by the
+    monitoring app's query context, `open_queries_by_item`)."""
+    if hasattr(row_id, "value"):
+        row_id = row_id.value()
+    n = (context.get("open_queries_by_item") or {}).get((row_id or "", name), 0)
     if not n:
         return ""
     text = ngettext("%(n)s query", "%(n)s queries", n) % {"n": n}
-    tooltip = f' title="{_e(_("open queries"))}"' if title else ""
-    return f' <span class="badge rounded-pill text-bg-danger" data-testid="query-badge-{_e(name)}"{tooltip}>{text}</span>'
+    return (
+        f' <span class="badge rounded-pill text-bg-danger" data-testid="query-badge-{_e(name)}" title="{_e(_("open queries"))}">{text}</span>'
+    )
 
 
 def item_html(context: Context, item, form, *, answers=None, notes=None, prefix: str = "", hidden: bool = False,  # noqa: ANN001, PLR0913
@@ -140,7 +142,7 @@ def _input_html(context: Context, item, form, field, *, prefix: str, row_id) -> 
         f'<input type="hidden" name="_shown" value="{_e(prefix)}{name}">',
         f'<div class="mb-3 row{" edc-has-error" if field.errors else ""}" id="item-{html_name}">',
         f'<label class="{"col-12 form-label" if vas else "col-md-5 col-form-label"}" for="{_e(field.id_for_label)}">'
-        f"{_e(item.label)}{required}{query_badge(queries, item.name, title=True)}</label>",
+        f"{_e(item.label)}{required}{query_badge(context, item.name, row_id)}</label>",
         f'<div class="{"col-12" if vas else "col-md-7"}">',
     ]
     input_type = getattr(widget, "input_type", None)

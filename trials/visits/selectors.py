@@ -50,7 +50,8 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
             ),
             Prefetch(
                 "definition__visit_crfs",
-                queryset=VisitCrf.objects.filter(is_active=True).select_related("crf").order_by("order"),
+                # The CRF's definition (its JSON, the largest column) is not read: its schema is cached per version.
+                queryset=VisitCrf.objects.filter(is_active=True).select_related("crf").defer("crf__definition").order_by("order"),
             ),
         )
         .order_by("order", "sequence")
@@ -61,7 +62,8 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
         entries = {e.crf_code: e for e in visit.crf_entries.all()}
         if visit.definition is None and unscheduled_links is None:
             unscheduled_links = list(
-                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True).select_related("crf").order_by("order")
+                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True)
+                .select_related("crf").defer("crf__definition").order_by("order")
             )
         links = visit.definition.visit_crfs.all() if visit.definition else unscheduled_links
         rows.append(
@@ -69,7 +71,7 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
                 "visit": visit,
                 "cells": [{"link": link, "entry": entries.get(link.crf_code)} for link in links],
                 # Questionnaires the participant answers herself (trials.epro's visit page).
-                "participant_reported": any(link.crf.definition.get("respondent") == "participant" for link in links),
+                "participant_reported": any(schema_for(link.crf).respondent == "participant" for link in links),
             }
         )
     return rows
@@ -112,7 +114,10 @@ def participant_logs(participant: Participant) -> list[dict]:
     """The participant's logs (the trial's log CRFs, in the trial file's order), each with its
     records in the order they were added; a record carries its `entry` (None until first saved)
     and the entry's answers for the list's columns."""
-    links = list(TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True).select_related("crf").order_by("order"))
+    links = list(
+        TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True)
+        .select_related("crf").defer("crf__definition").order_by("order")  # schema_for's cache has what is needed
+    )
     saved = (
         Visit.objects.filter(participant=participant, record_kind=RecordKind.LOG)
         .prefetch_related("crf_entries")
