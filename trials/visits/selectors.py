@@ -8,7 +8,7 @@ from trials.participants.selectors import participants_for_user
 from trials.protocol.engine import schema_for
 from trials.protocol.medications import MEDICATION_LOG
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
-from trials.protocol.selectors import site_visible_to, sites_for_user
+from trials.protocol.selectors import site_visible_to
 from trials.protocol.trial_cache import attach_trial
 from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 
@@ -16,7 +16,10 @@ from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
     """One participant, if the user may see them."""
     # The trial from the cache (trials.protocol.trial_cache), not joined: its settings change only on a load or amendment.
-    participant = Participant.objects.filter(pk=pk, site__in=sites_for_user(user)).select_related("site", "consent_document").first()
+    # Read by key, its site checked against the request's roles memo (site_visible_to: sites_for_user's rule).
+    participant = Participant.objects.filter(pk=pk).select_related("site", "consent_document").first()
+    if participant is None or not site_visible_to(user, participant.site):
+        return None
     return attach_trial(participant)
 
 
