@@ -367,6 +367,8 @@ STORAGES = {
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
+# Django's form renderer with the <input> widgets written in Python (edc/form_renderer.py, issue 22).
+FORM_RENDERER = "edc.form_renderer.FormRenderer"
 
 # --- E-mail -------------------------------------------------------------------------------
 

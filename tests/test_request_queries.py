@@ -42,8 +42,15 @@ def coordinator_flow(client, code: str, participants: int, visits: int) -> dict[
     return counts
 
 
+# The most queries each step may make (session and user are two of each): lowered as requests get
+# lighter (issue 22: the CRF page 13 -> 12, the list and the participant page one fewer each), never raised
+# without saying why in docs/architecture.md "Light requests".
+CEILING = {"list": 7, "participant": 15, "crf": 12, "live": 8, "save": 19}
+
+
 def test_query_count_per_step_does_not_grow_with_the_trial(client):
     small = coordinator_flow(client, "FLOW-S", participants=20, visits=2)
     large = coordinator_flow(client, "FLOW-L", participants=200, visits=5)
     print("queries per step, small / large:", small, large)
     assert small == large
+    assert all(large[step] <= CEILING[step] for step in STEPS), (large, CEILING)

@@ -80,6 +80,9 @@ def main() -> None:
             with CaptureQueriesContext(connection) as captured:
                 step()
             queries[name] = len(captured)
+            if os.environ.get("BENCH_SQL") == name:  # the queries of one request of that step
+                for query in captured.captured_queries:
+                    print(query["sql"])
         profiled = os.environ.get("BENCH_PROFILE")
         if profiled:
             import cProfile
@@ -90,7 +93,7 @@ def main() -> None:
             for _ in range(20):
                 steps[profiled]()
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "40")))
         cpu: dict[str, list[float]] = {name: [] for name in steps}
         wall: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(REPEATS):  # interleaved: drift on the machine hits every step alike

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from trials.build.models import Amendment, StudyBuilder
 from trials.protocol.models import CrfDefinition, Role, Trial, TrialCrf, VisitCrf
-from trials.protocol.selectors import study_roles_for_user, trials_for_user
+from trials.protocol.selectors import study_roles_for_user, trials_for_user, user_role_grants
 
 
 def buildable_trials(user) -> QuerySet[Trial]:  # noqa: ANN001
@@ -25,8 +25,11 @@ def is_study_builder(user) -> bool:  # noqa: ANN001
 
 
 def user_may_build(user) -> bool:  # noqa: ANN001
-    """Whether to show the Study build link."""
-    return is_study_builder(user) or buildable_trials(user).exists()
+    """Whether to show the Study build link (every page's menu): a study builder, or a data manager
+    at all sites of a trial (buildable_trials, read from the request's memo of the user's roles)."""
+    if not user.is_authenticated:
+        return False
+    return is_study_builder(user) or any(g.role == Role.DATA_MANAGER and g.site_id is None for g in user_role_grants(user))
 
 
 def amendments(trial: Trial) -> QuerySet[Amendment]:

@@ -1640,7 +1640,6 @@ class Findings:
                 start = len(row_test)
                 chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
                                       study_day(when, reference), ordinal, start, seq, position))
-                entry_index = len(chunk.entries) - 1
                 if entry_counts.get(entry.crf_id):
                     _recount(entry_counts[entry.crf_id])
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)

@@ -80,6 +80,19 @@ def sites_for_user(user, *, trial: Trial | None = None, include_inactive: bool =
     return sites.select_related("trial")
 
 
+def site_visible_to(user, site: Site) -> bool:  # noqa: ANN001
+    """sites_for_user's rule for one site already read (with its `is_active` and `trial_id`),
+    checked against the request's memo of the user's roles instead of a subquery (issue 22: the
+    CRF page reads its visit by key and checks it here, the roles query serving every check)."""
+    if not site.is_active:
+        return False
+    if user.is_authenticated and user.is_superuser:
+        return True
+    return any(
+        grant.site_id == site.pk or (grant.site_id is None and grant.trial_id == site.trial_id) for grant in user_role_grants(user)
+    )
+
+
 def study_roles_visible_to(user) -> QuerySet[StudyRole]:  # noqa: ANN001
     """Roles a user may list: all roles of trials where they work at all sites, else roles at their sites."""
     if user.is_authenticated and user.is_superuser:

@@ -8,7 +8,7 @@ from trials.participants.selectors import participants_for_user
 from trials.protocol.engine import schema_for
 from trials.protocol.medications import MEDICATION_LOG
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
-from trials.protocol.selectors import sites_for_user
+from trials.protocol.selectors import site_visible_to
 from trials.protocol.trial_cache import attach_trial
 from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 
@@ -16,7 +16,10 @@ from trials.visits.models import CrfEntry, RecordKind, Visit, VisitStatus
 def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
     """One participant, if the user may see them."""
     # The trial from the cache (trials.protocol.trial_cache), not joined: its settings change only on a load or amendment.
-    participant = Participant.objects.filter(pk=pk, site__in=sites_for_user(user)).select_related("site", "consent_document").first()
+    # Read by key, its site checked against the request's roles memo (site_visible_to: sites_for_user's rule).
+    participant = Participant.objects.filter(pk=pk).select_related("site", "consent_document").first()
+    if participant is None or not site_visible_to(user, participant.site):
+        return None
     return attach_trial(participant)
 
 
@@ -50,7 +53,8 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
             ),
             Prefetch(
                 "definition__visit_crfs",
-                queryset=VisitCrf.objects.filter(is_active=True).select_related("crf").order_by("order"),
+                # The CRF's definition (its JSON, the largest column) is not read: its schema is cached per version.
+                queryset=VisitCrf.objects.filter(is_active=True).select_related("crf").defer("crf__definition").order_by("order"),
             ),
         )
         .order_by("order", "sequence")
@@ -61,7 +65,8 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
         entries = {e.crf_code: e for e in visit.crf_entries.all()}
         if visit.definition is None and unscheduled_links is None:
             unscheduled_links = list(
-                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True).select_related("crf").order_by("order")
+                TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.UNSCHEDULED, is_active=True)
+                .select_related("crf").defer("crf__definition").order_by("order")
             )
         links = visit.definition.visit_crfs.all() if visit.definition else unscheduled_links
         rows.append(
@@ -69,7 +74,7 @@ def participant_grid(participant: Participant, *, entry_annotations: dict | None
                 "visit": visit,
                 "cells": [{"link": link, "entry": entries.get(link.crf_code)} for link in links],
                 # Questionnaires the participant answers herself (trials.epro's visit page).
-                "participant_reported": any(link.crf.definition.get("respondent") == "participant" for link in links),
+                "participant_reported": any(schema_for(link.crf).respondent == "participant" for link in links),
             }
         )
     return rows
@@ -99,11 +104,12 @@ def next_visit(participant: Participant) -> Visit | None:
 
 def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     """A visit of a participant the user may see."""
-    visit = Visit.objects.filter(pk=pk, participant__in=participants_for_user(user)).select_related(
-        "participant__site", "participant__consent_document", "definition"
-    ).first()
-    if visit is not None:
-        attach_trial(visit.participant)
+    # Read by key, then checked against the user's roles read once per request (site_visible_to:
+    # participants_for_user's rule) rather than filtered by a subquery on the roles (issue 22).
+    visit = Visit.objects.filter(pk=pk).select_related("participant__site", "participant__consent_document", "definition").first()
+    if visit is None or not site_visible_to(user, visit.participant.site):
+        return None
+    attach_trial(visit.participant)
     return visit
 
 
@@ -111,7 +117,10 @@ def participant_logs(participant: Participant) -> list[dict]:
     """The participant's logs (the trial's log CRFs, in the trial file's order), each with its
     records in the order they were added; a record carries its `entry` (None until first saved)
     and the entry's answers for the list's columns."""
-    links = list(TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True).select_related("crf").order_by("order"))
+    links = list(
+        TrialCrf.objects.filter(trial=participant.trial_id, use=TrialCrfUse.LOG, is_active=True)
+        .select_related("crf").defer("crf__definition").order_by("order")  # schema_for's cache has what is needed
+    )
     saved = (
         Visit.objects.filter(participant=participant, record_kind=RecordKind.LOG)
         .prefetch_related("crf_entries")

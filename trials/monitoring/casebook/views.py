@@ -8,8 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from trials.monitoring.models import OPEN_QUERY_STATES
-from trials.monitoring.queries.selectors import open_query_counts
+from trials.monitoring.models import OPEN_QUERY_STATES, Query
 from trials.monitoring.locks.views import dashboard_review
 from trials.participants.selectors import participant_summary
 from trials.protocol.models import Role
@@ -45,7 +44,8 @@ def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "can_enter": summary["can_act"],  # user_enters_data_at, read from the summary's roles (no extra query)
             "summary": summary,
             **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
-            "open_queries": open_query_counts(request.user, participant=participant).get(participant.pk, 0),
+            # The participant was read through the user's scoping just above: her queries are counted directly.
+            "open_queries": Query.objects.filter(participant=participant, state__in=OPEN_QUERY_STATES).count(),
             "logs": selectors.participant_logs(participant),
             "casebook_pdf": _casebook_pdf_allowed(request.user, participant),
         },

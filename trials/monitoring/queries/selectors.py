@@ -17,7 +17,7 @@ from trials.monitoring.models import OPEN_QUERY_STATES, Query, QueryState
 from trials.participants.models import Participant
 from trials.participants.selectors import participants_for_user
 from trials.protocol.models import Role, Trial
-from trials.protocol.selectors import sites_for_user, study_roles_for_user, user_holds_role
+from trials.protocol.selectors import site_visible_to, sites_for_user, study_roles_for_user, user_holds_role
 
 REVIEWER_ROLES = frozenset({Role.MONITOR, Role.DATA_MANAGER})
 AGE_BUCKETS = ((0, 7), (8, 30), (31, None))  # days since the query was raised
@@ -119,6 +119,31 @@ def _with_threads(user, **target) -> list[Query]:  # noqa: ANN001, ANN003
 def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
     """The queries of one CRF entry with their threads (for the CRF page), oldest first."""
     return [] if entry.pk is None else _with_threads(user, entry=entry)
+
+
+def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
+    """item_queries for a page that has read the entry with its participant and site (the CRF
+    page, the form review): the same queries and threads, without joining again the trial, site,
+    participant, visit and CRF the page holds (issue 22: that lookup joined eight tables). The
+    site is checked from the request's memo of the user's roles (sites_for_user's rule)."""
+    if entry.pk is None or not site_visible_to(user, entry.participant.site):
+        return []
+    from django.db.models import Prefetch
+
+    from trials.monitoring.models import QueryMessage
+
+    queries = list(
+        Query.objects.filter(entry=entry).select_related("raised_by").order_by("raised_at", "pk")
+        .prefetch_related(Prefetch("messages", queryset=QueryMessage.objects.select_related("author").order_by("at", "pk")))
+    )
+    participant = entry.participant
+    for query in queries:  # what the page holds already; a query raised before a transfer keeps its own site
+        query.entry = entry
+        if query.participant_id == participant.pk:
+            query.participant = participant
+        if query.site_id == participant.site_id:
+            query.site = participant.site
+    return queries
 
 
 def ae_queries(user, ae) -> list[Query]:  # noqa: ANN001

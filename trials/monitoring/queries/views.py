@@ -45,8 +45,8 @@ def crf_query_context(user, entry, *, hidden: set[str] | frozenset = frozenset()
     threads beside each item, those that belong to no shown item (the whole entry, an item hidden
     by branching, an item or row no longer there) for the top of the page, and the SDV status."""
     if entry.pk is None:
-        return {"queries_by_item": {}, "entry_queries": [], "open_query_count": 0, "can_answer": False, "sdv_text": ""}
-    queries = selectors.item_queries(user, entry)
+        return {"queries_by_item": {}, "open_queries_by_item": {}, "entry_queries": [], "open_query_count": 0, "can_answer": False, "sdv_text": ""}
+    queries = selectors.entry_page_queries(user, entry)
     schema = schema_for(entry.crf)
     names = {i.name for i in schema.items} | {c.name for g in schema.groups for c in g.children}
     rows = {r.get(ROW_ID) for g in schema.groups for r in entry.answers.get(g.name) or []}
@@ -62,6 +62,8 @@ def crf_query_context(user, entry, *, hidden: set[str] | frozenset = frozenset()
     mark = SdvMark.objects.select_related("verified_by", "reset_by").filter(entry=entry).first()
     return {
         "queries_by_item": by_item,
+        # The badge beside each item (visits.item_html): its open or answered queries.
+        "open_queries_by_item": {key: n for key, placed in by_item.items() if (n := sum(1 for q in placed if q.state in OPEN_QUERY_STATES))},
         "entry_queries": top,
         "open_query_count": sum(1 for q in queries if q.state in OPEN_QUERY_STATES),
         "can_answer": user_enters_data_at(user, entry.participant),

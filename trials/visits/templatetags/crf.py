@@ -1,14 +1,12 @@
 """Template helpers for CRF pages."""
 
-import re
-from decimal import Decimal
-
 from django import template
 from django.forms.boundfield import BoundWidget
-from django.utils import formats
+from django.utils.safestring import mark_safe
 
 from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
+from trials.visits.item_html import item_html, missing_html, shown_number
 
 register = template.Library()
 
@@ -89,18 +87,16 @@ def file_limits(item) -> dict:  # noqa: ANN001
     return {"accepted": describe_accept(item), "size": f"{size / 1024:g} MB" if size >= 1024 else f"{size} kB"}
 
 
-DECIMAL_TEXT = re.compile(r"^-?\d+\.\d+$")
+register.filter("shown_number", shown_number)
 
 
-@register.filter
-def shown_number(value):  # noqa: ANN001, ANN201
-    """A stored number as the reader writes it: "1.714" is "1,714" in French and Spanish (the
-    locale's decimal separator, every stored decimal kept). Only for text shown, never for an
-    input's value or an export, which keep the stored "1.714"."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and DECIMAL_TEXT.match(value):
-        value = Decimal(value)
-    if isinstance(value, (int, float, Decimal)):
-        return formats.number_format(value, use_l10n=True)
-    return value
+@register.simple_tag(takes_context=True)
+def crf_item(context, item, form, answers=None, notes=None, prefix: str = "", hidden: bool = False, oob: bool = False, row_id=None):  # noqa: ANN001, ANN201, PLR0913
+    """One item of the CRF page, written by trials.visits.item_html (no template per item)."""
+    return item_html(context, item, form, answers=answers, notes=notes, prefix=prefix or "", hidden=bool(hidden), oob=bool(oob), row_id=row_id)
+
+
+@register.simple_tag(takes_context=True)
+def crf_missing(context, form, item):  # noqa: ANN001, ANN201
+    """A required item's missing-data control (or, on the review, the code given)."""
+    return mark_safe(missing_html(context, form, item))  # noqa: S308 - escaped by missing_html
