@@ -14,12 +14,12 @@ sponsor export as in bench_sdtm.py), in the same run, interleaved, medians of BE
   unsorted - the same COPY without its ORDER BY;
   wide    - the CSV export's extraction instead: one row per entry in key order, one column per
             plain item (`(answers -> item)::text`, a string quoted), read by pandas.read_csv and
-            melted to (entry, test, text) with numpy; no sort of the rows in PostgreSQL;
+            melted to (entry, test, text) with numpy; the entries sorted in USUBJID order, not the answers;
   xpt     - the SDTM package as it is (the Python path).
 The sql step's text of a value is jsonb's (a string's own text; a number's jsonb spelling, which
 is not always odm._plain's), so its output is not the package's: it times the extraction only.
 
-PostgreSQL only: DATABASE_URL=postgres://… DATABASE_TEST_NAME=<unused name> python tests/bench/probe_sdtm_sql.py
+PROBE_STEPS=csv,wide runs only those steps. PostgreSQL only: DATABASE_URL=postgres://… DATABASE_TEST_NAME=<unused name> python tests/bench/probe_sdtm_sql.py
 """
 
 import io
@@ -109,10 +109,14 @@ def wide_sql(spec, crf_code: str) -> tuple[str, list, list[str]]:
     versions = selectors.export_crf_versions(crf_code)
     plans = sdtm.findings_plan(crf_code, versions, set(), spec.identifiers)
     names = list(dict.fromkeys(t.item.name for plan in plans.values() for t in plan if t.group is None and t.option is None))
-    entries = selectors.export_entries(spec, crf_code).queryset.values_list("participant_id", "crf_id", "answers")
+    entries = selectors.export_entries(spec, crf_code).queryset.values_list(
+        "participant_id", "crf_id", "answers", "trial_code", "subject", "visit_order", "visit_sequence")
     inner, inner_params = entries.query.sql_with_params()
     cells = ", ".join("(q.answers -> %s)::text" for _name in names)
-    sql = f"SELECT q.participant_id, q.crf_id, {cells} FROM ({inner}) q(participant_id, crf_id, answers)"
+    # USUBJID order (trial, subject), not the CSV export's (site first): a sort of the entries, not of the answers.
+    sql = (f"SELECT q.participant_id, q.crf_id, {cells} FROM ({inner}) "
+           f"q(participant_id, crf_id, answers, trial_code, subject, visit_order, visit_sequence) "
+           f"ORDER BY q.trial_code, q.subject, q.visit_order, q.visit_sequence")
     return sql, [*names, *inner_params], names
 
 
@@ -170,6 +174,8 @@ def main() -> None:
                 "wide": lambda: counts.__setitem__("wide", wide_read(spec)),
                 "xpt": lambda: common.export_to("xpt", spec, folder / "export.xpt"),
             }
+            wanted = [name for name in os.environ.get("PROBE_STEPS", "").split(",") if name]
+            steps = {name: fn for name, fn in steps.items() if not wanted or name in wanted}
             for fn in steps.values():
                 fn()  # warm-up
             times: dict[str, list[float]] = {name: [] for name in steps}
@@ -179,7 +185,7 @@ def main() -> None:
                     fn()
                     times[name].append(time.perf_counter() - start)
         csv_s = statistics.median(times["csv"])
-        print(f"answers read by orm: {counts['orm']}; findings rows by sql: {counts['sql']}, by wide: {counts['wide']}")
+        print(f"rows: {counts}")
         print(f"{'step':<8}{'median s':>10}{'x csv':>8}")
         for name, found in times.items():
             print(f"{name:<8}{statistics.median(found):>10.2f}{statistics.median(found) / csv_s:>8.2f}")
