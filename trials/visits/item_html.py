@@ -94,14 +94,17 @@ def missing_html(context: Context, form, item) -> str:  # noqa: ANN001
     options = "".join(
         f'<option value="{_e(value)}"{" selected" if code == value else ""}>{_e(label)}</option>' for value, label in MISSING_CODES
     )
+    # The texts are read outside the f-strings: xgettext (makemessages) does not look inside them.
+    cannot, code_label, answered = _e(_("Cannot answer?")), _e(_("Missing-data code")), _e(_("— answered —"))
+    reason_placeholder, reason_label = _e(_("Reason")), _e(_("Reason the item is missing"))
     return (
         f'<details class="edc-missing mt-1"{" open" if code else ""}>'
-        f'<summary class="small text-muted">{_e(_("Cannot answer?"))}</summary>'
+        f'<summary class="small text-muted">{cannot}</summary>'
         f'<div class="d-flex gap-2 mt-1">'
-        f'<select name="{code_name}" id="id_{code_name}" class="form-select form-select-sm w-auto" aria-label="{_e(_("Missing-data code"))}">'
-        f'<option value="">{_e(_("— answered —"))}</option>{options}</select>'
+        f'<select name="{code_name}" id="id_{code_name}" class="form-select form-select-sm w-auto" aria-label="{code_label}">'
+        f'<option value="">{answered}</option>{options}</select>'
         f'<input type="text" name="{reason_name}" id="id_{reason_name}" value="{render_value_in_context(reason, context)}" maxlength="500"'
-        f' class="form-control form-control-sm" placeholder="{_e(_("Reason"))}" aria-label="{_e(_("Reason the item is missing"))}">'
+        f' class="form-control form-control-sm" placeholder="{reason_placeholder}" aria-label="{reason_label}">'
         f"</div></details>"
     )
 
@@ -115,9 +118,8 @@ def query_badge(context: Context, name: str, row_id=None) -> str:  # noqa: ANN00
     if not n:
         return ""
     text = ngettext("%(n)s query", "%(n)s queries", n) % {"n": n}
-    return (
-        f' <span class="badge rounded-pill text-bg-danger" data-testid="query-badge-{_e(name)}" title="{_e(_("open queries"))}">{text}</span>'
-    )
+    title = _e(_("open queries"))
+    return f' <span class="badge rounded-pill text-bg-danger" data-testid="query-badge-{_e(name)}" title="{title}">{text}</span>'
 
 
 def item_html(context: Context, item, form, *, answers=None, notes=None, prefix: str = "", hidden: bool = False,  # noqa: ANN001, PLR0913
@@ -157,7 +159,8 @@ def _input_html(context: Context, item, form, field, *, prefix: str, row_id) -> 
     widget = field.field.widget
     vas = widget.attrs.get("data-edc-slider")
     html_name = _e(field.html_name)
-    required = f' <span class="text-danger" title="{_e(_("required"))}">*</span>' if item.required else ""
+    required_title = _e(_("required"))
+    required = f' <span class="text-danger" title="{required_title}">*</span>' if item.required else ""
     out = [
         f'<input type="hidden" name="_shown" value="{_e(prefix)}{name}">',
         f'<div class="mb-3 row{" edc-has-error" if field.errors else ""}" id="item-{html_name}">',
