@@ -86,10 +86,11 @@ def private_route(request):  # noqa: ANN001, ANN201
             pass
 
 
-def test_a_worker_killed_mid_export_is_replaced_and_nothing_is_done_twice(settings, tmp_path, private_route) -> None:  # noqa: ANN001
+def _seed_trials_with_exports_in(settings, tmp_path):  # noqa: ANN001, ANN202
+    """The seed trials and demo participants loaded, export files written under tmp_path/exports
+    (a folder the worker processes share); skipped where no database server is (SQLite)."""
     if connection.vendor != "postgresql":
         pytest.skip("the worker process needs a database server (PostgreSQL)")
-    queue = private_route
     exports = tmp_path / "exports"
     settings.STORAGES = {
         **settings.STORAGES,
@@ -97,6 +98,11 @@ def test_a_worker_killed_mid_export_is_replaced_and_nothing_is_done_twice(settin
     }
     protocol_load([SEEDS], user=system_user())
     call_command("load_demo", verbosity=0)  # with the synthetic participants
+    return exports
+
+
+def test_a_worker_killed_mid_export_is_replaced_and_nothing_is_done_twice(settings, tmp_path, private_route) -> None:  # noqa: ANN001
+    queue, exports = private_route, _seed_trials_with_exports_in(settings, tmp_path)
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
 
     first = start_worker(queue, exports, logs[0])
@@ -149,16 +155,7 @@ def test_an_export_whose_database_connection_is_lost_is_queued_again_and_finishe
     conflict), and the export failed. Now the attempt is given up and the job queued again; the
     next attempt writes the one file. Here the snapshot's backend is terminated for real
     (pg_terminate_backend, as the standby does)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the worker process needs a database server (PostgreSQL)")
-    queue = private_route
-    exports = tmp_path / "exports"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(exports)}},
-    }
-    protocol_load([SEEDS], user=system_user())
-    call_command("load_demo", verbosity=0)
+    queue, exports = private_route, _seed_trials_with_exports_in(settings, tmp_path)
     from django.conf import settings as django_settings
 
     reports = django_settings.CELERY_REPORTS_QUEUE  # where the worker itself sends the job again (its routes)

@@ -264,6 +264,18 @@ class Var:
     codelist: str = ""  # the CDISC codelist (name) the values come from, for define.xml
 
 
+def _dataset_head(dataset, name: str, label: str, variables: Iterable[Var], mask: Callable[[str], str] | None,  # noqa: ANN001, PLR0913
+                  domain: str | None, keys: tuple[str, ...]) -> None:
+    """What Dataset and SpilledDataset both are: a name, its domain, the mask of its texts, its
+    (masked) label, its variables and its sort order (SDTMIG: the dataset's key variables)."""
+    dataset.name = name
+    dataset.domain = domain or name[:2]
+    dataset.mask = mask or (lambda text: text)
+    dataset.label = dataset.mask(label)
+    dataset.variables = list(variables)
+    dataset.keys = keys
+
+
 class Dataset:
     """A dataset built row by row, kept column-wise: character columns as category codes (one
     copy of each distinct value), numeric columns as doubles. A character value longer than 200
@@ -271,12 +283,7 @@ class Dataset:
 
     def __init__(self, name: str, label: str, variables: Iterable[Var], mask: Callable[[str], str] | None = None,
                  *, domain: str | None = None, keys: tuple[str, ...] = ("USUBJID",)) -> None:
-        self.name = name
-        self.domain = domain or name[:2]
-        self.mask = mask or (lambda text: text)
-        self.label = self.mask(label)
-        self.variables = list(variables)
-        self.keys = keys  # the sort order (SDTMIG: the dataset's key variables)
+        _dataset_head(self, name, label, variables, mask, domain, keys)
         # Identifiers and test codes are never masked (they name no arm); every other text is.
         self._masked = {
             v.name for v in self.variables
@@ -450,12 +457,7 @@ class SpilledDataset:
 
     def __init__(self, name: str, label: str, variables: Iterable[Var], mask: Callable[[str], str] | None = None,
                  *, domain: str | None = None, keys: tuple[str, ...] = ("USUBJID",)) -> None:
-        self.name = name
-        self.domain = domain or name[:2]
-        self.mask = mask or (lambda text: text)
-        self.label = self.mask(label)
-        self.variables = list(variables)
-        self.keys = keys
+        _dataset_head(self, name, label, variables, mask, domain, keys)
         identity = getattr(self.mask, "identity", False)
         self._masked = {
             v.name for v in self.variables
