@@ -237,7 +237,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # export never holds the worker slots the coordinators' work needs (schedules, reminders, clock
 # alerts). Every worker command names the queues it consumes: docs/deployment.md, .ci/run.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_REPORTS_QUEUE = "reports"
+CELERY_REPORTS_QUEUE = env_str("CELERY_REPORTS_QUEUE") or "reports"  # a test worker of its own takes another name
 CELERY_TASK_ROUTES = {
     "trials.exports.tasks.export_run_task": {"queue": CELERY_REPORTS_QUEUE},
     "trials.safety.tasks.safety_summary_refresh": {"queue": CELERY_REPORTS_QUEUE},

@@ -156,15 +156,16 @@ def test_an_export_whose_database_connection_is_lost_is_queued_again_and_finishe
     next attempt writes the one file. Here the snapshot's backend is terminated for real
     (pg_terminate_backend, as the standby does)."""
     queue, exports = private_route, _seed_trials_with_exports_in(settings, tmp_path)
-    from django.conf import settings as django_settings
 
-    reports = django_settings.CELERY_REPORTS_QUEUE  # where the worker itself sends the job again (its routes)
+    # Where the worker itself sends the job again (its own routes): a reports queue of its own, so that
+    # no other worker reading "reports" (CI's) takes attempt 2 into another storage.
+    reports = f"{queue}-reports"
     with app.connection_for_write() as conn:
         try:
             conn.default_channel.queue_purge(reports)  # nothing left from another run of this test
         except conn.channel_errors:
             pass
-    worker = start_worker(queue, exports, tmp_path / "worker.log", also=reports)
+    worker = start_worker(queue, exports, tmp_path / "worker.log", also=reports, CELERY_REPORTS_QUEUE=reports)
     try:
         job = services.export_request(user=user("datamanager"), format="casebooks", trial=Trial.objects.get(code="ASC-DU"))
         wait_for(lambda: ExportJob.objects.filter(pk=job.pk, state=ExportState.RUNNING).exists(), timeout=120, interval=0.02)
