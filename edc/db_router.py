@@ -125,17 +125,19 @@ def replica_caught_up(*, timeout: float | None = None) -> bool:
 
 
 @contextmanager
-def replica_reads(*, caught_up: bool = False) -> Iterator[None]:
+def replica_reads(*, caught_up: bool = False, wait: float | None = None) -> Iterator[None]:
     """Reads in this block may go to the replica (bounded lag); writes never do.
 
     With `caught_up`, only once the replica has replayed every transaction committed before the
     block (`replica_caught_up`): the block's reads are then as fresh as the primary's at its start,
-    never older (the safety summaries, the operational reports: docs/architecture.md). A block
-    entered inside a transaction of the primary reads there (the transaction's own writes are on
-    no replica)."""
+    never older (the safety summaries, the operational reports: docs/architecture.md). `wait`
+    bounds the wait for it in seconds (a page a user waits for: REPLICA_PAGE_WAIT_SECONDS; by
+    default REPLICA_MAX_LAG_SECONDS, for background work); past it the primary serves the reads.
+    A block entered inside a transaction of the primary reads there (the transaction's own writes
+    are on no replica)."""
     wanted = True
     if caught_up:
-        wanted = not connections["default"].in_atomic_block and replica_caught_up()
+        wanted = not connections["default"].in_atomic_block and replica_caught_up(timeout=wait)
     token = _replica_wanted.set(wanted)
     try:
         yield

@@ -42,6 +42,19 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    if not value:
+        return default
+    try:
+        result = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if result != result or result < 0:  # NaN or negative
+        raise ImproperlyConfigured(f"{name}={value!r} must be a number of seconds, 0 or more")
+    return result
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     value = env_str(name)
     if not value:
@@ -195,6 +208,10 @@ else:
 REPLICA_DATABASE_URL = env_str("REPLICA_DATABASE_URL")
 REPLICA_MAX_LAG_SECONDS = env_int("REPLICA_MAX_LAG_SECONDS", 30)
 REPLICA_CHECK_SECONDS = env_int("REPLICA_CHECK_SECONDS", 5)
+# How long a page (the operational reports) waits for the replica to replay what the primary had
+# committed before falling back to the primary: a user is waiting, background work waits up to
+# REPLICA_MAX_LAG_SECONDS.
+REPLICA_PAGE_WAIT_SECONDS = env_float("REPLICA_PAGE_WAIT_SECONDS", 0.5)
 if REPLICA_DATABASE_URL:
     if not DATABASE_URL:
         raise ImproperlyConfigured("REPLICA_DATABASE_URL needs DATABASE_URL (the primary)")

@@ -123,6 +123,34 @@ def test_a_caught_up_block_reads_the_replica_and_a_block_inside_a_transaction_re
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_a_page_waits_for_the_replica_at_most_its_own_bound_then_reads_the_primary(demo_users, client, monkeypatch):  # noqa: ANN001, ARG001
+    """A replica that never catches up (the position test made always false: the test mirror is no
+    standby) keeps a reports page waiting REPLICA_PAGE_WAIT_SECONDS, not REPLICA_MAX_LAG_SECONDS,
+    and the page is then read from the primary."""
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the replica is PostgreSQL's")
+    monkeypatch.setattr(db_router, "CAUGHT_UP_SQL", "SELECT %s::pg_lsn IS NULL")  # never caught up
+    client.force_login(User.objects.get(username="monitor.du"))
+    with override_settings(REPLICA_MAX_LAG_SECONDS=30, REPLICA_PAGE_WAIT_SECONDS=0.2):
+        started = time.monotonic()
+        with CaptureQueriesContext(connections["replica"]) as on_replica:
+            response = client.get("/trials/ASC-DU/reports/")
+        waited = time.monotonic() - started
+    assert response.status_code == 200
+    assert waited < 10, waited  # far below the 30 s of REPLICA_MAX_LAG_SECONDS
+    # The replica was asked whether it had caught up (several polls) and its lag, never for the
+    # page's data: no table of the EDC was read there.
+    polls = [q["sql"] for q in on_replica.captured_queries if "pg_lsn" in q["sql"]]
+    assert len(polls) >= 2
+    assert not [q["sql"] for q in on_replica.captured_queries if 'FROM "' in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
 def test_the_safety_summary_is_computed_on_the_replica_and_stored_on_the_primary(seeds, monkeypatch):  # noqa: ANN001, ARG001
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -28,7 +29,7 @@ def _trial(request: HttpRequest, code: str):  # noqa: ANN202
 @login_required
 def reports_page(request: HttpRequest, code: str) -> HttpResponse:
     trial = _trial(request, code)  # the access check on the primary
-    with replica_reads(caught_up=True):  # issue 22: read-only counts, from the replica once it has caught up
+    with replica_reads(caught_up=True, wait=settings.REPLICA_PAGE_WAIT_SECONDS):  # issue 22: read-only counts, from the replica once it has caught up
         reports = [build(request.user, trial) for build in REPORTS.values()]
     for report in reports:
         report.table = [[row.get(key) for key, _heading in report.columns] for row in report.rows]
@@ -57,7 +58,7 @@ def report_csv(request: HttpRequest, code: str, report: str) -> StreamingHttpRes
     build = REPORTS.get(report)
     if build is None:
         raise Http404(_("No such report."))
-    with replica_reads(caught_up=True):
+    with replica_reads(caught_up=True, wait=settings.REPLICA_PAGE_WAIT_SECONDS):
         built = build(request.user, trial)
     response = StreamingHttpResponse(_lines(built), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-{report}-{timezone.now():%Y%m%dT%H%M%SZ}.csv"'
