@@ -5,9 +5,10 @@ The helpers here are shared by the other lock, signature and deviation tests."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import QueryDict
 from django.utils import timezone
@@ -134,11 +135,14 @@ def test_only_a_data_manager_locks_and_releases_with_a_reason_and_both_are_audit
 
 def test_the_message_says_who_locked_what_when_and_why(participant):
     visit = visit_of(participant, "LIPO")
-    lock(LockLevel.VISIT, visit)
+    # 23:30 UTC on 9 March is already 10 March in Toulouse: the moment is given in UTC, labelled,
+    # never a bare date that a site would read as its own day.
+    with time_machine.travel(datetime(2026, 3, 9, 23, 30, tzinfo=UTC), tick=False):
+        lock(LockLevel.VISIT, visit)
     with pytest.raises(ValidationError) as refused:
         locks.assert_writable(trial=participant.trial_id, participant=participant, visit=visit)
     assert refused.value.messages == [
-        f"This visit is locked by Sophie Laurent on {english_date(timezone.now().date())}: {REASON}"
+        f"This visit is locked by Sophie Laurent on {english_date(date(2026, 3, 9))} 23:30 UTC: {REASON}"
     ]
 
 

@@ -83,9 +83,11 @@ def covering_locks(*, trial=None, participant=None, visit=None, entry=None, adve
 
 
 def lock_message(lock: Lock) -> str:
-    """ "This visit is locked by Sophie Laurent on 2 May 2026: final analysis." for the pages."""
+    """ "This visit is locked by Sophie Laurent on 2 May 2026 09:15 UTC: final analysis." for the
+    pages. The moment in UTC, labelled: a lock has no site of its own (a trial's spans zones), and
+    its UTC date alone read as the site's day was a day off around midnight."""
     who = lock.locked_by.get_full_name() or lock.locked_by.username
-    values = {"who": who, "date": timefmt.date_text(lock.locked_at.date()), "reason": lock.reason}
+    values = {"who": who, "date": timefmt.utc_text(lock.locked_at), "reason": lock.reason}
     lock_texts = {
         LockLevel.TRIAL: _("This trial is locked (database lock) by %(who)s on %(date)s: %(reason)s"),
         LockLevel.PARTICIPANT: _("This participant is locked by %(who)s on %(date)s: %(reason)s"),
