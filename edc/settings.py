@@ -212,6 +212,10 @@ REPLICA_CHECK_SECONDS = env_int("REPLICA_CHECK_SECONDS", 5)
 # committed before falling back to the primary: a user is waiting, background work waits up to
 # REPLICA_MAX_LAG_SECONDS.
 REPLICA_PAGE_WAIT_SECONDS = env_float("REPLICA_PAGE_WAIT_SECONDS", 0.5)
+
+# A clock alert's e-mail claimed by a worker that has not stamped it within this many minutes
+# (the worker was lost mid-send) is sent again by the next tick (trials.safety.alerts).
+CLOCK_ALERT_EMAIL_RETRY_MINUTES = env_int("CLOCK_ALERT_EMAIL_RETRY_MINUTES", 10)
 if REPLICA_DATABASE_URL:
     if not DATABASE_URL:
         raise ImproperlyConfigured("REPLICA_DATABASE_URL needs DATABASE_URL (the primary)")

@@ -150,6 +150,53 @@ def test_the_sponsor_safety_contacts_and_the_reminder_times_come_from_the_trial(
     assert "25% of the time elapsed" in mailoutbox[0].subject and "OVERDUE" in mailoutbox[1].subject
 
 
+def test_an_alert_whose_mail_server_refused_is_sent_at_the_next_tick_and_only_once(participant, coordinator, mailoutbox, settings):  # noqa: ANN001
+    """The mail server down (a real SMTP connection to a closed port) when the half-time alert is
+    raised: the alert is kept with the error, no e-mail; the next tick, the server back, sends it
+    once; later ticks send nothing more."""
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens on port 1
+    with time_machine.travel(clock.started_at + timedelta(hours=13), tick=False):
+        assert alerts.clock_alerts_send() == 1  # raised
+    alert = ClockAlert.objects.get(clock=clock)
+    assert alert.emailed_at is None and alert.email_claimed_at is None
+    assert "ConnectionRefusedError" in alert.email_error or "Errno" in alert.email_error, alert.email_error
+    assert len(mailoutbox) == 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with time_machine.travel(clock.started_at + timedelta(hours=13, minutes=15), tick=False):
+        assert alerts.clock_alerts_send() == 0  # no new stage
+    assert len(mailoutbox) == 1 and "50% of the time elapsed" in mailoutbox[0].subject
+    alert.refresh_from_db()
+    assert alert.emailed_at == clock.started_at + timedelta(hours=13, minutes=15) and alert.email_error == ""
+    with time_machine.travel(clock.started_at + timedelta(hours=14), tick=False):
+        alerts.clock_alerts_send()
+    assert len(mailoutbox) == 1
+
+
+def test_an_alert_claimed_by_a_lost_worker_is_sent_once_after_the_retry_delay(participant, coordinator, mailoutbox, settings):  # noqa: ANN001
+    """A worker that claimed an alert's e-mail and died (the claim stays, no `emailed_at`): the
+    next tick within CLOCK_ALERT_EMAIL_RETRY_MINUTES leaves it (the claim may be a live worker's),
+    the first tick after sends it, once."""
+    settings.CLOCK_ALERT_EMAIL_RETRY_MINUTES = 10
+    with time_machine.travel(NOW, tick=False):
+        saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)
+    clock = saved.clocks.get()
+    claimed = clock.started_at + timedelta(hours=13)
+    alert = ClockAlert.objects.create(clock=clock, stage="elapsed_50")
+    ClockAlert.objects.filter(pk=alert.pk).update(email_claimed_at=claimed)  # the lost worker's claim
+    with time_machine.travel(claimed + timedelta(minutes=9), tick=False):
+        assert alerts.clock_alert_emails_deliver() == 0
+    assert len(mailoutbox) == 0
+    with time_machine.travel(claimed + timedelta(minutes=11), tick=False):
+        assert alerts.clock_alert_emails_deliver() == 1
+        assert alerts.clock_alert_emails_deliver() == 0
+    assert len(mailoutbox) == 1
+    assert ClockAlert.objects.get(pk=alert.pk).emailed_at == claimed + timedelta(minutes=11)
+
+
 def test_a_reported_clock_stops_and_is_not_alerted(participant, coordinator):
     with time_machine.travel(NOW, tick=False):
         saved = services.ae_save(ae(participant, seriousness=["hospitalisation"], grade=3), user=coordinator)

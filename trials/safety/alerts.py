@@ -5,6 +5,9 @@ sponsor's safety contacts (`safety_reporting.contacts`)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -14,6 +17,8 @@ from django.utils.translation import gettext as _
 
 from trials.protocol.models import Role, StudyRole
 from trials.safety.models import ClockAlert, ReportingClock
+
+log = logging.getLogger(__name__)
 
 
 def _recipients(clock: ReportingClock) -> list[str]:
@@ -55,14 +60,48 @@ def clock_alerts_send(now=None) -> int:  # noqa: ANN001
         try:
             with transaction.atomic():
                 ClockAlert.objects.create(clock=clock, stage=stage)
-                recipients = _recipients(clock)
-                if recipients:
-                    subject, body = _message(clock, stage)
-                    transaction.on_commit(lambda s=subject, b=body, r=recipients: send_mail(s, b, settings.DEFAULT_FROM_EMAIL, r))
             sent += 1
         except IntegrityError:
             continue  # already alerted at this stage
+    clock_alert_emails_deliver()
     return sent
+
+
+def _deliverable() -> Q:
+    """Alerts whose e-mail has not gone out, of clocks still open, claimed by no live worker."""
+    stale = timezone.now() - timedelta(minutes=settings.CLOCK_ALERT_EMAIL_RETRY_MINUTES)
+    return Q(emailed_at__isnull=True, clock__reported_at__isnull=True, clock__cancelled=False) & (
+        Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=stale)
+    )
+
+
+def clock_alert_emails_deliver() -> int:
+    """Send the e-mails of the alerts not yet e-mailed (an outbox): each is claimed by a guarded
+    UPDATE (two workers never send the same one), sent, then stamped `emailed_at`. A mail server
+    that refuses leaves it for the next tick, with the error; a worker killed after its claim
+    leaves it for a tick CLOCK_ALERT_EMAIL_RETRY_MINUTES later. So an alert's e-mail is never lost;
+    it is sent twice only if a worker dies between the mail server's acceptance and the stamp.
+    Returns how many e-mails went out."""
+    delivered = 0
+    pending = ClockAlert.objects.filter(_deliverable()).select_related(
+        "clock__adverse_event__participant__site", "clock__adverse_event__participant__trial"
+    ).order_by("pk")
+    for alert in pending:
+        if not ClockAlert.objects.filter(_deliverable(), pk=alert.pk).update(email_claimed_at=timezone.now()):
+            continue  # another worker claimed it, or it went out meanwhile
+        recipients = _recipients(alert.clock)
+        try:
+            if recipients:
+                subject, body = _message(alert.clock, alert.stage)
+                send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        except Exception as exc:  # noqa: BLE001 - SMTP errors, refused connections: kept, tried again
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            ClockAlert.objects.filter(pk=alert.pk).update(email_claimed_at=None, email_error=error)
+            log.warning("clock alert %s (%s): e-mail not sent, tried again at the next tick: %s", alert.pk, alert.stage, error)
+            continue
+        ClockAlert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now(), email_error="")
+        delivered += bool(recipients)
+    return delivered
 
 
 def _message(clock: ReportingClock, stage: str) -> tuple[str, str]:

@@ -190,11 +190,18 @@ class ReportingClock(AuditedModel):
 
 
 class ClockAlert(models.Model):
-    """An alert sent about a clock (before the deadline, or overdue): once per clock and stage."""
+    """An alert about a clock (before the deadline, or overdue): raised once per clock and stage
+    (`sent_at`: when it was raised), its e-mail an outbox entry: `emailed_at` once the mail server
+    took it; `email_claimed_at` while a worker sends it (a claim older than
+    CLOCK_ALERT_EMAIL_RETRY_MINUTES is a lost worker's, tried again); `email_error` the last
+    failure (the mail server down: tried again at the next tick)."""
 
     clock = models.ForeignKey(ReportingClock, on_delete=models.PROTECT, related_name="alerts")
     stage = models.CharField(max_length=20)  # "elapsed_<percent>" (e.g. elapsed_50) | "overdue"
     sent_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["clock", "stage"], name="clock_alert_once")]
