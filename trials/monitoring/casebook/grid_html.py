@@ -18,7 +18,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from django.urls import reverse
-from django.utils import formats
+from django.utils import dateformat, formats
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime
@@ -50,13 +50,27 @@ class _Urls:
         return url.replace(_CODE, quote(code, safe=_SAFE)) if code else url
 
 
+class _Dates:
+    """`{{ value|date:"DATE_FORMAT" }}`: "" when empty, a datetime in the current time zone; the
+    format looked up once per page (the filter's `formats.date_format` looks it up per call)."""
+
+    def __init__(self) -> None:
+        self.format = formats.get_format("DATE_FORMAT")
+        self.seen: dict = {}
+
+    def __call__(self, value) -> str:  # noqa: ANN001
+        if value in (None, ""):
+            return ""
+        if hasattr(value, "tzinfo"):
+            value = template_localtime(value)
+        text = self.seen.get(value)
+        if text is None:
+            text = self.seen[value] = _e(dateformat.format(value, self.format))
+        return text
+
+
 def _date(value) -> str:  # noqa: ANN001
-    """`{{ value|date:"DATE_FORMAT" }}`: "" when empty, a datetime in the current time zone."""
-    if value in (None, ""):
-        return ""
-    if hasattr(value, "tzinfo"):
-        value = template_localtime(value)
-    return _e(formats.date_format(value, "DATE_FORMAT"))
+    return _Dates()(value)
 
 
 def _count(n: int) -> str:
@@ -106,6 +120,7 @@ def grid_rows_html(grid: list[dict], *, can_act: bool, casebook_lock) -> SafeStr
         nothing = _e(_("No visits yet."))
         return mark_safe(f' <tr><td colspan="5" class="text-muted">{nothing}</td></tr> ')  # noqa: S308
     urls = _Urls()
+    _date = _Dates()
     planned_label = _e(_("Planned"))
     window_label = _e(_("Window"))
     state_label = _e(_("State"))
