@@ -10,7 +10,6 @@ open queries, an unscheduled visit, a missed visit, a visit done out of its wind
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
 
 import pytest
 import time_machine
