@@ -15,6 +15,7 @@ template's on rows with locks, signatures, queries, unscheduled visits and hosti
 
 from __future__ import annotations
 
+import html
 from urllib.parse import quote
 
 from django.urls import reverse
@@ -28,7 +29,15 @@ from django.utils.translation import ngettext
 from edc.timefmt import utc_moment
 from trials.visits.models import EntryStatus, VisitStatus
 
-_e = conditional_escape
+
+
+def _e(value) -> str:  # noqa: ANN001
+    """`conditional_escape`, without its lazy-string wrapper for the plain texts and numbers the grid
+    holds (Django's `escape` is `html.escape(str(value))`); a safe string is kept as it is."""
+    if hasattr(value, "__html__"):
+        return conditional_escape(value)
+    return html.escape(str(value))
+
 _KEY = 987654321  # a number no visit has in a URL reversed once and filled in
 _CODE = "ZZCRFCODEZZ"
 _SAFE = "!$&'()*+,;=/~:@"  # what reverse leaves unquoted (RFC 3986 sub-delimiters and "/~:@")
