@@ -65,10 +65,16 @@ class AllocationView:
     conceals_placebo: bool = False
 
 
-def allocation_for_user(user, participant: Participant) -> AllocationView:  # noqa: ANN001
+_UNREAD = object()
+
+
+def allocation_for_user(user, participant: Participant, allocation=_UNREAD) -> AllocationView:  # noqa: ANN001
     """The allocation as this user may see it. A blinded user gets the kit code (or "allocated")
-    and never the arm; the investigator who unblinded the participant sees the arm she was shown."""
-    allocation = Allocation.objects.filter(participant=participant).select_related("arm", "slot").first()
+    and never the arm; the investigator who unblinded the participant sees the arm she was shown.
+    `allocation`: her Allocation (with its arm and slot) or None, when the page read it already
+    (the dashboard reads it with the participant, casebook.dashboard)."""
+    if allocation is _UNREAD:
+        allocation = Allocation.objects.filter(participant=participant).select_related("arm", "slot").first()
     if allocation is None:
         return AllocationView(False, "", False)
     trial = participant.trial
@@ -131,10 +137,10 @@ def screening_log(user, trial: Trial) -> dict:  # noqa: ANN001
     }
 
 
-def participant_summary(user, participant: Participant, *, next_visit) -> dict:  # noqa: ANN001
+def participant_summary(user, participant: Participant, *, next_visit, allocation=_UNREAD) -> dict:  # noqa: ANN001
     """The head of the participant dashboard: allocation as the user may see it, the next visit
     (given by the page, trials.visits.selectors.next_visit), what is missing before the next step,
-    and the actions the user may take now."""
+    and the actions the user may take now. `allocation`: as allocation_for_user takes it."""
     from trials.participants import services
 
     S = ParticipantStatus
@@ -148,7 +154,7 @@ def participant_summary(user, participant: Participant, *, next_visit) -> dict: 
         }
     acts = bool(site_roles & DATA_ENTRY_ROLES)
     investigator = Role.INVESTIGATOR in site_roles
-    allocation = allocation_for_user(user, participant)
+    allocation = allocation_for_user(user, participant, allocation)
     consent_problem = services.consent_problem(participant)
 
     actions: list[tuple[str, str, str]] = []

@@ -235,7 +235,9 @@ def consent_problem(participant: Participant) -> str | None:
     """Why CRF data cannot be entered for this participant now (None: it can)."""
     if participant.consent_date is None:
         return _("%(number)s has not consented: no data can be entered before consent.") % {"number": participant.number}
-    if participant.consent_document_id is not None:
+    # The dashboard reads whether a newer version asks her to re-consent with her row
+    # (casebook.dashboard: `_newer_consent`); only then is that version read, for its number.
+    if participant.consent_document_id is not None and getattr(participant, "_newer_consent", True):
         # Her version's approval date inside the same query (one query, not two), unless already read.
         if "consent_document" in participant._state.fields_cache:
             approved_on = participant.consent_document.approved_on

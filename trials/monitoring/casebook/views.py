@@ -3,17 +3,16 @@
 layer that knows all three (the URL stays /participants/<pk>/)."""
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from trials.monitoring.models import OPEN_QUERY_STATES, Query
+from trials.monitoring.casebook.dashboard import dashboard_participant, dashboard_reads
+from trials.monitoring.casebook.grid_html import grid_rows_html
 from trials.monitoring.locks.views import dashboard_review
 from trials.participants.selectors import participant_summary
 from trials.protocol.models import Role
 from trials.protocol.selectors import user_holds_role
-from trials.visits import selectors
 
 
 def _casebook_pdf_allowed(user, participant) -> bool:
@@ -28,25 +27,28 @@ def _casebook_pdf_allowed(user, participant) -> bool:
 @login_required
 def participant_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     """A participant's visits with the status of every CRF due at each."""
-    participant = selectors.participant_for_user(request.user, pk)
+    # Issue 22 (third pass): her row with her allocation and consent check, then her visits, entries,
+    # CRFs, open queries, locks and signatures: casebook.dashboard's reads; the grid in Python.
+    participant = dashboard_participant(request.user, pk)
     if participant is None:
         raise Http404(_("No such participant in your sites."))
-    # Each entry's open or answered queries, for the "query open" chip.
-    open_queries = Count("queries", filter=Q(queries__state__in=list(OPEN_QUERY_STATES)))
-    grid = selectors.participant_grid(participant, entry_annotations={"open_queries": open_queries})
-    summary = participant_summary(request.user, participant, next_visit=selectors.next_visit(participant))
+    reads = dashboard_reads(participant)
+    grid = reads["grid"]
+    summary = participant_summary(
+        request.user, participant, next_visit=reads["next_visit"], allocation=participant._dashboard_allocation
+    )
+    review = dashboard_review(participant, grid)  # locks, freezes and signatures (one query)
     return render(
         request,
-        "visits/participant_dashboard.html",
+        "participants/dashboard.html",
         {
             "participant": participant,
-            "grid": grid,
+            "grid_html": grid_rows_html(grid, can_act=summary["can_act"], casebook_lock=review["casebook_lock"]),
             "can_enter": summary["can_act"],  # user_enters_data_at, read from the summary's roles (no extra query)
             "summary": summary,
-            **dashboard_review(participant, grid),  # locks, freezes and signatures (one query)
-            # The participant was read through the user's scoping just above: her queries are counted directly.
-            "open_queries": Query.objects.filter(participant=participant, state__in=OPEN_QUERY_STATES).count(),
-            "logs": selectors.participant_logs(participant),
+            **review,
+            "open_queries": reads["open_queries"],
+            "logs": reads["logs"],
             "casebook_pdf": _casebook_pdf_allowed(request.user, participant),
         },
     )
