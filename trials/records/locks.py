@@ -172,6 +172,19 @@ def covering_lock_annotation(*, trial_id: int, participant_id: int, visit_id: in
     )
 
 
+def strongest_lock_annotation(*, trial_id: int, participant_id: int, visit_id: int) -> Subquery:
+    """`lock_covering`'s choice (locks before freezes, the broadest level first) as an annotation of
+    a CrfEntry query (the entry is the outer row): the CRF page reads it with its entry, in the same
+    query, and reads the lock itself only when there is one."""
+    condition = (
+        Q(level=LockLevel.TRIAL)
+        | Q(level=LockLevel.PARTICIPANT, participant_id=participant_id)
+        | Q(level=LockLevel.VISIT, visit_id=visit_id)
+        | Q(level=LockLevel.ENTRY, entry_id=OuterRef("pk"))
+    )
+    return Subquery(_strongest_first(Lock.objects.filter(condition, trial_id=trial_id, released_at__isnull=True)).values("pk")[:1])
+
+
 def covering_lock_exists(*, trial, participant=None, visit=None, entry=None) -> Exists:  # noqa: ANN001
     """`Exists` of an active lock or freeze covering the target, to annotate a query the caller
     runs anyway (the schedule reads its visit definitions with it: no extra query)."""

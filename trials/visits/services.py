@@ -180,10 +180,16 @@ def lab_grade_warnings(schema: CrfSchema, grades: dict[str, LabGrade]) -> list[d
     return warnings
 
 
-def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
-    """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for."""
+def crf_entry_for(visit: Visit, crf_code: str, *, page_checks: bool = False) -> CrfEntry:
+    """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for.
+
+    `page_checks` (the CRF page): a saved entry is read with what the page checks besides it, as
+    annotations of the same query (`entry_page_annotations`); a new one has none of them."""
+    entries = CrfEntry.objects.select_related("crf").defer("crf__definition")
+    if page_checks:
+        entries = entries.annotate(**entry_page_annotations(visit))
     try:
-        entry = CrfEntry.objects.select_related("crf").defer("crf__definition").get(visit=visit, crf_code=crf_code)
+        entry = entries.get(visit=visit, crf_code=crf_code)
     except CrfEntry.DoesNotExist:
         return _new_entry(visit, crf_code)
     # The visit and participant already read: the page's checks reuse them, not a query each.
@@ -191,6 +197,48 @@ def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
     if entry.participant_id == visit.participant_id and "participant" in visit._state.fields_cache:
         entry.participant = visit.participant
     return entry
+
+
+def entry_page_annotations(visit: Visit) -> dict:
+    """What the CRF page checks besides its entry, as annotations of the entry's query (the entry is
+    the outer row), each sparing the page a query on its own table (issue 22):
+
+    - `newer_consent`: a consent version the participant must re-consent to exists (consent_problem);
+    - `page_lock_id`: the lock or freeze covering the entry that lock_covering would return, or NULL;
+    - `page_signature_id`: the valid signature a change would break (the visit's first, then the
+      casebook's), or NULL;
+    - `page_sdv_mark_id`: the entry's SDV mark, or NULL;
+    - `page_respondent_id` (trials.epro) and `page_has_queries` (trials.monitoring), by their hooks.
+
+    The page reads a lock, a signature, a mark, a response or the queries only when there is one."""
+    from django.db.models import BooleanField, Exists, F, OuterRef, Subquery, Value
+
+    from trials.protocol.models import ConsentDocument
+    from trials.records.locks import strongest_lock_annotation
+    from trials.records.models import SdvMark, Signature, SignatureState
+
+    participant = visit.participant
+    if participant.consent_document_id is None:  # consent_problem's rule: no version, nothing newer to ask
+        newer_consent = Value(False, output_field=BooleanField())
+    else:
+        approved_on = (
+            participant.consent_document.approved_on if "consent_document" in participant._state.fields_cache
+            else ConsentDocument.objects.filter(pk=participant.consent_document_id).values("approved_on")[:1]
+        )
+        newer_consent = Exists(ConsentDocument.objects.filter(
+            trial=participant.trial_id, is_active=True, requires_reconsent=True, approved_on__gt=approved_on))
+    signature = (
+        Signature.objects.filter(Q(visit=visit.pk) | Q(visit__isnull=True), participant=participant.pk, state=SignatureState.VALID)
+        .order_by(F("visit_id").desc(nulls_last=True)).values("pk")[:1]
+    )
+    return {
+        "newer_consent": newer_consent,
+        "page_lock_id": strongest_lock_annotation(trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk),
+        "page_signature_id": Subquery(signature),
+        "page_sdv_mark_id": Subquery(SdvMark.objects.filter(entry=OuterRef("pk")).values("pk")[:1]),
+        **hooks.entry_respondent_annotations(),
+        **hooks.crf_page_annotations(),
+    }
 
 
 def _unplanned_crf(visit: Visit, crf_code: str) -> CrfDefinition:
@@ -347,7 +395,9 @@ def crf_entry_save(
         entry = (
             CrfEntry.objects.select_for_update(of=("self",)).select_related("crf").defer("crf__definition")
             .annotate(**data_entry_annotations(user, participant), lock_id=covering_lock_annotation(
-                trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk))
+                trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk),
+                # Read in the locking statement; a response saved meanwhile also changed the revision (checked below).
+                **hooks.entry_respondent_annotations())
             .filter(visit=visit, crf_code=crf_code).first()
         )
     # No saved entry behind a form that claims a revision: still check access before saying so.

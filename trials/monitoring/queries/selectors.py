@@ -121,6 +121,14 @@ def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
     return [] if entry.pk is None else _with_threads(user, entry=entry)
 
 
+def entry_query_annotations() -> dict:
+    """visits.hooks.crf_page_annotations: `page_has_queries`, whether the entry (the outer row of a
+    CrfEntry query) has any query at all, whoever may see it; without one the CRF page reads none."""
+    from django.db.models import Exists, OuterRef
+
+    return {"page_has_queries": Exists(Query.objects.filter(entry=OuterRef("pk")))}
+
+
 def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
     """item_queries for a page that has read the entry with its participant and site (the CRF
     page, the form review): the same queries and threads, without joining again the trial, site,
@@ -128,6 +136,8 @@ def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
     site is checked from the request's memo of the user's roles (sites_for_user's rule)."""
     if entry.pk is None or not site_visible_to(user, entry.participant.site):
         return []
+    if not entry.__dict__.get("page_has_queries", True):
+        return []  # read with the entry: it has no query (entry_query_annotations)
     from django.db.models import Prefetch
 
     from trials.monitoring.models import QueryMessage
