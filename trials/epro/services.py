@@ -304,12 +304,14 @@ def entry_source(entry: CrfEntry) -> dict | None:
     return {"mode": response.mode, "mode_label": response.get_mode_display(), "completed_at": response.completed_at}
 
 
-def entry_source_annotations() -> dict:
+def entry_source_annotations(entry_column: str) -> dict:
     """visits.hooks.entry_respondent_annotations: the id of the participant's response to the entry
-    (the outer row of a CrfEntry query), NULL for a staff entry."""
-    from django.db.models import OuterRef, Subquery
+    (`entry_column`: the outer CrfEntry query's id column), NULL for a staff entry."""
+    from django.db.models import IntegerField
+    from django.db.models.expressions import RawSQL
 
-    return {"page_respondent_id": Subquery(ProResponse.objects.filter(entry=OuterRef("pk")).order_by("pk").values("pk")[:1])}
+    sql = f"(SELECT r.id FROM {ProResponse._meta.db_table} r WHERE r.entry_id = {entry_column} ORDER BY r.id LIMIT 1)"
+    return {"page_respondent_id": RawSQL(sql, [], output_field=IntegerField())}
 
 
 def tablet_exit_allowed(user, secret: str, *, request=None) -> bool:  # noqa: ANN001

@@ -210,35 +210,47 @@ def entry_page_annotations(visit: Visit) -> dict:
     - `page_sdv_mark_id`: the entry's SDV mark, or NULL;
     - `page_respondent_id` (trials.epro) and `page_has_queries` (trials.monitoring), by their hooks.
 
-    The page reads a lock, a signature, a mark, a response or the queries only when there is one."""
-    from django.db.models import BooleanField, Exists, F, OuterRef, Subquery, Value
+    The page reads a lock, a signature, a mark, a response or the queries only when there is one.
+    Written as SQL subqueries (RawSQL): building them as querysets cost the page more CPU than the
+    queries they replace (docs/benchmarks.md, "Third pass")."""
+    from django.db.models import BooleanField, IntegerField
+    from django.db.models.expressions import RawSQL
 
     from trials.protocol.models import ConsentDocument
-    from trials.records.locks import strongest_lock_annotation
+    from trials.records.locks import strongest_lock_sql
     from trials.records.models import SdvMark, Signature, SignatureState
 
     participant = visit.participant
+    column = _entry_id_column()
     if participant.consent_document_id is None:  # consent_problem's rule: no version, nothing newer to ask
-        newer_consent = Value(False, output_field=BooleanField())
+        newer_sql, newer_params = "(1 = 0)", []
     else:
-        approved_on = (
-            participant.consent_document.approved_on if "consent_document" in participant._state.fields_cache
-            else ConsentDocument.objects.filter(pk=participant.consent_document_id).values("approved_on")[:1]
+        table = ConsentDocument._meta.db_table
+        newer_sql = (
+            f"EXISTS (SELECT 1 FROM {table} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
+            f" AND d.approved_on > (SELECT o.approved_on FROM {table} o WHERE o.id = %s))"
         )
-        newer_consent = Exists(ConsentDocument.objects.filter(
-            trial=participant.trial_id, is_active=True, requires_reconsent=True, approved_on__gt=approved_on))
-    signature = (
-        Signature.objects.filter(Q(visit=visit.pk) | Q(visit__isnull=True), participant=participant.pk, state=SignatureState.VALID)
-        .order_by(F("visit_id").desc(nulls_last=True)).values("pk")[:1]
+        newer_params = [participant.trial_id, True, True, participant.consent_document_id]
+    lock_sql, lock_params = strongest_lock_sql(
+        trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk, entry_column=column)
+    signature_sql = (
+        f"(SELECT g.id FROM {Signature._meta.db_table} g WHERE g.participant_id = %s AND g.state = %s"
+        " AND (g.visit_id = %s OR g.visit_id IS NULL) ORDER BY CASE WHEN g.visit_id IS NULL THEN 1 ELSE 0 END, g.id LIMIT 1)"
     )
     return {
-        "newer_consent": newer_consent,
-        "page_lock_id": strongest_lock_annotation(trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk),
-        "page_signature_id": Subquery(signature),
-        "page_sdv_mark_id": Subquery(SdvMark.objects.filter(entry=OuterRef("pk")).values("pk")[:1]),
-        **hooks.entry_respondent_annotations(),
-        **hooks.crf_page_annotations(),
+        "newer_consent": RawSQL(newer_sql, newer_params, output_field=BooleanField()),
+        "page_lock_id": RawSQL(lock_sql, lock_params, output_field=IntegerField()),
+        "page_signature_id": RawSQL(signature_sql, [participant.pk, SignatureState.VALID, visit.pk], output_field=IntegerField()),
+        "page_sdv_mark_id": RawSQL(f"(SELECT m.id FROM {SdvMark._meta.db_table} m WHERE m.entry_id = {column})", [], output_field=IntegerField()),
+        **hooks.entry_respondent_annotations(column),
+        **hooks.crf_page_annotations(column),
     }
+
+
+def _entry_id_column() -> str:
+    """The outer CrfEntry query's id column, for the SQL subqueries that annotate it."""
+    quote = connection.ops.quote_name
+    return f"{quote(CrfEntry._meta.db_table)}.{quote('id')}"
 
 
 def _unplanned_crf(visit: Visit, crf_code: str) -> CrfDefinition:
@@ -397,7 +409,7 @@ def crf_entry_save(
             .annotate(**data_entry_annotations(user, participant), lock_id=covering_lock_annotation(
                 trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk),
                 # Read in the locking statement; a response saved meanwhile also changed the revision (checked below).
-                **hooks.entry_respondent_annotations())
+                **hooks.entry_respondent_annotations(_entry_id_column()))
             .filter(visit=visit, crf_code=crf_code).first()
         )
     # No saved entry behind a form that claims a revision: still check access before saying so.

@@ -121,12 +121,15 @@ def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
     return [] if entry.pk is None else _with_threads(user, entry=entry)
 
 
-def entry_query_annotations() -> dict:
-    """visits.hooks.crf_page_annotations: `page_has_queries`, whether the entry (the outer row of a
-    CrfEntry query) has any query at all, whoever may see it; without one the CRF page reads none."""
-    from django.db.models import Exists, OuterRef
+def entry_query_annotations(entry_column: str) -> dict:
+    """visits.hooks.crf_page_annotations: `page_has_queries`, whether the entry (`entry_column`: the
+    outer CrfEntry query's id column) has any query at all, whoever may see it; without one the CRF
+    page reads none."""
+    from django.db.models import BooleanField
+    from django.db.models.expressions import RawSQL
 
-    return {"page_has_queries": Exists(Query.objects.filter(entry=OuterRef("pk")))}
+    sql = f"EXISTS (SELECT 1 FROM {Query._meta.db_table} q WHERE q.entry_id = {entry_column})"
+    return {"page_has_queries": RawSQL(sql, [], output_field=BooleanField())}
 
 
 def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
