@@ -11,10 +11,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.records.locks import assert_writable, covering_lock_annotation, lock_covering, raise_for_lock_id
+from trials.records.locks import assert_writable, lock_covering, raise_for_lock_id
 from trials.records.services import data_changed
 from trials.participants.models import Allocation
-from trials.participants.selectors import data_entry_annotations, user_enters_data_at
+from trials.participants.selectors import user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, TrialCrf, TrialCrfUse, VisitCrf
 from trials.protocol import scores
@@ -216,21 +216,12 @@ def entry_page_annotations(visit: Visit) -> dict:
     from django.db.models import BooleanField, IntegerField
     from django.db.models.expressions import RawSQL
 
-    from trials.protocol.models import ConsentDocument
     from trials.records.locks import strongest_lock_sql
     from trials.records.models import SdvMark, Signature, SignatureState
 
     participant = visit.participant
     column = _entry_id_column()
-    if participant.consent_document_id is None:  # consent_problem's rule: no version, nothing newer to ask
-        newer_sql, newer_params = "(1 = 0)", []
-    else:
-        table = ConsentDocument._meta.db_table
-        newer_sql = (
-            f"EXISTS (SELECT 1 FROM {table} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
-            f" AND d.approved_on > (SELECT o.approved_on FROM {table} o WHERE o.id = %s))"
-        )
-        newer_params = [participant.trial_id, True, True, participant.consent_document_id]
+    newer_sql, newer_params = _newer_consent_sql(participant)
     lock_sql, lock_params = strongest_lock_sql(
         trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk, entry_column=column)
     signature_sql = (
@@ -291,8 +282,6 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     several ORM queries cost more than running them (docs/benchmarks.md)."""
     from trials.records.locks import covering_lock_sql
     from trials.records.services import valid_signature_sql
-    from trials.participants.selectors import DATA_ENTRY_ROLES
-    from trials.protocol.models import ConsentDocument, StudyRole
 
     participant = visit.participant
     if visit.definition_id is None:  # a log record or an unscheduled visit: the checks one by one
@@ -302,22 +291,9 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
         lock = lock_covering(trial=participant.trial_id, participant=participant, visit=visit)
         entry.lock_id, entry.signed = (lock.pk if lock else None), None
         return entry
-    if user.username == SYSTEM_USERNAME:
-        may_enter, params = "%s", [True]
-    else:
-        roles = sorted(DATA_ENTRY_ROLES)
-        may_enter = (
-            f"EXISTS (SELECT 1 FROM {StudyRole._meta.db_table} r LEFT JOIN {Site._meta.db_table} s ON s.id = r.site_id"
-            f" WHERE r.user_id = %s AND r.is_active = %s AND r.trial_id = %s AND r.role IN ({', '.join(['%s'] * len(roles))})"
-            " AND (r.site_id IS NULL OR (r.site_id = %s AND s.is_active = %s)))"
-        )
-        params = [user.pk, True, participant.trial_id, *roles, participant.site_id, True]
-    consent = ConsentDocument._meta.db_table
-    newer = (
-        f"EXISTS (SELECT 1 FROM {consent} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
-        f" AND d.approved_on > (SELECT o.approved_on FROM {consent} o WHERE o.id = %s))"
-    )
-    params += [participant.trial_id, True, True, participant.consent_document_id or 0]
+    may_enter, params = _may_enter_sql(user, participant)
+    newer, newer_params = _newer_consent_sql(participant)
+    params += newer_params
     lock, lock_params = covering_lock_sql(trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk)
     signed, signed_params = valid_signature_sql(participant_id=participant.pk, visit_id=visit.pk)
     params += [*lock_params, *signed_params]
@@ -336,6 +312,63 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     entry = CrfEntry(participant=participant, visit=visit, crf=crf, crf_code=crf_code)
     entry.may_enter, entry.newer_consent, entry.lock_id, entry.signed = bool(row[-4]), bool(row[-3]), row[-2], bool(row[-1])
     return entry
+
+
+def _may_enter_sql(user, participant) -> tuple[str, list]:  # noqa: ANN001
+    """user_enters_data_at as an SQL boolean (data_entry_annotations' `may_enter`), for the reads of
+    a save that take every check in one statement."""
+    from trials.participants.selectors import DATA_ENTRY_ROLES
+    from trials.protocol.models import StudyRole
+
+    if user.username == SYSTEM_USERNAME:
+        return "%s", [True]
+    if not user.is_authenticated:
+        return "%s", [False]
+    roles = sorted(DATA_ENTRY_ROLES)
+    sql = (
+        f"EXISTS (SELECT 1 FROM {StudyRole._meta.db_table} r LEFT JOIN {Site._meta.db_table} s ON s.id = r.site_id"
+        f" WHERE r.user_id = %s AND r.is_active = %s AND r.trial_id = %s AND r.role IN ({', '.join(['%s'] * len(roles))})"
+        " AND (r.site_id IS NULL OR (r.site_id = %s AND s.is_active = %s)))"
+    )
+    return sql, [user.pk, True, participant.trial_id, *roles, participant.site_id, True]
+
+
+def _newer_consent_sql(participant) -> tuple[str, list]:  # noqa: ANN001
+    """consent_problem's re-consent rule as an SQL boolean: an active version approved after hers
+    that requires re-consent exists (false when she has no version recorded)."""
+    from trials.protocol.models import ConsentDocument
+
+    if participant.consent_document_id is None:
+        return "(1 = 0)", []
+    table = ConsentDocument._meta.db_table
+    sql = (
+        f"EXISTS (SELECT 1 FROM {table} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
+        f" AND d.approved_on > (SELECT o.approved_on FROM {table} o WHERE o.id = %s))"
+    )
+    return sql, [participant.trial_id, True, True, participant.consent_document_id]
+
+
+def _save_check_annotations(user, visit: Visit) -> dict:  # noqa: ANN001
+    """The checks of a save of a saved entry, read in the statement that locks its row: `may_enter`,
+    `newer_consent`, `lock_id` (the lock or freeze that assert_writable would name) and
+    `page_respondent_id` (trials.epro; a response saved meanwhile also changed the revision, which
+    is checked). SQL subqueries (RawSQL): cheaper to build than nested querysets."""
+    from django.db.models import BooleanField, IntegerField
+    from django.db.models.expressions import RawSQL
+
+    from trials.records.locks import strongest_lock_sql
+
+    participant = visit.participant
+    may_enter, may_params = _may_enter_sql(user, participant)
+    newer, newer_params = _newer_consent_sql(participant)
+    lock, lock_params = strongest_lock_sql(
+        trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk, entry_column=_entry_id_column())
+    return {
+        "may_enter": RawSQL(may_enter, may_params, output_field=BooleanField()),
+        "newer_consent": RawSQL(newer, newer_params, output_field=BooleanField()),
+        "lock_id": RawSQL(lock, lock_params, output_field=IntegerField()),
+        **hooks.entry_respondent_annotations(_entry_id_column()),
+    }
 
 
 @dataclass
@@ -406,11 +439,8 @@ def crf_entry_save(
     else:
         entry = (
             CrfEntry.objects.select_for_update(of=("self",)).select_related("crf").defer("crf__definition")
-            .annotate(**data_entry_annotations(user, participant), lock_id=covering_lock_annotation(
-                trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk),
-                # Read in the locking statement; a response saved meanwhile also changed the revision (checked below).
-                **hooks.entry_respondent_annotations(_entry_id_column()))
-            .filter(visit=visit, crf_code=crf_code).first()
+            .annotate(**_save_check_annotations(user, visit))
+            .filter(visit=visit, crf_code=crf_code).order_by().first()
         )
     # No saved entry behind a form that claims a revision: still check access before saying so.
     flags = entry if entry is not None else _access_only(user, participant)
