@@ -43,9 +43,9 @@ def coordinator_flow(client, code: str, participants: int, visits: int) -> dict[
 
 
 # The most queries each step may make (session and user are two of each): lowered as requests get
-# lighter (issue 22: the CRF page 13 -> 12 -> 6, the live update 8 -> 5, the save 19 -> 12, the list and the
-# participant page one fewer each), never raised
-# without saying why in docs/architecture.md "Light requests".
+# lighter (issue 22: the CRF page 13 -> 12 -> 6, the live update 8 -> 5, the save 19 -> 12, the list
+# and the participant page one fewer each), never raised without saying why in docs/architecture.md
+# "Light requests".
 CEILING = {"list": 7, "participant": 15, "crf": 6, "live": 5, "save": 12}
 
 
