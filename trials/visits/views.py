@@ -108,14 +108,14 @@ def crf_review_context(visit: Visit, entry: CrfEntry) -> dict:
     its reason) and the valid signature that a change would break. The signature is read only
     when the page is rendered (a save redirects): `signature` is a callable the template calls."""
     if "page_lock_id" in entry.__dict__:  # read with the entry (services.entry_page_annotations): the lock only if there is one
-        lock = Lock.objects.select_related("locked_by").get(pk=entry.page_lock_id) if entry.page_lock_id is not None else None
+        lock = Lock.objects.select_related("locked_by").filter(pk=entry.page_lock_id).first() if entry.page_lock_id is not None else None
     else:
         lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
 
     @cache
     def signature() -> Signature | None:
         if "page_signature_id" in entry.__dict__:
-            return Signature.objects.get(pk=entry.page_signature_id) if entry.page_signature_id is not None else None
+            return Signature.objects.filter(pk=entry.page_signature_id).first() if entry.page_signature_id is not None else None
         return (
             Signature.objects.filter(
                 Q(visit=visit) | Q(visit__isnull=True), participant=visit.participant_id, state=SignatureState.VALID
