@@ -16,6 +16,7 @@ the Python path is used only while Django's own files are the ones the engine fi
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import django.forms
@@ -24,7 +25,7 @@ from django.template.base import render_value_in_context
 from django.template.context import Context
 from django.utils.functional import cached_property
 from django.utils.html import conditional_escape
-from django.utils.safestring import SafeData, mark_safe
+from django.utils.safestring import SafeData, SafeString, mark_safe
 
 _WIDGETS = "django/forms/widgets/"
 # Templates that are exactly `{% include "django/forms/widgets/input.html" %}`.
@@ -39,16 +40,27 @@ INCLUDED = frozenset(f"{_WIDGETS}{name}.html" for name in ("input", "attrs", "in
 _CONTEXT = Context()  # autoescape on, localisation by the settings: a plain render's context (read only)
 
 
+def escape_text(value) -> str:  # noqa: ANN001
+    """`conditional_escape(value)`, the same result, with a short path for a plain `str` (the
+    commonest case: labels, names, values): Django's `escape` is `SafeString(html.escape(str(text)))`
+    behind a lazy-argument check and a `__html__` lookup, which a page of 30 items pays ~1,000 times
+    (a fifth of the CRF page's rendering CPU, docs/benchmarks.md "Third pass"). A safe string, a lazy
+    translation or anything else goes through `conditional_escape` itself."""
+    if type(value) is str:  # exactly str: not a SafeString (a subclass), not a lazy proxy
+        return SafeString(html.escape(value))
+    return conditional_escape(value)
+
+
 def _formatted(value) -> str:  # noqa: ANN001
     """`{{ value|stringformat:'s' }}`: the value as text, escaped unless it was safe."""
     text = "%s" % (str(value) if isinstance(value, tuple) else value)  # noqa: UP031 - stringformat's own formatting
-    return mark_safe(text) if isinstance(value, SafeData) else conditional_escape(text)  # noqa: S308 - safe input stays safe, as the filter keeps it
+    return mark_safe(text) if isinstance(value, SafeData) else escape_text(text)  # noqa: S308 - safe input stays safe, as the filter keeps it
 
 
 def attrs_html(attrs: dict) -> str:
     """django/forms/widgets/attrs.html."""
     return "".join(
-        f" {conditional_escape(name)}" + ("" if value is True else f'="{_formatted(value)}"')
+        f" {escape_text(name)}" + ("" if value is True else f'="{_formatted(value)}"')
         for name, value in attrs.items()
         if value is not False
     )
@@ -57,7 +69,7 @@ def attrs_html(attrs: dict) -> str:
 def input_html(widget: dict) -> str:
     """django/forms/widgets/input.html (after the renderer's strip())."""
     value = "" if widget["value"] is None else f' value="{_formatted(widget["value"])}"'
-    return f'<input type="{conditional_escape(widget["type"])}" name="{conditional_escape(widget["name"])}"{value}{attrs_html(widget["attrs"])}>'
+    return f'<input type="{escape_text(widget["type"])}" name="{escape_text(widget["name"])}"{value}{attrs_html(widget["attrs"])}>'
 
 
 def option_html(widget: dict) -> str:

@@ -43,9 +43,10 @@ def coordinator_flow(client, code: str, participants: int, visits: int) -> dict[
 
 
 # The most queries each step may make (session and user are two of each): lowered as requests get
-# lighter (issue 22: the CRF page 13 -> 12, the list one fewer, the participant page 15 -> 9), never raised
-# without saying why in docs/architecture.md "Light requests".
-CEILING = {"list": 7, "participant": 9, "crf": 12, "live": 8, "save": 19}
+# lighter (issue 22: the CRF page 13 -> 12 -> 6, the live update 8 -> 5, the save 19 -> 12, the list
+# one fewer, the participant page 15 -> 9), never raised without saying why in docs/architecture.md
+# "Light requests".
+CEILING = {"list": 7, "participant": 9, "crf": 6, "live": 5, "save": 12}
 
 
 def test_query_count_per_step_does_not_grow_with_the_trial(client):

@@ -13,6 +13,7 @@ class EproConfig(AppConfig):
         from trials.visits import hooks
 
         hooks.entry_respondent.register(services.entry_source)
+        hooks.entry_respondent_annotations.register(services.entry_source_annotations)
         # The coordinator's daily digest lists unanswered personal links, once each.
         hooks.digest_link_recipients.register(reminders.digest_recipients)
         hooks.digest_pro_links.register(reminders.digest_lines)

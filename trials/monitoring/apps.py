@@ -21,6 +21,7 @@ class MonitoringConfig(AppConfig):
         visits_hooks.checks_overridden.register(queries.edit_check_queries_raise)
         visits_hooks.visit_dated.register(deviations.deviation_propose_window)
         visits_hooks.crf_page_queries.register(views_queries.crf_query_context)
+        visits_hooks.crf_page_annotations.register(selectors.entry_query_annotations)
         safety_hooks.ae_queries.register(selectors.ae_queries)
         safety_hooks.ae_open_query_counts.register(selectors.ae_open_query_counts)
         protocol_hooks.quality_rules_changed.register(quality.quality_run_request)

@@ -174,6 +174,23 @@ def covering_lock_annotation(*, trial_id: int, participant_id: int, visit_id: in
     )
 
 
+def strongest_lock_sql(*, trial_id: int, participant_id: int, visit_id: int, entry_column: str) -> tuple[str, list]:
+    """`lock_covering`'s choice for an entry (locks before freezes, then the broadest level, then the
+    oldest) as a scalar SQL subquery, NULL when none covers it; `entry_column` is the outer query's
+    entry id column. The CRF page reads it with its entry, in the same statement, and reads the lock
+    itself only when there is one (docs/architecture.md "Light requests")."""
+    table = Lock._meta.db_table
+    ranks = " ".join(f"WHEN '{level.value}' THEN {rank}" for level, rank in _LEVEL_ORDER.items())  # constants, not input
+    sql = (
+        f"(SELECT l.id FROM {table} l WHERE l.trial_id = %s AND l.released_at IS NULL"
+        " AND (l.level = %s OR (l.level = %s AND l.participant_id = %s) OR (l.level = %s AND l.visit_id = %s)"
+        f" OR (l.level = %s AND l.entry_id = {entry_column}))"
+        f" ORDER BY CASE WHEN l.kind = %s THEN 0 ELSE 1 END, CASE l.level {ranks} END, l.locked_at LIMIT 1)"
+    )
+    params = [trial_id, LockLevel.TRIAL, LockLevel.PARTICIPANT, participant_id, LockLevel.VISIT, visit_id, LockLevel.ENTRY, LockKind.LOCK]
+    return sql, params
+
+
 def covering_lock_exists(*, trial, participant=None, visit=None, entry=None) -> Exists:  # noqa: ANN001
     """`Exists` of an active lock or freeze covering the target, to annotate a query the caller
     runs anyway (the schedule reads its visit definitions with it: no extra query)."""

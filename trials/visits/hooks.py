@@ -20,6 +20,17 @@ visit_dated = Hook("visits.visit_dated", provided_by="trials.monitoring")
 # threads and SDV status (trials.monitoring.queries.views.crf_query_context).
 crf_page_queries = Hook("visits.crf_page_queries", provided_by="trials.monitoring")
 
+# crf_page_annotations(entry_column) -> dict of name -> expression: annotations of the CRF page's
+# CrfEntry query (`entry_column`: the SQL of the outer entry's id) that spare the page a query each:
+# `page_has_queries` (has the entry any query at all; without one crf_page_queries reads none)
+# (trials.monitoring.queries.selectors.entry_query_annotations).
+crf_page_annotations = Hook("visits.crf_page_annotations", provided_by="trials.monitoring")
+
+# entry_respondent_annotations(entry_column) -> dict of name -> expression: `page_respondent_id`, the
+# id of the participant's own response to the entry (the outer row) or NULL, read with the entry;
+# entry_respondent then reads nothing for a staff entry (trials.epro.services.entry_source_annotations).
+entry_respondent_annotations = Hook("visits.entry_respondent_annotations", provided_by="trials.epro")
+
 # entry_respondent(entry) -> dict or None: for an entry answered by the participant herself
 # (participant mode or a personal link), {"mode", "completed_at"}; None for a staff entry. The
 # CRF page is then read-only and crf_entry_save refuses a staff change (trials.epro.services.entry_source).

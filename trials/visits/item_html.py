@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 
 from django.template.base import render_value_in_context
 from django.template.context import Context
 from django.utils import formats
-from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from edc.form_renderer import escape_text
 from trials.protocol.engine import MISSING_CODES
 from trials.visits.forms import missing_state
 
@@ -51,8 +53,9 @@ INLINE = frozenset({"yes_no", "scale"})  # item types whose choices sit on one l
 
 
 def _e(value) -> str:  # noqa: ANN001
-    """A text escaped as the template engine escapes it (safe strings are kept as they are)."""
-    return conditional_escape(value)
+    """A text escaped as the template engine escapes it (safe strings are kept as they are):
+    `conditional_escape`, with its short path for a plain str (edc.form_renderer.escape_text)."""
+    return escape_text(value)
 
 
 def _sub(context: Context, name: str, **values) -> str:  # noqa: ANN003
@@ -77,6 +80,18 @@ def item_queries(context: Context, name: str, row_id=None) -> list:  # noqa: ANN
     return by_item.get((row_id or "", name), [])
 
 
+@lru_cache(maxsize=16)
+def _missing_texts(language: str | None) -> tuple:  # noqa: ARG001 - the key: the texts are the active language's
+    """The missing-data control's fixed texts in one language, escaped: the codes (value, value and
+    label as HTML) and five labels. Read once per language and process (the catalogues do not
+    change while it runs) rather than translated and escaped again for every required item."""
+    codes = tuple((value, _e(value), _e(label)) for value, label in MISSING_CODES)
+    # The texts are read outside the f-strings: xgettext (makemessages) does not look inside them.
+    cannot, code_label, answered = _e(_("Cannot answer?")), _e(_("Missing-data code")), _e(_("— answered —"))
+    reason_placeholder, reason_label = _e(_("Reason")), _e(_("Reason the item is missing"))
+    return codes, cannot, code_label, answered, reason_placeholder, reason_label
+
+
 def missing_html(context: Context, form, item) -> str:  # noqa: ANN001
     """A required item's missing-data code and reason: the "Cannot answer?" control, or on the
     monitor's review the code and reason given, if any. Empty for an optional item."""
@@ -91,12 +106,10 @@ def missing_html(context: Context, form, item) -> str:  # noqa: ANN001
             "code": render_value_in_context(code, context), "reason": render_value_in_context(reason, context)}
         return f'<p class="small text-muted mt-1 mb-0" data-testid="missing-{_e(item.name)}">{text}</p>'
     code_name, reason_name = _e(state["code_name"]), _e(state["reason_name"])
+    codes, cannot, code_label, answered, reason_placeholder, reason_label = _missing_texts(get_language())
     options = "".join(
-        f'<option value="{_e(value)}"{" selected" if code == value else ""}>{_e(label)}</option>' for value, label in MISSING_CODES
+        f'<option value="{value_html}"{" selected" if code == value else ""}>{label_html}</option>' for value, value_html, label_html in codes
     )
-    # The texts are read outside the f-strings: xgettext (makemessages) does not look inside them.
-    cannot, code_label, answered = _e(_("Cannot answer?")), _e(_("Missing-data code")), _e(_("— answered —"))
-    reason_placeholder, reason_label = _e(_("Reason")), _e(_("Reason the item is missing"))
     return (
         f'<details class="edc-missing mt-1"{" open" if code else ""}>'
         f'<summary class="small text-muted">{cannot}</summary>'

@@ -106,7 +106,8 @@ def visit_for_user(user, pk: int) -> Visit | None:  # noqa: ANN001
     """A visit of a participant the user may see."""
     # Read by key, then checked against the user's roles read once per request (site_visible_to:
     # participants_for_user's rule) rather than filtered by a subquery on the roles (issue 22).
-    visit = Visit.objects.filter(pk=pk).select_related("participant__site", "participant__consent_document", "definition").first()
+    # order_by(): by key, not by the model's ordering (which joined the trial only to sort one row).
+    visit = Visit.objects.filter(pk=pk).select_related("participant__site", "participant__consent_document", "definition").order_by().first()
     if visit is None or not site_visible_to(user, visit.participant.site):
         return None
     attach_trial(visit.participant)

@@ -11,10 +11,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from edc.audit import SYSTEM_USERNAME, audited_save
-from trials.records.locks import assert_writable, covering_lock_annotation, lock_covering, raise_for_lock_id
+from trials.records.locks import assert_writable, lock_covering, raise_for_lock_id
 from trials.records.services import data_changed
 from trials.participants.models import Allocation
-from trials.participants.selectors import data_entry_annotations, user_enters_data_at
+from trials.participants.selectors import user_enters_data_at
 from trials.participants.services import consent_problem
 from trials.protocol.models import CrfDefinition, Site, TrialCrf, TrialCrfUse, VisitCrf
 from trials.protocol import scores
@@ -180,10 +180,16 @@ def lab_grade_warnings(schema: CrfSchema, grades: dict[str, LabGrade]) -> list[d
     return warnings
 
 
-def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
-    """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for."""
+def crf_entry_for(visit: Visit, crf_code: str, *, page_checks: bool = False) -> CrfEntry:
+    """The visit's entry of a CRF, or a new unsaved one on the CRF version the visit asks for.
+
+    `page_checks` (the CRF page): a saved entry is read with what the page checks besides it, as
+    annotations of the same query (`entry_page_annotations`); a new one has none of them."""
+    entries = CrfEntry.objects.select_related("crf").defer("crf__definition")
+    if page_checks:
+        entries = entries.annotate(**entry_page_annotations(visit))
     try:
-        entry = CrfEntry.objects.select_related("crf").defer("crf__definition").get(visit=visit, crf_code=crf_code)
+        entry = entries.get(visit=visit, crf_code=crf_code)
     except CrfEntry.DoesNotExist:
         return _new_entry(visit, crf_code)
     # The visit and participant already read: the page's checks reuse them, not a query each.
@@ -191,6 +197,51 @@ def crf_entry_for(visit: Visit, crf_code: str) -> CrfEntry:
     if entry.participant_id == visit.participant_id and "participant" in visit._state.fields_cache:
         entry.participant = visit.participant
     return entry
+
+
+def entry_page_annotations(visit: Visit) -> dict:
+    """What the CRF page checks besides its entry, as annotations of the entry's query (the entry is
+    the outer row), each sparing the page a query on its own table (issue 22):
+
+    - `newer_consent`: a consent version the participant must re-consent to exists (consent_problem);
+    - `page_lock_id`: the lock or freeze covering the entry that lock_covering would return, or NULL;
+    - `page_signature_id`: the valid signature a change would break (the visit's first, then the
+      casebook's), or NULL;
+    - `page_sdv_mark_id`: the entry's SDV mark, or NULL;
+    - `page_respondent_id` (trials.epro) and `page_has_queries` (trials.monitoring), by their hooks.
+
+    The page reads a lock, a signature, a mark, a response or the queries only when there is one.
+    Written as SQL subqueries (RawSQL): building them as querysets cost the page more CPU than the
+    queries they replace (docs/benchmarks.md, "Third pass")."""
+    from django.db.models import BooleanField, IntegerField
+    from django.db.models.expressions import RawSQL
+
+    from trials.records.locks import strongest_lock_sql
+    from trials.records.models import SdvMark, Signature, SignatureState
+
+    participant = visit.participant
+    column = _entry_id_column()
+    newer_sql, newer_params = _newer_consent_sql(participant)
+    lock_sql, lock_params = strongest_lock_sql(
+        trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk, entry_column=column)
+    signature_sql = (
+        f"(SELECT g.id FROM {Signature._meta.db_table} g WHERE g.participant_id = %s AND g.state = %s"
+        " AND (g.visit_id = %s OR g.visit_id IS NULL) ORDER BY CASE WHEN g.visit_id IS NULL THEN 1 ELSE 0 END, g.id LIMIT 1)"
+    )
+    return {
+        "newer_consent": RawSQL(newer_sql, newer_params, output_field=BooleanField()),
+        "page_lock_id": RawSQL(lock_sql, lock_params, output_field=IntegerField()),
+        "page_signature_id": RawSQL(signature_sql, [participant.pk, SignatureState.VALID, visit.pk], output_field=IntegerField()),
+        "page_sdv_mark_id": RawSQL(f"(SELECT m.id FROM {SdvMark._meta.db_table} m WHERE m.entry_id = {column})", [], output_field=IntegerField()),
+        **hooks.entry_respondent_annotations(column),
+        **hooks.crf_page_annotations(column),
+    }
+
+
+def _entry_id_column() -> str:
+    """The outer CrfEntry query's id column, for the SQL subqueries that annotate it."""
+    quote = connection.ops.quote_name
+    return f"{quote(CrfEntry._meta.db_table)}.{quote('id')}"
 
 
 def _unplanned_crf(visit: Visit, crf_code: str) -> CrfDefinition:
@@ -231,8 +282,6 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     several ORM queries cost more than running them (docs/benchmarks.md)."""
     from trials.records.locks import covering_lock_sql
     from trials.records.services import valid_signature_sql
-    from trials.participants.selectors import DATA_ENTRY_ROLES
-    from trials.protocol.models import ConsentDocument, StudyRole
 
     participant = visit.participant
     if visit.definition_id is None:  # a log record or an unscheduled visit: the checks one by one
@@ -242,22 +291,9 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
         lock = lock_covering(trial=participant.trial_id, participant=participant, visit=visit)
         entry.lock_id, entry.signed = (lock.pk if lock else None), None
         return entry
-    if user.username == SYSTEM_USERNAME:
-        may_enter, params = "%s", [True]
-    else:
-        roles = sorted(DATA_ENTRY_ROLES)
-        may_enter = (
-            f"EXISTS (SELECT 1 FROM {StudyRole._meta.db_table} r LEFT JOIN {Site._meta.db_table} s ON s.id = r.site_id"
-            f" WHERE r.user_id = %s AND r.is_active = %s AND r.trial_id = %s AND r.role IN ({', '.join(['%s'] * len(roles))})"
-            " AND (r.site_id IS NULL OR (r.site_id = %s AND s.is_active = %s)))"
-        )
-        params = [user.pk, True, participant.trial_id, *roles, participant.site_id, True]
-    consent = ConsentDocument._meta.db_table
-    newer = (
-        f"EXISTS (SELECT 1 FROM {consent} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
-        f" AND d.approved_on > (SELECT o.approved_on FROM {consent} o WHERE o.id = %s))"
-    )
-    params += [participant.trial_id, True, True, participant.consent_document_id or 0]
+    may_enter, params = _may_enter_sql(user, participant)
+    newer, newer_params = _newer_consent_sql(participant)
+    params += newer_params
     lock, lock_params = covering_lock_sql(trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk)
     signed, signed_params = valid_signature_sql(participant_id=participant.pk, visit_id=visit.pk)
     params += [*lock_params, *signed_params]
@@ -276,6 +312,63 @@ def _new_entry_checked(user, visit: Visit, crf_code: str) -> CrfEntry:  # noqa: 
     entry = CrfEntry(participant=participant, visit=visit, crf=crf, crf_code=crf_code)
     entry.may_enter, entry.newer_consent, entry.lock_id, entry.signed = bool(row[-4]), bool(row[-3]), row[-2], bool(row[-1])
     return entry
+
+
+def _may_enter_sql(user, participant) -> tuple[str, list]:  # noqa: ANN001
+    """user_enters_data_at as an SQL boolean (data_entry_annotations' `may_enter`), for the reads of
+    a save that take every check in one statement."""
+    from trials.participants.selectors import DATA_ENTRY_ROLES
+    from trials.protocol.models import StudyRole
+
+    if user.username == SYSTEM_USERNAME:
+        return "%s", [True]
+    if not user.is_authenticated:
+        return "%s", [False]
+    roles = sorted(DATA_ENTRY_ROLES)
+    sql = (
+        f"EXISTS (SELECT 1 FROM {StudyRole._meta.db_table} r LEFT JOIN {Site._meta.db_table} s ON s.id = r.site_id"
+        f" WHERE r.user_id = %s AND r.is_active = %s AND r.trial_id = %s AND r.role IN ({', '.join(['%s'] * len(roles))})"
+        " AND (r.site_id IS NULL OR (r.site_id = %s AND s.is_active = %s)))"
+    )
+    return sql, [user.pk, True, participant.trial_id, *roles, participant.site_id, True]
+
+
+def _newer_consent_sql(participant) -> tuple[str, list]:  # noqa: ANN001
+    """consent_problem's re-consent rule as an SQL boolean: an active version approved after hers
+    that requires re-consent exists (false when she has no version recorded)."""
+    from trials.protocol.models import ConsentDocument
+
+    if participant.consent_document_id is None:
+        return "(1 = 0)", []
+    table = ConsentDocument._meta.db_table
+    sql = (
+        f"EXISTS (SELECT 1 FROM {table} d WHERE d.trial_id = %s AND d.is_active = %s AND d.requires_reconsent = %s"
+        f" AND d.approved_on > (SELECT o.approved_on FROM {table} o WHERE o.id = %s))"
+    )
+    return sql, [participant.trial_id, True, True, participant.consent_document_id]
+
+
+def _save_check_annotations(user, visit: Visit) -> dict:  # noqa: ANN001
+    """The checks of a save of a saved entry, read in the statement that locks its row: `may_enter`,
+    `newer_consent`, `lock_id` (the lock or freeze that assert_writable would name) and
+    `page_respondent_id` (trials.epro; a response saved meanwhile also changed the revision, which
+    is checked). SQL subqueries (RawSQL): cheaper to build than nested querysets."""
+    from django.db.models import BooleanField, IntegerField
+    from django.db.models.expressions import RawSQL
+
+    from trials.records.locks import strongest_lock_sql
+
+    participant = visit.participant
+    may_enter, may_params = _may_enter_sql(user, participant)
+    newer, newer_params = _newer_consent_sql(participant)
+    lock, lock_params = strongest_lock_sql(
+        trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk, entry_column=_entry_id_column())
+    return {
+        "may_enter": RawSQL(may_enter, may_params, output_field=BooleanField()),
+        "newer_consent": RawSQL(newer, newer_params, output_field=BooleanField()),
+        "lock_id": RawSQL(lock, lock_params, output_field=IntegerField()),
+        **hooks.entry_respondent_annotations(_entry_id_column()),
+    }
 
 
 @dataclass
@@ -346,9 +439,8 @@ def crf_entry_save(
     else:
         entry = (
             CrfEntry.objects.select_for_update(of=("self",)).select_related("crf").defer("crf__definition")
-            .annotate(**data_entry_annotations(user, participant), lock_id=covering_lock_annotation(
-                trial_id=participant.trial_id, participant_id=participant.pk, visit_id=visit.pk))
-            .filter(visit=visit, crf_code=crf_code).first()
+            .annotate(**_save_check_annotations(user, visit))
+            .filter(visit=visit, crf_code=crf_code).order_by().first()
         )
     # No saved entry behind a form that claims a revision: still check access before saying so.
     flags = entry if entry is not None else _access_only(user, participant)

@@ -25,7 +25,7 @@ from trials.participants.selectors import participants_for_user, user_enters_dat
 from trials.participants.services import consent_problem, user_acts_at
 from trials.protocol import selectors as protocol_selectors
 from trials.records.locks import lock_covering, lock_message
-from trials.records.models import Signature, SignatureState
+from trials.records.models import Lock, Signature, SignatureState
 from trials.visits import files as file_items
 from trials.visits import hooks, schedule, selectors
 from trials.protocol.engine import schema_for
@@ -107,10 +107,15 @@ def crf_review_context(visit: Visit, entry: CrfEntry) -> dict:
     """For the CRF page: the lock or freeze covering the entry (the page is then read-only, with
     its reason) and the valid signature that a change would break. The signature is read only
     when the page is rendered (a save redirects): `signature` is a callable the template calls."""
-    lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
+    if "page_lock_id" in entry.__dict__:  # read with the entry (services.entry_page_annotations): the lock only if there is one
+        lock = Lock.objects.select_related("locked_by").filter(pk=entry.page_lock_id).first() if entry.page_lock_id is not None else None
+    else:
+        lock = lock_covering(trial=visit.participant.trial_id, participant=visit.participant, visit=visit, entry=entry)
 
     @cache
     def signature() -> Signature | None:
+        if "page_signature_id" in entry.__dict__:
+            return Signature.objects.filter(pk=entry.page_signature_id).first() if entry.page_signature_id is not None else None
         return (
             Signature.objects.filter(
                 Q(visit=visit) | Q(visit__isnull=True), participant=visit.participant_id, state=SignatureState.VALID
@@ -133,12 +138,13 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
     if visit is None:
         raise Http404(_("No such visit in your sites."))
     try:
-        entry = crf_entry_for(visit, crf_code)
+        # Read with the page's checks (consent, lock, signature, SDV mark, ePRO source, queries) in its query.
+        entry = crf_entry_for(visit, crf_code, page_checks=True)
     except ValidationError:
         raise Http404(_("This CRF is not part of this visit.")) from None
     # The CRF's texts in the page's language when the CRF has it, else in its default language.
     schema = schema_for(entry.crf, get_language())
-    blocked = consent_problem(visit.participant)
+    blocked = _consent_block(visit.participant, entry)
     enters = user_enters_data_at(request.user, visit.participant)
     review = crf_review_context(visit, entry)  # a lock or freeze makes the page read-only, with its reason
     # Answered by the participant herself (trials.epro): read-only for staff, with why (ALCOA).
@@ -210,6 +216,14 @@ def crf_entry(request: HttpRequest, visit_pk: int, crf_code: str) -> HttpRespons
         **context, **_queries(request, entry, submission), "submission": submission, "saved": request.GET.get("saved"),
         "lab_grades": lab_grades,
         "form_revision": entry.revision, "offer_draft": request.method == "GET"}, status=status)
+
+
+def _consent_block(participant, entry: CrfEntry) -> str | None:  # noqa: ANN001
+    """consent_problem(participant), without its query when the entry was read with `newer_consent`
+    and the participant consented to the newest version she must (the usual case)."""
+    if "newer_consent" in entry.__dict__ and participant.consent_date is not None and not entry.newer_consent:
+        return None
+    return consent_problem(participant)
 
 
 def _queries(request: HttpRequest, entry, submission: CrfSubmission) -> dict:  # noqa: ANN001

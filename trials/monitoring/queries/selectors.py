@@ -121,6 +121,17 @@ def item_queries(user, entry) -> list[Query]:  # noqa: ANN001
     return [] if entry.pk is None else _with_threads(user, entry=entry)
 
 
+def entry_query_annotations(entry_column: str) -> dict:
+    """visits.hooks.crf_page_annotations: `page_has_queries`, whether the entry (`entry_column`: the
+    outer CrfEntry query's id column) has any query at all, whoever may see it; without one the CRF
+    page reads none."""
+    from django.db.models import BooleanField
+    from django.db.models.expressions import RawSQL
+
+    sql = f"EXISTS (SELECT 1 FROM {Query._meta.db_table} q WHERE q.entry_id = {entry_column})"
+    return {"page_has_queries": RawSQL(sql, [], output_field=BooleanField())}
+
+
 def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
     """item_queries for a page that has read the entry with its participant and site (the CRF
     page, the form review): the same queries and threads, without joining again the trial, site,
@@ -128,6 +139,8 @@ def entry_page_queries(user, entry) -> list[Query]:  # noqa: ANN001
     site is checked from the request's memo of the user's roles (sites_for_user's rule)."""
     if entry.pk is None or not site_visible_to(user, entry.participant.site):
         return []
+    if not entry.__dict__.get("page_has_queries", True):
+        return []  # read with the entry: it has no query (entry_query_annotations)
     from django.db.models import Prefetch
 
     from trials.monitoring.models import QueryMessage

@@ -59,7 +59,9 @@ def crf_query_context(user, entry, *, hidden: set[str] | frozenset = frozenset()
             by_item.setdefault((query.row_id, query.item), []).append(query)
         else:
             top.append(query)  # the whole entry, or an item / row that is no longer there
-    mark = SdvMark.objects.select_related("verified_by", "reset_by").filter(entry=entry).first()
+    # An entry read with `page_sdv_mark_id` (the CRF page's query) reads its mark only when it has one.
+    no_mark = "page_sdv_mark_id" in entry.__dict__ and entry.page_sdv_mark_id is None
+    mark = None if no_mark else SdvMark.objects.select_related("verified_by", "reset_by").filter(entry=entry).first()
     return {
         "queries_by_item": by_item,
         # The badge beside each item (visits.item_html): its open or answered queries.
