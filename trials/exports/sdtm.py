@@ -34,6 +34,8 @@ released once written.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 import re
 from contextvars import ContextVar
@@ -47,13 +49,14 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from functools import partial as functools_partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from anyascii import anyascii
 import pandas as pd
 import pycountry
 import pyreadstat
+from django.db import connection
 
 from trials.exports import csvzip, manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
@@ -1472,6 +1475,46 @@ class _Chunk:
         return len(self.row_test)
 
 
+class _WidePlan(NamedTuple):
+    """A CRF's findings read by the SQL route (Findings.wide_rows): the plain items of its versions
+    (the union of their columns) and, per version (crf id), its tests' columns in plan order."""
+
+    names: list[str]  # the items, a column each (the union of the versions' plain items)
+    by_crf: dict[int, tuple[np.ndarray, np.ndarray]]  # crf id -> (column of each step, test of each step), padded
+    width: int  # the most steps of a version
+    as_is: np.ndarray  # per test: an ASCII answer is its own result (_Chunk.verbatim)
+
+
+class _WideBatch:
+    """A batch of entries read by COPY, in the order the findings take them (USUBJID, then visit):
+    per entry and step of its version, the answer as verbatim text ("" if not a plain ASCII
+    string), as jsonb text ("" if verbatim or no answer) and its test; `kept`: a record."""
+
+    __slots__ = ("counts", "isv", "json", "kept", "tests", "verbatim")
+
+    def __init__(self, verbatim: np.ndarray, json_text: np.ndarray, tests: np.ndarray) -> None:
+        self.verbatim, self.json, self.tests = verbatim, json_text, tests
+        self.isv = verbatim != ""
+        self.kept = self.isv | (json_text != "")
+        self.counts = self.kept.sum(axis=1).tolist()
+
+
+class _WideEntry(NamedTuple):
+    """An entry of a _WideBatch whose records are made from the batch's arrays (the fields the
+    findings read of an EntryRow; `answers` holds the collection date item only)."""
+
+    trial_code: str
+    visit_id: int
+    visit_code: str
+    visit_label: str
+    visit_date: date | None
+    crf_id: int
+    answers: dict
+    missing: dict
+    batch: _WideBatch
+    row: int
+
+
 class Findings:
     """The findings datasets of an export: --SEQ runs per subject and domain across the datasets
     of a split domain (SDTMIG 3.4 §4.1.7), SU gets the substance-use items of the CRFs that have some.
@@ -1481,6 +1524,7 @@ class Findings:
     time (SpilledDataset): memory holds a batch of entries and a chunk of rows, whatever the trial."""
 
     BATCH = 250  # subjects whose entries are read by one query
+    WIDE = True  # PostgreSQL: the SQL route (wide_rows) for the CRFs it fits; False: the Python route everywhere
 
     def __init__(self, spec: ExportSpec, subjects: dict[int, Subject], visits: _Visits, mask: Callable[[str], str]) -> None:
         self.spec, self.subjects, self.visits, self.mask = spec, subjects, visits, mask
@@ -1494,10 +1538,9 @@ class Findings:
         seq = by_subject[participant_id] = by_subject.get(participant_id, 0) + 1
         return seq
 
-    def entries_by_subject(self, crf_code: str):  # noqa: ANN201
-        """(participant id, USUBJID, entries in visit order) of the CRF, in USUBJID order (ties in
-        the database's order of subjects, as a stable sort of the rows would leave them)."""
-        entries = selectors.export_entries(self.spec, crf_code)
+    def _batches(self, entries: selectors.Rows):  # noqa: ANN202
+        """The CRF's subjects as (USUBJID, place, participant id) in USUBJID order (ties in the
+        database's order of subjects, as a stable sort of the rows would leave them), a batch at a time."""
         found = entries.queryset.order_by().values_list("participant_id", "trial_code", "subject").distinct()
         people = []
         for pid, trial_code, subject in found:
@@ -1509,14 +1552,135 @@ class Findings:
             end = min(start + self.BATCH, len(people))
             while end < len(people) and people[end][0] == people[end - 1][0]:
                 end += 1  # one USUBJID in one batch
-            batch = people[start:end]
+            yield people[start:end]
+            start = end
+
+    def entries_by_subject(self, crf_code: str):  # noqa: ANN201
+        """(participant id, USUBJID, entries in visit order) of the CRF, in USUBJID order (ties in
+        the database's order of subjects, as a stable sort of the rows would leave them)."""
+        entries = selectors.export_entries(self.spec, crf_code)
+        for batch in self._batches(entries):
             rows = selectors.Rows(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]), entries.transform)
             by: dict[int, list] = {}
             for row in rows:
                 by.setdefault(row.participant_id, []).append(row)
             for subject_id, _position, pid in batch:
                 yield pid, subject_id, by.pop(pid, [])
-            start = end
+
+    def wide_plan(self, versions: list, whole: dict, as_is: list[bool], domain: str, date_item: str | None,
+                  su_items: dict) -> _WidePlan | None:
+        """The SQL route's plan of a CRF (PostgreSQL), or None for the Python route: lab tests
+        (ranges, grades), CRFs with substance-use items, and versions with a repeating group, a
+        multiple choice or an item that goes elsewhere keep the Python route."""
+        if not self.WIDE or connection.vendor != "postgresql" or domain == "LB" or su_items or not whole:
+            return None
+        if date_item and not self.spec.identifiers and any(
+                item.name == date_item and item.identifier for crf in versions for item in schema_for(crf).items):
+            return None  # the collection date is stripped from the answers (selectors.strip_identifiers)
+        names = list(dict.fromkeys(name for _numbers, item_names, _as_is in whole.values() for name in item_names))
+        column = {name: index for index, name in enumerate(names)}
+        width = max(len(numbers) for numbers, _names, _as_is in whole.values())
+        by_crf = {}
+        for crf_id, (numbers, item_names, _as_is) in whole.items():
+            columns = np.full(width, len(names), dtype=np.int64)  # the last column is empty (padding)
+            columns[:len(item_names)] = [column[name] for name in item_names]
+            steps = np.full(width, -1, dtype=np.int64)
+            steps[:len(numbers)] = numbers
+            by_crf[crf_id] = (columns, steps)
+        return _WidePlan(names, by_crf, width, np.array(as_is, dtype=bool))
+
+    @staticmethod
+    def _wide_sql(queryset: Any, names: list[str], date_item: str | None) -> tuple[str, list]:
+        """A batch's entries, one row per entry, a column pair per item (as the CSV export extracts
+        its items): the answer when it is a string of printable ASCII characters (its own result),
+        else its jsonb text (none when null or ""); a flag for a missing-data code, one for an
+        answer that is a list or an object (the Python route), the collection date item as jsonb."""
+        inner, params = queryset.order_by().values_list(
+            "id", "participant_id", "crf_id", "trial_code", "visit_id", "visit_code", "visit_label", "visit_date",
+            "visit_order", "visit_sequence", "answers", "missing").query.sql_with_params()
+
+        def literal(text: str) -> str:
+            return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+        answers = ", ".join(f"q.answers -> {literal(name)} AS a{i}" for i, name in enumerate(names))
+        plain = ", ".join(
+            f"CASE WHEN jsonb_typeof(a.a{i}) = 'string' AND (a.a{i} #>> '{{}}') ~ '^[ -~]+$' THEN a.a{i} #>> '{{}}' END AS v{i}"
+            for i in range(len(names)))
+        cells = ", ".join(
+            f"v.v{i}, CASE WHEN v.v{i} IS NULL AND a.a{i} NOT IN ('null'::jsonb, '\"\"'::jsonb) THEN a.a{i}::text END"
+            for i in range(len(names)))
+        odd = " OR ".join(f"jsonb_typeof(a.a{i}) IN ('array', 'object')" for i in range(len(names)))
+        date_cell = f"(q.answers -> {literal(date_item)})::text" if date_item else "NULL"
+        sql = (f"SELECT q.id, q.participant_id, q.crf_id, q.trial_code, q.visit_id, q.visit_code, q.visit_label, "
+               f"to_char(q.visit_date, 'YYYY-MM-DD'), "
+               f"CASE WHEN q.missing IS NOT NULL AND q.missing <> '{{}}'::jsonb THEN 1 ELSE 0 END, "
+               f"CASE WHEN {odd} THEN 1 ELSE 0 END, {date_cell}, {cells} "
+               f"FROM ({inner}) q CROSS JOIN LATERAL (SELECT {answers}) a CROSS JOIN LATERAL (SELECT {plain}) v "
+               f"ORDER BY q.participant_id, q.visit_order, q.visit_sequence")
+        return sql, list(params)
+
+    def wide_rows(self, crf_code: str, plan: _WidePlan, baseline: bool, date_item: str | None):  # noqa: ANN201
+        """entries_by_subject by the SQL route: each batch's entries read by one COPY (_wide_sql), an
+        entry whose every answer is plain becoming a _WideEntry (its records made from the batch's
+        arrays by Findings.write), the others (a missing-data code, a list or an object among its
+        answers, a version with other tests, a record before the first exposure) read through the
+        ORM for the Python route."""
+        entries = selectors.export_entries(self.spec, crf_code)
+        columns = 11 + 2 * len(plan.names)
+        crf_index = {crf_id: index for index, crf_id in enumerate(plan.by_crf)}
+        step_columns = np.array([columns for columns, _steps in plan.by_crf.values()], dtype=np.int64)
+        step_tests = np.array([steps for _columns, steps in plan.by_crf.values()], dtype=np.int64)
+        for batch in self._batches(entries):
+            sql, params = self._wide_sql(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]),
+                                         plan.names, date_item)
+            buffer = io.BytesIO()
+            with connection.cursor() as cursor, cursor.cursor.copy(
+                    f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')", params) as copy:
+                for block in copy:
+                    buffer.write(block)
+            by: dict[int, list] = {}
+            if buffer.tell():
+                buffer.seek(0)
+                frame = pd.read_csv(buffer, header=None, dtype=str, keep_default_na=False, na_filter=False,
+                                    names=range(columns))
+                rank = {pid: index for index, (_u, _p, pid) in enumerate(batch)}
+                pids = frame[1].astype(np.int64).to_numpy()
+                order = np.argsort(np.array([rank[pid] for pid in pids.tolist()], dtype=np.int64), kind="stable")
+                head = frame.iloc[:, :11].to_numpy(dtype=object)[order]
+                cells = frame.iloc[:, 11:].to_numpy(dtype=object)[order]
+                cells = np.concatenate([cells, np.full((len(cells), 2), "", dtype=object)], axis=1)  # the padding column
+                crf_ids = [int(crf_id) for crf_id in head[:, 2].tolist()]
+                version = np.array([crf_index.get(crf_id, 0) for crf_id in crf_ids], dtype=np.int64)
+                at = step_columns[version]
+                rows = np.arange(len(cells))[:, None]
+                arrays = _WideBatch(cells[rows, 2 * at], cells[rows, 2 * at + 1], step_tests[version])
+                python_route = []
+                plain = []
+                for index, (entry_id, pid, _crf, trial_code, visit_id, visit_code, visit_label, visit_date, missing, odd,
+                            collected) in enumerate(head.tolist()):
+                    crf_id = crf_ids[index]
+                    pid = int(pid)
+                    answers = {date_item: json.loads(collected)} if collected else {}
+                    day = date.fromisoformat(visit_date) if visit_date else None
+                    before_exposure = False
+                    if baseline:
+                        subject = self.subjects.get(pid)
+                        treated = subject.treated if subject else None
+                        when = as_date(answers.get(date_item) or day)
+                        before_exposure = when is not None and (treated is None or when <= treated)
+                    if crf_id not in crf_index or missing != "0" or odd != "0" or before_exposure:
+                        python_route.append(int(entry_id))
+                        plain.append((pid, int(entry_id)))
+                    else:
+                        plain.append((pid, _WideEntry(trial_code, int(visit_id), visit_code, visit_label, day, crf_id,
+                                                      answers, {}, arrays, index)))
+                orm = {}
+                if python_route:
+                    orm = {row.id: row for row in selectors.Rows(entries.queryset.filter(id__in=python_route), entries.transform)}
+                for pid, entry in plain:
+                    by.setdefault(pid, []).append(orm[entry] if entry.__class__ is int else entry)
+            for subject_id, _position, pid in batch:
+                yield pid, subject_id, by.pop(pid, [])
 
     def write(self, name: str, domain: str, crf_code: str, progress: Progress) -> SpilledDataset:
         """One CRF's entries as a findings dataset."""
@@ -1575,6 +1739,10 @@ class Findings:
         ordinal, previous = 0, None
         sequences = self.sequences.setdefault(domain, {})
         empty = ("", "", np.nan, "", "", False)
+        wide = self.wide_plan(versions, whole, as_is, domain, date_item, su_items)
+        # The SQL route's entries waiting for their records: (batch, first entry, end, records), made
+        # at once (take_wide) before a Python-route entry, a chunk's flush or another batch.
+        waiting: list = [None, 0, 0, 0]
 
         def as_result(value: str) -> int:
             chunk.verbatim.append(value)
@@ -1609,14 +1777,67 @@ class Findings:
                 chunk.cache[key] = index
             return index
 
-        for participant_id, subject_id, entries in self.entries_by_subject(crf_code):
+        def take_wide() -> None:
+            """The records of the waiting SQL-route entries: the batch's answers melted (entry by
+            entry, test by test in plan order, as the Python route makes them), a verbatim answer
+            its own result, any other a result per distinct (test, answer) through `intern`, in
+            the order of their first row (the same results table as the Python route's)."""
+            arrays, lo, hi, _rows = waiting
+            if arrays is None:
+                return
+            waiting[:] = [None, 0, 0, 0]
+            kept = arrays.kept[lo:hi].ravel()
+            test = arrays.tests[lo:hi].ravel()[kept]
+            if not len(test):
+                return
+            texts = arrays.verbatim[lo:hi].ravel()[kept]
+            isv = arrays.isv[lo:hi].ravel()[kept]
+            verbatim_rows = isv & wide.as_is[test]
+            result = np.empty(len(test), dtype=np.int64)
+            count = int(verbatim_rows.sum())
+            if count:
+                base = len(chunk.verbatim)
+                chunk.verbatim.extend(texts[verbatim_rows].tolist())
+                result[verbatim_rows] = -2 - base - np.arange(count)
+            if count < len(test):
+                other = ~verbatim_rows
+                other_isv = isv[other]
+                text = np.where(other_isv, texts[other], arrays.json[lo:hi].ravel()[kept][other])
+                codes, distinct = pd.factorize(text)
+                keys, firsts = pd.factorize((codes.astype(np.int64) * 2 + other_isv) * len(tests) + test[other])
+                found = np.empty(len(firsts), dtype=np.int64)
+                cached = chunk.cache.get
+                for index, key in enumerate(firsts.tolist()):
+                    t, rest = key % len(tests), key // len(tests)
+                    value = distinct[rest // 2]
+                    if not rest % 2:
+                        value = json.loads(value)
+                    cache_key = (t, value, value.__class__)
+                    answer = cached(cache_key)
+                    found[index] = intern(t, tests[t], value, cache_key) if answer is None else answer
+                if (found < 0).any():  # a record with no result: not an answer the SQL route takes
+                    raise AssertionError(f"{crf_code}: an answer with no record in the SQL route")
+                counted = chunk.counted
+                if counted:
+                    times = None
+                    for index, answer in enumerate(found.tolist()):
+                        if answer in counted:
+                            times = np.bincount(keys, minlength=len(firsts)) if times is None else times
+                            _recount(counted[answer], int(times[index]))
+                result[other] = found[keys]
+            chunk.row_test.frombytes(test.astype(np.int32).tobytes())
+            chunk.row_result.frombytes(result.astype(np.int32).tobytes())
+
+        source = self.wide_rows(crf_code, wide, baseline, date_item) if wide else self.entries_by_subject(crf_code)
+        for participant_id, subject_id, entries in source:
             if subject_id != previous:
-                if len(chunk) >= XPT_CHUNK:
+                if len(chunk) + waiting[3] >= XPT_CHUNK:
+                    take_wide()
                     self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
                     chunk = _Chunk()
                 ordinal += 1
                 previous = subject_id
-            elif len(chunk):
+            elif len(chunk) + waiting[3]:
                 chunk.unsorted = True
             subject = self.subjects.get(participant_id)
             reference = subject.reference if subject else None
@@ -1629,6 +1850,9 @@ class Findings:
             row_test, row_result = chunk.row_test, chunk.row_result
             add_test, add_result = row_test.append, row_result.append
             for entry in entries:
+                on_wide = entry.__class__ is _WideEntry
+                if not on_wide and waiting[3]:
+                    take_wide()
                 study_code = ascii_text(entry.trial_code)
                 answers = entry.answers or {}
                 get = answers.get
@@ -1639,11 +1863,24 @@ class Findings:
                 visitnum = visits.by_id.get(entry.visit_id, visits.number.get(entry.visit_code, np.nan))
                 epoch = visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated)
                 visit_label = ascii_text(entry.visit_label)
-                start = len(row_test)
+                start = len(row_test) + waiting[3]
                 chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
                                       study_day(when, reference), ordinal, start, seq, position))
                 if entry_counts.get(entry.crf_id):
                     _recount(entry_counts[entry.crf_id])
+                if on_wide:  # its records made with those of the entries around it (take_wide)
+                    rows = entry.batch.counts[entry.row]
+                    if waiting[0] is not entry.batch or waiting[2] != entry.row:
+                        take_wide()
+                        waiting[:] = [entry.batch, entry.row, entry.row, 0]
+                    waiting[2] += 1
+                    waiting[3] += rows
+                    seq += rows
+                    pending += 1
+                    if pending >= selectors.CHUNK_SIZE:
+                        progress(pending)
+                        pending = 0
+                    continue
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
                 steps = compiled.get(entry.crf_id, ())
                 if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
@@ -1766,6 +2003,7 @@ class Findings:
                 flags = chunk.sparse.setdefault(f"{p}LOBXFL", {})
                 for row_index in last_before.values():
                     flags[row_index] = "Y"
+        take_wide()
         self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
         if pending:
             progress(pending)
