@@ -67,6 +67,7 @@ from trials.protocol.labs import grade_answers
 
 CHAR, NUM = "char", "num"
 XPT_CHUNK = 20_000  # rows per chunk of the streaming XPT writer
+KNOWN_RESULTS = 50_000  # (test, answer) records remembered across a CRF's chunks (Findings.write)
 UNMASKED = frozenset({"STUDYID", "DOMAIN", "RDOMAIN", "USUBJID", "SUBJID", "SITEID", "IDVAR", "IDVARVAL", "QNAM"})
 MAX_CHAR = 200  # XPT v5: character values of at most 200 bytes
 FINDINGS_LABELS = {
@@ -1487,16 +1488,49 @@ class _WidePlan(NamedTuple):
 
 class _WideBatch:
     """A batch of entries read by COPY, in the order the findings take them (USUBJID, then visit):
-    per entry and step of its version, the answer as verbatim text ("" if not a plain ASCII
-    string), as jsonb text ("" if verbatim or no answer) and its test; `kept`: a record."""
+    per entry and step of its version, its test and its answer's jsonb text as a code into the
+    batch's distinct texts, each classified once (`_classify`): a record or none, a string of
+    printable ASCII characters (`isv`: its own result for a verbatim test, else a key like any
+    answer), the Python value otherwise (json.loads, as the ORM decodes a JSONField), or a list or
+    an object (`odd`: the entry takes the Python route)."""
 
-    __slots__ = ("counts", "isv", "json", "kept", "tests", "verbatim")
+    __slots__ = ("codes", "counts", "isv", "kept", "odd", "tests", "texts", "values")
 
-    def __init__(self, verbatim: np.ndarray, json_text: np.ndarray, tests: np.ndarray) -> None:
-        self.verbatim, self.json, self.tests = verbatim, json_text, tests
-        self.isv = verbatim != ""
-        self.kept = self.isv | (json_text != "")
-        self.counts = self.kept.sum(axis=1).tolist()
+    def __init__(self, cells: np.ndarray, tests: np.ndarray) -> None:
+        codes, distinct = pd.factorize(cells.ravel())
+        kept, isv, odd, texts, values = _classify(distinct.tolist())
+        self.codes, self.tests = codes.reshape(cells.shape), tests
+        self.kept, self.isv, self.texts, self.values = kept, isv, texts, values
+        kept_cells = kept[self.codes]
+        self.counts = kept_cells.sum(axis=1).tolist()
+        self.odd = odd[self.codes].any(axis=1).tolist()
+
+
+def _classify(distinct: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+    """Per distinct jsonb text of a batch: a record (not SQL NULL, JSON null or ""), a non-empty
+    string of printable ASCII characters, a list or an object, the string itself (else ""), the value."""
+    kept = np.ones(len(distinct), dtype=bool)
+    isv = np.zeros(len(distinct), dtype=bool)
+    odd = np.zeros(len(distinct), dtype=bool)
+    texts = np.empty(len(distinct), dtype=object)
+    values: list = []
+    for index, text in enumerate(distinct):
+        first = text[:1]
+        if text in {"", "null", '""'}:
+            kept[index] = False
+            value = None
+        elif first == '"' and "\\" not in text and text.isascii() and text.isprintable():
+            value = text[1:-1]  # jsonb writes a string as is between quotes but for " and \ and control characters
+        else:
+            value = json.loads(text)
+            odd[index] = first in {"[", "{"}
+        if value.__class__ is str and value.isascii() and value.isprintable():
+            isv[index] = True
+            texts[index] = value
+        else:
+            texts[index] = ""
+        values.append(value)
+    return kept, isv, odd, texts, values
 
 
 class _WideEntry(NamedTuple):
@@ -1591,10 +1625,9 @@ class Findings:
 
     @staticmethod
     def _wide_sql(queryset: Any, names: list[str], date_item: str | None) -> tuple[str, list]:
-        """A batch's entries, one row per entry, a column pair per item (as the CSV export extracts
-        its items): the answer when it is a string of printable ASCII characters (its own result),
-        else its jsonb text (none when null or ""); a flag for a missing-data code, one for an
-        answer that is a list or an object (the Python route), the collection date item as jsonb."""
+        """A batch's entries, one row per entry and a column per item, the answer's jsonb text (a
+        string quoted, so that its type shows; as the CSV export extracts its items), with a flag
+        for a missing-data code and the collection date item."""
         inner, params = queryset.order_by().values_list(
             "id", "participant_id", "crf_id", "trial_code", "visit_id", "visit_code", "visit_label", "visit_date",
             "visit_order", "visit_sequence", "answers", "missing").query.sql_with_params()
@@ -1602,21 +1635,12 @@ class Findings:
         def literal(text: str) -> str:
             return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
-        answers = ", ".join(f"q.answers -> {literal(name)} AS a{i}" for i, name in enumerate(names))
-        plain = ", ".join(
-            f"CASE WHEN jsonb_typeof(a.a{i}) = 'string' AND (a.a{i} #>> '{{}}') ~ '^[ -~]+$' THEN a.a{i} #>> '{{}}' END AS v{i}"
-            for i in range(len(names)))
-        cells = ", ".join(
-            f"v.v{i}, CASE WHEN v.v{i} IS NULL AND a.a{i} NOT IN ('null'::jsonb, '\"\"'::jsonb) THEN a.a{i}::text END"
-            for i in range(len(names)))
-        odd = " OR ".join(f"jsonb_typeof(a.a{i}) IN ('array', 'object')" for i in range(len(names)))
+        cells = ", ".join(f"(q.answers -> {literal(name)})::text" for name in names)
         date_cell = f"(q.answers -> {literal(date_item)})::text" if date_item else "NULL"
         sql = (f"SELECT q.id, q.participant_id, q.crf_id, q.trial_code, q.visit_id, q.visit_code, q.visit_label, "
                f"to_char(q.visit_date, 'YYYY-MM-DD'), "
-               f"CASE WHEN q.missing IS NOT NULL AND q.missing <> '{{}}'::jsonb THEN 1 ELSE 0 END, "
-               f"CASE WHEN {odd} THEN 1 ELSE 0 END, {date_cell}, {cells} "
-               f"FROM ({inner}) q CROSS JOIN LATERAL (SELECT {answers}) a CROSS JOIN LATERAL (SELECT {plain}) v "
-               f"ORDER BY q.participant_id, q.visit_order, q.visit_sequence")
+               f"CASE WHEN q.missing IS NOT NULL AND q.missing <> '{{}}'::jsonb THEN 1 ELSE 0 END, {date_cell}, {cells} "
+               f"FROM ({inner}) q ORDER BY q.participant_id, q.visit_order, q.visit_sequence")
         return sql, list(params)
 
     def wide_rows(self, crf_code: str, plan: _WidePlan, baseline: bool, date_item: str | None):  # noqa: ANN201
@@ -1626,7 +1650,7 @@ class Findings:
         answers, a version with other tests, a record before the first exposure) read through the
         ORM for the Python route."""
         entries = selectors.export_entries(self.spec, crf_code)
-        columns = 11 + 2 * len(plan.names)
+        columns = 10 + len(plan.names)
         crf_index = {crf_id: index for index, crf_id in enumerate(plan.by_crf)}
         step_columns = np.array([columns for columns, _steps in plan.by_crf.values()], dtype=np.int64)
         step_tests = np.array([steps for _columns, steps in plan.by_crf.values()], dtype=np.int64)
@@ -1646,39 +1670,41 @@ class Findings:
                 rank = {pid: index for index, (_u, _p, pid) in enumerate(batch)}
                 pids = frame[1].astype(np.int64).to_numpy()
                 order = np.argsort(np.array([rank[pid] for pid in pids.tolist()], dtype=np.int64), kind="stable")
-                head = frame.iloc[:, :11].to_numpy(dtype=object)[order]
-                cells = frame.iloc[:, 11:].to_numpy(dtype=object)[order]
-                cells = np.concatenate([cells, np.full((len(cells), 2), "", dtype=object)], axis=1)  # the padding column
-                crf_ids = [int(crf_id) for crf_id in head[:, 2].tolist()]
-                version = np.array([crf_index.get(crf_id, 0) for crf_id in crf_ids], dtype=np.int64)
+                cells = frame.iloc[:, 10:].to_numpy(dtype=object)[order]
+                cells = np.concatenate([cells, np.full((len(cells), 1), "", dtype=object)], axis=1)  # the padding column
+                crf_ids = frame[2].astype(np.int64).to_numpy()[order]
+                version = np.array([crf_index.get(crf_id, -1) for crf_id in crf_ids.tolist()], dtype=np.int64)
                 at = step_columns[version]
-                rows = np.arange(len(cells))[:, None]
-                arrays = _WideBatch(cells[rows, 2 * at], cells[rows, 2 * at + 1], step_tests[version])
-                python_route = []
-                plain = []
-                for index, (entry_id, pid, _crf, trial_code, visit_id, visit_code, visit_label, visit_date, missing, odd,
-                            collected) in enumerate(head.tolist()):
-                    crf_id = crf_ids[index]
-                    pid = int(pid)
-                    answers = {date_item: json.loads(collected)} if collected else {}
-                    day = date.fromisoformat(visit_date) if visit_date else None
-                    before_exposure = False
-                    if baseline:
+                arrays = _WideBatch(cells[np.arange(len(cells))[:, None], at], step_tests[version])
+                python_route = (version < 0) | (frame[8].to_numpy()[order] != "0") | np.array(arrays.odd, dtype=bool)
+                days = {text: date.fromisoformat(text) for text in frame[7].unique().tolist() if text}
+                collected = ([{date_item: json.loads(text)} if text else {} for text in frame[9].to_numpy()[order].tolist()]
+                             if date_item else None)
+                pids = pids[order].tolist()
+                if baseline:  # a record before the first exposure: the Python route (--LOBXFL)
+                    for index, (pid, visit_date) in enumerate(zip(pids, frame[7].to_numpy()[order].tolist(), strict=True)):
                         subject = self.subjects.get(pid)
                         treated = subject.treated if subject else None
-                        when = as_date(answers.get(date_item) or day)
-                        before_exposure = when is not None and (treated is None or when <= treated)
-                    if crf_id not in crf_index or missing != "0" or odd != "0" or before_exposure:
-                        python_route.append(int(entry_id))
-                        plain.append((pid, int(entry_id)))
-                    else:
-                        plain.append((pid, _WideEntry(trial_code, int(visit_id), visit_code, visit_label, day, crf_id,
-                                                      answers, {}, arrays, index)))
+                        when = as_date((collected[index].get(date_item) if collected else None) or days.get(visit_date))
+                        if when is not None and (treated is None or when <= treated):
+                            python_route[index] = True
+                ids = frame[0].astype(np.int64).to_numpy()[order]
                 orm = {}
-                if python_route:
-                    orm = {row.id: row for row in selectors.Rows(entries.queryset.filter(id__in=python_route), entries.transform)}
-                for pid, entry in plain:
-                    by.setdefault(pid, []).append(orm[entry] if entry.__class__ is int else entry)
+                if python_route.any():
+                    orm = {row.id: row for row in selectors.Rows(
+                        entries.queryset.filter(id__in=ids[python_route].tolist()), entries.transform)}
+                heads = zip(ids.tolist(), pids, crf_ids.tolist(), *(frame[column].to_numpy()[order].tolist() for column in (3, 4, 5, 6, 7)),
+                            python_route.tolist(), strict=True)
+                empty: dict = {}
+                for index, (entry_id, pid, crf_id, trial_code, visit_id, visit_code, visit_label, visit_date, python) in enumerate(heads):
+                    entry = orm[entry_id] if python else _WideEntry(
+                        trial_code, int(visit_id), visit_code, visit_label, days.get(visit_date), crf_id,
+                        collected[index] if collected else empty, empty, arrays, index)
+                    found = by.get(pid)
+                    if found is None:
+                        by[pid] = [entry]
+                    else:
+                        found.append(entry)
             for subject_id, _position, pid in batch:
                 yield pid, subject_id, by.pop(pid, [])
 
@@ -1748,33 +1774,57 @@ class Findings:
             chunk.verbatim.append(value)
             return -1 - len(chunk.verbatim)
 
+        # The record of a (test, answer) already met in an earlier chunk of this CRF: finding(), the
+        # value level and the characters to count are the same every time (level() keeps maxima).
+        known: dict[tuple, tuple] = {}
+
         def intern(t: int, test: Test, value: Any, key: tuple | None) -> int:
+            if key is not None:
+                seen = known.get(key)
+                if seen is not None:
+                    record, changed = seen
+                    if record is None:
+                        index = -1
+                    else:
+                        chunk.results.append(record)
+                        index = len(chunk.results) - 1
+                        if changed:
+                            chunk.counted[index] = changed
+                    chunk.cache[key] = index
+                    return index
+                if len(known) >= KNOWN_RESULTS:  # free texts all different: memory stays bounded
+                    known.clear()
             kind = test.item.type
             if (value.__class__ is str and value and test.option is None and kind not in verbatim
                     and value.isascii() and value.isprintable()):  # finding() without its branches: the value as is
                 numeric = kind in NUMERIC_ITEMS
                 unit = units[t] if numeric else ""
-                chunk.results.append((value, value, number(value) if numeric else np.nan, unit, unit, numeric))
+                record = (value, value, number(value) if numeric else np.nan, unit, unit, numeric)
+                chunk.results.append(record)
                 index = chunk.cache[key] = len(chunk.results) - 1
                 dataset.level(test.testcd, value)
+                known[key] = (record, None)
                 return index
             if plain[t] and (value.__class__ in PLAIN_TYPES or (value.__class__ is str and value.isascii() and value.isprintable())):
                 result, changed = finding(test, value), None  # no text to fold: nothing to count
             else:
                 result, changed = _counted(finding, test, value)
+            record = None
             if result is None:
                 index = -1
             else:
                 orres, stresc, stresn = result
                 numeric = stresn is not None
                 unit = units[t] if numeric else ""
-                chunk.results.append((orres, stresc, stresn if numeric else np.nan, unit, unit, numeric))
+                record = (orres, stresc, stresn if numeric else np.nan, unit, unit, numeric)
+                chunk.results.append(record)
                 index = len(chunk.results) - 1
                 dataset.level(test.testcd, orres)
                 if changed:
                     chunk.counted[index] = changed
             if key is not None:
                 chunk.cache[key] = index
+                known[key] = (record, changed)
             return index
 
         def take_wide() -> None:
@@ -1786,32 +1836,28 @@ class Findings:
             if arrays is None:
                 return
             waiting[:] = [None, 0, 0, 0]
-            kept = arrays.kept[lo:hi].ravel()
+            codes = arrays.codes[lo:hi].ravel()
+            kept = arrays.kept[codes]
             test = arrays.tests[lo:hi].ravel()[kept]
             if not len(test):
                 return
-            texts = arrays.verbatim[lo:hi].ravel()[kept]
-            isv = arrays.isv[lo:hi].ravel()[kept]
-            verbatim_rows = isv & wide.as_is[test]
+            codes = codes[kept]
+            verbatim_rows = arrays.isv[codes] & wide.as_is[test]
             result = np.empty(len(test), dtype=np.int64)
             count = int(verbatim_rows.sum())
             if count:
                 base = len(chunk.verbatim)
-                chunk.verbatim.extend(texts[verbatim_rows].tolist())
+                chunk.verbatim.extend(arrays.texts[codes[verbatim_rows]].tolist())
                 result[verbatim_rows] = -2 - base - np.arange(count)
             if count < len(test):
                 other = ~verbatim_rows
-                other_isv = isv[other]
-                text = np.where(other_isv, texts[other], arrays.json[lo:hi].ravel()[kept][other])
-                codes, distinct = pd.factorize(text)
-                keys, firsts = pd.factorize((codes.astype(np.int64) * 2 + other_isv) * len(tests) + test[other])
+                keys, firsts = pd.factorize(codes[other].astype(np.int64) * len(tests) + test[other])
                 found = np.empty(len(firsts), dtype=np.int64)
                 cached = chunk.cache.get
+                values = arrays.values
                 for index, key in enumerate(firsts.tolist()):
-                    t, rest = key % len(tests), key // len(tests)
-                    value = distinct[rest // 2]
-                    if not rest % 2:
-                        value = json.loads(value)
+                    t = key % len(tests)
+                    value = values[key // len(tests)]
                     cache_key = (t, value, value.__class__)
                     answer = cached(cache_key)
                     found[index] = intern(t, tests[t], value, cache_key) if answer is None else answer
