@@ -1496,9 +1496,9 @@ class _WideBatch:
 
     __slots__ = ("codes", "counts", "isv", "kept", "odd", "tests", "texts", "values")
 
-    def __init__(self, cells: np.ndarray, tests: np.ndarray) -> None:
+    def __init__(self, cells: np.ndarray, tests: np.ndarray, seen: dict) -> None:
         codes, distinct = pd.factorize(cells.ravel())
-        kept, isv, odd, texts, values = _classify(distinct.tolist())
+        kept, isv, odd, texts, values = _classify(distinct.tolist(), seen)
         self.codes, self.tests = codes.reshape(cells.shape), tests
         self.kept, self.isv, self.texts, self.values = kept, isv, texts, values
         kept_cells = kept[self.codes]
@@ -1506,31 +1506,35 @@ class _WideBatch:
         self.odd = odd[self.codes].any(axis=1).tolist()
 
 
-def _classify(distinct: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+def _classify(distinct: list[str], seen: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
     """Per distinct jsonb text of a batch: a record (not SQL NULL, JSON null or ""), a non-empty
-    string of printable ASCII characters, a list or an object, the string itself (else ""), the value."""
-    kept = np.ones(len(distinct), dtype=bool)
-    isv = np.zeros(len(distinct), dtype=bool)
-    odd = np.zeros(len(distinct), dtype=bool)
-    texts = np.empty(len(distinct), dtype=object)
-    values: list = []
-    for index, text in enumerate(distinct):
-        first = text[:1]
-        if text in {"", "null", '""'}:
-            kept[index] = False
-            value = None
-        elif first == '"' and "\\" not in text and text.isascii() and text.isprintable():
-            value = text[1:-1]  # jsonb writes a string as is between quotes but for " and \ and control characters
-        else:
-            value = json.loads(text)
-            odd[index] = first in {"[", "{"}
-        if value.__class__ is str and value.isascii() and value.isprintable():
-            isv[index] = True
-            texts[index] = value
-        else:
-            texts[index] = ""
-        values.append(value)
-    return kept, isv, odd, texts, values
+    string of printable ASCII characters, a list or an object, the string itself (else ""), the
+    value; `seen` keeps them from batch to batch (bounded)."""
+    found = []
+    for text in distinct:
+        known = seen.get(text)
+        if known is None:
+            first = text[:1]
+            kept, odd = True, False
+            if text in {"", "null", '""'}:
+                kept, value = False, None
+            elif first == '"' and "\\" not in text and text.isascii() and text.isprintable():
+                value = text[1:-1]  # jsonb writes a string as is between quotes but for " and \ and control characters
+            else:
+                value = json.loads(text)
+                odd = first in {"[", "{"}
+            isv = value.__class__ is str and value.isascii() and value.isprintable()
+            known = (kept, isv, odd, value if isv else "", value)
+            if len(seen) >= KNOWN_RESULTS:
+                seen.clear()
+            seen[text] = known
+        found.append(known)
+    if not found:
+        return (np.zeros(0, dtype=bool),) * 3 + (np.empty(0, dtype=object), [])
+    kept, isv, odd, texts, values = zip(*found, strict=True)
+    as_texts = np.empty(len(texts), dtype=object)
+    as_texts[:] = texts
+    return np.array(kept, dtype=bool), np.array(isv, dtype=bool), np.array(odd, dtype=bool), as_texts, list(values)
 
 
 class _WideEntry(NamedTuple):
@@ -1654,6 +1658,7 @@ class Findings:
         crf_index = {crf_id: index for index, crf_id in enumerate(plan.by_crf)}
         step_columns = np.array([columns for columns, _steps in plan.by_crf.values()], dtype=np.int64)
         step_tests = np.array([steps for _columns, steps in plan.by_crf.values()], dtype=np.int64)
+        seen: dict[str, tuple] = {}  # _classify's texts, from batch to batch
         for batch in self._batches(entries):
             sql, params = self._wide_sql(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]),
                                          plan.names, date_item)
@@ -1675,7 +1680,7 @@ class Findings:
                 crf_ids = frame[2].astype(np.int64).to_numpy()[order]
                 version = np.array([crf_index.get(crf_id, -1) for crf_id in crf_ids.tolist()], dtype=np.int64)
                 at = step_columns[version]
-                arrays = _WideBatch(cells[np.arange(len(cells))[:, None], at], step_tests[version])
+                arrays = _WideBatch(cells[np.arange(len(cells))[:, None], at], step_tests[version], seen)
                 python_route = (version < 0) | (frame[8].to_numpy()[order] != "0") | np.array(arrays.odd, dtype=bool)
                 days = {text: date.fromisoformat(text) for text in frame[7].unique().tolist() if text}
                 collected = ([{date_item: json.loads(text)} if text else {} for text in frame[9].to_numpy()[order].tolist()]
@@ -1847,8 +1852,16 @@ class Findings:
             count = int(verbatim_rows.sum())
             if count:
                 base = len(chunk.verbatim)
-                chunk.verbatim.extend(arrays.texts[codes[verbatim_rows]].tolist())
-                result[verbatim_rows] = -2 - base - np.arange(count)
+                # One entry per distinct text (rows share it: the tables hold distinct values), unless
+                # a text is long (its SUPP-- records follow the rows' order).
+                inverse, distinct = pd.factorize(codes[verbatim_rows])
+                texts = arrays.texts[distinct].tolist()
+                if max(map(len, texts)) <= MAX_CHAR:
+                    chunk.verbatim.extend(texts)
+                    result[verbatim_rows] = -2 - base - inverse
+                else:
+                    chunk.verbatim.extend(arrays.texts[codes[verbatim_rows]].tolist())
+                    result[verbatim_rows] = -2 - base - np.arange(count)
             if count < len(test):
                 other = ~verbatim_rows
                 keys, firsts = pd.factorize(codes[other].astype(np.int64) * len(tests) + test[other])
