@@ -33,6 +33,7 @@ released once written.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -2391,7 +2392,22 @@ class Package:
 
 def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     """The zip: the trial design, DM, AE, DS, EX, SV, the findings and SU, the SUPP-- datasets,
-    each an .xpt file, define.xml and the manifest (with its warnings)."""
+    each an .xpt file, define.xml and the manifest (with its warnings).
+
+    The cyclic garbage collector is paused while the package is made: the findings create and drop
+    millions of small tuples (records, distinct answers), and each full collection walked every
+    object of the process (a fifth of the package's time at 1,000 participants); the package
+    makes few reference cycles, collected when the collector resumes."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        _write(spec, out, progress)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     from trials.exports import define  # define.xml reads this module's Var/Dataset
 
     if spec.trial_id is None:
