@@ -2079,7 +2079,9 @@ class Findings:
         order = np.argsort(test, kind="stable")
         tests_used, starts = np.unique(test[order], return_index=True)
         for t, rows in zip(tests_used.tolist(), np.split(order, starts[1:]), strict=True):
-            values = [verbatim[i] for i in at[rows].tolist()]
+            # Rows may share a verbatim entry (the SQL route keeps a text once): each distinct one converted once.
+            positions, inverse = np.unique(at[rows], return_inverse=True)
+            values = [verbatim[i] for i in positions.tolist()]
             testcd = tests[t].testcd
             if numeric_tests[t]:
                 try:
@@ -2090,7 +2092,7 @@ class Findings:
                         dataset.level(testcd, value)
                 else:
                     dataset.numbers_level(testcd, values)
-                stresn[rows] = converted
+                stresn[rows] = converted[inverse]
             else:
                 for value in dict.fromkeys(values):
                     dataset.level(testcd, value)
@@ -2397,7 +2399,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     The cyclic garbage collector is paused while the package is made: the findings create and drop
     millions of small tuples (records, distinct answers), and each full collection walked every
     object of the process (a fifth of the package's time at 1,000 participants); the package
-    makes few reference cycles, collected when the collector resumes."""
+    makes few reference cycles, collected after each findings dataset and when the collector resumes."""
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -2456,6 +2458,7 @@ def _write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
             findings = Findings(spec, subject_datasets.subjects, visits, mask)
             for name, domain, code in findings_datasets(spec):
                 emit(findings.write(name, domain, code, progress))
+                gc.collect()  # the cycles a CRF left (the collector is paused: see write)
             if findings.su.rows or sdtm_terms.SU_ITEMS.keys() & set(selectors.export_crf_codes(spec)):
                 emit(findings.su)
             for domain in sorted(supplements.by_domain):
