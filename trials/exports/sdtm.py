@@ -29,6 +29,11 @@ the trial. The other datasets are built column-wise (character columns as catego
 a cell; one copy of each distinct value) and written by the streaming XPT writer
 (trials.exports.xpt) a chunk of sorted rows at a time, without a DataFrame; their cells are
 released once written.
+
+Speed: on PostgreSQL the findings' entries take the SQL route (Findings.wide_rows): read by COPY
+as one row per entry and a column per item (as the CSV export reads them), melted to rows with
+numpy, each distinct answer shaped once by the same code as the Python route, which the entries
+it does not fit (missing-data codes, odd answers, lab tests, groups) and SQLite keep.
 """
 
 from __future__ import annotations
