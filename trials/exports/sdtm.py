@@ -29,11 +29,19 @@ the trial. The other datasets are built column-wise (character columns as catego
 a cell; one copy of each distinct value) and written by the streaming XPT writer
 (trials.exports.xpt) a chunk of sorted rows at a time, without a DataFrame; their cells are
 released once written.
+
+Speed: on PostgreSQL the findings' entries take the SQL route (Findings.wide_rows): read by COPY
+as one row per entry and a column per item (as the CSV export reads them), melted to rows with
+numpy, each distinct answer shaped once by the same code as the Python route, which the entries
+it does not fit (missing-data codes, odd answers, lab tests, groups) and SQLite keep.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import io
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 import re
 from contextvars import ContextVar
@@ -47,13 +55,14 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from functools import partial as functools_partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from anyascii import anyascii
 import pandas as pd
 import pycountry
 import pyreadstat
+from django.db import connection
 
 from trials.exports import csvzip, manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
@@ -64,6 +73,7 @@ from trials.protocol.labs import grade_answers
 
 CHAR, NUM = "char", "num"
 XPT_CHUNK = 20_000  # rows per chunk of the streaming XPT writer
+KNOWN_RESULTS = 50_000  # (test, answer) records remembered across a CRF's chunks (Findings.write)
 UNMASKED = frozenset({"STUDYID", "DOMAIN", "RDOMAIN", "USUBJID", "SUBJID", "SITEID", "IDVAR", "IDVARVAL", "QNAM"})
 MAX_CHAR = 200  # XPT v5: character values of at most 200 bytes
 FINDINGS_LABELS = {
@@ -1472,6 +1482,83 @@ class _Chunk:
         return len(self.row_test)
 
 
+class _WidePlan(NamedTuple):
+    """A CRF's findings read by the SQL route (Findings.wide_rows): the plain items of its versions
+    (the union of their columns) and, per version (crf id), its tests' columns in plan order."""
+
+    names: list[str]  # the items, a column each (the union of the versions' plain items)
+    by_crf: dict[int, tuple[np.ndarray, np.ndarray]]  # crf id -> (column of each step, test of each step), padded
+    width: int  # the most steps of a version
+    as_is: np.ndarray  # per test: an ASCII answer is its own result (_Chunk.verbatim)
+
+
+class _WideBatch:
+    """A batch of entries read by COPY, in the order the findings take them (USUBJID, then visit):
+    per entry and step of its version, its test and its answer's jsonb text as a code into the
+    batch's distinct texts, each classified once (`_classify`): a record or none, a string of
+    printable ASCII characters (`isv`: its own result for a verbatim test, else a key like any
+    answer), the Python value otherwise (json.loads, as the ORM decodes a JSONField), or a list or
+    an object (`odd`: the entry takes the Python route)."""
+
+    __slots__ = ("codes", "counts", "isv", "kept", "odd", "tests", "texts", "values")
+
+    def __init__(self, cells: np.ndarray, tests: np.ndarray, seen: dict) -> None:
+        codes, distinct = pd.factorize(cells.ravel())
+        kept, isv, odd, texts, values = _classify(distinct.tolist(), seen)
+        self.codes, self.tests = codes.reshape(cells.shape), tests
+        self.kept, self.isv, self.texts, self.values = kept, isv, texts, values
+        kept_cells = kept[self.codes]
+        self.counts = kept_cells.sum(axis=1).tolist()
+        self.odd = odd[self.codes].any(axis=1).tolist()
+
+
+def _classify(distinct: list[str], seen: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+    """Per distinct jsonb text of a batch: a record (not SQL NULL, JSON null or ""), a non-empty
+    string of printable ASCII characters, a list or an object, the string itself (else ""), the
+    value; `seen` keeps them from batch to batch (bounded)."""
+    found = []
+    for text in distinct:
+        known = seen.get(text)
+        if known is None:
+            first = text[:1]
+            kept, odd = True, False
+            if text in {"", "null", '""'}:
+                kept, value = False, None
+            elif first == '"' and "\\" not in text and text.isascii() and text.isprintable():
+                value = text[1:-1]  # jsonb writes a string as is between quotes but for " and \ and control characters
+            else:
+                value = json.loads(text)
+                odd = first in {"[", "{"}
+            isv = value.__class__ is str and value.isascii() and value.isprintable()
+            known = (kept, isv, odd, value if isv else "", value)
+            if len(seen) >= KNOWN_RESULTS:
+                seen.clear()
+            seen[text] = known
+        found.append(known)
+    if not found:
+        return (np.zeros(0, dtype=bool),) * 3 + (np.empty(0, dtype=object), [])
+    kept, isv, odd, texts, values = zip(*found, strict=True)
+    as_texts = np.empty(len(texts), dtype=object)
+    as_texts[:] = texts
+    return np.array(kept, dtype=bool), np.array(isv, dtype=bool), np.array(odd, dtype=bool), as_texts, list(values)
+
+
+class _WideEntry(NamedTuple):
+    """An entry of a _WideBatch whose records are made from the batch's arrays (the fields the
+    findings read of an EntryRow; `answers` holds the collection date item only)."""
+
+    trial_code: str
+    visit_id: int
+    visit_code: str
+    visit_label: str
+    visit_date: date | None
+    crf_id: int
+    answers: dict
+    missing: dict
+    batch: _WideBatch
+    row: int
+
+
 class Findings:
     """The findings datasets of an export: --SEQ runs per subject and domain across the datasets
     of a split domain (SDTMIG 3.4 §4.1.7), SU gets the substance-use items of the CRFs that have some.
@@ -1481,6 +1568,7 @@ class Findings:
     time (SpilledDataset): memory holds a batch of entries and a chunk of rows, whatever the trial."""
 
     BATCH = 250  # subjects whose entries are read by one query
+    WIDE = True  # PostgreSQL: the SQL route (wide_rows) for the CRFs it fits; False: the Python route everywhere
 
     def __init__(self, spec: ExportSpec, subjects: dict[int, Subject], visits: _Visits, mask: Callable[[str], str]) -> None:
         self.spec, self.subjects, self.visits, self.mask = spec, subjects, visits, mask
@@ -1494,10 +1582,9 @@ class Findings:
         seq = by_subject[participant_id] = by_subject.get(participant_id, 0) + 1
         return seq
 
-    def entries_by_subject(self, crf_code: str):  # noqa: ANN201
-        """(participant id, USUBJID, entries in visit order) of the CRF, in USUBJID order (ties in
-        the database's order of subjects, as a stable sort of the rows would leave them)."""
-        entries = selectors.export_entries(self.spec, crf_code)
+    def _batches(self, entries: selectors.Rows):  # noqa: ANN202
+        """The CRF's subjects as (USUBJID, place, participant id) in USUBJID order (ties in the
+        database's order of subjects, as a stable sort of the rows would leave them), a batch at a time."""
         found = entries.queryset.order_by().values_list("participant_id", "trial_code", "subject").distinct()
         people = []
         for pid, trial_code, subject in found:
@@ -1509,14 +1596,128 @@ class Findings:
             end = min(start + self.BATCH, len(people))
             while end < len(people) and people[end][0] == people[end - 1][0]:
                 end += 1  # one USUBJID in one batch
-            batch = people[start:end]
+            yield people[start:end]
+            start = end
+
+    def entries_by_subject(self, crf_code: str):  # noqa: ANN201
+        """(participant id, USUBJID, entries in visit order) of the CRF, in USUBJID order (ties in
+        the database's order of subjects, as a stable sort of the rows would leave them)."""
+        entries = selectors.export_entries(self.spec, crf_code)
+        for batch in self._batches(entries):
             rows = selectors.Rows(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]), entries.transform)
             by: dict[int, list] = {}
             for row in rows:
                 by.setdefault(row.participant_id, []).append(row)
             for subject_id, _position, pid in batch:
                 yield pid, subject_id, by.pop(pid, [])
-            start = end
+
+    def wide_plan(self, versions: list, whole: dict, as_is: list[bool], domain: str, date_item: str | None,
+                  su_items: dict) -> _WidePlan | None:
+        """The SQL route's plan of a CRF (PostgreSQL), or None for the Python route: lab tests
+        (ranges, grades), CRFs with substance-use items, and versions with a repeating group, a
+        multiple choice or an item that goes elsewhere keep the Python route."""
+        if not self.WIDE or connection.vendor != "postgresql" or domain == "LB" or su_items or not whole:
+            return None
+        if date_item and not self.spec.identifiers and any(
+                item.name == date_item and item.identifier for crf in versions for item in schema_for(crf).items):
+            return None  # the collection date is stripped from the answers (selectors.strip_identifiers)
+        names = list(dict.fromkeys(name for _numbers, item_names, _as_is in whole.values() for name in item_names))
+        column = {name: index for index, name in enumerate(names)}
+        width = max(len(numbers) for numbers, _names, _as_is in whole.values())
+        by_crf = {}
+        for crf_id, (numbers, item_names, _as_is) in whole.items():
+            columns = np.full(width, len(names), dtype=np.int64)  # the last column is empty (padding)
+            columns[:len(item_names)] = [column[name] for name in item_names]
+            steps = np.full(width, -1, dtype=np.int64)
+            steps[:len(numbers)] = numbers
+            by_crf[crf_id] = (columns, steps)
+        return _WidePlan(names, by_crf, width, np.array(as_is, dtype=bool))
+
+    @staticmethod
+    def _wide_sql(queryset: Any, names: list[str], date_item: str | None) -> tuple[str, list]:
+        """A batch's entries, one row per entry and a column per item, the answer's jsonb text (a
+        string quoted, so that its type shows; as the CSV export extracts its items), with a flag
+        for a missing-data code and the collection date item."""
+        inner, params = queryset.order_by().values_list(
+            "id", "participant_id", "crf_id", "trial_code", "visit_id", "visit_code", "visit_label", "visit_date",
+            "visit_order", "visit_sequence", "answers", "missing").query.sql_with_params()
+
+        def literal(text: str) -> str:
+            return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+        cells = ", ".join(f"(q.answers -> {literal(name)})::text" for name in names)
+        date_cell = f"(q.answers -> {literal(date_item)})::text" if date_item else "NULL"
+        sql = (f"SELECT q.id, q.participant_id, q.crf_id, q.trial_code, q.visit_id, q.visit_code, q.visit_label, "
+               f"to_char(q.visit_date, 'YYYY-MM-DD'), "
+               f"CASE WHEN q.missing IS NOT NULL AND q.missing <> '{{}}'::jsonb THEN 1 ELSE 0 END, {date_cell}, {cells} "
+               f"FROM ({inner}) q ORDER BY q.participant_id, q.visit_order, q.visit_sequence")
+        return sql, list(params)
+
+    def wide_rows(self, crf_code: str, plan: _WidePlan, baseline: bool, date_item: str | None):  # noqa: ANN201
+        """entries_by_subject by the SQL route: each batch's entries read by one COPY (_wide_sql), an
+        entry whose every answer is plain becoming a _WideEntry (its records made from the batch's
+        arrays by Findings.write), the others (a missing-data code, a list or an object among its
+        answers, a version with other tests, a record before the first exposure) read through the
+        ORM for the Python route."""
+        entries = selectors.export_entries(self.spec, crf_code)
+        columns = 10 + len(plan.names)
+        crf_index = {crf_id: index for index, crf_id in enumerate(plan.by_crf)}
+        step_columns = np.array([columns for columns, _steps in plan.by_crf.values()], dtype=np.int64)
+        step_tests = np.array([steps for _columns, steps in plan.by_crf.values()], dtype=np.int64)
+        seen: dict[str, tuple] = {}  # _classify's texts, from batch to batch
+        for batch in self._batches(entries):
+            sql, params = self._wide_sql(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]),
+                                         plan.names, date_item)
+            buffer = io.BytesIO()
+            with connection.cursor() as cursor, cursor.cursor.copy(
+                    f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')", params) as copy:
+                for block in copy:
+                    buffer.write(block)
+            by: dict[int, list] = {}
+            if buffer.tell():
+                buffer.seek(0)
+                frame = pd.read_csv(buffer, header=None, dtype=str, keep_default_na=False, na_filter=False,
+                                    names=range(columns))
+                rank = {pid: index for index, (_u, _p, pid) in enumerate(batch)}
+                pids = frame[1].astype(np.int64).to_numpy()
+                order = np.argsort(np.array([rank[pid] for pid in pids.tolist()], dtype=np.int64), kind="stable")
+                cells = frame.iloc[:, 10:].to_numpy(dtype=object)[order]
+                cells = np.concatenate([cells, np.full((len(cells), 1), "", dtype=object)], axis=1)  # the padding column
+                crf_ids = frame[2].astype(np.int64).to_numpy()[order]
+                version = np.array([crf_index.get(crf_id, -1) for crf_id in crf_ids.tolist()], dtype=np.int64)
+                at = step_columns[version]
+                arrays = _WideBatch(cells[np.arange(len(cells))[:, None], at], step_tests[version], seen)
+                python_route = (version < 0) | (frame[8].to_numpy()[order] != "0") | np.array(arrays.odd, dtype=bool)
+                days = {text: date.fromisoformat(text) for text in frame[7].unique().tolist() if text}
+                collected = ([{date_item: json.loads(text)} if text else {} for text in frame[9].to_numpy()[order].tolist()]
+                             if date_item else None)
+                pids = pids[order].tolist()
+                if baseline:  # a record before the first exposure: the Python route (--LOBXFL)
+                    for index, (pid, visit_date) in enumerate(zip(pids, frame[7].to_numpy()[order].tolist(), strict=True)):
+                        subject = self.subjects.get(pid)
+                        treated = subject.treated if subject else None
+                        when = as_date((collected[index].get(date_item) if collected else None) or days.get(visit_date))
+                        if when is not None and (treated is None or when <= treated):
+                            python_route[index] = True
+                ids = frame[0].astype(np.int64).to_numpy()[order]
+                orm = {}
+                if python_route.any():
+                    orm = {row.id: row for row in selectors.Rows(
+                        entries.queryset.filter(id__in=ids[python_route].tolist()), entries.transform)}
+                heads = zip(ids.tolist(), pids, crf_ids.tolist(), *(frame[column].to_numpy()[order].tolist() for column in (3, 4, 5, 6, 7)),
+                            python_route.tolist(), strict=True)
+                empty: dict = {}
+                for index, (entry_id, pid, crf_id, trial_code, visit_id, visit_code, visit_label, visit_date, python) in enumerate(heads):
+                    entry = orm[entry_id] if python else _WideEntry(
+                        trial_code, int(visit_id), visit_code, visit_label, days.get(visit_date), crf_id,
+                        collected[index] if collected else empty, empty, arrays, index)
+                    found = by.get(pid)
+                    if found is None:
+                        by[pid] = [entry]
+                    else:
+                        found.append(entry)
+            for subject_id, _position, pid in batch:
+                yield pid, subject_id, by.pop(pid, [])
 
     def write(self, name: str, domain: str, crf_code: str, progress: Progress) -> SpilledDataset:
         """One CRF's entries as a findings dataset."""
@@ -1575,48 +1776,133 @@ class Findings:
         ordinal, previous = 0, None
         sequences = self.sequences.setdefault(domain, {})
         empty = ("", "", np.nan, "", "", False)
+        wide = self.wide_plan(versions, whole, as_is, domain, date_item, su_items)
+        # The SQL route's entries waiting for their records: (batch, first entry, end, records), made
+        # at once (take_wide) before a Python-route entry, a chunk's flush or another batch.
+        waiting: list = [None, 0, 0, 0]
 
         def as_result(value: str) -> int:
             chunk.verbatim.append(value)
             return -1 - len(chunk.verbatim)
 
+        # The record of a (test, answer) already met in an earlier chunk of this CRF: finding(), the
+        # value level and the characters to count are the same every time (level() keeps maxima).
+        known: dict[tuple, tuple] = {}
+
         def intern(t: int, test: Test, value: Any, key: tuple | None) -> int:
+            if key is not None:
+                seen = known.get(key)
+                if seen is not None:
+                    record, changed = seen
+                    if record is None:
+                        index = -1
+                    else:
+                        chunk.results.append(record)
+                        index = len(chunk.results) - 1
+                        if changed:
+                            chunk.counted[index] = changed
+                    chunk.cache[key] = index
+                    return index
+                if len(known) >= KNOWN_RESULTS:  # free texts all different: memory stays bounded
+                    known.clear()
             kind = test.item.type
             if (value.__class__ is str and value and test.option is None and kind not in verbatim
                     and value.isascii() and value.isprintable()):  # finding() without its branches: the value as is
                 numeric = kind in NUMERIC_ITEMS
                 unit = units[t] if numeric else ""
-                chunk.results.append((value, value, number(value) if numeric else np.nan, unit, unit, numeric))
+                record = (value, value, number(value) if numeric else np.nan, unit, unit, numeric)
+                chunk.results.append(record)
                 index = chunk.cache[key] = len(chunk.results) - 1
                 dataset.level(test.testcd, value)
+                known[key] = (record, None)
                 return index
             if plain[t] and (value.__class__ in PLAIN_TYPES or (value.__class__ is str and value.isascii() and value.isprintable())):
                 result, changed = finding(test, value), None  # no text to fold: nothing to count
             else:
                 result, changed = _counted(finding, test, value)
+            record = None
             if result is None:
                 index = -1
             else:
                 orres, stresc, stresn = result
                 numeric = stresn is not None
                 unit = units[t] if numeric else ""
-                chunk.results.append((orres, stresc, stresn if numeric else np.nan, unit, unit, numeric))
+                record = (orres, stresc, stresn if numeric else np.nan, unit, unit, numeric)
+                chunk.results.append(record)
                 index = len(chunk.results) - 1
                 dataset.level(test.testcd, orres)
                 if changed:
                     chunk.counted[index] = changed
             if key is not None:
                 chunk.cache[key] = index
+                known[key] = (record, changed)
             return index
 
-        for participant_id, subject_id, entries in self.entries_by_subject(crf_code):
+        def take_wide() -> None:
+            """The records of the waiting SQL-route entries: the batch's answers melted (entry by
+            entry, test by test in plan order, as the Python route makes them), a verbatim answer
+            its own result, any other a result per distinct (test, answer) through `intern`, in
+            the order of their first row (the same results table as the Python route's)."""
+            arrays, lo, hi, _rows = waiting
+            if arrays is None:
+                return
+            waiting[:] = [None, 0, 0, 0]
+            codes = arrays.codes[lo:hi].ravel()
+            kept = arrays.kept[codes]
+            test = arrays.tests[lo:hi].ravel()[kept]
+            if not len(test):
+                return
+            codes = codes[kept]
+            verbatim_rows = arrays.isv[codes] & wide.as_is[test]
+            result = np.empty(len(test), dtype=np.int64)
+            count = int(verbatim_rows.sum())
+            if count:
+                base = len(chunk.verbatim)
+                # One entry per distinct text (rows share it: the tables hold distinct values), unless
+                # a text is long (its SUPP-- records follow the rows' order).
+                inverse, distinct = pd.factorize(codes[verbatim_rows])
+                texts = arrays.texts[distinct].tolist()
+                if max(map(len, texts)) <= MAX_CHAR:
+                    chunk.verbatim.extend(texts)
+                    result[verbatim_rows] = -2 - base - inverse
+                else:
+                    chunk.verbatim.extend(arrays.texts[codes[verbatim_rows]].tolist())
+                    result[verbatim_rows] = -2 - base - np.arange(count)
+            if count < len(test):
+                other = ~verbatim_rows
+                keys, firsts = pd.factorize(codes[other].astype(np.int64) * len(tests) + test[other])
+                found = np.empty(len(firsts), dtype=np.int64)
+                cached = chunk.cache.get
+                values = arrays.values
+                for index, key in enumerate(firsts.tolist()):
+                    t = key % len(tests)
+                    value = values[key // len(tests)]
+                    cache_key = (t, value, value.__class__)
+                    answer = cached(cache_key)
+                    found[index] = intern(t, tests[t], value, cache_key) if answer is None else answer
+                if (found < 0).any():  # a record with no result: not an answer the SQL route takes
+                    raise AssertionError(f"{crf_code}: an answer with no record in the SQL route")
+                counted = chunk.counted
+                if counted:
+                    times = None
+                    for index, answer in enumerate(found.tolist()):
+                        if answer in counted:
+                            times = np.bincount(keys, minlength=len(firsts)) if times is None else times
+                            _recount(counted[answer], int(times[index]))
+                result[other] = found[keys]
+            chunk.row_test.frombytes(test.astype(np.int32).tobytes())
+            chunk.row_result.frombytes(result.astype(np.int32).tobytes())
+
+        source = self.wide_rows(crf_code, wide, baseline, date_item) if wide else self.entries_by_subject(crf_code)
+        for participant_id, subject_id, entries in source:
             if subject_id != previous:
-                if len(chunk) >= XPT_CHUNK:
+                if len(chunk) + waiting[3] >= XPT_CHUNK:
+                    take_wide()
                     self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
                     chunk = _Chunk()
                 ordinal += 1
                 previous = subject_id
-            elif len(chunk):
+            elif len(chunk) + waiting[3]:
                 chunk.unsorted = True
             subject = self.subjects.get(participant_id)
             reference = subject.reference if subject else None
@@ -1629,6 +1915,9 @@ class Findings:
             row_test, row_result = chunk.row_test, chunk.row_result
             add_test, add_result = row_test.append, row_result.append
             for entry in entries:
+                on_wide = entry.__class__ is _WideEntry
+                if not on_wide and waiting[3]:
+                    take_wide()
                 study_code = ascii_text(entry.trial_code)
                 answers = entry.answers or {}
                 get = answers.get
@@ -1639,11 +1928,24 @@ class Findings:
                 visitnum = visits.by_id.get(entry.visit_id, visits.number.get(entry.visit_code, np.nan))
                 epoch = visits.epoch_by_id.get(entry.visit_id) or epoch_of(when, treated)
                 visit_label = ascii_text(entry.visit_label)
-                start = len(row_test)
+                start = len(row_test) + waiting[3]
                 chunk.entries.append((study_code, subject_id, visit_label, epoch, iso(when), visitnum,
                                       study_day(when, reference), ordinal, start, seq, position))
                 if entry_counts.get(entry.crf_id):
                     _recount(entry_counts[entry.crf_id])
+                if on_wide:  # its records made with those of the entries around it (take_wide)
+                    rows = entry.batch.counts[entry.row]
+                    if waiting[0] is not entry.batch or waiting[2] != entry.row:
+                        take_wide()
+                        waiting[:] = [entry.batch, entry.row, entry.row, 0]
+                    waiting[2] += 1
+                    waiting[3] += rows
+                    seq += rows
+                    pending += 1
+                    if pending >= selectors.CHUNK_SIZE:
+                        progress(pending)
+                        pending = 0
+                    continue
                 before_exposure = baseline and as_date(when) is not None and (treated is None or as_date(when) <= treated)
                 steps = compiled.get(entry.crf_id, ())
                 if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
@@ -1766,6 +2068,7 @@ class Findings:
                 flags = chunk.sparse.setdefault(f"{p}LOBXFL", {})
                 for row_index in last_before.values():
                     flags[row_index] = "Y"
+        take_wide()
         self._flush(dataset, chunk, tests, units, numeric_tests, domain, cat, faobj)
         if pending:
             progress(pending)
@@ -1781,7 +2084,9 @@ class Findings:
         order = np.argsort(test, kind="stable")
         tests_used, starts = np.unique(test[order], return_index=True)
         for t, rows in zip(tests_used.tolist(), np.split(order, starts[1:]), strict=True):
-            values = [verbatim[i] for i in at[rows].tolist()]
+            # Rows may share a verbatim entry (the SQL route keeps a text once): each distinct one converted once.
+            positions, inverse = np.unique(at[rows], return_inverse=True)
+            values = [verbatim[i] for i in positions.tolist()]
             testcd = tests[t].testcd
             if numeric_tests[t]:
                 try:
@@ -1792,7 +2097,7 @@ class Findings:
                         dataset.level(testcd, value)
                 else:
                     dataset.numbers_level(testcd, values)
-                stresn[rows] = converted
+                stresn[rows] = converted[inverse]
             else:
                 for value in dict.fromkeys(values):
                     dataset.level(testcd, value)
@@ -2094,7 +2399,22 @@ class Package:
 
 def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     """The zip: the trial design, DM, AE, DS, EX, SV, the findings and SU, the SUPP-- datasets,
-    each an .xpt file, define.xml and the manifest (with its warnings)."""
+    each an .xpt file, define.xml and the manifest (with its warnings).
+
+    The cyclic garbage collector is paused while the package is made: the findings create and drop
+    millions of small tuples (records, distinct answers), and each full collection walked every
+    object of the process (a fifth of the package's time at 1,000 participants); the package
+    makes few reference cycles, collected after each findings dataset and when the collector resumes."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        _write(spec, out, progress)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
     from trials.exports import define  # define.xml reads this module's Var/Dataset
 
     if spec.trial_id is None:
@@ -2143,6 +2463,7 @@ def write(spec: ExportSpec, out: BinaryIO, progress: Progress) -> None:
             findings = Findings(spec, subject_datasets.subjects, visits, mask)
             for name, domain, code in findings_datasets(spec):
                 emit(findings.write(name, domain, code, progress))
+                gc.collect()  # the cycles a CRF left (the collector is paused: see write)
             if findings.su.rows or sdtm_terms.SU_ITEMS.keys() & set(selectors.export_crf_codes(spec)):
                 emit(findings.su)
             for domain in sorted(supplements.by_domain):
