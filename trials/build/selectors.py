@@ -29,7 +29,8 @@ def user_may_build(user) -> bool:  # noqa: ANN001
     at all sites of a trial (buildable_trials, read from the request's memo of the user's roles)."""
     if not user.is_authenticated:
         return False
-    return is_study_builder(user) or any(g.role == Role.DATA_MANAGER and g.site_id is None for g in user_role_grants(user))
+    # The memo first: a data manager's menu then needs no query of its own.
+    return any(g.role == Role.DATA_MANAGER and g.site_id is None for g in user_role_grants(user)) or is_study_builder(user)
 
 
 def amendments(trial: Trial) -> QuerySet[Amendment]:

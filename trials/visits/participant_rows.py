@@ -1,5 +1,5 @@
 """The participant list's page of rows (issue 22, third pass): read with its total in one query and
-written as HTML in Python (django.utils.html.format_html escapes every value), instead of a count
+written as HTML in Python (every value through django.utils.html.escape), instead of a count
 query, a page query and the template engine running its loop, `{% url %}` and `|date` per row.
 
 The page number follows `Paginator.get_page` (tests/visits/test_participant_list.py): a number
@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet, Window
 from django.urls import reverse
 from django.utils import dateformat
 from django.utils.formats import get_format
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from trials.participants.models import Participant
@@ -74,20 +74,27 @@ _PK_MARK = 987654321
 def participant_rows_html(rows: list[dict], labels: dict, empty_text: str) -> SafeString:
     """The <tbody>'s content: one row per participant (screening number and subject number linked
     to the dashboard, status label, consent date in the language's DATE_FORMAT or "—"), or the
-    one row saying there is none."""
+    one row saying there is none. Every value goes through `escape` (the labels and dates too)."""
     if not rows:
         return format_html('<tr><td colspan="4" class="text-muted">{}</td></tr>', empty_text)
     head, tail = reverse("participant_dashboard", args=[_PK_MARK]).split(str(_PK_MARK))
     date_format = get_format("DATE_FORMAT")  # what the `|date:"DATE_FORMAT"` filter used
+    shown_labels = {value: escape(label) for value, label in labels.items()}  # each lazy label translated once
+    dates: dict = {}
     out = []
     for row in rows:
-        url = f"{head}{int(row['pk'])}{tail}"
-        subject = (
-            format_html('<a href="{}">{}</a>', url, row["subject_number"]) if row["subject_number"] else "—"
+        url = escape(f"{head}{int(row['pk'])}{tail}")
+        subject = f'<a href="{url}">{escape(row["subject_number"])}</a>' if row["subject_number"] else "—"
+        consent = row["consent_date"]
+        if consent in (None, ""):
+            shown = "—"
+        else:
+            if consent not in dates:
+                dates[consent] = escape(dateformat.format(consent, date_format)) or "—"
+            shown = dates[consent]
+        label = shown_labels[row["status"]] if row["status"] in shown_labels else escape(row["status"])
+        out.append(
+            f'<tr><td class="text-nowrap"><a href="{url}">{escape(row["screening_number"])}</a></td>'
+            f'<td class="text-nowrap">{subject}</td><td>{label}</td><td class="text-nowrap">{shown}</td>'
         )
-        consent = dateformat.format(row["consent_date"], date_format) if row["consent_date"] not in (None, "") else "—"
-        out.append(format_html(
-            '<tr><td class="text-nowrap"><a href="{}">{}</a></td><td class="text-nowrap">{}</td><td>{}</td><td class="text-nowrap">{}</td>',
-            url, row["screening_number"], subject, labels.get(row["status"], row["status"]), consent or "—",
-        ))
-    return mark_safe(_ROW_END.join(out) + _ROW_END)  # noqa: S308 - each part from format_html
+    return mark_safe(_ROW_END.join(out) + _ROW_END)  # noqa: S308 - every value above escaped
