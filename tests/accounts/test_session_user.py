@@ -90,3 +90,20 @@ def test_a_session_row_naming_another_user_does_not_log_in_as_her():
     assert page.status_code == 200
     assert f'data-edc-user="{user.pk}"' in page.content.decode() and f'data-edc-user="{other.pk}"' not in page.content.decode()
 
+
+
+def test_the_study_build_link_follows_the_study_builder_role_at_the_next_request_without_a_query_of_its_own():
+    """The study-builder row is read with the user in the session query
+    (settings.EDC_SESSION_USER_RELATED): granted or ended, the menu shows it at the next request."""
+    from trials.build.services import study_builder_end, study_builder_grant
+
+    admin = get_user_model().objects.create_superuser("admin-sb", password=PASSWORD)
+    client, user = logged_in("builder")
+    link = b'data-testid="nav-build"'
+    assert link not in client.get(reverse("account")).content
+    builder = study_builder_grant(user=user, granted_by=admin, reason="builds studies")
+    with CaptureQueriesContext(connection) as queries:
+        assert link in client.get(reverse("account")).content
+    assert not [q["sql"] for q in queries.captured_queries if 'FROM "build_studybuilder"' in q["sql"]]
+    study_builder_end(builder=builder, ended_by=admin, reason="done")
+    assert link not in client.get(reverse("account")).content

@@ -9,12 +9,17 @@ Nothing is cached across requests: the user row is the database's at this reques
 checks Django makes on it are unchanged — `is_active` (ModelBackend.user_can_authenticate) and
 the session's hash of the password (django.contrib.auth.get_user). The user id column is written
 from the session data every time the session is saved (login writes it; logout deletes the row);
-the backend uses the memo's user only when her id is the id the session data names."""
+the backend uses the memo's user only when her id is the id the session data names.
+
+settings.EDC_SESSION_USER_RELATED names one-to-one relations of the user read in the same query
+(the study-builder role, which every page's menu asks about: trials.build.selectors); they are
+the database's at this request too."""
 
 from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.core.exceptions import SuspiciousOperation
@@ -47,7 +52,8 @@ class SessionStore(DbSessionStore):
 
     def _get_session_from_db(self):  # noqa: ANN202
         try:
-            session = self.model.objects.select_related("user").get(session_key=self.session_key, expire_date__gt=timezone.now())
+            related = ("user", *(f"user__{name}" for name in settings.EDC_SESSION_USER_RELATED))
+            session = self.model.objects.select_related(*related).get(session_key=self.session_key, expire_date__gt=timezone.now())
         except (self.model.DoesNotExist, SuspiciousOperation) as error:
             if isinstance(error, SuspiciousOperation):
                 logging.getLogger(f"django.security.{error.__class__.__name__}").warning(str(error))
