@@ -26,6 +26,19 @@ def memoized(key: Any, compute: Callable[[], T]) -> T:  # noqa: ANN401
     return store[key]
 
 
+def remember(key: Any, value: Any) -> None:  # noqa: ANN401
+    """Set `key` in this request's memo (no-op outside a request)."""
+    store = _memo.get()
+    if store is not None:
+        store[key] = value
+
+
+def recall(key: Any, default: Any = None) -> Any:  # noqa: ANN401
+    """What this request's memo holds for `key` (`default` if nothing, or outside a request)."""
+    store = _memo.get()
+    return default if store is None else store.get(key, default)
+
+
 def forget(key: Any) -> None:  # noqa: ANN401
     """Drop `key` from this request's memo (a service that changes what it memoizes calls it)."""
     store = _memo.get()

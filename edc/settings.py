@@ -286,6 +286,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sessions in the database, with the user's id beside them: a request reads its session and its
+# user in one query (trials.accounts.session_store, issue 22).
+SESSION_ENGINE = "trials.accounts.session_store"
+# The user's one-to-one rows read in that same query (the menu's Study build link asks for it).
+EDC_SESSION_USER_RELATED = ("study_builder",)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)  # absolute: a working day at most
 # Automatic logoff after this many minutes without a request (trials.accounts.middleware).
 SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30)

@@ -123,7 +123,7 @@ def save_button(page):  # noqa: ANN001, ANN201
 
 
 def test_answers_typed_when_the_session_expired_come_back_after_logging_in_and_are_saved_and_audited(tablet, live_server, ra_participant):
-    from django.contrib.sessions.models import Session
+    from trials.accounts.models import UserSession as Session
 
     page = tablet
     screening = ra_participant.visits.get(definition__code="SCREEN")

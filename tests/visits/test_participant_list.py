@@ -4,6 +4,7 @@ the same number of queries whatever the number of participants at the site."""
 import re
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -102,3 +103,23 @@ def test_another_sites_participants_are_not_listed_or_counted(client):
     assert client.get(reverse("participant_list", args=[other.trial.code, other.code])).status_code == 404
     page = client.get(reverse("participant_list", args=[site.trial.code, site.code])).content.decode()
     assert "1–30 of 30 participants" in page and len(rows(page)) == 30
+
+
+def test_a_rows_values_are_escaped_and_a_missing_subject_number_or_consent_shows_a_dash(client):
+    """The rows are written in Python (trials.visits.participant_rows): the expected HTML is the
+    one the template wrote, typed out here."""
+    site, user = site_with(3, "LIST-E")
+    one = Participant.objects.filter(site=site).order_by("screening_number").first()
+    one.screening_number, one.subject_number, one.consent_date = '<script>x</script>&"1', "", None
+    one.status = ParticipantStatus.SCREENING
+    audited_save(one, user=system_user(), reason="test")
+    client.force_login(user)
+    page = client.get(reverse("participant_list", args=[site.trial.code, site.code])).content.decode()
+    assert (
+        f'<tr><td class="text-nowrap"><a href="/participants/{one.pk}/">&lt;script&gt;x&lt;/script&gt;&amp;&quot;1</a></td>'
+        '<td class="text-nowrap">—</td><td>Screening</td><td class="text-nowrap">—</td></tr>'
+    ) in page
+    assert "<script>x" not in page
+    # In French, the status label is the catalogue's (edc/locale/fr: "Screening" -> "Sélection").
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "fr"
+    assert "<td>Sélection</td>" in client.get(reverse("participant_list", args=[site.trial.code, site.code])).content.decode()

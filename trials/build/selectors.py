@@ -21,7 +21,16 @@ def is_study_builder(user) -> bool:  # noqa: ANN001
     """Whether the user may create a new trial from a file (a superuser always may)."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or StudyBuilder.objects.filter(user=user, is_active=True, user__is_active=True).exists()
+    if user.is_superuser:
+        return True
+    # Read with the user in the request's session query (settings.EDC_SESSION_USER_RELATED): the
+    # database's row at this request, no query of its own.
+    if user.__class__.study_builder.is_cached(user):  # __class__: request.user is a lazy object
+        try:
+            return user.study_builder.is_active and user.is_active
+        except StudyBuilder.DoesNotExist:
+            return False
+    return StudyBuilder.objects.filter(user=user, is_active=True, user__is_active=True).exists()
 
 
 def user_may_build(user) -> bool:  # noqa: ANN001
@@ -29,7 +38,8 @@ def user_may_build(user) -> bool:  # noqa: ANN001
     at all sites of a trial (buildable_trials, read from the request's memo of the user's roles)."""
     if not user.is_authenticated:
         return False
-    return is_study_builder(user) or any(g.role == Role.DATA_MANAGER and g.site_id is None for g in user_role_grants(user))
+    # The memo first: a data manager's menu then needs no query of its own.
+    return any(g.role == Role.DATA_MANAGER and g.site_id is None for g in user_role_grants(user)) or is_study_builder(user)
 
 
 def amendments(trial: Trial) -> QuerySet[Amendment]:

@@ -6,6 +6,11 @@ import yaml
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 
+from edc.request_memo import recall
+
+# trials.accounts.session_store.SESSION_USER (a layer above: not imported).
+SESSION_USER = "edc-session-user"
+
 
 @cache
 def demo_passwords() -> frozenset[str]:
@@ -23,3 +28,11 @@ class EdcModelBackend(ModelBackend):
         if settings.IS_PRODUCTION and password in demo_passwords():
             return None  # demo credentials are public: never valid in production
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+    def get_user(self, user_id):  # noqa: ANN001, ANN201
+        """The user the session engine read with this request's session (same query, same rules as
+        ModelBackend: None for an inactive account), else ModelBackend's read by key."""
+        user = recall((SESSION_USER, user_id))
+        if user is None:
+            return super().get_user(user_id)
+        return user if self.user_can_authenticate(user) else None

@@ -1,10 +1,9 @@
 """Reads of visits and CRF entries, always through the participants the user may see."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q
 from django.utils.translation import gettext as _
 
 from trials.participants.models import Participant
-from trials.participants.selectors import participants_for_user
 from trials.protocol.engine import schema_for
 from trials.protocol.medications import MEDICATION_LOG
 from trials.protocol.models import TrialCrf, TrialCrfUse, VisitCrf
@@ -21,22 +20,6 @@ def participant_for_user(user, pk: int) -> Participant | None:  # noqa: ANN001
     if participant is None or not site_visible_to(user, participant.site):
         return None
     return attach_trial(participant)
-
-
-PARTICIPANT_ROW_FIELDS = ("pk", "screening_number", "subject_number", "status", "consent_date")
-
-
-def site_participant_rows(user, site, *, query: str = "", status: str = "") -> QuerySet:  # noqa: ANN001
-    """The participant list's rows at one site, as dicts of PARTICIPANT_ROW_FIELDS: no model
-    instance, trial or site row per participant. `query` matches the screening or the subject
-    number (contains, any case), `status` the status. Ordered by screening number (then pk, so
-    the pages do not overlap)."""
-    rows = participants_for_user(user).filter(site=site)
-    if query:
-        rows = rows.filter(Q(screening_number__icontains=query) | Q(subject_number__icontains=query))
-    if status:
-        rows = rows.filter(status=status)
-    return rows.order_by("screening_number", "pk").values(*PARTICIPANT_ROW_FIELDS)
 
 
 def participant_grid(participant: Participant, *, entry_annotations: dict | None = None) -> list[dict]:
