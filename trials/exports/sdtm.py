@@ -1387,8 +1387,15 @@ def finding(test: Test, value: Any) -> tuple[str, str, float | None] | None:
             return None
         flag = "Y" if test.option in value or str(test.option) in map(str, value) else "N"
         return flag, flag, None
-    if value is None or value == "" or isinstance(value, list):
+    if value is None or value == "":
         return None
+    if isinstance(value, list | dict):  # stored for an item that takes one answer: its JSON text, reported
+        report = TEXT_REPORT.get()
+        if report is not None:
+            key = ("json", item.name)
+            report[key] = report.get(key, 0) + 1
+        text = ascii_text(json.dumps(value, ensure_ascii=False))
+        return text, text, None
     kind = item.type
     if kind in NUMERIC_ITEMS:
         text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
@@ -2029,14 +2036,17 @@ class Findings:
                 if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
                     numbers, names, verbatim_tests = whole[entry.crf_id]
                     values = [get(name) for name in names]
+                    mark = len(chunk.verbatim)
                     try:
                         found_all = [
                             as_result(value) if as_is_test and value.__class__ is str and value and value.isascii() and value.isprintable()
                             else cached((t, value, value.__class__))
                             for t, value, as_is_test in zip(numbers, values, verbatim_tests, strict=True)
                         ]
-                    except TypeError:  # a list where an item has a single answer: row by row
-                        found_all = [-1]
+                    except TypeError:  # a list where an item has a single answer: row by row (below)
+                        found_all = None
+                        del chunk.verbatim[mark:]  # the answers before it: taken again row by row
+                if entry.crf_id in whole and not before_exposure and found_all is not None:
                     if None in found_all:
                         for index in [index for index, found in enumerate(found_all) if found is None]:
                             t, value = numbers[index], values[index]
@@ -2464,6 +2474,10 @@ def text_warnings(report: dict) -> list[str]:
     if dropped:
         lines.append("Characters with no ASCII spelling dropped: " + ", ".join(
             f"U+{ord(c):04X} ×{n}" for c, n in sorted(dropped.items())[:50]))
+    as_json = {name: n for (kind, name), n in report.items() if kind == "json"}
+    if as_json:
+        lines.append("A list or an object stored for an item that takes one answer, written as its JSON text: " + ", ".join(
+            f"{name} ×{n}" for name, n in sorted(as_json.items())[:50]))
     return lines
 
 
