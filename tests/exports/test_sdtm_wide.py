@@ -7,6 +7,7 @@ a list where an item takes one answer (in an entry with a missing-data code), mi
 and entries of a second CRF version that lacks an item and has one of its own."""
 
 import io
+import json
 import re
 import zipfile
 
@@ -141,3 +142,33 @@ def test_sql_route_gives_the_python_route_files(blinded, monkeypatch):
     old = package(spec, wide=False)
     assert any(name.endswith(".xpt") and name.startswith("fa") for name in new)
     same_files(new, old)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the synthetic trial's answers are edited as jsonb")
+@pytest.mark.parametrize("wide", [True, False])
+def test_a_list_stored_for_a_single_answer_item_is_its_json_text_and_reported(wide):
+    """A list or an object stored for an item that takes one answer, in an entry of a version whose
+    items are all plain and with no missing-data code, crashed the package; it is now the result as
+    its JSON text (nothing lost), listed in the manifest's warnings."""
+    from trials.exports.spec import ExportSpec
+    from trials.protocol.models import Site
+    from trials.visits.models import CrfEntry
+
+    trial_id, sponsor_id = odd_trial()
+    pks = list(CrfEntry.objects.filter(participant__trial_id=trial_id, crf_code="ODD-C02", missing={})
+               .order_by("-pk").values_list("pk", flat=True)[:2])
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE visits_crfentry SET answers = jsonb_set(answers, '{text_10}', %s::jsonb) WHERE id = %s",
+                       ['["x", 2]', pks[0]])
+        cursor.execute("UPDATE visits_crfentry SET answers = jsonb_set(answers, '{text_10}', %s::jsonb) WHERE id = %s",
+                       ['{"k": "v"}', pks[1]])
+    sites = tuple(Site.objects.filter(trial_id=trial_id).order_by("pk").values_list("pk", flat=True))
+    files = package(ExportSpec(user_id=sponsor_id, trial_id=trial_id, site_ids=sites), wide=wide)
+    xpt = b"".join(content for name, content in files.items() if name.endswith(".xpt"))
+    # json.dumps's spelling, written out by hand: a list and an object, each once as ORRES and as STRESC.
+    assert xpt.count(b'["x", 2]') == 2
+    assert xpt.count(b'{"k": "v"}') == 2
+    manifest = json.loads(next(content for name, content in files.items() if name.endswith(".json")))
+    # Three: these two and odd_trial's [1] (in an entry with a missing-data code, once skipped).
+    assert any("written as its JSON text: text_10 \u00d73" in line for line in manifest["warnings"]), manifest["warnings"]

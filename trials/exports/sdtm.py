@@ -48,7 +48,7 @@ from contextvars import ContextVar
 import tempfile
 import zipfile
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -62,7 +62,7 @@ from anyascii import anyascii
 import pandas as pd
 import pycountry
 import pyreadstat
-from django.db import connection
+from django.db import connection, connections
 
 from trials.exports import csvzip, manifest, odm, sdtm_terms, selectors, xpt
 from trials.exports.sdtm_terms import EPOCHS, TESTS
@@ -1387,8 +1387,15 @@ def finding(test: Test, value: Any) -> tuple[str, str, float | None] | None:
             return None
         flag = "Y" if test.option in value or str(test.option) in map(str, value) else "N"
         return flag, flag, None
-    if value is None or value == "" or isinstance(value, list):
+    if value is None or value == "":
         return None
+    if isinstance(value, list | dict):  # stored for an item that takes one answer: its JSON text, reported
+        report = TEXT_REPORT.get()
+        if report is not None:
+            key = ("json", item.name)
+            report[key] = report.get(key, 0) + 1
+        text = ascii_text(json.dumps(value, ensure_ascii=False))
+        return text, text, None
     kind = item.type
     if kind in NUMERIC_ITEMS:
         text = odm._plain(value) if isinstance(value, Decimal | float | int) and not isinstance(value, bool) else str(value)
@@ -1559,6 +1566,89 @@ class _WideEntry(NamedTuple):
     row: int
 
 
+def _copy(cursor: Any, sql: str, params: list) -> io.BytesIO:
+    """The rows of a query as CSV (COPY TO STDOUT), in memory."""
+    buffer = io.BytesIO()
+    with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')", params) as copy:
+        for block in copy:
+            buffer.write(block)
+    return buffer
+
+
+def _side_snapshot(alias: str) -> str | None:
+    """How a second connection can read what the export's connection reads: "" when that one is in
+    autocommit (each COPY then reads the data committed when it starts, as on one connection), the
+    id of its snapshot (pg_export_snapshot) when it is in a REPEATABLE READ (or SERIALIZABLE) READ
+    ONLY transaction (the export's snapshot: it has written nothing, so the snapshot shows all it
+    sees; on a hot standby too, PostgreSQL >= 10), None otherwise (a transaction that may hold
+    writes of its own, as a test's: no second connection)."""
+    wrapper = connections[alias]
+    if wrapper.vendor != "postgresql":
+        return None
+    if not wrapper.in_atomic_block and wrapper.get_autocommit():
+        return ""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')")
+        isolation, read_only = cursor.fetchone()
+        if isolation not in ("repeatable read", "serializable") or read_only != "on":
+            return None
+        cursor.execute("SELECT pg_export_snapshot()")
+        return cursor.fetchone()[0]
+
+
+def _copies(alias: str, queries: Iterator[tuple[Any, str, list]]) -> Iterator[tuple[Any, io.BytesIO]]:
+    """(batch, its COPY's CSV) of each (batch, sql, params), in order. The next batch's COPY runs in
+    a thread on a connection of its own while the caller works on this one (the server's time
+    overlaps Python's) when that connection can see the same data (_side_snapshot); on the
+    export's connection, one after the other, otherwise."""
+    snapshot = _side_snapshot(alias)
+    if snapshot is None:
+        for batch, sql, params in queries:
+            with connections[alias].cursor() as cursor:
+                yield batch, _copy(cursor.cursor, sql, params)
+        return
+    side = connections.create_connection(alias)
+    try:
+        side.ensure_connection()
+        raw = side.connection
+        if snapshot:
+            raw.autocommit = False
+            with raw.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s" % _quote(snapshot))
+        else:
+            raw.autocommit = True
+
+        def fetch(sql: str, params: list) -> io.BytesIO:
+            with raw.cursor() as cursor:
+                return _copy(cursor, sql, params)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdtm-copy") as pool:
+            pending: tuple[Any, Future] | None = None
+            try:
+                for batch, sql, params in queries:
+                    ahead = (batch, pool.submit(fetch, sql, params))
+                    if pending is not None:
+                        yield pending[0], pending[1].result()
+                    pending = ahead
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                    pending = None
+            finally:
+                if pending is not None:
+                    pending[1].cancel()
+                    try:
+                        pending[1].result()
+                    except Exception:  # noqa: BLE001, S110 - the export stops anyway: its own error tells
+                        pass
+    finally:
+        side.close()
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class Findings:
     """The findings datasets of an export: --SEQ runs per subject and domain across the datasets
     of a split domain (SDTMIG 3.4 §4.1.7), SU gets the substance-use items of the CRFs that have some.
@@ -1665,14 +1755,9 @@ class Findings:
         step_columns = np.array([columns for columns, _steps in plan.by_crf.values()], dtype=np.int64)
         step_tests = np.array([steps for _columns, steps in plan.by_crf.values()], dtype=np.int64)
         seen: dict[str, tuple] = {}  # _classify's texts, from batch to batch
-        for batch in self._batches(entries):
-            sql, params = self._wide_sql(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]),
-                                         plan.names, date_item)
-            buffer = io.BytesIO()
-            with connection.cursor() as cursor, cursor.cursor.copy(
-                    f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')", params) as copy:
-                for block in copy:
-                    buffer.write(block)
+        queries = ((batch, *self._wide_sql(entries.queryset.filter(participant_id__in=[pid for _u, _p, pid in batch]),
+                                           plan.names, date_item)) for batch in self._batches(entries))
+        for batch, buffer in _copies(entries.queryset.db, queries):
             by: dict[int, list] = {}
             if buffer.tell():
                 buffer.seek(0)
@@ -1951,14 +2036,17 @@ class Findings:
                 if entry.crf_id in whole and not before_exposure:  # the entry's rows by list, when every answer has its record
                     numbers, names, verbatim_tests = whole[entry.crf_id]
                     values = [get(name) for name in names]
+                    mark = len(chunk.verbatim)
                     try:
                         found_all = [
                             as_result(value) if as_is_test and value.__class__ is str and value and value.isascii() and value.isprintable()
                             else cached((t, value, value.__class__))
                             for t, value, as_is_test in zip(numbers, values, verbatim_tests, strict=True)
                         ]
-                    except TypeError:  # a list where an item has a single answer: row by row
-                        found_all = [-1]
+                    except TypeError:  # a list where an item has a single answer: row by row (below)
+                        found_all = None
+                        del chunk.verbatim[mark:]  # the answers before it: taken again row by row
+                if entry.crf_id in whole and not before_exposure and found_all is not None:
                     if None in found_all:
                         for index in [index for index, found in enumerate(found_all) if found is None]:
                             t, value = numbers[index], values[index]
@@ -2386,6 +2474,10 @@ def text_warnings(report: dict) -> list[str]:
     if dropped:
         lines.append("Characters with no ASCII spelling dropped: " + ", ".join(
             f"U+{ord(c):04X} ×{n}" for c, n in sorted(dropped.items())[:50]))
+    as_json = {name: n for (kind, name), n in report.items() if kind == "json"}
+    if as_json:
+        lines.append("A list or an object stored for an item that takes one answer, written as its JSON text: " + ", ".join(
+            f"{name} ×{n}" for name, n in sorted(as_json.items())[:50]))
     return lines
 
 
