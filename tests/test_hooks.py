@@ -31,6 +31,8 @@ PROVIDERS = [
     (visits_hooks.visit_dated, deviations.deviation_propose_window),
     (visits_hooks.crf_page_queries, query_views.crf_query_context),
     (visits_hooks.entry_respondent, epro.entry_source),
+    (visits_hooks.crf_page_annotations, query_selectors.entry_query_annotations),
+    (visits_hooks.entry_respondent_annotations, epro.entry_source_annotations),
     (visits_hooks.digest_link_recipients, epro_reminders.digest_recipients),
     (visits_hooks.digest_pro_links, epro_reminders.digest_lines),
     (safety_hooks.ae_queries, query_selectors.ae_queries),
